@@ -1,0 +1,115 @@
+//! Accept a delivery if any one of several schemes does.
+
+use crate::error::{AuthError, ConfigError};
+use crate::verify::{Delivery, Verified, Verifier};
+
+/// Tries each scheme in order and accepts with the first that succeeds; the success says which
+/// scheme and key matched. When all fail, [`AuthError::NoSchemeMatched`] lists every reason.
+///
+/// Typical use: SmartBrowse with a secret path *or* a bearer header during a migration.
+///
+/// ```
+/// use runhook_core::{AnyOf, Delivery, HeaderToken, PathSecret, SchemeKind, Secret, Verifier};
+///
+/// let scheme = AnyOf::new(vec![
+///     Box::new(PathSecret::last_segment(Secret::new("s3cretpath")?)),
+///     Box::new(HeaderToken::authorization(Secret::new("Bearer t0ken")?)),
+/// ])?;
+/// let headers = [("authorization", "Bearer t0ken")];
+/// let verified = scheme.verify(&Delivery::new(&headers, b"{}").with_path("/hooks/sb"))?;
+/// assert_eq!(verified.scheme, SchemeKind::HeaderToken);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct AnyOf {
+    schemes: Vec<Box<dyn Verifier>>,
+}
+
+impl AnyOf {
+    /// Combines `schemes`; refuses an empty list (it would accept nothing, silently).
+    pub fn new(schemes: Vec<Box<dyn Verifier>>) -> Result<Self, ConfigError> {
+        if schemes.is_empty() {
+            return Err(ConfigError::NoSchemes);
+        }
+        Ok(Self { schemes })
+    }
+}
+
+impl Verifier for AnyOf {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        let mut errors = Vec::with_capacity(self.schemes.len());
+        for scheme in &self.schemes {
+            match scheme.verify(delivery) {
+                Ok(verified) => return Ok(verified),
+                Err(err) => errors.push(err),
+            }
+        }
+        Err(AuthError::NoSchemeMatched(errors))
+    }
+}
+
+impl std::fmt::Debug for AnyOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyOf")
+            .field("schemes", &self.schemes.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{sign_skyvern, HeaderToken, PathSecret, SkyvernSignature};
+    use crate::error::SchemeKind;
+    use crate::secret::Secret;
+
+    #[test]
+    fn first_success_wins_and_all_failures_are_listed() {
+        let key = Secret::new("sk").unwrap();
+        let scheme = AnyOf::new(vec![
+            Box::new(SkyvernSignature::new(key.clone())),
+            Box::new(PathSecret::last_segment(Secret::new("p4th").unwrap())),
+        ])
+        .unwrap();
+        let sig = sign_skyvern(&key, b"{}");
+        let headers = [("x-skyvern-signature", sig.as_str())];
+        let by_sig = scheme
+            .verify(&Delivery::new(&headers, b"{}").with_path("/x"))
+            .unwrap();
+        assert_eq!(by_sig.scheme, SchemeKind::Skyvern);
+        let none: [(&str, &str); 0] = [];
+        let by_path = scheme
+            .verify(&Delivery::new(&none, b"{}").with_path("/x/p4th"))
+            .unwrap();
+        assert_eq!(
+            (by_path.scheme, by_path.key_index),
+            (SchemeKind::PathSecret, Some(0))
+        );
+        match scheme.verify(&Delivery::new(&none, b"{}").with_path("/x")) {
+            Err(AuthError::NoSchemeMatched(errors)) => {
+                assert_eq!(errors.len(), 2);
+                assert!(matches!(errors[0], AuthError::MissingHeader { .. }));
+                assert!(matches!(errors[1], AuthError::PathSecretMismatch));
+            }
+            other => panic!("expected NoSchemeMatched, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_combination_is_refused() {
+        assert_eq!(AnyOf::new(Vec::new()).unwrap_err(), ConfigError::NoSchemes);
+    }
+
+    #[test]
+    fn header_token_reports_its_key_index_through_any_of() {
+        let tokens = crate::secret::Secrets::from_values(["a", "b"]).unwrap();
+        let scheme = AnyOf::new(vec![Box::new(HeaderToken::authorization(tokens))]).unwrap();
+        let headers = [("authorization", "b")];
+        assert_eq!(
+            scheme
+                .verify(&Delivery::new(&headers, b""))
+                .unwrap()
+                .key_index,
+            Some(1)
+        );
+    }
+}

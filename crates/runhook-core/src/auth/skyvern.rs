@@ -1,0 +1,280 @@
+//! Skyvern: `x-skyvern-signature` is the lowercase hex HMAC-SHA256 of the raw body, keyed by
+//! the account's API key.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+
+use super::{check_timestamp, first_match, system_clock};
+use crate::error::{AuthError, SchemeKind};
+use crate::headers::required_ascii_header;
+use crate::secret::{Secret, Secrets};
+use crate::verify::{Clock, Delivery, TimestampCheck, Verified, Verifier};
+
+const SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("x-skyvern-signature");
+const TIMESTAMP_HEADER: Cow<'static, str> = Cow::Borrowed("x-skyvern-timestamp");
+
+/// Verifies Skyvern's `x-skyvern-signature` on the body bytes exactly as received.
+///
+/// ```
+/// use runhook_core::{sign_skyvern, Delivery, Secret, SkyvernSignature, Verifier};
+///
+/// let key = Secret::new("sk_live_example")?;
+/// let body = br#"{"run_id":"tsk_1","status":"completed"}"#;
+/// let signature = sign_skyvern(&key, body);
+///
+/// let scheme = SkyvernSignature::new(key);
+/// let headers = [("x-skyvern-signature", signature)];
+/// let verified = scheme.verify(&Delivery::new(&headers, body))?;
+/// assert_eq!(verified.key_index, Some(0));
+///
+/// // One byte changed in the body: rejected.
+/// assert!(scheme.verify(&Delivery::new(&headers, b"{\"run_id\":\"tsk_2\"}")).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SkyvernSignature {
+    keys: Secrets,
+    tolerance: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SkyvernSignature {
+    /// The header carrying the signature.
+    pub const SIGNATURE_HEADER: &'static str = "x-skyvern-signature";
+    /// The header carrying the send time in Unix seconds. Skyvern does **not** sign it.
+    pub const TIMESTAMP_HEADER: &'static str = "x-skyvern-timestamp";
+
+    /// Accepts deliveries signed with any of `keys` (the account API keys).
+    pub fn new(keys: impl Into<Secrets>) -> Self {
+        Self {
+            keys: keys.into(),
+            tolerance: None,
+            clock: system_clock(),
+        }
+    }
+
+    /// Also requires `x-skyvern-timestamp` within `tolerance` of now, in either direction.
+    ///
+    /// Skyvern's timestamp is not covered by its signature, so this only turns away honest
+    /// stale deliveries (a replay from a log, a queue that sat for hours); it does not stop an
+    /// attacker who replays a captured body with a fresh timestamp. Idempotency on `run_id` is
+    /// what makes a replay harmless. Successes report
+    /// [`TimestampCheck::WithinTolerance`] with `covered_by_signature: false`.
+    pub fn with_timestamp_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Uses `clock` for the timestamp window (tests, replays of captured deliveries).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Parses the signature header into the 32 bytes it encodes.
+    fn presented_signature(delivery: &Delivery<'_>) -> Result<[u8; 32], AuthError> {
+        let text = required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?;
+        let malformed = |reason: String| AuthError::MalformedHeader {
+            name: SIGNATURE_HEADER,
+            reason,
+        };
+        if text.len() != 64 {
+            return Err(malformed(format!(
+                "expected 64 hex digits, got {} characters",
+                text.len()
+            )));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|_| malformed("expected 64 hex digits, found a non-hex character".into()))?;
+        Ok(bytes)
+    }
+}
+
+impl Verifier for SkyvernSignature {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        let presented = Self::presented_signature(delivery)?;
+        let timestamp = match self.tolerance {
+            Some(tolerance) => TimestampCheck::WithinTolerance {
+                timestamp: check_timestamp(
+                    delivery.headers,
+                    &TIMESTAMP_HEADER,
+                    tolerance,
+                    self.clock.as_ref(),
+                )?,
+                covered_by_signature: false,
+            },
+            None => TimestampCheck::NotChecked,
+        };
+        let index = first_match(self.keys.iter(), |key| {
+            hmac_sha256(key, delivery.body).ct_eq(&presented)
+        })
+        .ok_or(AuthError::SignatureMismatch {
+            scheme: SchemeKind::Skyvern,
+        })?;
+        let mut verified = Verified::new(SchemeKind::Skyvern, index);
+        verified.timestamp = timestamp;
+        Ok(verified)
+    }
+}
+
+fn hmac_sha256(key: &Secret, body: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+/// The `x-skyvern-signature` value Skyvern sends for `body` signed with `key`: lowercase hex
+/// HMAC-SHA256. For tests of your own endpoint.
+pub fn sign_skyvern(key: &Secret, body: &[u8]) -> String {
+    hex::encode(hmac_sha256(key, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::FixedClock;
+
+    fn key() -> Secret {
+        Secret::new("sk_test").unwrap()
+    }
+
+    fn check(
+        scheme: &SkyvernSignature,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Verified, AuthError> {
+        scheme.verify(&Delivery::new(&headers, body))
+    }
+
+    #[test]
+    fn known_answer_from_the_vectors() {
+        // From shared/vectors: Skyvern's own code signed this body with key `sk_test`.
+        let body = br#"{"a":"9999999999"}"#;
+        let sig = "ac5b83d792a77b9575a19cd006c883f1a21eb07a8ecea9b56b405226796a8ea2";
+        assert_eq!(sign_skyvern(&key(), body), sig);
+        let scheme = SkyvernSignature::new(key());
+        let verified = check(&scheme, &[("X-Skyvern-Signature", sig)], body).unwrap();
+        assert_eq!(verified.scheme, SchemeKind::Skyvern);
+        assert!(verified.authenticated);
+        assert_eq!(verified.timestamp, TimestampCheck::NotChecked);
+    }
+
+    #[test]
+    fn rotation_reports_the_matching_key() {
+        let old = Secret::new("sk_old").unwrap();
+        let new = Secret::new("sk_new").unwrap();
+        let scheme = SkyvernSignature::new(Secrets::new([old, new.clone()]).unwrap());
+        let sig = sign_skyvern(&new, b"{}");
+        let verified = check(&scheme, &[("x-skyvern-signature", &sig)], b"{}").unwrap();
+        assert_eq!(verified.key_index, Some(1));
+    }
+
+    #[test]
+    fn every_malformed_signature_is_a_typed_rejection() {
+        let scheme = SkyvernSignature::new(key());
+        let good = sign_skyvern(&key(), b"{}");
+        let upper_half = format!("{}{}", &good[..32], "zz".repeat(16));
+        let cases: [(&[(&str, &str)], fn(&AuthError) -> bool); 7] = [
+            (&[], |e| matches!(e, AuthError::MissingHeader { .. })),
+            (&[("x-skyvern-signature", "")], |e| {
+                matches!(e, AuthError::EmptyHeader { .. })
+            }),
+            (&[("x-skyvern-signature", "abc")], |e| {
+                matches!(e, AuthError::MalformedHeader { .. })
+            }),
+            (&[("x-skyvern-signature", &upper_half)], |e| {
+                matches!(e, AuthError::MalformedHeader { .. })
+            }),
+            (&[("x-skyvern-signature", "é")], |e| {
+                matches!(e, AuthError::MalformedHeader { .. })
+            }),
+            (
+                &[
+                    ("x-skyvern-signature", &good),
+                    ("x-skyvern-signature", "00"),
+                ],
+                |e| matches!(e, AuthError::ConflictingHeaders { .. }),
+            ),
+            (&[("x-skyvern-signature", &"0".repeat(64))], |e| {
+                matches!(e, AuthError::SignatureMismatch { .. })
+            }),
+        ];
+        for (headers, expected) in cases {
+            let err = check(&scheme, headers, b"{}").unwrap_err();
+            assert!(expected(&err), "{headers:?} gave {err:?}");
+            assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+        }
+    }
+
+    #[test]
+    fn timestamp_window_is_optional_and_reported_as_unsigned() {
+        let sig = sign_skyvern(&key(), b"{}");
+        let scheme = SkyvernSignature::new(key())
+            .with_timestamp_tolerance(Duration::from_secs(300))
+            .with_clock(FixedClock(1_769_873_016));
+        let ok = check(
+            &scheme,
+            &[
+                ("x-skyvern-signature", &sig),
+                ("x-skyvern-timestamp", "1769873000"),
+            ],
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(
+            ok.timestamp,
+            TimestampCheck::WithinTolerance {
+                timestamp: 1_769_873_000,
+                covered_by_signature: false
+            }
+        );
+        let stale = check(
+            &scheme,
+            &[
+                ("x-skyvern-signature", &sig),
+                ("x-skyvern-timestamp", "1769870000"),
+            ],
+            b"{}",
+        );
+        assert!(matches!(
+            stale,
+            Err(AuthError::TimestampOutsideTolerance { .. })
+        ));
+        let missing = check(&scheme, &[("x-skyvern-signature", &sig)], b"{}");
+        assert!(matches!(missing, Err(AuthError::MissingHeader { .. })));
+        for absurd in ["-9223372036854775808", "99999999999999999999", "12e3"] {
+            let result = check(
+                &scheme,
+                &[
+                    ("x-skyvern-signature", &sig),
+                    ("x-skyvern-timestamp", absurd),
+                ],
+                b"{}",
+            );
+            assert!(result.is_err(), "{absurd}");
+        }
+    }
+
+    #[test]
+    fn clock_and_tolerance_can_be_given_in_any_order() {
+        let sig = sign_skyvern(&key(), b"{}");
+        let scheme = SkyvernSignature::new(key())
+            .with_clock(FixedClock(100))
+            .with_timestamp_tolerance(Duration::from_secs(20));
+        assert!(check(
+            &scheme,
+            &[
+                ("x-skyvern-signature", &sig),
+                ("x-skyvern-timestamp", "115")
+            ],
+            b"{}"
+        )
+        .is_ok());
+    }
+}

@@ -1,0 +1,45 @@
+//! # runhook-core
+//!
+//! The synchronous, I/O-free heart of runhook: secrets, authentication of webhook deliveries on
+//! the body bytes exactly as received, and errors that know the HTTP status to answer.
+//!
+//! | sender | scheme |
+//! |---|---|
+//! | Skyvern | [`SkyvernSignature`]: hex HMAC-SHA256 of the raw body in `x-skyvern-signature` |
+//! | WebRun | [`HeaderToken::authorization`]: the configured `auth` value in `Authorization` |
+//! | SmartBrowse | [`PathSecret`] and/or [`HeaderToken`] |
+//! | TinyFish | [`Unsigned`], chosen by name: nothing is authenticated |
+//! | many others | [`StandardWebhooks`] |
+//!
+//! ```
+//! use runhook_core::{sign_skyvern, Delivery, SchemeKind, Secret, SkyvernSignature, Verifier};
+//!
+//! let api_key = Secret::new("sk_live_example")?; // refuses "" and "   "
+//! let scheme = SkyvernSignature::new(api_key.clone());
+//!
+//! let body = br#"{"run_id":"wr_1","status":"completed"}"#; // exactly as received
+//! let headers = http::HeaderMap::from_iter([(
+//!     http::HeaderName::from_static("x-skyvern-signature"),
+//!     sign_skyvern(&api_key, body).parse()?,
+//! )]);
+//! let verified = scheme.verify(&Delivery::new(&headers, body))?;
+//! assert_eq!(verified.scheme, SchemeKind::Skyvern);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+mod error;
+mod headers;
+mod secret;
+mod verify;
+
+pub use auth::{
+    sign_skyvern, sign_standard_webhooks, AnyOf, HeaderToken, PathSecret, SegmentPosition,
+    SkyvernSignature, StandardWebhooks, Unsigned,
+};
+pub use error::{AuthError, ConfigError, SchemeKind};
+pub use headers::{single_header, HeaderLookup, SingleHeader};
+pub use secret::{Secret, Secrets};
+pub use verify::{Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified, Verifier};

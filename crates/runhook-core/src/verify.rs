@@ -1,0 +1,141 @@
+//! The verification contract every scheme implements, and what a success reports.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{AuthError, SchemeKind};
+use crate::headers::HeaderLookup;
+
+/// One incoming delivery, borrowed from the HTTP request: headers, path and the body bytes
+/// exactly as received. Nothing is copied or re-serialized.
+#[derive(Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The request headers.
+    pub headers: &'a dyn HeaderLookup,
+    /// The request path, e.g. `/webhooks/smartbrowse/8x4Kpz`; a query string is ignored.
+    pub path: &'a str,
+    /// The body bytes exactly as received.
+    pub body: &'a [u8],
+}
+
+impl<'a> Delivery<'a> {
+    /// A delivery with the given headers and body, on path `/`.
+    pub fn new(headers: &'a dyn HeaderLookup, body: &'a [u8]) -> Self {
+        Self {
+            headers,
+            path: "/",
+            body,
+        }
+    }
+
+    /// The same delivery on another request path.
+    pub fn with_path(mut self, path: &'a str) -> Self {
+        self.path = path;
+        self
+    }
+}
+
+impl fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("path", &self.path)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authentication scheme: decides whether a delivery is genuine.
+///
+/// Implementations are synchronous and do no I/O. The trait is object-safe, so schemes can be
+/// combined at run time ([`crate::AnyOf`]) and stored as `Box<dyn Verifier>`.
+pub trait Verifier: Send + Sync {
+    /// Checks `delivery`; on success says which scheme and key accepted it.
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError>;
+}
+
+impl<V: Verifier + ?Sized> Verifier for Box<V> {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        (**self).verify(delivery)
+    }
+}
+
+impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        (**self).verify(delivery)
+    }
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The scheme that accepted the delivery.
+    pub scheme: SchemeKind,
+    /// Index, in the scheme's [`crate::Secrets`], of the secret that matched; `None` when
+    /// nothing was authenticated ([`crate::Unsigned`]).
+    pub key_index: Option<usize>,
+    /// `false` only for [`crate::Unsigned`]: the delivery's origin was not proven.
+    pub authenticated: bool,
+    /// What was checked about the delivery's timestamp.
+    pub timestamp: TimestampCheck,
+    /// The sender's message id when the scheme has one (Standard Webhooks' `webhook-id`).
+    pub message_id: Option<String>,
+}
+
+impl Verified {
+    pub(crate) fn new(scheme: SchemeKind, key_index: usize) -> Self {
+        Self {
+            scheme,
+            key_index: Some(key_index),
+            authenticated: true,
+            timestamp: TimestampCheck::NotChecked,
+            message_id: None,
+        }
+    }
+}
+
+/// What a scheme checked about the time a delivery was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimestampCheck {
+    /// No timestamp window was configured or the scheme has none.
+    NotChecked,
+    /// The timestamp was within the tolerance.
+    WithinTolerance {
+        /// The timestamp sent, in Unix seconds.
+        timestamp: i64,
+        /// Whether the signature covers the timestamp. `false` for Skyvern: its
+        /// `x-skyvern-timestamp` is not signed, so an attacker who replays a captured body can
+        /// send any timestamp; the window only rejects honest stale deliveries.
+        covered_by_signature: bool,
+    },
+}
+
+/// The current time as Unix seconds; injectable so that timestamp windows can be tested.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now_unix(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// A clock stopped at a fixed instant, for tests and for replaying a captured delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub i64);
+
+impl Clock for FixedClock {
+    fn now_unix(&self) -> i64 {
+        self.0
+    }
+}
