@@ -1,1 +1,29 @@
-fn main() {}
+//! The `runhook` command: check, sign and (later) receive webhook deliveries from web-agent
+//! platforms.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// runhook: the receiving end of web-agent webhooks (Skyvern, TinyFish, WebRun, SmartBrowse).
+#[derive(Debug, Parser)]
+#[command(name = "runhook", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check whether a captured delivery is genuine, and say precisely why not.
+    Verify(cmd::verify::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Verify(args) => cmd::verify::run(args),
+    }
+}

@@ -1,0 +1,231 @@
+//! `runhook verify`: is this captured delivery genuine? If not, exactly why not.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use runhook_core::{
+    AuthError, Delivery, FixedClock, HeaderToken, PathSecret, Secret, Secrets, SegmentPosition,
+    SkyvernSignature, StandardWebhooks, TimestampCheck, Verified, Verifier,
+};
+
+use super::secrets;
+
+/// Exit status for a rejected delivery.
+const REJECTED: u8 = 1;
+/// Exit status for a usage or configuration error.
+const USAGE: u8 = 2;
+
+/// The schemes `verify` can check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    /// `x-skyvern-signature`: hex HMAC-SHA256 of the raw body keyed by the API key.
+    Skyvern,
+    /// A static token in a header (WebRun's `Authorization`, SmartBrowse's custom header).
+    HeaderToken,
+    /// A secret segment of the request path (SmartBrowse).
+    PathSecret,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks,
+}
+
+/// Arguments of `runhook verify`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 genuine, 1 rejected, 2 usage or configuration error.\n\
+Secrets are read from the environment variables named by --secret-env, never from the command line."
+)]
+pub struct VerifyArgs {
+    /// The authentication scheme the sender uses.
+    #[arg(long, value_enum)]
+    scheme: SchemeArg,
+    /// Name of an environment variable holding an accepted secret; repeat for key rotation.
+    /// For standard-webhooks the value is the `whsec_...` secret.
+    #[arg(long = "secret-env", value_name = "VAR", required = true)]
+    secret_env: Vec<String>,
+    /// File holding the body exactly as received (`-` for standard input).
+    #[arg(long, value_name = "FILE")]
+    body: PathBuf,
+    /// A request header as `Name: value`; repeat for each header.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// For header-token: the header carrying the token.
+    #[arg(long, value_name = "NAME", default_value = "authorization")]
+    header_name: String,
+    /// For path-secret: the request path, e.g. `/webhooks/smartbrowse/8x4Kpz`.
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    path: String,
+    /// For path-secret: index of the secret segment (counted from 0); default the last one.
+    #[arg(long, value_name = "INDEX")]
+    segment: Option<usize>,
+    /// Timestamp tolerance in seconds. Skyvern: checks `x-skyvern-timestamp` (off unless
+    /// given). Standard Webhooks: default 300.
+    #[arg(long, value_name = "SECONDS")]
+    tolerance: Option<u64>,
+    /// Check timestamps as if now were this Unix time (for deliveries captured earlier).
+    #[arg(long, value_name = "UNIX_SECONDS", allow_hyphen_values = true)]
+    at: Option<i64>,
+}
+
+/// Runs `runhook verify`.
+pub fn run(args: VerifyArgs) -> ExitCode {
+    match check(&args) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Rejected(reason)) => {
+            println!("rejected: {reason}");
+            ExitCode::from(REJECTED)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("runhook verify: {message}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+enum Failure {
+    Rejected(String),
+    Usage(String),
+}
+
+fn check(args: &VerifyArgs) -> Result<String, Failure> {
+    let headers = parse_headers(&args.headers).map_err(Failure::Usage)?;
+    let body = read_body(&args.body).map_err(Failure::Usage)?;
+    let scheme = build_scheme(args).map_err(Failure::Usage)?;
+    let delivery = Delivery::new(&headers, &body).with_path(&args.path);
+    match scheme.verify(&delivery) {
+        Ok(verified) => Ok(describe(&verified, args)),
+        Err(err) => Err(Failure::Rejected(explain(&err, &body))),
+    }
+}
+
+fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
+    let clock = args.at.map(FixedClock);
+    Ok(match args.scheme {
+        SchemeArg::Skyvern => {
+            let mut scheme = SkyvernSignature::new(secrets::all_from_env(&args.secret_env)?);
+            if let Some(seconds) = args.tolerance {
+                scheme = scheme.with_timestamp_tolerance(Duration::from_secs(seconds));
+            }
+            if let Some(clock) = clock {
+                scheme = scheme.with_clock(clock);
+            }
+            Box::new(scheme)
+        }
+        SchemeArg::HeaderToken => Box::new(
+            HeaderToken::new(&args.header_name, secrets::all_from_env(&args.secret_env)?)
+                .map_err(|e| e.to_string())?,
+        ),
+        SchemeArg::PathSecret => {
+            let position = args
+                .segment
+                .map_or(SegmentPosition::Last, SegmentPosition::Index);
+            Box::new(PathSecret::at(
+                position,
+                secrets::all_from_env(&args.secret_env)?,
+            ))
+        }
+        SchemeArg::StandardWebhooks => {
+            let keys = args
+                .secret_env
+                .iter()
+                .map(|var| {
+                    let text = secrets::from_env(var)?;
+                    let text = std::str::from_utf8(text.expose())
+                        .map_err(|_| format!("environment variable {var} is not valid UTF-8"))?;
+                    Secret::from_standard_webhooks(text)
+                        .map_err(|e| format!("environment variable {var}: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut scheme = StandardWebhooks::new(Secrets::new(keys).map_err(|e| e.to_string())?);
+            if let Some(seconds) = args.tolerance {
+                scheme = scheme.with_tolerance(Duration::from_secs(seconds));
+            }
+            if let Some(clock) = clock {
+                scheme = scheme.with_clock(clock);
+            }
+            Box::new(scheme)
+        }
+    })
+}
+
+/// Parses `Name: value` arguments into header pairs.
+fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    raw.iter()
+        .map(|line| {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("header `{line}` is not of the form `Name: value`"))?;
+            let name = name.trim();
+            http_header_name(name)?;
+            Ok((name.to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+fn http_header_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid header name"))
+    }
+}
+
+fn read_body(path: &PathBuf) -> Result<Vec<u8>, String> {
+    if path.as_os_str() == "-" {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+            .map_err(|e| format!("cannot read the body from standard input: {e}"))?;
+        return Ok(body);
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read body file {}: {e}", path.display()))
+}
+
+fn describe(verified: &Verified, args: &VerifyArgs) -> String {
+    let mut out = format!("genuine: scheme {}", verified.scheme);
+    if let Some(index) = verified.key_index {
+        let var = args.secret_env.get(index).map_or("?", String::as_str);
+        out.push_str(&format!(", key #{index} (${var})"));
+    }
+    if let Some(id) = &verified.message_id {
+        out.push_str(&format!(", message id {id}"));
+    }
+    if let TimestampCheck::WithinTolerance {
+        timestamp,
+        covered_by_signature,
+    } = verified.timestamp
+    {
+        out.push_str(&format!("\ntimestamp {timestamp} is within the tolerance"));
+        if !covered_by_signature {
+            out.push_str(
+                " (note: the signature does not cover it, so it proves nothing about replays)",
+            );
+        }
+    }
+    out
+}
+
+/// The rejection reason, with a hint where a common mistake explains it.
+fn explain(err: &AuthError, body: &[u8]) -> String {
+    let mut out = err.to_string();
+    if matches!(err, AuthError::SignatureMismatch { .. }) {
+        if body.ends_with(b"\n") {
+            out.push_str(
+                "\nhint: the body file ends with a newline; senders sign the body without one, \
+so an editor or `echo` may have added it",
+            );
+        }
+        out.push_str(
+            "\nhint: the signature covers the body bytes exactly as sent; a body that was parsed and \
+re-serialized (by a proxy, a framework or a log) no longer matches",
+        );
+    }
+    out
+}

@@ -1,0 +1,27 @@
+//! # runhook
+//!
+//! Receive the webhooks that web-agent platforms (Skyvern, TinyFish, WebRun, SmartBrowse) send
+//! when a run finishes: prove each delivery is genuine on its raw bytes, process each run once,
+//! answer within the sender's timeout, and never lose a genuine delivery.
+//!
+//! This crate re-exports [`runhook_core`] (secrets and authentication schemes) and adds the
+//! framework integrations behind cargo features: `axum` (whose `http::HeaderMap` implements
+//! [`HeaderLookup`] as is) and `actix` ([`actix::ActixHeaders`]).
+//!
+//! ```
+//! use runhook::{sign_skyvern, Delivery, Secret, SkyvernSignature, Verifier};
+//!
+//! let key = Secret::new("sk_live_example")?;
+//! let body = br#"{"run_id":"tsk_1","status":"completed"}"#;
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("x-skyvern-signature", sign_skyvern(&key, body).parse()?);
+//! assert!(SkyvernSignature::new(key).verify(&Delivery::new(&headers, body)).is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use runhook_core::*;
+
+#[cfg(feature = "actix")]
+pub mod actix;

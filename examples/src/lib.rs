@@ -1,0 +1,1 @@
+//! Runnable examples of runhook: see the `[[example]]` entries in Cargo.toml.

@@ -1,0 +1,220 @@
+//! Authentication over real HTTP: real axum and actix-web servers on loopback, a real client,
+//! and the runhook-core schemes reading each framework's own header map without copying.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use runhook::actix::ActixHeaders;
+use runhook::{
+    sign_skyvern, Delivery, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature, Verifier,
+};
+
+const SKYVERN_KEY: &str = "sk_e2e_key";
+const WEBRUN_AUTH: &str = "Bearer webrun-e2e-token";
+const PATH_SECRET: &str = "pz7Qm2Kx9sLw";
+
+/// The schemes every test server uses, one per route.
+struct Schemes {
+    skyvern: SkyvernSignature,
+    webrun: HeaderToken,
+    smartbrowse: PathSecret,
+}
+
+fn schemes() -> Arc<Schemes> {
+    let old = Secret::new("sk_retired_key").unwrap();
+    let current = Secret::new(SKYVERN_KEY).unwrap();
+    Arc::new(Schemes {
+        skyvern: SkyvernSignature::new(Secrets::new([old, current]).unwrap()),
+        webrun: HeaderToken::authorization(Secret::new(WEBRUN_AUTH).unwrap()),
+        smartbrowse: PathSecret::last_segment(Secret::new(PATH_SECRET).unwrap()),
+    })
+}
+
+/// What a route answers: 200 with the matched key index, or the rejection's status and reason.
+fn answer(result: Result<runhook::Verified, runhook::AuthError>) -> (u16, String) {
+    match result {
+        Ok(v) => (200, format!("key {}", v.key_index.unwrap_or(usize::MAX))),
+        Err(e) => (e.status().as_u16(), e.to_string()),
+    }
+}
+
+fn scheme_for<'a>(schemes: &'a Schemes, path: &str) -> &'a dyn Verifier {
+    if path.starts_with("/webhooks/skyvern") {
+        &schemes.skyvern
+    } else if path.starts_with("/webhooks/webrun") {
+        &schemes.webrun
+    } else {
+        &schemes.smartbrowse
+    }
+}
+
+async fn start_axum() -> SocketAddr {
+    let schemes = schemes();
+    let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
+        let schemes = schemes.clone();
+        async move {
+            let delivery = Delivery::new(&headers, &body).with_path(uri.path());
+            let (status, text) = answer(scheme_for(&schemes, uri.path()).verify(&delivery));
+            (StatusCode::from_u16(status).unwrap(), text)
+        }
+    };
+    let app = axum::Router::new().fallback(axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn start_actix() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let schemes = schemes();
+            let server = actix_web::HttpServer::new(move || {
+                let schemes = schemes.clone();
+                actix_web::App::new().default_service(actix_web::web::post().to(
+                    move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                        let schemes = schemes.clone();
+                        async move {
+                            let headers = ActixHeaders(req.headers());
+                            let delivery = Delivery::new(&headers, &body).with_path(req.path());
+                            let (status, text) =
+                                answer(scheme_for(&schemes, req.path()).verify(&delivery));
+                            actix_web::HttpResponse::build(
+                                actix_web::http::StatusCode::from_u16(status).unwrap(),
+                            )
+                            .body(text)
+                        }
+                    },
+                ))
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .unwrap();
+            tx.send(server.addrs()[0]).unwrap();
+            server.run().await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut request = client.post(format!("http://{addr}{path}")).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Runs the same deliveries against one server and checks every answer.
+async fn exercise(addr: SocketAddr) {
+    let body = r#"{"run_id":"tsk_e2e_1","status":"completed","output":{"price":29.99,"title":"caf\u00e9 ☕"}}"#
+        .as_bytes()
+        .to_vec();
+    let signature = sign_skyvern(&Secret::new(SKYVERN_KEY).unwrap(), &body);
+
+    // Genuine: accepted with the current key (index 1 of the rotation list).
+    let (status, text) = post(
+        addr,
+        "/webhooks/skyvern",
+        &[("X-Skyvern-Signature", &signature)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "key 1"));
+
+    // One byte changed in the body: rejected.
+    let mut tampered = body.clone();
+    tampered[12] ^= 1;
+    let (status, _) = post(
+        addr,
+        "/webhooks/skyvern",
+        &[("x-skyvern-signature", &signature)],
+        tampered,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // The classic pitfall: the same JSON re-serialized by a JSON library no longer verifies.
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let reserialized = serde_json::to_vec(&value).unwrap();
+    assert_ne!(reserialized, body);
+    let (status, text) = post(
+        addr,
+        "/webhooks/skyvern",
+        &[("x-skyvern-signature", &signature)],
+        reserialized,
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("does not match"), "{text}");
+
+    // Missing signature header: rejected with the precise reason.
+    let (status, text) = post(addr, "/webhooks/skyvern", &[], body.clone()).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (401, "header `x-skyvern-signature` is missing")
+    );
+
+    // WebRun bearer token: exact value accepted, anything else refused.
+    let (status, _) = post(
+        addr,
+        "/webhooks/webrun",
+        &[("authorization", WEBRUN_AUTH)],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        addr,
+        "/webhooks/webrun",
+        &[("authorization", "Bearer webrun-e2e-tokeN")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, text) = post(
+        addr,
+        "/webhooks/webrun",
+        &[
+            ("authorization", WEBRUN_AUTH),
+            ("authorization", "Bearer other"),
+        ],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(text.contains("more than once"), "{text}");
+
+    // SmartBrowse secret path.
+    let (status, _) = post(
+        addr,
+        &format!("/webhooks/smartbrowse/{PATH_SECRET}"),
+        &[],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = post(addr, "/webhooks/smartbrowse/guess", &[], b"{}".to_vec()).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn axum_server_authenticates_on_raw_bytes() {
+    exercise(start_axum().await).await;
+}
+
+#[tokio::test]
+async fn actix_server_authenticates_on_raw_bytes() {
+    exercise(start_actix()).await;
+}

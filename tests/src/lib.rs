@@ -1,0 +1,1 @@
+//! End-to-end tests of runhook: see the `[[test]]` entries in Cargo.toml.
