@@ -87,6 +87,8 @@ pub fn single_header<'a>(headers: &'a dyn HeaderLookup, name: &str) -> SingleHea
 
 /// The single, non-empty value of a required header with optional whitespace trimmed, or the
 /// typed rejection for a missing, empty or conflicting header.
+// Takes `&Cow` rather than `&str` so that a rejection can keep the name without allocating.
+#[allow(clippy::ptr_arg)]
 pub(crate) fn required_header<'a>(
     headers: &'a dyn HeaderLookup,
     name: &Cow<'static, str>,
@@ -106,6 +108,8 @@ pub(crate) fn required_header<'a>(
 }
 
 /// [`required_header`] for a value that must be visible ASCII (signatures, ids, timestamps).
+// Takes `&Cow` rather than `&str` so that a rejection can keep the name without allocating.
+#[allow(clippy::ptr_arg)]
 pub(crate) fn required_ascii_header<'a>(
     headers: &'a dyn HeaderLookup,
     name: &Cow<'static, str>,

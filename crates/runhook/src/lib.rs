@@ -25,3 +25,8 @@ pub use runhook_core::*;
 
 #[cfg(feature = "actix")]
 pub mod actix;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

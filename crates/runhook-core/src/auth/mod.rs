@@ -70,6 +70,8 @@ impl DigestSet {
 
 /// Reads the Unix-seconds timestamp in header `name` and checks it lies within `tolerance` of
 /// `clock`'s now, in either direction. Safe on any input: absurd values are rejected, never wrap.
+// Takes `&Cow` rather than `&str` so that a rejection can keep the name without allocating.
+#[allow(clippy::ptr_arg)]
 fn check_timestamp(
     headers: &dyn HeaderLookup,
     name: &Cow<'static, str>,

@@ -180,7 +180,8 @@ mod tests {
         let scheme = SkyvernSignature::new(key());
         let good = sign_skyvern(&key(), b"{}");
         let upper_half = format!("{}{}", &good[..32], "zz".repeat(16));
-        let cases: [(&[(&str, &str)], fn(&AuthError) -> bool); 7] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], fn(&AuthError) -> bool);
+        let cases: [Case; 7] = [
             (&[], |e| matches!(e, AuthError::MissingHeader { .. })),
             (&[("x-skyvern-signature", "")], |e| {
                 matches!(e, AuthError::EmptyHeader { .. })
