@@ -19,11 +19,14 @@ struct Cli {
 enum Command {
     /// Check whether a captured delivery is genuine, and say precisely why not.
     Verify(cmd::verify::VerifyArgs),
+    /// Parse a body as a provider's payload and print the unified run event as JSON.
+    Parse(cmd::parse::ParseArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Parse(args) => cmd::parse::run(args),
     }
 }

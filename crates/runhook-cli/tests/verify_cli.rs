@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use runhook_core::{sign_skyvern, sign_standard_webhooks, Secret};
 
@@ -11,11 +12,13 @@ const KEY_OLD: &str = "sk_cli_old_key";
 const KEY_NEW: &str = "sk_cli_new_key";
 const BODY: &[u8] = br#"{"run_id":"tsk_cli_1","status":"completed","step_count":4}"#;
 
-/// Writes `body` to a fresh temporary file and returns its path.
+/// Writes `body` to a fresh temporary file (unique per call, as tests run in parallel) and
+/// returns its path.
 fn body_file(name: &str, body: &[u8]) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!("runhook-cli-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = dir.join(format!("{}-{name}", NEXT.fetch_add(1, Ordering::Relaxed)));
     std::fs::write(&path, body).unwrap();
     path
 }
@@ -331,7 +334,7 @@ fn configuration_errors_exit_2() {
         (
             &["/definitely/not/here.json"],
             &[("RUNHOOK_UNDER_TEST", "k")],
-            "cannot read body file",
+            "cannot read /definitely/not/here.json",
         ),
     ];
     for (extra, env, expected) in cases {

@@ -30,8 +30,10 @@
 #![warn(missing_docs)]
 
 mod auth;
+pub mod canonical;
 mod error;
 mod headers;
+pub mod payload;
 mod secret;
 mod verify;
 

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
+pub mod input;
+pub mod parse;
 pub mod secrets;
 pub mod verify;

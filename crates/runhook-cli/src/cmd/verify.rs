@@ -10,6 +10,7 @@ use runhook_core::{
     SkyvernSignature, StandardWebhooks, TimestampCheck, Verified, Verifier,
 };
 
+use super::input::read_input;
 use super::secrets;
 
 /// Exit status for a rejected delivery.
@@ -93,7 +94,7 @@ enum Failure {
 
 fn check(args: &VerifyArgs) -> Result<String, Failure> {
     let headers = parse_headers(&args.headers).map_err(Failure::Usage)?;
-    let body = read_body(&args.body).map_err(Failure::Usage)?;
+    let body = read_input(&args.body).map_err(Failure::Usage)?;
     let scheme = build_scheme(args).map_err(Failure::Usage)?;
     let delivery = Delivery::new(&headers, &body).with_path(&args.path);
     match scheme.verify(&delivery) {
@@ -176,16 +177,6 @@ fn http_header_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("`{name}` is not a valid header name"))
     }
-}
-
-fn read_body(path: &PathBuf) -> Result<Vec<u8>, String> {
-    if path.as_os_str() == "-" {
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
-            .map_err(|e| format!("cannot read the body from standard input: {e}"))?;
-        return Ok(body);
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read body file {}: {e}", path.display()))
 }
 
 fn describe(verified: &Verified, args: &VerifyArgs) -> String {

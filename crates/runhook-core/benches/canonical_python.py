@@ -1,0 +1,61 @@
+"""What Skyvern does to a webhook payload, timed on the same inputs as `benches/canonical.rs`.
+
+`json.loads`, every whole float to an int, then `json.dumps` with Skyvern's options. Prints the
+median MB/s (MB = 10^6 bytes, as criterion's throughput) of the pretty and compact inputs.
+
+Run from the workspace root: `python3 crates/runhook-core/benches/canonical_python.py`
+"""
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def normalize(x):
+    if isinstance(x, float):
+        return int(x) if x.is_integer() else x
+    if isinstance(x, dict):
+        return {k: normalize(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [normalize(v) for v in x]
+    return x
+
+
+def skyvern_bytes(body: bytes) -> bytes:
+    payload = normalize(json.loads(body))
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def median_mb_per_s(body: bytes, samples: int = 30, seconds_per_sample: float = 0.1) -> float:
+    n = 1
+    while True:  # Calibrate the batch so one sample takes about `seconds_per_sample`.
+        start = time.perf_counter()
+        for _ in range(n):
+            skyvern_bytes(body)
+        if time.perf_counter() - start >= seconds_per_sample / 4:
+            break
+        n *= 2
+    n = max(1, int(n * seconds_per_sample / (time.perf_counter() - start)))
+    rates = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        for _ in range(n):
+            skyvern_bytes(body)
+        elapsed = time.perf_counter() - start
+        rates.append(len(body) * n / elapsed / 1e6)
+    return statistics.median(rates)
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
+    pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()
+    compact = skyvern_bytes(pretty)
+    print(f"python {sys.version.split()[0]}")
+    for name, body in (("pretty", pretty), ("compact", compact)):
+        print(f"canonical/python/{name}: {len(body)} bytes, median {median_mb_per_s(body):.2f} MB/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+//! Skyvern's canonical JSON, reproduced byte for byte.
+//!
+//! Skyvern signs `json.dumps(normalize(payload), separators=(",", ":"), ensure_ascii=False)`,
+//! where `normalize` turns every float that is a whole number into an int. A proxy, gateway or
+//! framework that re-serializes the body on its way breaks the signature; a strict JSON parser
+//! rejects the `NaN`, `Infinity` and huge integers that Skyvern genuinely sends.
+//! [`canonicalize`] rebuilds, from any JSON text that Python's `json.loads` accepts, the exact
+//! bytes Skyvern would sign for the same payload, and rejects what Skyvern could never have
+//! sent:
+//!
+//! * numbers: integers of any size are kept exact (more than [`MAX_INT_DIGITS`] digits is an
+//!   error, as in Python); floats are correctly rounded; a whole float becomes the exact
+//!   decimal integer of the double (`1e23` → `99999999999999991611392`, `-0.0` → `0`);
+//!   overflow gives `Infinity`; `NaN`, `Infinity` and `-Infinity` are accepted and kept; other
+//!   floats are written as Python's `repr` (`0.1`, `1e-05`);
+//! * strings: escapes are decoded, then written Python's way: non-ASCII raw, `\"`, `\\`,
+//!   `\n \r \t \b \f`, other control characters as `\u00XX` (lowercase hex), `/` unescaped;
+//!   surrogate-pair escapes are joined; a lone surrogate, a raw control character or invalid
+//!   UTF-8 is an error;
+//! * objects keep their key order; a repeated key keeps the first key's position and the last
+//!   value;
+//! * whitespace between tokens (space, tab, CR, LF) is dropped; anything else, including a
+//!   byte order mark, is an error;
+//! * nesting deeper than [`MAX_DEPTH`] is an error, never a stack overflow.
+//!
+//! The input is processed in one pass without building a tree (only an object that repeats a
+//! key is rewritten, in place); the output is at most a few times the input's size (a float
+//! literal such as `1e308` becomes its 309 exact digits).
+//!
+//! ```
+//! use runhook_core::canonical::{canonicalize, PythonException};
+//!
+//! let reserialized = br#"{ "status": "completed", "price": 5.0, "ratio": 1E-5, "big": 1e20 }"#;
+//! assert_eq!(
+//!     canonicalize(reserialized)?,
+//!     br#"{"status":"completed","price":5,"ratio":1e-05,"big":100000000000000000000}"#
+//! );
+//!
+//! let err = canonicalize(br#"{"a":"\ud800"}"#).unwrap_err();
+//! assert_eq!(err.python_exception(), PythonException::UnicodeEncodeError);
+//! # Ok::<(), runhook_core::canonical::CanonicalError>(())
+//! ```
+
+mod error;
+mod lenient;
+mod number;
+mod scan;
+mod sign;
+mod write;
+
+pub use error::{CanonicalError, PythonException, SyntaxError};
+pub use lenient::parse_lenient;
+pub use sign::{canonicalize_value, SkyvernRequest};
+
+/// The deepest nesting of arrays and objects accepted.
+///
+/// Python has no fixed limit, only its recursion limit (1000 frames by default): `json.loads`
+/// itself gives up a little below 1000 levels, and Skyvern's recursive normalization near 500.
+/// Deeper input could never have been sent and is refused with
+/// [`CanonicalError::TooDeep`] (Python's `RecursionError`) instead of exhausting a stack.
+pub const MAX_DEPTH: usize = 1000;
+
+/// The most digits an integer literal may have: Python's default limit for converting a string
+/// to an `int` (`sys.get_int_max_str_digits()`); longer ones are a `ValueError`.
+pub const MAX_INT_DIGITS: usize = 4300;
+
+/// The exact body Skyvern would send for the payload that `input` denotes.
+///
+/// `input` is any JSON text Python's `json.loads` accepts (any whitespace, any number
+/// spelling, escapes); the result is always UTF-8. See the [module docs](self) for the rules.
+pub fn canonicalize(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(input.len());
+    canonicalize_into(input, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`canonicalize`], appending to `out` (whose contents are left as they were on error).
+///
+/// ```
+/// let mut out = Vec::new();
+/// runhook_core::canonical::canonicalize_into(b"[1.0, NaN]", &mut out)?;
+/// assert_eq!(out, b"[1,NaN]");
+/// # Ok::<(), runhook_core::canonical::CanonicalError>(())
+/// ```
+pub fn canonicalize_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    let text = std::str::from_utf8(input).map_err(|e| CanonicalError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let before = out.len();
+    let result = write::write_canonical(text, out);
+    if result.is_err() {
+        out.truncate(before);
+    }
+    result
+}

@@ -1,0 +1,124 @@
+//! Reading a body into a typed payload: strict `serde_json` on the fast path, Python-compatible
+//! lenient parsing only where the body needs it.
+//!
+//! Genuine bodies may hold what strict JSON parsers refuse or round: Skyvern's Python emits
+//! `NaN`, `Infinity` and `-Infinity`, and integers of any size. Such a body is read through
+//! [`crate::canonical::parse_lenient`], which represents those values as documented there. Every
+//! other body goes straight through `serde_json::from_slice`, so leniency costs nothing on the
+//! common path.
+
+use serde::de::DeserializeOwned;
+
+use super::PayloadError;
+
+/// Deserializes `body` into `T`, leniently where the body needs it (see the module docs).
+pub fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+    if !has_long_digit_run(body) {
+        match serde_json::from_slice::<T>(body) {
+            Ok(value) => return Ok(value),
+            // A type error in well-formed JSON is the answer; anything else (NaN, a repeated
+            // key, a number beyond f64, trailing bytes) may be fine for Python, or needs the
+            // lenient reader's precise reason.
+            Err(e)
+                if e.classify() == serde_json::error::Category::Data
+                    && !e.to_string().starts_with("duplicate field") =>
+            {
+                // Only now pay for tracking the path, to say which field is wrong.
+                let mut de = serde_json::Deserializer::from_slice(body);
+                return Err(match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                    Err(e) => data_error(e),
+                    Ok(_) => PayloadError::NotJson {
+                        reason: e.to_string(),
+                    },
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    let value = crate::canonical::parse_lenient(body).map_err(|e| PayloadError::NotJson {
+        reason: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(value).map_err(data_error)
+}
+
+/// Whether `body` holds 19 or more consecutive ASCII digits: the only way an integer that may
+/// not fit in 64 bits (which strict parsing would round to a float) can appear. Long digit runs
+/// inside strings also match; they merely take the lenient path.
+fn has_long_digit_run(body: &[u8]) -> bool {
+    const RUN: usize = 19;
+    // Look at every RUN-th byte: any run of RUN digits covers one of them. Only around a digit
+    // found there do we count the run.
+    let mut i = RUN - 1;
+    while i < body.len() {
+        if body[i].is_ascii_digit() {
+            let start = body[..i]
+                .iter()
+                .rposition(|b| !b.is_ascii_digit())
+                .map_or(0, |p| p + 1);
+            let end = body[i..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .map_or(body.len(), |p| i + p);
+            if end - start >= RUN {
+                return true;
+            }
+            i = end + RUN;
+        } else {
+            i += RUN;
+        }
+    }
+    false
+}
+
+fn data_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> PayloadError {
+    let message = e.inner().to_string();
+    let message = match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    };
+    let path = e.path().to_string();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.trim_end_matches('`');
+        let field = if path == "." {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        return PayloadError::MissingField { field };
+    }
+    if path == "." {
+        if message.starts_with("invalid type") {
+            return PayloadError::NotAnObject;
+        }
+        return PayloadError::NotJson { reason: message };
+    }
+    PayloadError::InvalidField {
+        path,
+        reason: message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_digit_runs_are_found_anywhere() {
+        assert!(!has_long_digit_run(
+            b"{\"run_id\":\"tsk_v2_490440779503357994\"}"
+        ));
+        assert!(has_long_digit_run(b"{\"n\":1234567890123456789}"));
+        assert!(has_long_digit_run(b"1234567890123456789"));
+        assert!(has_long_digit_run(b"[12345678901234567890123]"));
+        assert!(!has_long_digit_run(b"123456789012345678"));
+        assert!(!has_long_digit_run(b""));
+        for len in 0..64 {
+            for at in 0..8 {
+                let mut body = vec![b' '; at];
+                body.extend(std::iter::repeat_n(b'7', len));
+                body.extend_from_slice(b" x");
+                assert_eq!(has_long_digit_run(&body), len >= 19, "len {len} at {at}");
+            }
+        }
+    }
+}

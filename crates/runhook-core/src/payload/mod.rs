@@ -1,0 +1,324 @@
+//! What each platform sends when a run finishes, typed, and [`RunEvent`]: one view across all
+//! of them so that a handler is written once.
+//!
+//! Parsing is lenient where senders vary and strict where de-duplication depends on it: unknown
+//! fields are kept (each payload has an `extra` map), missing optional fields are fine, and only
+//! the run id (what de-duplication needs) is required. Bodies carrying `NaN`, `Infinity` or
+//! integers beyond 64 bits (which Skyvern genuinely sends) parse; see [`json`] for how those
+//! values are represented.
+
+pub mod json;
+mod skyvern;
+mod smartbrowse;
+mod tinyfish;
+mod webrun;
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+pub use skyvern::SkyvernRun;
+pub use smartbrowse::SmartBrowseRun;
+pub use tinyfish::{TinyFishError, TinyFishRun, TinyFishRunData, TinyFishStep};
+pub use webrun::{WebRunData, WebRunFullResponse, WebRunPayload, WebRunPing, WebRunUsage};
+
+/// Longest run id accepted, in bytes. Ids of every documented sender are far shorter; the bound
+/// keeps de-duplication keys (and the memory of idempotency stores) small.
+pub const MAX_RUN_ID_LEN: usize = 256;
+
+/// The platforms runhook understands, and the payload kind each route receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// Skyvern task and workflow runs.
+    Skyvern,
+    /// TinyFish runs (`run.completed`, `run.failed`, `run.cancelled`).
+    TinyFish,
+    /// WebRun with `submittedData` `full_response` or `just_ping` (both carry `taskId`).
+    WebRun,
+    /// WebRun with `submittedData` `ai_response`: the user's own schema output, with no id.
+    WebRunAi,
+    /// SmartBrowse recipe runs.
+    SmartBrowse,
+}
+
+impl Provider {
+    /// Every provider, in a stable order.
+    pub const ALL: [Provider; 5] = [
+        Provider::Skyvern,
+        Provider::TinyFish,
+        Provider::WebRun,
+        Provider::WebRunAi,
+        Provider::SmartBrowse,
+    ];
+
+    /// The provider's name as used in de-duplication keys and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Skyvern => "skyvern",
+            Provider::TinyFish => "tinyfish",
+            Provider::WebRun => "webrun",
+            Provider::WebRunAi => "webrun-ai",
+            Provider::SmartBrowse => "smartbrowse",
+        }
+    }
+
+    /// The provider named `name` (as [`Provider::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run's outcome, across platforms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Finished and produced its result.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by a person or the platform (Skyvern `canceled`, TinyFish `CANCELLED`).
+    Cancelled,
+    /// Stopped by the agent itself (Skyvern `terminated`).
+    Terminated,
+    /// Ran out of time (Skyvern `timed_out`).
+    TimedOut,
+    /// A status runhook does not know, with the sender's original text.
+    Unknown(String),
+}
+
+impl RunStatus {
+    /// Maps a sender's status or event text (any case; `run.` prefix ignored) to a status.
+    pub fn from_text(text: &str) -> Self {
+        let lower = text.trim().to_ascii_lowercase();
+        let name = lower.strip_prefix("run.").unwrap_or(&lower);
+        match name {
+            "completed" | "task_completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "cancelled" | "canceled" => RunStatus::Cancelled,
+            "terminated" => RunStatus::Terminated,
+            "timed_out" => RunStatus::TimedOut,
+            _ => RunStatus::Unknown(text.to_string()),
+        }
+    }
+
+    /// Whether the run is over. Every known status is terminal: senders only call when a run
+    /// ends. `Unknown` is not, so that a handler does not act on a state it cannot interpret.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, RunStatus::Unknown(_))
+    }
+
+    /// The status as `runhook parse` prints it: `completed`, `failed`, `cancelled`,
+    /// `terminated`, `timed_out` or `unknown`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Terminated => "terminated",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Unknown(_) => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run failed, across platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    /// The sender's error message.
+    pub message: String,
+    /// The sender's category of error, where it gives one (TinyFish: `AGENT_FAILURE`, ...).
+    pub category: Option<String>,
+}
+
+/// When the run happened, as the sender wrote it (Skyvern's times carry no zone; they are UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunTimestamps {
+    /// When the run was created.
+    pub created_at: Option<String>,
+    /// When the run started executing.
+    pub started_at: Option<String>,
+    /// When the run finished (or the sender's completion / event time).
+    pub finished_at: Option<String>,
+}
+
+/// The typed payload as the platform sent it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ProviderPayload {
+    /// A Skyvern task or workflow run.
+    Skyvern(Box<SkyvernRun>),
+    /// A TinyFish run event.
+    TinyFish(Box<TinyFishRun>),
+    /// A WebRun `full_response` or `just_ping`.
+    WebRun(WebRunPayload),
+    /// A WebRun `ai_response`: the user's schema output, as sent.
+    WebRunAi(Value),
+    /// A SmartBrowse run event.
+    SmartBrowse(Box<SmartBrowseRun>),
+}
+
+/// One finished run, whatever platform reported it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RunEvent {
+    /// Which platform sent it.
+    pub provider: Provider,
+    /// The idempotency key, scoped by provider: `skyvern:<run_id>`, `tinyfish:<run_id>`,
+    /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`.
+    pub dedup_key: String,
+    /// The platform's run id (for `webrun-ai`, which has none: the body's hex SHA-256).
+    pub run_id: String,
+    /// The run's outcome.
+    pub status: RunStatus,
+    /// The platform's own event name (`run.completed`, `completed`, `task_completed`), if any.
+    pub event: Option<String>,
+    /// WebRun's answer parsed out of its string (the only result not stored in `payload`).
+    parsed_message: Option<Value>,
+    /// Why it failed, if it did.
+    pub error: Option<RunError>,
+    /// When it happened.
+    pub timestamps: RunTimestamps,
+    /// The body exactly as received.
+    pub raw_body: Bytes,
+    /// The typed payload.
+    pub payload: ProviderPayload,
+}
+
+impl RunEvent {
+    /// Parses `body` as `provider`'s payload.
+    ///
+    /// ```
+    /// use runhook_core::payload::{Provider, RunEvent, RunStatus};
+    ///
+    /// let body = br#"{"event":"run.failed","run_id":"r-1","status":"FAILED",
+    ///     "data":{"error":{"message":"Site blocked access","category":"AGENT_FAILURE"},"result":null}}"#;
+    /// let event = RunEvent::parse(Provider::TinyFish, &body[..])?;
+    /// assert_eq!(event.dedup_key, "tinyfish:r-1");
+    /// assert_eq!(event.status, RunStatus::Failed);
+    /// assert_eq!(event.error.unwrap().category.as_deref(), Some("AGENT_FAILURE"));
+    /// # Ok::<(), runhook_core::payload::PayloadError>(())
+    /// ```
+    pub fn parse(provider: Provider, body: impl Into<Bytes>) -> Result<Self, PayloadError> {
+        let raw_body: Bytes = body.into();
+        let parts = match provider {
+            Provider::Skyvern => skyvern::parse(&raw_body)?,
+            Provider::TinyFish => tinyfish::parse(&raw_body)?,
+            Provider::WebRun => webrun::parse(&raw_body)?,
+            Provider::WebRunAi => webrun::parse_ai(&raw_body, &body_sha256_hex(&raw_body))?,
+            Provider::SmartBrowse => smartbrowse::parse(&raw_body)?,
+        };
+        let run_id = parts.run_id;
+        if run_id.trim().is_empty() {
+            return Err(PayloadError::InvalidField {
+                path: parts.id_field.into(),
+                reason: "is empty".into(),
+            });
+        }
+        if run_id.len() > MAX_RUN_ID_LEN {
+            return Err(PayloadError::InvalidField {
+                path: parts.id_field.into(),
+                reason: format!("is longer than {MAX_RUN_ID_LEN} bytes"),
+            });
+        }
+        Ok(RunEvent {
+            provider,
+            dedup_key: format!("{}:{run_id}", provider.as_str()),
+            run_id,
+            status: parts.status,
+            event: parts.event,
+            parsed_message: parts.parsed_message,
+            error: parts.error,
+            timestamps: parts.timestamps,
+            raw_body,
+            payload: parts.payload,
+        })
+    }
+}
+
+impl RunEvent {
+    /// What the run produced, borrowed from the payload: Skyvern's `output`, TinyFish's
+    /// `data.result`, WebRun's `data.message` (parsed when it is JSON, else the text), the whole
+    /// `ai_response` body. `None` when the sender gave none (or `null`), and for SmartBrowse,
+    /// whose webhook carries counts only.
+    pub fn result(&self) -> Option<&Value> {
+        let result = match &self.payload {
+            ProviderPayload::Skyvern(run) => run.output.as_ref(),
+            ProviderPayload::TinyFish(run) => run.data.as_ref().and_then(|d| d.result.as_ref()),
+            ProviderPayload::WebRun(_) => self.parsed_message.as_ref(),
+            ProviderPayload::WebRunAi(output) => Some(output),
+            ProviderPayload::SmartBrowse(_) => None,
+        };
+        result.filter(|value| !value.is_null())
+    }
+}
+
+/// What each provider module extracts for the unified view.
+struct Parts {
+    run_id: String,
+    /// The field the run id came from, for error messages.
+    id_field: &'static str,
+    status: RunStatus,
+    event: Option<String>,
+    /// Only for WebRun `full_response`: the answer parsed out of `data.message`.
+    parsed_message: Option<Value>,
+    error: Option<RunError>,
+    timestamps: RunTimestamps,
+    payload: ProviderPayload,
+}
+
+fn body_sha256_hex(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// A genuine body that is not the provider's payload. The receiver answers `202 Accepted` and
+/// keeps the delivery whole for a person to look at: it is never dropped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// The body is not JSON that the sender could have produced.
+    #[error("the body is not valid JSON: {reason}")]
+    NotJson {
+        /// What is wrong, with the position where useful.
+        reason: String,
+    },
+    /// The body is JSON but not an object.
+    #[error("the body is JSON but not an object")]
+    NotAnObject,
+    /// A field the payload needs is absent (or `null`).
+    #[error("required field `{field}` is missing")]
+    MissingField {
+        /// The field's path, e.g. `run_id`.
+        field: String,
+    },
+    /// A field is present but of the wrong type or value.
+    #[error("field `{path}` {reason}")]
+    InvalidField {
+        /// The field's path, e.g. `data.num_of_steps`.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl PayloadError {
+    /// The status a receiver answers: `202 Accepted` (the genuine body is kept, not dropped).
+    pub fn status(&self) -> StatusCode {
+        StatusCode::ACCEPTED
+    }
+}

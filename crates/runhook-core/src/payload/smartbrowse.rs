@@ -1,0 +1,81 @@
+//! SmartBrowse recipe-run events: a flat body, not the API envelope.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{json, Parts, ProviderPayload, RunError, RunStatus, RunTimestamps};
+use crate::payload::PayloadError;
+
+/// A SmartBrowse webhook body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SmartBrowseRun {
+    /// `completed`, `failed` or `cancelled`.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// When the event happened (ISO 8601, UTC).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// The run's id; the de-duplication key.
+    pub run_id: String,
+    /// The recipe that ran.
+    #[serde(default)]
+    pub recipe_id: Option<String>,
+    /// `completed`, `failed` or `cancelled`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Pages extracted.
+    #[serde(default)]
+    pub pages_extracted: Option<u64>,
+    /// Items extracted.
+    #[serde(default)]
+    pub items_extracted: Option<u64>,
+    /// Credits the run used.
+    #[serde(default)]
+    pub credits_used: Option<f64>,
+    /// `replay`, or empty.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// How far the page drifted from the recipe (0 to 1).
+    #[serde(default)]
+    pub drift: Option<f64>,
+    /// Warnings raised during the run.
+    #[serde(default)]
+    pub warnings: Option<Vec<Value>>,
+    /// The error; empty when the run succeeded.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: SmartBrowseRun = json::from_body(body)?;
+    let status = run
+        .status
+        .as_deref()
+        .or(run.event.as_deref())
+        .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
+    let error = run
+        .error
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+        .map(|message| RunError {
+            message: message.to_string(),
+            category: None,
+        });
+    Ok(Parts {
+        run_id: run.run_id.clone(),
+        id_field: "run_id",
+        status,
+        event: run.event.clone(),
+        parsed_message: None,
+        error,
+        timestamps: RunTimestamps {
+            finished_at: run.timestamp.clone(),
+            ..RunTimestamps::default()
+        },
+        payload: ProviderPayload::SmartBrowse(Box::new(run)),
+    })
+}

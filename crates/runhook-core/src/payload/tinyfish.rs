@@ -1,0 +1,139 @@
+//! TinyFish run events: `{event, run_id, status, data}` where `data` is the run as
+//! `GET /v1/runs/{id}` returns it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{json, Parts, ProviderPayload, RunError, RunStatus, RunTimestamps};
+use crate::payload::PayloadError;
+
+/// A TinyFish webhook body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TinyFishRun {
+    /// `run.completed`, `run.failed` or `run.cancelled`.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// The run's id; the de-duplication key.
+    pub run_id: String,
+    /// `COMPLETED`, `FAILED` or `CANCELLED`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The run; a failure may carry only `error` and `result`.
+    #[serde(default)]
+    pub data: Option<TinyFishRunData>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The run inside a TinyFish body, shaped as `GET /v1/runs/{id}` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TinyFishRunData {
+    /// The run's id (repeated).
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// The run's status (repeated).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The goal the run was given.
+    #[serde(default)]
+    pub goal: Option<String>,
+    /// When the run was created.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// When the run started.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When the run finished.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// How many steps the agent took.
+    #[serde(default)]
+    pub num_of_steps: Option<u64>,
+    /// Extracted data, when completed.
+    #[serde(default)]
+    pub result: Option<Value>,
+    /// Error details, when failed.
+    #[serde(default)]
+    pub error: Option<TinyFishError>,
+    /// The actions the agent took.
+    #[serde(default)]
+    pub steps: Option<Vec<TinyFishStep>>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A TinyFish run's error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TinyFishError {
+    /// What went wrong.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The kind of failure, e.g. `AGENT_FAILURE`.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One action a TinyFish agent took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TinyFishStep {
+    /// The step's id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// When it happened.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// The step's status.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// What the agent did, in words.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Always null in webhooks (screenshots are fetched separately).
+    #[serde(default)]
+    pub screenshot: Option<Value>,
+    /// How long it took, e.g. `1.2s`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: TinyFishRun = json::from_body(body)?;
+    let data = run.data.as_ref();
+    // The status field is authoritative; the event name says the same in other words.
+    let status = run
+        .status
+        .as_deref()
+        .or(data.and_then(|d| d.status.as_deref()))
+        .or(run.event.as_deref())
+        .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
+    let error = data.and_then(|d| d.error.as_ref()).map(|e| RunError {
+        message: e.message.clone().unwrap_or_default(),
+        category: e.category.clone(),
+    });
+    Ok(Parts {
+        run_id: run.run_id.clone(),
+        id_field: "run_id",
+        status,
+        event: run.event.clone(),
+        parsed_message: None,
+        error,
+        timestamps: RunTimestamps {
+            created_at: data.and_then(|d| d.created_at.clone()),
+            started_at: data.and_then(|d| d.started_at.clone()),
+            finished_at: data.and_then(|d| d.finished_at.clone()),
+        },
+        payload: ProviderPayload::TinyFish(Box::new(run)),
+    })
+}

@@ -1,0 +1,191 @@
+//! WebRun task webhooks: `full_response` and `just_ping` carry `taskId`; `ai_response` is the
+//! user's own schema output with no marker and no id, so the route says which mode it receives.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{json, Parts, ProviderPayload, RunStatus, RunTimestamps};
+use crate::payload::PayloadError;
+
+/// A WebRun body of a route configured with `full_response` or `just_ping`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WebRunPayload {
+    /// `submittedData: "full_response"`: the result with token usage.
+    FullResponse(Box<WebRunFullResponse>),
+    /// `submittedData: "just_ping"`: only the ids and the completion time.
+    JustPing(Box<WebRunPing>),
+}
+
+/// WebRun's `full_response` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WebRunFullResponse {
+    /// `task_completed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The session the task ran in.
+    #[serde(rename = "sessionId", default)]
+    pub session_id: Option<String>,
+    /// The task's id; the de-duplication key.
+    #[serde(rename = "taskId")]
+    pub task_id: String,
+    /// The AI's answer and token counts.
+    #[serde(default)]
+    pub data: Option<WebRunData>,
+    /// Billing usage.
+    #[serde(default)]
+    pub usage: Option<WebRunUsage>,
+    /// When the task completed (ISO 8601).
+    #[serde(rename = "completedAt", default)]
+    pub completed_at: Option<String>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `data` of a WebRun `full_response`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WebRunData {
+    /// The AI's answer; for structured output, JSON inside a string
+    /// (see [`WebRunData::message_json`]).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Prompt tokens used.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Completion tokens used.
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+    /// Total tokens used.
+    #[serde(default)]
+    pub total_tokens: Option<u64>,
+    /// Seconds the completion took.
+    #[serde(default)]
+    pub completion_time: Option<f64>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl WebRunData {
+    /// The message parsed as JSON, when it is JSON (structured output); `None` when there is
+    /// no message or it is plain text.
+    pub fn message_json(&self) -> Option<Value> {
+        let message = self.message.as_deref()?;
+        json::from_body::<Value>(message.as_bytes()).ok()
+    }
+}
+
+/// The `usage` of a WebRun `full_response`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WebRunUsage {
+    /// Input tokens billed.
+    #[serde(rename = "inputTokens", default)]
+    pub input_tokens: Option<u64>,
+    /// Output tokens billed.
+    #[serde(rename = "outputTokens", default)]
+    pub output_tokens: Option<u64>,
+    /// Compute seconds billed.
+    #[serde(rename = "computeTime", default)]
+    pub compute_time: Option<f64>,
+    /// Cost in US dollars.
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// WebRun's `just_ping` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WebRunPing {
+    /// `task_completed`.
+    pub event: String,
+    /// The session the task ran in.
+    #[serde(rename = "sessionId", default)]
+    pub session_id: Option<String>,
+    /// The task's id; the de-duplication key.
+    #[serde(rename = "taskId")]
+    pub task_id: String,
+    /// When the task completed (ISO 8601).
+    #[serde(rename = "completedAt", default)]
+    pub completed_at: Option<String>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Just enough to tell the two modes apart.
+#[derive(Deserialize)]
+struct Marker {
+    #[serde(rename = "type", default)]
+    kind: Option<Value>,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
+    let marker: Marker = json::from_body(body)?;
+    if marker.kind.is_some() {
+        let full: WebRunFullResponse = json::from_body(body)?;
+        let parsed_message = full.data.as_ref().and_then(|d| {
+            d.message_json()
+                .or_else(|| d.message.clone().map(Value::String))
+        });
+        Ok(Parts {
+            run_id: full.task_id.clone(),
+            id_field: "taskId",
+            status: RunStatus::from_text(&full.kind),
+            event: Some(full.kind.clone()),
+            parsed_message,
+            error: None,
+            timestamps: RunTimestamps {
+                finished_at: full.completed_at.clone(),
+                ..RunTimestamps::default()
+            },
+            payload: ProviderPayload::WebRun(WebRunPayload::FullResponse(Box::new(full))),
+        })
+    } else {
+        let ping: WebRunPing = json::from_body(body)?;
+        Ok(Parts {
+            run_id: ping.task_id.clone(),
+            id_field: "taskId",
+            status: RunStatus::from_text(&ping.event),
+            event: Some(ping.event.clone()),
+            parsed_message: None,
+            error: None,
+            timestamps: RunTimestamps {
+                finished_at: ping.completed_at.clone(),
+                ..RunTimestamps::default()
+            },
+            payload: ProviderPayload::WebRun(WebRunPayload::JustPing(Box::new(ping))),
+        })
+    }
+}
+
+/// `ai_response`: any JSON document is the user's output. A body that is not JSON but is UTF-8
+/// text (plain-text output) is kept as a string; only bytes that are not text are refused.
+pub(super) fn parse_ai(body: &[u8], body_hash: &str) -> Result<Parts, PayloadError> {
+    let output = match json::from_body::<Value>(body) {
+        Ok(value) => value,
+        Err(_) => Value::String(
+            std::str::from_utf8(body)
+                .map_err(|e| PayloadError::NotJson {
+                    reason: format!("neither JSON nor UTF-8 text ({e})"),
+                })?
+                .to_string(),
+        ),
+    };
+    Ok(Parts {
+        run_id: body_hash.to_string(),
+        id_field: "body",
+        status: RunStatus::Completed,
+        event: None,
+        parsed_message: None,
+        error: None,
+        timestamps: RunTimestamps::default(),
+        payload: ProviderPayload::WebRunAi(output),
+    })
+}

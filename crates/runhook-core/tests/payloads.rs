@@ -1,0 +1,349 @@
+//! Every documented payload (fixtures in `testdata/payloads/`, written with our own values),
+//! its failure and cancel variants, and the edge cases: lenient where senders vary, precise
+//! where a body is not the provider's payload.
+
+use runhook_core::payload::{
+    PayloadError, Provider, ProviderPayload, RunEvent, RunStatus, WebRunPayload,
+};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../testdata/payloads/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn parse(provider: Provider, name: &str) -> RunEvent {
+    RunEvent::parse(provider, fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn skyvern_completed_task() {
+    let event = parse(Provider::Skyvern, "skyvern-task-completed.json");
+    assert_eq!(event.dedup_key, "skyvern:tsk_v2_511223344556677001");
+    assert_eq!(event.status, RunStatus::Completed);
+    assert!(event.status.is_terminal());
+    assert_eq!(event.event, None);
+    assert_eq!(
+        event.result().cloned(),
+        Some(json!({"headline": "Città di prova: nuovo parco aperto"}))
+    );
+    assert_eq!(event.error, None);
+    assert_eq!(
+        event.timestamps.finished_at.as_deref(),
+        Some("2026-11-02T08:02:11.119000")
+    );
+    assert_eq!(event.raw_body, fixture("skyvern-task-completed.json"));
+    let ProviderPayload::Skyvern(run) = &event.payload else {
+        panic!("wrong payload kind")
+    };
+    assert_eq!(run.step_count, Some(5));
+    assert_eq!(run.run_type.as_deref(), Some("task_v2"));
+    assert_eq!(
+        run.workflow_permanent_id.as_deref(),
+        Some("wpid_511223344556677004")
+    );
+    // A field the model does not list is kept, not rejected.
+    assert_eq!(run.extra.get("browser_session_id"), Some(&json!(null)));
+}
+
+#[test]
+fn skyvern_terminal_states() {
+    let cases = [
+        ("skyvern-task-failed.json", RunStatus::Failed),
+        ("skyvern-workflow-timed-out.json", RunStatus::TimedOut),
+        ("skyvern-terminated.json", RunStatus::Terminated),
+        ("skyvern-canceled.json", RunStatus::Cancelled),
+    ];
+    for (name, status) in cases {
+        let event = parse(Provider::Skyvern, name);
+        assert_eq!(event.status, status, "{name}");
+        assert!(event.status.is_terminal());
+    }
+    let failed = parse(Provider::Skyvern, "skyvern-task-failed.json");
+    assert!(failed
+        .error
+        .as_ref()
+        .unwrap()
+        .message
+        .contains("Failed to send webhook"));
+    assert_eq!(failed.result().cloned(), Some(json!({"price": "$12.50"})));
+}
+
+#[test]
+fn skyvern_nan_infinity_and_huge_integers_parse() {
+    let event = parse(Provider::Skyvern, "skyvern-nonfinite-and-bigint.json");
+    assert_eq!(event.dedup_key, "skyvern:tsk_v2_511223344556677050");
+    assert_eq!(
+        event.result().cloned(),
+        Some(json!({
+            "score": "NaN",
+            "upper": "Infinity",
+            "lower": "-Infinity",
+            "serial": "1234567890123456789012345678901234567890",
+            "ratio": 0.25
+        }))
+    );
+}
+
+#[test]
+fn skyvern_realistic_workflow_body_parses() {
+    let body = include_bytes!("../../../testdata/skyvern-run-pretty.json");
+    let event = RunEvent::parse(Provider::Skyvern, &body[..]).unwrap();
+    assert!(event.dedup_key.starts_with("skyvern:"));
+    assert!(event.status.is_terminal());
+    assert!(event.result().cloned().is_some());
+}
+
+#[test]
+fn tinyfish_completed_failed_and_cancelled() {
+    let done = parse(Provider::TinyFish, "tinyfish-completed.json");
+    assert_eq!(
+        done.dedup_key,
+        "tinyfish:7f1c2e94-0d1a-4b7e-9c55-2d6a8f3b1e01"
+    );
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.event.as_deref(), Some("run.completed"));
+    assert_eq!(
+        done.result().cloned(),
+        Some(json!({"route": "LIS-OPO", "price": 41.9}))
+    );
+    assert_eq!(
+        done.timestamps.started_at.as_deref(),
+        Some("2026-11-03T12:00:04Z")
+    );
+    let ProviderPayload::TinyFish(run) = &done.payload else {
+        panic!("wrong payload kind")
+    };
+    let data = run.data.as_ref().unwrap();
+    assert_eq!(data.num_of_steps, Some(2));
+    assert_eq!(
+        data.steps.as_ref().unwrap()[1].duration.as_deref(),
+        Some("2.4s")
+    );
+
+    // The failure example carries only `error` and `result` in `data`.
+    let failed = parse(Provider::TinyFish, "tinyfish-failed.json");
+    assert_eq!(failed.status, RunStatus::Failed);
+    let error = failed.error.clone().unwrap();
+    assert_eq!(error.message, "Login wall blocked the agent");
+    assert_eq!(error.category.as_deref(), Some("AGENT_FAILURE"));
+    assert_eq!(failed.result().cloned(), None);
+
+    let cancelled = parse(Provider::TinyFish, "tinyfish-cancelled.json");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.event.as_deref(), Some("run.cancelled"));
+}
+
+#[test]
+fn tinyfish_status_falls_back_to_the_event_name() {
+    let body = br#"{"event":"run.failed","run_id":"r9","data":{}}"#;
+    let event = RunEvent::parse(Provider::TinyFish, &body[..]).unwrap();
+    assert_eq!(event.status, RunStatus::Failed);
+}
+
+#[test]
+fn webrun_full_response_gives_parsed_message() {
+    let event = parse(Provider::WebRun, "webrun-full-response.json");
+    assert_eq!(event.dedup_key, "webrun:task_m42");
+    assert_eq!(event.status, RunStatus::Completed);
+    assert_eq!(event.event.as_deref(), Some("task_completed"));
+    assert_eq!(
+        event.result().cloned(),
+        Some(json!({"title": "Desk lamp", "price": 34.5}))
+    );
+    let ProviderPayload::WebRun(payload) = &event.payload else {
+        panic!("wrong payload kind")
+    };
+    let WebRunPayload::FullResponse(full) = payload else {
+        panic!("wrong WebRun mode")
+    };
+    let data = full.data.as_ref().unwrap();
+    assert_eq!(data.total_tokens, Some(7000));
+    assert_eq!(
+        data.message_json(),
+        Some(json!({"title": "Desk lamp", "price": 34.5}))
+    );
+    assert_eq!(full.usage.as_ref().unwrap().cost, Some(0.0093));
+    assert_eq!(full.session_id.as_deref(), Some("sess_q81"));
+}
+
+#[test]
+fn webrun_plain_text_message_is_kept_as_text() {
+    let body = br#"{"type":"task_completed","taskId":"t1","data":{"message":"The headline is X"}}"#;
+    let event = RunEvent::parse(Provider::WebRun, &body[..]).unwrap();
+    assert_eq!(event.result().cloned(), Some(json!("The headline is X")));
+}
+
+#[test]
+fn webrun_just_ping() {
+    let event = parse(Provider::WebRun, "webrun-just-ping.json");
+    assert_eq!(event.dedup_key, "webrun:task_m43");
+    assert_eq!(event.status, RunStatus::Completed);
+    assert_eq!(event.result().cloned(), None);
+    assert!(matches!(
+        &event.payload,
+        ProviderPayload::WebRun(WebRunPayload::JustPing(_))
+    ));
+}
+
+#[test]
+fn webrun_ai_response_is_keyed_by_the_body_hash() {
+    let body = fixture("webrun-ai-response.json");
+    let event = RunEvent::parse(Provider::WebRunAi, body.clone()).unwrap();
+    let hash = hex::encode(Sha256::digest(&body));
+    assert_eq!(event.dedup_key, format!("webrun-ai:{hash}"));
+    assert_eq!(event.run_id, hash);
+    assert_eq!(event.status, RunStatus::Completed);
+    assert_eq!(event.result().unwrap()["inStock"], json!(false));
+    // Plain-text output is kept as a string; non-text bytes are refused.
+    let text = RunEvent::parse(Provider::WebRunAi, &b"just words"[..]).unwrap();
+    assert_eq!(text.result().cloned(), Some(json!("just words")));
+    assert!(matches!(
+        RunEvent::parse(Provider::WebRunAi, &b"\xff\xfe"[..]),
+        Err(PayloadError::NotJson { .. })
+    ));
+}
+
+#[test]
+fn smartbrowse_completed_failed_and_cancelled() {
+    let done = parse(Provider::SmartBrowse, "smartbrowse-completed.json");
+    assert_eq!(done.dedup_key, "smartbrowse:Qx7Lm2Pa9Rt");
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.error, None, "an empty error string is no error");
+    let ProviderPayload::SmartBrowse(run) = &done.payload else {
+        panic!("wrong payload kind")
+    };
+    assert_eq!(run.items_extracted, Some(42));
+    assert_eq!(run.drift, Some(0.01));
+    assert_eq!(run.mode.as_deref(), Some("replay"));
+
+    let failed = parse(Provider::SmartBrowse, "smartbrowse-failed.json");
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.unwrap().message, "listing page returned 503");
+    let cancelled = parse(Provider::SmartBrowse, "smartbrowse-cancelled.json");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+}
+
+#[test]
+fn unknown_statuses_keep_their_text_and_are_not_terminal() {
+    let body = br#"{"run_id":"r1","status":"paused"}"#;
+    let event = RunEvent::parse(Provider::Skyvern, &body[..]).unwrap();
+    assert_eq!(event.status, RunStatus::Unknown("paused".into()));
+    assert!(!event.status.is_terminal());
+    assert_eq!(event.status.as_str(), "unknown");
+}
+
+#[test]
+fn bodies_that_are_not_the_payload_get_precise_errors() {
+    let cases: [(Provider, &[u8], PayloadError); 9] = [
+        (
+            Provider::Skyvern,
+            br#"{"status":"completed"}"#,
+            PayloadError::MissingField {
+                field: "run_id".into(),
+            },
+        ),
+        (
+            Provider::WebRun,
+            br#"{"type":"task_completed","sessionId":"s"}"#,
+            PayloadError::MissingField {
+                field: "taskId".into(),
+            },
+        ),
+        (
+            Provider::WebRun,
+            br#"{"event":"task_completed"}"#,
+            PayloadError::MissingField {
+                field: "taskId".into(),
+            },
+        ),
+        (Provider::SmartBrowse, b"[1,2]", PayloadError::NotAnObject),
+        (Provider::TinyFish, b"\"run\"", PayloadError::NotAnObject),
+        (
+            Provider::Skyvern,
+            br#"{"run_id":42}"#,
+            PayloadError::InvalidField {
+                path: "run_id".into(),
+                reason: "invalid type: integer `42`, expected a string".into(),
+            },
+        ),
+        (
+            Provider::TinyFish,
+            br#"{"run_id":"r","data":{"num_of_steps":"two"}}"#,
+            PayloadError::InvalidField {
+                path: "data.num_of_steps".into(),
+                reason: "invalid type: string \"two\", expected u64".into(),
+            },
+        ),
+        (
+            Provider::Skyvern,
+            br#"{"run_id":""}"#,
+            PayloadError::InvalidField {
+                path: "run_id".into(),
+                reason: "is empty".into(),
+            },
+        ),
+        (
+            Provider::SmartBrowse,
+            br#"{"run_id":null}"#,
+            PayloadError::InvalidField {
+                path: "run_id".into(),
+                reason: "invalid type: null, expected a string".into(),
+            },
+        ),
+    ];
+    for (provider, body, expected) in cases {
+        let err = RunEvent::parse(provider, body).unwrap_err();
+        assert_eq!(err, expected, "{}", String::from_utf8_lossy(body));
+        assert_eq!(err.status(), http::StatusCode::ACCEPTED);
+    }
+}
+
+#[test]
+fn malformed_json_is_not_json() {
+    for body in [
+        &b"{"[..],
+        b"",
+        b"{\"run_id\":\"r\"} trailing",
+        b"{'run_id':'r'}",
+        b"{\"run_id\":\"\\ud800\"}",
+    ] {
+        let err = RunEvent::parse(Provider::Skyvern, body).unwrap_err();
+        assert!(
+            matches!(err, PayloadError::NotJson { .. }),
+            "{body:?}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn over_long_run_ids_are_refused() {
+    let body = format!(r#"{{"run_id":"{}"}}"#, "r".repeat(257));
+    let err = RunEvent::parse(Provider::SmartBrowse, body.into_bytes()).unwrap_err();
+    assert!(
+        matches!(err, PayloadError::InvalidField { ref path, .. } if path == "run_id"),
+        "{err:?}"
+    );
+    let body = format!(r#"{{"run_id":"{}"}}"#, "r".repeat(256));
+    assert!(RunEvent::parse(Provider::SmartBrowse, body.into_bytes()).is_ok());
+}
+
+#[test]
+fn a_repeated_key_keeps_the_last_value_as_python_does() {
+    let body = br#"{"run_id":"first","status":"failed","run_id":"second"}"#;
+    let event = RunEvent::parse(Provider::Skyvern, &body[..]).unwrap();
+    assert_eq!(event.run_id, "second");
+    assert_eq!(event.status, RunStatus::Failed);
+}
+
+#[test]
+fn provider_names_round_trip() {
+    for provider in Provider::ALL {
+        assert_eq!(Provider::from_name(provider.as_str()), Some(provider));
+    }
+    assert_eq!(Provider::from_name("github"), None);
+}
