@@ -1,1 +1,44 @@
-//! Runnable examples of runhook: see the `[[example]]` entries in Cargo.toml.
+//! What the runnable examples share: configuration from the environment and a handler that
+//! reports each processed run. See the `[[example]]` entries in Cargo.toml.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use runhook::payload::RunEvent;
+use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
+use runhook::{Secret, Secrets};
+
+/// `127.0.0.1:$PORT`, port 3000 unless `PORT` says otherwise.
+pub fn listen_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT={port} is not a port"))?,
+        Err(_) => 3000,
+    };
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// The secret in environment variable `var` (refusing an unset or empty one).
+pub fn secret_from_env(var: &str) -> Result<Secrets, Box<dyn std::error::Error>> {
+    let value = std::env::var(var).map_err(|_| format!("set {var}"))?;
+    Ok(Secret::new(value)
+        .map_err(|e| format!("{var}: {e}"))?
+        .into())
+}
+
+/// The Redis store when `REDIS_URL` is set, else the memory store of this process.
+pub async fn store_from_env() -> Result<Arc<dyn IdempotencyStore>, Box<dyn std::error::Error>> {
+    Ok(match std::env::var("REDIS_URL") {
+        Ok(url) => Arc::new(RedisStore::connect(&url).await?),
+        Err(_) => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// The examples' handler: prints `processed <provider> <run_id>` and flushes stdout.
+pub async fn print_processed(event: Arc<RunEvent>) -> Result<(), std::io::Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "processed {} {}", event.provider, event.run_id)?;
+    out.flush()
+}

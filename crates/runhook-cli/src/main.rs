@@ -21,6 +21,10 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Parse a body as a provider's payload and print the unified run event as JSON.
     Parse(cmd::parse::ParseArgs),
+    /// Write the exact bytes Skyvern signs for a JSON document (its canonical form).
+    Canonicalize(cmd::canonicalize::CanonicalizeArgs),
+    /// Print the exact request (headers, blank line, body) a sender would make for a payload.
+    Sign(cmd::sign::SignArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,5 +32,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Parse(args) => cmd::parse::run(args),
+        Command::Canonicalize(args) => cmd::canonicalize::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
     }
 }

@@ -23,6 +23,9 @@ fn payload(c: &mut Criterion) {
     group.bench_function("serde_json_strict", |b| {
         b.iter(|| serde_json::from_slice::<SkyvernRun>(black_box(&compact)).unwrap())
     });
+    group.bench_function("serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&compact)).unwrap())
+    });
     group.bench_function("runhook_from_body", |b| {
         b.iter(|| from_body::<SkyvernRun>(black_box(&compact)).unwrap())
     });

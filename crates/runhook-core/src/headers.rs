@@ -15,6 +15,12 @@ pub trait HeaderLookup {
     /// returns [`ControlFlow::Break`]. `name` is lowercase; implementations match it
     /// ASCII case-insensitively.
     fn visit_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>);
+
+    /// Calls `visit` with every header's name and value, in order. Used to keep a delivery
+    /// whole (e.g. in a dead letter); the default sees no headers.
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        let _ = visit;
+    }
 }
 
 impl HeaderLookup for http::HeaderMap {
@@ -27,6 +33,12 @@ impl HeaderLookup for http::HeaderMap {
             }
         }
     }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self {
+            visit(name.as_str(), value.as_bytes());
+        }
+    }
 }
 
 impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
@@ -37,11 +49,21 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
             }
         }
     }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        for (key, value) in self {
+            visit(key.as_ref(), value.as_ref());
+        }
+    }
 }
 
 impl<T: HeaderLookup + ?Sized> HeaderLookup for &T {
     fn visit_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>) {
         (**self).visit_values(name, visit);
+    }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        (**self).visit_all(visit);
     }
 }
 
@@ -49,11 +71,19 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for Vec<(K, V)> {
     fn visit_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>) {
         self.as_slice().visit_values(name, visit);
     }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        self.as_slice().visit_all(visit);
+    }
 }
 
 impl<K: AsRef<str>, V: AsRef<[u8]>, const N: usize> HeaderLookup for [(K, V); N] {
     fn visit_values<'a>(&'a self, name: &str, visit: &mut dyn FnMut(&'a [u8]) -> ControlFlow<()>) {
         self.as_slice().visit_values(name, visit);
+    }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        self.as_slice().visit_all(visit);
     }
 }
 
@@ -144,6 +174,22 @@ mod tests {
             single_header(&map, "x-skyvern-signature"),
             SingleHeader::Conflicting
         );
+    }
+
+    #[test]
+    fn visit_all_sees_every_header() {
+        let mut map = http::HeaderMap::new();
+        map.append("a", "1".parse().unwrap());
+        map.append("b", "2".parse().unwrap());
+        let pairs = vec![("a", "1"), ("b", "2")];
+        for headers in [&map as &dyn HeaderLookup, &pairs] {
+            let mut seen = Vec::new();
+            headers.visit_all(&mut |n, v| seen.push((n.to_string(), v.to_vec())));
+            assert_eq!(
+                seen,
+                vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
+            );
+        }
     }
 
     #[test]

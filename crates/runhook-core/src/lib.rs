@@ -44,4 +44,6 @@ pub use auth::{
 pub use error::{AuthError, ConfigError, SchemeKind};
 pub use headers::{single_header, HeaderLookup, SingleHeader};
 pub use secret::{Secret, Secrets};
-pub use verify::{Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified, Verifier};
+pub use verify::{
+    BodyMatch, Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified, Verifier,
+};

@@ -80,18 +80,42 @@ pub struct Verified {
     pub timestamp: TimestampCheck,
     /// The sender's message id when the scheme has one (Standard Webhooks' `webhook-id`).
     pub message_id: Option<String>,
+    /// How the signature relates to the body bytes received.
+    pub body: BodyMatch,
 }
 
 impl Verified {
     pub(crate) fn new(scheme: SchemeKind, key_index: usize) -> Self {
+        // Schemes that sign the body match its exact bytes unless they say otherwise; the
+        // others leave the body unauthenticated.
+        let body = match scheme {
+            SchemeKind::Skyvern | SchemeKind::StandardWebhooks => BodyMatch::Exact,
+            _ => BodyMatch::NotSigned,
+        };
         Self {
             scheme,
             key_index: Some(key_index),
             authenticated: true,
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
+            body,
         }
     }
+}
+
+/// How a successful verification's signature relates to the body bytes received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyMatch {
+    /// The signature covers the body bytes exactly as received.
+    Exact,
+    /// The signature matched only the body's canonical form, rebuilt as the sender serializes
+    /// it ([`crate::SkyvernSignature::with_canonical_fallback`]): the body was re-serialized
+    /// on its way (proxy, gateway, framework). Its content is what was signed; its bytes are
+    /// not, so anything computed from the raw bytes (a hash, a byte-for-byte replay) differs.
+    Canonical,
+    /// The scheme does not sign the body (header token, path secret, unsigned).
+    NotSigned,
 }
 
 /// What a scheme checked about the time a delivery was sent.

@@ -347,3 +347,36 @@ fn provider_names_round_trip() {
     }
     assert_eq!(Provider::from_name("github"), None);
 }
+
+#[test]
+fn the_probe_agrees_with_the_full_parse() {
+    use runhook_core::payload::DedupProbe;
+    let cases = [
+        (Provider::Skyvern, "skyvern-task-completed.json"),
+        (Provider::Skyvern, "skyvern-nonfinite-and-bigint.json"),
+        (Provider::TinyFish, "tinyfish-failed.json"),
+        (Provider::WebRun, "webrun-full-response.json"),
+        (Provider::WebRun, "webrun-just-ping.json"),
+        (Provider::WebRunAi, "webrun-ai-response.json"),
+        (Provider::SmartBrowse, "smartbrowse-completed.json"),
+    ];
+    for (provider, name) in cases {
+        let event = parse(provider, name);
+        let probe = DedupProbe::read(provider, &fixture(name)).unwrap();
+        assert_eq!(
+            (probe.dedup_key, probe.run_id),
+            (event.dedup_key, event.run_id),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        DedupProbe::read(Provider::Skyvern, b"{\"status\":\"completed\"}").unwrap_err(),
+        PayloadError::MissingField {
+            field: "run_id".into()
+        }
+    );
+    assert!(matches!(
+        DedupProbe::read(Provider::Skyvern, b"{\"run_id\":\"r\",").unwrap_err(),
+        PayloadError::NotJson { .. }
+    ));
+}

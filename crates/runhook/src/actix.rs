@@ -1,9 +1,193 @@
-//! actix-web 4 integration.
+//! actix-web 4 integration: a ready handler that does everything and acknowledges, an
+//! extractor that hands the verified, de-duplicated run to your own handler, and
+//! [`ActixHeaders`] to read actix-web's header map without copying.
+//!
+//! Both read the raw payload themselves, stop reading past the receiver's body limit (413),
+//! and answer every rejection with the response policy's status and a short plain body.
+//!
+//! **Pitfall:** put nothing that reads the body before them: not a `web::Json<T>` or
+//! `web::Bytes` extractor, not a body-logging middleware. Such a layer does not re-serialize
+//! anything, but it consumes the payload, and the signature is then checked on what is left.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use actix_web::{web, App};
+//! use runhook::{payload::{Provider, RunEvent}, HeaderToken, Receiver, Secret};
+//!
+//! # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let webrun = Receiver::builder(Provider::WebRun)
+//!     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+//!     .handler(|event: Arc<RunEvent>| async move {
+//!         println!("processed {} {}", event.provider, event.run_id);
+//!         Ok::<(), std::io::Error>(())
+//!     })
+//!     .build()?;
+//! let app = App::new().route("/webhooks/webrun", runhook::actix::post(webrun));
+//! # let _ = app; Ok(()) }
+//! ```
 
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
 use runhook_core::HeaderLookup;
+
+use crate::receiver::{ClaimedEvent, Outcome, Receiver};
+
+/// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
+/// handler in the background.
+pub fn post(receiver: Receiver) -> actix_web::Route {
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let receiver = receiver.clone();
+        async move { handle(&receiver, &request, payload.into_inner()).await }
+    })
+}
+
+/// Answers one request with `receiver` (what [`post`] does), for use in your own handler.
+pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload) -> HttpResponse {
+    let body = match read_body(request, payload, receiver.body_limit()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.error_response(),
+    };
+    let outcome = receiver
+        .receive(&ActixHeaders(request.headers()), request.path(), body)
+        .await;
+    respond(&outcome)
+}
+
+/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body.
+pub fn respond(outcome: &Outcome) -> HttpResponse {
+    Rejection::from_outcome(outcome).error_response()
+}
+
+/// The extractor style: a genuine, new, parsed run, claimed for your handler. The receiver is
+/// taken from the app data (`App::new().app_data(receiver)`); rejections and duplicates are
+/// answered as the response policy says and never reach your handler.
+///
+/// Complete the claim when your work is done; if you drop it instead, the claim is released
+/// and the sender's retry can succeed.
+///
+/// ```
+/// use actix_web::{web, App, HttpResponse};
+/// use runhook::{actix::Webhook, payload::Provider, Receiver, Secret, SkyvernSignature};
+///
+/// async fn on_run(Webhook(claimed): Webhook) -> HttpResponse {
+///     println!("run {} {}", claimed.event.run_id, claimed.event.status);
+///     let _ = claimed.complete().await;
+///     HttpResponse::Ok().body("ok")
+/// }
+///
+/// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let receiver = Receiver::builder(Provider::Skyvern)
+///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+///     .build()?; // no handler: your actix handler is the handler
+/// let app = App::new().app_data(receiver).route("/webhooks/skyvern", web::post().to(on_run));
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Webhook(pub ClaimedEvent);
+
+/// Why the [`Webhook`] extractor answered instead of calling your handler: the status,
+/// `Retry-After` and plain body of the response policy.
+#[derive(Debug)]
+pub struct Rejection {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    text: String,
+}
+
+impl Rejection {
+    fn from_outcome(outcome: &Outcome) -> Self {
+        Self {
+            status: StatusCode::from_u16(outcome.status.as_u16())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            retry_after: outcome.retry_after.map(|after| after.as_secs().max(1)),
+            text: outcome.body_text(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.text)
+    }
+}
+
+impl ResponseError for Rejection {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((RETRY_AFTER, seconds));
+        }
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body(self.text.clone())
+    }
+}
+
+impl FromRequest for Webhook {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let Some(receiver) = request.app_data::<Receiver>().cloned() else {
+                return Err(actix_web::error::ErrorInternalServerError(
+                    "runhook: no Receiver in the app data",
+                ));
+            };
+            let body = read_body(&request, payload, receiver.body_limit()).await?;
+            receiver
+                .claim_event(&ActixHeaders(request.headers()), request.path(), body)
+                .await
+                .map(Webhook)
+                .map_err(|outcome| Rejection::from_outcome(&outcome).into())
+        })
+    }
+}
+
+/// Reads the whole payload, refusing (413) as soon as it passes `limit`: a declared
+/// `Content-Length` over the limit is refused before reading anything.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, Rejection> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Rejection::from_outcome(&Outcome::too_large(limit)));
+    }
+    // A declared length is within the limit here, so it bounds the allocation.
+    let mut body = BytesMut::with_capacity(declared.map_or(8 * 1024, |len| len as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Rejection {
+            status: StatusCode::BAD_REQUEST,
+            retry_after: None,
+            text: "could not read the body".into(),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::from_outcome(&Outcome::too_large(limit)));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
 
 /// actix-web's header map seen through [`HeaderLookup`], borrowed without copying.
 ///
@@ -28,6 +212,12 @@ impl HeaderLookup for ActixHeaders<'_> {
             if visit(value.as_bytes()).is_break() {
                 return;
             }
+        }
+    }
+
+    fn visit_all(&self, visit: &mut dyn FnMut(&str, &[u8])) {
+        for (name, value) in self.0.iter() {
+            visit(name.as_str(), value.as_bytes());
         }
     }
 }

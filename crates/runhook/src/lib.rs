@@ -22,9 +22,27 @@
 #![warn(missing_docs)]
 
 pub use runhook_core::*;
+pub use runhook_store as store;
+
+mod dead_letter;
+mod dispatch;
+mod handler;
+mod receiver;
+
+pub use dead_letter::{
+    DeadLetter, DeadLetterReason, DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters,
+};
+pub use dispatch::{RetryPolicy, Stats};
+pub use handler::{BoxFuture, Handler, HandlerError};
+pub use receiver::{
+    BuildError, ClaimedEvent, KeyResolver, Outcome, OutcomeKind, Receiver, ReceiverBuilder,
+    ShutdownReport, DEFAULT_BODY_LIMIT,
+};
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "axum")]
+pub mod axum;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

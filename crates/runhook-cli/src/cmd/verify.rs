@@ -99,6 +99,15 @@ fn check(args: &VerifyArgs) -> Result<String, Failure> {
     let delivery = Delivery::new(&headers, &body).with_path(&args.path);
     match scheme.verify(&delivery) {
         Ok(verified) => Ok(describe(&verified, args)),
+        Err(err @ AuthError::SignatureMismatch { .. }) if args.scheme == SchemeArg::Skyvern => {
+            let reserialized =
+                super::canonicalize::reserialized_explanation(&args.secret_env, &headers, &body);
+            let mut reason = explain(&err, &body);
+            if let Some(explanation) = reserialized {
+                reason = format!("{reason}\n{explanation}");
+            }
+            Err(Failure::Rejected(reason))
+        }
         Err(err) => Err(Failure::Rejected(explain(&err, &body))),
     }
 }

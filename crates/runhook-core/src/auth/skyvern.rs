@@ -13,7 +13,7 @@ use super::{check_timestamp, first_match, system_clock};
 use crate::error::{AuthError, SchemeKind};
 use crate::headers::required_ascii_header;
 use crate::secret::{Secret, Secrets};
-use crate::verify::{Clock, Delivery, TimestampCheck, Verified, Verifier};
+use crate::verify::{BodyMatch, Clock, Delivery, TimestampCheck, Verified, Verifier};
 
 const SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("x-skyvern-signature");
 const TIMESTAMP_HEADER: Cow<'static, str> = Cow::Borrowed("x-skyvern-timestamp");
@@ -41,6 +41,7 @@ pub struct SkyvernSignature {
     keys: Secrets,
     tolerance: Option<Duration>,
     clock: Arc<dyn Clock>,
+    canonical_fallback: bool,
 }
 
 impl SkyvernSignature {
@@ -55,7 +56,39 @@ impl SkyvernSignature {
             keys: keys.into(),
             tolerance: None,
             clock: system_clock(),
+            canonical_fallback: false,
         }
+    }
+
+    /// Also accepts a body whose bytes do not match the signature but whose canonical form
+    /// (what Skyvern signs for the same payload, rebuilt by [`crate::canonical::canonicalize`])
+    /// does: the delivery went through a proxy, gateway or framework that re-serialized the
+    /// JSON. Off by default.
+    ///
+    /// Such a success reports [`BodyMatch::Canonical`]: the payload is genuine, but the bytes
+    /// are not the ones Skyvern sent. Tried only after the exact bytes fail, so it costs
+    /// nothing on the normal path; a body that is not JSON Skyvern could have sent is
+    /// rejected as before.
+    ///
+    /// ```
+    /// use runhook_core::{sign_skyvern, BodyMatch, Delivery, Secret, SkyvernSignature, Verifier};
+    ///
+    /// let key = Secret::new("sk_live_example")?;
+    /// let signature = sign_skyvern(&key, br#"{"run_id":"wr_1","steps":4}"#);
+    /// let headers = [("x-skyvern-signature", signature)];
+    /// let reserialized = br#"{ "run_id": "wr_1", "steps": 4.0 }"#;
+    ///
+    /// let strict = SkyvernSignature::new(key.clone());
+    /// assert!(strict.verify(&Delivery::new(&headers, reserialized)).is_err());
+    ///
+    /// let lenient = SkyvernSignature::new(key).with_canonical_fallback();
+    /// let verified = lenient.verify(&Delivery::new(&headers, reserialized))?;
+    /// assert_eq!(verified.body, BodyMatch::Canonical);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_canonical_fallback(mut self) -> Self {
+        self.canonical_fallback = true;
+        self
     }
 
     /// Also requires `x-skyvern-timestamp` within `tolerance` of now, in either direction.
@@ -111,14 +144,27 @@ impl Verifier for SkyvernSignature {
             },
             None => TimestampCheck::NotChecked,
         };
-        let index = first_match(self.keys.iter(), |key| {
-            hmac_sha256(key, delivery.body).ct_eq(&presented)
-        })
-        .ok_or(AuthError::SignatureMismatch {
-            scheme: SchemeKind::Skyvern,
-        })?;
+        let matching = |body: &[u8]| {
+            first_match(self.keys.iter(), |key| {
+                hmac_sha256(key, body).ct_eq(&presented)
+            })
+        };
+        let (index, body) = match matching(delivery.body) {
+            Some(index) => (index, BodyMatch::Exact),
+            None => self
+                .canonical_fallback
+                .then(|| crate::canonical::canonicalize(delivery.body).ok())
+                .flatten()
+                .filter(|canonical| canonical.as_slice() != delivery.body)
+                .and_then(|canonical| matching(&canonical))
+                .map(|index| (index, BodyMatch::Canonical))
+                .ok_or(AuthError::SignatureMismatch {
+                    scheme: SchemeKind::Skyvern,
+                })?,
+        };
         let mut verified = Verified::new(SchemeKind::Skyvern, index);
         verified.timestamp = timestamp;
+        verified.body = body;
         Ok(verified)
     }
 }
@@ -260,6 +306,44 @@ mod tests {
             );
             assert!(result.is_err(), "{absurd}");
         }
+    }
+
+    #[test]
+    fn canonical_fallback_is_opt_in_and_reported() {
+        let signed = br#"{"run_id":"wr_1","score":NaN,"steps":4,"big":100000000000000000000}"#;
+        let sig = sign_skyvern(&key(), signed);
+        let headers = [("x-skyvern-signature", sig.as_str())];
+        let reserialized =
+            b"{\n  \"run_id\": \"wr_\\u0031\",\n  \"score\": NaN, \"steps\": 4.0, \"big\": 1e20\n}";
+        let strict = SkyvernSignature::new(key());
+        let lenient = SkyvernSignature::new(key()).with_canonical_fallback();
+
+        let exact = check(&lenient, &headers, signed).unwrap();
+        assert_eq!(exact.body, BodyMatch::Exact);
+        assert!(matches!(
+            check(&strict, &headers, reserialized),
+            Err(AuthError::SignatureMismatch { .. })
+        ));
+        let canonical = check(&lenient, &headers, reserialized).unwrap();
+        assert_eq!(canonical.body, BodyMatch::Canonical);
+        assert_eq!(canonical.key_index, Some(0));
+
+        // A different payload, or a body Skyvern could not have sent, still fails.
+        for body in [
+            &br#"{"run_id":"wr_2","score":NaN,"steps":4}"#[..],
+            b"{not json",
+            b"",
+        ] {
+            assert!(matches!(
+                check(&lenient, &headers, body),
+                Err(AuthError::SignatureMismatch { .. })
+            ));
+        }
+        // A forged signature is not rescued by re-normalization.
+        let forged = [("x-skyvern-signature", "0".repeat(64))];
+        assert!(lenient
+            .verify(&Delivery::new(&forged, reserialized))
+            .is_err());
     }
 
     #[test]

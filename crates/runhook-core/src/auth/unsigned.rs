@@ -2,7 +2,7 @@
 //! signature).
 
 use crate::error::{AuthError, SchemeKind};
-use crate::verify::{Delivery, TimestampCheck, Verified, Verifier};
+use crate::verify::{BodyMatch, Delivery, TimestampCheck, Verified, Verifier};
 
 /// Accepts every delivery and records that nothing was authenticated.
 ///
@@ -39,6 +39,7 @@ impl Verifier for Unsigned {
             authenticated: false,
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
+            body: BodyMatch::NotSigned,
         })
     }
 }

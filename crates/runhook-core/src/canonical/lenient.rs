@@ -3,7 +3,7 @@
 use serde_json::{Map, Number, Value};
 
 use super::error::CanonicalError;
-use super::scan::{Scanner, Str, Token};
+use super::scan::{parse, Sink, Str, Word};
 
 /// Parses any body [`canonicalize`](super::canonicalize) accepts into a [`serde_json::Value`].
 ///
@@ -32,12 +32,7 @@ use super::scan::{Scanner, Str, Token};
 /// # Ok::<(), runhook_core::canonical::CanonicalError>(())
 /// ```
 pub fn parse_lenient(input: &[u8]) -> Result<Value, CanonicalError> {
-    let canonical = super::canonicalize(input)?;
-    // The canonical form is always UTF-8.
-    let text = std::str::from_utf8(&canonical).map_err(|e| CanonicalError::InvalidUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    build(text)
+    build(&super::canonicalize(input)?)
 }
 
 enum Open {
@@ -46,54 +41,86 @@ enum Open {
 }
 
 /// Builds the value of a canonical text (no repeated key, no lone surrogate), iteratively.
-fn build(text: &str) -> Result<Value, CanonicalError> {
-    let mut scanner = Scanner::new(text);
-    let mut stack: Vec<Open> = Vec::new();
-    let mut root = Value::Null;
-    while let Some(token) = scanner.next_token()? {
-        let value = match token {
-            Token::BeginObject => {
-                stack.push(Open::Object(Map::new(), String::new()));
-                continue;
-            }
-            Token::BeginArray => {
-                stack.push(Open::Array(Vec::new()));
-                continue;
-            }
-            Token::Key(key) => {
-                if let Some(Open::Object(_, pending)) = stack.last_mut() {
-                    *pending = decode(key);
-                }
-                continue;
-            }
-            Token::EndObject | Token::EndArray => match stack.pop() {
-                Some(Open::Object(map, _)) => Value::Object(map),
-                Some(Open::Array(items)) => Value::Array(items),
-                None => Value::Null,
-            },
-            Token::String(s) => Value::String(decode(s)),
-            Token::Integer(literal) => integer(literal),
-            Token::Float(literal) => literal
-                .parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .map_or_else(|| Value::String(literal.to_owned()), Value::Number),
-            Token::True => Value::Bool(true),
-            Token::False => Value::Bool(false),
-            Token::Null => Value::Null,
-            Token::NaN => Value::String("NaN".to_owned()),
-            Token::Infinity => Value::String("Infinity".to_owned()),
-            Token::NegInfinity => Value::String("-Infinity".to_owned()),
-        };
-        match stack.last_mut() {
+fn build(canonical: &[u8]) -> Result<Value, CanonicalError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: Value::Null,
+    };
+    parse(canonical, &mut builder)?;
+    Ok(builder.root)
+}
+
+struct Builder {
+    stack: Vec<Open>,
+    root: Value,
+}
+
+impl Builder {
+    fn add(&mut self, value: Value) {
+        match self.stack.last_mut() {
             Some(Open::Array(items)) => items.push(value),
             Some(Open::Object(map, pending)) => {
                 map.insert(std::mem::take(pending), value);
             }
-            None => root = value,
+            None => self.root = value,
         }
     }
-    Ok(root)
+}
+
+impl Sink for Builder {
+    fn begin(&mut self, object: bool) {
+        self.stack.push(if object {
+            Open::Object(Map::new(), String::new())
+        } else {
+            Open::Array(Vec::new())
+        });
+    }
+
+    fn separator(&mut self, _object: bool) {}
+
+    fn end(&mut self, _object: bool) {
+        let value = match self.stack.pop() {
+            Some(Open::Object(map, _)) => Value::Object(map),
+            Some(Open::Array(items)) => Value::Array(items),
+            None => Value::Null,
+        };
+        self.add(value);
+    }
+
+    fn key(&mut self, key: Str<'_>) {
+        if let Some(Open::Object(_, pending)) = self.stack.last_mut() {
+            *pending = decode(key);
+        }
+    }
+
+    fn string(&mut self, value: Str<'_>) {
+        self.add(Value::String(decode(value)));
+    }
+
+    fn integer(&mut self, literal: &[u8]) {
+        self.add(integer(&String::from_utf8_lossy(literal)));
+    }
+
+    fn float(&mut self, literal: &[u8]) {
+        let literal = String::from_utf8_lossy(literal);
+        let value = literal
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map_or_else(|| Value::String(literal.into_owned()), Value::Number);
+        self.add(value);
+    }
+
+    fn word(&mut self, word: Word) {
+        self.add(match word {
+            Word::True => Value::Bool(true),
+            Word::False => Value::Bool(false),
+            Word::Null => Value::Null,
+            Word::NaN | Word::Infinity | Word::NegInfinity => {
+                Value::String(word.as_str().to_owned())
+            }
+        });
+    }
 }
 
 fn integer(literal: &str) -> Value {
@@ -109,11 +136,13 @@ fn integer(literal: &str) -> Value {
 /// Decodes a string's escapes (a lone surrogate, impossible in a canonical text, becomes
 /// U+FFFD).
 fn decode(s: Str<'_>) -> String {
+    // The raw text is a slice of a `str` cut at ASCII quotes: valid UTF-8.
+    let raw = String::from_utf8_lossy(s.raw);
     if !s.escaped {
-        return s.raw.to_owned();
+        return raw.into_owned();
     }
-    let mut out = String::with_capacity(s.raw.len());
-    let mut rest = s.raw;
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = &*raw;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
         let escape = &rest[at + 1..];

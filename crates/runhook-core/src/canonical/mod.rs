@@ -83,13 +83,17 @@ pub fn canonicalize(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
 /// # Ok::<(), runhook_core::canonical::CanonicalError>(())
 /// ```
 pub fn canonicalize_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let text = std::str::from_utf8(input).map_err(|e| CanonicalError::InvalidUtf8 {
-        offset: e.valid_up_to(),
-    })?;
     let before = out.len();
-    let result = write::write_canonical(text, out);
-    if result.is_err() {
+    let result = write::write_canonical(input, out);
+    if let Err(error) = result {
         out.truncate(before);
+        // Python decodes the whole body before parsing it: an invalid byte anywhere wins.
+        if let Err(e) = std::str::from_utf8(input) {
+            return Err(CanonicalError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            });
+        }
+        return Err(error);
     }
-    result
+    Ok(())
 }

@@ -8,12 +8,108 @@
 
 /// Writes the canonical form of the float literal `literal` (already checked against the JSON
 /// grammar) to `out`.
-pub(crate) fn write_float_literal(literal: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_float_literal(literal: &[u8], out: &mut Vec<u8>) {
+    if write_short_decimal(literal, out) {
+        return;
+    }
     // The grammar was checked by the scanner, and Rust's parser accepts every JSON float
     // literal, rounding correctly (as Python does); a failure here would be a bug, and writing
     // NaN keeps the function total rather than panicking.
-    let value = literal.parse::<f64>().unwrap_or(f64::NAN);
+    let value = std::str::from_utf8(literal)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
     write_f64(value, out);
+}
+
+/// The most significant digits a decimal may have for [`write_short_decimal`]: `f64::DIGITS`.
+const SHORT_DIGITS: usize = 15;
+
+/// The fast path for the common literal: a plain decimal (`162.59`, `-0.0025`, `4.0`) with at
+/// most 15 significant digits and no exponent. Returns `false`, writing nothing, otherwise.
+///
+/// Why the digits can be copied: every decimal of at most 15 significant digits in the normal
+/// range survives a round trip through the nearest double and back to 15 digits
+/// (`f64::DIGITS`), so no two such decimals share a double. The shortest round-trip digits of
+/// that double are at most as long as the input's, hence are the input's own digits (without
+/// leading and trailing zeros); and the double is a whole number exactly when the decimal
+/// is, with the same value when below 10^15 (larger whole numbers take the exact path). The
+/// length bound keeps the value far from the subnormal range (at least 1e-40).
+fn write_short_decimal(literal: &[u8], out: &mut Vec<u8>) -> bool {
+    const MAX_LEN: usize = 40;
+    if literal.len() > MAX_LEN {
+        return false;
+    }
+    let (negative, unsigned) = match literal.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, literal),
+    };
+    // All the digits, the integer part's then the fraction's.
+    let mut digits = [0u8; MAX_LEN];
+    let mut len = 0;
+    let mut int_len = None;
+    for &b in unsigned {
+        match b {
+            b'0'..=b'9' => {
+                digits[len] = b;
+                len += 1;
+            }
+            b'.' => int_len = Some(len),
+            _ => return false, // an exponent
+        }
+    }
+    let Some(int_len) = int_len else {
+        return false;
+    };
+    let digits = &digits[..len];
+    let Some(first) = digits.iter().position(|&d| d != b'0') else {
+        out.push(b'0'); // zero, including -0.0
+        return true;
+    };
+    let last = digits.iter().rposition(|&d| d != b'0').unwrap_or(first);
+    let significant = &digits[first..=last];
+    let count = significant.len();
+    if count > SHORT_DIGITS {
+        return false;
+    }
+    // The value is 0.SIGNIFICANT * 10^exponent (Python's `decpt`).
+    let exponent = int_len as isize - first as isize;
+    if negative {
+        out.push(b'-');
+    }
+    if exponent >= count as isize {
+        if exponent > SHORT_DIGITS as isize {
+            // At or above 10^15 a whole double need not be the decimal (the exact integer of
+            // the double is written, not its shortest digits): the exact path decides.
+            out.truncate(out.len() - usize::from(negative));
+            return false;
+        }
+        // A whole number below 10^15 < 2^53: exactly the decimal's integer.
+        out.extend_from_slice(significant);
+        out.extend(std::iter::repeat_n(b'0', exponent as usize - count));
+    } else if exponent > 0 {
+        let (int, frac) = significant.split_at(exponent as usize);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else if exponent > -4 {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', exponent.unsigned_abs()));
+        out.extend_from_slice(significant);
+    } else {
+        out.push(significant[0]);
+        if count > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&significant[1..]);
+        }
+        out.extend_from_slice(b"e-");
+        let shown = (1 - exponent) as usize;
+        if shown < 10 {
+            out.push(b'0');
+        }
+        write_u64(shown as u64, false, out);
+    }
+    true
 }
 
 /// Writes `value` as Skyvern's normalization and `json.dumps` would.
@@ -140,7 +236,7 @@ fn write_big_whole(value: f64, out: &mut Vec<u8>) {
         exponent -= shift;
         let mut carry = 0u64;
         for limb in &mut limbs {
-            // limb < 10^9 and carry < 2^32, so this stays below 2^63.
+            // limb < 10^9 < 2^30 and carry < 2^33, so this stays below 2^63.
             let product = (*limb << shift) + carry;
             *limb = product % LIMB;
             carry = product / LIMB;
@@ -218,6 +314,85 @@ mod tests {
             assert_eq!(canon(value), expected, "{value:e}");
         }
         assert_eq!(canon(1.5e300).len(), 301);
+    }
+
+    /// The slow path: parse, then format.
+    fn exact(literal: &str) -> String {
+        let mut out = Vec::new();
+        write_f64(literal.parse().unwrap(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn short_decimals_agree_with_the_exact_path() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let r = next();
+            let int = match r % 4 {
+                0 => "0".to_string(),
+                1 => (r >> 8 & 0xff).to_string(),
+                _ => ((r >> 8) % 10u64.pow((r >> 59) as u32 % 20)).to_string(),
+            };
+            let frac_len = (r >> 20) as usize % 20 + 1;
+            let mut frac = String::new();
+            let mut d = next();
+            for i in 0..frac_len {
+                // Runs of zeros are common, to reach the exponent form and whole numbers.
+                frac.push(if (d >> (i % 60)) & 3 == 0 || r & 0x100 == 0 && i > 3 {
+                    '0'
+                } else {
+                    char::from(b'0' + (d % 10) as u8)
+                });
+                d /= 3;
+            }
+            let sign = if r & 0x200 == 0 { "-" } else { "" };
+            let literal = format!("{sign}{int}.{frac}");
+            let mut fast = Vec::new();
+            if write_short_decimal(literal.as_bytes(), &mut fast) {
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    exact(&literal),
+                    "{literal}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        for literal in [
+            "0.00001",
+            "-0.000012345",
+            "0.0001",
+            "123456789012345.0",
+            "0.0",
+        ] {
+            let mut fast = Vec::new();
+            assert!(
+                write_short_decimal(literal.as_bytes(), &mut fast),
+                "{literal}"
+            );
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                exact(literal),
+                "{literal}"
+            );
+        }
+        for literal in [
+            "1.5e3",
+            "1234567890123456.7",
+            &format!("0.{}1", "0".repeat(40)),
+        ] {
+            assert!(
+                !write_short_decimal(literal.as_bytes(), &mut Vec::new()),
+                "{literal}"
+            );
+        }
     }
 
     #[test]

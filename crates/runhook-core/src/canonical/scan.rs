@@ -1,26 +1,28 @@
-//! A pull tokenizer with Python's `json.loads` grammar (the C scanner of CPython 3.11).
+//! A push parser with the grammar of Python's `json.loads` (CPython's C scanner).
 //!
 //! It checks the structure, the string escapes and the number grammar, and bounds the nesting
-//! depth with an explicit stack (no recursion). String contents are handed out raw, between
-//! the quotes; the consumer decodes them when `escaped` is set.
+//! depth with an explicit stack (no recursion), calling a [`Sink`] for each piece of the
+//! document in order. String contents are handed over raw, between the quotes; the sink
+//! decodes them when `escaped` is set.
 
 use super::error::{CanonicalError, SyntaxError};
 use super::{MAX_DEPTH, MAX_INT_DIGITS};
 
-/// One token of a JSON text.
+/// A string's raw contents between its quotes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Token<'a> {
-    BeginObject,
-    EndObject,
-    BeginArray,
-    EndArray,
-    /// An object key; the scanner has consumed the `:` after it.
-    Key(Str<'a>),
-    String(Str<'a>),
-    /// An integer literal (no fraction, no exponent), any size within the digit limit.
-    Integer(&'a str),
-    /// A number literal with a fraction or an exponent.
-    Float(&'a str),
+pub(crate) struct Str<'a> {
+    /// The bytes between the quotes, exactly as in the input (valid UTF-8, no raw control
+    /// character, every escape well formed).
+    pub raw: &'a [u8],
+    /// Whether `raw` contains a backslash.
+    pub escaped: bool,
+    /// Offset of `raw` in the input (one past the opening quote).
+    pub offset: usize,
+}
+
+/// The literal words of Python's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Word {
     True,
     False,
     Null,
@@ -29,34 +31,37 @@ pub(crate) enum Token<'a> {
     NegInfinity,
 }
 
-/// A string's raw contents between its quotes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Str<'a> {
-    /// The bytes between the quotes, exactly as in the input (valid UTF-8, no raw control
-    /// character, every escape well formed).
-    pub raw: &'a str,
-    /// Whether `raw` contains a backslash.
-    pub escaped: bool,
-    /// Offset of `raw` in the input (one past the opening quote).
-    pub offset: usize,
+impl Word {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Word::True => "true",
+            Word::False => "false",
+            Word::Null => "null",
+            Word::NaN => "NaN",
+            Word::Infinity => "Infinity",
+            Word::NegInfinity => "-Infinity",
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Before the document's value.
-    Start,
-    /// After `[`: a value or `]`.
-    ValueOrEnd,
-    /// After `{`: a key or `}`.
-    KeyOrEnd,
-    /// After `,` in an array, or after a key's `:`.
-    Value,
-    /// After `,` in an object.
-    Key,
-    /// After a value inside a container.
-    CommaOrEnd,
-    /// After the document's value.
-    Done,
+/// Receives a document's pieces in order.
+pub(crate) trait Sink {
+    /// `{` (`object`) or `[`.
+    fn begin(&mut self, object: bool);
+    /// The `,` between two members (`object`) or two elements.
+    fn separator(&mut self, object: bool);
+    /// `}` (`object`) or `]`.
+    fn end(&mut self, object: bool);
+    /// An object key (its `:` has been checked).
+    fn key(&mut self, key: Str<'_>);
+    /// A string value.
+    fn string(&mut self, value: Str<'_>);
+    /// An integer literal (no fraction, no exponent) within the digit limit.
+    fn integer(&mut self, literal: &[u8]);
+    /// A number literal with a fraction or an exponent.
+    fn float(&mut self, literal: &[u8]);
+    /// `true`, `false`, `null`, `NaN`, `Infinity` or `-Infinity`.
+    fn word(&mut self, word: Word);
 }
 
 /// Bytes that end a run of plain string content: `"`, `\` and control characters.
@@ -72,37 +77,172 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
-pub(crate) struct Scanner<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
-    /// One entry per open container: `true` for an object.
-    stack: Vec<bool>,
-    state: State,
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The offset of the first byte at or after `at` that is not plain ASCII string content: `"`,
+/// `\\`, a control character or a non-ASCII byte (or the length).
+///
+/// Eight bytes at a time: for each of the three byte tests, the lowest flagged byte of the
+/// classic "has a byte less than n" bit trick is exact (a borrow only propagates upwards from
+/// a byte that is itself flagged), and the top bit flags a non-ASCII byte exactly, so the
+/// lowest bit of their union is the first byte to look at.
+#[inline]
+fn skip_plain(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(chunk);
+        let quote = v ^ (ONES * u64::from(b'"'));
+        let backslash = v ^ (ONES * u64::from(b'\\'));
+        let stops = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (v.wrapping_sub(ONES * 0x20) & !v)
+            | v;
+        let stops = stops & HIGHS;
+        if stops != 0 {
+            return at + (stops.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(&b) = bytes.get(at) {
+        if STRING_STOP[b as usize] || b >= 0x80 {
+            break;
+        }
+        at += 1;
+    }
+    at
 }
 
-impl<'a> Scanner<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-            stack: Vec::new(),
-            state: State::Start,
+/// The length of the UTF-8 sequence starting with the non-ASCII byte at `at`, or `None` if it
+/// is not a valid one (overlong forms, surrogates and code points past U+10FFFF included).
+#[inline]
+fn utf8_sequence(bytes: &[u8], at: usize) -> Option<usize> {
+    let byte = |i: usize| bytes.get(at + i).copied().unwrap_or(0);
+    let continuation = |b: u8| (0x80..=0xbf).contains(&b);
+    let (len, second) = match byte(0) {
+        0xc2..=0xdf => (2, 0x80..=0xbf),
+        0xe0 => (3, 0xa0..=0xbf),
+        0xe1..=0xec | 0xee..=0xef => (3, 0x80..=0xbf),
+        0xed => (3, 0x80..=0x9f),
+        0xf0 => (4, 0x90..=0xbf),
+        0xf1..=0xf3 => (4, 0x80..=0xbf),
+        0xf4 => (4, 0x80..=0x8f),
+        _ => return None,
+    };
+    let valid = second.contains(&byte(1)) && (2..len).all(|i| continuation(byte(i)));
+    valid.then_some(len)
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+fn syntax(offset: usize, reason: SyntaxError) -> CanonicalError {
+    CanonicalError::Syntax { offset, reason }
+}
+
+/// Parses the JSON text `bytes`, calling `sink` for each piece, in order.
+///
+/// Only string contents are checked to be UTF-8, as they are scanned (every other byte of a
+/// valid document is ASCII by the grammar): on success the whole input is UTF-8. On failure the caller must
+/// check the whole input, since Python decodes it before parsing and an invalid byte after
+/// the error found here takes precedence.
+pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), CanonicalError> {
+    let mut p = Parser { bytes, pos: 0 };
+    // One entry per open container: `true` for an object.
+    let mut stack: Vec<bool> = Vec::new();
+    'value: loop {
+        p.skip_whitespace();
+        match p.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(CanonicalError::TooDeep {
+                        offset: p.pos,
+                        max: MAX_DEPTH,
+                    });
+                }
+                let object = open == b'{';
+                let close = if object { b'}' } else { b']' };
+                p.pos += 1;
+                sink.begin(object);
+                p.skip_whitespace();
+                if p.peek() == Some(close) {
+                    p.pos += 1;
+                    sink.end(object);
+                } else {
+                    stack.push(object);
+                    if object {
+                        p.key(sink)?;
+                    }
+                    continue 'value;
+                }
+            }
+            Some(b'"') => {
+                let value = p.string()?;
+                sink.string(value);
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                if p.rest().starts_with(b"-Infinity") {
+                    p.pos += 9;
+                    sink.word(Word::NegInfinity);
+                } else {
+                    p.number(sink)?;
+                }
+            }
+            Some(b't') => p.word(Word::True, sink)?,
+            Some(b'f') => p.word(Word::False, sink)?,
+            Some(b'n') => p.word(Word::Null, sink)?,
+            Some(b'N') => p.word(Word::NaN, sink)?,
+            Some(b'I') => p.word(Word::Infinity, sink)?,
+            _ => return Err(syntax(p.pos, SyntaxError::ExpectedValue)),
+        }
+        // A value is complete: close containers until one continues with `,`.
+        loop {
+            p.skip_whitespace();
+            let Some(&object) = stack.last() else {
+                return if p.pos == p.bytes.len() {
+                    Ok(())
+                } else {
+                    Err(syntax(p.pos, SyntaxError::ExtraData))
+                };
+            };
+            match (p.peek(), object) {
+                (Some(b','), _) => {
+                    p.pos += 1;
+                    sink.separator(object);
+                    if object {
+                        p.skip_whitespace();
+                        p.key(sink)?;
+                    }
+                    continue 'value;
+                }
+                (Some(b'}'), true) | (Some(b']'), false) => {
+                    p.pos += 1;
+                    stack.pop();
+                    sink.end(object);
+                }
+                (_, true) => return Err(syntax(p.pos, SyntaxError::ExpectedCommaOrBrace)),
+                (_, false) => return Err(syntax(p.pos, SyntaxError::ExpectedCommaOrBracket)),
+            }
         }
     }
+}
 
-    fn syntax(offset: usize, reason: SyntaxError) -> CanonicalError {
-        CanonicalError::Syntax { offset, reason }
-    }
-
+impl<'a> Parser<'a> {
     #[inline]
     fn skip_whitespace(&mut self) {
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-                self.pos += 1;
-            } else {
-                break;
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            // Indentation: whole words of spaces.
+            while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+                let word = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes);
+                if word.ok() != Some(ONES * u64::from(b' ')) {
+                    break;
+                }
+                self.pos += 8;
             }
         }
     }
@@ -112,145 +252,33 @@ impl<'a> Scanner<'a> {
         self.bytes.get(self.pos).copied()
     }
 
-    /// The next token, or `None` once the document and its trailing whitespace are consumed.
-    #[inline]
-    pub(crate) fn next_token(&mut self) -> Result<Option<Token<'a>>, CanonicalError> {
-        loop {
-            self.skip_whitespace();
-            match self.state {
-                State::Start | State::Value => return self.value().map(Some),
-                State::ValueOrEnd => {
-                    if self.peek() == Some(b']') {
-                        return Ok(Some(self.close(Token::EndArray)));
-                    }
-                    return self.value().map(Some);
-                }
-                State::KeyOrEnd => {
-                    if self.peek() == Some(b'}') {
-                        return Ok(Some(self.close(Token::EndObject)));
-                    }
-                    return self.key().map(Some);
-                }
-                State::Key => return self.key().map(Some),
-                State::CommaOrEnd => {
-                    let in_object = self.stack.last().copied().unwrap_or(false);
-                    match (self.peek(), in_object) {
-                        (Some(b','), true) => {
-                            self.pos += 1;
-                            self.state = State::Key;
-                        }
-                        (Some(b','), false) => {
-                            self.pos += 1;
-                            self.state = State::Value;
-                        }
-                        (Some(b'}'), true) => return Ok(Some(self.close(Token::EndObject))),
-                        (Some(b']'), false) => return Ok(Some(self.close(Token::EndArray))),
-                        (_, true) => {
-                            return Err(Self::syntax(self.pos, SyntaxError::ExpectedCommaOrBrace))
-                        }
-                        (_, false) => {
-                            return Err(Self::syntax(self.pos, SyntaxError::ExpectedCommaOrBracket))
-                        }
-                    }
-                }
-                State::Done => {
-                    return if self.pos == self.bytes.len() {
-                        Ok(None)
-                    } else {
-                        Err(Self::syntax(self.pos, SyntaxError::ExtraData))
-                    };
-                }
-            }
-        }
-    }
-
-    /// Consumes the closing bracket at `pos` and leaves its container.
-    fn close(&mut self, token: Token<'a>) -> Token<'a> {
-        self.pos += 1;
-        self.stack.pop();
-        self.after_value();
-        token
-    }
-
-    fn after_value(&mut self) {
-        self.state = if self.stack.is_empty() {
-            State::Done
-        } else {
-            State::CommaOrEnd
-        };
-    }
-
-    fn open(&mut self, object: bool) -> Result<(), CanonicalError> {
-        if self.stack.len() >= MAX_DEPTH {
-            return Err(CanonicalError::TooDeep {
-                offset: self.pos,
-                max: MAX_DEPTH,
-            });
-        }
-        self.stack.push(object);
-        self.pos += 1;
-        self.state = if object {
-            State::KeyOrEnd
-        } else {
-            State::ValueOrEnd
-        };
-        Ok(())
-    }
-
-    fn key(&mut self) -> Result<Token<'a>, CanonicalError> {
-        if self.peek() != Some(b'"') {
-            return Err(Self::syntax(self.pos, SyntaxError::ExpectedKey));
-        }
-        let key = self.string()?;
-        self.skip_whitespace();
-        if self.peek() != Some(b':') {
-            return Err(Self::syntax(self.pos, SyntaxError::ExpectedColon));
-        }
-        self.pos += 1;
-        self.state = State::Value;
-        Ok(Token::Key(key))
-    }
-
-    fn value(&mut self) -> Result<Token<'a>, CanonicalError> {
-        let token = match self.peek() {
-            Some(b'"') => Token::String(self.string()?),
-            Some(b'{') => {
-                self.open(true)?;
-                return Ok(Token::BeginObject);
-            }
-            Some(b'[') => {
-                self.open(false)?;
-                return Ok(Token::BeginArray);
-            }
-            Some(b'-' | b'0'..=b'9') => {
-                if self.rest().starts_with(b"-Infinity") {
-                    self.pos += 9;
-                    Token::NegInfinity
-                } else {
-                    self.number()?
-                }
-            }
-            Some(b't') => self.word(b"true", Token::True)?,
-            Some(b'f') => self.word(b"false", Token::False)?,
-            Some(b'n') => self.word(b"null", Token::Null)?,
-            Some(b'N') => self.word(b"NaN", Token::NaN)?,
-            Some(b'I') => self.word(b"Infinity", Token::Infinity)?,
-            _ => return Err(Self::syntax(self.pos, SyntaxError::ExpectedValue)),
-        };
-        self.after_value();
-        Ok(token)
-    }
-
     fn rest(&self) -> &'a [u8] {
         self.bytes.get(self.pos..).unwrap_or_default()
     }
 
-    fn word(&mut self, word: &[u8], token: Token<'a>) -> Result<Token<'a>, CanonicalError> {
-        if self.rest().starts_with(word) {
-            self.pos += word.len();
-            Ok(token)
+    /// A key and its `:`.
+    #[inline(always)]
+    fn key<S: Sink>(&mut self, sink: &mut S) -> Result<(), CanonicalError> {
+        if self.peek() != Some(b'"') {
+            return Err(syntax(self.pos, SyntaxError::ExpectedKey));
+        }
+        let key = self.string()?;
+        self.skip_whitespace();
+        if self.peek() != Some(b':') {
+            return Err(syntax(self.pos, SyntaxError::ExpectedColon));
+        }
+        self.pos += 1;
+        sink.key(key);
+        Ok(())
+    }
+
+    fn word<S: Sink>(&mut self, word: Word, sink: &mut S) -> Result<(), CanonicalError> {
+        if self.rest().starts_with(word.as_str().as_bytes()) {
+            self.pos += word.as_str().len();
+            sink.word(word);
+            Ok(())
         } else {
-            Err(Self::syntax(self.pos, SyntaxError::ExpectedValue))
+            Err(syntax(self.pos, SyntaxError::ExpectedValue))
         }
     }
 
@@ -264,7 +292,7 @@ impl<'a> Scanner<'a> {
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?`, taking the fraction and exponent only
     /// when complete (as Python does: `1.` is the number `1` followed by garbage).
-    fn number(&mut self) -> Result<Token<'a>, CanonicalError> {
+    fn number<S: Sink>(&mut self, sink: &mut S) -> Result<(), CanonicalError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -275,7 +303,7 @@ impl<'a> Scanner<'a> {
                 1
             }
             Some(b'1'..=b'9') => self.digits(),
-            _ => return Err(Self::syntax(start, SyntaxError::ExpectedValue)),
+            _ => return Err(syntax(start, SyntaxError::ExpectedValue)),
         };
         let mut float = false;
         if self.peek() == Some(b'.') && matches!(self.bytes.get(self.pos + 1), Some(b'0'..=b'9')) {
@@ -295,32 +323,29 @@ impl<'a> Scanner<'a> {
                 self.pos = mark;
             }
         }
-        let literal = self.text.get(start..self.pos).unwrap_or_default();
+        let literal = self.bytes.get(start..self.pos).unwrap_or_default();
         if float {
-            Ok(Token::Float(literal))
+            sink.float(literal);
         } else if int_digits > MAX_INT_DIGITS {
-            Err(CanonicalError::IntegerTooLong {
+            return Err(CanonicalError::IntegerTooLong {
                 offset: start,
                 digits: int_digits,
-            })
+            });
         } else {
-            Ok(Token::Integer(literal))
+            sink.integer(literal);
         }
+        Ok(())
     }
 
     /// Scans a string starting at its opening quote; leaves `pos` after the closing quote.
+    #[inline(always)]
     fn string(&mut self) -> Result<Str<'a>, CanonicalError> {
         let open = self.pos;
         let start = open + 1;
         let mut at = start;
         let mut escaped = false;
         loop {
-            while let Some(&b) = self.bytes.get(at) {
-                if STRING_STOP[b as usize] {
-                    break;
-                }
-                at += 1;
-            }
+            at = skip_plain(self.bytes, at);
             match self.bytes.get(at) {
                 Some(b'"') => break,
                 Some(b'\\') => {
@@ -330,26 +355,25 @@ impl<'a> Scanner<'a> {
                         Some(b'u') => {
                             let hex = self.bytes.get(at + 2..at + 6);
                             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                                return Err(Self::syntax(
-                                    at + 1,
-                                    SyntaxError::InvalidUnicodeEscape,
-                                ));
+                                return Err(syntax(at + 1, SyntaxError::InvalidUnicodeEscape));
                             }
                             at += 6;
                         }
-                        None => return Err(Self::syntax(open, SyntaxError::UnterminatedString)),
-                        Some(_) => return Err(Self::syntax(at, SyntaxError::InvalidEscape)),
+                        None => return Err(syntax(open, SyntaxError::UnterminatedString)),
+                        Some(_) => return Err(syntax(at, SyntaxError::InvalidEscape)),
                     }
                 }
-                Some(&control) => {
-                    return Err(Self::syntax(at, SyntaxError::ControlCharacter(control)))
-                }
-                None => return Err(Self::syntax(open, SyntaxError::UnterminatedString)),
+                Some(0x80..) => match utf8_sequence(self.bytes, at) {
+                    Some(len) => at += len,
+                    None => return Err(CanonicalError::InvalidUtf8 { offset: at }),
+                },
+                Some(&control) => return Err(syntax(at, SyntaxError::ControlCharacter(control))),
+                None => return Err(syntax(open, SyntaxError::UnterminatedString)),
             }
         }
         self.pos = at + 1;
         Ok(Str {
-            raw: self.text.get(start..at).unwrap_or_default(),
+            raw: self.bytes.get(start..at).unwrap_or_default(),
             escaped,
             offset: start,
         })
@@ -360,46 +384,122 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
 
-    fn tokens(text: &str) -> Result<Vec<Token<'_>>, CanonicalError> {
-        let mut scanner = Scanner::new(text);
-        let mut out = Vec::new();
-        while let Some(token) = scanner.next_token()? {
-            out.push(token);
+    /// Records the pieces as text, one per entry.
+    #[derive(Default)]
+    struct Trace(Vec<String>);
+
+    impl Sink for Trace {
+        fn begin(&mut self, object: bool) {
+            self.0.push(if object { "{" } else { "[" }.into());
         }
-        Ok(out)
+        fn separator(&mut self, _: bool) {
+            self.0.push(",".into());
+        }
+        fn end(&mut self, object: bool) {
+            self.0.push(if object { "}" } else { "]" }.into());
+        }
+        fn key(&mut self, key: Str<'_>) {
+            self.0
+                .push(format!("key {}", String::from_utf8_lossy(key.raw)));
+        }
+        fn string(&mut self, value: Str<'_>) {
+            let raw = String::from_utf8_lossy(value.raw);
+            self.0.push(format!("str {raw} {}", value.escaped));
+        }
+        fn integer(&mut self, literal: &[u8]) {
+            self.0
+                .push(format!("int {}", String::from_utf8_lossy(literal)));
+        }
+        fn float(&mut self, literal: &[u8]) {
+            self.0
+                .push(format!("float {}", String::from_utf8_lossy(literal)));
+        }
+        fn word(&mut self, word: Word) {
+            self.0.push(word.as_str().into());
+        }
+    }
+
+    fn trace(text: &str) -> Result<Vec<String>, CanonicalError> {
+        let mut sink = Trace::default();
+        parse(text.as_bytes(), &mut sink).map(|()| sink.0)
+    }
+
+    #[test]
+    fn pieces_in_order() {
+        assert_eq!(
+            trace(r#" {"a" : [ -0, 1.5e-3, "x\n", {} ], "b":-Infinity} "#).unwrap(),
+            [
+                "{",
+                "key a",
+                "[",
+                "int -0",
+                ",",
+                "float 1.5e-3",
+                ",",
+                "str x\\n true",
+                ",",
+                "{",
+                "}",
+                "]",
+                ",",
+                "key b",
+                "-Infinity",
+                "}"
+            ]
+        );
     }
 
     #[test]
     fn numbers_follow_python_grammar() {
-        assert_eq!(tokens("-0").unwrap(), [Token::Integer("-0")]);
-        assert_eq!(tokens("1.5e-3").unwrap(), [Token::Float("1.5e-3")]);
-        assert_eq!(tokens("1E+2").unwrap(), [Token::Float("1E+2")]);
-        assert_eq!(tokens("-Infinity").unwrap(), [Token::NegInfinity]);
+        assert_eq!(trace("1E+2").unwrap(), ["float 1E+2"]);
         for bad in [
             "01", "1.", "1e", "1e+", ".5", "+1", "-", "-x", "nan", "-NaN", "1.e5",
         ] {
-            assert!(tokens(bad).is_err(), "{bad}");
+            assert!(trace(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn errors_point_at_the_problem() {
-        let err = tokens("[1 2]").unwrap_err();
-        assert_eq!(
-            err,
-            CanonicalError::Syntax {
-                offset: 3,
-                reason: SyntaxError::ExpectedCommaOrBracket
+    fn plain_runs_stop_at_the_first_special_byte() {
+        let text = "abcdefghijklmnopqrstuvwxyz\u{1}é\"\\abcdefghij";
+        let special = |b: u8| STRING_STOP[b as usize] || b >= 0x80;
+        for i in 0..text.len() {
+            let expected = text.as_bytes()[i..]
+                .iter()
+                .position(|&b| special(b))
+                .map_or(text.len(), |p| i + p);
+            assert_eq!(skip_plain(text.as_bytes(), i), expected, "{i}");
+        }
+        for at in 0..20 {
+            for b in 0..=255u8 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[at] = b;
+                let expected = if special(b) { at } else { 20 };
+                assert_eq!(skip_plain(&bytes, 0), expected, "{b:#x} at {at}");
             }
-        );
-        let err = tokens(r#"{"a":"x"#).unwrap_err();
-        assert_eq!(err.offset(), 5);
-        assert!(matches!(
-            tokens("\u{feff}{}").unwrap_err(),
-            CanonicalError::Syntax {
-                offset: 0,
-                reason: SyntaxError::ExpectedValue
+        }
+    }
+
+    #[test]
+    fn utf8_sequences_agree_with_std() {
+        // Every sequence of up to three bytes, and every four-byte lead with every second byte
+        // (with valid and invalid continuations after it).
+        let check = |bytes: &[u8]| {
+            // The first byte is not ASCII: the shortest valid prefix is one character.
+            let std = (1..=bytes.len()).find(|&k| std::str::from_utf8(&bytes[..k]).is_ok());
+            assert_eq!(utf8_sequence(bytes, 0), std, "{bytes:x?}");
+        };
+        for a in 0x80..=0xffu8 {
+            check(&[a]);
+            for b in 0..=0xffu8 {
+                check(&[a, b]);
+                for c in [0x00, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xff] {
+                    check(&[a, b, c]);
+                    for d in [0x00, 0x80, 0xbf, 0xc0] {
+                        check(&[a, b, c, d]);
+                    }
+                }
             }
-        ));
+        }
     }
 }

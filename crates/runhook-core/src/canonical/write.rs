@@ -14,10 +14,10 @@ use std::hash::{BuildHasher, RandomState};
 
 use super::error::CanonicalError;
 use super::number::write_float_literal;
-use super::scan::{Scanner, Str, Token};
+use super::scan::{parse, Sink, Str, Word};
 
 /// Objects with this many members switch from a linear key search to a hash index.
-const INDEX_THRESHOLD: usize = 24;
+const INDEX_THRESHOLD: usize = 32;
 /// "No member" in a hash chain.
 const NONE: usize = usize::MAX;
 
@@ -27,16 +27,16 @@ struct Member {
     key_end: usize,
     value_start: usize,
     value_end: usize,
+    /// [`fingerprint`] of the key, to skip most key comparisons in small objects.
+    fingerprint: u64,
     /// The previous member of the same object whose key has the same hash.
     next_same_hash: usize,
 }
 
+/// An open object.
 #[derive(Debug)]
 struct Frame {
-    object: bool,
-    /// No element or member written yet.
-    first: bool,
-    /// Output offset of the opening bracket.
+    /// Output offset of the opening brace.
     start: usize,
     /// Index of this object's first member in `Writer::members`.
     members_base: usize,
@@ -44,10 +44,10 @@ struct Frame {
     surrogates_base: usize,
     /// The member whose value is being written.
     current: usize,
-    /// Output offset where the current member's value starts.
-    value_start: usize,
     /// A key was repeated: the region must be rewritten at the closing brace.
     duplicate: bool,
+    /// One bit per key seen, chosen by its fingerprint: a clear bit proves a key new.
+    filter: u128,
     /// Key hash to the latest member with that hash, once the object is large.
     index: Option<HashMap<u64, usize>>,
 }
@@ -61,17 +61,17 @@ struct Surrogate {
     at: usize,
 }
 
-pub(crate) struct Writer<'o> {
+struct Writer<'o> {
     out: &'o mut Vec<u8>,
+    /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
     members: Vec<Member>,
     surrogates: Vec<Surrogate>,
     hasher: Option<RandomState>,
 }
 
-/// Canonicalizes `text` (already known to be UTF-8), appending to `out`.
-pub(crate) fn write_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let mut scanner = Scanner::new(text);
+/// Canonicalizes `input`, appending to `out` (see [`parse`] about UTF-8 errors).
+pub(crate) fn write_canonical(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     let mut writer = Writer {
         out,
         frames: Vec::new(),
@@ -79,9 +79,7 @@ pub(crate) fn write_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), Canon
         surrogates: Vec::new(),
         hasher: None,
     };
-    while let Some(token) = scanner.next_token()? {
-        writer.token(token);
-    }
+    parse(input, &mut writer)?;
     match writer.surrogates.iter().min_by_key(|s| s.offset) {
         Some(s) => Err(CanonicalError::LoneSurrogate {
             offset: s.offset,
@@ -91,145 +89,160 @@ pub(crate) fn write_canonical(text: &str, out: &mut Vec<u8>) -> Result<(), Canon
     }
 }
 
-impl Writer<'_> {
+impl Sink for Writer<'_> {
     #[inline]
-    fn token(&mut self, token: Token<'_>) {
-        match token {
-            Token::BeginObject => self.open(true, b'{'),
-            Token::BeginArray => self.open(false, b'['),
-            Token::EndArray => {
-                self.out.push(b']');
-                self.frames.pop();
-                self.after_value();
-            }
-            Token::EndObject => {
-                if let Some(frame) = self.frames.pop() {
-                    if frame.duplicate {
-                        self.rewrite(&frame);
-                    } else {
-                        self.out.push(b'}');
-                    }
-                    self.members.truncate(frame.members_base);
-                }
-                self.after_value();
-            }
-            Token::Key(key) => self.key(key),
-            Token::String(s) => {
-                self.before_value();
-                self.string(s);
-                self.after_value();
-            }
-            Token::Integer(literal) => {
-                self.before_value();
-                // No leading zeros are possible, so only `-0` has another spelling.
-                let literal = if literal == "-0" { "0" } else { literal };
-                self.out.extend_from_slice(literal.as_bytes());
-                self.after_value();
-            }
-            Token::Float(literal) => {
-                self.before_value();
-                write_float_literal(literal, self.out);
-                self.after_value();
-            }
-            Token::True => self.word(b"true"),
-            Token::False => self.word(b"false"),
-            Token::Null => self.word(b"null"),
-            Token::NaN => self.word(b"NaN"),
-            Token::Infinity => self.word(b"Infinity"),
-            Token::NegInfinity => self.word(b"-Infinity"),
+    fn begin(&mut self, object: bool) {
+        if object {
+            self.frames.push(Frame {
+                start: self.out.len(),
+                members_base: self.members.len(),
+                surrogates_base: self.surrogates.len(),
+                current: NONE,
+                duplicate: false,
+                filter: 0,
+                index: None,
+            });
+            self.out.push(b'{');
+        } else {
+            self.out.push(b'[');
         }
     }
 
-    fn word(&mut self, word: &[u8]) {
-        self.before_value();
-        self.out.extend_from_slice(word);
-        self.after_value();
-    }
-
-    fn open(&mut self, object: bool, bracket: u8) {
-        self.before_value();
-        self.frames.push(Frame {
-            object,
-            first: true,
-            start: self.out.len(),
-            members_base: self.members.len(),
-            surrogates_base: self.surrogates.len(),
-            current: NONE,
-            value_start: 0,
-            duplicate: false,
-            index: None,
-        });
-        self.out.push(bracket);
-    }
-
-    /// Writes the separator before an array element.
     #[inline]
-    fn before_value(&mut self) {
-        if let Some(frame) = self.frames.last_mut() {
-            if !frame.object {
-                if !frame.first {
-                    self.out.push(b',');
-                }
-                frame.first = false;
-            }
+    fn separator(&mut self, object: bool) {
+        if object {
+            self.value_done();
         }
+        self.out.push(b',');
     }
 
-    /// Records where an object member's value ended.
     #[inline]
-    fn after_value(&mut self) {
-        if let Some(frame) = self.frames.last() {
-            if frame.object {
-                if let Some(member) = self.members.get_mut(frame.current) {
-                    member.value_start = frame.value_start;
-                    member.value_end = self.out.len();
-                }
-            }
-        }
-    }
-
-    fn key(&mut self, key: Str<'_>) {
-        let Some(frame) = self.frames.last_mut() else {
+    fn end(&mut self, object: bool) {
+        if !object {
+            self.out.push(b']');
             return;
-        };
-        if !frame.first {
-            self.out.push(b',');
         }
-        frame.first = false;
+        self.value_done();
+        if let Some(frame) = self.frames.pop() {
+            if frame.duplicate {
+                self.rewrite(&frame);
+            } else {
+                self.out.push(b'}');
+            }
+            self.members.truncate(frame.members_base);
+        }
+    }
+
+    #[inline]
+    fn key(&mut self, key: Str<'_>) {
         let key_start = self.out.len();
         self.string(key);
         let key_end = self.out.len();
         self.out.push(b':');
-        let value_start = self.out.len();
-        let current = self.find_or_add_member(key_start, key_end);
+        let contents = self.out.get(key_start + 1..key_end - 1).unwrap_or_default();
+        let fingerprint = fingerprint(contents);
+        let new_index = self.members.len();
+        let Some(frame) = self.frames.last_mut() else {
+            return;
+        };
+        // Most keys are new, and the filter proves it without a search.
+        let bit = 1u128 << (fingerprint >> 57);
+        let maybe_seen = frame.filter & bit != 0;
+        frame.filter |= bit;
+        if !maybe_seen && frame.index.is_none() && new_index - frame.members_base < INDEX_THRESHOLD
+        {
+            frame.current = new_index;
+            self.members.push(Member {
+                key_start,
+                key_end,
+                value_start: key_end + 1,
+                value_end: key_end + 1,
+                fingerprint,
+                next_same_hash: NONE,
+            });
+            return;
+        }
+        let current = self.find_or_add_member(key_start, key_end, fingerprint);
         if let Some(frame) = self.frames.last_mut() {
             frame.current = current;
-            frame.value_start = value_start;
+        }
+        if let Some(member) = self.members.get_mut(current) {
+            member.value_start = key_end + 1;
+        }
+    }
+
+    #[inline]
+    fn string(&mut self, value: Str<'_>) {
+        // Room for the quotes and the `:` or `,` that usually follows.
+        self.out.reserve(value.raw.len() + 3);
+        self.out.push(b'"');
+        if value.escaped {
+            self.transcode(value);
+        } else {
+            // Without escapes the raw text holds no `"`, `\` or control character: it is
+            // already in canonical form.
+            self.out.extend_from_slice(value.raw);
+        }
+        self.out.push(b'"');
+    }
+
+    #[inline]
+    fn integer(&mut self, literal: &[u8]) {
+        // No leading zeros are possible, so only `-0` has another spelling.
+        let literal = if literal == b"-0" { b"0" } else { literal };
+        self.out.extend_from_slice(literal);
+    }
+
+    #[inline]
+    fn float(&mut self, literal: &[u8]) {
+        write_float_literal(literal, self.out);
+    }
+
+    #[inline]
+    fn word(&mut self, word: Word) {
+        self.out.extend_from_slice(word.as_str().as_bytes());
+    }
+}
+
+impl Writer<'_> {
+    /// Records where the innermost object's current member's value ends.
+    #[inline]
+    fn value_done(&mut self) {
+        if let Some(frame) = self.frames.last() {
+            if let Some(member) = self.members.get_mut(frame.current) {
+                member.value_end = self.out.len();
+            }
         }
     }
 
     /// The member of the innermost object with the key at `out[key_start..key_end]`: an
     /// earlier one with an equal key (marking the object as repeating a key), or a new one.
-    fn find_or_add_member(&mut self, key_start: usize, key_end: usize) -> usize {
+    fn find_or_add_member(&mut self, key_start: usize, key_end: usize, fingerprint: u64) -> usize {
         let Some(frame) = self.frames.last_mut() else {
             return NONE;
         };
         let base = frame.members_base;
-        let key = &self.out[key_start..key_end];
+        let key = self.out.get(key_start..key_end).unwrap_or_default();
         let same = |m: &Member| self.out.get(m.key_start..m.key_end) == Some(key);
         let new_index = self.members.len();
         let mut hash = 0;
         if frame.index.is_none() && new_index - base < INDEX_THRESHOLD {
-            if let Some(found) = self.members[base..].iter().position(same) {
+            let found = self.members[base..]
+                .iter()
+                .position(|m| m.fingerprint == fingerprint && same(m));
+            if let Some(found) = found {
                 frame.duplicate = true;
                 return base + found;
             }
         } else {
+            // Past the threshold, a keyed hash of the whole key: the fingerprint is cheap but
+            // easy to collide on purpose, which would make the search quadratic.
             let hasher = self.hasher.get_or_insert_with(RandomState::new);
+            let out = &self.out;
             let index = frame.index.get_or_insert_with(|| {
                 let mut index = HashMap::with_capacity(2 * INDEX_THRESHOLD);
                 for (i, m) in self.members.iter_mut().enumerate().skip(base) {
-                    let h = hasher.hash_one(&self.out[m.key_start..m.key_end]);
+                    let h = hasher.hash_one(out.get(m.key_start..m.key_end).unwrap_or_default());
                     m.next_same_hash = index.insert(h, i).unwrap_or(NONE);
                 }
                 index
@@ -253,6 +266,7 @@ impl Writer<'_> {
             key_end,
             value_start: key_end + 1,
             value_end: key_end + 1,
+            fingerprint,
             next_same_hash,
         });
         new_index
@@ -297,22 +311,8 @@ impl Writer<'_> {
         }
     }
 
-    /// Writes a string, quoted and escaped as Python's `json.dumps(..., ensure_ascii=False)`.
-    #[inline]
-    fn string(&mut self, s: Str<'_>) {
-        self.out.push(b'"');
-        if s.escaped {
-            self.transcode(s);
-        } else {
-            // Without escapes the raw text holds no `"`, `\` or control character: it is
-            // already in canonical form.
-            self.out.extend_from_slice(s.raw.as_bytes());
-        }
-        self.out.push(b'"');
-    }
-
     fn transcode(&mut self, s: Str<'_>) {
-        let raw = s.raw.as_bytes();
+        let raw = s.raw;
         let mut i = 0;
         let mut run = 0;
         while let Some(pos) = raw[i..].iter().position(|&b| b == b'\\') {
@@ -383,6 +383,32 @@ impl Writer<'_> {
             }
         }
     }
+}
+
+/// A cheap summary of a key's contents (its length, first and last eight bytes, or all of a
+/// short one), mixed so that its top bits are usable as a filter index: equal keys have equal
+/// fingerprints.
+#[inline]
+fn fingerprint(key: &[u8]) -> u64 {
+    let n = key.len();
+    let word = |at: usize| {
+        key.get(at..at + 8)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let half = |at: usize| {
+        key.get(at..at + 4)
+            .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            .map_or(0, |b| u64::from(u32::from_le_bytes(b)))
+    };
+    let byte = |at: usize| key.get(at).map_or(0, |&b| u64::from(b));
+    let (head, tail) = match n {
+        8.. => (word(0), word(n - 8)),
+        4..=7 => (half(0), half(n - 4)),
+        1..=3 => (byte(0) << 16 | byte(n / 2) << 8 | byte(n - 1), 0),
+        0 => (0, 0),
+    };
+    (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// The value of four hex digits (already validated by the scanner).

@@ -224,18 +224,7 @@ impl RunEvent {
             Provider::SmartBrowse => smartbrowse::parse(&raw_body)?,
         };
         let run_id = parts.run_id;
-        if run_id.trim().is_empty() {
-            return Err(PayloadError::InvalidField {
-                path: parts.id_field.into(),
-                reason: "is empty".into(),
-            });
-        }
-        if run_id.len() > MAX_RUN_ID_LEN {
-            return Err(PayloadError::InvalidField {
-                path: parts.id_field.into(),
-                reason: format!("is longer than {MAX_RUN_ID_LEN} bytes"),
-            });
-        }
+        check_run_id(&run_id, parts.id_field)?;
         Ok(RunEvent {
             provider,
             dedup_key: format!("{}:{run_id}", provider.as_str()),
@@ -266,6 +255,68 @@ impl RunEvent {
         };
         result.filter(|value| !value.is_null())
     }
+}
+
+/// Just what de-duplication needs from a body, read without building the rest: the
+/// acknowledgement path uses it; the background worker parses the whole [`RunEvent`] later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupProbe {
+    /// The idempotency key, as [`RunEvent::dedup_key`] would give it.
+    pub dedup_key: String,
+    /// The run id, as [`RunEvent::run_id`] would give it.
+    pub run_id: String,
+}
+
+impl DedupProbe {
+    /// Reads `body`'s run id as `provider` sends it. The whole body is checked to be JSON, but
+    /// only the id is kept; a body this accepts can still fail [`RunEvent::parse`] on a field of
+    /// the wrong type.
+    ///
+    /// ```
+    /// use runhook_core::payload::{DedupProbe, Provider};
+    /// let probe = DedupProbe::read(Provider::WebRun, br#"{"event":"task_completed","taskId":"t9"}"#)?;
+    /// assert_eq!(probe.dedup_key, "webrun:t9");
+    /// # Ok::<(), runhook_core::payload::PayloadError>(())
+    /// ```
+    pub fn read(provider: Provider, body: &[u8]) -> Result<Self, PayloadError> {
+        #[derive(serde::Deserialize)]
+        struct RunId {
+            run_id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct TaskId {
+            #[serde(rename = "taskId")]
+            task_id: String,
+        }
+        let (run_id, field) = match provider {
+            Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
+                (json::from_body::<RunId>(body)?.run_id, "run_id")
+            }
+            Provider::WebRun => (json::from_body::<TaskId>(body)?.task_id, "taskId"),
+            Provider::WebRunAi => (body_sha256_hex(body), "body"),
+        };
+        check_run_id(&run_id, field)?;
+        Ok(Self {
+            dedup_key: format!("{}:{run_id}", provider.as_str()),
+            run_id,
+        })
+    }
+}
+
+fn check_run_id(run_id: &str, field: &str) -> Result<(), PayloadError> {
+    if run_id.trim().is_empty() {
+        return Err(PayloadError::InvalidField {
+            path: field.into(),
+            reason: "is empty".into(),
+        });
+    }
+    if run_id.len() > MAX_RUN_ID_LEN {
+        return Err(PayloadError::InvalidField {
+            path: field.into(),
+            reason: format!("is longer than {MAX_RUN_ID_LEN} bytes"),
+        });
+    }
+    Ok(())
 }
 
 /// What each provider module extracts for the unified view.

@@ -1,0 +1,216 @@
+//! claim + complete per second, through `Arc<dyn IdempotencyStore>` as the pipeline uses it.
+//!
+//! * `memory/…`: `MemoryStore` in its steady state (full of done records, so every complete
+//!   evicts one), on 1 thread (default capacity, and a small store that stays in the CPU
+//!   caches) and on 2 threads (default shards, and one shard for comparison);
+//! * `redis/…` (feature `redis`, a Redis at `REDIS_URL` or 127.0.0.1:6379): `RedisStore` with
+//!   1 and 32 concurrent tasks, beside plain `SET NX PX` through the same `ConnectionManager`
+//!   (the limit).
+//!
+//! One criterion "element" is one claim + complete (or one plain `SET`). Run with
+//! `cargo bench -p runhook-store --all-features`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
+
+const LEASE: Duration = Duration::from_secs(60);
+const KEEP: Duration = Duration::from_secs(3600);
+
+/// Polls a future that never waits (the memory store's) to its end, without a runtime.
+fn ready<F: Future>(f: F) -> F::Output {
+    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("the memory store never waits"),
+    }
+}
+
+/// Keys shaped like the pipeline's (`skyvern:<run id>`), more than the store keeps.
+fn keys(n: usize, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("skyvern:wr_{tag}{i:016x}"))
+        .collect()
+}
+
+fn claim_complete(store: &dyn IdempotencyStore, key: &str, fp: Fingerprint) {
+    let Claim::Acquired(token) = ready(store.claim(key, LEASE, fp)).unwrap() else {
+        panic!("{key} was not acquired");
+    };
+    ready(store.complete(key, &token, KEEP)).unwrap();
+}
+
+fn memory(c: &mut Criterion) {
+    let fp = Fingerprint::of(b"{\"run_id\":\"wr_1\",\"status\":\"completed\"}");
+    let mut group = c.benchmark_group("memory");
+    group.throughput(Throughput::Elements(1));
+    // 2^20 distinct keys cycle through a store keeping 100 000: each key is long evicted when
+    // it comes round again, so every claim acquires and every complete evicts.
+    let ring = Arc::new(keys(1 << 20, ""));
+
+    // A full default store (100 000 done records): every complete evicts a cold record. And a
+    // small one (4 096) whose records stay in the CPU caches.
+    for (label, capacity) in [("default-capacity", 100_000), ("capacity-4096", 4096)] {
+        let store: Arc<dyn IdempotencyStore> =
+            Arc::new(MemoryStore::builder().capacity(capacity).build());
+        let mut next = 0usize;
+        group.bench_function(BenchmarkId::new("claim+complete/1-thread", label), |b| {
+            b.iter(|| {
+                claim_complete(&*store, &ring[next & (ring.len() - 1)], fp);
+                next += 1;
+            })
+        });
+    }
+
+    for (label, shards) in [("default-shards", None), ("1-shard", Some(1))] {
+        let mut builder = MemoryStore::builder();
+        if let Some(n) = shards {
+            builder = builder.shards(n);
+        }
+        let store: Arc<dyn IdempotencyStore> = Arc::new(builder.build());
+        let mut offset = 0usize;
+        group.bench_function(BenchmarkId::new("claim+complete/2-threads", label), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = (iters as usize).div_ceil(2);
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..2 {
+                        let (store, ring) = (store.clone(), ring.clone());
+                        s.spawn(move || {
+                            // Each thread takes every other key of the ring.
+                            for i in 0..per_thread {
+                                let k = (offset + 2 * i + t) & (ring.len() - 1);
+                                claim_complete(&*store, &ring[k], fp);
+                            }
+                        });
+                    }
+                });
+                offset = offset.wrapping_add(2 * per_thread);
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+#[cfg(feature = "redis")]
+mod redis_bench {
+    use super::*;
+    use runhook_store::RedisStore;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn url() -> String {
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+    }
+
+    /// Runs `ops` operations spread over `tasks` tasks; each operation gets a fresh number.
+    async fn spread<F, Fut>(tasks: usize, ops: u64, op: F) -> Duration
+    where
+        F: Fn(u64) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let per_task = ops.div_ceil(tasks as u64);
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let op = op.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        op(SEQ.fetch_add(1, Ordering::Relaxed)).await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        start.elapsed()
+    }
+
+    pub fn redis(c: &mut Criterion) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = url();
+        let run = std::process::id();
+        // Short-lived records: the shared Redis forgets them within a minute.
+        let (lease, keep) = (Duration::from_secs(30), Duration::from_secs(30));
+        let store = match rt.block_on(
+            RedisStore::builder()
+                .prefix(format!("runhook-bench:{run}:"))
+                .connect(&url),
+        ) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("\n!!!! skipping the Redis benchmarks: {url}: {e} !!!!\n");
+                return;
+            }
+        };
+        // The same client, for the plain SET NX PX limit.
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let conn = rt
+            .block_on(redis::aio::ConnectionManager::new(client))
+            .unwrap();
+        let fp = Fingerprint::of(b"{\"run_id\":\"wr_1\",\"status\":\"completed\"}");
+        // As long as the store's in-flight value (state letter, token, fingerprint).
+        let plain_value: Arc<str> = format!("i{}", "0".repeat(96)).into();
+
+        let mut group = c.benchmark_group("redis");
+        group.throughput(Throughput::Elements(1));
+        for tasks in [1usize, 32] {
+            let s: Arc<dyn IdempotencyStore> = store.clone();
+            group.bench_function(BenchmarkId::new("store-claim+complete", tasks), |b| {
+                b.iter_custom(|iters| {
+                    let s = s.clone();
+                    rt.block_on(spread(tasks, iters, move |n| {
+                        let s = s.clone();
+                        async move {
+                            let key = format!("skyvern:wr_{n:016x}");
+                            let Claim::Acquired(t) = s.claim(&key, lease, fp).await.unwrap() else {
+                                panic!("{key} was not acquired");
+                            };
+                            s.complete(&key, &t, keep).await.unwrap();
+                        }
+                    }))
+                })
+            });
+            let conn = conn.clone();
+            let plain_value = plain_value.clone();
+            group.bench_function(BenchmarkId::new("plain-SET-NX-PX", tasks), |b| {
+                b.iter_custom(|iters| {
+                    let (conn, value) = (conn.clone(), plain_value.clone());
+                    rt.block_on(spread(tasks, iters, move |n| {
+                        let (mut conn, value) = (conn.clone(), value.clone());
+                        async move {
+                            let key = format!("runhook-bench:{run}:plain:{n:016x}");
+                            let set: Option<String> = redis::cmd("SET")
+                                .arg(&key)
+                                .arg(&*value)
+                                .arg("NX")
+                                .arg("PX")
+                                .arg(30_000)
+                                .query_async(&mut conn)
+                                .await
+                                .unwrap();
+                            assert!(set.is_some());
+                        }
+                    }))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+#[cfg(feature = "redis")]
+criterion_group!(benches, memory, redis_bench::redis);
+#[cfg(not(feature = "redis"))]
+criterion_group!(benches, memory);
+criterion_main!(benches);

@@ -1,0 +1,336 @@
+//! The contract every `IdempotencyStore` keeps, written once against `Arc<dyn IdempotencyStore>`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use tokio::sync::Barrier;
+
+pub type Store = Arc<dyn IdempotencyStore>;
+
+pub const LONG: Duration = Duration::from_secs(30);
+pub const KEEP: Duration = Duration::from_secs(60);
+/// A lease short enough to wait out in a test.
+const SHORT: Duration = Duration::from_millis(150);
+/// Comfortably longer than `SHORT`.
+const PAST_SHORT: Duration = Duration::from_millis(300);
+
+pub fn fp(body: &str) -> Fingerprint {
+    Fingerprint::of(body.as_bytes())
+}
+
+pub async fn acquire(store: &Store, key: &str, lease: Duration, body: &str) -> Token {
+    match store.claim(key, lease, fp(body)).await {
+        Ok(Claim::Acquired(t)) => t,
+        other => panic!("expected Acquired for {key}, got {other:?}"),
+    }
+}
+
+pub async fn one_winner_among_64_concurrent_claims(store: Store) {
+    let barrier = Arc::new(Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.claim("run-1", LONG, fp("body")).await.unwrap()
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    let mut in_flight = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Claim::Acquired(_) => acquired += 1,
+            Claim::InFlight {
+                same_payload: true, ..
+            } => in_flight += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((acquired, in_flight), (1, 63));
+}
+
+pub async fn lapsed_lease_makes_the_key_claimable(store: Store) {
+    let first = acquire(&store, "run-1", SHORT, "body").await;
+    match store.claim("run-1", SHORT, fp("body")).await.unwrap() {
+        Claim::InFlight {
+            same_payload: true,
+            expires_in,
+        } => {
+            if let Some(e) = expires_in {
+                assert!(e <= SHORT, "{e:?}");
+            }
+        }
+        other => panic!("expected InFlight, got {other:?}"),
+    }
+    tokio::time::sleep(PAST_SHORT).await;
+    let second = acquire(&store, "run-1", LONG, "body").await;
+    assert_ne!(first, second);
+}
+
+pub async fn stale_token_is_refused_and_the_successor_keeps_the_key(store: Store) {
+    let stale = acquire(&store, "run-1", SHORT, "body").await;
+    tokio::time::sleep(PAST_SHORT).await;
+    let current = acquire(&store, "run-1", LONG, "body").await;
+    assert_eq!(
+        store.complete("run-1", &stale, KEEP).await,
+        Err(StoreError::NotHolder)
+    );
+    assert_eq!(
+        store.release("run-1", &stale).await,
+        Err(StoreError::NotHolder)
+    );
+    assert_eq!(
+        store.renew("run-1", &stale, LONG).await,
+        Err(StoreError::NotHolder)
+    );
+    // The successor's claim is untouched.
+    assert!(matches!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    store.complete("run-1", &current, KEEP).await.unwrap();
+    assert_eq!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::Done { same_payload: true }
+    );
+}
+
+pub async fn complete_after_the_lease_lapsed_is_refused(store: Store) {
+    let token = acquire(&store, "run-1", SHORT, "body").await;
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(
+        store.complete("run-1", &token, KEEP).await,
+        Err(StoreError::NotHolder)
+    );
+    // Nothing was written: the key is claimable, not done.
+    acquire(&store, "run-1", LONG, "body").await;
+}
+
+pub async fn release_lets_the_next_claim_win(store: Store) {
+    let first = acquire(&store, "run-1", LONG, "body").await;
+    store.release("run-1", &first).await.unwrap();
+    let second = acquire(&store, "run-1", LONG, "body").await;
+    assert_ne!(first, second);
+    assert_eq!(
+        store.release("run-1", &first).await,
+        Err(StoreError::NotHolder)
+    );
+    store.complete("run-1", &second, KEEP).await.unwrap();
+}
+
+pub async fn fingerprints_are_reported(store: Store) {
+    let token = acquire(&store, "run-1", LONG, "first").await;
+    assert_eq!(
+        store
+            .claim("run-1", LONG, fp("first"))
+            .await
+            .unwrap()
+            .same_payload(),
+        Some(true)
+    );
+    assert_eq!(
+        store
+            .claim("run-1", LONG, fp("other"))
+            .await
+            .unwrap()
+            .same_payload(),
+        Some(false)
+    );
+    store.complete("run-1", &token, KEEP).await.unwrap();
+    assert_eq!(
+        store.claim("run-1", LONG, fp("first")).await.unwrap(),
+        Claim::Done { same_payload: true }
+    );
+    assert_eq!(
+        store.claim("run-1", LONG, fp("other")).await.unwrap(),
+        Claim::Done {
+            same_payload: false
+        }
+    );
+}
+
+pub async fn renew_extends_the_lease(store: Store) {
+    let token = acquire(&store, "run-1", Duration::from_millis(300), "body").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store
+        .renew("run-1", &token, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .renew("run-1", &Token::random(), Duration::from_secs(2))
+            .await,
+        Err(StoreError::NotHolder)
+    );
+    // Past the original lease: still held.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(matches!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    store.complete("run-1", &token, KEEP).await.unwrap();
+}
+
+pub async fn done_window_expires(store: Store) {
+    let token = acquire(&store, "run-1", LONG, "body").await;
+    store.complete("run-1", &token, SHORT).await.unwrap();
+    assert!(matches!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::Done { .. }
+    ));
+    tokio::time::sleep(PAST_SHORT).await;
+    acquire(&store, "run-1", LONG, "body").await;
+}
+
+pub async fn forged_token_is_refused(store: Store) {
+    let token = acquire(&store, "run-1", LONG, "body").await;
+    let forged = Token::random();
+    assert_eq!(
+        store.complete("run-1", &forged, KEEP).await,
+        Err(StoreError::NotHolder)
+    );
+    assert_eq!(
+        store.release("run-1", &forged).await,
+        Err(StoreError::NotHolder)
+    );
+    // Refusals wrote nothing: the real holder still completes.
+    store.complete("run-1", &token, KEEP).await.unwrap();
+    // A token acts once.
+    assert_eq!(
+        store.complete("run-1", &token, KEEP).await,
+        Err(StoreError::NotHolder)
+    );
+    assert!(matches!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::Done { .. }
+    ));
+}
+
+pub async fn token_text_form_works_elsewhere(store: Store) {
+    let token = acquire(&store, "run-1", LONG, "body").await;
+    let carried: Token = token.to_string().parse().unwrap();
+    store.complete("run-1", &carried, KEEP).await.unwrap();
+}
+
+pub async fn keys_are_independent(store: Store) {
+    let a = acquire(&store, "run-a", LONG, "body").await;
+    let b = acquire(&store, "run-b", LONG, "body").await;
+    store.complete("run-a", &a, KEEP).await.unwrap();
+    assert!(matches!(
+        store.claim("run-b", LONG, fp("body")).await.unwrap(),
+        Claim::InFlight { .. }
+    ));
+    assert_eq!(
+        store.complete("run-b", &a, KEEP).await,
+        Err(StoreError::NotHolder)
+    );
+    store.release("run-b", &b).await.unwrap();
+}
+
+pub async fn bad_input_is_rejected(store: Store) {
+    let err = store.claim("", LONG, fp("x")).await.unwrap_err();
+    assert_eq!(err, StoreError::EmptyKey);
+    let long = "k".repeat(runhook_store::DEFAULT_MAX_KEY_LEN + 1);
+    let err = store.claim(&long, LONG, fp("x")).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::KeyTooLong {
+            len: runhook_store::DEFAULT_MAX_KEY_LEN + 1,
+            max: runhook_store::DEFAULT_MAX_KEY_LEN
+        }
+    );
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    // The longest allowed key works.
+    let max = "k".repeat(runhook_store::DEFAULT_MAX_KEY_LEN);
+    let token = acquire(&store, &max, LONG, "x").await;
+    store.release(&max, &token).await.unwrap();
+
+    assert!(matches!(
+        store.claim("run-1", Duration::ZERO, fp("x")).await,
+        Err(StoreError::InvalidDuration { what: "lease", .. })
+    ));
+    let token = acquire(&store, "run-1", LONG, "x").await;
+    assert!(matches!(
+        store.complete("run-1", &token, Duration::ZERO).await,
+        Err(StoreError::InvalidDuration {
+            what: "keep_for",
+            ..
+        })
+    ));
+    // The refused call changed nothing.
+    store.complete("run-1", &token, KEEP).await.unwrap();
+}
+
+/// Many tasks race over few keys, each holding briefly and releasing; at no moment may two
+/// hold the same key.
+pub async fn mutual_exclusion_under_contention(store: Store, tasks: usize, rounds: usize) {
+    const KEYS: usize = 8;
+    let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
+    let wins = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (store, holders, wins) = (store.clone(), holders.clone(), wins.clone());
+            tokio::spawn(async move {
+                for r in 0..rounds {
+                    let k = (t * 7 + r) % KEYS;
+                    let key = format!("run-{k}");
+                    if let Claim::Acquired(token) =
+                        store.claim(&key, LONG, fp("body")).await.unwrap()
+                    {
+                        assert_eq!(holders[k].fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        wins.fetch_add(1, Ordering::Relaxed);
+                        tokio::task::yield_now().await;
+                        holders[k].fetch_sub(1, Ordering::SeqCst);
+                        store.release(&key, &token).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert!(wins.load(Ordering::Relaxed) >= KEYS, "hardly any claim won");
+}
+
+/// Defines one `#[tokio::test]` per contract case for a backend. `$make` is an async fn
+/// `(test_name) -> Option<Store>`; `None` skips (only allowed outside CI).
+macro_rules! contract_tests {
+    ($make:path) => {
+        contract_tests!(@each $make,
+            one_winner_among_64_concurrent_claims,
+            lapsed_lease_makes_the_key_claimable,
+            stale_token_is_refused_and_the_successor_keeps_the_key,
+            complete_after_the_lease_lapsed_is_refused,
+            release_lets_the_next_claim_win,
+            fingerprints_are_reported,
+            renew_extends_the_lease,
+            done_window_expires,
+            forged_token_is_refused,
+            token_text_form_works_elsewhere,
+            keys_are_independent,
+            bad_input_is_rejected,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn mutual_exclusion_under_contention() {
+            if let Some(store) = $make("mutual_exclusion").await {
+                crate::suite::mutual_exclusion_under_contention(store, 16, 100).await;
+            }
+        }
+    };
+    (@each $make:path, $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(store) = $make(stringify!($case)).await {
+                    crate::suite::$case(store).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,738 @@
+//! The receiving pipeline of one route: body limit, authentication on the raw bytes, the
+//! de-duplication claim, the hand-off to the background workers, and the answer (DESIGN.md,
+//! "Response policy").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent};
+use runhook_core::{AuthError, Delivery, HeaderLookup, Verifier};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreError, Token};
+
+use crate::dead_letter::{
+    is_credential_header, DeadLetter, DeadLetterReason, DeadLetterSink, MemoryDeadLetters,
+};
+use crate::dispatch::{Counters, Dispatcher, Job, Refused, RetryPolicy, Stats, WorkerContext};
+use crate::handler::{BoxFuture, Handler, HandlerError};
+
+/// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Chooses the scheme for one delivery when one endpoint serves many accounts (secrets picked
+/// by a path segment, or by the account id in the body).
+pub trait KeyResolver: Send + Sync + 'static {
+    /// The scheme that authenticates a delivery on `path` with `body`, or `None` when no
+    /// account matches (answered 401). An error means the keys cannot be looked up now
+    /// (answered 503).
+    fn resolve<'a>(
+        &'a self,
+        path: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Option<Arc<dyn Verifier>>, HandlerError>>;
+}
+
+enum Auth {
+    Fixed(Arc<dyn Verifier>),
+    Resolved(Arc<dyn KeyResolver>),
+}
+
+/// What happened to a delivery, and what to answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// A `Retry-After` to send with a 503.
+    pub retry_after: Option<Duration>,
+    /// What happened.
+    pub kind: OutcomeKind,
+    /// The run's de-duplication key and id, when the body was read that far. The whole
+    /// [`RunEvent`](crate::payload::RunEvent) is parsed by the worker, after the ack.
+    pub probe: Option<DedupProbe>,
+}
+
+/// What happened to a delivery.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// Genuine and new: acknowledged and handed off; the handler runs later.
+    Accepted,
+    /// Genuine, already seen: no second handler call.
+    Duplicate {
+        /// Whether the body equals the first delivery's.
+        same_payload: bool,
+        /// Whether the first delivery is still being processed.
+        in_flight: bool,
+    },
+    /// Not genuine.
+    Unauthorized(AuthError),
+    /// The body is larger than the limit.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Genuine but not the provider's payload: kept whole in the dead-letter sink.
+    Unparseable(PayloadError),
+    /// The store, the key resolver or the queue cannot take the delivery now.
+    Unavailable(String),
+    /// The receiver is shutting down.
+    ShuttingDown,
+    /// [`Receiver::receive`] was called on a receiver built without a handler (one meant for
+    /// [`Receiver::claim_event`]).
+    NoHandler,
+}
+
+impl Outcome {
+    fn new(status: StatusCode, kind: OutcomeKind) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            kind,
+            probe: None,
+        }
+    }
+
+    /// The answer for a body over `limit` bytes (adapters refuse it while reading).
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            OutcomeKind::TooLarge { limit },
+        )
+    }
+
+    fn shutting_down() -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(5)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, OutcomeKind::ShuttingDown)
+        }
+    }
+
+    fn unavailable(reason: String, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OutcomeKind::Unavailable(reason),
+            )
+        }
+    }
+
+    /// A short plain-text body for the answer. It names the problem without echoing secrets
+    /// or internal details (store errors are logged, not sent).
+    pub fn body_text(&self) -> String {
+        match &self.kind {
+            OutcomeKind::Accepted => "accepted".into(),
+            OutcomeKind::Duplicate { .. } => "duplicate: already received".into(),
+            OutcomeKind::Unauthorized(err) => format!("unauthorized: {err}"),
+            OutcomeKind::TooLarge { limit } => format!("body larger than {limit} bytes"),
+            OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
+            OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
+            OutcomeKind::ShuttingDown => "shutting down, retry later".into(),
+            OutcomeKind::NoHandler => "receiver misconfigured".into(),
+        }
+    }
+
+    /// Whether this delivery was a duplicate of one already received.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self.kind, OutcomeKind::Duplicate { .. })
+    }
+}
+
+/// What [`Receiver::shutdown`] could not finish.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// De-duplication keys of deliveries acknowledged but not processed before the deadline.
+    /// Their claims were released where possible, so a retry or replay can succeed.
+    pub not_drained: Vec<String>,
+}
+
+/// One route's receiving pipeline. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Provider,
+    auth: Auth,
+    store: Arc<dyn IdempotencyStore>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    body_limit: usize,
+    lease: Duration,
+    ack_in_flight_duplicates: bool,
+    shutting_down: AtomicBool,
+    keep_for: Duration,
+    /// `None` for a receiver built without a handler (extractor style).
+    dispatcher: Option<Dispatcher>,
+    counters: Arc<Counters>,
+}
+
+/// Configures a [`Receiver`]; see [`Receiver::builder`].
+pub struct ReceiverBuilder {
+    provider: Provider,
+    auth: Option<Auth>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    handler: Option<Arc<dyn Handler>>,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    body_limit: usize,
+    queue_capacity: usize,
+    workers: usize,
+    lease: Duration,
+    keep_for: Duration,
+    retry: RetryPolicy,
+    ack_in_flight_duplicates: Option<bool>,
+}
+
+/// A receiver that cannot be built as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No authentication was configured (use `Unsigned` explicitly for none).
+    #[error("no authentication configured: call .verifier(...) or .key_resolver(...)")]
+    NoAuth,
+    /// Not called inside a tokio runtime (the workers are tokio tasks).
+    #[error("a receiver must be built inside a tokio runtime")]
+    NoRuntime,
+}
+
+impl Receiver {
+    /// Starts configuring the route that receives `provider`'s deliveries.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runhook::{payload::{Provider, RunEvent}, Receiver, Secret, SkyvernSignature};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let receiver = Receiver::builder(Provider::Skyvern)
+    ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+    ///     .handler(|event: Arc<RunEvent>| async move {
+    ///         println!("processed {} {}", event.provider, event.run_id);
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .build()?;
+    /// // In a handler: receiver.receive(&headers, path, body).await gives the answer.
+    /// # let _ = receiver; Ok(()) }
+    /// ```
+    pub fn builder(provider: Provider) -> ReceiverBuilder {
+        ReceiverBuilder {
+            provider,
+            auth: None,
+            store: None,
+            handler: None,
+            dead_letters: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            queue_capacity: 1024,
+            workers: 4,
+            lease: Duration::from_secs(300),
+            keep_for: Duration::from_secs(7 * 24 * 3600),
+            retry: RetryPolicy::default(),
+            ack_in_flight_duplicates: None,
+        }
+    }
+
+    /// The provider this route receives.
+    pub fn provider(&self) -> Provider {
+        self.inner.provider
+    }
+
+    /// The body limit in bytes; adapters stop reading past it and answer 413.
+    pub fn body_limit(&self) -> usize {
+        self.inner.body_limit
+    }
+
+    /// Counters so far and the current queue depth.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            received: get(&c.received),
+            accepted: get(&c.accepted),
+            rejected: get(&c.rejected),
+            duplicates: get(&c.duplicates),
+            duplicates_with_other_body: get(&c.duplicates_with_other_body),
+            processed: get(&c.processed),
+            failed_attempts: get(&c.failed_attempts),
+            dead_lettered: get(&c.dead_lettered),
+            queue_depth: self.inner.dispatcher.as_ref().map_or(0, Dispatcher::depth) as u64,
+        }
+    }
+
+    /// Answers one delivery: `headers`, the request `path` and the `body` exactly as
+    /// received. Never waits for the handler.
+    pub async fn receive(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let inner = &*self.inner;
+        Counters::bump(&inner.counters.received);
+        let outcome = self.decide(headers, path, body).await;
+        self.count(&outcome);
+        outcome
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        let inner = &*self.inner;
+        match outcome.kind {
+            OutcomeKind::Accepted => Counters::bump(&inner.counters.accepted),
+            OutcomeKind::Duplicate { same_payload, .. } => {
+                Counters::bump(&inner.counters.duplicates);
+                if !same_payload {
+                    Counters::bump(&inner.counters.duplicates_with_other_body);
+                    tracing::warn!(
+                        provider = %inner.provider,
+                        key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str()),
+                        "duplicate delivery with a different body than the first"
+                    );
+                }
+            }
+            _ => Counters::bump(&inner.counters.rejected),
+        }
+    }
+
+    async fn decide(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let inner = &*self.inner;
+        let Some(dispatcher) = &inner.dispatcher else {
+            tracing::error!("receive() called on a receiver built without a handler");
+            return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
+        };
+        let (probe, token, body) = match self.admit(headers, path, body).await {
+            Ok(admitted) => admitted,
+            Err(outcome) => return outcome,
+        };
+        let job = Job {
+            provider: inner.provider,
+            key: probe.dedup_key.clone(),
+            token,
+            body,
+            headers: kept_headers(headers),
+        };
+        let outcome = match dispatcher.try_send(job) {
+            Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
+            Err((refused, job)) => {
+                // Give the claim back so that the sender's retry can win.
+                if let Err(err) = inner.store.release(&job.key, &job.token).await {
+                    tracing::warn!(key = %job.key, error = %err, "could not release a claim after a refused hand-off");
+                }
+                match refused {
+                    Refused::Full => {
+                        Outcome::unavailable("queue full".into(), Duration::from_secs(2))
+                    }
+                    Refused::Closed => Outcome::shutting_down(),
+                }
+            }
+        };
+        with_probe(outcome, probe)
+    }
+
+    /// Everything up to and including the claim: the answer if the delivery stops here, or
+    /// the claimed run.
+    async fn admit(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Result<(DedupProbe, Token, Bytes), Outcome> {
+        let inner = &*self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(Outcome::shutting_down());
+        }
+        if body.len() > inner.body_limit {
+            return Err(Outcome::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                OutcomeKind::TooLarge {
+                    limit: inner.body_limit,
+                },
+            ));
+        }
+        let verifier: Arc<dyn Verifier> = match &inner.auth {
+            Auth::Fixed(verifier) => verifier.clone(),
+            Auth::Resolved(resolver) => match resolver.resolve(path, &body).await {
+                Ok(Some(verifier)) => verifier,
+                Ok(None) => {
+                    let err = AuthError::NoSchemeMatched(Vec::new());
+                    return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "key resolver failed");
+                    return Err(Outcome::unavailable(
+                        format!("key resolver: {err}"),
+                        Duration::from_secs(1),
+                    ));
+                }
+            },
+        };
+        let verified = verifier.verify(&Delivery::new(headers, &body).with_path(path));
+        if let Err(err) = verified {
+            tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
+            return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+        }
+        let probe = match DedupProbe::read(inner.provider, &body) {
+            Ok(probe) => probe,
+            Err(err) => return Err(self.unparseable(headers, body, None, err).await),
+        };
+        let fingerprint = Fingerprint::of(&body);
+        let claim = match inner
+            .store
+            .claim(&probe.dedup_key, inner.lease, fingerprint)
+            .await
+        {
+            Ok(claim) => claim,
+            Err(err) => return Err(with_probe(store_unavailable(&err), probe)),
+        };
+        let outcome = match claim {
+            Claim::Acquired(token) => return Ok((probe, token, body)),
+            Claim::Done { same_payload } => Outcome::new(
+                StatusCode::OK,
+                OutcomeKind::Duplicate {
+                    same_payload,
+                    in_flight: false,
+                },
+            ),
+            Claim::InFlight {
+                same_payload,
+                expires_in,
+            } => {
+                let kind = OutcomeKind::Duplicate {
+                    same_payload,
+                    in_flight: true,
+                };
+                if inner.ack_in_flight_duplicates {
+                    Outcome::new(StatusCode::OK, kind)
+                } else {
+                    // Shared store, in-process queue: the instance holding the run may die;
+                    // a retry later finds it done or claimable.
+                    let wait = expires_in
+                        .unwrap_or(Duration::from_secs(5))
+                        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+                    Outcome {
+                        retry_after: Some(wait),
+                        ..Outcome::new(StatusCode::SERVICE_UNAVAILABLE, kind)
+                    }
+                }
+            }
+        };
+        Err(with_probe(outcome, probe))
+    }
+
+    /// For the extractor style: authenticates, de-duplicates and parses the delivery, and
+    /// hands the claimed run to the caller instead of the background workers. `Err` is the
+    /// answer to send when there is nothing for the caller to do (rejected, duplicate, ...).
+    pub async fn claim_event(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Result<ClaimedEvent, Outcome> {
+        let inner = &*self.inner;
+        Counters::bump(&inner.counters.received);
+        let result = self.claim_event_inner(headers, path, body).await;
+        match &result {
+            Ok(_) => Counters::bump(&inner.counters.accepted),
+            Err(outcome) => self.count(outcome),
+        }
+        result
+    }
+
+    async fn claim_event_inner(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Result<ClaimedEvent, Outcome> {
+        let inner = &*self.inner;
+        let (probe, token, body) = self.admit(headers, path, body).await?;
+        let guard = ClaimGuard {
+            store: inner.store.clone(),
+            key: probe.dedup_key.clone(),
+            token,
+            keep_for: inner.keep_for,
+            counters: inner.counters.clone(),
+            settled: false,
+        };
+        match RunEvent::parse(inner.provider, body.clone()) {
+            Ok(event) => Ok(ClaimedEvent {
+                event,
+                claim: guard,
+            }),
+            Err(err) => {
+                let outcome = self
+                    .unparseable(headers, body, Some(probe.dedup_key.clone()), err)
+                    .await;
+                guard.release().await;
+                Err(with_probe(outcome, probe))
+            }
+        }
+    }
+
+    async fn unparseable(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        body: Bytes,
+        dedup_key: Option<String>,
+        err: PayloadError,
+    ) -> Outcome {
+        let inner = &*self.inner;
+        tracing::warn!(provider = %inner.provider, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
+        Counters::bump(&inner.counters.dead_lettered);
+        let letter = DeadLetter {
+            provider: inner.provider.as_str(),
+            dedup_key,
+            reason: DeadLetterReason::Unparseable(err.to_string()),
+            headers: kept_headers(headers),
+            body,
+        };
+        if let Err(io) = inner.dead_letters.put(letter).await {
+            tracing::error!(error = %io, "could not write a dead letter");
+            return Outcome::unavailable(format!("dead-letter sink: {io}"), Duration::from_secs(1));
+        }
+        Outcome::new(err.status(), OutcomeKind::Unparseable(err))
+    }
+
+    /// Stops accepting (new deliveries get 503), lets the workers drain the queue for at most
+    /// `deadline`, and reports what was not processed.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        ShutdownReport {
+            not_drained: match &self.inner.dispatcher {
+                Some(dispatcher) => dispatcher.shutdown(deadline).await,
+                None => Vec::new(),
+            },
+        }
+    }
+}
+
+fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {
+    outcome.probe = Some(probe);
+    outcome
+}
+
+fn store_unavailable(err: &StoreError) -> Outcome {
+    tracing::error!(error = %err, "idempotency store refused a claim");
+    let mut outcome = Outcome::new(err.status(), OutcomeKind::Unavailable(err.to_string()));
+    outcome.retry_after = err.retry_after();
+    outcome
+}
+
+/// The headers worth keeping with a dead letter: all but credentials.
+fn kept_headers(headers: &dyn HeaderLookup) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    headers.visit_all(&mut |name, value| {
+        if !is_credential_header(name) {
+            kept.push((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        }
+    });
+    kept
+}
+
+impl ReceiverBuilder {
+    /// Authenticates every delivery with `verifier` (a scheme or an [`AnyOf`](crate::AnyOf)).
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.auth = Some(Auth::Fixed(Arc::new(verifier)));
+        self
+    }
+
+    /// Chooses the scheme per delivery (one endpoint, many accounts).
+    pub fn key_resolver(mut self, resolver: impl KeyResolver) -> Self {
+        self.auth = Some(Auth::Resolved(Arc::new(resolver)));
+        self
+    }
+
+    /// The idempotency store (default: a [`MemoryStore`] of this process).
+    pub fn store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The code that processes each run, in the background.
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Where unprocessable deliveries go (default: the last 1000 kept in memory).
+    pub fn dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// The largest body accepted, in bytes (default 2 MiB); larger ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How many acknowledged deliveries may wait for a worker (default 1024); past that,
+    /// deliveries get 503 with `Retry-After`.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// How many handler calls run at once (default 4).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// How long a claim is held before another delivery may take over (default 5 minutes);
+    /// renewed while a handler runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a processed run is remembered as done (default 7 days).
+    pub fn dedup_window(mut self, keep_for: Duration) -> Self {
+        self.keep_for = keep_for;
+        self
+    }
+
+    /// How failed handler attempts are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Whether a duplicate of a run still in flight is answered 200 (`true`) or 503 with
+    /// `Retry-After` (`false`). The default follows DESIGN.md: 200 when the store lives in this
+    /// process (the run's hand-off is as safe as the store), 503 for a shared store with this
+    /// in-process queue (the instance holding the run may die; a later retry finds it done or
+    /// claimable).
+    pub fn ack_in_flight_duplicates(mut self, ack: bool) -> Self {
+        self.ack_in_flight_duplicates = Some(ack);
+        self
+    }
+
+    /// Builds the receiver and starts its workers (inside a tokio runtime). Without a
+    /// handler the receiver serves [`Receiver::claim_event`] (extractor style) only.
+    pub fn build(self) -> Result<Receiver, BuildError> {
+        let auth = self.auth.ok_or(BuildError::NoAuth)?;
+        tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
+        let ack_in_flight_duplicates = self.ack_in_flight_duplicates.unwrap_or(!store.is_shared());
+        let dead_letters = self
+            .dead_letters
+            .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()));
+        let counters = Arc::new(Counters::default());
+        let dispatcher = self.handler.map(|handler| {
+            let context = WorkerContext {
+                store: store.clone(),
+                handler,
+                dead_letters: dead_letters.clone(),
+                retry: self.retry,
+                lease: self.lease,
+                keep_for: self.keep_for,
+                counters: counters.clone(),
+                busy: Default::default(),
+            };
+            Dispatcher::start(context, self.queue_capacity, self.workers)
+        });
+        Ok(Receiver {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                auth,
+                store,
+                dead_letters,
+                body_limit: self.body_limit,
+                lease: self.lease,
+                ack_in_flight_duplicates,
+                shutting_down: AtomicBool::new(false),
+                keep_for: self.keep_for,
+                dispatcher,
+                counters,
+            }),
+        })
+    }
+}
+
+/// A genuine, new run handed to the caller (extractor style), with the claim that keeps
+/// duplicates away while the caller works. Call [`ClaimedEvent::complete`] when the work is
+/// done; dropping it without completing releases the claim so that a retry can win.
+#[derive(Debug)]
+pub struct ClaimedEvent {
+    /// The parsed run.
+    pub event: RunEvent,
+    claim: ClaimGuard,
+}
+
+impl ClaimedEvent {
+    /// Marks the run done: later deliveries of it are answered as duplicates.
+    pub async fn complete(self) -> Result<(), StoreError> {
+        self.claim.complete().await
+    }
+
+    /// Gives the run up: the next delivery of it is processed again.
+    pub async fn release(self) {
+        self.claim.release().await;
+    }
+}
+
+struct ClaimGuard {
+    store: Arc<dyn IdempotencyStore>,
+    key: String,
+    token: Token,
+    keep_for: Duration,
+    counters: Arc<Counters>,
+    settled: bool,
+}
+
+impl std::fmt::Debug for ClaimGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimGuard")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClaimGuard {
+    async fn complete(mut self) -> Result<(), StoreError> {
+        self.settled = true;
+        self.store
+            .complete(&self.key, &self.token, self.keep_for)
+            .await?;
+        Counters::bump(&self.counters.processed);
+        Ok(())
+    }
+
+    async fn release(mut self) {
+        self.settled = true;
+        if let Err(err) = self.store.release(&self.key, &self.token).await {
+            tracing::warn!(key = %self.key, error = %err, "could not release a claim");
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (store, key, token) = (
+            self.store.clone(),
+            std::mem::take(&mut self.key),
+            self.token,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = store.release(&key, &token).await {
+                    tracing::warn!(%key, error = %err, "could not release an abandoned claim");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! WebRun webhooks on actix-web: `POST /webhooks/webrun`, whose `Authorization` must be the
+//! `auth` value configured in WebRun (`WEBRUN_WEBHOOK_AUTH`, e.g. `Bearer ...`).
+//!
+//! Run: `WEBRUN_WEBHOOK_AUTH='Bearer ...' cargo run -p runhook-examples --example actix_webrun`
+//! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
+
+use runhook::payload::Provider;
+use runhook::{HeaderToken, Receiver};
+use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let webrun = Receiver::builder(Provider::WebRun)
+        .verifier(HeaderToken::authorization(secret_from_env(
+            "WEBRUN_WEBHOOK_AUTH",
+        )?))
+        .store(store_from_env().await?)
+        .handler(print_processed)
+        .build()?;
+    let routes = webrun.clone();
+    let addr = listen_addr()?;
+    eprintln!("listening on http://{addr}");
+    actix_web::HttpServer::new(move || {
+        actix_web::App::new().route("/webhooks/webrun", runhook::actix::post(routes.clone()))
+    })
+    .bind(addr)?
+    .run()
+    .await?;
+    let report = webrun.shutdown(std::time::Duration::from_secs(10)).await;
+    eprintln!("stopped; not drained: {:?}", report.not_drained);
+    Ok(())
+}
