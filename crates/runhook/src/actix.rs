@@ -51,7 +51,7 @@ pub fn post(receiver: Receiver) -> actix_web::Route {
 
 /// Answers one request with `receiver` (what [`post`] does), for use in your own handler.
 pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload) -> HttpResponse {
-    let body = match read_body(request, payload, receiver.body_limit()).await {
+    let body = match read_body(receiver, request, payload).await {
         Ok(body) => body,
         Err(rejection) => return rejection.error_response(),
     };
@@ -148,7 +148,7 @@ impl FromRequest for Webhook {
                     "runhook: no Receiver in the app data",
                 ));
             };
-            let body = read_body(&request, payload, receiver.body_limit()).await?;
+            let body = read_body(&receiver, &request, payload).await?;
             receiver
                 .claim_event(&ActixHeaders(request.headers()), request.path(), body)
                 .await
@@ -161,17 +161,18 @@ impl FromRequest for Webhook {
 /// Reads the whole payload, refusing (413) as soon as it passes `limit`: a declared
 /// `Content-Length` over the limit is refused before reading anything.
 async fn read_body(
+    receiver: &Receiver,
     request: &HttpRequest,
     mut payload: Payload,
-    limit: usize,
 ) -> Result<Bytes, Rejection> {
+    let limit = receiver.body_limit();
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Rejection::from_outcome(&Outcome::too_large(limit)));
+        return Err(Rejection::from_outcome(&receiver.too_large()));
     }
     // A declared length is within the limit here, so it bounds the allocation.
     let mut body = BytesMut::with_capacity(declared.map_or(8 * 1024, |len| len as usize));
@@ -182,7 +183,7 @@ async fn read_body(
             text: "could not read the body".into(),
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(Rejection::from_outcome(&Outcome::too_large(limit)));
+            return Err(Rejection::from_outcome(&receiver.too_large()));
         }
         body.extend_from_slice(&chunk);
     }

@@ -46,7 +46,7 @@ pub fn post<S: Clone + Send + Sync + 'static>(receiver: Receiver) -> MethodRoute
 pub async fn handle(receiver: &Receiver, request: Request) -> Response {
     let path = request_path(&request);
     let (parts, body) = request.into_parts();
-    let body = match read_body(&parts.headers, body, receiver.body_limit()).await {
+    let body = match read_body(receiver, &parts.headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -93,7 +93,7 @@ where
         let receiver = Receiver::from_ref(state);
         let path = request_path(&request);
         let (parts, body) = request.into_parts();
-        let body = read_body(&parts.headers, body, receiver.body_limit()).await?;
+        let body = read_body(&receiver, &parts.headers, body).await?;
         receiver
             .claim_event(&parts.headers, &path, body)
             .await
@@ -124,11 +124,13 @@ fn request_path(request: &Request) -> String {
 
 /// Reads the whole body, refusing (413) as soon as it passes `limit`: a declared
 /// `Content-Length` over the limit is refused before reading anything.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        let outcome = Outcome::too_large(limit);
-        respond(&outcome)
-    };
+async fn read_body(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let limit = receiver.body_limit();
+    let too_large = || respond(&receiver.too_large());
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -2,7 +2,7 @@
 //! handler with retries, complete the claim on success, and dead-letter (releasing the claim)
 //! after the last failed attempt.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,8 +126,15 @@ pub(crate) struct WorkerContext {
     pub lease: Duration,
     pub keep_for: Duration,
     pub counters: Arc<Counters>,
-    /// Keys a worker is processing now (for the shutdown report).
-    pub busy: Mutex<HashSet<String>>,
+    /// The jobs workers are processing now, with their claim tokens and the running handler
+    /// attempt, so that a shutdown past its deadline can stop them and release their claims.
+    pub busy: Mutex<HashMap<String, Busy>>,
+}
+
+/// A job a worker is processing.
+pub(crate) struct Busy {
+    token: Token,
+    attempt: Option<tokio::task::AbortHandle>,
 }
 
 /// The queue and its workers.
@@ -184,37 +191,57 @@ impl Dispatcher {
     }
 
     /// Stops taking jobs, lets the workers drain the queue until `deadline`, then stops them.
-    /// Returns the keys of the jobs that were not processed (their claims are released so
-    /// that the sender's retry, or a manual replay, can win).
+    /// Returns the keys of the jobs that were not processed: those still queued and those
+    /// whose handler was still running (stopped now). Their claims are released so that the
+    /// sender's retry, or a manual replay, can win.
     pub async fn shutdown(&self, deadline: Duration) -> Vec<String> {
         drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let handles: Vec<JoinHandle<()>> =
+        let mut handles: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
-        let all = async {
-            for handle in handles {
+        let drained = tokio::time::timeout(deadline, async {
+            for handle in handles.iter_mut() {
                 let _ = handle.await;
             }
-        };
-        if tokio::time::timeout(deadline, all).await.is_ok() {
+        })
+        .await
+        .is_ok();
+        if drained {
             return Vec::new();
         }
-        for abort in aborts {
-            abort.abort();
+        for handle in &handles {
+            handle.abort();
         }
-        let mut left: Vec<String> = self
+        for handle in handles {
+            let _ = handle.await;
+        }
+        // The workers are stopped: nothing changes `busy` or the queue any more.
+        let busy: Vec<(String, Busy)> = self
             .context
             .busy
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
             .collect();
+        let mut left = Vec::with_capacity(busy.len());
+        for (key, job) in busy {
+            if let Some(attempt) = job.attempt {
+                attempt.abort();
+            }
+            self.release(&key, &job.token).await;
+            left.push(key);
+        }
         let mut queue = self.queue.lock().await;
         while let Ok(job) = queue.try_recv() {
-            let _ = self.context.store.release(&job.key, &job.token).await;
+            self.release(&job.key, &job.token).await;
             left.push(job.key);
         }
         left
+    }
+
+    async fn release(&self, key: &str, token: &Token) {
+        if let Err(err) = self.context.store.release(key, token).await {
+            tracing::warn!(%key, error = %err, "could not release the claim of an undrained delivery");
+        }
     }
 }
 
@@ -222,10 +249,13 @@ async fn work(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, ctx: Arc<Work
     loop {
         let job = { queue.lock().await.recv().await };
         let Some(job) = job else { return };
-        ctx.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(job.key.clone());
+        ctx.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            job.key.clone(),
+            Busy {
+                token: job.token,
+                attempt: None,
+            },
+        );
         let key = job.key.clone();
         process(&ctx, job).await;
         ctx.busy
@@ -250,10 +280,10 @@ async fn process(ctx: &WorkerContext, job: Job) {
         attempt += 1;
         let error = match run_attempt(ctx, &job, event.clone()).await {
             Ok(()) => {
-                Counters::bump(&ctx.counters.processed);
                 if let Err(err) = ctx.store.complete(&job.key, &job.token, ctx.keep_for).await {
                     tracing::warn!(key = %job.key, error = %err, "processed, but the claim could not be completed");
                 }
+                Counters::bump(&ctx.counters.processed);
                 return;
             }
             Err(error) => error,
@@ -277,6 +307,14 @@ async fn process(ctx: &WorkerContext, job: Job) {
 async fn run_attempt(ctx: &WorkerContext, job: &Job, event: Arc<RunEvent>) -> Result<(), String> {
     let handler = ctx.handler.clone();
     let attempt = tokio::spawn(async move { handler.handle(event).await });
+    if let Some(busy) = ctx
+        .busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&job.key)
+    {
+        busy.attempt = Some(attempt.abort_handle());
+    }
     let renew_every = ctx.lease / 3;
     let mut renew =
         tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);

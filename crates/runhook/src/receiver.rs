@@ -95,8 +95,8 @@ impl Outcome {
         }
     }
 
-    /// The answer for a body over `limit` bytes (adapters refuse it while reading).
-    pub fn too_large(limit: usize) -> Self {
+    /// The answer for a body over `limit` bytes.
+    fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             OutcomeKind::TooLarge { limit },
@@ -241,6 +241,15 @@ impl Receiver {
     /// The body limit in bytes; adapters stop reading past it and answer 413.
     pub fn body_limit(&self) -> usize {
         self.inner.body_limit
+    }
+
+    /// Counts and answers a body refused while reading, for adapters that stop reading past
+    /// [`Receiver::body_limit`].
+    pub fn too_large(&self) -> Outcome {
+        let outcome = Outcome::too_large(self.inner.body_limit);
+        Counters::bump(&self.inner.counters.received);
+        self.count(&outcome);
+        outcome
     }
 
     /// Counters so far and the current queue depth.
@@ -409,8 +418,9 @@ impl Receiver {
                 if inner.ack_in_flight_duplicates {
                     Outcome::new(StatusCode::OK, kind)
                 } else {
-                    // Shared store, in-process queue: the instance holding the run may die;
-                    // a retry later finds it done or claimable.
+                    // Shared store with an in-process queue (the instance holding the run may
+                    // die), or no hand-off at all (extractor style): a retry later finds the
+                    // run done or claimable.
                     let wait = expires_in
                         .unwrap_or(Duration::from_secs(5))
                         .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -610,7 +620,8 @@ impl ReceiverBuilder {
     /// `Retry-After` (`false`). The default follows DESIGN.md: 200 when the store lives in this
     /// process (the run's hand-off is as safe as the store), 503 for a shared store with this
     /// in-process queue (the instance holding the run may die; a later retry finds it done or
-    /// claimable).
+    /// claimable), and 503 for a receiver without a handler (extractor style: your handler may
+    /// still fail).
     pub fn ack_in_flight_duplicates(mut self, ack: bool) -> Self {
         self.ack_in_flight_duplicates = Some(ack);
         self
@@ -624,7 +635,11 @@ impl ReceiverBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
-        let ack_in_flight_duplicates = self.ack_in_flight_duplicates.unwrap_or(!store.is_shared());
+        // Without a handler (extractor style) there is no hand-off: the caller's own handler
+        // may still fail, so a duplicate of a run in flight is never acknowledged by default.
+        let ack_in_flight_duplicates = self
+            .ack_in_flight_duplicates
+            .unwrap_or(self.handler.is_some() && !store.is_shared());
         let dead_letters = self
             .dead_letters
             .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()));
@@ -662,7 +677,9 @@ impl ReceiverBuilder {
 
 /// A genuine, new run handed to the caller (extractor style), with the claim that keeps
 /// duplicates away while the caller works. Call [`ClaimedEvent::complete`] when the work is
-/// done; dropping it without completing releases the claim so that a retry can win.
+/// done, or [`ClaimedEvent::release`] to give it up before answering an error. Dropping it
+/// without either also releases the claim, but in a background task a moment later: a retry
+/// arriving at once may still find the run in flight (and be told to retry later).
 #[derive(Debug)]
 pub struct ClaimedEvent {
     /// The parsed run.
