@@ -37,7 +37,7 @@ fn skyvern_completed_task() {
         Some("2026-11-02T08:02:11.119000")
     );
     assert_eq!(event.raw_body, fixture("skyvern-task-completed.json"));
-    let ProviderPayload::Skyvern(run) = &event.payload else {
+    let ProviderPayload::Skyvern(run) = event.payload().unwrap() else {
         panic!("wrong payload kind")
     };
     assert_eq!(run.step_count, Some(5));
@@ -115,7 +115,7 @@ fn tinyfish_completed_failed_and_cancelled() {
         done.timestamps.started_at.as_deref(),
         Some("2026-11-03T12:00:04Z")
     );
-    let ProviderPayload::TinyFish(run) = &done.payload else {
+    let ProviderPayload::TinyFish(run) = done.payload().unwrap() else {
         panic!("wrong payload kind")
     };
     let data = run.data.as_ref().unwrap();
@@ -155,7 +155,7 @@ fn webrun_full_response_gives_parsed_message() {
         event.result().cloned(),
         Some(json!({"title": "Desk lamp", "price": 34.5}))
     );
-    let ProviderPayload::WebRun(payload) = &event.payload else {
+    let ProviderPayload::WebRun(payload) = event.payload().unwrap() else {
         panic!("wrong payload kind")
     };
     let WebRunPayload::FullResponse(full) = payload else {
@@ -185,7 +185,7 @@ fn webrun_just_ping() {
     assert_eq!(event.status, RunStatus::Completed);
     assert_eq!(event.result().cloned(), None);
     assert!(matches!(
-        &event.payload,
+        event.payload().unwrap(),
         ProviderPayload::WebRun(WebRunPayload::JustPing(_))
     ));
 }
@@ -214,7 +214,7 @@ fn smartbrowse_completed_failed_and_cancelled() {
     assert_eq!(done.dedup_key, "smartbrowse:Qx7Lm2Pa9Rt");
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.error, None, "an empty error string is no error");
-    let ProviderPayload::SmartBrowse(run) = &done.payload else {
+    let ProviderPayload::SmartBrowse(run) = done.payload().unwrap() else {
         panic!("wrong payload kind")
     };
     assert_eq!(run.items_extracted, Some(42));
@@ -379,4 +379,40 @@ fn the_probe_agrees_with_the_full_parse() {
         DedupProbe::read(Provider::Skyvern, b"{\"run_id\":\"r\",").unwrap_err(),
         PayloadError::NotJson { .. }
     ));
+}
+
+#[test]
+fn summary_parse_defers_the_payload_and_reports_its_errors_there() {
+    let good = fixture("tinyfish-completed.json");
+    let lazy = RunEvent::parse_summary(Provider::TinyFish, good.clone()).unwrap();
+    let eager = RunEvent::parse(Provider::TinyFish, good).unwrap();
+    assert_eq!(
+        (
+            &lazy.dedup_key,
+            &lazy.status,
+            &lazy.event,
+            &lazy.error,
+            &lazy.timestamps
+        ),
+        (
+            &eager.dedup_key,
+            &eager.status,
+            &eager.event,
+            &eager.error,
+            &eager.timestamps
+        )
+    );
+    assert_eq!(lazy.result(), eager.result());
+    assert_eq!(lazy.payload().unwrap(), eager.payload().unwrap());
+
+    // A field of the wrong type outside the summary: the eager parse refuses the body, the
+    // summary parse accepts it and reports the error when the payload is asked for.
+    let body = br#"{"run_id":"r1","status":"COMPLETED","data":{"num_of_steps":"many"}}"#;
+    assert!(RunEvent::parse(Provider::TinyFish, &body[..]).is_err());
+    let lazy = RunEvent::parse_summary(Provider::TinyFish, &body[..]).unwrap();
+    assert_eq!(lazy.status, RunStatus::Completed);
+    assert!(
+        matches!(lazy.payload(), Err(PayloadError::InvalidField { path, .. }) if path == "data.num_of_steps")
+    );
+    assert_eq!(lazy.result(), None);
 }

@@ -2,7 +2,8 @@
 //! store, in-process queue), side by side in one run with:
 //! - `ceiling`: a bare axum handler that reads the whole body and answers 200;
 //! - `hand_written`: what a careful user writes by hand today (hmac + sha2 + subtle on the raw
-//!   body, `serde_json::Value`, a `Mutex<HashSet>`, a tokio mpsc to a background task).
+//!   body, `serde_json::Value`, a `Mutex<HashSet>`, a tokio mpsc to a background task);
+//! - `runhook_slow_handler`: the same ready handler whose handler sleeps 30 s per run.
 //!
 //! Every request carries the 7.7 KB compact Skyvern body of `testdata/` with a fresh run id,
 //! correctly signed. Servers and the load generator (reqwest, keep-alive, 32 concurrent
@@ -43,10 +44,17 @@ async fn ceiling() -> SocketAddr {
     .await
 }
 
-async fn runhook_ready() -> SocketAddr {
+/// The ready handler; with `handler_sleeps`, every handler call sleeps 30 s (the ack must not
+/// notice: it never waits on the handler).
+async fn runhook_ready(handler_sleeps: bool) -> SocketAddr {
     let receiver = Receiver::builder(Provider::Skyvern)
         .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .handler(|_event: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
+        .handler(move |_event: Arc<RunEvent>| async move {
+            if handler_sleeps {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Ok::<(), std::io::Error>(())
+        })
         .queue_capacity(1 << 20)
         .build()
         .unwrap();
@@ -182,7 +190,8 @@ fn main() {
         let servers = [
             ("ceiling", ceiling().await),
             ("hand_written", hand_written().await),
-            ("runhook_ready", runhook_ready().await),
+            ("runhook_ready", runhook_ready(false).await),
+            ("runhook_slow_handler", runhook_ready(true).await),
         ];
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(CONCURRENCY)
@@ -208,11 +217,16 @@ fn main() {
                 )
             })
             .collect();
-        println!("{:<14} {:>10} {:>9} {:>9}", "server", "req/s", "p50 ms", "p99 ms");
+        println!("{:<20} {:>10} {:>9} {:>9}", "server", "req/s", "p50 ms", "p99 ms");
         for (name, rps, p50, p99) in &summary {
-            println!("{name:<14} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
+            println!("{name:<20} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
         }
         let rps = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.1);
+        let p99 = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.3);
+        println!(
+            "p99 ack with a 30 s handler / with a no-op handler = {:.2} (the ack must not wait on the handler)",
+            p99("runhook_slow_handler") / p99("runhook_ready")
+        );
         println!(
             "runhook / hand_written = {:.2} (target >= 1.5); runhook / ceiling = {:.2} (target >= 0.5)",
             rps("runhook_ready") / rps("hand_written"),

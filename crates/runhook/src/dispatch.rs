@@ -266,7 +266,8 @@ async fn work(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, ctx: Arc<Work
 }
 
 async fn process(ctx: &WorkerContext, job: Job) {
-    let event = match RunEvent::parse(job.provider, job.body.clone()) {
+    // Only the summary now: the typed payload is read if and when the handler asks for it.
+    let event = match RunEvent::parse_summary(job.provider, job.body.clone()) {
         Ok(event) => Arc::new(event),
         Err(err) => {
             tracing::warn!(key = %job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");

@@ -24,8 +24,9 @@
 //! * nesting deeper than [`MAX_DEPTH`] is an error, never a stack overflow.
 //!
 //! The input is processed in one pass without building a tree (only an object that repeats a
-//! key is rewritten, in place); the output is at most a few times the input's size (a float
-//! literal such as `1e308` becomes its 309 exact digits).
+//! key is rewritten, in place). The output is usually shorter than the input, but a float
+//! literal grows into its exact digits (`1e308` becomes 309 digits): at worst about 52 output
+//! bytes per input byte, so cap the body size before canonicalizing untrusted input.
 //!
 //! ```
 //! use runhook_core::canonical::{canonicalize, PythonException};

@@ -33,81 +33,67 @@ const SHORT_DIGITS: usize = 15;
 /// (`f64::DIGITS`), so no two such decimals share a double. The shortest round-trip digits of
 /// that double are at most as long as the input's, hence are the input's own digits (without
 /// leading and trailing zeros); and the double is a whole number exactly when the decimal
-/// is, with the same value when below 10^15 (larger whole numbers take the exact path). The
-/// length bound keeps the value far from the subnormal range (at least 1e-40).
+/// is, with the same value (below 10^15 < 2^53, every integer is a double). The length bound
+/// keeps the value far from the subnormal range (at least 1e-40).
 fn write_short_decimal(literal: &[u8], out: &mut Vec<u8>) -> bool {
-    const MAX_LEN: usize = 40;
-    if literal.len() > MAX_LEN {
+    if literal.len() > 40 {
         return false;
     }
     let (negative, unsigned) = match literal.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, literal),
     };
-    // All the digits, the integer part's then the fraction's.
-    let mut digits = [0u8; MAX_LEN];
-    let mut len = 0;
-    let mut int_len = None;
-    for &b in unsigned {
-        match b {
-            b'0'..=b'9' => {
-                digits[len] = b;
-                len += 1;
-            }
-            b'.' => int_len = Some(len),
-            _ => return false, // an exponent
-        }
-    }
-    let Some(int_len) = int_len else {
+    let Some(point) = unsigned.iter().position(|&b| b == b'.') else {
         return false;
     };
-    let digits = &digits[..len];
-    let Some(first) = digits.iter().position(|&d| d != b'0') else {
+    let (int, frac) = (&unsigned[..point], &unsigned[point + 1..]);
+    if !frac.iter().all(u8::is_ascii_digit) {
+        return false; // an exponent
+    }
+    let frac = &frac[..frac.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1)];
+    // The grammar allows no leading zero in the integer part other than a lone `0`.
+    if int != b"0" {
+        if int.len() + frac.len() > SHORT_DIGITS {
+            return false;
+        }
+        if negative {
+            out.push(b'-');
+        }
+        out.extend_from_slice(int);
+        if !frac.is_empty() {
+            // 1e-4 <= |x| < 1e15: fixed notation, the digits as given.
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+        // Otherwise a whole number below 10^15 < 2^53: exactly its integer part.
+        return true;
+    }
+    let Some(zeros) = frac.iter().position(|&d| d != b'0') else {
         out.push(b'0'); // zero, including -0.0
         return true;
     };
-    let last = digits.iter().rposition(|&d| d != b'0').unwrap_or(first);
-    let significant = &digits[first..=last];
-    let count = significant.len();
-    if count > SHORT_DIGITS {
+    let significant = &frac[zeros..];
+    if significant.len() > SHORT_DIGITS {
         return false;
     }
-    // The value is 0.SIGNIFICANT * 10^exponent (Python's `decpt`).
-    let exponent = int_len as isize - first as isize;
     if negative {
         out.push(b'-');
     }
-    if exponent >= count as isize {
-        if exponent > SHORT_DIGITS as isize {
-            // At or above 10^15 a whole double need not be the decimal (the exact integer of
-            // the double is written, not its shortest digits): the exact path decides.
-            out.truncate(out.len() - usize::from(negative));
-            return false;
-        }
-        // A whole number below 10^15 < 2^53: exactly the decimal's integer.
-        out.extend_from_slice(significant);
-        out.extend(std::iter::repeat_n(b'0', exponent as usize - count));
-    } else if exponent > 0 {
-        let (int, frac) = significant.split_at(exponent as usize);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else if exponent > -4 {
+    if zeros < 4 {
         out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', exponent.unsigned_abs()));
-        out.extend_from_slice(significant);
+        out.extend_from_slice(frac);
     } else {
+        // Below 1e-4: `d.ddde-XX`.
         out.push(significant[0]);
-        if count > 1 {
+        if significant.len() > 1 {
             out.push(b'.');
             out.extend_from_slice(&significant[1..]);
         }
         out.extend_from_slice(b"e-");
-        let shown = (1 - exponent) as usize;
-        if shown < 10 {
+        if zeros + 1 < 10 {
             out.push(b'0');
         }
-        write_u64(shown as u64, false, out);
+        write_u64(zeros as u64 + 1, false, out);
     }
     true
 }

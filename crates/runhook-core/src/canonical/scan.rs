@@ -153,7 +153,7 @@ fn syntax(offset: usize, reason: SyntaxError) -> CanonicalError {
 pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), CanonicalError> {
     let mut p = Parser { bytes, pos: 0 };
     // One entry per open container: `true` for an object.
-    let mut stack: Vec<bool> = Vec::new();
+    let mut stack: Vec<bool> = Vec::with_capacity(32);
     'value: loop {
         p.skip_whitespace();
         match p.peek() {
@@ -236,10 +236,14 @@ impl<'a> Parser<'a> {
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
-            // Indentation: whole words of spaces.
-            while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
-                let word = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes);
-                if word.ok() != Some(ONES * u64::from(b' ')) {
+            // Indentation: runs of spaces, eight bytes at a time.
+            while let Some(word) = self.bytes.get(self.pos..self.pos + 8) {
+                let Ok(word) = <[u8; 8]>::try_from(word) else {
+                    break;
+                };
+                let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
+                if other != 0 {
+                    self.pos += (other.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.pos += 8;
@@ -447,6 +451,23 @@ mod tests {
                 "}"
             ]
         );
+    }
+
+    #[test]
+    fn whitespace_runs_of_any_length() {
+        for n in 0..24 {
+            for unit in [" ", "\t", "\n", "\r", " \n", "\n   "] {
+                let pad = unit.repeat(n);
+                let text = format!("{pad}[{pad}1{pad},{pad}\"a\"{pad}]{pad}");
+                let pieces = ["[", "int 1", ",", "str a false", "]"];
+                assert_eq!(trace(&text).unwrap(), pieces, "{text:?}");
+                let stray = format!("[{pad}\u{a0}1]");
+                assert_eq!(
+                    trace(&stray),
+                    Err(syntax(1 + pad.len(), SyntaxError::ExpectedValue))
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The canonical writer: consumes tokens and writes Skyvern's bytes as it goes.
 //!
 //! Output is produced in one pass, without building a tree. Each open object remembers where
-//! its members' keys and values sit in the output; only when an object turns out to repeat a
-//! key is its region rewritten (first key's position, last value), at its closing brace.
+//! each of its keys was written; only when an object turns out to repeat a key is its region
+//! rewritten (first key's position, last value), at its closing brace. A member's value needs
+//! no bookkeeping: in the output it runs from its key's `:` to the `,` before the next key
+//! (or to the closing brace).
 //!
 //! A lone surrogate is written in its generalized UTF-8 form (three bytes `ED A0..BF xx`, which
 //! never occur in UTF-8) so that keys still compare correctly, and remembered; if one survives
@@ -16,20 +18,24 @@ use super::error::CanonicalError;
 use super::number::write_float_literal;
 use super::scan::{parse, Sink, Str, Word};
 
-/// Objects with this many members switch from a linear key search to a hash index.
+/// Objects with this many distinct keys switch from a linear key search to a hash index.
 const INDEX_THRESHOLD: usize = 32;
-/// "No member" in a hash chain.
+/// "No key" in a hash chain.
 const NONE: usize = usize::MAX;
 
+/// One key written in an open object (repeats included, in input order).
 #[derive(Debug, Clone, Copy)]
-struct Member {
-    key_start: usize,
-    key_end: usize,
-    value_start: usize,
-    value_end: usize,
+struct Key {
+    /// Output offset of the opening quote.
+    start: usize,
+    /// Output offset just past the closing quote (the `:` is there).
+    end: usize,
     /// [`fingerprint`] of the key, to skip most key comparisons in small objects.
     fingerprint: u64,
-    /// The previous member of the same object whose key has the same hash.
+    /// For a first occurrence: the index in `Writer::keys` of the key's last occurrence
+    /// (itself if none). For a repeat: [`NONE`].
+    last: usize,
+    /// The previous first occurrence in the same object whose key has the same hash.
     next_same_hash: usize,
 }
 
@@ -38,17 +44,17 @@ struct Member {
 struct Frame {
     /// Output offset of the opening brace.
     start: usize,
-    /// Index of this object's first member in `Writer::members`.
-    members_base: usize,
+    /// Index of this object's first key in `Writer::keys`.
+    keys_base: usize,
+    /// How many distinct keys the object has so far.
+    distinct: usize,
     /// Length of `Writer::surrogates` when the object opened.
     surrogates_base: usize,
-    /// The member whose value is being written.
-    current: usize,
     /// A key was repeated: the region must be rewritten at the closing brace.
-    duplicate: bool,
+    repeated: bool,
     /// One bit per key seen, chosen by its fingerprint: a clear bit proves a key new.
     filter: u128,
-    /// Key hash to the latest member with that hash, once the object is large.
+    /// Key hash to the latest first occurrence with that hash, once the object is large.
     index: Option<HashMap<u64, usize>>,
 }
 
@@ -65,17 +71,18 @@ struct Writer<'o> {
     out: &'o mut Vec<u8>,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
-    members: Vec<Member>,
+    keys: Vec<Key>,
     surrogates: Vec<Surrogate>,
     hasher: Option<RandomState>,
 }
 
 /// Canonicalizes `input`, appending to `out` (see [`parse`] about UTF-8 errors).
 pub(crate) fn write_canonical(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    // Sized for a typical webhook body, so that most documents allocate only once each.
     let mut writer = Writer {
         out,
-        frames: Vec::new(),
-        members: Vec::new(),
+        frames: Vec::with_capacity(8),
+        keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
         hasher: None,
     };
@@ -95,10 +102,10 @@ impl Sink for Writer<'_> {
         if object {
             self.frames.push(Frame {
                 start: self.out.len(),
-                members_base: self.members.len(),
+                keys_base: self.keys.len(),
+                distinct: 0,
                 surrogates_base: self.surrogates.len(),
-                current: NONE,
-                duplicate: false,
+                repeated: false,
                 filter: 0,
                 index: None,
             });
@@ -109,10 +116,7 @@ impl Sink for Writer<'_> {
     }
 
     #[inline]
-    fn separator(&mut self, object: bool) {
-        if object {
-            self.value_done();
-        }
+    fn separator(&mut self, _object: bool) {
         self.out.push(b',');
     }
 
@@ -122,26 +126,32 @@ impl Sink for Writer<'_> {
             self.out.push(b']');
             return;
         }
-        self.value_done();
         if let Some(frame) = self.frames.pop() {
-            if frame.duplicate {
+            if frame.repeated {
                 self.rewrite(&frame);
             } else {
                 self.out.push(b'}');
             }
-            self.members.truncate(frame.members_base);
+            self.keys.truncate(frame.keys_base);
         }
     }
 
     #[inline]
     fn key(&mut self, key: Str<'_>) {
-        let key_start = self.out.len();
-        self.string(key);
-        let key_end = self.out.len();
-        self.out.push(b':');
-        let contents = self.out.get(key_start + 1..key_end - 1).unwrap_or_default();
+        let start = self.out.len();
+        if key.escaped {
+            self.string(key);
+            self.out.push(b':');
+        } else {
+            self.out.reserve(key.raw.len() + 3);
+            self.out.push(b'"');
+            self.out.extend_from_slice(key.raw);
+            self.out.extend_from_slice(b"\":");
+        }
+        let end = self.out.len() - 1;
+        let contents = self.out.get(start + 1..end - 1).unwrap_or_default();
         let fingerprint = fingerprint(contents);
-        let new_index = self.members.len();
+        let index = self.keys.len();
         let Some(frame) = self.frames.last_mut() else {
             return;
         };
@@ -149,26 +159,38 @@ impl Sink for Writer<'_> {
         let bit = 1u128 << (fingerprint >> 57);
         let maybe_seen = frame.filter & bit != 0;
         frame.filter |= bit;
-        if !maybe_seen && frame.index.is_none() && new_index - frame.members_base < INDEX_THRESHOLD
-        {
-            frame.current = new_index;
-            self.members.push(Member {
-                key_start,
-                key_end,
-                value_start: key_end + 1,
-                value_end: key_end + 1,
-                fingerprint,
-                next_same_hash: NONE,
-            });
-            return;
+        let mut next_same_hash = NONE;
+        if maybe_seen || frame.index.is_some() || frame.distinct >= INDEX_THRESHOLD {
+            match self.find(start, end, fingerprint) {
+                Found::Earlier(first) => {
+                    if let Some(first) = self.keys.get_mut(first) {
+                        first.last = index;
+                    }
+                    if let Some(frame) = self.frames.last_mut() {
+                        frame.repeated = true;
+                    }
+                    self.keys.push(Key {
+                        start,
+                        end,
+                        fingerprint,
+                        last: NONE,
+                        next_same_hash: NONE,
+                    });
+                    return;
+                }
+                Found::New(chain) => next_same_hash = chain,
+            }
         }
-        let current = self.find_or_add_member(key_start, key_end, fingerprint);
         if let Some(frame) = self.frames.last_mut() {
-            frame.current = current;
+            frame.distinct += 1;
         }
-        if let Some(member) = self.members.get_mut(current) {
-            member.value_start = key_end + 1;
-        }
+        self.keys.push(Key {
+            start,
+            end,
+            fingerprint,
+            last: index,
+            next_same_hash,
+        });
     }
 
     #[inline]
@@ -204,91 +226,85 @@ impl Sink for Writer<'_> {
     }
 }
 
-impl Writer<'_> {
-    /// Records where the innermost object's current member's value ends.
-    #[inline]
-    fn value_done(&mut self) {
-        if let Some(frame) = self.frames.last() {
-            if let Some(member) = self.members.get_mut(frame.current) {
-                member.value_end = self.out.len();
-            }
-        }
-    }
+/// The outcome of looking a key up among the innermost object's earlier keys.
+enum Found {
+    /// The index of its first occurrence.
+    Earlier(usize),
+    /// It is new; the hash chain it continues (or [`NONE`]).
+    New(usize),
+}
 
-    /// The member of the innermost object with the key at `out[key_start..key_end]`: an
-    /// earlier one with an equal key (marking the object as repeating a key), or a new one.
-    fn find_or_add_member(&mut self, key_start: usize, key_end: usize, fingerprint: u64) -> usize {
+impl Writer<'_> {
+    /// Looks up the key at `out[start..end]` among the innermost object's first occurrences;
+    /// past [`INDEX_THRESHOLD`] distinct keys, through a hash index (built on first need).
+    fn find(&mut self, start: usize, end: usize, fingerprint: u64) -> Found {
         let Some(frame) = self.frames.last_mut() else {
-            return NONE;
+            return Found::New(NONE);
         };
-        let base = frame.members_base;
-        let key = self.out.get(key_start..key_end).unwrap_or_default();
-        let same = |m: &Member| self.out.get(m.key_start..m.key_end) == Some(key);
-        let new_index = self.members.len();
-        let mut hash = 0;
-        if frame.index.is_none() && new_index - base < INDEX_THRESHOLD {
-            let found = self.members[base..]
+        let base = frame.keys_base;
+        let out = &*self.out;
+        let key = out.get(start..end).unwrap_or_default();
+        let same = |k: &Key| k.last != NONE && out.get(k.start..k.end) == Some(key);
+        if frame.index.is_none() && frame.distinct < INDEX_THRESHOLD {
+            let earlier = self.keys.get(base..).unwrap_or_default();
+            return match earlier
                 .iter()
-                .position(|m| m.fingerprint == fingerprint && same(m));
-            if let Some(found) = found {
-                frame.duplicate = true;
-                return base + found;
-            }
-        } else {
-            // Past the threshold, a keyed hash of the whole key: the fingerprint is cheap but
-            // easy to collide on purpose, which would make the search quadratic.
-            let hasher = self.hasher.get_or_insert_with(RandomState::new);
-            let out = &self.out;
-            let index = frame.index.get_or_insert_with(|| {
-                let mut index = HashMap::with_capacity(2 * INDEX_THRESHOLD);
-                for (i, m) in self.members.iter_mut().enumerate().skip(base) {
-                    let h = hasher.hash_one(out.get(m.key_start..m.key_end).unwrap_or_default());
-                    m.next_same_hash = index.insert(h, i).unwrap_or(NONE);
-                }
-                index
-            });
-            hash = hasher.hash_one(key);
-            let mut at = index.get(&hash).copied().unwrap_or(NONE);
-            while let Some(m) = self.members.get(at) {
-                if same(m) {
-                    frame.duplicate = true;
-                    return at;
-                }
-                at = m.next_same_hash;
-            }
+                .position(|k| k.fingerprint == fingerprint && same(k))
+            {
+                Some(found) => Found::Earlier(base + found),
+                None => Found::New(NONE),
+            };
         }
-        let next_same_hash = match frame.index.as_mut() {
-            Some(index) => index.insert(hash, new_index).unwrap_or(NONE),
-            None => NONE,
-        };
-        self.members.push(Member {
-            key_start,
-            key_end,
-            value_start: key_end + 1,
-            value_end: key_end + 1,
-            fingerprint,
-            next_same_hash,
+        // A keyed hash of the whole key: the fingerprint is cheap but easy to collide on
+        // purpose, which would make the search quadratic.
+        let hasher = self.hasher.get_or_insert_with(RandomState::new);
+        let keys = &mut self.keys;
+        let index = frame.index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity(2 * INDEX_THRESHOLD);
+            for (i, k) in keys.iter_mut().enumerate().skip(base) {
+                if k.last != NONE {
+                    let h = hasher.hash_one(out.get(k.start..k.end).unwrap_or_default());
+                    k.next_same_hash = index.insert(h, i).unwrap_or(NONE);
+                }
+            }
+            index
         });
-        new_index
+        let hash = hasher.hash_one(key);
+        let mut at = index.get(&hash).copied().unwrap_or(NONE);
+        while let Some(k) = keys.get(at) {
+            if same(k) {
+                return Found::Earlier(at);
+            }
+            at = k.next_same_hash;
+        }
+        Found::New(index.insert(hash, keys.len()).unwrap_or(NONE))
     }
 
     /// Rewrites the object that opened at `frame.start`: each key once, where it first
     /// appeared, with its last value.
     fn rewrite(&mut self, frame: &Frame) {
-        let members = &self.members[frame.members_base..];
-        let mut region = Vec::with_capacity(self.out.len() - frame.start + 1);
+        let keys = self.keys.get(frame.keys_base..).unwrap_or_default();
+        let region_end = self.out.len();
+        // The value after key `i` runs from its `:` to the `,` before key `i + 1`.
+        let value = |i: usize| {
+            let start = keys.get(i).map_or(region_end, |k| k.end + 1);
+            let end = keys.get(i + 1).map_or(region_end, |k| k.start - 1);
+            (start, end.max(start))
+        };
+        let mut region = Vec::with_capacity(region_end - frame.start + 1);
         // (old start, old end, new start) of every piece that is kept.
         let mut moves = Vec::new();
         region.push(b'{');
-        for (i, m) in members.iter().enumerate() {
+        for (i, k) in keys.iter().enumerate().filter(|(_, k)| k.last != NONE) {
             if i > 0 {
                 region.push(b',');
             }
-            moves.push((m.key_start, m.key_end, frame.start + region.len()));
-            region.extend_from_slice(&self.out[m.key_start..m.key_end]);
+            moves.push((k.start, k.end, frame.start + region.len()));
+            region.extend_from_slice(self.out.get(k.start..k.end).unwrap_or_default());
             region.push(b':');
-            moves.push((m.value_start, m.value_end, frame.start + region.len()));
-            region.extend_from_slice(&self.out[m.value_start..m.value_end]);
+            let (start, end) = value(k.last - frame.keys_base);
+            moves.push((start, end, frame.start + region.len()));
+            region.extend_from_slice(self.out.get(start..end).unwrap_or_default());
         }
         region.push(b'}');
         self.out.truncate(frame.start);
@@ -315,9 +331,13 @@ impl Writer<'_> {
         let raw = s.raw;
         let mut i = 0;
         let mut run = 0;
-        while let Some(pos) = raw[i..].iter().position(|&b| b == b'\\') {
+        while let Some(pos) = raw
+            .get(i..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\\'))
+        {
             let backslash = i + pos;
-            self.out.extend_from_slice(&raw[run..backslash]);
+            self.out
+                .extend_from_slice(raw.get(run..backslash).unwrap_or_default());
             let escape = raw.get(backslash + 1).copied().unwrap_or(b'\\');
             i = backslash + 2;
             match escape {
@@ -344,7 +364,8 @@ impl Writer<'_> {
             }
             run = i;
         }
-        self.out.extend_from_slice(&raw[run.min(raw.len())..]);
+        self.out
+            .extend_from_slice(raw.get(run..).unwrap_or_default());
     }
 
     /// Writes one decoded `\uXXXX` code point.

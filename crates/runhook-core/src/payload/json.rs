@@ -41,6 +41,21 @@ pub fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
     serde_path_to_error::deserialize(value).map_err(data_error)
 }
 
+/// Deserializes `body`, which must be a JSON object, into `T`: any other JSON document is
+/// [`PayloadError::NotAnObject`] (serde would otherwise read an array into a struct's fields).
+pub fn object_from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return match from_body::<serde::de::IgnoredAny>(body) {
+            Ok(_) => Err(PayloadError::NotAnObject),
+            Err(err) => Err(err),
+        };
+    }
+    from_body(body)
+}
+
 /// Whether `body` holds 19 or more consecutive ASCII digits: the only way an integer that may
 /// not fit in 64 bits (which strict parsing would round to a float) can appear. Long digit runs
 /// inside strings also match; they merely take the lenient path.

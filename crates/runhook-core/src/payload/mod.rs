@@ -14,6 +14,7 @@ mod tinyfish;
 mod webrun;
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -174,7 +175,12 @@ pub enum ProviderPayload {
 }
 
 /// One finished run, whatever platform reported it.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The summary fields are read when the event is made; the typed payload (with the run's
+/// result, which can be large) is read in full by [`RunEvent::parse`], or on first use after
+/// [`RunEvent::parse_summary`], so that a handler that needs only the id and status never pays
+/// for building the rest.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RunEvent {
     /// Which platform sent it.
@@ -188,20 +194,20 @@ pub struct RunEvent {
     pub status: RunStatus,
     /// The platform's own event name (`run.completed`, `completed`, `task_completed`), if any.
     pub event: Option<String>,
-    /// WebRun's answer parsed out of its string (the only result not stored in `payload`).
-    parsed_message: Option<Value>,
     /// Why it failed, if it did.
     pub error: Option<RunError>,
     /// When it happened.
     pub timestamps: RunTimestamps,
     /// The body exactly as received.
     pub raw_body: Bytes,
-    /// The typed payload.
-    pub payload: ProviderPayload,
+    /// The typed payload, read on first use.
+    payload: OnceLock<Result<ProviderPayload, PayloadError>>,
+    /// WebRun's answer parsed out of its string (the only result not stored in the payload).
+    parsed_message: OnceLock<Option<Value>>,
 }
 
 impl RunEvent {
-    /// Parses `body` as `provider`'s payload.
+    /// Parses `body` as `provider`'s payload, in full: any field of the wrong type is an error.
     ///
     /// ```
     /// use runhook_core::payload::{Provider, RunEvent, RunStatus};
@@ -215,45 +221,72 @@ impl RunEvent {
     /// # Ok::<(), runhook_core::payload::PayloadError>(())
     /// ```
     pub fn parse(provider: Provider, body: impl Into<Bytes>) -> Result<Self, PayloadError> {
+        let event = Self::parse_summary(provider, body)?;
+        let payload = parse_payload(provider, &event.raw_body)?;
+        let _ = event.payload.set(Ok(payload));
+        Ok(event)
+    }
+
+    /// Parses only the summary fields (id, status, event, error, timestamps), checking that
+    /// the body is JSON; the typed payload is read on first use of [`RunEvent::payload`] or
+    /// [`RunEvent::result`], and an error in it is reported there.
+    pub fn parse_summary(provider: Provider, body: impl Into<Bytes>) -> Result<Self, PayloadError> {
         let raw_body: Bytes = body.into();
         let parts = match provider {
-            Provider::Skyvern => skyvern::parse(&raw_body)?,
-            Provider::TinyFish => tinyfish::parse(&raw_body)?,
-            Provider::WebRun => webrun::parse(&raw_body)?,
-            Provider::WebRunAi => webrun::parse_ai(&raw_body, &body_sha256_hex(&raw_body))?,
-            Provider::SmartBrowse => smartbrowse::parse(&raw_body)?,
+            Provider::Skyvern => skyvern::summary(&raw_body)?,
+            Provider::TinyFish => tinyfish::summary(&raw_body)?,
+            Provider::WebRun => webrun::summary(&raw_body)?,
+            Provider::WebRunAi => webrun::ai_summary(&raw_body, body_sha256_hex(&raw_body))?,
+            Provider::SmartBrowse => smartbrowse::summary(&raw_body)?,
         };
-        let run_id = parts.run_id;
-        check_run_id(&run_id, parts.id_field)?;
+        check_run_id(&parts.run_id, parts.id_field)?;
         Ok(RunEvent {
             provider,
-            dedup_key: format!("{}:{run_id}", provider.as_str()),
-            run_id,
+            dedup_key: format!("{}:{}", provider.as_str(), parts.run_id),
+            run_id: parts.run_id,
             status: parts.status,
             event: parts.event,
-            parsed_message: parts.parsed_message,
             error: parts.error,
             timestamps: parts.timestamps,
             raw_body,
-            payload: parts.payload,
+            payload: OnceLock::new(),
+            parsed_message: OnceLock::new(),
         })
     }
-}
 
-impl RunEvent {
-    /// What the run produced, borrowed from the payload: Skyvern's `output`, TinyFish's
-    /// `data.result`, WebRun's `data.message` (parsed when it is JSON, else the text), the whole
-    /// `ai_response` body. `None` when the sender gave none (or `null`), and for SmartBrowse,
-    /// whose webhook carries counts only.
+    /// The typed payload as the platform sent it (read now if it was not yet).
+    pub fn payload(&self) -> Result<&ProviderPayload, &PayloadError> {
+        self.payload
+            .get_or_init(|| parse_payload(self.provider, &self.raw_body))
+            .as_ref()
+    }
+
+    /// What the run produced: Skyvern's `output`, TinyFish's `data.result`, WebRun's
+    /// `data.message` (parsed when it is JSON, else the text), the whole `ai_response` body.
+    /// `None` when the sender gave none (or `null`), for SmartBrowse (whose webhook carries
+    /// counts only), and when the payload does not parse ([`RunEvent::payload`] says why).
     pub fn result(&self) -> Option<&Value> {
-        let result = match &self.payload {
+        let result = match self.payload().ok()? {
             ProviderPayload::Skyvern(run) => run.output.as_ref(),
             ProviderPayload::TinyFish(run) => run.data.as_ref().and_then(|d| d.result.as_ref()),
-            ProviderPayload::WebRun(_) => self.parsed_message.as_ref(),
+            ProviderPayload::WebRun(payload) => self
+                .parsed_message
+                .get_or_init(|| webrun::message_result(payload))
+                .as_ref(),
             ProviderPayload::WebRunAi(output) => Some(output),
             ProviderPayload::SmartBrowse(_) => None,
         };
         result.filter(|value| !value.is_null())
+    }
+}
+
+fn parse_payload(provider: Provider, body: &[u8]) -> Result<ProviderPayload, PayloadError> {
+    match provider {
+        Provider::Skyvern => skyvern::payload(body),
+        Provider::TinyFish => tinyfish::payload(body),
+        Provider::WebRun => webrun::payload(body),
+        Provider::WebRunAi => webrun::ai_payload(body),
+        Provider::SmartBrowse => smartbrowse::payload(body),
     }
 }
 
@@ -290,9 +323,9 @@ impl DedupProbe {
         }
         let (run_id, field) = match provider {
             Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
-                (json::from_body::<RunId>(body)?.run_id, "run_id")
+                (json::object_from_body::<RunId>(body)?.run_id, "run_id")
             }
-            Provider::WebRun => (json::from_body::<TaskId>(body)?.task_id, "taskId"),
+            Provider::WebRun => (json::object_from_body::<TaskId>(body)?.task_id, "taskId"),
             Provider::WebRunAi => (body_sha256_hex(body), "body"),
         };
         check_run_id(&run_id, field)?;
@@ -326,11 +359,8 @@ struct Parts {
     id_field: &'static str,
     status: RunStatus,
     event: Option<String>,
-    /// Only for WebRun `full_response`: the answer parsed out of `data.message`.
-    parsed_message: Option<Value>,
     error: Option<RunError>,
     timestamps: RunTimestamps,
-    payload: ProviderPayload,
 }
 
 fn body_sha256_hex(body: &[u8]) -> String {

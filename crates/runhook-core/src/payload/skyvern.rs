@@ -95,28 +95,46 @@ pub struct SkyvernRun {
     pub extra: Map<String, Value>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: SkyvernRun = json::from_body(body)?;
-    let status = run
-        .status
-        .as_deref()
-        .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
-    let error = run.failure_reason.clone().map(|message| RunError {
-        message,
-        category: None,
-    });
+/// The fields of the unified view, read without building `output` and the rest.
+#[derive(Deserialize)]
+struct Summary {
+    run_id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    failure_reason: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    finished_at: Option<String>,
+}
+
+pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: Summary = json::object_from_body(body)?;
     Ok(Parts {
-        run_id: run.run_id.clone(),
+        status: run
+            .status
+            .as_deref()
+            .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text),
+        error: run.failure_reason.map(|message| RunError {
+            message,
+            category: None,
+        }),
+        run_id: run.run_id,
         id_field: "run_id",
-        status,
         event: None,
-        parsed_message: None,
-        error,
         timestamps: RunTimestamps {
-            created_at: run.created_at.clone(),
-            started_at: run.started_at.clone(),
-            finished_at: run.finished_at.clone(),
+            created_at: run.created_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
         },
-        payload: ProviderPayload::Skyvern(Box::new(run)),
     })
+}
+
+pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
+    Ok(ProviderPayload::Skyvern(Box::new(json::object_from_body(
+        body,
+    )?)))
 }

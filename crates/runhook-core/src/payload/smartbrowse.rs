@@ -50,8 +50,22 @@ pub struct SmartBrowseRun {
     pub extra: Map<String, Value>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: SmartBrowseRun = json::from_body(body)?;
+/// The fields of the unified view.
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    run_id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: Summary = json::object_from_body(body)?;
     let status = run
         .status
         .as_deref()
@@ -59,23 +73,26 @@ pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
         .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
     let error = run
         .error
-        .as_deref()
         .filter(|e| !e.trim().is_empty())
         .map(|message| RunError {
-            message: message.to_string(),
+            message,
             category: None,
         });
     Ok(Parts {
-        run_id: run.run_id.clone(),
+        run_id: run.run_id,
         id_field: "run_id",
         status,
-        event: run.event.clone(),
-        parsed_message: None,
+        event: run.event,
         error,
         timestamps: RunTimestamps {
-            finished_at: run.timestamp.clone(),
+            finished_at: run.timestamp,
             ..RunTimestamps::default()
         },
-        payload: ProviderPayload::SmartBrowse(Box::new(run)),
     })
+}
+
+pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
+    Ok(ProviderPayload::SmartBrowse(Box::new(
+        json::object_from_body(body)?,
+    )))
 }

@@ -108,32 +108,76 @@ pub struct TinyFishStep {
     pub extra: Map<String, Value>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: TinyFishRun = json::from_body(body)?;
-    let data = run.data.as_ref();
+/// The fields of the unified view, read without building `result` and `steps`.
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(default)]
+    event: Option<String>,
+    run_id: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    data: Option<SummaryData>,
+}
+
+#[derive(Deserialize)]
+struct SummaryData {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    finished_at: Option<String>,
+    #[serde(default)]
+    error: Option<SummaryError>,
+}
+
+#[derive(Deserialize)]
+struct SummaryError {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+}
+
+pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: Summary = json::object_from_body(body)?;
+    let data = run.data;
     // The status field is authoritative; the event name says the same in other words.
     let status = run
         .status
         .as_deref()
-        .or(data.and_then(|d| d.status.as_deref()))
+        .or(data.as_ref().and_then(|d| d.status.as_deref()))
         .or(run.event.as_deref())
         .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
-    let error = data.and_then(|d| d.error.as_ref()).map(|e| RunError {
-        message: e.message.clone().unwrap_or_default(),
-        category: e.category.clone(),
-    });
+    let (timestamps, error) = match data {
+        Some(data) => (
+            RunTimestamps {
+                created_at: data.created_at,
+                started_at: data.started_at,
+                finished_at: data.finished_at,
+            },
+            data.error.map(|e| RunError {
+                message: e.message.unwrap_or_default(),
+                category: e.category,
+            }),
+        ),
+        None => (RunTimestamps::default(), None),
+    };
     Ok(Parts {
-        run_id: run.run_id.clone(),
+        run_id: run.run_id,
         id_field: "run_id",
         status,
-        event: run.event.clone(),
-        parsed_message: None,
+        event: run.event,
         error,
-        timestamps: RunTimestamps {
-            created_at: data.and_then(|d| d.created_at.clone()),
-            started_at: data.and_then(|d| d.started_at.clone()),
-            finished_at: data.and_then(|d| d.finished_at.clone()),
-        },
-        payload: ProviderPayload::TinyFish(Box::new(run)),
+        timestamps,
     })
+}
+
+pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
+    Ok(ProviderPayload::TinyFish(Box::new(json::object_from_body(
+        body,
+    )?)))
 }

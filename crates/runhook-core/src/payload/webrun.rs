@@ -119,6 +119,38 @@ pub struct WebRunPing {
     pub extra: Map<String, Value>,
 }
 
+/// The fields of the unified view, for both modes: `full_response` has `type`, `just_ping`
+/// has `event`.
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(rename = "taskId")]
+    task_id: String,
+    #[serde(rename = "completedAt", default)]
+    completed_at: Option<String>,
+}
+
+pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
+    let run: Summary = json::object_from_body(body)?;
+    let event = run.kind.or(run.event);
+    Ok(Parts {
+        run_id: run.task_id,
+        id_field: "taskId",
+        status: event
+            .as_deref()
+            .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text),
+        event,
+        error: None,
+        timestamps: RunTimestamps {
+            finished_at: run.completed_at,
+            ..RunTimestamps::default()
+        },
+    })
+}
+
 /// Just enough to tell the two modes apart.
 #[derive(Deserialize)]
 struct Marker {
@@ -126,48 +158,29 @@ struct Marker {
     kind: Option<Value>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<Parts, PayloadError> {
-    let marker: Marker = json::from_body(body)?;
-    if marker.kind.is_some() {
-        let full: WebRunFullResponse = json::from_body(body)?;
-        let parsed_message = full.data.as_ref().and_then(|d| {
+pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
+    let marker: Marker = json::object_from_body(body)?;
+    Ok(ProviderPayload::WebRun(if marker.kind.is_some() {
+        WebRunPayload::FullResponse(Box::new(json::object_from_body(body)?))
+    } else {
+        WebRunPayload::JustPing(Box::new(json::object_from_body(body)?))
+    }))
+}
+
+/// The answer in a `full_response`: parsed when it is JSON, else the text.
+pub(super) fn message_result(payload: &WebRunPayload) -> Option<Value> {
+    match payload {
+        WebRunPayload::FullResponse(full) => full.data.as_ref().and_then(|d| {
             d.message_json()
                 .or_else(|| d.message.clone().map(Value::String))
-        });
-        Ok(Parts {
-            run_id: full.task_id.clone(),
-            id_field: "taskId",
-            status: RunStatus::from_text(&full.kind),
-            event: Some(full.kind.clone()),
-            parsed_message,
-            error: None,
-            timestamps: RunTimestamps {
-                finished_at: full.completed_at.clone(),
-                ..RunTimestamps::default()
-            },
-            payload: ProviderPayload::WebRun(WebRunPayload::FullResponse(Box::new(full))),
-        })
-    } else {
-        let ping: WebRunPing = json::from_body(body)?;
-        Ok(Parts {
-            run_id: ping.task_id.clone(),
-            id_field: "taskId",
-            status: RunStatus::from_text(&ping.event),
-            event: Some(ping.event.clone()),
-            parsed_message: None,
-            error: None,
-            timestamps: RunTimestamps {
-                finished_at: ping.completed_at.clone(),
-                ..RunTimestamps::default()
-            },
-            payload: ProviderPayload::WebRun(WebRunPayload::JustPing(Box::new(ping))),
-        })
+        }),
+        WebRunPayload::JustPing(_) => None,
     }
 }
 
 /// `ai_response`: any JSON document is the user's output. A body that is not JSON but is UTF-8
 /// text (plain-text output) is kept as a string; only bytes that are not text are refused.
-pub(super) fn parse_ai(body: &[u8], body_hash: &str) -> Result<Parts, PayloadError> {
+pub(super) fn ai_payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
     let output = match json::from_body::<Value>(body) {
         Ok(value) => value,
         Err(_) => Value::String(
@@ -178,14 +191,22 @@ pub(super) fn parse_ai(body: &[u8], body_hash: &str) -> Result<Parts, PayloadErr
                 .to_string(),
         ),
     };
+    Ok(ProviderPayload::WebRunAi(output))
+}
+
+/// `ai_response` has no id and no status: the body's hash is its id and it is complete.
+pub(super) fn ai_summary(body: &[u8], body_hash: String) -> Result<Parts, PayloadError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        std::str::from_utf8(body).map_err(|e| PayloadError::NotJson {
+            reason: format!("neither JSON nor UTF-8 text ({e})"),
+        })?;
+    }
     Ok(Parts {
-        run_id: body_hash.to_string(),
+        run_id: body_hash,
         id_field: "body",
         status: RunStatus::Completed,
         event: None,
-        parsed_message: None,
         error: None,
         timestamps: RunTimestamps::default(),
-        payload: ProviderPayload::WebRunAi(output),
     })
 }
