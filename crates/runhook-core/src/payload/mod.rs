@@ -112,6 +112,11 @@ impl RunStatus {
         }
     }
 
+    /// Like [`RunStatus::from_text`]; a missing status is `Unknown` with empty text.
+    pub(crate) fn from_optional(text: Option<&str>) -> Self {
+        text.map_or(RunStatus::Unknown(String::new()), RunStatus::from_text)
+    }
+
     /// Whether the run is over. Every known status is terminal: senders only call when a run
     /// ends. `Unknown` is not, so that a handler does not act on a state it cannot interpret.
     pub fn is_terminal(&self) -> bool {

@@ -114,10 +114,7 @@ struct Summary {
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
     let run: Summary = json::object_from_body(body)?;
     Ok(Parts {
-        status: run
-            .status
-            .as_deref()
-            .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text),
+        status: RunStatus::from_optional(run.status.as_deref()),
         error: run.failure_reason.map(|message| RunError {
             message,
             category: None,

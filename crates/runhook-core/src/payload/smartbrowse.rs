@@ -66,11 +66,7 @@ struct Summary {
 
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
     let run: Summary = json::object_from_body(body)?;
-    let status = run
-        .status
-        .as_deref()
-        .or(run.event.as_deref())
-        .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
+    let status = RunStatus::from_optional(run.status.as_deref().or(run.event.as_deref()));
     let error = run
         .error
         .filter(|e| !e.trim().is_empty())

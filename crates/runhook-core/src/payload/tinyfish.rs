@@ -146,12 +146,12 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
     let run: Summary = json::object_from_body(body)?;
     let data = run.data;
     // The status field is authoritative; the event name says the same in other words.
-    let status = run
-        .status
-        .as_deref()
-        .or(data.as_ref().and_then(|d| d.status.as_deref()))
-        .or(run.event.as_deref())
-        .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text);
+    let status = RunStatus::from_optional(
+        run.status
+            .as_deref()
+            .or(data.as_ref().and_then(|d| d.status.as_deref()))
+            .or(run.event.as_deref()),
+    );
     let (timestamps, error) = match data {
         Some(data) => (
             RunTimestamps {

@@ -139,9 +139,7 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
     Ok(Parts {
         run_id: run.task_id,
         id_field: "taskId",
-        status: event
-            .as_deref()
-            .map_or(RunStatus::Unknown(String::new()), RunStatus::from_text),
+        status: RunStatus::from_optional(event.as_deref()),
         event,
         error: None,
         timestamps: RunTimestamps {
@@ -183,13 +181,7 @@ pub(super) fn message_result(payload: &WebRunPayload) -> Option<Value> {
 pub(super) fn ai_payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
     let output = match json::from_body::<Value>(body) {
         Ok(value) => value,
-        Err(_) => Value::String(
-            std::str::from_utf8(body)
-                .map_err(|e| PayloadError::NotJson {
-                    reason: format!("neither JSON nor UTF-8 text ({e})"),
-                })?
-                .to_string(),
-        ),
+        Err(_) => Value::String(utf8_text(body)?.to_string()),
     };
     Ok(ProviderPayload::WebRunAi(output))
 }
@@ -197,9 +189,7 @@ pub(super) fn ai_payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
 /// `ai_response` has no id and no status: the body's hash is its id and it is complete.
 pub(super) fn ai_summary(body: &[u8], body_hash: String) -> Result<Parts, PayloadError> {
     if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-        std::str::from_utf8(body).map_err(|e| PayloadError::NotJson {
-            reason: format!("neither JSON nor UTF-8 text ({e})"),
-        })?;
+        utf8_text(body)?;
     }
     Ok(Parts {
         run_id: body_hash,
@@ -208,5 +198,12 @@ pub(super) fn ai_summary(body: &[u8], body_hash: String) -> Result<Parts, Payloa
         event: None,
         error: None,
         timestamps: RunTimestamps::default(),
+    })
+}
+
+/// A body that is not JSON is still an `ai_response` when it is text (plain-text output).
+fn utf8_text(body: &[u8]) -> Result<&str, PayloadError> {
+    std::str::from_utf8(body).map_err(|e| PayloadError::NotJson {
+        reason: format!("neither JSON nor UTF-8 text ({e})"),
     })
 }
