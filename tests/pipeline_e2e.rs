@@ -684,6 +684,7 @@ async fn forged_signature_gets_401(framework: Framework) {
     assert_eq!(calls.keys(), [skyvern_key(&id), sentinel]);
     let stats = receiver.stats();
     assert_eq!((stats.received, stats.rejected, stats.accepted), (5, 3, 2));
+    assert_eq!(stats.rejected_unauthorized, 3);
 }
 
 /// Scenario 5: Over the body limit: 413 with a `Content-Length` and with a chunked body; a chunked
@@ -1175,6 +1176,8 @@ async fn extractor_style(framework: Framework) {
             received: 7,
             accepted: 3,
             rejected: 2,
+            rejected_unauthorized: 1,
+            rejected_unparseable: 1,
             duplicates: 2,
             processed: 2,
             dead_lettered: 1,

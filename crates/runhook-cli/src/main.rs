@@ -1,4 +1,4 @@
-//! The `runhook` command: check, sign and (later) receive webhook deliveries from web-agent
+//! The `runhook` command: receive, send, check and sign webhook deliveries from web-agent
 //! platforms.
 
 use std::process::ExitCode;
@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod event_json;
+mod serve;
 
 /// runhook: the receiving end of web-agent webhooks (Skyvern, TinyFish, WebRun, SmartBrowse).
 #[derive(Debug, Parser)]
@@ -23,6 +25,9 @@ enum Command {
     Parse(cmd::parse::ParseArgs),
     /// Write the exact bytes Skyvern signs for a JSON document (its canonical form).
     Canonicalize(cmd::canonicalize::CanonicalizeArgs),
+    /// Receive webhooks: one route from flags or many from runhook.toml, with /healthz and
+    /// /metrics.
+    Serve(cmd::serve::ServeArgs),
     /// Print the exact request (headers, blank line, body) a sender would make for a payload.
     Sign(cmd::sign::SignArgs),
 }
@@ -34,5 +39,6 @@ fn main() -> ExitCode {
         Command::Parse(args) => cmd::parse::run(args),
         Command::Canonicalize(args) => cmd::canonicalize::run(args),
         Command::Sign(args) => cmd::sign::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     }
 }

@@ -76,6 +76,14 @@ pub struct Counters {
     pub accepted: AtomicU64,
     /// Deliveries rejected (401, 413, 503, ...).
     pub rejected: AtomicU64,
+    /// Rejected as not genuine (401).
+    pub rejected_unauthorized: AtomicU64,
+    /// Rejected for a body over the limit (413).
+    pub rejected_too_large: AtomicU64,
+    /// Genuine but not the provider's payload: dead-lettered and answered 202.
+    pub rejected_unparseable: AtomicU64,
+    /// Refused for now (503): store, resolver or queue unavailable, or shutting down.
+    pub rejected_unavailable: AtomicU64,
     /// Genuine duplicates answered without a second handler call.
     pub duplicates: AtomicU64,
     /// Duplicates whose body differs from the first delivery's.
@@ -95,8 +103,17 @@ pub struct Stats {
     pub received: u64,
     /// Deliveries acknowledged and handed off.
     pub accepted: u64,
-    /// Deliveries rejected.
+    /// Deliveries rejected, for any reason (the sum of the `rejected_*` counts and
+    /// misconfiguration).
     pub rejected: u64,
+    /// Rejected as not genuine (401).
+    pub rejected_unauthorized: u64,
+    /// Rejected for a body over the limit (413).
+    pub rejected_too_large: u64,
+    /// Genuine but not the provider's payload: dead-lettered and answered 202.
+    pub rejected_unparseable: u64,
+    /// Refused for now (503): store, resolver or queue unavailable, or shutting down.
+    pub rejected_unavailable: u64,
     /// Genuine duplicates.
     pub duplicates: u64,
     /// Duplicates whose body differs from the first.

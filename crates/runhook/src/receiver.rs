@@ -260,6 +260,10 @@ impl Receiver {
             received: get(&c.received),
             accepted: get(&c.accepted),
             rejected: get(&c.rejected),
+            rejected_unauthorized: get(&c.rejected_unauthorized),
+            rejected_too_large: get(&c.rejected_too_large),
+            rejected_unparseable: get(&c.rejected_unparseable),
+            rejected_unavailable: get(&c.rejected_unavailable),
             duplicates: get(&c.duplicates),
             duplicates_with_other_body: get(&c.duplicates_with_other_body),
             processed: get(&c.processed),
@@ -299,7 +303,19 @@ impl Receiver {
                     );
                 }
             }
-            _ => Counters::bump(&inner.counters.rejected),
+            ref rejection => {
+                Counters::bump(&inner.counters.rejected);
+                let reason = match rejection {
+                    OutcomeKind::Unauthorized(_) => &inner.counters.rejected_unauthorized,
+                    OutcomeKind::TooLarge { .. } => &inner.counters.rejected_too_large,
+                    OutcomeKind::Unparseable(_) => &inner.counters.rejected_unparseable,
+                    OutcomeKind::Unavailable(_) | OutcomeKind::ShuttingDown => {
+                        &inner.counters.rejected_unavailable
+                    }
+                    _ => return,
+                };
+                Counters::bump(reason);
+            }
         }
     }
 

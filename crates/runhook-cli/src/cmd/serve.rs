@@ -1,0 +1,260 @@
+//! `runhook serve`: a standalone receiver, configured by flags (one route) or by a TOML file
+//! (many routes), for teams that do not write Rust.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+use runhook::payload::Provider;
+
+use crate::serve::app::{self, ServedRoute, Shared};
+use crate::serve::config::{HandlerSpec, RouteSpec, ServeConfig};
+use crate::serve::handlers;
+
+/// Exit status for a configuration error (or a listener that cannot bind).
+const USAGE: u8 = 2;
+
+/// Arguments of `runhook serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "One route from flags:\n  \
+runhook serve --path /webhooks/skyvern --provider skyvern --secret-env SKYVERN_API_KEY --jsonl events.jsonl\n\
+Many routes from a file: runhook serve --config runhook.toml (see README.md).\n\
+A {secret} segment in a path makes the secret a path secret: --path '/hooks/tinyfish/{secret}'.\n\
+Secrets are read from the environment variables named by --secret-env, never from the command line.\n\
+GET /healthz answers ok; GET /metrics answers Prometheus text. SIGTERM or SIGINT stops accepting, \
+drains the queue and exits 0.\n\
+Exit status: 0 stopped cleanly, 1 stopped with events not processed, 2 configuration error.")]
+pub struct ServeArgs {
+    /// A runhook.toml with [[route]] tables (instead of --path/--provider and a handler flag).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["path", "provider", "jsonl", "exec", "forward"])]
+    config: Option<PathBuf>,
+    /// The address to listen on [default: 127.0.0.1:8080, or the config file's `listen`].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The route's path.
+    #[arg(long, value_name = "PATH", requires = "provider")]
+    path: Option<String>,
+    /// The platform posting to the route.
+    #[arg(long, value_parser = super::provider_name, requires = "path")]
+    provider: Option<Provider>,
+    /// Environment variable holding an accepted secret; repeat during a key rotation.
+    #[arg(long = "secret-env", value_name = "VAR")]
+    secret_env: Vec<String>,
+    /// For a header token (WebRun, SmartBrowse): the header carrying it.
+    #[arg(long, value_name = "NAME", default_value = "authorization")]
+    header_name: String,
+    /// Accept deliveries without authentication (TinyFish and SmartBrowse sign nothing).
+    #[arg(long)]
+    unsigned: bool,
+    /// Skyvern: also accept a body a proxy re-serialized, when its canonical form matches.
+    #[arg(long)]
+    canonical_fallback: bool,
+    /// `memory`, or a Redis URL such as redis://127.0.0.1:6379 shared by several instances
+    /// [default: memory, or the config file's `store`].
+    #[arg(long, value_name = "STORE")]
+    store: Option<String>,
+    /// Background workers per route.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Append each processed event as a JSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+    /// Run this shell command per event, the event JSON on standard input; a non-zero exit
+    /// is a failure and is retried.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// POST each event as JSON to this URL; an answer other than 2xx is a failure.
+    #[arg(long, value_name = "URL")]
+    forward: Option<String>,
+    /// Keep deliveries that could not be processed in this JSON-lines file.
+    #[arg(long, value_name = "FILE")]
+    dead_letters: Option<PathBuf>,
+    /// Handler attempts per event before it is dead-lettered.
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Pause after the first failed attempt, in milliseconds (doubling after each).
+    #[arg(long, value_name = "MS")]
+    retry_backoff_ms: Option<u64>,
+    /// How long a shutdown waits for the queue to drain, in seconds.
+    #[arg(long, value_name = "SECS")]
+    drain_timeout: Option<u64>,
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Runs `runhook serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logs(args.log_format);
+    let config = match config_from(&args) {
+        Ok(config) => config,
+        Err(message) => return fail(&message),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(serve(config))
+}
+
+/// Structured logs on standard error; `RUST_LOG` filters (default `info`).
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
+}
+
+/// The configuration from `--config`, or from the flags, with flag overrides applied.
+fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => flags_config(args)?,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(store) = &args.store {
+        config.store.clone_from(store);
+    }
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    if let Some(path) = &args.dead_letters {
+        config.dead_letters = Some(path.clone());
+    }
+    if let Some(attempts) = args.max_attempts {
+        config.max_attempts = attempts;
+    }
+    if let Some(ms) = args.retry_backoff_ms {
+        config.retry_backoff_ms = ms;
+    }
+    if let Some(secs) = args.drain_timeout {
+        config.drain_timeout_secs = secs;
+    }
+    config.check()?;
+    Ok(config)
+}
+
+/// A one-route configuration from `--path`, `--provider` and the handler flag.
+fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
+    let (Some(path), Some(provider)) = (&args.path, args.provider) else {
+        return Err("give --path and --provider (or --config FILE)".into());
+    };
+    let mut route = RouteSpec::new(path.clone(), provider, args.secret_env.clone());
+    route.header_name.clone_from(&args.header_name);
+    route.unsigned = args.unsigned;
+    route.canonical_fallback = args.canonical_fallback;
+    let handler = HandlerSpec {
+        jsonl: args.jsonl.clone(),
+        exec: args.exec.clone(),
+        forward: args.forward.clone(),
+    };
+    Ok(ServeConfig::new(vec![route], handler))
+}
+
+/// Builds the routes, binds, serves until SIGTERM or SIGINT, drains, and reports.
+async fn serve(config: ServeConfig) -> ExitCode {
+    let routes = match build_routes(&config).await {
+        Ok(routes) => routes,
+        Err(message) => return fail(&message),
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
+    };
+    let address = listener.local_addr().map_or(config.listen, |a| a);
+    for route in routes.iter() {
+        tracing::info!(route = %route.path, provider = %route.receiver.provider(), "route ready");
+    }
+    tracing::info!(%address, store = %store_label(&config.store), "listening");
+    println!("listening on http://{address}");
+    let reports =
+        match app::serve_until(listener, routes, stop_signal(), config.drain_timeout()).await {
+            Ok(reports) => reports,
+            Err(e) => return fail(&format!("server error: {e}")),
+        };
+    let mut drained = true;
+    for (route, report) in reports {
+        if !report.not_drained.is_empty() {
+            drained = false;
+            tracing::error!(route = %route, not_drained = ?report.not_drained, "stopped with events not processed; their claims were released so a retry or replay can succeed");
+        }
+    }
+    tracing::info!("stopped");
+    if drained {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Every configured route, sharing one store, handler and dead-letter sink.
+async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
+    let handler = handlers::build(&config.handler.kind()?)?;
+    let shared = Shared::from_config(config, handler).await?;
+    config
+        .routes
+        .iter()
+        .map(|spec| shared.route(spec, spec.verifier()?))
+        .collect()
+}
+
+/// The store without any credentials a URL may carry.
+fn store_label(store: &str) -> String {
+    match store.split_once('@') {
+        Some((scheme_and_user, host)) => {
+            let scheme = scheme_and_user.split("://").next().unwrap_or("redis");
+            format!("{scheme}://***@{host}")
+        }
+        None => store.to_string(),
+    }
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("stop signal: no longer accepting; draining the queue");
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runhook serve: {message}");
+    ExitCode::from(USAGE)
+}

@@ -1,0 +1,172 @@
+//! The HTTP side of `runhook serve` (and of `runhook demo`): one POST route per receiver,
+//! `GET /healthz` and `GET /metrics`, and an orderly shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::routing::{get, post};
+use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
+use runhook::{
+    DeadLetterSink, Handler, JsonLinesDeadLetters, MemoryDeadLetters, Receiver, RetryPolicy,
+    ShutdownReport, Verifier,
+};
+
+use super::config::{RouteSpec, ServeConfig};
+use super::metrics::{self, LatencyHistogram, RouteMetrics};
+
+/// One receiving route as served.
+pub struct ServedRoute {
+    /// The configured path (with `{secret}` where a path secret goes).
+    pub path: String,
+    /// Its pipeline.
+    pub receiver: Receiver,
+    /// Time from request to response on this route.
+    pub latency: Arc<LatencyHistogram>,
+}
+
+/// What every route of one server shares: store, handler, dead letters and worker settings.
+#[derive(Clone)]
+pub struct Shared {
+    /// The idempotency store.
+    pub store: Arc<dyn IdempotencyStore>,
+    /// The handler for processed events.
+    pub handler: Arc<dyn Handler>,
+    /// Where deliveries that cannot be processed are kept.
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Background workers per route.
+    pub workers: usize,
+    /// Queue capacity per route.
+    pub queue_capacity: usize,
+    /// How failed handler attempts are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Shared {
+    /// The store, dead-letter sink and settings `config` names, around `handler`.
+    pub async fn from_config(
+        config: &ServeConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Self, String> {
+        let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letters {
+            Some(path) => Arc::new(JsonLinesDeadLetters::new(path)),
+            None => {
+                tracing::warn!("dead letters are kept in memory only (bounded); give --dead-letters FILE to keep them");
+                Arc::new(MemoryDeadLetters::default())
+            }
+        };
+        Ok(Self {
+            store: open_store(&config.store).await?,
+            handler,
+            dead_letters,
+            workers: config.workers,
+            queue_capacity: config.queue_capacity,
+            retry: config.retry_policy(),
+        })
+    }
+
+    /// The route `spec` authenticated by `verifier`.
+    pub fn route(
+        &self,
+        spec: &RouteSpec,
+        verifier: Box<dyn Verifier>,
+    ) -> Result<ServedRoute, String> {
+        let handler = self.handler.clone();
+        let receiver = Receiver::builder(spec.provider)
+            .verifier(verifier)
+            .store(self.store.clone())
+            .handler(move |event| handler.handle(event))
+            .dead_letters(self.dead_letters.clone())
+            .workers(self.workers)
+            .queue_capacity(self.queue_capacity)
+            .retry(self.retry)
+            .build()
+            .map_err(|e| format!("{}: {e}", spec.path))?;
+        Ok(ServedRoute {
+            path: spec.path.clone(),
+            receiver,
+            latency: Arc::default(),
+        })
+    }
+}
+
+/// The store a `--store` value names: `memory`, or a `redis://` (or `rediss://`) URL.
+pub async fn open_store(spec: &str) -> Result<Arc<dyn IdempotencyStore>, String> {
+    if spec == "memory" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        let store = RedisStore::connect(spec)
+            .await
+            .map_err(|e| format!("cannot use the Redis store: {e}"))?;
+        return Ok(Arc::new(store));
+    }
+    Err(format!(
+        "--store {spec}: expected `memory` or a redis:// URL"
+    ))
+}
+
+/// The router: each route's POST, `GET /healthz` and `GET /metrics`.
+pub fn router(routes: Arc<[ServedRoute]>) -> axum::Router {
+    let mut app = axum::Router::new();
+    for route in routes.iter() {
+        let receiver = route.receiver.clone();
+        let latency = route.latency.clone();
+        app = app.route(
+            &route.path,
+            post(move |request: Request| {
+                let receiver = receiver.clone();
+                let latency = latency.clone();
+                async move {
+                    let started = Instant::now();
+                    let response = runhook::axum::handle(&receiver, request).await;
+                    latency.observe(started.elapsed());
+                    response
+                }
+            }),
+        );
+    }
+    app.route("/healthz", get(|| async { "ok\n" })).route(
+        "/metrics",
+        get(move || async move {
+            let body = render_metrics(&routes);
+            (
+                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                body,
+            )
+        }),
+    )
+}
+
+/// Every route's numbers in the Prometheus text format.
+pub fn render_metrics(routes: &[ServedRoute]) -> String {
+    let numbers: Vec<RouteMetrics<'_>> = routes
+        .iter()
+        .map(|route| RouteMetrics {
+            route: &route.path,
+            provider: route.receiver.provider().as_str(),
+            stats: route.receiver.stats(),
+            latency: &route.latency,
+        })
+        .collect();
+    metrics::render(&numbers)
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes, then stops accepting, finishes
+/// the requests under way, and lets each route drain its queue for at most `drain`.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    routes: Arc<[ServedRoute]>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<Vec<(String, ShutdownReport)>> {
+    axum::serve(listener, router(routes.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let mut reports = Vec::with_capacity(routes.len());
+    for route in routes.iter() {
+        reports.push((route.path.clone(), route.receiver.shutdown(drain).await));
+    }
+    Ok(reports)
+}

@@ -1,0 +1,408 @@
+//! What `runhook serve` runs: routes, store, handler, from flags or from a TOML file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runhook::payload::Provider;
+use runhook::{
+    HeaderToken, PathSecret, RetryPolicy, Secrets, SegmentPosition, SkyvernSignature, Unsigned,
+    Verifier,
+};
+use serde::Deserialize;
+
+use crate::cmd::secrets;
+
+/// The placeholder for a secret path segment in a route path: `/webhooks/tinyfish/{secret}`.
+pub const SECRET_SEGMENT: &str = "{secret}";
+
+/// Everything `runhook serve` needs, as read from `runhook.toml` (or built from flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `memory` or a `redis://` URL.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// Background workers per route.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Acknowledged deliveries waiting for a worker, per route, before new ones get 503.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Where processed events go.
+    pub handler: HandlerSpec,
+    /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
+    /// when absent.
+    #[serde(default)]
+    pub dead_letters: Option<PathBuf>,
+    /// How long a shutdown waits for the queue to drain, in seconds.
+    #[serde(default = "default_drain_secs")]
+    pub drain_timeout_secs: u64,
+    /// Handler attempts per event, the first included, before it is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Pause after the first failed attempt, in milliseconds; doubled for each further one.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// How long one handler attempt may run, in seconds.
+    #[serde(default = "default_handler_timeout_secs")]
+    pub handler_timeout_secs: u64,
+    /// The routes, at least one.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One receiving route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// The request path; a `{secret}` segment makes the secret a path secret.
+    pub path: String,
+    /// The platform posting to it.
+    #[serde(deserialize_with = "provider_from_name")]
+    pub provider: Provider,
+    /// Environment variables holding the accepted secrets (several during a key rotation).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub secret_env: Vec<String>,
+    /// For header tokens (WebRun, SmartBrowse): the header carrying it.
+    #[serde(default = "default_header_name")]
+    pub header_name: String,
+    /// Accept deliveries without any authentication (TinyFish and SmartBrowse sign nothing).
+    /// Chosen by name, never a default.
+    #[serde(default)]
+    pub unsigned: bool,
+    /// Skyvern: also accept a body re-serialized by a proxy when its canonical form matches.
+    #[serde(default)]
+    pub canonical_fallback: bool,
+    /// Skyvern: refuse deliveries whose (unsigned) `x-skyvern-timestamp` is further from now
+    /// than this many seconds.
+    #[serde(default)]
+    pub timestamp_tolerance_secs: Option<u64>,
+}
+
+/// Where processed events go: exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSpec {
+    /// Append each event as one JSON line to this file.
+    pub jsonl: Option<PathBuf>,
+    /// Run this shell command with the event JSON on standard input.
+    pub exec: Option<String>,
+    /// POST the event JSON to this URL.
+    pub forward: Option<String>,
+}
+
+/// The one handler a [`HandlerSpec`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// Append JSON lines to a file.
+    Jsonl(PathBuf),
+    /// Run a shell command per event.
+    Exec(String),
+    /// POST each event to a URL.
+    Forward(String),
+}
+
+impl HandlerSpec {
+    /// The handler named, or why the spec does not name exactly one.
+    pub fn kind(&self) -> Result<HandlerKind, String> {
+        let named = [
+            self.jsonl.clone().map(HandlerKind::Jsonl),
+            self.exec.clone().map(HandlerKind::Exec),
+            self.forward.clone().map(HandlerKind::Forward),
+        ];
+        let mut named = named.into_iter().flatten();
+        match (named.next(), named.next()) {
+            (Some(kind), None) => Ok(kind),
+            (None, _) => Err("no handler: give one of --jsonl FILE, --exec CMD, --forward URL \
+                              (in runhook.toml: [handler] jsonl = ..., exec = ... or forward = ...)"
+                .into()),
+            (Some(_), Some(_)) => Err("give exactly one handler: --jsonl, --exec or --forward".into()),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// `routes` and `handler` with every other setting at its default.
+    pub fn new(routes: Vec<RouteSpec>, handler: HandlerSpec) -> Self {
+        Self {
+            listen: default_listen(),
+            store: default_store(),
+            workers: default_workers(),
+            queue_capacity: default_queue_capacity(),
+            handler,
+            dead_letters: None,
+            drain_timeout_secs: default_drain_secs(),
+            max_attempts: default_max_attempts(),
+            retry_backoff_ms: default_retry_backoff_ms(),
+            handler_timeout_secs: default_handler_timeout_secs(),
+            routes,
+        }
+    }
+
+    /// Reads and checks a `runhook.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses a configuration that cannot run: no routes, a repeated path, no handler, zero
+    /// workers.
+    pub fn check(&self) -> Result<(), String> {
+        if self.routes.is_empty() {
+            return Err("no routes: give --path and --provider, or [[route]] tables".into());
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if self.routes[..i].iter().any(|r| r.path == route.path) {
+                return Err(format!("route path {} is given twice", route.path));
+            }
+            if route.path == "/healthz" || route.path == "/metrics" {
+                return Err(format!("route path {} is reserved", route.path));
+            }
+        }
+        if self.workers == 0 || self.queue_capacity == 0 || self.max_attempts == 0 {
+            return Err("workers, queue capacity and attempts must be at least 1".into());
+        }
+        self.handler.kind().map(|_| ())
+    }
+
+    /// How long a shutdown waits for the queue to drain.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// How failed handler attempts are retried.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let initial_backoff = Duration::from_millis(self.retry_backoff_ms);
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff,
+            max_backoff: RetryPolicy::default().max_backoff.max(initial_backoff),
+            attempt_timeout: Duration::from_secs(self.handler_timeout_secs),
+        }
+    }
+}
+
+impl RouteSpec {
+    /// A route for `provider` at `path` with the secrets in `secret_env`, other settings at
+    /// their defaults.
+    pub fn new(path: impl Into<String>, provider: Provider, secret_env: Vec<String>) -> Self {
+        Self {
+            path: path.into(),
+            provider,
+            secret_env,
+            header_name: default_header_name(),
+            unsigned: false,
+            canonical_fallback: false,
+            timestamp_tolerance_secs: None,
+        }
+    }
+
+    /// The index of the `{secret}` segment in the path, if it has one.
+    fn secret_segment(&self) -> Result<Option<usize>, String> {
+        let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
+        let mut found = segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == SECRET_SEGMENT);
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some((index, _)), None) => Ok(Some(index)),
+            (Some(_), Some(_)) => Err(format!("{}: more than one {SECRET_SEGMENT}", self.path)),
+        }
+    }
+
+    /// The scheme that authenticates this route's deliveries, with the secrets read from the
+    /// environment:
+    /// - `unsigned`: none (no secrets allowed);
+    /// - a `{secret}` segment in the path: that segment must equal a secret;
+    /// - Skyvern: the `x-skyvern-signature` HMAC keyed by the API key;
+    /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
+    /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
+    pub fn verifier(&self) -> Result<Box<dyn Verifier>, String> {
+        let route = &self.path;
+        if !route.starts_with('/') {
+            return Err(format!("route path {route} must start with /"));
+        }
+        let segment = self.secret_segment()?;
+        if self.unsigned {
+            if !self.secret_env.is_empty() || segment.is_some() {
+                return Err(format!(
+                    "{route}: an unsigned route takes no secret (drop --secret-env or {SECRET_SEGMENT})"
+                ));
+            }
+            tracing::warn!(route = %route, provider = %self.provider, "route accepts unauthenticated deliveries");
+            return Ok(Box::new(Unsigned::accept_without_authentication()));
+        }
+        if self.secret_env.is_empty() {
+            return Err(format!(
+                "{route}: no secret; give --secret-env VAR (or unsigned = true, chosen by name)"
+            ));
+        }
+        let keys = secrets::all_from_env(&self.secret_env).map_err(|e| format!("{route}: {e}"))?;
+        self.verifier_with(keys)
+    }
+
+    /// The scheme as [`RouteSpec::verifier`] chooses it, with `keys` as the accepted secrets
+    /// (ignored by an `unsigned` route).
+    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, String> {
+        let route = &self.path;
+        if self.unsigned {
+            return Ok(Box::new(Unsigned::accept_without_authentication()));
+        }
+        if let Some(index) = self.secret_segment()? {
+            return Ok(Box::new(PathSecret::at(
+                SegmentPosition::Index(index),
+                keys,
+            )));
+        }
+        match self.provider {
+            Provider::Skyvern => {
+                let mut scheme = SkyvernSignature::new(keys);
+                if self.canonical_fallback {
+                    scheme = scheme.with_canonical_fallback();
+                }
+                if let Some(secs) = self.timestamp_tolerance_secs {
+                    scheme = scheme.with_timestamp_tolerance(Duration::from_secs(secs));
+                }
+                Ok(Box::new(scheme))
+            }
+            Provider::TinyFish => Err(format!(
+                "{route}: TinyFish signs nothing; put a {SECRET_SEGMENT} segment in the path \
+                 (a hard-to-guess URL) or set unsigned"
+            )),
+            _ => HeaderToken::new(&self.header_name, keys)
+                .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
+                .map_err(|e| format!("{route}: {e}")),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_store() -> String {
+    "memory".into()
+}
+
+fn default_workers() -> usize {
+    4
+}
+
+fn default_queue_capacity() -> usize {
+    1024
+}
+
+fn default_drain_secs() -> u64 {
+    30
+}
+
+fn default_max_attempts() -> u32 {
+    RetryPolicy::default().max_attempts
+}
+
+fn default_retry_backoff_ms() -> u64 {
+    RetryPolicy::default().initial_backoff.as_millis() as u64
+}
+
+fn default_handler_timeout_secs() -> u64 {
+    RetryPolicy::default().attempt_timeout.as_secs()
+}
+
+fn default_header_name() -> String {
+    "authorization".into()
+}
+
+fn provider_from_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {
+    let name = String::deserialize(d)?;
+    crate::cmd::provider_name(&name).map_err(serde::de::Error::custom)
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+listen = "127.0.0.1:9000"
+store = "memory"
+workers = 2
+
+[handler]
+jsonl = "events.jsonl"
+
+[[route]]
+path = "/webhooks/skyvern"
+provider = "skyvern"
+secret_env = ["SKYVERN_KEY_NEW", "SKYVERN_KEY_OLD"]
+
+[[route]]
+path = "/webhooks/tinyfish/{secret}"
+provider = "tinyfish"
+secret_env = "TINYFISH_PATH_SECRET"
+"#;
+
+    #[test]
+    fn reads_a_config_file() {
+        let config = ServeConfig::from_toml(EXAMPLE).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.routes[0].secret_env.len(), 2);
+        assert_eq!(config.routes[1].provider, Provider::TinyFish);
+        assert_eq!(config.routes[1].secret_segment(), Ok(Some(2)));
+        assert_eq!(
+            config.handler.kind(),
+            Ok(HandlerKind::Jsonl("events.jsonl".into()))
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_keys_providers_and_handlers() {
+        let typo = EXAMPLE.replace("workers = 2", "worker = 2");
+        assert!(ServeConfig::from_toml(&typo)
+            .unwrap_err()
+            .contains("worker"));
+        let provider = EXAMPLE.replace("\"tinyfish\"", "\"tinyfsh\"");
+        assert!(ServeConfig::from_toml(&provider)
+            .unwrap_err()
+            .contains("tinyfsh"));
+        let two = EXAMPLE.replace("[handler]", "[handler]\nexec = \"cat\"");
+        assert!(ServeConfig::from_toml(&two)
+            .unwrap_err()
+            .contains("exactly one"));
+        let twice = EXAMPLE.replace("/webhooks/tinyfish/{secret}", "/webhooks/skyvern");
+        assert!(ServeConfig::from_toml(&twice)
+            .unwrap_err()
+            .contains("twice"));
+    }
+
+    #[test]
+    fn tinyfish_needs_a_path_secret_or_an_explicit_unsigned() {
+        let mut route = RouteSpec::new("/tf", Provider::TinyFish, vec!["PATH".into()]);
+        assert!(route.verifier().err().unwrap().contains("signs nothing"));
+        route.secret_env.clear();
+        assert!(route.verifier().err().unwrap().contains("no secret"));
+        route.unsigned = true;
+        assert!(route.verifier().is_ok());
+        route.path = "/tf/{secret}".into();
+        assert!(route.verifier().err().unwrap().contains("takes no secret"));
+    }
+}

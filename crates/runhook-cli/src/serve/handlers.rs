@@ -1,0 +1,114 @@
+//! The three handlers `runhook serve` offers: append to a JSON-lines file, run a command, or
+//! forward to a URL. Each gets the event as one JSON object ([`crate::event_json::record`]).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runhook::payload::RunEvent;
+use runhook::{Handler, HandlerError};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::Mutex;
+
+use super::config::HandlerKind;
+use crate::event_json;
+
+/// How long a forwarded POST may take before the attempt counts as failed.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The handler `kind` names, ready to run. A JSON-lines file is opened (created if needed)
+/// now, so that a path that cannot be written fails at start rather than at the first event.
+pub fn build(kind: &HandlerKind) -> Result<Arc<dyn Handler>, String> {
+    match kind {
+        HandlerKind::Jsonl(path) => jsonl(path),
+        HandlerKind::Exec(command) => Ok(exec(command.clone())),
+        HandlerKind::Forward(url) => forward(url),
+    }
+}
+
+/// Appends each event as one line. Lines are written whole under a lock, so concurrent
+/// workers never interleave them.
+fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))?;
+    let file = Arc::new(Mutex::new(tokio::fs::File::from_std(file)));
+    Ok(Arc::new(move |event: Arc<RunEvent>| {
+        let file = file.clone();
+        async move {
+            let mut line = serde_json::to_vec(&event_json::record(&event))?;
+            line.push(b'\n');
+            let mut file = file.lock().await;
+            file.write_all(&line).await?;
+            file.flush().await?;
+            Ok::<(), HandlerError>(())
+        }
+    }))
+}
+
+/// Runs `sh -c command` with the event JSON on standard input and `RUNHOOK_PROVIDER`,
+/// `RUNHOOK_RUN_ID`, `RUNHOOK_DEDUP_KEY` and `RUNHOOK_STATUS` in its environment. A non-zero
+/// exit is a failed attempt; a command still running when the attempt times out is killed.
+fn exec(command: String) -> Arc<dyn Handler> {
+    Arc::new(move |event: Arc<RunEvent>| {
+        let command = command.clone();
+        async move {
+            let input = serde_json::to_vec(&event_json::record(&event))?;
+            let mut child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .env("RUNHOOK_PROVIDER", event.provider.as_str())
+                .env("RUNHOOK_RUN_ID", &event.run_id)
+                .env("RUNHOOK_DEDUP_KEY", &event.dedup_key)
+                .env("RUNHOOK_STATUS", event.status.as_str())
+                .stdin(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                // A command that does not read its input closes the pipe early: not a failure.
+                match stdin.write_all(&input).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            let status = child.wait().await?;
+            if status.success() {
+                Ok::<(), HandlerError>(())
+            } else {
+                Err(format!("command exited with {status}").into())
+            }
+        }
+    })
+}
+
+/// POSTs the event JSON to `url` with `x-runhook-dedup-key`; any answer but 2xx is a failed
+/// attempt.
+fn forward(url: &str) -> Result<Arc<dyn Handler>, String> {
+    let url: reqwest::Url = url
+        .parse()
+        .map_err(|e| format!("--forward {url}: not a URL: {e}"))?;
+    let client = reqwest::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    Ok(Arc::new(move |event: Arc<RunEvent>| {
+        let request = client
+            .post(url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-runhook-dedup-key", event.dedup_key.as_str());
+        async move {
+            let body = serde_json::to_vec(&event_json::record(&event))?;
+            let response = request.body(body).send().await?;
+            let status = response.status();
+            if status.is_success() {
+                Ok::<(), HandlerError>(())
+            } else {
+                Err(format!("forward answered {status}").into())
+            }
+        }
+    }))
+}

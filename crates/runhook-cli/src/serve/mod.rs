@@ -1,0 +1,6 @@
+//! The receiving server behind `runhook serve` and `runhook demo`.
+
+pub mod app;
+pub mod config;
+pub mod handlers;
+pub mod metrics;
