@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod deliver;
 mod event_json;
 mod serve;
 
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a receiver with a route per platform and play each platform's deliveries at it,
+    /// good and bad: what was answered and what was processed. No setup, no Redis.
+    Demo(cmd::demo::DemoArgs),
     /// Check whether a captured delivery is genuine, and say precisely why not.
     Verify(cmd::verify::VerifyArgs),
     /// Parse a body as a provider's payload and print the unified run event as JSON.
@@ -30,6 +34,9 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Print the exact request (headers, blank line, body) a sender would make for a payload.
     Sign(cmd::sign::SignArgs),
+    /// Deliver bodies to a receiver exactly as a platform does (headers, timeout, retries), or
+    /// generate load with fresh run ids and duplicates.
+    Send(cmd::send::SendArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +46,8 @@ fn main() -> ExitCode {
         Command::Parse(args) => cmd::parse::run(args),
         Command::Canonicalize(args) => cmd::canonicalize::run(args),
         Command::Sign(args) => cmd::sign::run(args),
+        Command::Send(args) => cmd::send::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     }
 }

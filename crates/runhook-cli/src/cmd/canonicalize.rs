@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use runhook_core::canonical::{canonicalize, canonicalize_into, CanonicalError};
-use runhook_core::{BodyMatch, Delivery, HeaderLookup, SkyvernSignature, Verifier};
+use runhook_core::{BodyMatch, Delivery, HeaderLookup, Secrets, SkyvernSignature, Verifier};
 
 use super::input::read_input;
 use super::secrets;
@@ -96,7 +96,15 @@ pub fn reserialized_explanation(
     headers: &dyn HeaderLookup,
     body: &[u8],
 ) -> Option<String> {
-    let keys = secrets::all_from_env(secret_env).ok()?;
+    reserialized_explanation_with(secrets::all_from_env(secret_env).ok()?, headers, body)
+}
+
+/// [`reserialized_explanation`] with the keys given rather than read from the environment.
+pub fn reserialized_explanation_with(
+    keys: Secrets,
+    headers: &dyn HeaderLookup,
+    body: &[u8],
+) -> Option<String> {
     let scheme = SkyvernSignature::new(keys).with_canonical_fallback();
     let verified = scheme.verify(&Delivery::new(headers, body)).ok()?;
     (verified.body == BodyMatch::Canonical).then(|| {

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod canonicalize;
+pub mod demo;
 pub mod input;
 pub mod parse;
 pub mod secrets;
+pub mod send;
 pub mod serve;
 pub mod sign;
 pub mod verify;

@@ -1,0 +1,380 @@
+//! `runhook send`: deliver bodies to a receiver exactly as a platform would, retries included,
+//! one file at a time or as load from a template.
+
+mod load;
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Args;
+use http::{HeaderMap, HeaderName};
+use runhook::canonical::canonicalize;
+use runhook::payload::Provider;
+use runhook::{Clock as _, SystemClock};
+
+use super::input::read_input;
+use super::secrets;
+use crate::deliver::{self, deliver, Attempt, AttemptResult, Credential, SenderProfile};
+
+/// Exit status when a delivery did not end with a 2xx.
+const NOT_DELIVERED: u8 = 1;
+/// Exit status for a usage or configuration error (nothing was sent).
+const USAGE: u8 = 2;
+
+/// Arguments of `runhook send`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each FILE is one delivery, made as the platform makes it: same headers \
+(Skyvern: canonical body, signature, timestamp), same timeout per attempt, same retries \
+(TinyFish: 4 attempts, after 1 s, 2 s, 4 s, on 5xx and network errors, never on 4xx; the \
+others: one attempt). Every attempt is printed with its status and latency.\n\
+With --count N, sends N deliveries made from the single template FILE, each with a fresh run id \
+(every JSON string equal to the template's run id is replaced, so Skyvern's task_id and \
+TinyFish's data.run_id follow; webrun-ai bodies, whose dedup key is the body hash, get a \
+`runhook_load_id` field), then prints a summary.\n\
+Exit status: 0 every delivery was answered 2xx, 1 some delivery was not, 2 usage or \
+configuration error (nothing sent).\n\
+The secret is read from the environment variable named by --secret-env, never from the command \
+line, and is never printed."
+)]
+pub struct SendArgs {
+    /// The platform to imitate: skyvern, tinyfish, webrun, webrun-ai or smartbrowse.
+    #[arg(long, value_parser = super::provider_name)]
+    provider: Provider,
+    /// The receiver's URL (plain http://).
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Name of the environment variable holding the credential. Skyvern (required): the API
+    /// key to sign with. WebRun, SmartBrowse: the value of the --header-name header (e.g.
+    /// `Bearer …`); without it no header is sent. TinyFish sends none.
+    #[arg(long = "secret-env", value_name = "VAR")]
+    secret_env: Option<String>,
+    /// WebRun, SmartBrowse: the header carrying the credential [default: authorization].
+    #[arg(long, value_name = "NAME", value_parser = header_name, requires = "secret_env")]
+    header_name: Option<HeaderName>,
+    /// Skyvern: send the file's bytes as they are (still signed) instead of Skyvern's canonical
+    /// form of its JSON. Other platforms always send the file as it is.
+    #[arg(long)]
+    raw: bool,
+    /// Timeout of each attempt, in seconds, instead of the platform's (10 s; WebRun 30 s).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    timeout: Option<Duration>,
+    /// Load mode: send this many deliveries made from the single template FILE.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    count: Option<usize>,
+    /// Load mode: the fraction of the deliveries that resend an earlier delivery's exact body
+    /// and headers (0.0 to 1.0).
+    #[arg(long, value_name = "RATIO", value_parser = ratio, default_value = "0", requires = "count")]
+    duplicates: f64,
+    /// Load mode: how many deliveries are in flight at once.
+    #[arg(long, value_name = "C", value_parser = positive, default_value = "8", requires = "count")]
+    concurrency: usize,
+    /// The bodies to send (`-` for standard input, the default).
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// Runs `runhook send`.
+pub fn run(args: SendArgs) -> ExitCode {
+    match send(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(NOT_DELIVERED),
+        Err(message) => {
+            eprintln!("runhook send: {message}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// Sends what `args` asks for: `Ok(true)` if every delivery was answered 2xx, `Err` for a
+/// usage or configuration error found before anything was sent.
+fn send(args: SendArgs) -> Result<bool, String> {
+    let sender = Sender {
+        provider: args.provider,
+        credential: credential(&args)?,
+        raw: args.raw,
+    };
+    let target = Target::new(&args)?;
+    let files = if args.files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.files
+    };
+    let job = match args.count {
+        Some(count) => {
+            let [file] = files.as_slice() else {
+                return Err("--count takes exactly one template FILE".into());
+            };
+            let load = load::Load {
+                count,
+                duplicates: args.duplicates,
+                concurrency: args.concurrency,
+            };
+            Job::Load(load, load::Template::new(sender, read_input(file)?)?)
+        }
+        None => {
+            let bodies = files
+                .iter()
+                .map(|file| Ok((display_name(file), sender.body(&read_input(file)?)?)))
+                .collect::<Result<_, String>>()?;
+            Job::Each(sender, bodies)
+        }
+    };
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    match job {
+        Job::Load(load, template) => runtime.block_on(load.run(target, template)),
+        Job::Each(sender, bodies) => Ok(runtime.block_on(send_each(&target, &sender, bodies))),
+    }
+}
+
+/// What to send, checked before anything is sent.
+enum Job {
+    /// One delivery per file, in order: (name shown, body); the headers are made when it is
+    /// sent, as the platform makes them (Skyvern's timestamp is the time of sending).
+    Each(Sender, Vec<(String, Bytes)>),
+    /// Load from a template.
+    Load(load::Load, load::Template),
+}
+
+/// Where and how deliveries go: one client (one connection pool) for all of them.
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    profile: SenderProfile,
+}
+
+impl Target {
+    fn new(args: &SendArgs) -> Result<Self, String> {
+        check_url(&args.to)?;
+        let mut profile = deliver::profile(args.provider);
+        if let Some(timeout) = args.timeout {
+            profile.attempt_timeout = timeout;
+        }
+        let client = reqwest::Client::builder()
+            // Senders post once to the configured URL; a redirect is an answer, not a detour.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            url: args.to.clone(),
+            profile,
+        })
+    }
+
+    /// Delivers `prepared` on the platform's schedule, calling `on_attempt` after each attempt.
+    async fn deliver(&self, prepared: Prepared, on_attempt: impl FnMut(&Attempt)) -> Vec<Attempt> {
+        let Prepared { headers, body } = prepared;
+        deliver(
+            &self.client,
+            &self.url,
+            &headers,
+            body,
+            &self.profile,
+            on_attempt,
+        )
+        .await
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("--to `{url}`: {e}"))?;
+    match parsed.scheme() {
+        "http" => Ok(()),
+        "https" => Err(format!(
+            "--to `{url}`: this build sends plain HTTP only; use an http:// URL (a local receiver \
+             or a TLS-terminating proxy)"
+        )),
+        scheme => Err(format!("--to `{url}`: `{scheme}` is not http")),
+    }
+}
+
+/// What authenticates the deliveries, from `--secret-env` and `--header-name`.
+fn credential(args: &SendArgs) -> Result<Credential, String> {
+    let provider = args.provider;
+    let var = args.secret_env.as_deref();
+    match provider {
+        Provider::TinyFish if var.is_some() => Err(
+            "tinyfish sends no credential (its deliveries are unsigned); drop --secret-env".into(),
+        ),
+        Provider::Skyvern | Provider::TinyFish if args.header_name.is_some() => Err(format!(
+            "{provider} sends no credential header; --header-name is for webrun and smartbrowse"
+        )),
+        Provider::Skyvern => {
+            let var = var.ok_or(
+                "skyvern signs every delivery: name the variable holding the API key with \
+                 --secret-env",
+            )?;
+            Ok(Credential::SkyvernKey(secrets::from_env(var)?))
+        }
+        _ => match var {
+            None => Ok(Credential::None),
+            Some(var) => {
+                let name = args
+                    .header_name
+                    .clone()
+                    .unwrap_or(http::header::AUTHORIZATION);
+                Credential::header(name, secrets::from_env(var)?)
+                    .map_err(|e| format!("environment variable {var}: {e}"))
+            }
+        },
+    }
+}
+
+/// How the platform turns a payload into a request.
+struct Sender {
+    provider: Provider,
+    credential: Credential,
+    raw: bool,
+}
+
+/// A request ready to post.
+struct Prepared {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Sender {
+    /// The body the platform sends for `payload`: Skyvern the canonical form of the JSON
+    /// (unless `--raw`), the others the bytes as they are.
+    fn body(&self, payload: &[u8]) -> Result<Bytes, String> {
+        if self.provider != Provider::Skyvern || self.raw {
+            return Ok(Bytes::copy_from_slice(payload));
+        }
+        match canonicalize(payload) {
+            Ok(body) => Ok(body.into()),
+            Err(e) => Err(format!(
+                "Skyvern could not send this payload ({}: {e}); --raw sends it as it is",
+                e.python_exception()
+            )),
+        }
+    }
+
+    /// The request the platform sends with `body` at `unix_now`.
+    fn request(&self, body: Bytes, unix_now: i64) -> Prepared {
+        let headers = deliver::platform_headers(self.provider, &self.credential, &body, unix_now);
+        Prepared { headers, body }
+    }
+
+    /// The request the platform sends for `payload` at `unix_now`.
+    fn prepare(&self, payload: &[u8], unix_now: i64) -> Result<Prepared, String> {
+        Ok(self.request(self.body(payload)?, unix_now))
+    }
+}
+
+/// Delivers each file in turn, printing every attempt and each outcome; `true` if all were
+/// answered 2xx.
+async fn send_each(target: &Target, sender: &Sender, bodies: Vec<(String, Bytes)>) -> bool {
+    let mut all_delivered = true;
+    for (name, body) in bodies {
+        let attempts = target
+            .deliver(sender.request(body, now()), |attempt| {
+                say(format_args!(
+                    "{name}: {}",
+                    attempt_line(attempt, &target.profile)
+                ));
+            })
+            .await;
+        say(format_args!(
+            "{name}: {}",
+            outcome_line(&attempts, &target.profile)
+        ));
+        all_delivered &= delivered(&attempts);
+    }
+    all_delivered
+}
+
+/// Writes `text` on standard output. A closed pipe (`| head`) must not stop the deliveries, so
+/// a failed write is ignored.
+fn say(text: impl fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// Whether the last attempt was answered 2xx.
+fn delivered(attempts: &[Attempt]) -> bool {
+    attempts.last().is_some_and(|a| a.result.is_success())
+}
+
+/// `attempt 2/4 at +1.003 s: HTTP 503 Service Unavailable (2.1 ms)`.
+fn attempt_line(attempt: &Attempt, profile: &SenderProfile) -> String {
+    format!(
+        "attempt {}/{} at +{:.3} s: {} ({})",
+        attempt.number,
+        profile.max_attempts(),
+        attempt.started_after.as_secs_f64(),
+        attempt.result,
+        millis(attempt.latency),
+    )
+}
+
+/// `delivered (HTTP 200 OK) after 2 attempts`, or why not.
+fn outcome_line(attempts: &[Attempt], profile: &SenderProfile) -> String {
+    let Some(last) = attempts.last() else {
+        return "not delivered: no attempt was made".into();
+    };
+    let tries = match attempts.len() {
+        1 => "1 attempt".to_string(),
+        n => format!("{n} attempts"),
+    };
+    if last.result.is_success() {
+        return format!("delivered ({}) after {tries}", last.result);
+    }
+    let why = match (&last.result, profile.retry_delays.is_empty()) {
+        (_, true) => format!("; {} does not retry", profile.provider),
+        (AttemptResult::Status(400..=499), false) => "; a 4xx is never retried".into(),
+        (result, false) if result.is_retryable() => "; no retry left".into(),
+        _ => String::new(),
+    };
+    format!("not delivered: {} after {tries}{why}", last.result)
+}
+
+/// A duration as milliseconds with one decimal: `2.1 ms`.
+fn millis(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// The name printed for an input.
+fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "stdin".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn now() -> i64 {
+    SystemClock.now_unix()
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a header name"))
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
+}
+
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a positive whole number")),
+    }
+}
+
+fn ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{text}` is not a ratio between 0.0 and 1.0")),
+    }
+}

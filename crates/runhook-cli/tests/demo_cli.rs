@@ -1,0 +1,45 @@
+//! `runhook demo` end to end: the real binary starts its receiver and plays the script.
+
+use std::process::Command;
+
+#[test]
+fn demo_plays_every_scene_as_expected() {
+    let output = Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .split(' ')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert_eq!(rows.len(), 10, "{stdout}");
+    assert!(rows.iter().all(|r| r.ends_with(" yes")), "{stdout}");
+    for platform in ["skyvern", "tinyfish", "webrun", "smartbrowse"] {
+        assert!(
+            rows.iter().any(|r| r.contains(platform)),
+            "{platform}: {stdout}"
+        );
+    }
+    let tinyfish = rows.iter().find(|r| r.contains("tinyfish")).unwrap();
+    assert!(tinyfish.contains("503 → 200"), "{tinyfish}");
+    assert!(stdout.contains("re-serialized"), "{stdout}");
+    assert!(
+        stdout.contains("every delivery was answered and processed as expected"),
+        "{stdout}"
+    );
+    for secret in ["sk_demo_runhook_example", "demo-webrun-token"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} printed"
+        );
+    }
+}

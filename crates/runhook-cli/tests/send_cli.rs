@@ -1,0 +1,704 @@
+//! `runhook send` run as a real process against a local HTTP server scripted to fail: the
+//! number of attempts, their spacing, and the headers and bodies the receiver sees.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Router;
+use runhook::canonical::canonicalize;
+use runhook::payload::{DedupProbe, Provider};
+use runhook::{Delivery, Secret, SkyvernSignature, Verifier};
+
+const SKYVERN_KEY: &str = "sk_test_send_cli_7Qm2";
+const WEBRUN_AUTH: &str = "Bearer wr_token_send_cli_9Zx4";
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/../../testdata/payloads/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A request as the server received it.
+struct Received {
+    at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How the server answers the `n`th request (counted from 0).
+#[derive(Clone, Copy)]
+struct Reply {
+    status: u16,
+    delay: Duration,
+}
+
+fn answer(status: u16) -> Reply {
+    Reply {
+        status,
+        delay: Duration::ZERO,
+    }
+}
+
+type Script = Box<dyn Fn(usize) -> Reply + Send + Sync>;
+
+struct ServerState {
+    script: Script,
+    log: Mutex<Vec<Received>>,
+}
+
+/// A local receiver that records every request and answers as its script says.
+struct Server {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+}
+
+impl Server {
+    async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        let state = Arc::new(ServerState {
+            script: Box::new(script),
+            log: Mutex::new(Vec::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .fallback(receive)
+            .with_state(Arc::clone(&state));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hooks", self.addr)
+    }
+
+    fn received(&self) -> std::sync::MutexGuard<'_, Vec<Received>> {
+        self.state.log.lock().unwrap()
+    }
+
+    /// The gaps between consecutive arrivals.
+    fn gaps(&self) -> Vec<Duration> {
+        let log = self.received();
+        log.windows(2).map(|w| w[1].at - w[0].at).collect()
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let at = Instant::now();
+    let reply = {
+        let mut log = state.log.lock().unwrap();
+        log.push(Received { at, headers, body });
+        (state.script)(log.len() - 1)
+    };
+    tokio::time::sleep(reply.delay).await;
+    StatusCode::from_u16(reply.status).unwrap()
+}
+
+/// The outcome of one `runhook send`.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn attempt_lines(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|line| line.contains(": attempt "))
+            .collect()
+    }
+
+    /// The value printed after `label` in the load summary.
+    fn summary(&self, label: &str) -> &str {
+        self.stdout
+            .lines()
+            .find_map(|line| {
+                let rest = line.strip_prefix(label)?;
+                rest.starts_with(' ').then(|| rest.trim())
+            })
+            .unwrap_or_else(|| panic!("no `{label}` in the summary:\n{}", self.stdout))
+    }
+
+    fn summary_count(&self, label: &str) -> usize {
+        let value = self.summary(label);
+        let first = value.split_whitespace().next().unwrap_or_default();
+        first
+            .parse()
+            .unwrap_or_else(|_| panic!("`{label}` is `{value}`"))
+    }
+
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    fn assert_no_secret(&self) {
+        for secret in [SKYVERN_KEY, WEBRUN_AUTH, "wr_token_send_cli_9Zx4"] {
+            assert!(!self.stdout.contains(secret), "{}", self.stdout);
+            assert!(!self.stderr.contains(secret), "{}", self.stderr);
+        }
+    }
+}
+
+async fn send(args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .arg("send")
+        .args(args)
+        .env("SKYVERN_KEY", SKYVERN_KEY)
+        .env("WEBRUN_AUTH", WEBRUN_AUTH)
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// Asserts `actual` is `expected` give or take the generous tolerance of a behaviour check.
+fn assert_about(actual: Duration, expected: Duration, what: &str) {
+    let low = expected.saturating_sub(Duration::from_millis(300));
+    let high = expected + Duration::from_secs(1);
+    assert!(
+        (low..=high).contains(&actual),
+        "{what}: {actual:?}, expected about {expected:?}"
+    );
+}
+
+/// The offsets (`+1.002 s`) printed on the attempt lines.
+fn printed_offsets(run: &Run) -> Vec<Duration> {
+    run.attempt_lines()
+        .iter()
+        .map(|line| {
+            let offset = line.split(" at +").nth(1).unwrap();
+            let seconds: f64 = offset.split(' ').next().unwrap().parse().unwrap();
+            Duration::from_secs_f64(seconds)
+        })
+        .collect()
+}
+
+fn schedule(seconds: &[u64]) -> Vec<Duration> {
+    seconds.iter().copied().map(Duration::from_secs).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tinyfish_retries_a_5xx_four_times_after_1_2_and_4_seconds() {
+    let server = Server::start(|_| answer(503)).await;
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &server.url(),
+        &fixture("tinyfish-completed.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    assert_eq!(server.received().len(), 4);
+    for (gap, expected) in server.gaps().into_iter().zip(schedule(&[1, 2, 4])) {
+        assert_about(gap, expected, "gap between attempts");
+    }
+    assert_eq!(run.attempt_lines().len(), 4, "{}", run.stdout);
+    assert!(run.stdout.contains("attempt 4/4"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "not delivered: HTTP 503 Service Unavailable after 4 attempts; no retry left"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tinyfish_stops_once_answered_2xx() {
+    let server = Server::start(|n| answer(if n == 0 { 503 } else { 200 })).await;
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &server.url(),
+        &fixture("tinyfish-failed.json"),
+    ])
+    .await;
+    run.assert_exit(0);
+    assert_eq!(server.received().len(), 2);
+    assert_about(server.gaps()[0], Duration::from_secs(1), "gap");
+    assert!(
+        run.stdout
+            .contains("delivered (HTTP 200 OK) after 2 attempts"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tinyfish_never_retries_a_4xx() {
+    let server = Server::start(|_| answer(400)).await;
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &server.url(),
+        &fixture("tinyfish-completed.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    assert_eq!(server.received().len(), 1);
+    assert!(
+        run.stdout.contains("a 4xx is never retried"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tinyfish_retries_network_errors() {
+    // A port that was just free: connections to it are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &format!("http://{closed}/hooks"),
+        &fixture("tinyfish-completed.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    let lines = run.attempt_lines();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert!(
+        lines.iter().all(|line| line.contains("network error")),
+        "{}",
+        run.stdout
+    );
+    let offsets = printed_offsets(&run);
+    for (offset, expected) in offsets.into_iter().zip(schedule(&[0, 1, 3, 7])) {
+        assert_about(offset, expected, "attempt offset");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_makes_one_attempt() {
+    let server = Server::start(|_| answer(503)).await;
+    let run = send(&[
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_KEY",
+        "--to",
+        &server.url(),
+        &fixture("skyvern-task-failed.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    assert_eq!(server.received().len(), 1);
+    assert!(
+        run.stdout.contains("skyvern does not retry"),
+        "{}",
+        run.stdout
+    );
+    run.assert_no_secret();
+}
+
+fn assert_genuine_skyvern(received: &Received) {
+    let key = Secret::new(SKYVERN_KEY).unwrap();
+    SkyvernSignature::new(key)
+        .verify(&Delivery::new(&received.headers, &received.body))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_sends_the_canonical_body_signed() {
+    let server = Server::start(|_| answer(200)).await;
+    let file = format!(
+        "{}/../../testdata/skyvern-run-pretty.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = send(&[
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_KEY",
+        "--to",
+        &server.url(),
+        &file,
+    ])
+    .await;
+    run.assert_exit(0);
+    run.assert_no_secret();
+    let log = server.received();
+    let [received] = log.as_slice() else {
+        panic!("{} requests", log.len());
+    };
+    let pretty = std::fs::read(&file).unwrap();
+    assert_eq!(received.body, canonicalize(&pretty).unwrap());
+    assert_genuine_skyvern(received);
+    let timestamp: u64 = received.headers["x-skyvern-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(timestamp) < 60, "{timestamp} vs {now}");
+    assert_eq!(received.headers["content-type"], "application/json");
+    let agent = received.headers["user-agent"].to_str().unwrap();
+    assert!(agent.contains("skyvern"), "{agent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_raw_sends_the_file_as_it_is_signed() {
+    let server = Server::start(|_| answer(200)).await;
+    let file = fixture("skyvern-nonfinite-and-bigint.json");
+    let mut args = vec![
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_KEY",
+        "--raw",
+    ];
+    let url = server.url();
+    args.extend(["--to", &url, &file]);
+    send(&args).await.assert_exit(0);
+    let log = server.received();
+    assert_eq!(log[0].body, std::fs::read(&file).unwrap());
+    assert_genuine_skyvern(&log[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrun_and_smartbrowse_carry_their_header_and_the_file_as_it_is() {
+    let server = Server::start(|_| answer(200)).await;
+    let url = server.url();
+    let webrun = fixture("webrun-full-response.json");
+    let smartbrowse = fixture("smartbrowse-completed.json");
+    let run = send(&[
+        "--provider",
+        "webrun",
+        "--secret-env",
+        "WEBRUN_AUTH",
+        "--to",
+        &url,
+        &webrun,
+    ])
+    .await;
+    run.assert_exit(0);
+    run.assert_no_secret();
+    let run = send(&[
+        "--provider",
+        "smartbrowse",
+        "--secret-env",
+        "WEBRUN_AUTH",
+        "--header-name",
+        "X-Webhook-Token",
+        "--to",
+        &url,
+        &smartbrowse,
+    ])
+    .await;
+    run.assert_exit(0);
+    run.assert_no_secret();
+    let log = server.received();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].headers["authorization"], WEBRUN_AUTH);
+    assert_eq!(log[0].body, std::fs::read(&webrun).unwrap());
+    assert_eq!(log[1].headers["x-webhook-token"], WEBRUN_AUTH);
+    assert!(!log[1].headers.contains_key("authorization"));
+    assert_eq!(log[1].body, std::fs::read(&smartbrowse).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_file_is_one_delivery_and_the_exit_status_reports_any_failure() {
+    let server = Server::start(|n| answer(if n == 1 { 500 } else { 200 })).await;
+    let run = send(&[
+        "--provider",
+        "smartbrowse",
+        "--to",
+        &server.url(),
+        &fixture("smartbrowse-completed.json"),
+        &fixture("smartbrowse-failed.json"),
+        &fixture("smartbrowse-cancelled.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    assert_eq!(server.received().len(), 3);
+    assert_eq!(run.attempt_lines().len(), 3, "{}", run.stdout);
+    assert_eq!(
+        run.stdout.matches(": delivered").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    assert!(!server.received()[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_times_out() {
+    let server = Server::start(|_| Reply {
+        status: 200,
+        delay: Duration::from_secs(3),
+    })
+    .await;
+    let started = Instant::now();
+    let run = send(&[
+        "--provider",
+        "webrun",
+        "--timeout",
+        "0.3",
+        "--to",
+        &server.url(),
+        &fixture("webrun-just-ping.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        run.stdout
+            .contains("not delivered: timed out after 1 attempt"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_send_nothing() {
+    let server = Server::start(|_| answer(200)).await;
+    let url = server.url();
+    let tinyfish = fixture("tinyfish-completed.json");
+    let skyvern = fixture("skyvern-canceled.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--provider", "skyvern", &skyvern], "--secret-env"),
+        (
+            vec![
+                "--provider",
+                "skyvern",
+                "--secret-env",
+                "UNSET_VAR_9",
+                &skyvern,
+            ],
+            "UNSET_VAR_9 is not set",
+        ),
+        (
+            vec![
+                "--provider",
+                "tinyfish",
+                "--secret-env",
+                "WEBRUN_AUTH",
+                &tinyfish,
+            ],
+            "tinyfish sends no credential",
+        ),
+        (
+            vec![
+                "--provider",
+                "tinyfish",
+                "--count",
+                "3",
+                &tinyfish,
+                &tinyfish,
+            ],
+            "exactly one template",
+        ),
+        (
+            vec!["--provider", "tinyfish", "--duplicates", "0.5", &tinyfish],
+            "--count",
+        ),
+        (
+            vec![
+                "--provider",
+                "tinyfish",
+                "--count",
+                "2",
+                "--duplicates",
+                "1.5",
+                &tinyfish,
+            ],
+            "ratio",
+        ),
+        (
+            vec!["--provider", "webrun", "--count", "2", &tinyfish],
+            "not a webrun payload",
+        ),
+        (
+            vec!["--provider", "tinyfish", "/no/such/file"],
+            "cannot read",
+        ),
+        (vec!["--provider", "nope", &tinyfish], "unknown provider"),
+    ];
+    for (mut args, expected) in cases {
+        args.extend(["--to", &url]);
+        let run = send(&args).await;
+        run.assert_exit(2);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        run.assert_no_secret();
+    }
+    let https = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        "https://127.0.0.1:1/",
+        &tinyfish,
+    ])
+    .await;
+    https.assert_exit(2);
+    assert!(
+        https.stderr.starts_with("runhook send: "),
+        "{}",
+        https.stderr
+    );
+    assert!(https.stderr.contains("plain HTTP"), "{}", https.stderr);
+    // Skyvern could never send text that is not JSON: without --raw it is refused.
+    let garbage = std::env::temp_dir().join(format!("runhook-send-{}.txt", std::process::id()));
+    std::fs::write(&garbage, b"not JSON").unwrap();
+    let run = send(&[
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_KEY",
+        "--to",
+        &url,
+        garbage.to_str().unwrap(),
+    ])
+    .await;
+    let _ = std::fs::remove_file(&garbage);
+    run.assert_exit(2);
+    assert!(run.stderr.contains("--raw"), "{}", run.stderr);
+    assert_eq!(server.received().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_sends_fresh_run_ids_and_the_asked_share_of_duplicates() {
+    let server = Server::start(|_| answer(200)).await;
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &server.url(),
+        "--count",
+        "50",
+        "--duplicates",
+        "0.3",
+        "--concurrency",
+        "8",
+        &fixture("tinyfish-completed.json"),
+    ])
+    .await;
+    run.assert_exit(0);
+    let log = server.received();
+    assert_eq!(log.len(), 50);
+    let ids: HashSet<String> = log
+        .iter()
+        .map(|r| {
+            DedupProbe::read(Provider::TinyFish, &r.body)
+                .unwrap()
+                .run_id
+        })
+        .collect();
+    assert_eq!(ids.len(), run.summary_count("unique run ids"));
+    assert_eq!(ids.len(), 35);
+    assert!(!ids.contains("7f1c2e94-0d1a-4b7e-9c55-2d6a8f3b1e01"));
+    assert_eq!(run.summary_count("duplicates sent"), 15);
+    assert_eq!(run.summary("sent"), "50 deliveries in 50 attempts");
+    assert_eq!(run.summary_count("2xx"), 50);
+    for label in ["4xx", "5xx", "network errors", "timed out"] {
+        assert_eq!(run.summary_count(label), 0, "{label}");
+    }
+    for label in ["latency p50", "latency p99"] {
+        assert!(run.summary(label).ends_with("ms per attempt"), "{label}");
+    }
+    assert!(run.summary("rate").ends_with("deliveries/s"));
+    // TinyFish repeats the run id inside `data`: it follows.
+    let body: serde_json::Value = serde_json::from_slice(&log[0].body).unwrap();
+    assert_eq!(body["run_id"], body["data"]["run_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_duplicates_resend_the_exact_signed_request() {
+    let server = Server::start(|n| answer(if n % 4 == 3 { 503 } else { 200 })).await;
+    let run = send(&[
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_KEY",
+        "--to",
+        &server.url(),
+        "--count",
+        "20",
+        "--duplicates",
+        "0.5",
+        &fixture("skyvern-task-completed.json"),
+    ])
+    .await;
+    run.assert_exit(1);
+    run.assert_no_secret();
+    let log = server.received();
+    assert_eq!(log.len(), 20, "Skyvern never retries");
+    assert_eq!(run.summary_count("5xx"), 5);
+    assert_eq!(run.summary_count("2xx"), 15);
+    let mut by_id: HashMap<String, Vec<&Received>> = HashMap::new();
+    for received in log.iter() {
+        assert_genuine_skyvern(received);
+        let id = DedupProbe::read(Provider::Skyvern, &received.body)
+            .unwrap()
+            .run_id;
+        by_id.entry(id).or_default().push(received);
+    }
+    assert_eq!(by_id.len(), 10);
+    for copies in by_id.values() {
+        let first = copies[0];
+        let body: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+        assert_eq!(body["task_id"], body["run_id"]);
+        for copy in copies {
+            assert_eq!(copy.body, first.body);
+            for header in ["x-skyvern-signature", "x-skyvern-timestamp"] {
+                assert_eq!(copy.headers[header], first.headers[header]);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_for_webrun_ai_varies_the_body_hash() {
+    let server = Server::start(|_| answer(200)).await;
+    let run = send(&[
+        "--provider",
+        "webrun-ai",
+        "--to",
+        &server.url(),
+        "--count",
+        "10",
+        &fixture("webrun-ai-response.json"),
+    ])
+    .await;
+    run.assert_exit(0);
+    let keys: HashSet<String> = server
+        .received()
+        .iter()
+        .map(|r| {
+            DedupProbe::read(Provider::WebRunAi, &r.body)
+                .unwrap()
+                .dedup_key
+        })
+        .collect();
+    assert_eq!(keys.len(), 10);
+    assert_eq!(run.summary_count("unique run ids"), 10);
+}
