@@ -15,26 +15,19 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac as _};
-use runhook::canonical::canonicalize;
 use runhook::payload::{Provider, RunEvent};
-use runhook::{sign_skyvern, Receiver, Secret, SkyvernSignature};
+use runhook::{Receiver, Secret, SkyvernSignature};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-const KEY: &str = "sk_bench_receiver";
-const CONCURRENCY: usize = 32;
+mod support;
 
-async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
+use support::{compact_body, deliveries, env_count, load, median, serve, Round, CONCURRENCY, KEY};
 
 async fn ceiling() -> SocketAddr {
     serve(axum::Router::new().route(
@@ -99,84 +92,10 @@ async fn hand_written() -> SocketAddr {
     serve(axum::Router::new().route("/webhooks/skyvern", axum::routing::post(handler))).await
 }
 
-/// Signed bodies with fresh run ids, made before timing starts.
-fn deliveries(template: &str, tag: &str, count: usize) -> Vec<(Bytes, String)> {
-    let key = Secret::new(KEY).unwrap();
-    (0..count)
-        .map(|i| {
-            let body = template.replacen("\"run_id\":\"", &format!("\"run_id\":\"{tag}-{i}-"), 1);
-            let signature = sign_skyvern(&key, body.as_bytes());
-            (Bytes::from(body), signature)
-        })
-        .collect()
-}
-
-struct Round {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn load(client: &reqwest::Client, addr: SocketAddr, work: Vec<(Bytes, String)>) -> Round {
-    let url = format!("http://{addr}/webhooks/skyvern");
-    let total = work.len();
-    let work = Arc::new(Mutex::new(work));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (client, url, work) = (client.clone(), url.clone(), work.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let Some((body, signature)) = work.lock().unwrap().pop() else {
-                        return latencies;
-                    };
-                    let sent = Instant::now();
-                    let response = client
-                        .post(&url)
-                        .header("x-skyvern-signature", signature)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
-                    let _ = response.bytes().await.unwrap();
-                    latencies.push(sent.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    Round {
-        rps: total as f64 / elapsed.as_secs_f64(),
-        p50: latencies[latencies.len() / 2],
-        p99: latencies[latencies.len() * 99 / 100],
-    }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn env_count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let requests = env_count("RUNHOOK_BENCH_REQUESTS", 4000);
     let rounds = env_count("RUNHOOK_BENCH_ROUNDS", 3);
-    let pretty = include_bytes!("../../../testdata/skyvern-run-pretty.json");
-    let compact = String::from_utf8(canonicalize(pretty).unwrap()).unwrap();
+    let compact = compact_body();
     println!(
         "body: {} bytes compact; {requests} requests per server per round, {rounds} rounds, {CONCURRENCY} concurrent",
         compact.len()

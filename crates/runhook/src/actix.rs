@@ -2,8 +2,9 @@
 //! extractor that hands the verified, de-duplicated run to your own handler, and
 //! [`ActixHeaders`] to read actix-web's header map without copying.
 //!
-//! Both read the raw payload themselves, stop reading past the receiver's body limit (413),
-//! and answer every rejection with the response policy's status and a short plain body.
+//! Both read the raw payload themselves, stop reading past the receiver's body limit (413) or
+//! its body read timeout (408, closing the connection), and answer every rejection with the
+//! response policy's status and a short plain body.
 //!
 //! **Pitfall:** put nothing that reads the body before them: not a `web::Json<T>` or
 //! `web::Bytes` extractor, not a body-logging middleware. Such a layer does not re-serialize
@@ -38,7 +39,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use runhook_core::HeaderLookup;
 
-use crate::receiver::{ClaimedEvent, Outcome, Receiver};
+use crate::receiver::{ClaimedEvent, Outcome, OutcomeKind, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -61,7 +62,8 @@ pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload
     respond(&outcome)
 }
 
-/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body.
+/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
+/// `Connection: close` after a body read timeout, so that the stalled connection is dropped.
 pub fn respond(outcome: &Outcome) -> HttpResponse {
     Rejection::from_outcome(outcome).error_response()
 }
@@ -100,6 +102,8 @@ pub struct Rejection {
     status: StatusCode,
     retry_after: Option<u64>,
     text: String,
+    /// Close the connection after answering (the body was not read to its end).
+    close: bool,
 }
 
 impl Rejection {
@@ -109,6 +113,7 @@ impl Rejection {
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             retry_after: outcome.retry_after.map(|after| after.as_secs().max(1)),
             text: outcome.body_text(),
+            close: matches!(outcome.kind, OutcomeKind::BodyTimeout { .. }),
         }
     }
 }
@@ -128,6 +133,9 @@ impl ResponseError for Rejection {
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((RETRY_AFTER, seconds));
+        }
+        if self.close {
+            response.force_close();
         }
         response
             .content_type("text/plain; charset=utf-8")
@@ -159,8 +167,22 @@ impl FromRequest for Webhook {
 }
 
 /// Reads the whole payload, refusing (413) as soon as it passes `limit`: a declared
-/// `Content-Length` over the limit is refused before reading anything.
+/// `Content-Length` over the limit is refused before reading anything. Gives up (408) when the
+/// whole payload has not arrived within the receiver's body read timeout.
 async fn read_body(
+    receiver: &Receiver,
+    request: &HttpRequest,
+    payload: Payload,
+) -> Result<Bytes, Rejection> {
+    let read = read_limited(receiver, request, payload);
+    match tokio::time::timeout(receiver.body_read_timeout(), read).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(Rejection::from_outcome(&receiver.body_timed_out())),
+    }
+}
+
+/// [`read_body`] without the timeout.
+async fn read_limited(
     receiver: &Receiver,
     request: &HttpRequest,
     mut payload: Payload,
@@ -181,6 +203,7 @@ async fn read_body(
             status: StatusCode::BAD_REQUEST,
             retry_after: None,
             text: "could not read the body".into(),
+            close: false,
         })?;
         if body.len() + chunk.len() > limit {
             return Err(Rejection::from_outcome(&receiver.too_large()));

@@ -1,8 +1,9 @@
 //! axum integration: a ready handler that does everything and acknowledges, and an extractor
 //! that hands the verified, de-duplicated run to your own handler.
 //!
-//! Both read the raw body themselves, stop reading past the receiver's body limit (413), and
-//! answer every rejection with the response policy's status and a short plain body.
+//! Both read the raw body themselves, stop reading past the receiver's body limit (413) or its
+//! body read timeout (408, closing the connection), and answer every rejection with the
+//! response policy's status and a short plain body.
 //!
 //! **Pitfall:** put nothing that reads the body before them: not a `Json<T>` extractor, not a
 //! body-logging or decompression middleware. Such a layer does not re-serialize anything, but
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use bytes::Bytes;
 
-use crate::receiver::{ClaimedEvent, Outcome, Receiver};
+use crate::receiver::{ClaimedEvent, Outcome, OutcomeKind, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -102,7 +103,8 @@ where
     }
 }
 
-/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body.
+/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
+/// `Connection: close` after a body read timeout, so that the stalled connection is dropped.
 pub fn respond(outcome: &Outcome) -> Response {
     let mut response = (outcome.status, outcome.body_text()).into_response();
     if let Some(after) = outcome.retry_after {
@@ -110,6 +112,11 @@ pub fn respond(outcome: &Outcome) -> Response {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if matches!(outcome.kind, OutcomeKind::BodyTimeout { .. }) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -123,7 +130,8 @@ fn request_path(request: &Request) -> String {
 }
 
 /// Reads the whole body, refusing (413) as soon as it passes `limit`: a declared
-/// `Content-Length` over the limit is refused before reading anything.
+/// `Content-Length` over the limit is refused before reading anything. Gives up (408) when the
+/// whole body has not arrived within the receiver's body read timeout.
 async fn read_body(
     receiver: &Receiver,
     headers: &HeaderMap,
@@ -138,9 +146,14 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(err) => {
+    let read = tokio::time::timeout(
+        receiver.body_read_timeout(),
+        axum::body::to_bytes(body, limit),
+    );
+    match read.await {
+        Err(_elapsed) => Err(respond(&receiver.body_timed_out())),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => {
             let over_limit = std::error::Error::source(&err)
                 .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
             if over_limit {

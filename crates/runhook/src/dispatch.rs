@@ -3,6 +3,7 @@
 //! after the last failed attempt.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
-use crate::handler::Handler;
+use crate::handler::{BoxFuture, Handler};
 
 /// How failed handler attempts are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,11 @@ impl RetryPolicy {
             .mul_f64(rand::rng().random::<f64>())
     }
 }
+
+/// Called in the same tick that renews a running job's lease, by the hand-off that needs to
+/// hear that the job is still alive (the Redis stream resets its entry's idle time, so that
+/// the entry is not taken over while its handler runs or backs off).
+pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// One acknowledged delivery waiting for a worker.
 pub(crate) struct Job {
@@ -124,7 +130,9 @@ pub struct Stats {
     pub failed_attempts: u64,
     /// Deliveries dead-lettered.
     pub dead_lettered: u64,
-    /// Deliveries waiting in the queue now.
+    /// Deliveries waiting in the queue now. For a Redis stream: the consumer group's backlog
+    /// (entries not yet read plus those read and not acknowledged, by every instance), read
+    /// every 2 s, best effort.
     pub queue_depth: u64,
 }
 
@@ -167,6 +175,10 @@ pub(crate) struct Dispatcher {
 pub(crate) enum Refused {
     Full,
     Closed,
+    /// The hand-off's backend (Redis) failed or timed out; the reason is logged where it
+    /// happened.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unavailable,
 }
 
 impl Dispatcher {
@@ -232,33 +244,40 @@ impl Dispatcher {
             let _ = handle.await;
         }
         // The workers are stopped: nothing changes `busy` or the queue any more.
-        let busy: Vec<(String, Busy)> = self
-            .context
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        let mut left = Vec::with_capacity(busy.len());
-        for (key, job) in busy {
-            if let Some(attempt) = job.attempt {
-                attempt.abort();
-            }
-            self.release(&key, &job.token).await;
-            left.push(key);
-        }
+        let mut left = abandon_busy(&self.context).await;
         let mut queue = self.queue.lock().await;
         while let Ok(job) = queue.try_recv() {
-            self.release(&job.key, &job.token).await;
+            release_undrained(&self.context, &job.key, &job.token).await;
             left.push(job.key);
         }
         left
     }
+}
 
-    async fn release(&self, key: &str, token: &Token) {
-        if let Err(err) = self.context.store.release(key, token).await {
-            tracing::warn!(%key, error = %err, "could not release the claim of an undrained delivery");
+/// After the workers were stopped past a shutdown deadline: stops the handler attempts still
+/// running and releases their claims, so that a retry, a replay or (for a stream) another
+/// instance's takeover can win. Returns their keys.
+pub(crate) async fn abandon_busy(ctx: &WorkerContext) -> Vec<String> {
+    let busy: Vec<(String, Busy)> = ctx
+        .busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    let mut left = Vec::with_capacity(busy.len());
+    for (key, job) in busy {
+        if let Some(attempt) = job.attempt {
+            attempt.abort();
         }
+        release_undrained(ctx, &key, &job.token).await;
+        left.push(key);
+    }
+    left
+}
+
+async fn release_undrained(ctx: &WorkerContext, key: &str, token: &Token) {
+    if let Err(err) = ctx.store.release(key, token).await {
+        tracing::warn!(%key, error = %err, "could not release the claim of an undrained delivery");
     }
 }
 
@@ -266,37 +285,45 @@ async fn work(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, ctx: Arc<Work
     loop {
         let job = { queue.lock().await.recv().await };
         let Some(job) = job else { return };
-        ctx.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            job.key.clone(),
-            Busy {
-                token: job.token,
-                attempt: None,
-            },
-        );
-        let key = job.key.clone();
-        process(&ctx, job).await;
-        ctx.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        run_job(&ctx, job, None).await;
     }
 }
 
-async fn process(ctx: &WorkerContext, job: Job) {
+/// Processes one claimed job, whichever hand-off it came from: handler attempts with retries
+/// and backoff (the lease renewed, and `touch` called, all along), then
+/// `complete`, or after the last failed attempt a dead letter and `release`. The job is listed
+/// in `busy` meanwhile, for a shutdown past its deadline.
+pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) {
+    ctx.busy.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        job.key.clone(),
+        Busy {
+            token: job.token,
+            attempt: None,
+        },
+    );
+    let key = job.key.clone();
+    process(ctx, &job, touch.as_ref()).await;
+    ctx.busy
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+}
+
+async fn process(ctx: &WorkerContext, job: &Job, touch: Option<&Touch>) {
     // Only the summary now: the typed payload is read if and when the handler asks for it.
     let event = match RunEvent::parse_summary(job.provider, job.body.clone()) {
         Ok(event) => Arc::new(event),
         Err(err) => {
             tracing::warn!(key = %job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
             let reason = DeadLetterReason::Unparseable(err.to_string());
-            dead_letter(ctx, &job, reason).await;
+            dead_letter(ctx, job, reason).await;
             return;
         }
     };
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match run_attempt(ctx, &job, event.clone()).await {
+        let error = match run_attempt(ctx, job, touch, event.clone()).await {
             Ok(()) => {
                 if let Err(err) = ctx.store.complete(&job.key, &job.token, ctx.keep_for).await {
                     tracing::warn!(key = %job.key, error = %err, "processed, but the claim could not be completed");
@@ -313,16 +340,57 @@ async fn process(ctx: &WorkerContext, job: Job) {
                 attempts: attempt,
                 last_error: error,
             };
-            dead_letter(ctx, &job, reason).await;
+            dead_letter(ctx, job, reason).await;
             return;
         }
-        tokio::time::sleep(ctx.retry.backoff(attempt)).await;
+        // Keep the claim (and the stream entry) while backing off: a backoff longer than the
+        // lease must not let another worker start the run meanwhile.
+        keep_held(
+            ctx,
+            job,
+            touch,
+            tokio::time::sleep(ctx.retry.backoff(attempt)),
+        )
+        .await;
+    }
+}
+
+/// Runs `work` while renewing the job's lease every third of it (and calling the job's
+/// `touch` in the same tick), so that a long handler or a long backoff keeps its claim.
+async fn keep_held<T>(
+    ctx: &WorkerContext,
+    job: &Job,
+    touch: Option<&Touch>,
+    work: impl Future<Output = T>,
+) -> T {
+    let renew_every = ctx.lease / 3;
+    let mut renew =
+        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = renew.tick() => {
+                if let Err(err) = ctx.store.renew(&job.key, &job.token, ctx.lease).await {
+                    tracing::warn!(key = %job.key, error = %err, "could not renew the lease of a running job");
+                }
+                if let Some(touch) = touch {
+                    touch().await;
+                }
+            }
+        }
     }
 }
 
 /// One handler attempt, bounded by the attempt timeout, with a panic counted as a failure, and
 /// the lease renewed while it runs so that a long handler keeps its claim.
-async fn run_attempt(ctx: &WorkerContext, job: &Job, event: Arc<RunEvent>) -> Result<(), String> {
+async fn run_attempt(
+    ctx: &WorkerContext,
+    job: &Job,
+    touch: Option<&Touch>,
+    event: Arc<RunEvent>,
+) -> Result<(), String> {
     let handler = ctx.handler.clone();
     let attempt = tokio::spawn(async move { handler.handle(event).await });
     if let Some(busy) = ctx
@@ -333,30 +401,19 @@ async fn run_attempt(ctx: &WorkerContext, job: &Job, event: Arc<RunEvent>) -> Re
     {
         busy.attempt = Some(attempt.abort_handle());
     }
-    let renew_every = ctx.lease / 3;
-    let mut renew =
-        tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-    let timeout = tokio::time::sleep(ctx.retry.attempt_timeout);
-    tokio::pin!(attempt, timeout);
-    loop {
-        tokio::select! {
-            joined = &mut attempt => {
-                return match joined {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(join) if join.is_panic() => Err("the handler panicked".into()),
-                    Err(join) => Err(join.to_string()),
-                };
-            }
-            _ = &mut timeout => {
-                attempt.abort();
-                return Err(format!("the handler did not finish within {:?}", ctx.retry.attempt_timeout));
-            }
-            _ = renew.tick() => {
-                if let Err(err) = ctx.store.renew(&job.key, &job.token, ctx.lease).await {
-                    tracing::warn!(key = %job.key, error = %err, "could not renew the lease of a running handler");
-                }
-            }
+    let abort = attempt.abort_handle();
+    let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, attempt);
+    match keep_held(ctx, job, touch, bounded).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(error))) => Err(error.to_string()),
+        Ok(Err(join)) if join.is_panic() => Err("the handler panicked".into()),
+        Ok(Err(join)) => Err(join.to_string()),
+        Err(_elapsed) => {
+            abort.abort();
+            Err(format!(
+                "the handler did not finish within {:?}",
+                ctx.retry.attempt_timeout
+            ))
         }
     }
 }

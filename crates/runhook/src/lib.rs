@@ -27,7 +27,10 @@ pub use runhook_store as store;
 mod dead_letter;
 mod dispatch;
 mod handler;
+mod handoff;
 mod receiver;
+#[cfg(feature = "redis")]
+pub mod stream;
 
 pub use dead_letter::{
     DeadLetter, DeadLetterReason, DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters,
@@ -36,8 +39,11 @@ pub use dispatch::{RetryPolicy, Stats};
 pub use handler::{BoxFuture, Handler, HandlerError};
 pub use receiver::{
     BuildError, ClaimedEvent, KeyResolver, Outcome, OutcomeKind, Receiver, ReceiverBuilder,
-    ShutdownReport, DEFAULT_BODY_LIMIT,
+    ShutdownReport, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT,
 };
+
+#[cfg(feature = "redis")]
+pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuilder, StreamError};
 
 #[cfg(feature = "actix")]
 pub mod actix;

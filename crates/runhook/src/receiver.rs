@@ -17,9 +17,17 @@ use crate::dead_letter::{
 };
 use crate::dispatch::{Counters, Dispatcher, Job, Refused, RetryPolicy, Stats, WorkerContext};
 use crate::handler::{BoxFuture, Handler, HandlerError};
+use crate::handoff::HandOff;
+#[cfg(feature = "redis")]
+use crate::stream::{RedisStreamQueue, StreamWorkers};
 
 /// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How long the adapters wait for a whole body unless [`ReceiverBuilder::body_read_timeout`]
+/// says otherwise: 10 s, the senders' own timeout (WebRun's is 30 s: raise it for WebRun
+/// routes). A sender still sending by then has given up on its side anyway.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Chooses the scheme for one delivery when one endpoint serves many accounts (secrets picked
 /// by a path segment, or by the account id in the body).
@@ -74,6 +82,12 @@ pub enum OutcomeKind {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The body did not arrive in full within the read timeout (a stalled or trickling
+    /// sender): answered 408 and the connection closed, so that it holds nothing.
+    BodyTimeout {
+        /// The read timeout.
+        after: Duration,
+    },
     /// Genuine but not the provider's payload: kept whole in the dead-letter sink.
     Unparseable(PayloadError),
     /// The store, the key resolver or the queue cannot take the delivery now.
@@ -103,6 +117,14 @@ impl Outcome {
         )
     }
 
+    /// The answer for a body not received within `after`.
+    fn body_timeout(after: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            OutcomeKind::BodyTimeout { after },
+        )
+    }
+
     fn shutting_down() -> Self {
         Self {
             retry_after: Some(Duration::from_secs(5)),
@@ -128,6 +150,9 @@ impl Outcome {
             OutcomeKind::Duplicate { .. } => "duplicate: already received".into(),
             OutcomeKind::Unauthorized(err) => format!("unauthorized: {err}"),
             OutcomeKind::TooLarge { limit } => format!("body larger than {limit} bytes"),
+            OutcomeKind::BodyTimeout { after } => {
+                format!("body not received within {} ms", after.as_millis())
+            }
             OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
             OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
             OutcomeKind::ShuttingDown => "shutting down, retry later".into(),
@@ -161,12 +186,13 @@ struct Inner {
     store: Arc<dyn IdempotencyStore>,
     dead_letters: Arc<dyn DeadLetterSink>,
     body_limit: usize,
+    body_read_timeout: Duration,
     lease: Duration,
     ack_in_flight_duplicates: bool,
     shutting_down: AtomicBool,
     keep_for: Duration,
     /// `None` for a receiver built without a handler (extractor style).
-    dispatcher: Option<Dispatcher>,
+    dispatcher: Option<HandOff>,
     counters: Arc<Counters>,
 }
 
@@ -178,12 +204,15 @@ pub struct ReceiverBuilder {
     handler: Option<Arc<dyn Handler>>,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
     body_limit: usize,
+    body_read_timeout: Duration,
     queue_capacity: usize,
     workers: usize,
     lease: Duration,
     keep_for: Duration,
     retry: RetryPolicy,
     ack_in_flight_duplicates: Option<bool>,
+    #[cfg(feature = "redis")]
+    stream: Option<RedisStreamQueue>,
 }
 
 /// A receiver that cannot be built as configured.
@@ -224,12 +253,15 @@ impl Receiver {
             handler: None,
             dead_letters: None,
             body_limit: DEFAULT_BODY_LIMIT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             queue_capacity: 1024,
             workers: 4,
             lease: Duration::from_secs(300),
             keep_for: Duration::from_secs(7 * 24 * 3600),
             retry: RetryPolicy::default(),
             ack_in_flight_duplicates: None,
+            #[cfg(feature = "redis")]
+            stream: None,
         }
     }
 
@@ -252,6 +284,26 @@ impl Receiver {
         outcome
     }
 
+    /// How long the adapters wait for the whole body; past it they answer 408
+    /// ([`Receiver::body_timed_out`]) and close the connection.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.inner.body_read_timeout
+    }
+
+    /// Counts and answers a body that did not arrive within [`Receiver::body_read_timeout`],
+    /// for adapters that stop waiting then. Counted as received and rejected.
+    pub fn body_timed_out(&self) -> Outcome {
+        let outcome = Outcome::body_timeout(self.inner.body_read_timeout);
+        tracing::info!(
+            provider = %self.inner.provider,
+            timeout_ms = self.inner.body_read_timeout.as_millis() as u64,
+            "the body did not arrive in time; closing the connection"
+        );
+        Counters::bump(&self.inner.counters.received);
+        self.count(&outcome);
+        outcome
+    }
+
     /// Counters so far and the current queue depth.
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
@@ -269,7 +321,7 @@ impl Receiver {
             processed: get(&c.processed),
             failed_attempts: get(&c.failed_attempts),
             dead_lettered: get(&c.dead_lettered),
-            queue_depth: self.inner.dispatcher.as_ref().map_or(0, Dispatcher::depth) as u64,
+            queue_depth: self.inner.dispatcher.as_ref().map_or(0, HandOff::depth),
         }
     }
 
@@ -330,8 +382,13 @@ impl Receiver {
             tracing::error!("receive() called on a receiver built without a handler");
             return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
         };
-        let (probe, token, body) = match self.admit(headers, path, body).await {
+        let (probe, token, body) = match self.admit(headers, path, body.clone()).await {
             Ok(admitted) => admitted,
+            Err(outcome) if dispatcher.is_durable() => {
+                return self
+                    .guard_in_flight_duplicate(dispatcher, headers, body, outcome)
+                    .await
+            }
             Err(outcome) => return outcome,
         };
         let job = Job {
@@ -341,7 +398,7 @@ impl Receiver {
             body,
             headers: kept_headers(headers),
         };
-        let outcome = match dispatcher.try_send(job) {
+        let outcome = match dispatcher.send(job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
             Err((refused, job)) => {
                 // Give the claim back so that the sender's retry can win.
@@ -353,10 +410,56 @@ impl Receiver {
                         Outcome::unavailable("queue full".into(), Duration::from_secs(2))
                     }
                     Refused::Closed => Outcome::shutting_down(),
+                    Refused::Unavailable => {
+                        Outcome::unavailable("queue unavailable".into(), Duration::from_secs(2))
+                    }
                 }
             }
         };
         with_probe(outcome, probe)
+    }
+
+    /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
+    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
+    /// holding the run may die before its own hand-off. If that fails, the answer is 503.
+    async fn guard_in_flight_duplicate(
+        &self,
+        hand_off: &HandOff,
+        headers: &(dyn HeaderLookup + Sync),
+        body: Bytes,
+        outcome: Outcome,
+    ) -> Outcome {
+        let acked_in_flight = outcome.status == StatusCode::OK
+            && matches!(
+                outcome.kind,
+                OutcomeKind::Duplicate {
+                    in_flight: true,
+                    ..
+                }
+            );
+        let Some(probe) = outcome.probe.clone().filter(|_| acked_in_flight) else {
+            return outcome;
+        };
+        let job = Job {
+            provider: self.inner.provider,
+            key: probe.dedup_key.clone(),
+            // Not used: the duplicate is appended without a token.
+            token: Token::from_bytes([0; 16]),
+            body,
+            headers: kept_headers(headers),
+        };
+        match hand_off.guard_in_flight_duplicate(job).await {
+            Ok(()) => outcome,
+            Err(Refused::Closed) => with_probe(Outcome::shutting_down(), probe),
+            Err(Refused::Unavailable) => with_probe(
+                Outcome::unavailable("queue unavailable".into(), Duration::from_secs(2)),
+                probe,
+            ),
+            Err(Refused::Full) => with_probe(
+                Outcome::unavailable("queue full".into(), Duration::from_secs(2)),
+                probe,
+            ),
+        }
     }
 
     /// Everything up to and including the claim: the answer if the delivery stops here, or
@@ -600,6 +703,17 @@ impl ReceiverBuilder {
         self
     }
 
+    /// How long the framework adapters wait for the whole body (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], 10 s), counted from the moment they start reading it.
+    /// A sender that stalls or trickles the body is answered 408 and its connection closed
+    /// when the time is up, so that slow senders cannot hold connections and memory forever.
+    /// It bounds the whole body, not the pause between two pieces of it: a byte every second
+    /// would otherwise keep a request open indefinitely.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
     /// How many acknowledged deliveries may wait for a worker (default 1024); past that,
     /// deliveries get 503 with `Retry-After`.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
@@ -632,9 +746,26 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Hands claimed deliveries to a Redis stream instead of the in-process queue (feature
+    /// `redis`): a delivery is answered 200 only once it is in the stream, and any instance
+    /// sharing the stream may process it, also after this one crashed (see
+    /// [`RedisStreamQueue`]). The workers ([`ReceiverBuilder::workers`]) read the stream;
+    /// [`ReceiverBuilder::queue_capacity`] does not apply (the stream's bound is
+    /// [`RedisStreamQueueBuilder::max_len`](crate::RedisStreamQueueBuilder::max_len)). Unless
+    /// [`ReceiverBuilder::dead_letters`] says otherwise, dead letters go to the queue's
+    /// dead-letter stream. Use a shared store ([`RedisStore`](crate::store::RedisStore)) with
+    /// it, so that instances see each other's claims. Ignored without a handler.
+    #[cfg(feature = "redis")]
+    pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
+        self.stream = Some(queue);
+        self
+    }
+
     /// Whether a duplicate of a run still in flight is answered 200 (`true`) or 503 with
     /// `Retry-After` (`false`). The default follows DESIGN.md: 200 when the store lives in this
-    /// process (the run's hand-off is as safe as the store), 503 for a shared store with this
+    /// process (the run's hand-off is as safe as the store), 200 with a Redis stream (the
+    /// duplicate is appended to the stream before the answer, so it survives a crash of the
+    /// instance holding the run), 503 for a shared store with this
     /// in-process queue (the instance holding the run may die; a later retry finds it done or
     /// claimable), and 503 for a receiver without a handler (extractor style: your handler may
     /// still fail).
@@ -653,12 +784,23 @@ impl ReceiverBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
         // Without a handler (extractor style) there is no hand-off: the caller's own handler
         // may still fail, so a duplicate of a run in flight is never acknowledged by default.
+        #[cfg(feature = "redis")]
+        let stream = self.stream.filter(|_| self.handler.is_some());
+        #[cfg(not(feature = "redis"))]
+        let stream: Option<std::convert::Infallible> = None;
         let ack_in_flight_duplicates = self
             .ack_in_flight_duplicates
-            .unwrap_or(self.handler.is_some() && !store.is_shared());
+            .unwrap_or(self.handler.is_some() && (!store.is_shared() || stream.is_some()));
+        #[cfg(feature = "redis")]
+        let default_sink = stream
+            .as_ref()
+            .map(|queue| Arc::new(queue.dead_letters()) as Arc<dyn DeadLetterSink>);
+        #[cfg(not(feature = "redis"))]
+        let default_sink: Option<Arc<dyn DeadLetterSink>> = None;
         let dead_letters = self
             .dead_letters
-            .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()));
+            .or(default_sink)
+            .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()) as Arc<dyn DeadLetterSink>);
         let counters = Arc::new(Counters::default());
         let dispatcher = self.handler.map(|handler| {
             let context = WorkerContext {
@@ -671,7 +813,15 @@ impl ReceiverBuilder {
                 counters: counters.clone(),
                 busy: Default::default(),
             };
-            Dispatcher::start(context, self.queue_capacity, self.workers)
+            #[cfg(feature = "redis")]
+            if let Some(queue) = stream {
+                return HandOff::Stream(StreamWorkers::start(queue, context, self.workers));
+            }
+            HandOff::Memory(Dispatcher::start(
+                context,
+                self.queue_capacity,
+                self.workers,
+            ))
         });
         Ok(Receiver {
             inner: Arc::new(Inner {
@@ -680,6 +830,7 @@ impl ReceiverBuilder {
                 store,
                 dead_letters,
                 body_limit: self.body_limit,
+                body_read_timeout: self.body_read_timeout,
                 lease: self.lease,
                 ack_in_flight_duplicates,
                 shutting_down: AtomicBool::new(false),

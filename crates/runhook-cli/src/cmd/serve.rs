@@ -9,8 +9,8 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
 
-use crate::serve::app::{self, ServedRoute, Shared};
-use crate::serve::config::{HandlerSpec, RouteSpec, ServeConfig};
+use crate::serve::app::{self, QueueSetup, ServedRoute, Shared};
+use crate::serve::config::{HandlerSpec, QueueKind, RouteSpec, ServeConfig};
 use crate::serve::handlers;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
@@ -58,6 +58,16 @@ pub struct ServeArgs {
     /// Background workers per route.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Where acknowledged deliveries wait: `memory` (this process), or `redis-stream` (a Redis
+    /// stream per route, runhook:stream:<path>, shared by every instance on the same Redis and
+    /// taken over after a crash; needs --store redis://...) [default: memory, or the config
+    /// file's `queue`].
+    #[arg(long, value_enum, value_name = "QUEUE")]
+    queue: Option<QueueKind>,
+    /// How long a claim is held before another worker or instance may take the run over, in
+    /// seconds; renewed while a handler runs [default: 300, or the config file's `lease_secs`].
+    #[arg(long, value_name = "SECS")]
+    lease_secs: Option<u64>,
     /// Append each processed event as a JSON line to this file.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
@@ -140,6 +150,12 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
+    if let Some(queue) = args.queue {
+        config.queue = queue;
+    }
+    if let Some(secs) = args.lease_secs {
+        config.lease_secs = secs;
+    }
     if let Some(path) = &args.dead_letters {
         config.dead_letters = Some(path.clone());
     }
@@ -187,7 +203,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
     for route in routes.iter() {
         tracing::info!(route = %route.path, provider = %route.receiver.provider(), "route ready");
     }
-    tracing::info!(%address, store = %store_label(&config.store), "listening");
+    tracing::info!(%address, store = %store_label(&config.store), queue = config.queue.as_str(), "listening");
     println!("listening on http://{address}");
     let reports =
         match app::serve_until(listener, routes, stop_signal(), config.drain_timeout()).await {
@@ -213,11 +229,12 @@ async fn serve(config: ServeConfig) -> ExitCode {
 async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
     let handler = handlers::build(&config.handler.kind()?)?;
     let shared = Shared::from_config(config, handler).await?;
-    config
-        .routes
-        .iter()
-        .map(|spec| shared.route(spec, spec.verifier()?))
-        .collect()
+    let setup = QueueSetup::from_config(config);
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for spec in &config.routes {
+        routes.push(shared.route_with(spec, spec.verifier()?, &setup).await?);
+    }
+    Ok(routes.into())
 }
 
 /// The store without any credentials a URL may carry.

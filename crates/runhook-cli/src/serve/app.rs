@@ -9,11 +9,11 @@ use axum::extract::Request;
 use axum::routing::{get, post};
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
 use runhook::{
-    DeadLetterSink, Handler, JsonLinesDeadLetters, MemoryDeadLetters, Receiver, RetryPolicy,
-    ShutdownReport, Verifier,
+    DeadLetterSink, Handler, JsonLinesDeadLetters, MemoryDeadLetters, Receiver, ReceiverBuilder,
+    RedisStreamQueue, RetryPolicy, ShutdownReport, Verifier,
 };
 
-use super::config::{RouteSpec, ServeConfig};
+use super::config::{QueueKind, RouteSpec, ServeConfig};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
 
 /// One receiving route as served.
@@ -51,6 +51,10 @@ impl Shared {
     ) -> Result<Self, String> {
         let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letters {
             Some(path) => Arc::new(JsonLinesDeadLetters::new(path)),
+            // Replaced per route by the route's dead-letter stream (see `route_with`).
+            None if config.queue == QueueKind::RedisStream => {
+                Arc::new(MemoryDeadLetters::default())
+            }
             None => {
                 tracing::warn!("dead letters are kept in memory only (bounded); give --dead-letters FILE to keep them");
                 Arc::new(MemoryDeadLetters::default())
@@ -66,14 +70,42 @@ impl Shared {
         })
     }
 
-    /// The route `spec` authenticated by `verifier`.
+    /// The route `spec` authenticated by `verifier`, with the in-process queue.
     pub fn route(
         &self,
         spec: &RouteSpec,
         verifier: Box<dyn Verifier>,
     ) -> Result<ServedRoute, String> {
+        served(spec, self.builder(spec, verifier))
+    }
+
+    /// The route `spec` authenticated by `verifier`, handing off and holding claims as
+    /// `setup` says (a Redis stream per route for `redis-stream`).
+    pub async fn route_with(
+        &self,
+        spec: &RouteSpec,
+        verifier: Box<dyn Verifier>,
+        setup: &QueueSetup,
+    ) -> Result<ServedRoute, String> {
+        let mut builder = self.builder(spec, verifier).lease(setup.lease);
+        if let Some(url) = &setup.stream_url {
+            let queue = RedisStreamQueue::builder(spec.provider)
+                .stream_key(stream_key(&spec.path))
+                .connect(url)
+                .await
+                .map_err(|e| format!("{}: cannot use the Redis stream: {e}", spec.path))?;
+            tracing::info!(route = %spec.path, stream = %queue.stream_key(), group = %queue.group(), consumer = %queue.consumer(), "hand-off on a Redis stream");
+            if !setup.dead_letter_file {
+                builder = builder.dead_letters(Arc::new(queue.dead_letters()));
+            }
+            builder = builder.redis_stream(queue);
+        }
+        served(spec, builder)
+    }
+
+    fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> ReceiverBuilder {
         let handler = self.handler.clone();
-        let receiver = Receiver::builder(spec.provider)
+        Receiver::builder(spec.provider)
             .verifier(verifier)
             .store(self.store.clone())
             .handler(move |event| handler.handle(event))
@@ -81,14 +113,49 @@ impl Shared {
             .workers(self.workers)
             .queue_capacity(self.queue_capacity)
             .retry(self.retry)
-            .build()
-            .map_err(|e| format!("{}: {e}", spec.path))?;
-        Ok(ServedRoute {
-            path: spec.path.clone(),
-            receiver,
-            latency: Arc::default(),
-        })
     }
+}
+
+fn served(spec: &RouteSpec, builder: ReceiverBuilder) -> Result<ServedRoute, String> {
+    let receiver = builder.build().map_err(|e| format!("{}: {e}", spec.path))?;
+    Ok(ServedRoute {
+        path: spec.path.clone(),
+        receiver,
+        latency: Arc::default(),
+    })
+}
+
+/// How `runhook serve` hands deliveries off and how long it holds claims (settings
+/// `runhook demo` leaves at their defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSetup {
+    /// The Redis URL for a `redis-stream` queue; `None` for the in-process queue.
+    pub stream_url: Option<String>,
+    /// How long a claim is held (renewed while a handler runs).
+    pub lease: Duration,
+    /// Whether dead letters go to a file (`--dead-letters`); otherwise a stream route keeps
+    /// them in its dead-letter stream, `<stream>:dead`.
+    pub dead_letter_file: bool,
+}
+
+impl QueueSetup {
+    /// The setup `config` asks for.
+    pub fn from_config(config: &ServeConfig) -> Self {
+        Self {
+            stream_url: match config.queue {
+                QueueKind::Memory => None,
+                QueueKind::RedisStream => config.redis_url().map(str::to_owned),
+            },
+            lease: config.lease(),
+            dead_letter_file: config.dead_letters.is_some(),
+        }
+    }
+}
+
+/// The stream of the route at `path`: `runhook:stream:<path>` (the path as configured, with
+/// `{secret}` and not the secret itself). Every instance serving the route shares it.
+pub fn stream_key(path: &str) -> String {
+    format!("{}{path}", runhook::stream::DEFAULT_KEY_PREFIX)
 }
 
 /// The store a `--store` value names: `memory`, or a `redis://` (or `rediss://`) URL.

@@ -32,6 +32,15 @@ pub struct ServeConfig {
     /// Acknowledged deliveries waiting for a worker, per route, before new ones get 503.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// Where acknowledged deliveries wait for a worker: `memory` (this process) or
+    /// `redis-stream` (a Redis stream per route, shared by every instance; needs a Redis
+    /// store).
+    #[serde(default)]
+    pub queue: QueueKind,
+    /// How long a claim is held before another worker or instance may take the run over, in
+    /// seconds (renewed while a handler runs).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
     /// Where processed events go.
     pub handler: HandlerSpec,
     /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
@@ -53,6 +62,28 @@ pub struct ServeConfig {
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
+}
+
+/// Where acknowledged deliveries wait for a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueKind {
+    /// A bounded queue in this process: fast, lost if the process dies.
+    #[default]
+    Memory,
+    /// A Redis stream per route (`runhook:stream:<route path>`) read by a consumer group:
+    /// acknowledged only once in Redis, taken over by another instance after a crash.
+    RedisStream,
+}
+
+impl QueueKind {
+    /// The name used on the command line and in `runhook.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Memory => "memory",
+            QueueKind::RedisStream => "redis-stream",
+        }
+    }
 }
 
 /// One receiving route.
@@ -133,6 +164,8 @@ impl ServeConfig {
             store: default_store(),
             workers: default_workers(),
             queue_capacity: default_queue_capacity(),
+            queue: QueueKind::default(),
+            lease_secs: default_lease_secs(),
             handler,
             dead_letters: None,
             drain_timeout_secs: default_drain_secs(),
@@ -167,7 +200,26 @@ impl ServeConfig {
         if self.workers == 0 || self.queue_capacity == 0 || self.max_attempts == 0 {
             return Err("workers, queue capacity and attempts must be at least 1".into());
         }
+        if self.lease_secs == 0 {
+            return Err("the lease must be at least 1 second".into());
+        }
+        if self.queue == QueueKind::RedisStream && self.redis_url().is_none() {
+            return Err(
+                "--queue redis-stream needs a Redis store: give --store redis://HOST:PORT".into(),
+            );
+        }
         self.handler.kind().map(|_| ())
+    }
+
+    /// The store's Redis URL, if the store is Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        let store = self.store.as_str();
+        (store.starts_with("redis://") || store.starts_with("rediss://")).then_some(store)
+    }
+
+    /// How long a claim is held.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
     }
 
     /// How long a shutdown waits for the queue to drain.
@@ -298,6 +350,10 @@ fn default_queue_capacity() -> usize {
     1024
 }
 
+fn default_lease_secs() -> u64 {
+    300
+}
+
 fn default_drain_secs() -> u64 {
     30
 }
@@ -392,6 +448,26 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert!(ServeConfig::from_toml(&twice)
             .unwrap_err()
             .contains("twice"));
+    }
+
+    #[test]
+    fn a_redis_stream_queue_needs_a_redis_store() {
+        let stream = EXAMPLE.replace(
+            "workers = 2",
+            "workers = 2\nqueue = \"redis-stream\"\nlease_secs = 2",
+        );
+        let err = ServeConfig::from_toml(&stream).unwrap_err();
+        assert!(err.contains("needs a Redis store"), "{err}");
+        let redis = stream.replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        let config = ServeConfig::from_toml(&redis).unwrap();
+        assert_eq!(config.queue, QueueKind::RedisStream);
+        assert_eq!(config.lease(), Duration::from_secs(2));
+        assert_eq!(
+            ServeConfig::from_toml(EXAMPLE).unwrap().queue,
+            QueueKind::Memory
+        );
+        let typo = EXAMPLE.replace("workers = 2", "workers = 2\nqueue = \"kafka\"");
+        assert!(ServeConfig::from_toml(&typo).unwrap_err().contains("kafka"));
     }
 
     #[test]

@@ -6,13 +6,30 @@
 //! [`crate::canonical::parse_lenient`], which represents those values as documented there. Every
 //! other body goes straight through `serde_json::from_slice`, so leniency costs nothing on the
 //! common path.
+//!
+//! Nesting: `serde_json` stops at 128 levels to keep its recursion off the end of the stack;
+//! the lenient reader goes to [`MAX_DEPTH`](crate::canonical::MAX_DEPTH) levels, as Python
+//! does. Turning so deep a value into `T` recurses once per level with large frames (about
+//! 1 KiB each in a release build, 4 KiB or more in a debug one: more than a 2 MiB thread stack
+//! holds at 1000 levels), so a value deeper than 128 levels is turned into `T` on a thread of
+//! its own whose stack is sized for its depth.
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::PayloadError;
 
+/// Values nested deeper than this are deserialized on a thread with a stack sized for them:
+/// `serde_json`'s own recursion limit, which its strict path already handles on any stack.
+const INLINE_DEPTH: usize = 128;
+/// Stack reserved per level of nesting on that thread: ample for unoptimized builds. Only the
+/// pages actually used are ever committed.
+const STACK_PER_LEVEL: usize = 16 * 1024;
+/// Stack reserved on that thread besides the levels.
+const STACK_BASE: usize = 1024 * 1024;
+
 /// Deserializes `body` into `T`, leniently where the body needs it (see the module docs).
-pub fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+pub fn from_body<T: DeserializeOwned + Send>(body: &[u8]) -> Result<T, PayloadError> {
     if !has_long_digit_run(body) {
         match serde_json::from_slice::<T>(body) {
             Ok(value) => return Ok(value),
@@ -38,12 +55,51 @@ pub fn from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
     let value = crate::canonical::parse_lenient(body).map_err(|e| PayloadError::NotJson {
         reason: e.to_string(),
     })?;
-    serde_path_to_error::deserialize(value).map_err(data_error)
+    let levels = depth(&value);
+    if levels <= INLINE_DEPTH {
+        return serde_path_to_error::deserialize(value).map_err(data_error);
+    }
+    // The value (whose drop recurses too) moves to the thread and is consumed there.
+    let stack = STACK_BASE + levels * STACK_PER_LEVEL;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("runhook-deep-json".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, move || {
+                serde_path_to_error::deserialize(value).map_err(data_error)
+            })
+            .map_err(|e| PayloadError::NotJson {
+                reason: format!("nested {levels} levels deep; no thread to read it on: {e}"),
+            })?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// How deeply `value` nests arrays and objects (`1` for `[]`, `0` for a scalar), found
+/// without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(level);
+                stack.extend(items.iter().map(|v| (v, level + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(level);
+                stack.extend(map.values().map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Deserializes `body`, which must be a JSON object, into `T`: any other JSON document is
 /// [`PayloadError::NotAnObject`] (serde would otherwise read an array into a struct's fields).
-pub fn object_from_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+pub fn object_from_body<T: DeserializeOwned + Send>(body: &[u8]) -> Result<T, PayloadError> {
     let first = body
         .iter()
         .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
@@ -116,6 +172,14 @@ fn data_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> Payload
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_counts_levels_of_arrays_and_objects() {
+        let value: Value = serde_json::from_str(r#"{"a":[1,{"b":[[]]}],"c":{}}"#).unwrap();
+        assert_eq!(depth(&value), 5);
+        assert_eq!(depth(&Value::Null), 0);
+        assert_eq!(depth(&serde_json::json!([])), 1);
+    }
 
     #[test]
     fn long_digit_runs_are_found_anywhere() {

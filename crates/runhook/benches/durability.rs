@@ -1,0 +1,201 @@
+//! The price of durability: deliveries per second acknowledged by one instance, and p50 / p99
+//! acknowledgement latency, side by side in one run for
+//! - `memory_inproc`: memory store, in-process queue (nothing survives a crash);
+//! - `redis_inproc`: Redis store, in-process queue (claims shared, queue not);
+//! - `redis_stream`: Redis store and Redis stream (an ack means the delivery is in Redis).
+//!
+//! Same load for each: the 7.7 KB compact Skyvern body of `testdata/` with a fresh run id,
+//! correctly signed, from reqwest with keep-alive and 32 concurrent requests; servers and load
+//! generator share this process; rounds are interleaved and medians reported. The handler is a
+//! no-op, and the workers run during the measurement (for the stream they read, claim-check,
+//! acknowledge and delete entries on the same Redis: that load is part of the price); each
+//! server's backlog is drained before the next server is measured.
+//!
+//! Run (needs Redis; keys go under a fresh `runhook-bench-…` prefix and are deleted after):
+//! `cargo bench -p runhook --features axum,redis --bench durability`
+//! (`RUNHOOK_BENCH_REQUESTS`, default 4000 per server per round; `RUNHOOK_BENCH_ROUNDS`, 3;
+//! `RUNHOOK_BENCH_REDIS`, default `redis://127.0.0.1:6379`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use runhook::payload::{Provider, RunEvent};
+use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
+use runhook::{Receiver, RedisStreamQueue, Secret, SkyvernSignature};
+
+mod support;
+
+use support::{compact_body, deliveries, env_count, load, median, serve, Round, CONCURRENCY, KEY};
+
+/// One configuration's receiver on its own server.
+async fn server(
+    store: Arc<dyn IdempotencyStore>,
+    stream: Option<RedisStreamQueue>,
+) -> (SocketAddr, Receiver) {
+    let mut builder = Receiver::builder(Provider::Skyvern)
+        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
+        .store(store)
+        .handler(|_event: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
+        .queue_capacity(1 << 20)
+        // Short, so that a bench run leaves nothing behind for a week.
+        .dedup_window(Duration::from_secs(600));
+    if let Some(queue) = stream {
+        builder = builder.redis_stream(queue);
+    }
+    let receiver = builder.build().unwrap();
+    let app = axum::Router::new().route("/webhooks/skyvern", runhook::axum::post(receiver.clone()));
+    (serve(app).await, receiver)
+}
+
+fn main() {
+    let requests = env_count("RUNHOOK_BENCH_REQUESTS", 4000);
+    let rounds = env_count("RUNHOOK_BENCH_ROUNDS", 3);
+    let url = std::env::var("RUNHOOK_BENCH_REDIS").unwrap_or("redis://127.0.0.1:6379".into());
+    let compact = compact_body();
+    println!(
+        "body: {} bytes compact; {requests} requests per server per round, {rounds} rounds, {CONCURRENCY} concurrent; Redis at {url}",
+        compact.len()
+    );
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("runhook-bench-{}-{nanos}:", std::process::id());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let redis_store = || async {
+            let store = RedisStore::builder()
+                .prefix(format!("{prefix}idem:"))
+                .connect(&url)
+                .await
+                .expect("Redis for the bench");
+            Arc::new(store) as Arc<dyn IdempotencyStore>
+        };
+        let queue = RedisStreamQueue::builder(Provider::Skyvern)
+            .stream_key(format!("{prefix}stream"))
+            // Above everything the bench sends: nothing may be trimmed.
+            .max_len(4 * requests * rounds + 1000)
+            .connect(&url)
+            .await
+            .expect("Redis for the bench");
+        let servers = [
+            (
+                "memory_inproc",
+                server(Arc::new(MemoryStore::new()), None).await,
+            ),
+            ("redis_inproc", server(redis_store().await, None).await),
+            (
+                "redis_stream",
+                server(redis_store().await, Some(queue)).await,
+            ),
+        ];
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(CONCURRENCY)
+            .build()
+            .unwrap();
+        let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            for (i, (name, (addr, receiver))) in servers.iter().enumerate() {
+                let work = deliveries(&compact, &format!("{prefix}{name}-{round}"), requests);
+                results[i].push(load(&client, *addr, work).await);
+                // The next server is measured without this one's workers still busy.
+                drain(receiver).await;
+            }
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let summary: Vec<(&str, f64, f64, f64)> = servers
+            .iter()
+            .zip(results)
+            .map(|((name, _), rounds)| {
+                (
+                    *name,
+                    median(rounds.iter().map(|r| r.rps).collect()),
+                    median(rounds.iter().map(|r| ms(&r.p50)).collect()),
+                    median(rounds.iter().map(|r| ms(&r.p99)).collect()),
+                )
+            })
+            .collect();
+        println!(
+            "{:<15} {:>10} {:>9} {:>9}",
+            "server", "req/s", "p50 ms", "p99 ms"
+        );
+        for (name, rps, p50, p99) in &summary {
+            println!("{name:<15} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
+        }
+        let get = |name: &str| *summary.iter().find(|s| s.0 == name).unwrap();
+        let (a, b, c) = (
+            get("memory_inproc"),
+            get("redis_inproc"),
+            get("redis_stream"),
+        );
+        println!(
+            "req/s redis_stream / memory_inproc = {:.2}; redis_stream / redis_inproc = {:.2}",
+            c.1 / a.1,
+            c.1 / b.1
+        );
+        println!(
+            "p99 ms redis_stream / memory_inproc = {:.2}; redis_stream / redis_inproc = {:.2}",
+            c.3 / a.3,
+            c.3 / b.3
+        );
+
+        for (name, (_, receiver)) in &servers {
+            let report = receiver.shutdown(Duration::from_secs(30)).await;
+            let stats = receiver.stats();
+            println!(
+                "{name}: accepted {}, processed {}, not drained {}",
+                stats.accepted,
+                stats.processed,
+                report.not_drained.len()
+            );
+        }
+        cleanup(&url, &prefix).await;
+    });
+}
+
+/// Waits (at most 60 s) until the receiver's workers processed all it accepted.
+async fn drain(receiver: &Receiver) {
+    let waited = std::time::Instant::now();
+    while receiver.stats().processed < receiver.stats().accepted
+        && waited.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Deletes every key under the bench's prefix.
+async fn cleanup(url: &str, prefix: &str) {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}

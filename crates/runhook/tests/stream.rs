@@ -1,0 +1,659 @@
+//! The Redis stream hand-off against a real Redis on 127.0.0.1:6379 (skipped when none
+//! answers, unless CI=true: then a missing Redis fails). Every test uses its own key prefix.
+
+#![cfg(feature = "redis")]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamPendingReply;
+use runhook::payload::{Provider, RunEvent};
+use runhook::store::{Claim, Fingerprint, IdempotencyStore, RedisStore, Token};
+use runhook::{
+    sign_skyvern, Receiver, RedisStreamQueue, RedisStreamQueueBuilder, RetryPolicy, Secret,
+    SkyvernSignature,
+};
+
+const URL: &str = "redis://127.0.0.1:6379";
+const KEY: &str = "sk_test_stream_queue";
+const GROUP: &str = "runhook";
+
+/// Whether Redis answers; with CI=true a missing Redis fails the test.
+fn redis_available() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but nothing answers on 127.0.0.1:6379");
+    }
+    up
+}
+
+macro_rules! require_redis {
+    () => {
+        if !redis_available() {
+            eprintln!("skipped: no Redis on 127.0.0.1:6379");
+            return;
+        }
+    };
+}
+
+fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One test's keys: a store prefix and a stream key under one unique prefix.
+struct Env {
+    prefix: String,
+    stream: String,
+    store: Arc<RedisStore>,
+    raw: MultiplexedConnection,
+}
+
+impl Env {
+    async fn new(tag: &str) -> Self {
+        let prefix = format!("runhook-test-{}:", unique(tag));
+        let store = RedisStore::builder()
+            .prefix(format!("{prefix}idem:"))
+            .connect(URL)
+            .await
+            .unwrap();
+        let raw = redis::Client::open(URL)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        Self {
+            stream: format!("{prefix}stream"),
+            prefix,
+            store: Arc::new(store),
+            raw,
+        }
+    }
+
+    async fn queue(
+        &self,
+        configure: impl FnOnce(RedisStreamQueueBuilder) -> RedisStreamQueueBuilder,
+    ) -> RedisStreamQueue {
+        let builder = RedisStreamQueue::builder(Provider::Skyvern).stream_key(&self.stream);
+        configure(builder).connect(URL).await.unwrap()
+    }
+
+    /// A receiver on this env's store and `queue`, with a short lease.
+    fn receiver(
+        &self,
+        queue: RedisStreamQueue,
+        lease: Duration,
+        handler: impl runhook::Handler,
+    ) -> runhook::ReceiverBuilder {
+        Receiver::builder(Provider::Skyvern)
+            .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
+            .store(self.store.clone())
+            .redis_stream(queue)
+            .lease(lease)
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(10),
+                attempt_timeout: Duration::from_secs(30),
+            })
+            .handler(handler)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut raw = self.raw.clone();
+        cmd.query_async(&mut raw).await.unwrap()
+    }
+
+    async fn xlen(&self, key: &str) -> usize {
+        self.cmd(redis::cmd("XLEN").arg(key)).await
+    }
+
+    async fn pending(&self) -> usize {
+        let reply: StreamPendingReply = self
+            .cmd(redis::cmd("XPENDING").arg(&self.stream).arg(GROUP))
+            .await;
+        reply.count()
+    }
+
+    /// Appends an entry as the receive path of another instance would.
+    async fn xadd(&self, run: &str, token: Option<Token>) -> String {
+        let body = body(run);
+        self.cmd(
+            redis::cmd("XADD")
+                .arg(&self.stream)
+                .arg("*")
+                .arg("provider")
+                .arg("skyvern")
+                .arg("key")
+                .arg(format!("skyvern:{run}"))
+                .arg("token")
+                .arg(token.map(|t| t.to_string()).unwrap_or_default())
+                .arg("body")
+                .arg(&body[..])
+                .arg("headers")
+                .arg("[]"),
+        )
+        .await
+    }
+
+    /// Reads one new entry as consumer `name`, which never acknowledges it (a consumer that
+    /// is about to crash, or a slow live one).
+    async fn read_as(&self, name: &str) {
+        let _: redis::Value = self
+            .cmd(
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(name)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("STREAMS")
+                    .arg(&self.stream)
+                    .arg(">"),
+            )
+            .await;
+    }
+
+    async fn cleanup(&self) {
+        let keys: Vec<String> = self
+            .cmd(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
+            .await;
+        if !keys.is_empty() {
+            let _: () = self.cmd(redis::cmd("DEL").arg(keys)).await;
+        }
+    }
+}
+
+fn body(run: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"run_id":"{run}","task_id":"{run}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
+    ))
+}
+
+fn signed(run: &str) -> (HeaderMap, Bytes) {
+    let body = body(run);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-skyvern-signature",
+        sign_skyvern(&Secret::new(KEY).unwrap(), &body)
+            .parse()
+            .unwrap(),
+    );
+    (headers, body)
+}
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+/// A handler recording each call's run id, after waiting for `gate` (if any) to open.
+fn recording(
+    calls: &Calls,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+) -> impl Fn(Arc<RunEvent>) -> runhook::BoxFuture<'static, Result<(), std::io::Error>> {
+    let calls = calls.clone();
+    move |event: Arc<RunEvent>| {
+        let (calls, gate) = (calls.clone(), gate.clone());
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.acquire().await.unwrap().forget();
+            }
+            calls.lock().unwrap().push(event.run_id.clone());
+            Ok(())
+        })
+    }
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn fp(run: &str) -> Fingerprint {
+    Fingerprint::of(&body(run))
+}
+
+#[tokio::test]
+async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted() {
+    require_redis!();
+    let env = Env::new("ack").await;
+    let queue = env.queue(|q| q).await;
+    let calls = Calls::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let receiver = env
+        .receiver(
+            queue,
+            Duration::from_secs(5),
+            recording(&calls, Some(gate.clone())),
+        )
+        .workers(1)
+        .build()
+        .unwrap();
+
+    let runs: Vec<String> = (0..4).map(|i| unique(&format!("run{i}"))).collect();
+    for (i, run) in runs.iter().enumerate() {
+        let (headers, body) = signed(run);
+        let outcome = receiver.receive(&headers, "/hook", body).await;
+        assert_eq!(outcome.status, 200, "{outcome:?}");
+        // The answer came after XADD: the entry is in the stream already.
+        assert_eq!(env.xlen(&env.stream).await, i + 1);
+    }
+    // One worker holds one entry, blocked in the handler; the rest wait in the stream.
+    eventually(
+        "the backlog shows in the stats",
+        Duration::from_secs(6),
+        async || receiver.stats().queue_depth == 4,
+    )
+    .await;
+    assert!(calls.lock().unwrap().is_empty());
+
+    gate.add_permits(runs.len());
+    eventually(
+        "all processed, acked and deleted",
+        Duration::from_secs(10),
+        async || {
+            calls.lock().unwrap().len() == runs.len()
+                && env.pending().await == 0
+                && env.xlen(&env.stream).await == 0
+        },
+    )
+    .await;
+    let mut seen = calls.lock().unwrap().clone();
+    seen.sort();
+    let mut expected = runs.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+    for run in &runs {
+        let claim = env
+            .store
+            .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(run))
+            .await
+            .unwrap();
+        assert_eq!(claim, Claim::Done { same_payload: true });
+    }
+    assert_eq!(receiver.stats().processed, 4);
+    assert!(receiver
+        .shutdown(Duration::from_secs(5))
+        .await
+        .not_drained
+        .is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_xadd_answers_503_and_releases_the_claim() {
+    require_redis!();
+    let env = Env::new("xadd-fails").await;
+    let queue = env.queue(|q| q).await;
+    let calls = Calls::default();
+    let receiver = env
+        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
+        .build()
+        .unwrap();
+    // Something else now owns the key: XADD answers WRONGTYPE.
+    let _: () = env.cmd(redis::cmd("DEL").arg(&env.stream)).await;
+    let _: () = env.cmd(redis::cmd("SET").arg(&env.stream).arg("x")).await;
+
+    let run = unique("run");
+    let (headers, body) = signed(&run);
+    let outcome = receiver.receive(&headers, "/hook", body).await;
+    assert_eq!(outcome.status, 503, "{outcome:?}");
+    assert!(outcome.retry_after.is_some());
+    // The claim was given back: the sender's retry can win.
+    let claim = env
+        .store
+        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
+        .await
+        .unwrap();
+    assert!(claim.is_acquired(), "{claim:?}");
+    assert!(calls.lock().unwrap().is_empty());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_entry_of_a_crashed_consumer_is_taken_over_and_processed_exactly_once() {
+    require_redis!();
+    let env = Env::new("takeover").await;
+    let queue = env.queue(|q| q.min_idle(Duration::from_millis(1500))).await;
+    // The crashed instance: it claimed the run (1 s lease), appended it, read it, and died.
+    let run = unique("run");
+    let key = format!("skyvern:{run}");
+    let Claim::Acquired(token) = env
+        .store
+        .claim(&key, Duration::from_secs(1), fp(&run))
+        .await
+        .unwrap()
+    else {
+        panic!("first claim")
+    };
+    env.xadd(&run, Some(token)).await;
+    env.read_as("crashed-consumer").await;
+    assert_eq!(env.pending().await, 1);
+
+    let started = Instant::now();
+    let calls = Calls::default();
+    let receiver = env
+        .receiver(queue, Duration::from_secs(1), recording(&calls, None))
+        .build()
+        .unwrap();
+    eventually(
+        "taken over and processed",
+        Duration::from_secs(8),
+        async || calls.lock().unwrap().len() == 1 && env.pending().await == 0,
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "taken over before min_idle: {:?}",
+        started.elapsed()
+    );
+    // Nothing more happens: the run is done, the entry gone.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(*calls.lock().unwrap(), vec![run.clone()]);
+    assert_eq!(env.xlen(&env.stream).await, 0);
+    assert_eq!(
+        env.store
+            .claim(&key, Duration::from_secs(1), fp(&run))
+            .await
+            .unwrap(),
+        Claim::Done { same_payload: true }
+    );
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processed_twice() {
+    require_redis!();
+    let env = Env::new("live-holder").await;
+    // A min_idle far below the lease: the takeover happens while the holder is alive.
+    let queue = env.queue(|q| q.min_idle(Duration::from_millis(300))).await;
+    let run = unique("run");
+    let key = format!("skyvern:{run}");
+    let lease = Duration::from_secs(1);
+    let Claim::Acquired(token) = env.store.claim(&key, lease, fp(&run)).await.unwrap() else {
+        panic!("first claim")
+    };
+    env.xadd(&run, Some(token)).await;
+    env.read_as("slow-live-consumer").await;
+    // The live worker keeps renewing its lease with the entry's token.
+    let holder = {
+        let (store, key) = (env.store.clone(), key.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                store.renew(&key, &token, lease).await.unwrap();
+            }
+        })
+    };
+
+    let calls = Calls::default();
+    let receiver = env
+        .receiver(queue, lease, recording(&calls, None))
+        .build()
+        .unwrap();
+    // Several takeover scans pass: each finds the run in flight and leaves the entry pending.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(calls.lock().unwrap().is_empty(), "processed while held");
+    assert_eq!(env.pending().await, 1);
+
+    // The live worker finishes (complete) and dies before XACK: the next takeover finds the
+    // run done and acknowledges the entry without calling the handler.
+    holder.abort();
+    env.store
+        .complete(&key, &token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    eventually(
+        "the done entry is acknowledged",
+        Duration::from_secs(5),
+        async || env.pending().await == 0 && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    assert!(calls.lock().unwrap().is_empty());
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
+    require_redis!();
+    let env = Env::new("done").await;
+    let queue = env.queue(|q| q).await;
+    // Processed elsewhere already; one fresh entry carries its old token, one none.
+    let run = unique("run");
+    let key = format!("skyvern:{run}");
+    let Claim::Acquired(token) = env
+        .store
+        .claim(&key, Duration::from_secs(5), fp(&run))
+        .await
+        .unwrap()
+    else {
+        panic!("first claim")
+    };
+    env.store
+        .complete(&key, &token, Duration::from_secs(60))
+        .await
+        .unwrap();
+    env.xadd(&run, Some(token)).await;
+    env.xadd(&run, None).await;
+
+    let calls = Calls::default();
+    let receiver = env
+        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
+        .build()
+        .unwrap();
+    eventually(
+        "both entries acknowledged",
+        Duration::from_secs(5),
+        async || env.xlen(&env.stream).await == 0 && env.pending().await == 0,
+    )
+    .await;
+    assert!(calls.lock().unwrap().is_empty());
+    assert_eq!(receiver.stats().processed, 0);
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_in_flight_is_appended_before_its_200_and_processed_once() {
+    require_redis!();
+    let env = Env::new("dup").await;
+    let queue = env.queue(|q| q.min_idle(Duration::from_millis(500))).await;
+    let calls = Calls::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let receiver = env
+        .receiver(
+            queue,
+            Duration::from_secs(2),
+            recording(&calls, Some(gate.clone())),
+        )
+        .build()
+        .unwrap();
+    let run = unique("run");
+    let (headers, body) = signed(&run);
+    assert_eq!(
+        receiver.receive(&headers, "/h", body.clone()).await.status,
+        200
+    );
+    eventually(
+        "the first is being processed",
+        Duration::from_secs(5),
+        async || env.pending().await == 1,
+    )
+    .await;
+    let duplicate = receiver.receive(&headers, "/h", body).await;
+    assert_eq!(duplicate.status, 200, "{duplicate:?}");
+    assert!(duplicate.is_duplicate());
+    // Answered 200 only once it was in the stream, too.
+    assert_eq!(env.xlen(&env.stream).await, 2);
+
+    gate.add_permits(10);
+    eventually("both entries settled", Duration::from_secs(8), async || {
+        env.xlen(&env.stream).await == 0 && env.pending().await == 0
+    })
+    .await;
+    assert_eq!(*calls.lock().unwrap(), vec![run]);
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
+    require_redis!();
+    let env = Env::new("dead").await;
+    let queue = env.queue(|q| q).await;
+    let dead_key = queue.dead_letter_key().to_string();
+    assert_eq!(dead_key, format!("{}:dead", env.stream));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counted = attempts.clone();
+    let receiver = env
+        .receiver(
+            queue,
+            Duration::from_secs(5),
+            move |_event: Arc<RunEvent>| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>(std::io::Error::other("downstream is down")) }
+            },
+        )
+        .build()
+        .unwrap();
+    let run = unique("run");
+    let (headers, body) = signed(&run);
+    assert_eq!(
+        receiver.receive(&headers, "/h", body.clone()).await.status,
+        200
+    );
+    eventually("dead-lettered", Duration::from_secs(5), async || {
+        env.xlen(&dead_key).await == 1 && env.xlen(&env.stream).await == 0
+    })
+    .await;
+    assert_eq!(attempts.load(Ordering::Relaxed), 2);
+    let letters: redis::streams::StreamRangeReply = env
+        .cmd(redis::cmd("XRANGE").arg(&dead_key).arg("-").arg("+"))
+        .await;
+    let letter = &letters.ids[0];
+    let text = |name: &str| -> String { letter.get(name).unwrap() };
+    assert_eq!(text("provider"), "skyvern");
+    assert_eq!(text("dedup_key"), format!("skyvern:{run}"));
+    assert!(
+        text("reason").contains("downstream is down"),
+        "{}",
+        text("reason")
+    );
+    let kept: Vec<u8> = letter.get("body").unwrap();
+    assert_eq!(kept, body.to_vec());
+    let headers: Vec<(String, String)> = serde_json::from_str(&text("headers")).unwrap();
+    assert!(headers.iter().all(|(name, _)| name != "authorization"));
+    assert_eq!(env.pending().await, 0);
+    // Released: a later delivery of the run is processed again.
+    let claim = env
+        .store
+        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
+        .await
+        .unwrap();
+    assert!(claim.is_acquired(), "{claim:?}");
+    assert_eq!(receiver.stats().dead_lettered, 1);
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_stream_stays_within_its_approximate_max_len() {
+    require_redis!();
+    let env = Env::new("maxlen").await;
+    let max_len = 50;
+    let queue = env.queue(|q| q.max_len(max_len)).await;
+    let calls = Calls::default();
+    // The one worker never finishes: every delivery stays in the stream.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let receiver = env
+        .receiver(
+            queue,
+            Duration::from_secs(30),
+            recording(&calls, Some(gate)),
+        )
+        .workers(1)
+        .build()
+        .unwrap();
+    let sent = 600;
+    let mut longest = 0;
+    for i in 0..sent {
+        let (headers, body) = signed(&unique(&format!("run{i}")));
+        assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+        longest = longest.max(env.xlen(&env.stream).await);
+    }
+    // `MAXLEN ~` trims whole radix-tree nodes (stream-node-max-entries, 100 by default): the
+    // stream may exceed max_len by up to one node, never grow with the deliveries.
+    assert!(longest <= max_len + 100, "the stream grew to {longest}");
+    assert!(env.xlen(&env.stream).await >= max_len);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn shutdown_leaves_unfinished_entries_for_another_instance() {
+    require_redis!();
+    let env = Env::new("shutdown").await;
+    let lease = Duration::from_secs(1);
+    let first_calls = Calls::default();
+    let never = Arc::new(tokio::sync::Semaphore::new(0));
+    let first = env
+        .receiver(
+            env.queue(|q| q.consumer("first").min_idle(Duration::from_millis(1200)))
+                .await,
+            lease,
+            recording(&first_calls, Some(never)),
+        )
+        .build()
+        .unwrap();
+    let run = unique("run");
+    let (headers, body) = signed(&run);
+    assert_eq!(first.receive(&headers, "/h", body).await.status, 200);
+    eventually(
+        "the first instance is processing it",
+        Duration::from_secs(5),
+        async || env.pending().await == 1,
+    )
+    .await;
+    let report = first.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(report.not_drained, vec![format!("skyvern:{run}")]);
+    // The claim was released, the entry stays pending.
+    assert_eq!(env.pending().await, 1);
+
+    let second_calls = Calls::default();
+    let second = env
+        .receiver(
+            env.queue(|q| q.consumer("second").min_idle(Duration::from_millis(1200)))
+                .await,
+            lease,
+            recording(&second_calls, None),
+        )
+        .build()
+        .unwrap();
+    eventually(
+        "taken over by the second instance",
+        Duration::from_secs(6),
+        async || second_calls.lock().unwrap().len() == 1 && env.pending().await == 0,
+    )
+    .await;
+    assert!(first_calls.lock().unwrap().is_empty());
+    second.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
