@@ -225,8 +225,11 @@ async fn run_case(case: &str, addr: std::net::SocketAddr) -> Answers {
     match case {
         "baseline" => answers.add(genuine(skyvern_body("tsk_baseline")).await),
         "deep_nesting" => {
-            for deep in [nested_arrays(DEEP), nested_objects(DEEP)] {
-                answers.add(genuine(skyvern_body_with_output("tsk_deep", &deep)).await);
+            for (run_id, deep) in [
+                ("tsk_deep_arrays", nested_arrays(DEEP)),
+                ("tsk_deep_objects", nested_objects(DEEP)),
+            ] {
+                answers.add(genuine(skyvern_body_with_output(run_id, &deep)).await);
                 answers.add(genuine(deep.clone()).await);
                 answers.add(send(deep, "0".repeat(64)).await);
             }
