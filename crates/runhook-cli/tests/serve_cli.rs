@@ -1,14 +1,16 @@
 //! End-to-end tests of `runhook serve`: the real binary, real HTTP, a real Redis for the
 //! shared-store case.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use runhook::{sign_skyvern, Secret};
+
+mod common;
+use common::{redis_available, start_serve, unique};
 use serde_json::Value;
 
 const SKYVERN_KEY: &str = "sk_test_serve_cli";
@@ -28,15 +30,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A run id no other test (or earlier run against a shared Redis) uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
 /// A running `runhook serve`, stopped with SIGTERM when dropped.
 struct Serve {
     child: Child,
@@ -45,38 +38,18 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `runhook serve ARGS` listening on a free port, with the test secrets in its
-    /// environment, and waits until it says where it listens.
+    /// Starts `runhook serve ARGS` on a free port with the test secrets in its environment.
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let stderr = dir.join(format!("serve-{}.log", unique("log")));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runhook"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("SKYVERN_API_KEY", SKYVERN_KEY)
-            .env("WEBRUN_AUTH", WEBRUN_AUTH)
-            .env("TINYFISH_PATH_SECRET", TINYFISH_PATH)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-                panic!("serve did not start: {line:?}\n{log}")
-            })
-            .to_string();
+        let env = [
+            ("SKYVERN_API_KEY", SKYVERN_KEY),
+            ("WEBRUN_AUTH", WEBRUN_AUTH),
+            ("TINYFISH_PATH_SECRET", TINYFISH_PATH),
+        ];
+        let started = start_serve(dir, args, &env);
         Self {
-            child,
-            base,
-            stderr,
+            child: started.child,
+            base: started.base,
+            stderr: started.stderr,
         }
     }
 
@@ -604,19 +577,6 @@ async fn sigterm_drains_the_queue_before_exiting() {
     assert!(status.success(), "{status:?}\n{logs}");
     let done = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(done.lines().collect::<Vec<_>>(), runs, "{logs}");
-}
-
-/// Whether Redis answers on 127.0.0.1:6379; with CI=true a missing Redis fails the test.
-fn redis_available() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but nothing answers on 127.0.0.1:6379");
-    }
-    up
 }
 
 #[tokio::test]

@@ -6,14 +6,16 @@
 //! Needs Redis on 127.0.0.1:6379 (skipped without, unless CI=true: then it fails).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use runhook::{sign_skyvern, Secret};
+
+mod common;
+use common::{redis_available, start_serve, unique};
 
 const SKYVERN_KEY: &str = "sk_test_stream_cli";
 const WORKERS: usize = 4;
@@ -24,31 +26,6 @@ const UNIQUE: usize = 1400;
 const CONCURRENCY: usize = 16;
 const GROUP: &str = "runhook";
 
-fn redis_available() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but nothing answers on 127.0.0.1:6379");
-    }
-    up
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A running `runhook serve` (JSON logs to a file), killed when dropped.
 struct Serve {
     child: Child,
@@ -58,32 +35,13 @@ struct Serve {
 
 impl Serve {
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let stderr = dir.join(format!("{}.log", unique("serve")));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runhook"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(args)
-            .env("SKYVERN_API_KEY", SKYVERN_KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = match line.trim().strip_prefix("listening on ") {
-            Some(base) => base.to_string(),
-            None => panic!(
-                "serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            ),
-        };
+        let mut args = args.to_vec();
+        args.extend(["--log-format", "json"]);
+        let started = start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)]);
         Self {
-            child,
-            base,
-            stderr,
+            child: started.child,
+            base: started.base,
+            stderr: started.stderr,
         }
     }
 
