@@ -430,8 +430,10 @@ async fn run_id_flood_keeps_the_store_bounded(framework: Framework) {
         assert!(status == 200 || (status == 503 && retry_after), "{status}");
         accepted += usize::from(status == 200);
     }
+    // The handler call comes before the claim's completion and the `processed` count: wait
+    // for the count, so that the store is settled too.
     let deadline = Instant::now() + WAIT;
-    while calls.count() < accepted {
+    while calls.count() < accepted || (receiver.stats().processed as usize) < accepted {
         assert!(
             Instant::now() < deadline,
             "{} of {accepted} processed",
