@@ -27,6 +27,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .run()
     .await?;
     let report = webrun.shutdown(std::time::Duration::from_secs(10)).await;
-    eprintln!("stopped; not drained: {:?}", report.not_drained);
+    eprintln!("stopped; not drained: {:?}", report.not_drained());
     Ok(())
 }

@@ -23,6 +23,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     let report = skyvern.shutdown(std::time::Duration::from_secs(10)).await;
-    eprintln!("stopped; not drained: {:?}", report.not_drained);
+    eprintln!("stopped; not drained: {:?}", report.not_drained());
     Ok(())
 }

@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!(
             "{} stopped; not drained: {:?}",
             receiver.provider(),
-            report.not_drained
+            report.not_drained()
         );
     }
     Ok(())

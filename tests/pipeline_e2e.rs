@@ -807,7 +807,7 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
     let letters = skyvern_letters.letters();
     assert_eq!(letters.len(), 2, "{letters:?}");
     for (letter, body) in letters.iter().zip([&not_skyvern, &not_json]) {
-        assert_eq!(letter.provider, "skyvern");
+        assert_eq!(letter.provider, Some(Provider::Skyvern));
         assert_eq!(&letter.body[..], &body[..]);
         assert_eq!(letter.dedup_key, None);
         assert!(
@@ -822,7 +822,7 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
 
     let letters = webrun_letters.letters();
     assert_eq!(letters.len(), 1, "{letters:?}");
-    assert_eq!(letters[0].provider, "webrun");
+    assert_eq!(letters[0].provider, Some(Provider::WebRun));
     assert_eq!(&letters[0].body[..], &no_task_id[..]);
     assert_no_credentials(&letters[0]);
 
@@ -976,7 +976,7 @@ async fn shutdown_drains_acknowledged_deliveries(framework: Framework) {
         ctx.skyvern(skyvern_body(id)).await.assert(200, ACCEPTED);
     }
     let report = receiver.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(report.not_drained, Vec::<String>::new());
+    assert!(report.drained(), "{report:?}");
     assert_eq!(
         calls.finished(),
         ids.len(),
@@ -994,14 +994,16 @@ async fn shutdown_drains_acknowledged_deliveries(framework: Framework) {
     assert_eq!(calls.keys().len(), ids.len());
 }
 
-/// Scenario 9b: Shutdown with a short deadline and a handler that never finishes reports the
-/// undrained keys (the one being handled and the queued one), and the queued one's claim is
-/// released.
-async fn shutdown_deadline_reports_undrained_keys(framework: Framework) {
+/// Scenario 9b: Shutdown with a short deadline and a handler that never finishes loses
+/// nothing: the undrained deliveries (the one being handled and the queued one) are in the
+/// dead letters with their bodies, reported, and their claims released.
+async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework: Framework) {
     let calls = Calls::gated();
     let store = Arc::new(MemoryStore::new());
+    let letters = Arc::new(MemoryDeadLetters::default());
     let receiver = skyvern_receiver()
         .store(store.clone())
+        .dead_letters(letters.clone())
         .workers(1)
         .handler(calls.handler())
         .build()
@@ -1018,11 +1020,23 @@ async fn shutdown_deadline_reports_undrained_keys(framework: Framework) {
     let started = Instant::now();
     let report = receiver.shutdown(Duration::from_millis(200)).await;
     assert!(started.elapsed() >= Duration::from_millis(200));
-    let mut not_drained = report.not_drained.clone();
-    not_drained.sort();
+    let mut dead_lettered = report.dead_lettered.clone();
+    dead_lettered.sort();
     let mut expected = vec![skyvern_key(&busy), skyvern_key(&queued)];
     expected.sort();
-    assert_eq!(not_drained, expected);
+    assert_eq!(dead_lettered, expected);
+    assert!(report.lost.is_empty() && report.left_pending.is_empty());
+    // Each acknowledged body is kept whole, to be redriven.
+    for id in [&busy, &queued] {
+        let letter = letters
+            .letters()
+            .into_iter()
+            .find(|l| l.dedup_key.as_deref() == Some(skyvern_key(id).as_str()))
+            .expect("a dead letter per undrained delivery");
+        assert_eq!(letter.body, skyvern_body(id));
+        assert_eq!(letter.reason, runhook::DeadLetterReason::NotDrained);
+        assert_eq!(letter.run_id.as_deref(), Some(id.as_str()));
+    }
     assert_eq!(calls.finished(), 0);
     assert_eq!(calls.keys(), [skyvern_key(&busy)]);
 
@@ -1441,7 +1455,7 @@ for_both_frameworks!(
     redis_down_gets_503,
     full_queue_gets_503_and_releases_the_claim,
     shutdown_drains_acknowledged_deliveries,
-    shutdown_deadline_reports_undrained_keys,
+    shutdown_past_its_deadline_dead_letters_undrained_deliveries,
     ack_does_not_wait_for_the_handler,
     extractor_style,
     webrun_and_tinyfish_deliveries,
@@ -1475,7 +1489,7 @@ mod regressions {
         ctx.skyvern(skyvern_body(&busy)).await.assert(200, ACCEPTED);
         calls.wait_for_key(&skyvern_key(&busy)).await;
         let report = receiver.shutdown(Duration::from_millis(200)).await;
-        assert_eq!(report.not_drained, [skyvern_key(&busy)]);
+        assert_eq!(report.dead_lettered, [skyvern_key(&busy)]);
 
         // The handler of a run reported as not drained must not go on.
         calls.open_gate();

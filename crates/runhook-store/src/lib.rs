@@ -79,8 +79,10 @@ pub use types::{Claim, Fingerprint, ParseHexError, Token};
 /// The longest key a store accepts unless configured otherwise, in bytes.
 ///
 /// Keys come from delivery payloads (e.g. `skyvern:<run_id>`); bounding them bounds what a
-/// sender can make the store hold.
-pub const DEFAULT_MAX_KEY_LEN: usize = 256;
+/// sender can make the store hold. 512 leaves room for any provider prefix in front of the
+/// longest run id the payload layer accepts (256 bytes), so that no genuine delivery the
+/// payload layer took is refused here.
+pub const DEFAULT_MAX_KEY_LEN: usize = 512;
 
 /// The longest lease or done window a store accepts (about 30 years).
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);

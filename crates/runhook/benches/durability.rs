@@ -78,8 +78,6 @@ fn main() {
         };
         let queue = RedisStreamQueue::builder(Provider::Skyvern)
             .stream_key(format!("{prefix}stream"))
-            // Above everything the bench sends: nothing may be trimmed.
-            .max_len(4 * requests * rounds + 1000)
             .connect(&url)
             .await
             .expect("Redis for the bench");
@@ -151,7 +149,7 @@ fn main() {
                 "{name}: accepted {}, processed {}, not drained {}",
                 stats.accepted,
                 stats.processed,
-                report.not_drained.len()
+                report.not_drained().len()
             );
         }
         cleanup(&url, &prefix).await;

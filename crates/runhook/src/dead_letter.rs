@@ -1,11 +1,20 @@
 //! Where deliveries go that cannot be processed: kept whole for a person, never dropped.
+//!
+//! A sink that cannot take a letter returns an error, and the delivery is then kept where it
+//! was (the worker holds its claim and tries again later; a stream entry stays pending): a
+//! failing sink never costs a delivery. Letters are written as [`DeadLetterRecord`]s, which
+//! the listing and redrive tools read back ([`JsonLinesDeadLetters::read`],
+//! [`redrive_file`](crate::redrive_file), and the Redis stream's own).
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
+use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::json;
+use runhook_core::payload::{PayloadError, Provider};
 
 use crate::handler::BoxFuture;
 
@@ -14,7 +23,12 @@ use crate::handler::BoxFuture;
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// Genuine, but not the provider's payload (answered 202).
-    Unparseable(String),
+    Unparseable(PayloadError),
+    /// Genuine, but its run id cannot be used as a de-duplication key (answered 202).
+    UnusableKey {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The handler failed on every attempt; the last error.
     HandlerFailed {
         /// How many attempts were made.
@@ -22,16 +36,56 @@ pub enum DeadLetterReason {
         /// The last attempt's error.
         last_error: String,
     },
+    /// A stream entry handed to workers this many times without ever finishing: each time
+    /// the process running it died (a handler that crashes its process, runs out of memory or
+    /// aborts). Set aside so that it stops costing restarts.
+    Poison {
+        /// How many times the entry was handed to a worker.
+        deliveries: u64,
+    },
+    /// Acknowledged, but the receiver shut down past its drain deadline before processing it.
+    NotDrained,
+    /// A stream entry without the fields runhook writes.
+    MalformedEntry {
+        /// The entry's id.
+        id: String,
+    },
+}
+
+impl DeadLetterReason {
+    /// A stable, machine-readable name of the reason (`unparseable`, `unusable_key`,
+    /// `handler_failed`, `poison`, `not_drained`, `malformed_entry`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeadLetterReason::Unparseable(_) => "unparseable",
+            DeadLetterReason::UnusableKey { .. } => "unusable_key",
+            DeadLetterReason::HandlerFailed { .. } => "handler_failed",
+            DeadLetterReason::Poison { .. } => "poison",
+            DeadLetterReason::NotDrained => "not_drained",
+            DeadLetterReason::MalformedEntry { .. } => "malformed_entry",
+        }
+    }
 }
 
 impl std::fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeadLetterReason::Unparseable(reason) => write!(f, "unparseable: {reason}"),
+            DeadLetterReason::UnusableKey { reason } => write!(f, "unusable run id: {reason}"),
             DeadLetterReason::HandlerFailed {
                 attempts,
                 last_error,
             } => write!(f, "handler failed {attempts} times: {last_error}"),
+            DeadLetterReason::Poison { deliveries } => write!(
+                f,
+                "poison: handed to a worker {deliveries} times, and its process died each time"
+            ),
+            DeadLetterReason::NotDrained => {
+                f.write_str("not drained: the receiver shut down before processing it")
+            }
+            DeadLetterReason::MalformedEntry { id } => {
+                write!(f, "malformed stream entry {id}")
+            }
         }
     }
 }
@@ -39,12 +93,18 @@ impl std::fmt::Display for DeadLetterReason {
 /// A delivery that could not be processed, with everything needed to replay it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The route's provider name (`skyvern`, ...).
-    pub provider: &'static str,
+    /// The route's provider, when known (a malformed stream entry may not say).
+    pub provider: Option<Provider>,
     /// The de-duplication key, when one could be read.
     pub dedup_key: Option<String>,
+    /// The platform's run id, when one could be read.
+    pub run_id: Option<String>,
     /// Why it is here.
     pub reason: DeadLetterReason,
+    /// Handler attempts made before it was set aside (0 when it never reached the handler).
+    pub attempts: u32,
+    /// When the delivery was received.
+    pub received_at: SystemTime,
     /// The request headers, minus those that carry credentials.
     pub headers: Vec<(String, String)>,
     /// The body exactly as received.
@@ -52,29 +112,103 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The letter as one JSON object (body as UTF-8 text when it is, else base64-free hex).
-    pub fn to_json(&self) -> serde_json::Value {
-        let (body, encoding) = match std::str::from_utf8(&self.body) {
-            Ok(text) => (text.to_string(), "utf-8"),
-            Err(_) => (hex::encode(&self.body), "hex"),
+    /// The letter as written by the sinks: one JSON object ([`DeadLetterRecord`]).
+    pub fn record(&self) -> DeadLetterRecord {
+        let (body, body_base64) = match std::str::from_utf8(&self.body) {
+            Ok(text) => (Some(text.to_string()), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(&self.body)),
+            ),
         };
-        json!({
-            "provider": self.provider,
-            "dedup_key": self.dedup_key,
-            "reason": self.reason.to_string(),
-            "headers": self.headers,
-            "body": body,
-            "body_encoding": encoding,
-        })
+        DeadLetterRecord {
+            provider: self.provider.map(|p| p.as_str().to_string()),
+            dedup_key: self.dedup_key.clone(),
+            run_id: self.run_id.clone(),
+            reason: self.reason.to_string(),
+            reason_code: self.reason.code().to_string(),
+            attempts: self.attempts,
+            received_at: humantime::format_rfc3339_millis(self.received_at).to_string(),
+            headers: self.headers.clone(),
+            body,
+            body_base64,
+        }
+    }
+
+    /// The letter as one JSON object ([`DeadLetter::record`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.record()).unwrap_or_default()
     }
 }
 
-/// Headers whose values are credentials and are never written to a dead letter.
+/// A dead letter as stored and listed: JSON-friendly, with the reason as text. The body is
+/// `body` (the raw bytes as text) when it is UTF-8, else `body_base64`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetterRecord {
+    /// The provider's name (`skyvern`, ...), when known.
+    pub provider: Option<String>,
+    /// The de-duplication key, when known.
+    pub dedup_key: Option<String>,
+    /// The run id, when known.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Why it was set aside, for a person.
+    pub reason: String,
+    /// Why it was set aside, for a program ([`DeadLetterReason::code`]).
+    #[serde(default)]
+    pub reason_code: String,
+    /// Handler attempts made.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the delivery was received (RFC 3339, UTC).
+    #[serde(default)]
+    pub received_at: String,
+    /// The headers kept (no credentials).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+impl DeadLetterRecord {
+    /// The body's bytes exactly as received.
+    ///
+    /// # Errors
+    /// When neither `body` nor a valid `body_base64` is present.
+    pub fn body_bytes(&self) -> Result<Bytes, std::io::Error> {
+        match (&self.body, &self.body_base64) {
+            (Some(text), _) => Ok(Bytes::from(text.clone().into_bytes())),
+            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map(Bytes::from)
+                .map_err(|e| invalid_data(format!("body_base64: {e}"))),
+            (None, None) => Err(invalid_data("the letter has no body".into())),
+        }
+    }
+
+    /// The provider, when it is one runhook knows.
+    pub fn provider(&self) -> Option<Provider> {
+        self.provider.as_deref().and_then(Provider::from_name)
+    }
+}
+
+fn invalid_data(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+}
+
+/// Headers whose values are credentials and are never written to a dead letter or a stream
+/// entry, whatever the route's scheme (the scheme adds its own header names).
 pub(crate) fn is_credential_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     name == "authorization"
         || name == "cookie"
+        || name == "set-cookie"
         || name == "proxy-authorization"
+        || name.contains("signature")
         || name.contains("token")
         || name.contains("secret")
         || name.contains("api-key")
@@ -82,16 +216,18 @@ pub(crate) fn is_credential_header(name: &str) -> bool {
 
 /// Somewhere to keep dead letters.
 pub trait DeadLetterSink: Send + Sync + 'static {
-    /// Stores `letter`; an error is logged (the delivery has been acknowledged already).
+    /// Stores `letter`. An error means it was not stored: the caller keeps the delivery (its
+    /// claim, its stream entry) and tries again later.
     fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>>;
 }
 
-/// Keeps the most recent dead letters in memory, at most `capacity` of them (the oldest are
-/// dropped first, and counted).
+/// Keeps dead letters in memory, at most `capacity` of them. A full sink refuses new letters
+/// (the deliveries wait with their workers) rather than dropping old ones: take them out with
+/// [`MemoryDeadLetters::take`].
 #[derive(Debug)]
 pub struct MemoryDeadLetters {
     capacity: usize,
-    inner: Mutex<(VecDeque<DeadLetter>, u64)>,
+    letters: Mutex<VecDeque<DeadLetter>>,
 }
 
 impl MemoryDeadLetters {
@@ -99,22 +235,22 @@ impl MemoryDeadLetters {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            inner: Mutex::new((VecDeque::new(), 0)),
+            letters: Mutex::new(VecDeque::new()),
         }
     }
 
     /// A copy of the letters held, oldest first.
     pub fn letters(&self) -> Vec<DeadLetter> {
-        self.lock().0.iter().cloned().collect()
+        self.lock().iter().cloned().collect()
     }
 
-    /// How many letters were dropped to stay within the capacity.
-    pub fn dropped(&self) -> u64 {
-        self.lock().1
+    /// Removes and returns every letter held, oldest first.
+    pub fn take(&self) -> Vec<DeadLetter> {
+        self.lock().drain(..).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<DeadLetter>, u64)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
+        self.letters.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -126,21 +262,26 @@ impl Default for MemoryDeadLetters {
 
 impl DeadLetterSink for MemoryDeadLetters {
     fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
-        let mut inner = self.lock();
-        if inner.0.len() == self.capacity {
-            inner.0.pop_front();
-            inner.1 += 1;
-        }
-        inner.0.push_back(letter);
-        Box::pin(async { Ok(()) })
+        let mut letters = self.lock();
+        let result = if letters.len() >= self.capacity {
+            Err(std::io::Error::other(format!(
+                "the in-memory dead-letter sink is full ({} letters)",
+                self.capacity
+            )))
+        } else {
+            letters.push_back(letter);
+            Ok(())
+        };
+        Box::pin(async move { result })
     }
 }
 
-/// Appends each dead letter to a file as one JSON line ([`DeadLetter::to_json`]).
+/// Appends each dead letter to a file as one JSON line ([`DeadLetterRecord`]), creating it
+/// with mode 0600. Writers and [`redrive_file`](crate::redrive_file) lock the file, so that a
+/// redrive rewriting it never loses a letter appended meanwhile.
 #[derive(Debug)]
 pub struct JsonLinesDeadLetters {
     path: PathBuf,
-    write: tokio::sync::Mutex<()>,
 }
 
 impl JsonLinesDeadLetters {
@@ -148,25 +289,148 @@ impl JsonLinesDeadLetters {
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self {
             path: path.as_ref().to_path_buf(),
-            write: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every letter in the file at `path`, oldest first (an absent file holds none).
+    ///
+    /// # Errors
+    /// I/O errors, and a line that is not a [`DeadLetterRecord`] (with its line number).
+    pub fn read(path: impl AsRef<Path>) -> Result<Vec<DeadLetterRecord>, std::io::Error> {
+        let text = match std::fs::read_to_string(path.as_ref()) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        parse_lines(&text)
+    }
+}
+
+pub(crate) fn parse_lines(text: &str) -> Result<Vec<DeadLetterRecord>, std::io::Error> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|e| invalid_data(format!("line {}: {e}", n + 1)))
+        })
+        .collect()
+}
+
+/// Opens `path` for appending (mode 0600 when created) and locks it exclusively. If a
+/// redrive replaced the file between the open and the lock, opens the new one.
+pub(crate) fn open_locked(path: &Path) -> Result<std::fs::File, std::io::Error> {
+    loop {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        file.lock()?;
+        if same_file(&file, path)? {
+            return Ok(file);
         }
     }
 }
 
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> Result<bool, std::io::Error> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (open, named) = (file.metadata()?, std::fs::metadata(path));
+    Ok(match named {
+        Ok(named) => open.ino() == named.ino() && open.dev() == named.dev(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    })
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, _path: &Path) -> Result<bool, std::io::Error> {
+    Ok(true)
+}
+
 impl DeadLetterSink for JsonLinesDeadLetters {
     fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
+        let path = self.path.clone();
         Box::pin(async move {
-            use tokio::io::AsyncWriteExt as _;
-            let mut line = serde_json::to_vec(&letter.to_json()).map_err(std::io::Error::other)?;
+            let mut line = serde_json::to_vec(&letter.record()).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            let _one_writer = self.write.lock().await;
-            let mut file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
-            file.write_all(&line).await?;
-            file.flush().await
+            tokio::task::spawn_blocking(move || {
+                let mut file = open_locked(&path)?;
+                file.write_all(&line)?;
+                file.sync_data()
+            })
+            .await
+            .map_err(std::io::Error::other)?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(body: &[u8]) -> DeadLetter {
+        DeadLetter {
+            provider: Some(Provider::TinyFish),
+            dedup_key: Some("tinyfish:r1".into()),
+            run_id: Some("r1".into()),
+            reason: DeadLetterReason::HandlerFailed {
+                attempts: 3,
+                last_error: "boom".into(),
+            },
+            attempts: 3,
+            received_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_500),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_text_and_binary_bodies() {
+        for body in [&b"{\"run_id\":\"r1\"}"[..], &[0xff, 0x00, 0x80][..]] {
+            let record = letter(body).record();
+            assert_eq!(record.body.is_some(), std::str::from_utf8(body).is_ok());
+            assert_eq!(record.received_at, "1970-01-01T00:00:01.500Z");
+            assert_eq!(record.reason_code, "handler_failed");
+            let line = serde_json::to_string(&record).unwrap();
+            let back: DeadLetterRecord = serde_json::from_str(&line).unwrap();
+            assert_eq!(back.body_bytes().unwrap(), body);
+            assert_eq!(back.provider(), Some(Provider::TinyFish));
+        }
+    }
+
+    #[test]
+    fn a_full_memory_sink_refuses_rather_than_drops() {
+        let sink = MemoryDeadLetters::new(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            sink.put(letter(b"a")).await.unwrap();
+            assert!(sink.put(letter(b"b")).await.is_err());
+            assert_eq!(sink.letters()[0].body, &b"a"[..]);
+            assert_eq!(sink.take().len(), 1);
+            sink.put(letter(b"c")).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn credential_headers_are_recognised() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "Set-Cookie",
+            "x-skyvern-signature",
+            "webhook-signature",
+            "x-api-key",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        assert!(!is_credential_header("content-type"));
     }
 }

@@ -2,19 +2,35 @@
 //! a Redis stream shared by every instance. One small enum, so that the receiver's code does
 //! not care which.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::dispatch::{Dispatcher, Job, Refused};
+use runhook_core::payload::Provider;
+
+use crate::memory_queue::{MemoryQueue, Refused};
+use crate::receiver::ShutdownReport;
 #[cfg(feature = "redis")]
 use crate::stream::StreamWorkers;
+use crate::worker::Job;
 
 /// The hand-off of one receiver, with its workers.
 pub(crate) enum HandOff {
     /// A bounded tokio channel and a pool of tasks of this process.
-    Memory(Dispatcher),
+    Memory(MemoryQueue),
     /// A Redis stream read by a consumer group (feature `redis`).
     #[cfg(feature = "redis")]
     Stream(StreamWorkers),
+}
+
+/// A duplicate of a run in flight, to be made as durable as the run before it is answered
+/// 200. It carries no claim token: it never holds the run.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Duplicate<'a> {
+    pub provider: Provider,
+    pub key: &'a str,
+    pub run_id: &'a str,
+    pub received_at: SystemTime,
+    pub body: &'a [u8],
+    pub headers: &'a [(String, String)],
 }
 
 impl HandOff {
@@ -22,7 +38,7 @@ impl HandOff {
     /// gives the job back so that its claim can be released.
     pub async fn send(&self, job: Job) -> Result<(), (Refused, Job)> {
         match self {
-            HandOff::Memory(dispatcher) => dispatcher.try_send(job),
+            HandOff::Memory(queue) => queue.try_send(job),
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.send(job).await,
         }
@@ -33,14 +49,17 @@ impl HandOff {
     /// this process, and so does the store's claim). The stream appends the duplicate without
     /// a token: if the instance holding the run died before its own `XADD`, the claim lapses
     /// and this entry wins it, so the run is not lost.
-    pub async fn guard_in_flight_duplicate(&self, job: Job) -> Result<(), Refused> {
+    pub async fn guard_in_flight_duplicate(
+        &self,
+        duplicate: Duplicate<'_>,
+    ) -> Result<(), Refused> {
         match self {
             HandOff::Memory(_) => {
-                drop(job);
+                let _ = duplicate;
                 Ok(())
             }
             #[cfg(feature = "redis")]
-            HandOff::Stream(stream) => stream.send_tokenless(job).await,
+            HandOff::Stream(stream) => stream.send_duplicate(duplicate).await,
         }
     }
 
@@ -58,17 +77,17 @@ impl HandOff {
     /// reader every few seconds).
     pub fn depth(&self) -> u64 {
         match self {
-            HandOff::Memory(dispatcher) => dispatcher.depth() as u64,
+            HandOff::Memory(queue) => queue.depth() as u64,
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.depth(),
         }
     }
 
-    /// Stops taking jobs, lets the workers finish until `deadline`, and returns the keys of
-    /// the runs not processed (their claims released).
-    pub async fn shutdown(&self, deadline: Duration) -> Vec<String> {
+    /// Stops taking jobs, lets the workers finish until `deadline`, and reports what was not
+    /// processed (dead-lettered, or left pending in the stream).
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         match self {
-            HandOff::Memory(dispatcher) => dispatcher.shutdown(deadline).await,
+            HandOff::Memory(queue) => queue.shutdown(deadline).await,
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.shutdown(deadline).await,
         }

@@ -25,21 +25,28 @@ pub use runhook_core::*;
 pub use runhook_store as store;
 
 mod dead_letter;
-mod dispatch;
 mod handler;
 mod handoff;
+mod memory_queue;
 mod receiver;
+mod redrive;
+mod stats;
+mod worker;
 #[cfg(feature = "redis")]
 pub mod stream;
 
 pub use dead_letter::{
-    DeadLetter, DeadLetterReason, DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters,
+    DeadLetter, DeadLetterReason, DeadLetterRecord, DeadLetterSink, JsonLinesDeadLetters,
+    MemoryDeadLetters,
 };
-pub use dispatch::{RetryPolicy, Stats};
+pub use redrive::{redrive_file, RedriveReport};
+pub use stats::Stats;
+pub use worker::RetryPolicy;
 pub use handler::{BoxFuture, Handler, HandlerError};
 pub use receiver::{
     BuildError, ClaimedEvent, KeyResolver, Outcome, OutcomeKind, Receiver, ReceiverBuilder,
-    ShutdownReport, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT,
+    ShutdownReport, Unavailable, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_QUEUE_CAPACITY,
 };
 
 #[cfg(feature = "redis")]

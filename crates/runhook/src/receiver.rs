@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -15,9 +15,11 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreErro
 use crate::dead_letter::{
     is_credential_header, DeadLetter, DeadLetterReason, DeadLetterSink, MemoryDeadLetters,
 };
-use crate::dispatch::{Counters, Dispatcher, Job, Refused, RetryPolicy, Stats, WorkerContext};
 use crate::handler::{BoxFuture, Handler, HandlerError};
-use crate::handoff::HandOff;
+use crate::handoff::{Duplicate, HandOff};
+use crate::memory_queue::{MemoryQueue, Refused};
+use crate::stats::{Counters, Stats};
+use crate::worker::{Job, RetryPolicy, WorkerContext};
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
 
@@ -28,6 +30,16 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// says otherwise: 10 s, the senders' own timeout (WebRun's is 30 s: raise it for WebRun
 /// routes). A sender still sending by then has given up on its side anyway.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a claim is held unless [`ReceiverBuilder::lease`] says otherwise: 30 s, renewed
+/// every 10 s while a handler runs or backs off. It bounds how long a crashed instance's runs
+/// wait before another instance takes them over (see [`ReceiverBuilder::lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How many acknowledged deliveries may wait unless [`ReceiverBuilder::queue_capacity`] says
+/// otherwise: 1024 in the in-process queue; a Redis stream's default is
+/// [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 /// Chooses the scheme for one delivery when one endpoint serves many accounts (secrets picked
 /// by a path segment, or by the account id in the body).
@@ -88,15 +100,49 @@ pub enum OutcomeKind {
         /// The read timeout.
         after: Duration,
     },
-    /// Genuine but not the provider's payload: kept whole in the dead-letter sink.
+    /// Genuine but not the provider's payload: kept whole in the dead-letter sink (202).
     Unparseable(PayloadError),
-    /// The store, the key resolver or the queue cannot take the delivery now.
-    Unavailable(String),
+    /// Genuine, but its run id cannot be a de-duplication key (the store refuses it): kept
+    /// whole in the dead-letter sink (202).
+    UnusableKey(StoreError),
+    /// The store, the key resolver, the queue or the dead-letter sink cannot take the
+    /// delivery now (503 with `Retry-After`).
+    Unavailable(Unavailable),
+    /// The receiver's store is misconfigured (500); the error is logged.
+    Misconfigured(StoreError),
     /// The receiver is shutting down.
     ShuttingDown,
     /// [`Receiver::receive`] was called on a receiver built without a handler (one meant for
     /// [`Receiver::claim_event`]).
     NoHandler,
+}
+
+/// Why a delivery was refused for now (503 with `Retry-After`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The queue, or the stream's backlog, is at its capacity.
+    QueueFull,
+    /// The hand-off's backend (Redis) failed or timed out.
+    QueueUnavailable,
+    /// The idempotency store failed, timed out or is full.
+    Store(StoreError),
+    /// The key resolver could not look the keys up.
+    KeyResolver(HandlerError),
+    /// The dead-letter sink refused a genuine but unusable delivery.
+    DeadLetters(std::io::Error),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::QueueFull => f.write_str("queue full"),
+            Unavailable::QueueUnavailable => f.write_str("queue unavailable"),
+            Unavailable::Store(err) => write!(f, "{err}"),
+            Unavailable::KeyResolver(err) => write!(f, "key resolver: {err}"),
+            Unavailable::DeadLetters(err) => write!(f, "dead-letter sink: {err}"),
+        }
+    }
 }
 
 impl Outcome {
@@ -132,7 +178,7 @@ impl Outcome {
         }
     }
 
-    fn unavailable(reason: String, retry_after: Duration) -> Self {
+    fn unavailable(reason: Unavailable, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
@@ -154,7 +200,9 @@ impl Outcome {
                 format!("body not received within {} ms", after.as_millis())
             }
             OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
+            OutcomeKind::UnusableKey(_) => "accepted for review: the run id cannot be used".into(),
             OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
+            OutcomeKind::Misconfigured(_) => "receiver misconfigured".into(),
             OutcomeKind::ShuttingDown => "shutting down, retry later".into(),
             OutcomeKind::NoHandler => "receiver misconfigured".into(),
         }
@@ -166,12 +214,35 @@ impl Outcome {
     }
 }
 
-/// What [`Receiver::shutdown`] could not finish.
+/// What [`Receiver::shutdown`] could not finish before its deadline, by de-duplication key.
+/// Every key's claim was released, so that a retry, a redrive or a takeover can win at once.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ShutdownReport {
-    /// De-duplication keys of deliveries acknowledged but not processed before the deadline.
-    /// Their claims were released where possible, so a retry or replay can succeed.
-    pub not_drained: Vec<String>,
+    /// In-process queue: acknowledged but not processed, and now in the dead letters with
+    /// their bodies (reason `not_drained`).
+    pub dead_lettered: Vec<String>,
+    /// Redis stream: not processed here, and still pending in the stream, where another
+    /// instance takes them over.
+    pub left_pending: Vec<String>,
+    /// In-process queue: not processed, and the dead-letter sink refused them too. These are
+    /// lost unless their senders retry; they are logged at error level.
+    pub lost: Vec<String>,
+}
+
+impl ShutdownReport {
+    /// Whether everything acknowledged was processed before the deadline.
+    pub fn drained(&self) -> bool {
+        self.dead_lettered.is_empty() && self.left_pending.is_empty() && self.lost.is_empty()
+    }
+
+    /// Every key not processed here, whatever became of it.
+    pub fn not_drained(&self) -> Vec<String> {
+        let mut keys = self.dead_lettered.clone();
+        keys.extend(self.left_pending.iter().cloned());
+        keys.extend(self.lost.iter().cloned());
+        keys
+    }
 }
 
 /// One route's receiving pipeline. Cheap to clone (an `Arc` inside).
@@ -205,7 +276,7 @@ pub struct ReceiverBuilder {
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
     body_limit: usize,
     body_read_timeout: Duration,
-    queue_capacity: usize,
+    queue_capacity: Option<usize>,
     workers: usize,
     lease: Duration,
     keep_for: Duration,
@@ -225,6 +296,9 @@ pub enum BuildError {
     /// Not called inside a tokio runtime (the workers are tokio tasks).
     #[error("a receiver must be built inside a tokio runtime")]
     NoRuntime,
+    /// A Redis stream was given to a receiver without a handler: nothing would read it.
+    #[error("a Redis stream hand-off needs a handler: call .handler(...)")]
+    StreamWithoutHandler,
 }
 
 impl Receiver {
@@ -254,9 +328,9 @@ impl Receiver {
             dead_letters: None,
             body_limit: DEFAULT_BODY_LIMIT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-            queue_capacity: 1024,
+            queue_capacity: None,
             workers: 4,
-            lease: Duration::from_secs(300),
+            lease: DEFAULT_LEASE,
             keep_for: Duration::from_secs(7 * 24 * 3600),
             retry: RetryPolicy::default(),
             ack_in_flight_duplicates: None,
@@ -306,23 +380,8 @@ impl Receiver {
 
     /// Counters so far and the current queue depth.
     pub fn stats(&self) -> Stats {
-        let c = &self.inner.counters;
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        Stats {
-            received: get(&c.received),
-            accepted: get(&c.accepted),
-            rejected: get(&c.rejected),
-            rejected_unauthorized: get(&c.rejected_unauthorized),
-            rejected_too_large: get(&c.rejected_too_large),
-            rejected_unparseable: get(&c.rejected_unparseable),
-            rejected_unavailable: get(&c.rejected_unavailable),
-            duplicates: get(&c.duplicates),
-            duplicates_with_other_body: get(&c.duplicates_with_other_body),
-            processed: get(&c.processed),
-            failed_attempts: get(&c.failed_attempts),
-            dead_lettered: get(&c.dead_lettered),
-            queue_depth: self.inner.dispatcher.as_ref().map_or(0, HandOff::depth),
-        }
+        let depth = self.inner.dispatcher.as_ref().map_or(0, HandOff::depth);
+        self.inner.counters.snapshot(depth)
     }
 
     /// Answers one delivery: `headers`, the request `path` and the `body` exactly as
@@ -360,7 +419,9 @@ impl Receiver {
                 let reason = match rejection {
                     OutcomeKind::Unauthorized(_) => &inner.counters.rejected_unauthorized,
                     OutcomeKind::TooLarge { .. } => &inner.counters.rejected_too_large,
-                    OutcomeKind::Unparseable(_) => &inner.counters.rejected_unparseable,
+                    OutcomeKind::Unparseable(_) | OutcomeKind::UnusableKey(_) => {
+                        &inner.counters.rejected_unparseable
+                    }
                     OutcomeKind::Unavailable(_) | OutcomeKind::ShuttingDown => {
                         &inner.counters.rejected_unavailable
                     }
@@ -378,42 +439,37 @@ impl Receiver {
         body: Bytes,
     ) -> Outcome {
         let inner = &*self.inner;
-        let Some(dispatcher) = &inner.dispatcher else {
+        let Some(hand_off) = &inner.dispatcher else {
             tracing::error!("receive() called on a receiver built without a handler");
             return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
         };
+        let received_at = SystemTime::now();
         let (probe, token, body) = match self.admit(headers, path, body.clone()).await {
             Ok(admitted) => admitted,
-            Err(outcome) if dispatcher.is_durable() => {
+            Err(outcome) => {
                 return self
-                    .guard_in_flight_duplicate(dispatcher, headers, body, outcome)
+                    .guard_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
                     .await
             }
-            Err(outcome) => return outcome,
         };
         let job = Job {
             provider: inner.provider,
             key: probe.dedup_key.clone(),
+            run_id: Some(probe.run_id.clone()),
             token,
+            held_since: tokio::time::Instant::now(),
+            received_at,
             body,
-            headers: kept_headers(headers),
+            headers: kept_headers(headers).into(),
         };
-        let outcome = match dispatcher.send(job).await {
+        let outcome = match hand_off.send(job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
             Err((refused, job)) => {
                 // Give the claim back so that the sender's retry can win.
                 if let Err(err) = inner.store.release(&job.key, &job.token).await {
                     tracing::warn!(key = %job.key, error = %err, "could not release a claim after a refused hand-off");
                 }
-                match refused {
-                    Refused::Full => {
-                        Outcome::unavailable("queue full".into(), Duration::from_secs(2))
-                    }
-                    Refused::Closed => Outcome::shutting_down(),
-                    Refused::Unavailable => {
-                        Outcome::unavailable("queue unavailable".into(), Duration::from_secs(2))
-                    }
-                }
+                refused_outcome(refused)
             }
         };
         with_probe(outcome, probe)
@@ -422,11 +478,13 @@ impl Receiver {
     /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
     /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
     /// holding the run may die before its own hand-off. If that fails, the answer is 503.
+    /// Any other outcome is returned as it is.
     async fn guard_in_flight_duplicate(
         &self,
         hand_off: &HandOff,
         headers: &(dyn HeaderLookup + Sync),
         body: Bytes,
+        received_at: SystemTime,
         outcome: Outcome,
     ) -> Outcome {
         let acked_in_flight = outcome.status == StatusCode::OK
@@ -437,28 +495,24 @@ impl Receiver {
                     ..
                 }
             );
-        let Some(probe) = outcome.probe.clone().filter(|_| acked_in_flight) else {
+        let Some(probe) = outcome
+            .probe
+            .clone()
+            .filter(|_| acked_in_flight && hand_off.is_durable())
+        else {
             return outcome;
         };
-        let job = Job {
+        let duplicate = Duplicate {
             provider: self.inner.provider,
-            key: probe.dedup_key.clone(),
-            // Not used: the duplicate is appended without a token.
-            token: Token::from_bytes([0; 16]),
-            body,
-            headers: kept_headers(headers),
+            key: &probe.dedup_key,
+            run_id: &probe.run_id,
+            received_at,
+            body: &body,
+            headers: &kept_headers(headers),
         };
-        match hand_off.guard_in_flight_duplicate(job).await {
+        match hand_off.guard_in_flight_duplicate(duplicate).await {
             Ok(()) => outcome,
-            Err(Refused::Closed) => with_probe(Outcome::shutting_down(), probe),
-            Err(Refused::Unavailable) => with_probe(
-                Outcome::unavailable("queue unavailable".into(), Duration::from_secs(2)),
-                probe,
-            ),
-            Err(Refused::Full) => with_probe(
-                Outcome::unavailable("queue full".into(), Duration::from_secs(2)),
-                probe,
-            ),
+            Err(refused) => with_probe(refused_outcome(refused), probe),
         }
     }
 
@@ -493,7 +547,7 @@ impl Receiver {
                 Err(err) => {
                     tracing::error!(error = %err, "key resolver failed");
                     return Err(Outcome::unavailable(
-                        format!("key resolver: {err}"),
+                        Unavailable::KeyResolver(err),
                         Duration::from_secs(1),
                     ));
                 }
@@ -515,7 +569,18 @@ impl Receiver {
             .await
         {
             Ok(claim) => claim,
-            Err(err) => return Err(with_probe(store_unavailable(&err), probe)),
+            Err(err @ (StoreError::KeyTooLong { .. } | StoreError::EmptyKey)) => {
+                // Genuine, but its key cannot be stored: a retry cannot cure it, so it is
+                // kept whole and answered 202, never a 4xx.
+                let reason = DeadLetterReason::UnusableKey {
+                    reason: err.to_string(),
+                };
+                let outcome = self
+                    .set_aside(headers, body, Some(&probe), reason, OutcomeKind::UnusableKey(err))
+                    .await;
+                return Err(with_probe(outcome, probe));
+            }
+            Err(err) => return Err(with_probe(store_unavailable(err), probe)),
         };
         let outcome = match claim {
             Claim::Acquired(token) => return Ok((probe, token, body)),
@@ -595,7 +660,7 @@ impl Receiver {
             }),
             Err(err) => {
                 let outcome = self
-                    .unparseable(headers, body, Some(probe.dedup_key.clone()), err)
+                    .unparseable(headers, body, Some(&probe), err)
                     .await;
                 guard.release().await;
                 Err(with_probe(outcome, probe))
@@ -603,39 +668,55 @@ impl Receiver {
         }
     }
 
-    async fn unparseable(
+    /// Keeps a genuine but unusable delivery whole in the dead letters and answers 202 with
+    /// `kind`; 503 if the sink refuses it (the sender's retry brings it back).
+    async fn set_aside(
         &self,
         headers: &(dyn HeaderLookup + Sync),
         body: Bytes,
-        dedup_key: Option<String>,
-        err: PayloadError,
+        probe: Option<&DedupProbe>,
+        reason: DeadLetterReason,
+        kind: OutcomeKind,
     ) -> Outcome {
         let inner = &*self.inner;
-        tracing::warn!(provider = %inner.provider, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
-        Counters::bump(&inner.counters.dead_lettered);
+        tracing::warn!(provider = %inner.provider, %reason, "genuine delivery cannot be processed; dead-lettering it");
         let letter = DeadLetter {
-            provider: inner.provider.as_str(),
-            dedup_key,
-            reason: DeadLetterReason::Unparseable(err.to_string()),
+            provider: Some(inner.provider),
+            dedup_key: probe.map(|p| p.dedup_key.clone()),
+            run_id: probe.map(|p| p.run_id.clone()),
+            reason,
+            attempts: 0,
+            received_at: SystemTime::now(),
             headers: kept_headers(headers),
             body,
         };
         if let Err(io) = inner.dead_letters.put(letter).await {
             tracing::error!(error = %io, "could not write a dead letter");
-            return Outcome::unavailable(format!("dead-letter sink: {io}"), Duration::from_secs(1));
+            return Outcome::unavailable(Unavailable::DeadLetters(io), Duration::from_secs(1));
         }
-        Outcome::new(err.status(), OutcomeKind::Unparseable(err))
+        Counters::bump(&inner.counters.dead_lettered);
+        Outcome::new(StatusCode::ACCEPTED, kind)
+    }
+
+    async fn unparseable(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        body: Bytes,
+        probe: Option<&DedupProbe>,
+        err: PayloadError,
+    ) -> Outcome {
+        let reason = DeadLetterReason::Unparseable(err.clone());
+        self.set_aside(headers, body, probe, reason, OutcomeKind::Unparseable(err))
+            .await
     }
 
     /// Stops accepting (new deliveries get 503), lets the workers drain the queue for at most
     /// `deadline`, and reports what was not processed.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.inner.shutting_down.store(true, Ordering::Release);
-        ShutdownReport {
-            not_drained: match &self.inner.dispatcher {
-                Some(dispatcher) => dispatcher.shutdown(deadline).await,
-                None => Vec::new(),
-            },
+        match &self.inner.dispatcher {
+            Some(hand_off) => hand_off.shutdown(deadline).await,
+            None => ShutdownReport::default(),
         }
     }
 }
@@ -645,13 +726,29 @@ fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {
     outcome
 }
 
-fn store_unavailable(err: &StoreError) -> Outcome {
-    tracing::error!(error = %err, "idempotency store refused a claim");
-    let mut outcome = Outcome::new(err.status(), OutcomeKind::Unavailable(err.to_string()));
-    outcome.retry_after = err.retry_after();
-    outcome
+/// The answer for a refused hand-off: 503 and a `Retry-After`.
+fn refused_outcome(refused: Refused) -> Outcome {
+    match refused {
+        Refused::Full => Outcome::unavailable(Unavailable::QueueFull, Duration::from_secs(2)),
+        Refused::Closed => Outcome::shutting_down(),
+        Refused::Unavailable => {
+            Outcome::unavailable(Unavailable::QueueUnavailable, Duration::from_secs(2))
+        }
+    }
 }
 
+/// The answer for a store error on the claim: 503 with `Retry-After` for what a retry can
+/// cure, 500 for a misconfigured store.
+fn store_unavailable(err: StoreError) -> Outcome {
+    tracing::error!(error = %err, "idempotency store refused a claim");
+    match err.retry_after() {
+        Some(wait) => Outcome::unavailable(Unavailable::Store(err), wait),
+        None => Outcome::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            OutcomeKind::Misconfigured(err),
+        ),
+    }
+}
 /// The headers worth keeping with a dead letter: all but credentials.
 fn kept_headers(headers: &dyn HeaderLookup) -> Vec<(String, String)> {
     let mut kept = Vec::new();
@@ -714,10 +811,13 @@ impl ReceiverBuilder {
         self
     }
 
-    /// How many acknowledged deliveries may wait for a worker (default 1024); past that,
-    /// deliveries get 503 with `Retry-After`.
+    /// How many acknowledged deliveries may wait for a worker: the in-process queue's size
+    /// (default [`DEFAULT_QUEUE_CAPACITY`], 1024), or the bound of a Redis stream's backlog
+    /// (default [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY)). Past it,
+    /// deliveries get 503 with `Retry-After` and their claims are released; nothing
+    /// acknowledged is ever dropped to make room.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity;
+        self.queue_capacity = Some(capacity.max(1));
         self
     }
 
@@ -727,8 +827,14 @@ impl ReceiverBuilder {
         self
     }
 
-    /// How long a claim is held before another delivery may take over (default 5 minutes);
-    /// renewed while a handler runs.
+    /// How long a claim is held before another delivery or instance may take the run over
+    /// (default [`DEFAULT_LEASE`], 30 s). It is renewed every third of it while a handler runs
+    /// or backs off, so a long handler keeps its run with any lease; what the lease decides is
+    /// how soon a crashed instance's runs are taken over (with a Redis stream: a little after
+    /// the lease, see [`crate::stream`]). Shorter fails over sooner but renews more often and
+    /// gives a stalled process (a long GC-like pause, a blocked runtime) less time before its
+    /// run is taken over (then the stalled attempt is stopped at its next renewal, never
+    /// counted as processed).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self
@@ -750,11 +856,11 @@ impl ReceiverBuilder {
     /// `redis`): a delivery is answered 200 only once it is in the stream, and any instance
     /// sharing the stream may process it, also after this one crashed (see
     /// [`RedisStreamQueue`]). The workers ([`ReceiverBuilder::workers`]) read the stream;
-    /// [`ReceiverBuilder::queue_capacity`] does not apply (the stream's bound is
-    /// [`RedisStreamQueueBuilder::max_len`](crate::RedisStreamQueueBuilder::max_len)). Unless
+    /// [`ReceiverBuilder::queue_capacity`] bounds its backlog. Unless
     /// [`ReceiverBuilder::dead_letters`] says otherwise, dead letters go to the queue's
     /// dead-letter stream. Use a shared store ([`RedisStore`](crate::store::RedisStore)) with
-    /// it, so that instances see each other's claims. Ignored without a handler.
+    /// it, so that instances see each other's claims. It needs a handler:
+    /// [`ReceiverBuilder::build`] refuses a stream without one.
     #[cfg(feature = "redis")]
     pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
         self.stream = Some(queue);
@@ -785,7 +891,11 @@ impl ReceiverBuilder {
         // Without a handler (extractor style) there is no hand-off: the caller's own handler
         // may still fail, so a duplicate of a run in flight is never acknowledged by default.
         #[cfg(feature = "redis")]
-        let stream = self.stream.filter(|_| self.handler.is_some());
+        if self.stream.is_some() && self.handler.is_none() {
+            return Err(BuildError::StreamWithoutHandler);
+        }
+        #[cfg(feature = "redis")]
+        let stream = self.stream;
         #[cfg(not(feature = "redis"))]
         let stream: Option<std::convert::Infallible> = None;
         let ack_in_flight_duplicates = self
@@ -815,11 +925,19 @@ impl ReceiverBuilder {
             };
             #[cfg(feature = "redis")]
             if let Some(queue) = stream {
-                return HandOff::Stream(StreamWorkers::start(queue, context, self.workers));
+                let capacity = self
+                    .queue_capacity
+                    .unwrap_or(crate::stream::DEFAULT_STREAM_CAPACITY);
+                return HandOff::Stream(StreamWorkers::start(
+                    queue,
+                    context,
+                    self.workers,
+                    capacity,
+                ));
             }
-            HandOff::Memory(Dispatcher::start(
+            HandOff::Memory(MemoryQueue::start(
                 context,
-                self.queue_capacity,
+                self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
                 self.workers,
             ))
         });

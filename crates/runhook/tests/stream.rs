@@ -292,8 +292,7 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
     assert!(receiver
         .shutdown(Duration::from_secs(5))
         .await
-        .not_drained
-        .is_empty());
+        .drained());
     env.cleanup().await;
 }
 
@@ -576,34 +575,88 @@ async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
 }
 
 #[tokio::test]
-async fn the_stream_stays_within_its_approximate_max_len() {
+async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
     require_redis!();
-    let env = Env::new("maxlen").await;
-    let max_len = 50;
-    let queue = env.queue(|q| q.max_len(max_len)).await;
+    let env = Env::new("backpressure").await;
+    let capacity = 20;
+    let queue = env.queue(|q| q).await;
     let calls = Calls::default();
-    // The one worker never finishes: every delivery stays in the stream.
+    // The one worker waits at the gate: every delivery stays in the stream meanwhile.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let receiver = env
         .receiver(
             queue,
             Duration::from_secs(30),
-            recording(&calls, Some(gate)),
+            recording(&calls, Some(gate.clone())),
         )
         .workers(1)
+        .queue_capacity(capacity)
         .build()
         .unwrap();
-    let sent = 600;
-    let mut longest = 0;
-    for i in 0..sent {
-        let (headers, body) = signed(&unique(&format!("run{i}")));
-        assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
-        longest = longest.max(env.xlen(&env.stream).await);
+    let mut acked = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..100 {
+        let run = unique(&format!("run{i}"));
+        let (headers, body) = signed(&run);
+        let outcome = receiver.receive(&headers, "/h", body).await;
+        match outcome.status.as_u16() {
+            200 => acked.push(run),
+            503 => {
+                assert!(outcome.retry_after.is_some(), "503 without Retry-After");
+                refused.push(run);
+            }
+            other => panic!("unexpected status {other}"),
+        }
+        assert!(env.xlen(&env.stream).await <= capacity);
     }
-    // `MAXLEN ~` trims whole radix-tree nodes (stream-node-max-entries, 100 by default): the
-    // stream may exceed max_len by up to one node, never grow with the deliveries.
-    assert!(longest <= max_len + 100, "the stream grew to {longest}");
-    assert!(env.xlen(&env.stream).await >= max_len);
+    // At most the capacity (plus the one the worker took and holds) were acknowledged.
+    assert!(acked.len() <= capacity + 1, "acked {}", acked.len());
+    assert!(acked.len() >= capacity, "acked {}", acked.len());
+    assert_eq!(acked.len() + refused.len(), 100);
+    // A refused delivery's claim was released: its retry can win.
+    let claim = env
+        .store
+        .claim(&format!("skyvern:{}", refused[0]), Duration::from_secs(1), fp(&refused[0]))
+        .await
+        .unwrap();
+    assert!(claim.is_acquired(), "{claim:?}");
+    env.store
+        .release(&format!("skyvern:{}", refused[0]), &claim.token().unwrap())
+        .await
+        .unwrap();
+    // Open the gate: every acknowledged run is processed, none lost to trimming.
+    gate.add_permits(10_000);
+    eventually(
+        "every acknowledged run processed",
+        Duration::from_secs(20),
+        async || calls.lock().unwrap().len() == acked.len() && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    // The senders retry the refused ones: each is processed once.
+    for run in &refused {
+        let (headers, body) = signed(run);
+        let mut status = 503;
+        for _ in 0..50 {
+            status = receiver.receive(&headers, "/h", body.clone()).await.status.as_u16();
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, 200, "retry of {run}");
+    }
+    eventually(
+        "every retried run processed",
+        Duration::from_secs(20),
+        async || calls.lock().unwrap().len() == acked.len() + refused.len(),
+    )
+    .await;
+    let mut seen = calls.lock().unwrap().clone();
+    seen.sort();
+    let mut expected: Vec<String> = acked.iter().chain(&refused).cloned().collect();
+    expected.sort();
+    assert_eq!(seen, expected, "each run processed exactly once");
+    receiver.shutdown(Duration::from_secs(5)).await;
     env.cleanup().await;
 }
 
@@ -633,7 +686,8 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     )
     .await;
     let report = first.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(report.not_drained, vec![format!("skyvern:{run}")]);
+    assert_eq!(report.left_pending, vec![format!("skyvern:{run}")]);
+    assert!(report.dead_lettered.is_empty() && report.lost.is_empty());
     // The claim was released, the entry stays pending.
     assert_eq!(env.pending().await, 1);
 

@@ -148,7 +148,7 @@ async fn demo() -> Result<bool, String> {
         .map_err(|e| format!("server: {e}"))?;
     let undrained: Vec<String> = reports
         .into_iter()
-        .flat_map(|(_, report)| report.not_drained)
+        .flat_map(|(_, report)| report.not_drained())
         .collect();
 
     let calls = calls.snapshot();
@@ -183,7 +183,7 @@ fn demo_routes(calls: Calls) -> Result<Arc<[ServedRoute]>, String> {
         }),
         dead_letters: Arc::new(MemoryDeadLetters::default()),
         workers: 2,
-        queue_capacity: 64,
+        queue_capacity: Some(64),
         retry: RetryPolicy::default(),
     };
     let mut proxied = RouteSpec::new("/webhooks/skyvern-behind-proxy", Provider::Skyvern, vec![]);

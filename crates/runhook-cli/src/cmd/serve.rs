@@ -65,9 +65,25 @@ pub struct ServeArgs {
     #[arg(long, value_enum, value_name = "QUEUE")]
     queue: Option<QueueKind>,
     /// How long a claim is held before another worker or instance may take the run over, in
-    /// seconds; renewed while a handler runs [default: 300, or the config file's `lease_secs`].
+    /// seconds; renewed every third of it while a handler runs. A crashed instance's runs are
+    /// taken over a little after it [default: 30, or the config file's `lease_secs`].
     #[arg(long, value_name = "SECS")]
     lease_secs: Option<u64>,
+    /// The namespace of every Redis key this deployment uses (`<prefix>:idem:…` for claims,
+    /// `<prefix>:stream:<path>` for streams): give staging and production sharing one Redis
+    /// different ones [default: runhook, or the config file's `redis_prefix`].
+    #[arg(long, value_name = "PREFIX")]
+    redis_prefix: Option<String>,
+    /// Acknowledged deliveries that may wait per route before new ones get 503 with
+    /// Retry-After [default: 1024 in memory, 10000 in a Redis stream, or the config file's
+    /// `queue_capacity`].
+    #[arg(long, value_name = "N")]
+    queue_capacity: Option<usize>,
+    /// With --queue redis-stream: how many times one entry may be handed to workers (its
+    /// process dying each time) before it is dead-lettered as poison [default: 5, or the
+    /// config file's `max_deliveries`].
+    #[arg(long, value_name = "N")]
+    max_deliveries: Option<u64>,
     /// Append each processed event as a JSON line to this file.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
@@ -156,6 +172,15 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
     if let Some(secs) = args.lease_secs {
         config.lease_secs = secs;
     }
+    if let Some(prefix) = &args.redis_prefix {
+        config.redis_prefix.clone_from(prefix);
+    }
+    if let Some(capacity) = args.queue_capacity {
+        config.queue_capacity = Some(capacity);
+    }
+    if let Some(deliveries) = args.max_deliveries {
+        config.max_deliveries = deliveries;
+    }
     if let Some(path) = &args.dead_letters {
         config.dead_letters = Some(path.clone());
     }
@@ -212,10 +237,16 @@ async fn serve(config: ServeConfig) -> ExitCode {
         };
     let mut drained = true;
     for (route, report) in reports {
-        if !report.not_drained.is_empty() {
-            drained = false;
-            tracing::error!(route = %route, not_drained = ?report.not_drained, "stopped with events not processed; their claims were released so a retry or replay can succeed");
+        if !report.dead_lettered.is_empty() {
+            tracing::warn!(route = %route, dead_lettered = ?report.dead_lettered, "stopped before processing these; they are in the dead letters with their bodies (runhook dead-letters redrive)");
         }
+        if !report.left_pending.is_empty() {
+            tracing::warn!(route = %route, left_pending = ?report.left_pending, "stopped before processing these; they stay pending in the stream for another instance");
+        }
+        if !report.lost.is_empty() {
+            tracing::error!(route = %route, lost = ?report.lost, "stopped before processing these, and the dead-letter sink refused them: lost unless their senders retry");
+        }
+        drained &= report.drained();
     }
     tracing::info!("stopped");
     if drained {

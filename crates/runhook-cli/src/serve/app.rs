@@ -37,8 +37,8 @@ pub struct Shared {
     pub dead_letters: Arc<dyn DeadLetterSink>,
     /// Background workers per route.
     pub workers: usize,
-    /// Queue capacity per route.
-    pub queue_capacity: usize,
+    /// Queue capacity per route (`None`: the SDK's default for the hand-off).
+    pub queue_capacity: Option<usize>,
     /// How failed handler attempts are retried.
     pub retry: RetryPolicy,
 }
@@ -61,7 +61,7 @@ impl Shared {
             }
         };
         Ok(Self {
-            store: open_store(&config.store).await?,
+            store: open_store(&config.store, &config.redis_prefix).await?,
             handler,
             dead_letters,
             workers: config.workers,
@@ -90,7 +90,8 @@ impl Shared {
         let mut builder = self.builder(spec, verifier).lease(setup.lease);
         if let Some(url) = &setup.stream_url {
             let queue = RedisStreamQueue::builder(spec.provider)
-                .stream_key(stream_key(&spec.path))
+                .stream_key(stream_key(&setup.redis_prefix, &spec.path))
+                .max_deliveries(setup.max_deliveries)
                 .connect(url)
                 .await
                 .map_err(|e| format!("{}: cannot use the Redis stream: {e}", spec.path))?;
@@ -105,14 +106,17 @@ impl Shared {
 
     fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> ReceiverBuilder {
         let handler = self.handler.clone();
-        Receiver::builder(spec.provider)
+        let builder = Receiver::builder(spec.provider)
             .verifier(verifier)
             .store(self.store.clone())
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
-            .queue_capacity(self.queue_capacity)
-            .retry(self.retry)
+            .retry(self.retry);
+        match self.queue_capacity {
+            Some(capacity) => builder.queue_capacity(capacity),
+            None => builder,
+        }
     }
 }
 
@@ -136,6 +140,10 @@ pub struct QueueSetup {
     /// Whether dead letters go to a file (`--dead-letters`); otherwise a stream route keeps
     /// them in its dead-letter stream, `<stream>:dead`.
     pub dead_letter_file: bool,
+    /// The namespace of the Redis keys.
+    pub redis_prefix: String,
+    /// Deliveries of one stream entry before it is set aside as poison.
+    pub max_deliveries: u64,
 }
 
 impl QueueSetup {
@@ -148,23 +156,28 @@ impl QueueSetup {
             },
             lease: config.lease(),
             dead_letter_file: config.dead_letters.is_some(),
+            redis_prefix: config.redis_prefix.clone(),
+            max_deliveries: config.max_deliveries,
         }
     }
 }
 
-/// The stream of the route at `path`: `runhook:stream:<path>` (the path as configured, with
+/// The stream of the route at `path`: `<prefix>:stream:<path>` (the path as configured, with
 /// `{secret}` and not the secret itself). Every instance serving the route shares it.
-pub fn stream_key(path: &str) -> String {
-    format!("{}{path}", runhook::stream::DEFAULT_KEY_PREFIX)
+pub fn stream_key(prefix: &str, path: &str) -> String {
+    runhook::stream::stream_key(prefix, path)
 }
 
-/// The store a `--store` value names: `memory`, or a `redis://` (or `rediss://`) URL.
-pub async fn open_store(spec: &str) -> Result<Arc<dyn IdempotencyStore>, String> {
+/// The store a `--store` value names: `memory`, or a `redis://` (or `rediss://`) URL whose
+/// keys are `<prefix>:idem:<dedup key>`.
+pub async fn open_store(spec: &str, prefix: &str) -> Result<Arc<dyn IdempotencyStore>, String> {
     if spec == "memory" {
         return Ok(Arc::new(MemoryStore::new()));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        let store = RedisStore::connect(spec)
+        let store = RedisStore::builder()
+            .prefix(format!("{prefix}:idem:"))
+            .connect(spec)
             .await
             .map_err(|e| format!("cannot use the Redis store: {e}"))?;
         return Ok(Arc::new(store));

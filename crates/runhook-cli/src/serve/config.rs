@@ -29,18 +29,27 @@ pub struct ServeConfig {
     /// Background workers per route.
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// Acknowledged deliveries waiting for a worker, per route, before new ones get 503.
-    #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
+    /// Acknowledged deliveries waiting for a worker, per route, before new ones get 503
+    /// (default: 1024 for the in-process queue, 10 000 for a Redis stream's backlog).
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
     /// Where acknowledged deliveries wait for a worker: `memory` (this process) or
     /// `redis-stream` (a Redis stream per route, shared by every instance; needs a Redis
     /// store).
     #[serde(default)]
     pub queue: QueueKind,
     /// How long a claim is held before another worker or instance may take the run over, in
-    /// seconds (renewed while a handler runs).
+    /// seconds (renewed every third of it while a handler runs).
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// The namespace of every Redis key: `<prefix>:idem:` for claims, `<prefix>:stream:<path>`
+    /// for a route's stream. Deployments sharing one Redis need different ones.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// With a Redis stream: how many times an entry may be handed to workers (each time its
+    /// process died) before it is set aside as poison.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u64,
     /// Where processed events go.
     pub handler: HandlerSpec,
     /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
@@ -71,7 +80,7 @@ pub enum QueueKind {
     /// A bounded queue in this process: fast, lost if the process dies.
     #[default]
     Memory,
-    /// A Redis stream per route (`runhook:stream:<route path>`) read by a consumer group:
+    /// A Redis stream per route (`<redis_prefix>:stream:<route path>`) read by a consumer group:
     /// acknowledged only once in Redis, taken over by another instance after a crash.
     RedisStream,
 }
@@ -163,9 +172,11 @@ impl ServeConfig {
             listen: default_listen(),
             store: default_store(),
             workers: default_workers(),
-            queue_capacity: default_queue_capacity(),
+            queue_capacity: None,
             queue: QueueKind::default(),
             lease_secs: default_lease_secs(),
+            redis_prefix: default_redis_prefix(),
+            max_deliveries: default_max_deliveries(),
             handler,
             dead_letters: None,
             drain_timeout_secs: default_drain_secs(),
@@ -197,8 +208,17 @@ impl ServeConfig {
                 return Err(format!("route path {} is reserved", route.path));
             }
         }
-        if self.workers == 0 || self.queue_capacity == 0 || self.max_attempts == 0 {
-            return Err("workers, queue capacity and attempts must be at least 1".into());
+        if self.workers == 0
+            || self.queue_capacity == Some(0)
+            || self.max_attempts == 0
+            || self.max_deliveries == 0
+        {
+            return Err(
+                "workers, queue capacity, attempts and deliveries must be at least 1".into(),
+            );
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err("the Redis prefix must be non-empty, without spaces".into());
         }
         if self.lease_secs == 0 {
             return Err("the lease must be at least 1 second".into());
@@ -346,12 +366,16 @@ fn default_workers() -> usize {
     4
 }
 
-fn default_queue_capacity() -> usize {
-    1024
+fn default_lease_secs() -> u64 {
+    runhook::DEFAULT_LEASE.as_secs()
 }
 
-fn default_lease_secs() -> u64 {
-    300
+fn default_redis_prefix() -> String {
+    runhook::stream::DEFAULT_NAMESPACE.into()
+}
+
+fn default_max_deliveries() -> u64 {
+    runhook::stream::DEFAULT_MAX_DELIVERIES
 }
 
 fn default_drain_secs() -> u64 {

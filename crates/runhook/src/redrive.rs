@@ -1,0 +1,168 @@
+//! Redrive from a dead-letter file: run a handler on letters again, then rewrite the file
+//! without those that succeeded. (A Redis stream's letters are redriven into the stream
+//! itself: [`RedisStreamQueue::redrive`](crate::RedisStreamQueue::redrive).)
+
+use std::collections::HashSet;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+
+use runhook_core::payload::RunEvent;
+use runhook_store::{Claim, Fingerprint, IdempotencyStore};
+
+use crate::dead_letter::{open_locked, parse_lines, DeadLetterRecord};
+use crate::handler::Handler;
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedriveReport {
+    /// Dedup keys of the letters handed back (processed by the handler, or appended to the
+    /// stream), and removed from the dead letters.
+    pub redriven: Vec<String>,
+    /// Dedup keys of letters whose run was already done: removed without a handler call.
+    pub already_done: Vec<String>,
+    /// Letters kept, each with why (the handler failed again, the run is in flight elsewhere,
+    /// the body is not the provider's payload, ...).
+    pub kept: Vec<(Option<String>, String)>,
+}
+
+/// Runs `handler` on each letter of the dead-letter file at `path` whose dedup key is in
+/// `keys` (every letter when `keys` is empty), and rewrites the file, atomically, without the
+/// letters that succeeded. With a `store`, each run is claimed first, so that a run processed
+/// meanwhile (or in flight elsewhere) is not processed again, and completed after its handler
+/// succeeded.
+///
+/// Letters appended to the file while this runs are kept: the file is locked while it is
+/// read and while it is rewritten (writers take the same lock), and only the lines handled
+/// here are removed.
+///
+/// # Errors
+/// I/O errors on the file, and a line that is not a dead letter.
+pub async fn redrive_file(
+    path: &Path,
+    keys: &[String],
+    handler: Arc<dyn Handler>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+) -> Result<RedriveReport, std::io::Error> {
+    let text = read_locked(path).await?;
+    let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let mut report = RedriveReport::default();
+    let mut done_lines: HashSet<String> = HashSet::new();
+    for (line, record) in text.lines().filter(|l| !l.trim().is_empty()).zip(parse_lines(&text)?) {
+        let key = record.dedup_key.clone();
+        if !wanted.is_empty() && !key.as_deref().is_some_and(|k| wanted.contains(k)) {
+            continue;
+        }
+        match redrive_one(&record, handler.as_ref(), store.as_deref()).await {
+            Ok(Redriven::Processed) => {
+                report.redriven.push(key.unwrap_or_default());
+                done_lines.insert(line.to_string());
+            }
+            Ok(Redriven::AlreadyDone) => {
+                report.already_done.push(key.unwrap_or_default());
+                done_lines.insert(line.to_string());
+            }
+            Err(why) => report.kept.push((key, why)),
+        }
+    }
+    if !done_lines.is_empty() {
+        rewrite_without(path, done_lines).await?;
+    }
+    Ok(report)
+}
+
+enum Redriven {
+    Processed,
+    AlreadyDone,
+}
+
+async fn redrive_one(
+    record: &DeadLetterRecord,
+    handler: &dyn Handler,
+    store: Option<&dyn IdempotencyStore>,
+) -> Result<Redriven, String> {
+    let provider = record
+        .provider()
+        .ok_or_else(|| format!("unknown provider {:?}", record.provider))?;
+    let body = record.body_bytes().map_err(|e| e.to_string())?;
+    let event = RunEvent::parse_summary(provider, body.clone()).map_err(|e| e.to_string())?;
+    let lease = crate::receiver::DEFAULT_LEASE;
+    let token = match store {
+        None => None,
+        Some(store) => match store
+            .claim(&event.dedup_key, lease, Fingerprint::of(&body))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Claim::Acquired(token) => Some(token),
+            Claim::Done { .. } => return Ok(Redriven::AlreadyDone),
+            Claim::InFlight { .. } => return Err("the run is in flight elsewhere".into()),
+        },
+    };
+    let key = event.dedup_key.clone();
+    let outcome = handler.handle(Arc::new(event)).await;
+    if let (Some(store), Some(token)) = (store, token) {
+        let settled = match &outcome {
+            Ok(()) => store
+                .complete(&key, &token, std::time::Duration::from_secs(7 * 24 * 3600))
+                .await,
+            Err(_) => store.release(&key, &token).await,
+        };
+        if let Err(err) = settled {
+            tracing::warn!(%key, error = %err, "could not settle the claim of a redriven letter");
+        }
+    }
+    outcome.map(|()| Redriven::Processed).map_err(|e| e.to_string())
+}
+
+async fn read_locked(path: &Path) -> Result<String, std::io::Error> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = open_locked(&path)?;
+        let mut text = String::new();
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Rewrites `path` without the lines in `remove` (each removed once), under the writers'
+/// lock: the current content is read again, filtered, written to a temporary file beside it
+/// with mode 0600, synced, and renamed over it.
+async fn rewrite_without(path: &Path, remove: HashSet<String>) -> Result<(), std::io::Error> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = open_locked(&path)?;
+        let mut text = String::new();
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.read_to_string(&mut text)?;
+        let mut remove = remove;
+        let mut kept = String::with_capacity(text.len());
+        for line in text.lines() {
+            if !remove.remove(line) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        let mut temp_name = path.as_os_str().to_owned();
+        temp_name.push(".redrive-tmp");
+        let temp = std::path::PathBuf::from(temp_name);
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).write(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = options.open(&temp)?;
+        out.write_all(kept.as_bytes())?;
+        out.sync_all()?;
+        std::fs::rename(&temp, &path)?;
+        // `file` (the old inode) stays locked until here: a writer waiting for the lock then
+        // finds the name points elsewhere and opens the new file.
+        drop(file);
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}

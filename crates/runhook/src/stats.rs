@@ -1,0 +1,95 @@
+//! What a receiver counts: one set of atomic counters per receiver, bumped where each thing
+//! happens, and the snapshot ([`Stats`]) that metrics and tests read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of what the receiver did, for metrics and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub rejected_unauthorized: AtomicU64,
+    pub rejected_too_large: AtomicU64,
+    pub rejected_unparseable: AtomicU64,
+    pub rejected_unavailable: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub duplicates_with_other_body: AtomicU64,
+    pub processed: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub dead_letter_write_failures: AtomicU64,
+    pub lost_leases: AtomicU64,
+    pub poison: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot, with the hand-off's current depth.
+    pub(crate) fn snapshot(&self, queue_depth: u64) -> Stats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            received: get(&self.received),
+            accepted: get(&self.accepted),
+            rejected: get(&self.rejected),
+            rejected_unauthorized: get(&self.rejected_unauthorized),
+            rejected_too_large: get(&self.rejected_too_large),
+            rejected_unparseable: get(&self.rejected_unparseable),
+            rejected_unavailable: get(&self.rejected_unavailable),
+            duplicates: get(&self.duplicates),
+            duplicates_with_other_body: get(&self.duplicates_with_other_body),
+            processed: get(&self.processed),
+            failed_attempts: get(&self.failed_attempts),
+            dead_lettered: get(&self.dead_lettered),
+            dead_letter_write_failures: get(&self.dead_letter_write_failures),
+            lost_leases: get(&self.lost_leases),
+            poison: get(&self.poison),
+            queue_depth,
+        }
+    }
+}
+
+/// A counters snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Deliveries received.
+    pub received: u64,
+    /// Deliveries acknowledged and handed off.
+    pub accepted: u64,
+    /// Deliveries rejected, for any reason (the sum of the `rejected_*` counts and
+    /// misconfiguration).
+    pub rejected: u64,
+    /// Rejected as not genuine (401).
+    pub rejected_unauthorized: u64,
+    /// Rejected for a body over the limit (413).
+    pub rejected_too_large: u64,
+    /// Genuine but unusable (not the provider's payload, or a run id that cannot be a key):
+    /// dead-lettered and answered 202.
+    pub rejected_unparseable: u64,
+    /// Refused for now (503): store, resolver or queue unavailable, queue full, or shutting
+    /// down.
+    pub rejected_unavailable: u64,
+    /// Genuine duplicates.
+    pub duplicates: u64,
+    /// Duplicates whose body differs from the first.
+    pub duplicates_with_other_body: u64,
+    /// Handler runs that succeeded, with the run recorded as done.
+    pub processed: u64,
+    /// Handler attempts that failed.
+    pub failed_attempts: u64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: u64,
+    /// Dead-letter writes that failed (the delivery was kept and the write tried again).
+    pub dead_letter_write_failures: u64,
+    /// Attempts stopped because their claim was lost (a renewal or the completion found
+    /// another holder, or renewals failed for a whole lease): never counted as processed.
+    pub lost_leases: u64,
+    /// Stream entries set aside as poison (handed to workers too many times).
+    pub poison: u64,
+    /// Deliveries waiting in the queue now. For a Redis stream: the stream's backlog
+    /// (entries not yet processed, by every instance), read every 2 s, best effort.
+    pub queue_depth: u64,
+}

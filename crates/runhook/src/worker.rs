@@ -1,0 +1,414 @@
+//! The worker core that both hand-offs share: one claimed job at a time, handler attempts with
+//! retries and backoff while the claim is held, then `complete`, or a dead letter and
+//! `release`. A lost claim stops the attempt; a dead-letter sink that fails keeps the job.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rand::RngExt as _;
+use runhook_core::payload::{Provider, RunEvent};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use tokio::time::Instant;
+
+use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use crate::handler::{BoxFuture, Handler};
+use crate::stats::Counters;
+
+/// How failed handler attempts are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub initial_backoff: Duration,
+    /// The longest delay between attempts.
+    pub max_backoff: Duration,
+    /// How long one attempt may run before it counts as failed.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, 1 s doubling to at most 60 s, with 5 minutes per attempt.
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt number `attempt` (1-based): exponential, capped, with
+    /// jitter (a random point in the upper half) so that retries of many runs spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_backoff);
+        let half = full / 2;
+        half + full
+            .saturating_sub(half)
+            .mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Called in the same tick that renews a running job's lease, by the hand-off that needs to
+/// hear that the job is still alive (the Redis stream resets its entry's idle time, so that
+/// the entry is not taken over while its handler runs or backs off).
+pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// One acknowledged delivery, claimed, waiting for or held by a worker.
+#[derive(Clone)]
+pub(crate) struct Job {
+    pub provider: Provider,
+    pub key: String,
+    /// The run id the receive path read (`None` where the key is not a run id).
+    pub run_id: Option<String>,
+    pub token: Token,
+    /// When the claim was taken or last renewed.
+    pub held_since: Instant,
+    pub received_at: SystemTime,
+    pub body: Bytes,
+    pub headers: Arc<[(String, String)]>,
+}
+
+impl Job {
+    pub(crate) fn dead_letter(&self, reason: DeadLetterReason, attempts: u32) -> DeadLetter {
+        DeadLetter {
+            provider: Some(self.provider),
+            dedup_key: Some(self.key.clone()),
+            run_id: self.run_id.clone(),
+            reason,
+            attempts,
+            received_at: self.received_at,
+            headers: self.headers.to_vec(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// How a worker let go of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The handler succeeded and the run is recorded as done (or, when the completion could
+    /// not be recorded, the handler at least succeeded).
+    Processed,
+    /// The job is in the dead letters and its claim released.
+    DeadLettered,
+    /// Someone else holds the run now (its claim lapsed or was taken): the job was stopped
+    /// and nothing was recorded. The hand-off keeps the job for whoever holds the run.
+    LostLease,
+    /// The run was already done, or is held by another delivery of it: nothing to do.
+    NotOurs,
+}
+
+/// The claim was lost while the job waited or ran.
+#[derive(Debug)]
+pub(crate) struct LeaseLost;
+
+/// What the workers share.
+pub(crate) struct WorkerContext {
+    pub store: Arc<dyn IdempotencyStore>,
+    pub handler: Arc<dyn Handler>,
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    pub retry: RetryPolicy,
+    pub lease: Duration,
+    pub keep_for: Duration,
+    pub counters: Arc<Counters>,
+    /// The jobs workers are processing now, with the running handler attempt, so that a
+    /// shutdown past its deadline can stop them and dead-letter or release them.
+    pub busy: Mutex<HashMap<String, Busy>>,
+}
+
+/// A job a worker is processing.
+pub(crate) struct Busy {
+    pub job: Job,
+    attempt: Option<tokio::task::AbortHandle>,
+}
+
+impl WorkerContext {
+    fn busy(&self) -> std::sync::MutexGuard<'_, HashMap<String, Busy>> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the handler attempts still running after the workers were stopped, and returns
+    /// their jobs (with their current tokens).
+    pub fn stop_busy(&self) -> Vec<Job> {
+        self.busy()
+            .drain()
+            .map(|(_, busy)| {
+                if let Some(attempt) = busy.attempt {
+                    attempt.abort();
+                }
+                busy.job
+            })
+            .collect()
+    }
+
+    /// Releases `job`'s claim (best effort), so that a retry, a replay or a takeover wins at
+    /// once.
+    pub async fn release(&self, job: &Job) {
+        if let Err(err) = self.store.release(&job.key, &job.token).await {
+            tracing::warn!(key = %job.key, error = %err, "could not release a claim");
+        }
+    }
+
+    /// Makes sure `job` still holds its run before a worker starts it: a job that waited
+    /// longer than a third of the lease renews its claim, and one whose claim lapsed claims
+    /// the run anew.
+    pub async fn hold(&self, job: &mut Job) -> Result<(), Settled> {
+        if job.held_since.elapsed() < self.lease / 3 {
+            return Ok(());
+        }
+        match self.store.renew(&job.key, &job.token, self.lease).await {
+            Ok(()) => {
+                job.held_since = Instant::now();
+                Ok(())
+            }
+            Err(StoreError::NotHolder) => self.reclaim(job).await,
+            Err(err) => {
+                tracing::warn!(key = %job.key, error = %err, "could not renew the claim of a waiting job; processing it on the claim it has");
+                Ok(())
+            }
+        }
+    }
+
+    /// Claims `job`'s run again after its claim was lost.
+    pub async fn reclaim(&self, job: &mut Job) -> Result<(), Settled> {
+        match self
+            .store
+            .claim(&job.key, self.lease, Fingerprint::of(&job.body))
+            .await
+        {
+            Ok(Claim::Acquired(token)) => {
+                job.token = token;
+                job.held_since = Instant::now();
+                Ok(())
+            }
+            Ok(Claim::Done { .. }) | Ok(Claim::InFlight { .. }) => Err(Settled::NotOurs),
+            Err(err) => {
+                tracing::warn!(key = %job.key, error = %err, "could not claim the run again");
+                Err(Settled::LostLease)
+            }
+        }
+    }
+}
+
+/// Processes one claimed job, whichever hand-off it came from (see the module docs). The job
+/// is listed in `busy` meanwhile, for a shutdown past its deadline.
+pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) -> Settled {
+    let key = job.key.clone();
+    ctx.busy().insert(
+        key.clone(),
+        Busy {
+            job: job.clone(),
+            attempt: None,
+        },
+    );
+    let mut worker = Worker {
+        ctx,
+        job,
+        touch: touch.as_ref(),
+    };
+    let settled = match worker.process().await {
+        Ok(settled) => settled,
+        Err(LeaseLost) => {
+            Counters::bump(&ctx.counters.lost_leases);
+            tracing::warn!(%key, "the claim was lost while the job ran: stopped it, nothing recorded");
+            Settled::LostLease
+        }
+    };
+    ctx.busy().remove(&key);
+    settled
+}
+
+/// Dead-letters a claimed job without running its handler (a poison stream entry), with the
+/// same retries as any dead letter.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) async fn dead_letter_job(
+    ctx: &WorkerContext,
+    job: Job,
+    reason: DeadLetterReason,
+    touch: Option<Touch>,
+) -> Settled {
+    let mut worker = Worker {
+        ctx,
+        job,
+        touch: touch.as_ref(),
+    };
+    match worker.dead_letter(reason, 0).await {
+        Ok(settled) => settled,
+        Err(LeaseLost) => {
+            Counters::bump(&ctx.counters.lost_leases);
+            Settled::LostLease
+        }
+    }
+}
+
+struct Worker<'a> {
+    ctx: &'a WorkerContext,
+    job: Job,
+    touch: Option<&'a Touch>,
+}
+
+impl Worker<'_> {
+    async fn process(&mut self) -> Result<Settled, LeaseLost> {
+        let ctx = self.ctx;
+        // Only the summary now: the typed payload is read if and when the handler asks for it.
+        let event = match RunEvent::parse_summary(self.job.provider, self.job.body.clone()) {
+            Ok(event) => Arc::new(event),
+            Err(err) => {
+                tracing::warn!(key = %self.job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
+                return self
+                    .dead_letter(DeadLetterReason::Unparseable(err), 0)
+                    .await;
+            }
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.attempt(event.clone()).await? {
+                Ok(()) => return self.complete().await,
+                Err(error) => error,
+            };
+            Counters::bump(&ctx.counters.failed_attempts);
+            tracing::warn!(key = %self.job.key, attempt, error = %error, "handler attempt failed");
+            if attempt >= ctx.retry.max_attempts.max(1) {
+                let reason = DeadLetterReason::HandlerFailed {
+                    attempts: attempt,
+                    last_error: error,
+                };
+                return self.dead_letter(reason, attempt).await;
+            }
+            // Keep the claim (and the stream entry) while backing off: a backoff longer than
+            // the lease must not let another worker start the run meanwhile.
+            self.keep_held(tokio::time::sleep(ctx.retry.backoff(attempt)))
+                .await?;
+        }
+    }
+
+    /// Records the run as done. A completion refused because another worker holds the run
+    /// now is a lost lease, never a processed run.
+    async fn complete(&mut self) -> Result<Settled, LeaseLost> {
+        let ctx = self.ctx;
+        let mut tries = 0;
+        loop {
+            match ctx
+                .store
+                .complete(&self.job.key, &self.job.token, ctx.keep_for)
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::NotHolder) => return Err(LeaseLost),
+                Err(err) if err.is_transient() && tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(key = %self.job.key, error = %err, "could not record the run as done; trying again");
+                    self.keep_held(tokio::time::sleep(Duration::from_millis(200) * tries))
+                        .await?;
+                }
+                Err(err) => {
+                    tracing::warn!(key = %self.job.key, error = %err, "processed, but the run could not be recorded as done: a later delivery of it may run again");
+                    break;
+                }
+            }
+        }
+        Counters::bump(&ctx.counters.processed);
+        Ok(Settled::Processed)
+    }
+
+    /// Writes the job's dead letter, trying again (with the claim held) for as long as the
+    /// sink refuses, then releases the claim so that a later delivery of the run can succeed.
+    async fn dead_letter(
+        &mut self,
+        reason: DeadLetterReason,
+        attempts: u32,
+    ) -> Result<Settled, LeaseLost> {
+        let ctx = self.ctx;
+        let letter = self.job.dead_letter(reason, attempts);
+        let mut pause = Duration::from_millis(500);
+        while let Err(err) = ctx.dead_letters.put(letter.clone()).await {
+            Counters::bump(&ctx.counters.dead_letter_write_failures);
+            tracing::error!(key = %self.job.key, error = %err, retry_in_ms = pause.as_millis() as u64, "could not write a dead letter; keeping the delivery and trying again");
+            self.keep_held(tokio::time::sleep(pause)).await?;
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+        Counters::bump(&ctx.counters.dead_lettered);
+        ctx.release(&self.job).await;
+        Ok(Settled::DeadLettered)
+    }
+
+    /// One handler attempt, bounded by the attempt timeout, with a panic counted as a failure,
+    /// and the claim held while it runs. A lost claim stops the attempt.
+    async fn attempt(&mut self, event: Arc<RunEvent>) -> Result<Result<(), String>, LeaseLost> {
+        let ctx = self.ctx;
+        let handler = ctx.handler.clone();
+        let attempt = tokio::spawn(async move { handler.handle(event).await });
+        let abort = attempt.abort_handle();
+        if let Some(busy) = ctx.busy().get_mut(&self.job.key) {
+            busy.attempt = Some(abort.clone());
+        }
+        let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, attempt);
+        let finished = match self.keep_held(bounded).await {
+            Ok(finished) => finished,
+            Err(lost) => {
+                abort.abort();
+                return Err(lost);
+            }
+        };
+        Ok(match finished {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(error.to_string()),
+            Ok(Err(join)) if join.is_panic() => Err("the handler panicked".into()),
+            Ok(Err(join)) => Err(join.to_string()),
+            Err(_elapsed) => {
+                abort.abort();
+                Err(format!(
+                    "the handler did not finish within {:?}",
+                    ctx.retry.attempt_timeout
+                ))
+            }
+        })
+    }
+
+    /// Runs `work` while renewing the job's claim every third of the lease (and calling the
+    /// job's `touch` in the same tick). Gives up with [`LeaseLost`] when a renewal finds
+    /// another holder, or when renewals have failed for a whole lease.
+    async fn keep_held<T>(&mut self, work: impl Future<Output = T>) -> Result<T, LeaseLost> {
+        let ctx = self.ctx;
+        let renew_every = ctx.lease / 3;
+        tokio::pin!(work);
+        let mut next = self.job.held_since + renew_every;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = tokio::time::sleep_until(next) => {
+                    let now = Instant::now();
+                    match ctx.store.renew(&self.job.key, &self.job.token, ctx.lease).await {
+                        Ok(()) => {
+                            self.job.held_since = now;
+                            next = now + renew_every;
+                        }
+                        Err(StoreError::NotHolder) => return Err(LeaseLost),
+                        Err(err) => {
+                            if now.duration_since(self.job.held_since) >= ctx.lease {
+                                return Err(LeaseLost);
+                            }
+                            tracing::warn!(key = %self.job.key, error = %err, "could not renew the claim of a running job");
+                            // Try again soon, not a whole third of the lease later.
+                            next = now + (renew_every / 4).max(Duration::from_millis(10));
+                        }
+                    }
+                    if let Some(touch) = self.touch {
+                        touch().await;
+                    }
+                }
+            }
+        }
+    }
+}
