@@ -821,7 +821,10 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
     // The signature is a credential (it proves possession of the key for this body): never
     // kept with a dead letter.
     assert!(!has_header(first, SIGNATURE, &signature), "{first:?}");
-    assert!(first.headers.iter().all(|(name, _)| name != SIGNATURE), "{first:?}");
+    assert!(
+        first.headers.iter().all(|(name, _)| name != SIGNATURE),
+        "{first:?}"
+    );
 
     let letters = webrun_letters.letters();
     assert_eq!(letters.len(), 1, "{letters:?}");

@@ -289,10 +289,7 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
         assert_eq!(claim, Claim::Done { same_payload: true });
     }
     assert_eq!(receiver.stats().processed, 4);
-    assert!(receiver
-        .shutdown(Duration::from_secs(5))
-        .await
-        .drained());
+    assert!(receiver.shutdown(Duration::from_secs(5)).await.drained());
     env.cleanup().await;
 }
 
@@ -616,7 +613,11 @@ async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
     // A refused delivery's claim was released: its retry can win.
     let claim = env
         .store
-        .claim(&format!("skyvern:{}", refused[0]), Duration::from_secs(1), fp(&refused[0]))
+        .claim(
+            &format!("skyvern:{}", refused[0]),
+            Duration::from_secs(1),
+            fp(&refused[0]),
+        )
         .await
         .unwrap();
     assert!(claim.is_acquired(), "{claim:?}");
@@ -637,7 +638,11 @@ async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
         let (headers, body) = signed(run);
         let mut status = 503;
         for _ in 0..50 {
-            status = receiver.receive(&headers, "/h", body.clone()).await.status.as_u16();
+            status = receiver
+                .receive(&headers, "/h", body.clone())
+                .await
+                .status
+                .as_u16();
             if status == 200 {
                 break;
             }
@@ -709,5 +714,209 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     .await;
     assert!(first_calls.lock().unwrap().is_empty());
     second.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+/// Hands the entry `id` to consumer `name` once more (as a takeover does), raising its
+/// delivery count.
+async fn redeliver_as(env: &Env, name: &str) {
+    let pending: Vec<(String, String, u64, u64)> = env
+        .cmd(
+            redis::cmd("XPENDING")
+                .arg(&env.stream)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await;
+    for (id, _, _, _) in pending {
+        let _: redis::Value = env
+            .cmd(
+                redis::cmd("XCLAIM")
+                    .arg(&env.stream)
+                    .arg(GROUP)
+                    .arg(name)
+                    .arg(0)
+                    .arg(&id),
+            )
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redriven_once() {
+    require_redis!();
+    let env = Env::new("poison").await;
+    let run = unique("poison");
+    let calls = Calls::default();
+    let queue = env
+        .queue(|q| {
+            q.consumer("survivor")
+                .max_deliveries(3)
+                .min_idle(Duration::from_millis(200))
+        })
+        .await;
+    // Another instance's receive path appended it, then three instances died holding it.
+    env.xadd(&run, None).await;
+    env.read_as("crashed-1").await;
+    redeliver_as(&env, "crashed-2").await;
+    redeliver_as(&env, "crashed-3").await;
+    let letters = queue.dead_letters();
+    let receiver = env
+        .receiver(
+            queue.clone(),
+            Duration::from_secs(5),
+            recording(&calls, None),
+        )
+        .build()
+        .unwrap();
+    eventually(
+        "the poison entry is set aside",
+        Duration::from_secs(10),
+        async || receiver.stats().poison == 1 && env.pending().await == 0,
+    )
+    .await;
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "the handler ran a poison run"
+    );
+    let listed = letters.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let record = &listed[0].record;
+    assert_eq!(record.reason_code, "poison");
+    assert_eq!(
+        record.dedup_key.as_deref(),
+        Some(format!("skyvern:{run}").as_str())
+    );
+    assert_eq!(record.body_bytes().unwrap(), body(&run));
+    assert_eq!(env.xlen(&env.stream).await, 0);
+
+    // Redriven into the stream: processed once, under a fresh claim, and gone from the
+    // dead letters.
+    let report = queue.redrive(&[]).await.unwrap();
+    assert_eq!(report.redriven, vec![format!("skyvern:{run}")]);
+    eventually(
+        "the redriven run is processed",
+        Duration::from_secs(10),
+        async || calls.lock().unwrap().len() == 1 && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    assert!(letters.list().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.lock().unwrap().clone(), vec![run.clone()]);
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
+    require_redis!();
+    let env = Env::new("deadfull").await;
+    let queue = env.queue(|q| q.dead_letter_capacity(1)).await;
+    let letters = queue.dead_letters();
+    let failing = |_event: Arc<RunEvent>| async { Err::<(), _>(std::io::Error::other("boom")) };
+    let receiver = env
+        .receiver(queue, Duration::from_secs(5), failing)
+        .workers(2)
+        .build()
+        .unwrap();
+    let (first, second) = (unique("first"), unique("second"));
+    for run in [&first, &second] {
+        let (headers, body) = signed(run);
+        assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+    }
+    // One letter fits; the other delivery is kept (entry pending, claim held) and retried.
+    eventually(
+        "one letter written, the other refused",
+        Duration::from_secs(10),
+        async || {
+            receiver.stats().dead_lettered == 1 && receiver.stats().dead_letter_write_failures >= 1
+        },
+    )
+    .await;
+    assert_eq!(
+        env.xlen(&env.stream).await,
+        1,
+        "the refused one's entry is kept"
+    );
+    let kept = letters.list().await.unwrap();
+    let kept_key = kept[0].record.dedup_key.clone().unwrap();
+    let waiting = if kept_key.ends_with(&first) {
+        &second
+    } else {
+        &first
+    };
+    let claim = env
+        .store
+        .claim(
+            &format!("skyvern:{waiting}"),
+            Duration::from_secs(1),
+            fp(waiting),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !claim.is_acquired(),
+        "the waiting delivery's claim is still held"
+    );
+    // Room again: the kept delivery's letter is written, and its entry goes.
+    letters.remove(&[kept[0].id.clone()]).await.unwrap();
+    eventually(
+        "the second letter written after room was made",
+        Duration::from_secs(15),
+        async || receiver.stats().dead_lettered == 2 && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    let listed = letters.list().await.unwrap();
+    assert_eq!(
+        listed[0].record.dedup_key.as_deref(),
+        Some(format!("skyvern:{waiting}").as_str())
+    );
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed() {
+    require_redis!();
+    let env = Env::new("lostlease").await;
+    let queue = env.queue(|q| q).await;
+    let calls = Calls::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let lease = Duration::from_millis(900);
+    let receiver = env
+        .receiver(queue, lease, recording(&calls, Some(gate.clone())))
+        .build()
+        .unwrap();
+    let run = unique("lost");
+    let (headers, body) = signed(&run);
+    assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+    // While the handler waits, someone else takes the run over (its claim is overwritten).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = format!("{}idem:skyvern:{run}", env.prefix);
+    let _: () = env.cmd(redis::cmd("DEL").arg(&key)).await;
+    let thief = env
+        .store
+        .claim(&format!("skyvern:{run}"), Duration::from_secs(30), fp(&run))
+        .await
+        .unwrap();
+    assert!(thief.is_acquired());
+    eventually(
+        "the renewal finds another holder",
+        Duration::from_secs(5),
+        async || receiver.stats().lost_leases == 1,
+    )
+    .await;
+    gate.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "the stopped attempt went on"
+    );
+    assert_eq!(receiver.stats().processed, 0);
+    // The entry stays pending for whoever holds the run.
+    assert_eq!(env.pending().await, 1);
+    receiver.shutdown(Duration::from_secs(2)).await;
     env.cleanup().await;
 }
