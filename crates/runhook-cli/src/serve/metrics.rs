@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 8] = [
+const FAMILIES: [Family; 11] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -108,6 +108,24 @@ const FAMILIES: [Family; 8] = [
         help: "Deliveries kept in the dead-letter sink.",
         kind: "counter",
         read: |s| s.dead_lettered,
+    },
+    Family {
+        name: "runhook_dead_letter_write_failures_total",
+        help: "Dead-letter writes the sink refused (the delivery was kept and the write retried).",
+        kind: "counter",
+        read: |s| s.dead_letter_write_failures,
+    },
+    Family {
+        name: "runhook_lost_leases_total",
+        help: "Attempts stopped because their claim was lost to another holder (never counted as processed).",
+        kind: "counter",
+        read: |s| s.lost_leases,
+    },
+    Family {
+        name: "runhook_poison_total",
+        help: "Stream entries set aside as poison: handed to workers too many times, their process dying each time.",
+        kind: "counter",
+        read: |s| s.poison,
     },
     Family {
         name: "runhook_queue_depth",
