@@ -31,7 +31,7 @@ enum Command {
     Canonicalize(cmd::canonicalize::CanonicalizeArgs),
     /// Receive webhooks: one route from flags or many from runhook.toml, with /healthz and
     /// /metrics.
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Print the exact request (headers, blank line, body) a sender would make for a payload.
     Sign(cmd::sign::SignArgs),
     /// Deliver bodies to a receiver exactly as a platform does (headers, timeout, retries), or
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         Command::Canonicalize(args) => cmd::canonicalize::run(args),
         Command::Sign(args) => cmd::sign::run(args),
         Command::Send(args) => cmd::send::run(args),
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use runhook_core::payload::Provider;
 
-use crate::memory_queue::{MemoryQueue, Refused};
+use crate::memory_queue::{GivenBack, MemoryQueue, Refused};
 use crate::receiver::ShutdownReport;
 #[cfg(feature = "redis")]
 use crate::stream::StreamWorkers;
@@ -36,7 +36,7 @@ pub(crate) struct Duplicate<'a> {
 impl HandOff {
     /// Hands `job` off; the delivery may be acknowledged once this returned `Ok`. A refusal
     /// gives the job back so that its claim can be released.
-    pub async fn send(&self, job: Job) -> Result<(), (Refused, Job)> {
+    pub async fn send(&self, job: Job) -> Result<(), GivenBack> {
         match self {
             HandOff::Memory(queue) => queue.try_send(job),
             #[cfg(feature = "redis")]

@@ -12,6 +12,10 @@ use crate::dead_letter::DeadLetterReason;
 use crate::receiver::ShutdownReport;
 use crate::worker::{run_job, Job, Settled, WorkerContext};
 
+/// A job the hand-off gave back (boxed: refusals are rare, and the `Ok` path stays small), so
+/// that its claim can be released.
+pub(crate) type GivenBack = Box<(Refused, Job)>;
+
 /// Why a job could not be handed off.
 pub(crate) enum Refused {
     /// The queue (or the stream's backlog) is at its capacity.
@@ -51,18 +55,18 @@ impl MemoryQueue {
     }
 
     /// Queues `job` without waiting; a full or closed queue gives the job back.
-    pub fn try_send(&self, job: Job) -> Result<(), (Refused, Job)> {
+    pub fn try_send(&self, job: Job) -> Result<(), GivenBack> {
         let sender = self
             .sender
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let Some(sender) = sender else {
-            return Err((Refused::Closed, job));
+            return Err(Box::new((Refused::Closed, job)));
         };
         sender.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(job) => (Refused::Full, job),
-            mpsc::error::TrySendError::Closed(job) => (Refused::Closed, job),
+            mpsc::error::TrySendError::Full(job) => Box::new((Refused::Full, job)),
+            mpsc::error::TrySendError::Closed(job) => Box::new((Refused::Closed, job)),
         })
     }
 

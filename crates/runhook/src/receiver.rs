@@ -464,7 +464,8 @@ impl Receiver {
         };
         let outcome = match hand_off.send(job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
-            Err((refused, job)) => {
+            Err(given_back) => {
+                let (refused, job) = *given_back;
                 // Give the claim back so that the sender's retry can win.
                 if let Err(err) = inner.store.release(&job.key, &job.token).await {
                     tracing::warn!(key = %job.key, error = %err, "could not release a claim after a refused hand-off");

@@ -21,7 +21,7 @@ use super::{DEPTH_EVERY, ERROR_PAUSE};
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::handler::BoxFuture;
 use crate::handoff::Duplicate;
-use crate::memory_queue::Refused;
+use crate::memory_queue::{GivenBack, Refused};
 use crate::receiver::ShutdownReport;
 use crate::stats::Counters;
 use crate::worker::{dead_letter_job, run_job, Job, Settled, Touch, WorkerContext};
@@ -101,9 +101,9 @@ impl StreamWorkers {
     }
 
     /// Appends a claimed job; the delivery may be answered 200 once this returned `Ok`.
-    pub async fn send(&self, job: Job) -> Result<(), (Refused, Job)> {
+    pub async fn send(&self, job: Job) -> Result<(), GivenBack> {
         if self.shared.stop.load(Ordering::Acquire) {
-            return Err((Refused::Closed, job));
+            return Err(Box::new((Refused::Closed, job)));
         }
         let entry = NewEntry {
             provider: job.provider,
@@ -116,7 +116,7 @@ impl StreamWorkers {
         };
         match self.append(&entry).await {
             Ok(()) => Ok(()),
-            Err(refused) => Err((refused, job)),
+            Err(refused) => Err(Box::new((refused, job))),
         }
     }
 
