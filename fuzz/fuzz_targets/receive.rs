@@ -228,7 +228,7 @@ fn check(outcome: &Outcome) {
         }
         OutcomeKind::Unauthorized(_) => assert_eq!(status, 401),
         OutcomeKind::TooLarge { .. } => assert_eq!(status, 413),
-        OutcomeKind::Unparseable(_) => assert_eq!(status, 202),
+        OutcomeKind::Unparseable(_) | OutcomeKind::UnusableKey(_) => assert_eq!(status, 202),
         OutcomeKind::Unavailable(_) => assert_eq!(status, 503),
         other => panic!("unexpected outcome {other:?}"),
     }
