@@ -164,6 +164,15 @@ impl Outcome {
     pub fn is_duplicate(&self) -> bool {
         matches!(self.kind, OutcomeKind::Duplicate { .. })
     }
+
+    /// Whether the answer should close the connection: after a body read timeout (a stalled
+    /// sender) or a body over the limit (its rest may not have been read).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            OutcomeKind::BodyTimeout { .. } | OutcomeKind::TooLarge { .. }
+        )
+    }
 }
 
 /// What [`Receiver::shutdown`] could not finish.
