@@ -9,40 +9,18 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web::ServiceConfig;
 use runhook::payload::{Provider, RunEvent};
 use runhook::{Receiver, Secret, SkyvernSignature, DEFAULT_BODY_LIMIT};
+
+#[macro_use]
+#[path = "support/servers.rs"]
+mod servers;
+use servers::{Framework, Server};
 
 const ROUTE: &str = "/webhooks/skyvern";
 /// What runhook drains past the limit (runhook's `body::MAX_DRAIN_BYTES`).
 const DRAIN_BOUND: usize = 8 * 1024 * 1024;
 const MIB: usize = 1024 * 1024;
-
-#[derive(Debug, Clone, Copy)]
-enum Framework {
-    Axum,
-    Actix,
-}
-
-/// A server on 127.0.0.1 stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Stop,
-}
-
-enum Stop {
-    Axum(tokio::task::AbortHandle),
-    Actix(actix_web::dev::ServerHandle),
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        match &self.stop {
-            Stop::Axum(task) => task.abort(),
-            Stop::Actix(handle) => drop(handle.stop(false)),
-        }
-    }
-}
 
 /// A Skyvern receiver with the default limits.
 fn receiver() -> Receiver {
@@ -54,44 +32,7 @@ fn receiver() -> Receiver {
 }
 
 async fn serve(framework: Framework, receiver: Receiver) -> Server {
-    match framework {
-        Framework::Axum => {
-            let app = axum::Router::new().route(ROUTE, runhook::axum::post(receiver));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-            Server {
-                addr,
-                stop: Stop::Axum(task.abort_handle()),
-            }
-        }
-        Framework::Actix => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = actix_web::HttpServer::new(move || {
-                        let receiver = receiver.clone();
-                        actix_web::App::new().configure(move |cfg: &mut ServiceConfig| {
-                            cfg.route(ROUTE, runhook::actix::post(receiver.clone()));
-                        })
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .bind("127.0.0.1:0")
-                    .unwrap();
-                    let addr = server.addrs()[0];
-                    let server = server.run();
-                    tx.send((addr, server.handle())).unwrap();
-                    let _ = server.await;
-                });
-            });
-            let (addr, handle) = rx.recv().unwrap();
-            Server {
-                addr,
-                stop: Stop::Actix(handle),
-            }
-        }
-    }
+    servers::serve(framework, vec![(ROUTE, receiver)]).await
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -262,29 +203,6 @@ async fn endless_body_is_not_read_without_bound(framework: Framework) {
         "refused after {written} bytes only"
     );
     assert_eq!(receiver.stats().rejected_too_large, 1);
-}
-
-macro_rules! per_framework {
-    ($($scenario:ident),* $(,)?) => {
-        mod axum_server {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Framework::Axum).await;
-                }
-            )*
-        }
-        mod actix_server {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(Framework::Actix).await;
-                }
-            )*
-        }
-    };
 }
 
 per_framework!(

@@ -66,6 +66,13 @@ pub trait Verifier: Send + Sync {
     fn has_fallback(&self) -> bool {
         false
     }
+
+    /// The (lowercase) names of the headers that carry this scheme's credential or signature,
+    /// which must not be stored with a delivery (dead letters, queue entries). Empty by
+    /// default.
+    fn credential_headers(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Box<V> {
@@ -80,6 +87,10 @@ impl<V: Verifier + ?Sized> Verifier for Box<V> {
     fn has_fallback(&self) -> bool {
         (**self).has_fallback()
     }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        (**self).credential_headers()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
@@ -93,6 +104,10 @@ impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
 
     fn has_fallback(&self) -> bool {
         (**self).has_fallback()
+    }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        (**self).credential_headers()
     }
 }
 

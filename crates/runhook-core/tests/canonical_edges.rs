@@ -3,8 +3,8 @@
 //! any prefix or corruption of a realistic body.
 
 use runhook_core::canonical::{
-    canonicalize, canonicalize_bounded, canonicalize_into, CanonicalError, PythonException, SyntaxError, MAX_DEPTH,
-    MAX_INT_DIGITS,
+    canonicalize, canonicalize_bounded, canonicalize_into, CanonicalError, PythonException,
+    SyntaxError, MAX_DEPTH, MAX_INT_DIGITS,
 };
 
 const RUN: &[u8] = include_bytes!("../../../testdata/skyvern-run-pretty.json");
@@ -304,7 +304,10 @@ fn bounded_canonicalization_stops_at_the_bound() {
         CanonicalError::OutputTooLong { max: bound, offset } => {
             assert_eq!(bound, max);
             // It stopped near where the output passed the bound, not at the end.
-            assert!(offset < 6 * (max / 309 + 2), "stopped at input byte {offset}");
+            assert!(
+                offset < 6 * (max / 309 + 2),
+                "stopped at input byte {offset}"
+            );
         }
         other => panic!("expected OutputTooLong, got {other:?}"),
     }
@@ -312,7 +315,10 @@ fn bounded_canonicalization_stops_at_the_bound() {
 
     // Within the bound, and exactly at it: the same bytes as unbounded.
     let canonical = canonicalize(RUN).unwrap();
-    assert_eq!(canonicalize_bounded(RUN, canonical.len()).unwrap(), canonical);
+    assert_eq!(
+        canonicalize_bounded(RUN, canonical.len()).unwrap(),
+        canonical
+    );
     assert!(matches!(
         canonicalize_bounded(RUN, canonical.len() - 1),
         Err(CanonicalError::OutputTooLong { .. })

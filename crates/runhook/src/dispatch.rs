@@ -71,6 +71,9 @@ pub(crate) struct Job {
     pub token: Token,
     pub body: Bytes,
     pub headers: Vec<(String, String)>,
+    /// The canonical bytes that were signed, when the body matched only in canonical form
+    /// (boxed: rare, and it keeps a refused hand-off's `Err` small).
+    pub signed_body: Option<Box<Bytes>>,
 }
 
 /// Counters of what the receiver did, for metrics and tests.
@@ -100,6 +103,8 @@ pub struct Counters {
     pub failed_attempts: AtomicU64,
     /// Deliveries sent to the dead-letter sink.
     pub dead_lettered: AtomicU64,
+    /// Deliveries whose signature matched only the body's canonical form.
+    pub canonical_fallback_matches: AtomicU64,
 }
 
 /// A counters snapshot.
@@ -130,6 +135,9 @@ pub struct Stats {
     pub failed_attempts: u64,
     /// Deliveries dead-lettered.
     pub dead_lettered: u64,
+    /// Deliveries whose signature matched only the body's canonical form (a proxy or framework
+    /// re-serialized them; see `SkyvernSignature::with_canonical_fallback`).
+    pub canonical_fallback_matches: u64,
     /// Deliveries waiting in the queue now. For a Redis stream: the consumer group's backlog
     /// (entries not yet read plus those read and not acknowledged, by every instance), read
     /// every 2 s, best effort.
@@ -312,7 +320,10 @@ pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>)
 async fn process(ctx: &WorkerContext, job: &Job, touch: Option<&Touch>) {
     // Only the summary now: the typed payload is read if and when the handler asks for it.
     let event = match RunEvent::parse_summary(job.provider, job.body.clone()) {
-        Ok(event) => Arc::new(event),
+        Ok(mut event) => {
+            event.signed_body = job.signed_body.as_deref().cloned();
+            Arc::new(event)
+        }
         Err(err) => {
             tracing::warn!(key = %job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
             let reason = DeadLetterReason::Unparseable(err.to_string());

@@ -1018,6 +1018,8 @@ async fn handle_entry(sh: &Shared, entry: StreamId, fresh: bool) {
         token,
         body,
         headers,
+        // Not carried through the stream.
+        signed_body: None,
     };
     run_job(ctx, job, Some(touch)).await;
     queue.ack(&id).await;

@@ -60,6 +60,16 @@ impl Verifier for AnyOf {
     fn has_fallback(&self) -> bool {
         self.schemes.iter().any(|scheme| scheme.has_fallback())
     }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in self.schemes.iter().flat_map(|s| s.credential_headers()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
 }
 
 impl std::fmt::Debug for AnyOf {

@@ -205,6 +205,10 @@ impl Verifier for SkyvernSignature {
     fn has_fallback(&self) -> bool {
         self.canonical_fallback
     }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        vec![Self::SIGNATURE_HEADER]
+    }
 }
 
 fn hmac_sha256(key: &Secret, body: &[u8]) -> [u8; 32] {
@@ -399,7 +403,7 @@ mod tests {
     #[test]
     fn canonical_fallback_is_bounded() {
         // 1e308 is 309 digits in canonical form: 10 of them pass a 3000-byte bound.
-        let body = format!("[{}]", vec!["1e308"; 10].join(","));
+        let body = format!("[{}]", ["1e308"; 10].join(","));
         let canonical = crate::canonical::canonicalize(body.as_bytes()).unwrap();
         assert!(canonical.len() > 3000);
         let sig = sign_skyvern(&key(), &canonical);
@@ -414,10 +418,7 @@ mod tests {
         let roomy = bounded.with_canonical_max_len(canonical.len());
         let verified = check(&roomy, &headers, body.as_bytes()).unwrap();
         assert_eq!(verified.body, BodyMatch::Canonical);
-        assert_eq!(
-            SkyvernSignature::DEFAULT_CANONICAL_MAX_LEN,
-            2 * 1024 * 1024
-        );
+        assert_eq!(SkyvernSignature::DEFAULT_CANONICAL_MAX_LEN, 2 * 1024 * 1024);
     }
 
     #[test]
