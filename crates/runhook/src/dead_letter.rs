@@ -144,7 +144,8 @@ pub struct JsonLinesDeadLetters {
 }
 
 impl JsonLinesDeadLetters {
-    /// Appends to `path`, creating it when absent.
+    /// Appends to `path`, creating it when absent (on unix with mode `0600`: readable and
+    /// writable by the owner only; an existing file keeps its mode).
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self {
             path: path.as_ref().to_path_buf(),
@@ -160,11 +161,12 @@ impl DeadLetterSink for JsonLinesDeadLetters {
             let mut line = serde_json::to_vec(&letter.to_json()).map_err(std::io::Error::other)?;
             line.push(b'\n');
             let _one_writer = self.write.lock().await;
-            let mut file = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .await?;
+            let mut options = tokio::fs::OpenOptions::new();
+            options.create(true).append(true);
+            // Letters hold whole bodies: readable by the owner only (when created here).
+            #[cfg(unix)]
+            options.mode(0o600);
+            let mut file = options.open(&self.path).await?;
             file.write_all(&line).await?;
             file.flush().await
         })
