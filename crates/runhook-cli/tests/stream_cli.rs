@@ -3,7 +3,7 @@
 //! its workers are busy and restarted: every run is processed, none is lost, and a run is
 //! handled twice only if it was in the killed instance's hands.
 //!
-//! Needs Redis on 127.0.0.1:6379 (skipped without, unless CI=true: then it fails).
+//! Needs Redis on 127.0.0.1:6379 (fails without, saying how to start one).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use runhook::{sign_skyvern, Secret};
 
 mod common;
-use common::{redis_available, start_serve, unique};
+use common::{require_redis, start_serve, unique};
 
 const SKYVERN_KEY: &str = "sk_test_stream_cli";
 const WORKERS: usize = 4;
@@ -227,10 +227,7 @@ async fn pending_runs(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_one_of_two_instances_loses_nothing() {
-    if !redis_available() {
-        eprintln!("skipped: no Redis on 127.0.0.1:6379");
-        return;
-    }
+    require_redis();
     let started = Instant::now();
     let tag = unique("e2e");
     let dir = std::env::temp_dir().join(format!("runhook-stream-cli-{tag}"));

@@ -51,17 +51,63 @@ impl fmt::Debug for Delivery<'_> {
 pub trait Verifier: Send + Sync {
     /// Checks `delivery`; on success says which scheme and key accepted it.
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError>;
+
+    /// The same check without any slow fallback (the canonical form of
+    /// [`crate::SkyvernSignature::with_canonical_fallback`]): cheap enough to run on an async
+    /// worker. When it fails and [`Verifier::has_fallback`] is `true`, [`Verifier::verify`]
+    /// may still accept the delivery; run it off the async workers. By default the same as
+    /// [`Verifier::verify`].
+    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.verify(delivery)
+    }
+
+    /// Whether [`Verifier::verify`] may accept a delivery that [`Verifier::verify_exact`]
+    /// rejected. `false` by default.
+    fn has_fallback(&self) -> bool {
+        false
+    }
+
+    /// The (lowercase) names of the headers that carry this scheme's credential or signature,
+    /// which must not be stored with a delivery (dead letters, queue entries). Empty by
+    /// default.
+    fn credential_headers(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Box<V> {
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
         (**self).verify(delivery)
     }
+
+    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        (**self).verify_exact(delivery)
+    }
+
+    fn has_fallback(&self) -> bool {
+        (**self).has_fallback()
+    }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        (**self).credential_headers()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
         (**self).verify(delivery)
+    }
+
+    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        (**self).verify_exact(delivery)
+    }
+
+    fn has_fallback(&self) -> bool {
+        (**self).has_fallback()
+    }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        (**self).credential_headers()
     }
 }
 
@@ -82,6 +128,9 @@ pub struct Verified {
     pub message_id: Option<String>,
     /// How the signature relates to the body bytes received.
     pub body: BodyMatch,
+    /// For [`BodyMatch::Canonical`]: the canonical bytes the signature covers (what the sender
+    /// signed); `None` otherwise.
+    pub signed_body: Option<bytes::Bytes>,
 }
 
 impl Verified {
@@ -99,6 +148,7 @@ impl Verified {
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
             body,
+            signed_body: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 //! any prefix or corruption of a realistic body.
 
 use runhook_core::canonical::{
-    canonicalize, canonicalize_into, CanonicalError, PythonException, SyntaxError, MAX_DEPTH,
-    MAX_INT_DIGITS,
+    canonicalize, canonicalize_bounded, canonicalize_into, CanonicalError, PythonException,
+    SyntaxError, MAX_DEPTH, MAX_INT_DIGITS,
 };
 
 const RUN: &[u8] = include_bytes!("../../../testdata/skyvern-run-pretty.json");
@@ -292,4 +292,48 @@ fn no_panic_on_any_prefix_or_corruption_of_a_real_body() {
             assert_eq!(canonicalize(&again).unwrap(), again);
         }
     }
+}
+
+#[test]
+fn bounded_canonicalization_stops_at_the_bound() {
+    // 100 000 numbers `1e308`: 600 KB of input, 31 MB of canonical output.
+    let input = format!("[{}]", vec!["1e308"; 100_000].join(","));
+    let max = 64 * 1024;
+    let err = canonicalize_bounded(input.as_bytes(), max).unwrap_err();
+    match err {
+        CanonicalError::OutputTooLong { max: bound, offset } => {
+            assert_eq!(bound, max);
+            // It stopped near where the output passed the bound, not at the end.
+            assert!(
+                offset < 6 * (max / 309 + 2),
+                "stopped at input byte {offset}"
+            );
+        }
+        other => panic!("expected OutputTooLong, got {other:?}"),
+    }
+    assert_eq!(err.python_exception(), PythonException::NotRaised);
+
+    // Within the bound, and exactly at it: the same bytes as unbounded.
+    let canonical = canonicalize(RUN).unwrap();
+    assert_eq!(
+        canonicalize_bounded(RUN, canonical.len()).unwrap(),
+        canonical
+    );
+    assert!(matches!(
+        canonicalize_bounded(RUN, canonical.len() - 1),
+        Err(CanonicalError::OutputTooLong { .. })
+    ));
+    // Other errors are unchanged by a bound.
+    assert_eq!(
+        canonicalize_bounded(b"[1,", 1000).unwrap_err(),
+        canonicalize(b"[1,").unwrap_err()
+    );
+    // An object that repeats a key is judged on what it writes before collapsing it
+    // (`{"a":1,"a":2` is 12 bytes, the result 7).
+    let repeated = br#"{"a":1,"a":2}"#;
+    assert!(matches!(
+        canonicalize_bounded(repeated, 11),
+        Err(CanonicalError::OutputTooLong { .. })
+    ));
+    assert_eq!(canonicalize_bounded(repeated, 12).unwrap(), br#"{"a":2}"#);
 }

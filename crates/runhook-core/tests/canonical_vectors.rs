@@ -1,7 +1,7 @@
 //! Every case of the Skyvern vectors (made with Skyvern's own signing code): the canonicalizer
 //! reproduces Skyvern's bytes exactly, or fails with the same Python exception.
 
-use runhook_core::canonical::{canonicalize, parse_lenient, SkyvernRequest};
+use runhook_core::canonical::{canonicalize, canonicalize_bounded, parse_lenient, SkyvernRequest};
 use runhook_core::Secret;
 
 const VECTORS: &str = include_str!("../../../testdata/skyvern-canonical.jsonl");
@@ -111,5 +111,50 @@ fn lenient_parser_accepts_exactly_the_same_inputs() {
             "line {}",
             case.line
         );
+    }
+}
+
+#[test]
+fn a_bound_changes_nothing_on_the_vectors_but_refuses_longer_output() {
+    for case in cases() {
+        let input = case.input.as_bytes();
+        match canonicalize(input) {
+            Ok(canonical) => {
+                // An object that repeats a key writes every occurrence before collapsing: the
+                // bound counts those bytes too.
+                let roomy = 2 * (input.len() + canonical.len());
+                assert_eq!(
+                    canonicalize_bounded(input, roomy).as_ref(),
+                    Ok(&canonical),
+                    "line {}",
+                    case.line
+                );
+                if canonical.contains(&b'{') {
+                    continue;
+                }
+                // Without objects, the bound is the output's length exactly.
+                let at = canonical.len();
+                assert_eq!(
+                    canonicalize_bounded(input, at).as_ref(),
+                    Ok(&canonical),
+                    "line {}",
+                    case.line
+                );
+                // One byte less is refused (never a different output).
+                if at > 0 {
+                    assert!(
+                        canonicalize_bounded(input, at - 1).is_err(),
+                        "line {}",
+                        case.line
+                    );
+                }
+            }
+            Err(err) => assert_eq!(
+                canonicalize_bounded(input, usize::MAX),
+                Err(err),
+                "line {}",
+                case.line
+            ),
+        }
     }
 }

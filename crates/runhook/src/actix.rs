@@ -2,9 +2,13 @@
 //! extractor that hands the verified, de-duplicated run to your own handler, and
 //! [`ActixHeaders`] to read actix-web's header map without copying.
 //!
-//! Both read the raw payload themselves, stop reading past the receiver's body limit (413) or
-//! its body read timeout (408, closing the connection), and answer every rejection with the
-//! response policy's status and a short plain body.
+//! Both read the raw payload themselves, refuse a payload over the receiver's body limit (413,
+//! closing the connection, after reading and discarding a bounded amount of the rest so that
+//! the sender reads the 413 rather than a reset) or not received within its body read timeout
+//! (408, closing the connection), and answer every rejection with the response policy's
+//! status and a short plain body. After a 413 whose body was not drained to its end, actix-web
+//! itself still reads and discards for its `client_disconnect_timeout` (1 s by default) before
+//! closing.
 //!
 //! **Pitfall:** put nothing that reads the body before them: not a `web::Json<T>` or
 //! `web::Bytes` extractor, not a body-logging middleware. Such a layer does not re-serialize
@@ -27,19 +31,23 @@
 //! # let _ = app; Ok(()) }
 //! ```
 
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use bytes::Bytes;
 use runhook_core::HeaderLookup;
 
-use crate::receiver::{ClaimedEvent, Outcome, OutcomeKind, Receiver};
+use crate::body::ReadError;
+use crate::receiver::{ClaimedEvent, Outcome, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -63,7 +71,8 @@ pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload
 }
 
 /// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
-/// `Connection: close` after a body read timeout, so that the stalled connection is dropped.
+/// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
+/// connection, or one whose body was not read to its end, is dropped.
 pub fn respond(outcome: &Outcome) -> HttpResponse {
     Rejection::from_outcome(outcome).error_response()
 }
@@ -104,6 +113,47 @@ pub struct Rejection {
     text: String,
     /// Close the connection after answering (the body was not read to its end).
     close: bool,
+    /// The rest of a payload over the limit, held until the answer is sent.
+    unread: Unread,
+}
+
+/// The unread rest of a payload refused as too large, kept alive until the answer's body has
+/// been sent. actix-web closes a connection whose payload is still open when the answer is
+/// complete; once the payload is dropped, it would instead read a chunked body to its end
+/// itself, without bound.
+#[derive(Default)]
+struct Unread(Cell<Option<Payload>>);
+
+impl std::fmt::Debug for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unread")
+    }
+}
+
+/// A plain answer body that holds the payload's unread rest until it has been sent.
+struct HoldingBody {
+    text: Bytes,
+    _unread: Option<Payload>,
+}
+
+impl MessageBody for HoldingBody {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.text.len() as u64)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if this.text.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Ok(std::mem::take(&mut this.text))))
+        }
+    }
 }
 
 impl Rejection {
@@ -113,7 +163,8 @@ impl Rejection {
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             retry_after: outcome.retry_after.map(|after| after.as_secs().max(1)),
             text: outcome.body_text(),
-            close: matches!(outcome.kind, OutcomeKind::BodyTimeout { .. }),
+            close: outcome.closes_connection(),
+            unread: Unread::default(),
         }
     }
 }
@@ -137,9 +188,14 @@ impl ResponseError for Rejection {
         if self.close {
             response.force_close();
         }
-        response
-            .content_type("text/plain; charset=utf-8")
-            .body(self.text.clone())
+        response.content_type("text/plain; charset=utf-8");
+        match self.unread.0.take() {
+            Some(unread) => response.body(HoldingBody {
+                text: Bytes::from(self.text.clone()),
+                _unread: Some(unread),
+            }),
+            None => response.body(self.text.clone()),
+        }
     }
 }
 
@@ -166,51 +222,41 @@ impl FromRequest for Webhook {
     }
 }
 
-/// Reads the whole payload, refusing (413) as soon as it passes `limit`: a declared
-/// `Content-Length` over the limit is refused before reading anything. Gives up (408) when the
-/// whole payload has not arrived within the receiver's body read timeout.
+/// Reads the whole payload under the receiver's limits ([`crate::body`]): 413 past the body
+/// limit (after draining what can be drained of the rest), 408 when the whole payload has not
+/// arrived within the receiver's body read timeout.
 async fn read_body(
-    receiver: &Receiver,
-    request: &HttpRequest,
-    payload: Payload,
-) -> Result<Bytes, Rejection> {
-    let read = read_limited(receiver, request, payload);
-    match tokio::time::timeout(receiver.body_read_timeout(), read).await {
-        Ok(result) => result,
-        Err(_elapsed) => Err(Rejection::from_outcome(&receiver.body_timed_out())),
-    }
-}
-
-/// [`read_body`] without the timeout.
-async fn read_limited(
     receiver: &Receiver,
     request: &HttpRequest,
     mut payload: Payload,
 ) -> Result<Bytes, Rejection> {
-    let limit = receiver.body_limit();
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(Rejection::from_outcome(&receiver.too_large()));
-    }
-    // A declared length is within the limit here, so it bounds the allocation.
-    let mut body = BytesMut::with_capacity(declared.map_or(8 * 1024, |len| len as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| Rejection {
+    let read = crate::body::read_limited(
+        &mut payload,
+        declared,
+        receiver.body_limit(),
+        receiver.body_read_timeout(),
+    );
+    match read.await {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::TooLarge) => {
+            let rejection = Rejection::from_outcome(&receiver.too_large());
+            rejection.unread.0.set(Some(payload));
+            Err(rejection)
+        }
+        Err(ReadError::TimedOut) => Err(Rejection::from_outcome(&receiver.body_timed_out())),
+        Err(ReadError::Broken) => Err(Rejection {
             status: StatusCode::BAD_REQUEST,
             retry_after: None,
             text: "could not read the body".into(),
             close: false,
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(Rejection::from_outcome(&receiver.too_large()));
-        }
-        body.extend_from_slice(&chunk);
+            unread: Unread::default(),
+        }),
     }
-    Ok(body.freeze())
 }
 
 /// actix-web's header map seen through [`HeaderLookup`], borrowed without copying.

@@ -1,9 +1,11 @@
 //! axum integration: a ready handler that does everything and acknowledges, and an extractor
 //! that hands the verified, de-duplicated run to your own handler.
 //!
-//! Both read the raw body themselves, stop reading past the receiver's body limit (413) or its
-//! body read timeout (408, closing the connection), and answer every rejection with the
-//! response policy's status and a short plain body.
+//! Both read the raw body themselves, refuse a body over the receiver's body limit (413,
+//! closing the connection, after reading and discarding a bounded amount of the rest so that
+//! the sender reads the 413 rather than a reset) or not received within its body read timeout
+//! (408, closing the connection), and answer every rejection with the response policy's
+//! status and a short plain body.
 //!
 //! **Pitfall:** put nothing that reads the body before them: not a `Json<T>` extractor, not a
 //! body-logging or decompression middleware. Such a layer does not re-serialize anything, but
@@ -32,7 +34,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use bytes::Bytes;
 
-use crate::receiver::{ClaimedEvent, Outcome, OutcomeKind, Receiver};
+use crate::body::ReadError;
+use crate::receiver::{ClaimedEvent, Outcome, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -104,7 +107,8 @@ where
 }
 
 /// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
-/// `Connection: close` after a body read timeout, so that the stalled connection is dropped.
+/// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
+/// connection, or one whose body was not read to its end, is dropped.
 pub fn respond(outcome: &Outcome) -> Response {
     let mut response = (outcome.status, outcome.body_text()).into_response();
     if let Some(after) = outcome.retry_after {
@@ -113,7 +117,7 @@ pub fn respond(outcome: &Outcome) -> Response {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if matches!(outcome.kind, OutcomeKind::BodyTimeout { .. }) {
+    if outcome.closes_connection() {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -129,38 +133,31 @@ fn request_path(request: &Request) -> String {
         .to_string()
 }
 
-/// Reads the whole body, refusing (413) as soon as it passes `limit`: a declared
-/// `Content-Length` over the limit is refused before reading anything. Gives up (408) when the
-/// whole body has not arrived within the receiver's body read timeout.
+/// Reads the whole body under the receiver's limits ([`crate::body`]): 413 past the body limit
+/// (after draining what can be drained of the rest), 408 when the whole body has not arrived
+/// within the receiver's body read timeout.
 async fn read_body(
     receiver: &Receiver,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Bytes, Response> {
-    let limit = receiver.body_limit();
-    let too_large = || respond(&receiver.too_large());
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let read = tokio::time::timeout(
+    let mut chunks = body.into_data_stream();
+    let read = crate::body::read_limited(
+        &mut chunks,
+        declared,
+        receiver.body_limit(),
         receiver.body_read_timeout(),
-        axum::body::to_bytes(body, limit),
     );
     match read.await {
-        Err(_elapsed) => Err(respond(&receiver.body_timed_out())),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(err)) => {
-            let over_limit = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                Err(too_large())
-            } else {
-                Err((StatusCode::BAD_REQUEST, "could not read the body").into_response())
-            }
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::TooLarge) => Err(respond(&receiver.too_large())),
+        Err(ReadError::TimedOut) => Err(respond(&receiver.body_timed_out())),
+        Err(ReadError::Broken) => {
+            Err((StatusCode::BAD_REQUEST, "could not read the body").into_response())
         }
     }
 }

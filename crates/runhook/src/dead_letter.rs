@@ -285,7 +285,8 @@ pub struct JsonLinesDeadLetters {
 }
 
 impl JsonLinesDeadLetters {
-    /// Appends to `path`, creating it when absent.
+    /// Appends to `path`, creating it when absent (on unix with mode `0600`: readable and
+    /// writable by the owner only; an existing file keeps its mode).
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self {
             path: path.as_ref().to_path_buf(),

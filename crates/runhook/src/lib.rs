@@ -24,6 +24,8 @@
 pub use runhook_core::*;
 pub use runhook_store as store;
 
+#[cfg(any(feature = "axum", feature = "actix"))]
+mod body;
 mod dead_letter;
 mod handler;
 mod handoff;

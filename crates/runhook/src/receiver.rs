@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent};
-use runhook_core::{AuthError, Delivery, HeaderLookup, Verifier};
+use runhook_core::{AuthError, BodyMatch, Delivery, HeaderLookup, Verified, Verifier};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreError, Token};
 
 use crate::dead_letter::{
@@ -52,6 +52,13 @@ pub trait KeyResolver: Send + Sync + 'static {
         path: &'a str,
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<Option<Arc<dyn Verifier>>, HandlerError>>;
+
+    /// The names of the headers that carry the credentials of the schemes this resolver
+    /// returns ([`Verifier::credential_headers`]), never stored with a delivery. Empty by
+    /// default: name your custom token headers here.
+    fn credential_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 enum Auth {
@@ -212,6 +219,15 @@ impl Outcome {
     pub fn is_duplicate(&self) -> bool {
         matches!(self.kind, OutcomeKind::Duplicate { .. })
     }
+
+    /// Whether the answer should close the connection: after a body read timeout (a stalled
+    /// sender) or a body over the limit (its rest may not have been read).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            OutcomeKind::BodyTimeout { .. } | OutcomeKind::TooLarge { .. }
+        )
+    }
 }
 
 /// What [`Receiver::shutdown`] could not finish before its deadline, by de-duplication key.
@@ -265,6 +281,8 @@ struct Inner {
     /// `None` for a receiver built without a handler (extractor style).
     dispatcher: Option<HandOff>,
     counters: Arc<Counters>,
+    /// The verifier's credential headers, dropped from stored headers with the fixed list.
+    credential_headers: Vec<String>,
 }
 
 /// Configures a [`Receiver`]; see [`Receiver::builder`].
@@ -444,7 +462,8 @@ impl Receiver {
             return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
         };
         let received_at = SystemTime::now();
-        let (probe, token, body) = match self.admit(headers, path, body.clone()).await {
+        let (probe, token, body, signed_body) = match self.admit(headers, path, body.clone()).await
+        {
             Ok(admitted) => admitted,
             Err(outcome) => {
                 return self
@@ -460,7 +479,8 @@ impl Receiver {
             held_since: tokio::time::Instant::now(),
             received_at,
             body,
-            headers: kept_headers(headers).into(),
+            headers: kept_headers(headers, &inner.credential_headers).into(),
+            signed_body: signed_body.map(Box::new),
         };
         let outcome = match hand_off.send(job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
@@ -509,7 +529,7 @@ impl Receiver {
             run_id: &probe.run_id,
             received_at,
             body: &body,
-            headers: &kept_headers(headers),
+            headers: &kept_headers(headers, &self.inner.credential_headers),
         };
         match hand_off.guard_in_flight_duplicate(duplicate).await {
             Ok(()) => outcome,
@@ -524,7 +544,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
-    ) -> Result<(DedupProbe, Token, Bytes), Outcome> {
+    ) -> Result<(DedupProbe, Token, Bytes, Option<Bytes>), Outcome> {
         let inner = &*self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(Outcome::shutting_down());
@@ -554,10 +574,26 @@ impl Receiver {
                 }
             },
         };
-        let verified = verifier.verify(&Delivery::new(headers, &body).with_path(path));
-        if let Err(err) = verified {
-            tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
-            return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+        // The exact check inline; a fallback (canonical form) off the async workers.
+        let exact = verifier.verify_exact(&Delivery::new(headers, &body).with_path(path));
+        let verified = match exact {
+            Err(exact) if verifier.has_fallback() => {
+                verify_blocking(verifier, headers, path, &body, exact).await
+            }
+            verified => verified,
+        };
+        let signed_body = match verified {
+            Ok(verified) => verified
+                .signed_body
+                .filter(|_| verified.body == BodyMatch::Canonical),
+            Err(err) => {
+                tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
+                return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+            }
+        };
+        if signed_body.is_some() {
+            Counters::bump(&inner.counters.canonical_fallback_matches);
+            tracing::info!(provider = %inner.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
         }
         let probe = match DedupProbe::read(inner.provider, &body) {
             Ok(probe) => probe,
@@ -590,7 +626,7 @@ impl Receiver {
             Err(err) => return Err(with_probe(store_unavailable(err), probe)),
         };
         let outcome = match claim {
-            Claim::Acquired(token) => return Ok((probe, token, body)),
+            Claim::Acquired(token) => return Ok((probe, token, body, signed_body)),
             Claim::Done { same_payload } => Outcome::new(
                 StatusCode::OK,
                 OutcomeKind::Duplicate {
@@ -651,7 +687,7 @@ impl Receiver {
         body: Bytes,
     ) -> Result<ClaimedEvent, Outcome> {
         let inner = &*self.inner;
-        let (probe, token, body) = self.admit(headers, path, body).await?;
+        let (probe, token, body, signed_body) = self.admit(headers, path, body).await?;
         let guard = ClaimGuard {
             store: inner.store.clone(),
             key: probe.dedup_key.clone(),
@@ -661,10 +697,13 @@ impl Receiver {
             settled: false,
         };
         match RunEvent::parse(inner.provider, body.clone()) {
-            Ok(event) => Ok(ClaimedEvent {
-                event,
-                claim: guard,
-            }),
+            Ok(mut event) => {
+                event.signed_body = signed_body;
+                Ok(ClaimedEvent {
+                    event,
+                    claim: guard,
+                })
+            }
             Err(err) => {
                 let outcome = self.unparseable(headers, body, Some(&probe), err).await;
                 guard.release().await;
@@ -692,7 +731,7 @@ impl Receiver {
             reason,
             attempts: 0,
             received_at: SystemTime::now(),
-            headers: kept_headers(headers),
+            headers: kept_headers(headers, &inner.credential_headers),
             body,
         };
         if let Err(io) = inner.dead_letters.put(letter).await {
@@ -726,6 +765,25 @@ impl Receiver {
     }
 }
 
+/// `verifier`'s whole check, fallback included, on tokio's blocking pool: the fallback may
+/// canonicalize the whole body. `exact` is the inline check's error, answered if the task
+/// cannot run.
+async fn verify_blocking(
+    verifier: Arc<dyn Verifier>,
+    headers: &(dyn HeaderLookup + Sync),
+    path: &str,
+    body: &Bytes,
+    exact: AuthError,
+) -> Result<Verified, AuthError> {
+    let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
+    headers.visit_all(&mut |name, value| owned.push((name.to_string(), value.to_vec())));
+    let (path, body) = (path.to_string(), body.clone());
+    let check = tokio::task::spawn_blocking(move || {
+        verifier.verify(&Delivery::new(&owned, &body).with_path(&path))
+    });
+    check.await.unwrap_or(Err(exact))
+}
+
 fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {
     outcome.probe = Some(probe);
     outcome
@@ -754,11 +812,21 @@ fn store_unavailable(err: StoreError) -> Outcome {
         ),
     }
 }
-/// The headers worth keeping with a dead letter: all but credentials.
-fn kept_headers(headers: &dyn HeaderLookup) -> Vec<(String, String)> {
+
+/// The headers worth keeping with a dead letter or a queued delivery: all but credentials
+/// (the fixed list, `set-cookie`, and the verifier's own `credential_headers`).
+fn kept_headers(
+    headers: &dyn HeaderLookup,
+    credential_headers: &[String],
+) -> Vec<(String, String)> {
     let mut kept = Vec::new();
     headers.visit_all(&mut |name, value| {
-        if !is_credential_header(name) {
+        let credential = is_credential_header(name)
+            || name.eq_ignore_ascii_case("set-cookie")
+            || credential_headers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name));
+        if !credential {
             kept.push((
                 name.to_string(),
                 String::from_utf8_lossy(value).into_owned(),
@@ -889,6 +957,14 @@ impl ReceiverBuilder {
     /// handler the receiver serves [`Receiver::claim_event`] (extractor style) only.
     pub fn build(self) -> Result<Receiver, BuildError> {
         let auth = self.auth.ok_or(BuildError::NoAuth)?;
+        let credential_headers = match &auth {
+            Auth::Fixed(verifier) => verifier
+                .credential_headers()
+                .into_iter()
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            Auth::Resolved(resolver) => resolver.credential_headers(),
+        };
         tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let store = self
             .store
@@ -960,6 +1036,7 @@ impl ReceiverBuilder {
                 keep_for: self.keep_for,
                 dispatcher,
                 counters,
+                credential_headers,
             }),
         })
     }

@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub dead_letter_write_failures: AtomicU64,
     pub lost_leases: AtomicU64,
     pub poison: AtomicU64,
+    pub canonical_fallback_matches: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +48,7 @@ impl Counters {
             dead_letter_write_failures: get(&self.dead_letter_write_failures),
             lost_leases: get(&self.lost_leases),
             poison: get(&self.poison),
+            canonical_fallback_matches: get(&self.canonical_fallback_matches),
             queue_depth,
         }
     }
@@ -89,6 +91,9 @@ pub struct Stats {
     pub lost_leases: u64,
     /// Stream entries set aside as poison (handed to workers too many times).
     pub poison: u64,
+    /// Deliveries whose signature matched only the body's canonical form (a proxy or framework
+    /// re-serialized them; see `SkyvernSignature::with_canonical_fallback`).
+    pub canonical_fallback_matches: u64,
     /// Deliveries waiting in the queue now. For a Redis stream: the stream's backlog
     /// (entries not yet processed, by every instance), read every 2 s, best effort.
     pub queue_depth: u64,

@@ -76,6 +76,9 @@ pub(crate) struct Job {
     pub received_at: SystemTime,
     pub body: Bytes,
     pub headers: Arc<[(String, String)]>,
+    /// The canonical bytes that were signed, when the body matched only in canonical form
+    /// (boxed: rare).
+    pub signed_body: Option<Box<Bytes>>,
 }
 
 impl Job {
@@ -262,7 +265,10 @@ impl Worker<'_> {
         let ctx = self.ctx;
         // Only the summary now: the typed payload is read if and when the handler asks for it.
         let event = match RunEvent::parse_summary(self.job.provider, self.job.body.clone()) {
-            Ok(event) => Arc::new(event),
+            Ok(mut event) => {
+                event.signed_body = self.job.signed_body.as_deref().cloned();
+                Arc::new(event)
+            }
             Err(err) => {
                 tracing::warn!(key = %self.job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
                 return self

@@ -28,14 +28,18 @@ pub fn build(kind: &HandlerKind) -> Result<Arc<dyn Handler>, String> {
     }
 }
 
-/// Appends each event as one line. Each line is written whole, with one `write` under a
+/// Appends each event as one line, to a file created with mode `0600` on unix (an existing
+/// file keeps its mode). Each line is written whole, with one `write` under a
 /// lock, so concurrent workers never interleave them. The file is written synchronously: an
 /// append of a few kilobytes lands in the page cache in microseconds, far less than a hop to
 /// tokio's blocking pool would cost.
 fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    // Events hold whole payloads: readable by the owner only (when created here).
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(path)
         .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))?;
     let file = Arc::new(std::sync::Mutex::new(file));
@@ -113,4 +117,23 @@ fn forward(url: &str) -> Result<Arc<dyn Handler>, String> {
             }
         }
     }))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_new_jsonl_file_is_private_to_its_owner() {
+        let dir = std::env::temp_dir().join(format!("runhook-jsonl-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let _ = std::fs::remove_file(&path);
+        build(&HandlerKind::Jsonl(path.clone())).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
 }

@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 12] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -126,6 +126,12 @@ const FAMILIES: [Family; 11] = [
         help: "Stream entries set aside as poison: handed to workers too many times, their process dying each time.",
         kind: "counter",
         read: |s| s.poison,
+    },
+    Family {
+        name: "runhook_canonical_fallback_matches_total",
+        help: "Deliveries whose signature matched only the body's canonical form (re-serialized on the way).",
+        kind: "counter",
+        read: |s| s.canonical_fallback_matches,
     },
     Family {
         name: "runhook_queue_depth",
@@ -249,6 +255,7 @@ mod tests {
             rejected: 4,
             rejected_unauthorized: 3,
             rejected_unavailable: 1,
+            canonical_fallback_matches: 2,
             ..Stats::default()
         };
         let route = RouteMetrics {
@@ -261,6 +268,7 @@ mod tests {
         let labels = r#"route="/hooks/\"x\"",provider="skyvern""#;
         for line in [
             format!("runhook_received_total{{{labels}}} 9"),
+            format!("runhook_canonical_fallback_matches_total{{{labels}}} 2"),
             format!("runhook_rejected_total{{{labels},reason=\"unauthorized\"}} 3"),
             format!("runhook_rejected_total{{{labels},reason=\"other\"}} 0"),
             format!("runhook_ack_latency_seconds_bucket{{{labels},le=\"0.0005\"}} 1"),

@@ -23,17 +23,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Whether Redis answers on 127.0.0.1:6379; with CI=true a missing Redis fails the test.
-pub fn redis_available() -> bool {
+/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
+/// pass), saying how to start one.
+pub fn require_redis() {
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:6379".parse().unwrap(),
         Duration::from_secs(1),
     )
     .is_ok();
-    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but nothing answers on 127.0.0.1:6379");
-    }
-    up
+    assert!(
+        up,
+        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
+         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
+    );
 }
 
 /// A `runhook serve` just started: the process, its base URL, and the file its logs go to.

@@ -45,6 +45,31 @@ impl Verifier for AnyOf {
         }
         Err(AuthError::NoSchemeMatched(errors))
     }
+
+    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        let mut errors = Vec::with_capacity(self.schemes.len());
+        for scheme in &self.schemes {
+            match scheme.verify_exact(delivery) {
+                Ok(verified) => return Ok(verified),
+                Err(err) => errors.push(err),
+            }
+        }
+        Err(AuthError::NoSchemeMatched(errors))
+    }
+
+    fn has_fallback(&self) -> bool {
+        self.schemes.iter().any(|scheme| scheme.has_fallback())
+    }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for name in self.schemes.iter().flat_map(|s| s.credential_headers()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
 }
 
 impl std::fmt::Debug for AnyOf {
@@ -111,5 +136,33 @@ mod tests {
                 .key_index,
             Some(1)
         );
+    }
+
+    #[test]
+    fn exact_check_and_fallback_are_those_of_the_members() {
+        let key = Secret::new("sk").unwrap();
+        let signed = br#"{"a":1}"#;
+        let sig = sign_skyvern(&key, signed);
+        let headers = [("x-skyvern-signature", sig.as_str())];
+        let reserialized = br#"{ "a": 1.0 }"#;
+        let delivery = Delivery::new(&headers, reserialized).with_path("/x");
+        let token = || Box::new(HeaderToken::new("x-t", Secret::new("t0k").unwrap()).unwrap());
+        let lenient = AnyOf::new(vec![
+            token(),
+            Box::new(SkyvernSignature::new(key.clone()).with_canonical_fallback()),
+        ])
+        .unwrap();
+        assert!(lenient.has_fallback());
+        assert!(matches!(
+            lenient.verify_exact(&delivery),
+            Err(AuthError::NoSchemeMatched(errors)) if errors.len() == 2
+        ));
+        let verified = lenient.verify(&delivery).unwrap();
+        assert_eq!(verified.body, crate::BodyMatch::Canonical);
+        assert_eq!(verified.signed_body.as_deref(), Some(&signed[..]));
+
+        let strict = AnyOf::new(vec![token(), Box::new(SkyvernSignature::new(key))]).unwrap();
+        assert!(!strict.has_fallback());
+        assert!(strict.verify(&delivery).is_err());
     }
 }

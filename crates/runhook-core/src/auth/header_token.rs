@@ -71,6 +71,10 @@ impl Verifier for HeaderToken {
             })?;
         Ok(Verified::new(SchemeKind::HeaderToken, index))
     }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        vec![&self.name]
+    }
 }
 
 impl std::fmt::Debug for HeaderToken {

@@ -200,4 +200,61 @@ mod tests {
         );
         assert_eq!(far, Ok(i64::MAX));
     }
+
+    mod credential_headers {
+        use crate::secret::Secret;
+        use crate::verify::Verifier;
+        use crate::{AnyOf, HeaderToken, PathSecret, SkyvernSignature, StandardWebhooks, Unsigned};
+
+        fn secret() -> Secret {
+            Secret::new("whsec_dGVzdA==").unwrap()
+        }
+
+        #[test]
+        fn header_token_names_its_own_header() {
+            let custom = HeaderToken::new("X-Hook-Auth", secret()).unwrap();
+            assert_eq!(custom.credential_headers(), ["x-hook-auth"]);
+            let bearer = HeaderToken::authorization(secret());
+            assert_eq!(bearer.credential_headers(), ["authorization"]);
+        }
+
+        #[test]
+        fn skyvern_names_its_signature_header() {
+            let scheme = SkyvernSignature::new(secret());
+            assert_eq!(scheme.credential_headers(), ["x-skyvern-signature"]);
+        }
+
+        #[test]
+        fn standard_webhooks_names_its_signature_header() {
+            let scheme = StandardWebhooks::new(secret());
+            assert_eq!(scheme.credential_headers(), ["webhook-signature"]);
+        }
+
+        #[test]
+        fn path_secret_and_unsigned_name_none() {
+            assert!(PathSecret::last_segment(secret())
+                .credential_headers()
+                .is_empty());
+            assert!(Unsigned::accept_without_authentication()
+                .credential_headers()
+                .is_empty());
+        }
+
+        #[test]
+        fn any_of_names_the_union_once_each_and_boxes_forward() {
+            let scheme = AnyOf::new(vec![
+                Box::new(HeaderToken::new("x-hook-auth", secret()).unwrap()),
+                Box::new(PathSecret::last_segment(secret())),
+                Box::new(SkyvernSignature::new(secret())),
+                Box::new(HeaderToken::new("X-HOOK-AUTH", secret()).unwrap()),
+            ])
+            .unwrap();
+            assert_eq!(
+                scheme.credential_headers(),
+                ["x-hook-auth", "x-skyvern-signature"]
+            );
+            let shared: std::sync::Arc<dyn Verifier> = std::sync::Arc::new(scheme);
+            assert_eq!(shared.credential_headers().len(), 2);
+        }
+    }
 }

@@ -42,6 +42,7 @@ pub struct SkyvernSignature {
     tolerance: Option<Duration>,
     clock: Arc<dyn Clock>,
     canonical_fallback: bool,
+    max_canonical_len: usize,
 }
 
 impl SkyvernSignature {
@@ -49,6 +50,10 @@ impl SkyvernSignature {
     pub const SIGNATURE_HEADER: &'static str = "x-skyvern-signature";
     /// The header carrying the send time in Unix seconds. Skyvern does **not** sign it.
     pub const TIMESTAMP_HEADER: &'static str = "x-skyvern-timestamp";
+    /// The longest canonical form the fallback builds unless
+    /// [`SkyvernSignature::with_canonical_max_len`] says otherwise: 2 MiB, runhook's default
+    /// body limit.
+    pub const DEFAULT_CANONICAL_MAX_LEN: usize = 2 * 1024 * 1024;
 
     /// Accepts deliveries signed with any of `keys` (the account API keys).
     pub fn new(keys: impl Into<Secrets>) -> Self {
@@ -57,6 +62,7 @@ impl SkyvernSignature {
             tolerance: None,
             clock: system_clock(),
             canonical_fallback: false,
+            max_canonical_len: Self::DEFAULT_CANONICAL_MAX_LEN,
         }
     }
 
@@ -65,10 +71,16 @@ impl SkyvernSignature {
     /// does: the delivery went through a proxy, gateway or framework that re-serialized the
     /// JSON. Off by default.
     ///
-    /// Such a success reports [`BodyMatch::Canonical`]: the payload is genuine, but the bytes
-    /// are not the ones Skyvern sent. Tried only after the exact bytes fail, so it costs
-    /// nothing on the normal path; a body that is not JSON Skyvern could have sent is
-    /// rejected as before.
+    /// Such a success reports [`BodyMatch::Canonical`], with the canonical bytes that matched in
+    /// [`Verified::signed_body`]: the payload is genuine, but the bytes are not the ones Skyvern
+    /// sent. Tried only after the exact bytes fail, so it costs nothing on the normal path; a
+    /// body that is not JSON Skyvern could have sent, or whose canonical form is longer than
+    /// [`SkyvernSignature::with_canonical_max_len`] (default 2 MiB), is rejected as before.
+    ///
+    /// The fallback costs up to a canonicalization of the body per failed check: callers on an
+    /// async runtime should run [`Verifier::verify_exact`] inline and only call
+    /// [`Verifier::verify`] off the async workers when it fails and
+    /// [`Verifier::has_fallback`] says so (runhook's receiver does).
     ///
     /// ```
     /// use runhook_core::{sign_skyvern, BodyMatch, Delivery, Secret, SkyvernSignature, Verifier};
@@ -88,6 +100,14 @@ impl SkyvernSignature {
     /// ```
     pub fn with_canonical_fallback(mut self) -> Self {
         self.canonical_fallback = true;
+        self
+    }
+
+    /// The longest canonical form the fallback builds, in bytes (default
+    /// [`SkyvernSignature::DEFAULT_CANONICAL_MAX_LEN`]): a body whose canonical form is longer
+    /// is rejected without building the rest of it. Set it to the receiver's body limit.
+    pub fn with_canonical_max_len(mut self, bytes: usize) -> Self {
+        self.max_canonical_len = bytes;
         self
     }
 
@@ -129,8 +149,9 @@ impl SkyvernSignature {
     }
 }
 
-impl Verifier for SkyvernSignature {
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+impl SkyvernSignature {
+    /// The check itself, with the canonical fallback if `fallback` (and configured).
+    fn check(&self, delivery: &Delivery<'_>, fallback: bool) -> Result<Verified, AuthError> {
         let presented = Self::presented_signature(delivery)?;
         let timestamp = match self.tolerance {
             Some(tolerance) => TimestampCheck::WithinTolerance {
@@ -149,15 +170,17 @@ impl Verifier for SkyvernSignature {
                 hmac_sha256(key, body).ct_eq(&presented)
             })
         };
-        let (index, body) = match matching(delivery.body) {
-            Some(index) => (index, BodyMatch::Exact),
-            None => self
-                .canonical_fallback
-                .then(|| crate::canonical::canonicalize(delivery.body).ok())
+        let (index, body, signed_body) = match matching(delivery.body) {
+            Some(index) => (index, BodyMatch::Exact, None),
+            None => (fallback && self.canonical_fallback)
+                .then(|| {
+                    crate::canonical::canonicalize_bounded(delivery.body, self.max_canonical_len)
+                        .ok()
+                })
                 .flatten()
                 .filter(|canonical| canonical.as_slice() != delivery.body)
-                .and_then(|canonical| matching(&canonical))
-                .map(|index| (index, BodyMatch::Canonical))
+                .and_then(|canonical| matching(&canonical).map(|index| (index, canonical)))
+                .map(|(index, canonical)| (index, BodyMatch::Canonical, Some(canonical.into())))
                 .ok_or(AuthError::SignatureMismatch {
                     scheme: SchemeKind::Skyvern,
                 })?,
@@ -165,7 +188,26 @@ impl Verifier for SkyvernSignature {
         let mut verified = Verified::new(SchemeKind::Skyvern, index);
         verified.timestamp = timestamp;
         verified.body = body;
+        verified.signed_body = signed_body;
         Ok(verified)
+    }
+}
+
+impl Verifier for SkyvernSignature {
+    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.check(delivery, true)
+    }
+
+    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+        self.check(delivery, false)
+    }
+
+    fn has_fallback(&self) -> bool {
+        self.canonical_fallback
+    }
+
+    fn credential_headers(&self) -> Vec<&str> {
+        vec![Self::SIGNATURE_HEADER]
     }
 }
 
@@ -327,6 +369,18 @@ mod tests {
         let canonical = check(&lenient, &headers, reserialized).unwrap();
         assert_eq!(canonical.body, BodyMatch::Canonical);
         assert_eq!(canonical.key_index, Some(0));
+        assert_eq!(canonical.signed_body.as_deref(), Some(&signed[..]));
+        assert_eq!(exact.signed_body, None);
+        // The exact check alone does not fall back.
+        assert!(!strict.has_fallback() && lenient.has_fallback());
+        assert!(matches!(
+            lenient.verify_exact(&Delivery::new(&headers, reserialized)),
+            Err(AuthError::SignatureMismatch { .. })
+        ));
+        assert_eq!(
+            lenient.verify_exact(&Delivery::new(&headers, signed)),
+            Ok(exact)
+        );
 
         // A different payload, or a body Skyvern could not have sent, still fails.
         for body in [
@@ -344,6 +398,27 @@ mod tests {
         assert!(lenient
             .verify(&Delivery::new(&forged, reserialized))
             .is_err());
+    }
+
+    #[test]
+    fn canonical_fallback_is_bounded() {
+        // 1e308 is 309 digits in canonical form: 10 of them pass a 3000-byte bound.
+        let body = format!("[{}]", ["1e308"; 10].join(","));
+        let canonical = crate::canonical::canonicalize(body.as_bytes()).unwrap();
+        assert!(canonical.len() > 3000);
+        let sig = sign_skyvern(&key(), &canonical);
+        let headers = [("x-skyvern-signature", sig.as_str())];
+        let bounded = SkyvernSignature::new(key())
+            .with_canonical_fallback()
+            .with_canonical_max_len(3000);
+        assert!(matches!(
+            check(&bounded, &headers, body.as_bytes()),
+            Err(AuthError::SignatureMismatch { .. })
+        ));
+        let roomy = bounded.with_canonical_max_len(canonical.len());
+        let verified = check(&roomy, &headers, body.as_bytes()).unwrap();
+        assert_eq!(verified.body, BodyMatch::Canonical);
+        assert_eq!(SkyvernSignature::DEFAULT_CANONICAL_MAX_LEN, 2 * 1024 * 1024);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct StandardWebhooks {
 impl StandardWebhooks {
     /// The tolerance used unless [`StandardWebhooks::with_tolerance`] sets another: 5 minutes.
     pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+    /// The header carrying the signatures.
+    pub const SIGNATURE_HEADER_NAME: &'static str = "webhook-signature";
 
     /// Accepts deliveries signed with any of `keys`.
     pub fn new(keys: impl Into<Secrets>) -> Self {
@@ -92,6 +94,10 @@ fn v1_signatures(value: &str) -> Vec<[u8; 32]> {
 }
 
 impl Verifier for StandardWebhooks {
+    fn credential_headers(&self) -> Vec<&str> {
+        vec![Self::SIGNATURE_HEADER_NAME]
+    }
+
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
         let id = required_ascii_header(delivery.headers, &ID_HEADER)?;
         let timestamp_text = required_ascii_header(delivery.headers, &TIMESTAMP_HEADER)?;

@@ -40,6 +40,7 @@ impl Verifier for Unsigned {
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
             body: BodyMatch::NotSigned,
+            signed_body: None,
         })
     }
 }

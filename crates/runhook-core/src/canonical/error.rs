@@ -49,6 +49,16 @@ pub enum CanonicalError {
         /// The limit.
         max: usize,
     },
+    /// The canonical form would be longer than the bound given to
+    /// [`canonicalize_bounded`](super::canonicalize_bounded). Not a limit of Skyvern's: the
+    /// input may well have a canonical form, only a longer one than the caller accepts.
+    #[error("canonical form longer than {max} bytes (stopped at input byte {offset})")]
+    OutputTooLong {
+        /// Where in the input the output passed the bound.
+        offset: usize,
+        /// The bound, in bytes.
+        max: usize,
+    },
 }
 
 impl CanonicalError {
@@ -60,6 +70,7 @@ impl CanonicalError {
             CanonicalError::IntegerTooLong { .. } => PythonException::ValueError,
             CanonicalError::LoneSurrogate { .. } => PythonException::UnicodeEncodeError,
             CanonicalError::TooDeep { .. } => PythonException::RecursionError,
+            CanonicalError::OutputTooLong { .. } => PythonException::NotRaised,
         }
     }
 
@@ -70,7 +81,8 @@ impl CanonicalError {
             | CanonicalError::Syntax { offset, .. }
             | CanonicalError::IntegerTooLong { offset, .. }
             | CanonicalError::LoneSurrogate { offset, .. }
-            | CanonicalError::TooDeep { offset, .. } => offset,
+            | CanonicalError::TooDeep { offset, .. }
+            | CanonicalError::OutputTooLong { offset, .. } => offset,
         }
     }
 }
@@ -136,6 +148,9 @@ pub enum PythonException {
     UnicodeDecodeError,
     /// `RecursionError`: nested too deeply for Python's default recursion limit.
     RecursionError,
+    /// None: Python accepts the input; runhook refused it for a bound of its own
+    /// ([`CanonicalError::OutputTooLong`]).
+    NotRaised,
 }
 
 impl PythonException {
@@ -147,6 +162,7 @@ impl PythonException {
             PythonException::ValueError => "ValueError",
             PythonException::UnicodeDecodeError => "UnicodeDecodeError",
             PythonException::RecursionError => "RecursionError",
+            PythonException::NotRaised => "none",
         }
     }
 }

@@ -75,6 +75,26 @@ pub fn canonicalize(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
     Ok(out)
 }
 
+/// Like [`canonicalize`], but gives up with [`CanonicalError::OutputTooLong`] as soon as the
+/// output passes `max_len` bytes, so that untrusted input costs work and memory bounded by
+/// `max_len` (plus one token's output: the output is checked between tokens) rather than up to
+/// 52 times its own length.
+///
+/// ```
+/// use runhook_core::canonical::{canonicalize_bounded, CanonicalError};
+///
+/// assert_eq!(canonicalize_bounded(b"[1.0, 2.0]", 5)?, b"[1,2]");
+/// // `1e308` alone is 309 digits in canonical form.
+/// let err = canonicalize_bounded(b"[1e308]", 100).unwrap_err();
+/// assert!(matches!(err, CanonicalError::OutputTooLong { max: 100, .. }));
+/// # Ok::<(), CanonicalError>(())
+/// ```
+pub fn canonicalize_bounded(input: &[u8], max_len: usize) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(input.len().min(max_len));
+    canonicalize_into_bounded(input, &mut out, max_len)?;
+    Ok(out)
+}
+
 /// Like [`canonicalize`], appending to `out` (whose contents are left as they were on error).
 ///
 /// ```
@@ -84,8 +104,16 @@ pub fn canonicalize(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
 /// # Ok::<(), runhook_core::canonical::CanonicalError>(())
 /// ```
 pub fn canonicalize_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    canonicalize_into_bounded(input, out, usize::MAX)
+}
+
+fn canonicalize_into_bounded(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<(), CanonicalError> {
     let before = out.len();
-    let result = write::write_canonical(input, out);
+    let result = write::write_canonical(input, out, max_len);
     if let Err(error) = result {
         out.truncate(before);
         // Python decodes the whole body before parsing it: an invalid byte anywhere wins.

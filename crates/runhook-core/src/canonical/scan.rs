@@ -62,6 +62,12 @@ pub(crate) trait Sink {
     fn float(&mut self, literal: &[u8]);
     /// `true`, `false`, `null`, `NaN`, `Infinity` or `-Infinity`.
     fn word(&mut self, word: Word);
+    /// Called before each value and after each value or container is complete, with the input
+    /// offset: an error stops the parse (a sink that bounds its output).
+    #[inline]
+    fn check(&self, _offset: usize) -> Result<(), CanonicalError> {
+        Ok(())
+    }
 }
 
 /// Bytes that end a run of plain string content: `"`, `\` and control characters.
@@ -155,6 +161,7 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
     // One entry per open container: `true` for an object.
     let mut stack: Vec<bool> = Vec::with_capacity(32);
     'value: loop {
+        sink.check(p.pos)?;
         p.skip_whitespace();
         match p.peek() {
             Some(open @ (b'{' | b'[')) => {
@@ -201,6 +208,7 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
         }
         // A value is complete: close containers until one continues with `,`.
         loop {
+            sink.check(p.pos)?;
             p.skip_whitespace();
             let Some(&object) = stack.last() else {
                 return if p.pos == p.bytes.len() {

@@ -69,6 +69,10 @@ struct Surrogate {
 
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
+    /// `out`'s length before this document.
+    base: usize,
+    /// The most bytes this document may add to `out`.
+    max_len: usize,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
     keys: Vec<Key>,
@@ -76,11 +80,20 @@ struct Writer<'o> {
     hasher: Option<RandomState>,
 }
 
-/// Canonicalizes `input`, appending to `out` (see [`parse`] about UTF-8 errors).
-pub(crate) fn write_canonical(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+/// Canonicalizes `input`, appending to `out` (see [`parse`] about UTF-8 errors), and stops
+/// with [`CanonicalError::OutputTooLong`] once the document's output passes `max_len` bytes
+/// (checked between tokens, so `out` may pass it by one token's output before it stops).
+pub(crate) fn write_canonical(
+    input: &[u8],
+    out: &mut Vec<u8>,
+    max_len: usize,
+) -> Result<(), CanonicalError> {
     // Sized for a typical webhook body, so that most documents allocate only once each.
+    let base = out.len();
     let mut writer = Writer {
         out,
+        base,
+        max_len,
         frames: Vec::with_capacity(8),
         keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
@@ -223,6 +236,17 @@ impl Sink for Writer<'_> {
     #[inline]
     fn word(&mut self, word: Word) {
         self.out.extend_from_slice(word.as_str().as_bytes());
+    }
+
+    #[inline]
+    fn check(&self, offset: usize) -> Result<(), CanonicalError> {
+        if self.out.len() - self.base > self.max_len {
+            return Err(CanonicalError::OutputTooLong {
+                offset,
+                max: self.max_len,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -205,6 +205,11 @@ pub struct RunEvent {
     pub timestamps: RunTimestamps,
     /// The body exactly as received.
     pub raw_body: Bytes,
+    /// When the delivery's signature matched only the body's canonical form
+    /// ([`BodyMatch::Canonical`](crate::BodyMatch::Canonical)): the canonical bytes the sender
+    /// signed. `None` when the raw body is what was signed (or nothing was). Set by the
+    /// receiver; not carried through a Redis stream hand-off.
+    pub signed_body: Option<Bytes>,
     /// The typed payload, read on first use.
     payload: OnceLock<Result<ProviderPayload, PayloadError>>,
     /// WebRun's answer parsed out of its string (the only result not stored in the payload).
@@ -254,6 +259,7 @@ impl RunEvent {
             error: parts.error,
             timestamps: parts.timestamps,
             raw_body,
+            signed_body: None,
             payload: OnceLock::new(),
             parsed_message: OnceLock::new(),
         })

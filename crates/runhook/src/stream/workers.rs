@@ -529,6 +529,8 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
         received_at,
         body,
         headers: headers.into(),
+        // Not carried through the stream.
+        signed_body: None,
     };
     let settled = match delivery {
         Delivery::TakenOver { deliveries } if deliveries > queue.inner.max_deliveries => {

@@ -1,0 +1,116 @@
+//! Real axum and actix-web servers on loopback serving runhook's ready handlers, and a macro
+//! that runs a scenario once per framework. Included with `#[path]` by the tests that use it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::web::ServiceConfig;
+use runhook::Receiver;
+
+/// The framework a scenario runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Framework {
+    Axum,
+    Actix,
+}
+
+/// A server on 127.0.0.1, stopped when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Stop,
+}
+
+enum Stop {
+    Axum(tokio::task::AbortHandle),
+    Actix(actix_web::dev::ServerHandle),
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        match &self.stop {
+            Stop::Axum(task) => task.abort(),
+            // The stop command is sent at once; the returned future only waits for it.
+            Stop::Actix(handle) => drop(handle.stop(false)),
+        }
+    }
+}
+
+impl Server {
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A server whose routes are runhook's ready handlers (`runhook::{axum,actix}::post`).
+pub async fn serve(framework: Framework, routes: Vec<(&'static str, Receiver)>) -> Server {
+    match framework {
+        Framework::Axum => {
+            let app = routes
+                .into_iter()
+                .fold(axum::Router::new(), |app, (pattern, receiver)| {
+                    app.route(pattern, runhook::axum::post(receiver))
+                });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            Server {
+                addr,
+                stop: Stop::Axum(task.abort_handle()),
+            }
+        }
+        Framework::Actix => {
+            let routes = Arc::new(routes);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let server = actix_web::HttpServer::new(move || {
+                        let routes = routes.clone();
+                        actix_web::App::new().configure(move |cfg: &mut ServiceConfig| {
+                            for (pattern, receiver) in routes.iter() {
+                                cfg.route(pattern, runhook::actix::post(receiver.clone()));
+                            }
+                        })
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .bind("127.0.0.1:0")
+                    .unwrap();
+                    let addr = server.addrs()[0];
+                    let server = server.run();
+                    tx.send((addr, server.handle())).unwrap();
+                    let _ = server.await;
+                });
+            });
+            let (addr, handle) = rx.recv().unwrap();
+            Server {
+                addr,
+                stop: Stop::Actix(handle),
+            }
+        }
+    }
+}
+
+macro_rules! per_framework {
+    ($($scenario:ident),* $(,)?) => {
+        mod axum_server {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(Framework::Axum).await;
+                }
+            )*
+        }
+        mod actix_server {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(Framework::Actix).await;
+                }
+            )*
+        }
+    };
+}
