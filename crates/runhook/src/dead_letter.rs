@@ -45,6 +45,9 @@ pub enum DeadLetterReason {
     },
     /// Acknowledged, but the receiver shut down past its drain deadline before processing it.
     NotDrained,
+    /// Its claim lapsed (or was taken) again and again in this process, and could not be
+    /// won back for certain.
+    ClaimLost,
     /// A stream entry without the fields runhook writes.
     MalformedEntry {
         /// The entry's id.
@@ -54,7 +57,7 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// A stable, machine-readable name of the reason (`unparseable`, `unusable_key`,
-    /// `handler_failed`, `poison`, `not_drained`, `malformed_entry`).
+    /// `handler_failed`, `poison`, `not_drained`, `claim_lost`, `malformed_entry`).
     pub fn code(&self) -> &'static str {
         match self {
             DeadLetterReason::Unparseable(_) => "unparseable",
@@ -62,6 +65,7 @@ impl DeadLetterReason {
             DeadLetterReason::HandlerFailed { .. } => "handler_failed",
             DeadLetterReason::Poison { .. } => "poison",
             DeadLetterReason::NotDrained => "not_drained",
+            DeadLetterReason::ClaimLost => "claim_lost",
             DeadLetterReason::MalformedEntry { .. } => "malformed_entry",
         }
     }
@@ -82,6 +86,9 @@ impl std::fmt::Display for DeadLetterReason {
             ),
             DeadLetterReason::NotDrained => {
                 f.write_str("not drained: the receiver shut down before processing it")
+            }
+            DeadLetterReason::ClaimLost => {
+                f.write_str("claim lost: its claim kept lapsing before it could be processed")
             }
             DeadLetterReason::MalformedEntry { id } => {
                 write!(f, "malformed stream entry {id}")

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::dead_letter::DeadLetterReason;
 use crate::receiver::ShutdownReport;
-use crate::worker::{run_job, Job, Settled, WorkerContext};
+use crate::worker::{dead_letter_job, run_job, Job, Settled, WorkerContext};
 
 /// A job the hand-off gave back (boxed: refusals are rare, and the `Ok` path stays small), so
 /// that its claim can be released.
@@ -129,19 +129,32 @@ impl MemoryQueue {
 async fn work(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, ctx: Arc<WorkerContext>) {
     loop {
         let job = { queue.lock().await.recv().await };
-        let Some(mut job) = job else { return };
-        // A job that waited long may have to renew (or win back) its claim first.
-        if ctx.hold(&mut job).await.is_err() {
-            continue;
-        }
-        // A lost claim in this process: win the run back, unless another delivery of it
-        // holds it (and will process it) or it is done.
-        for _ in 0..3 {
-            if run_job(&ctx, job.clone(), None).await != Settled::LostLease
-                || ctx.reclaim(&mut job).await.is_err()
-            {
-                break;
-            }
-        }
+        let Some(job) = job else { return };
+        run_held(&ctx, job).await;
     }
+}
+
+/// Runs one job from the queue. A job that waited long renews (or wins back) its claim
+/// first; a claim lost in this process is won back and the job run again, unless another
+/// delivery of the run holds it (and processes it) or it is done. After three lost claims, or
+/// a store that cannot say, the job is dead-lettered rather than dropped.
+async fn run_held(ctx: &WorkerContext, mut job: Job) {
+    let mut held = ctx.hold(&mut job).await;
+    for _ in 0..3 {
+        match held {
+            Ok(()) => {
+                if run_job(ctx, job.clone(), None).await != Settled::LostLease {
+                    return;
+                }
+            }
+            Err(Settled::NotOurs) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+        held = ctx.reclaim(&mut job).await;
+    }
+    if held == Err(Settled::NotOurs) {
+        return;
+    }
+    tracing::error!(key = %job.key, "the run's claim kept being lost; dead-lettering it");
+    dead_letter_job(ctx, job, DeadLetterReason::ClaimLost, None).await;
 }

@@ -231,9 +231,8 @@ pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>)
     settled
 }
 
-/// Dead-letters a claimed job without running its handler (a poison stream entry), with the
-/// same retries as any dead letter.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+/// Dead-letters a claimed job without running its handler (a poison stream entry, a job whose
+/// claim kept being lost), with the same retries as any dead letter.
 pub(crate) async fn dead_letter_job(
     ctx: &WorkerContext,
     job: Job,

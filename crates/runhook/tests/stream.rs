@@ -919,3 +919,70 @@ async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed() {
     receiver.shutdown(Duration::from_secs(2)).await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
+    require_redis!();
+    let env = Env::new("forget").await;
+    let queue = env
+        .queue(|q| q.consumer("alive").min_idle(Duration::from_millis(200)))
+        .await;
+    // A crashed instance's consumer that holds nothing (its entry was acknowledged), and one
+    // that still holds an entry.
+    let (done, held) = (unique("done"), unique("held"));
+    env.xadd(&done, None).await;
+    env.read_as("crashed-empty").await;
+    let ids: Vec<(String, String, u64, u64)> = env
+        .cmd(
+            redis::cmd("XPENDING")
+                .arg(&env.stream)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await;
+    let _: () = env
+        .cmd(
+            redis::cmd("XACK")
+                .arg(&env.stream)
+                .arg(GROUP)
+                .arg(&ids[0].0),
+        )
+        .await;
+    env.xadd(&held, None).await;
+    env.read_as("crashed-holding").await;
+    let consumers = async || -> Vec<String> {
+        let reply: redis::streams::StreamInfoConsumersReply = env
+            .cmd(
+                redis::cmd("XINFO")
+                    .arg("CONSUMERS")
+                    .arg(&env.stream)
+                    .arg(GROUP),
+            )
+            .await;
+        reply.consumers.into_iter().map(|c| c.name).collect()
+    };
+    let calls = Calls::default();
+    let receiver = env
+        .receiver(queue, Duration::from_millis(150), recording(&calls, None))
+        .build()
+        .unwrap();
+    eventually(
+        "the empty crashed consumer is removed",
+        Duration::from_secs(10),
+        async || !consumers().await.contains(&"crashed-empty".to_string()),
+    )
+    .await;
+    // The holding one was not removed while it held its entry: its entry was taken over
+    // and processed, and only then may it go.
+    eventually(
+        "the held entry is taken over and processed",
+        Duration::from_secs(10),
+        async || calls.lock().unwrap().contains(&held),
+    )
+    .await;
+    assert!(consumers().await.contains(&"alive".to_string()));
+    receiver.shutdown(Duration::from_secs(2)).await;
+    env.cleanup().await;
+}

@@ -79,7 +79,7 @@
 //! delivery counts) with it.
 //!
 //! Consumers that crashed stay listed in the group; once they hold nothing and have been idle
-//! for ten times `min_idle` (at least a minute), a reader removes them
+//! for ten times `min_idle`, a reader removes them
 //! (`XGROUP DELCONSUMER`, in a Lua script that checks again that they hold nothing).
 //!
 //! # Delivery guarantee

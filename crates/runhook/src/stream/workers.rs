@@ -26,9 +26,6 @@ use crate::receiver::ShutdownReport;
 use crate::stats::Counters;
 use crate::worker::{dead_letter_job, run_job, Job, Settled, Touch, WorkerContext};
 
-/// How often a reader looks for consumers of crashed instances to remove.
-const FORGET_EVERY: Duration = Duration::from_secs(30);
-
 /// The reader and workers of one receiver on its stream.
 pub(crate) struct StreamWorkers {
     shared: Arc<Shared>,
@@ -195,7 +192,8 @@ async fn read_loop(sh: Arc<Shared>) {
     // At start, look at once for entries a crashed predecessor left.
     let mut next_scan = Instant::now();
     let mut next_depth = Instant::now();
-    let mut next_forget = Instant::now() + FORGET_EVERY;
+    let forget_every = (sh.min_idle * 5).min(Duration::from_secs(30));
+    let mut next_forget = Instant::now() + forget_every;
     // Entries taken over: each runs alone (see "Poison runs" in the module docs).
     let mut suspects: VecDeque<(StreamId, u64)> = VecDeque::new();
     loop {
@@ -242,7 +240,7 @@ async fn read_loop(sh: Arc<Shared>) {
             refresh_depth(&sh).await;
         }
         if now >= next_forget {
-            next_forget = now + FORGET_EVERY;
+            next_forget = now + forget_every;
             forget_crashed_consumers(&sh).await;
         }
         if now >= next_scan {
@@ -345,10 +343,11 @@ async fn take_over(
 }
 
 /// Removes the consumers of crashed instances: those that hold nothing and have been idle for
-/// ten times `min_idle`, at least a minute.
+/// ten times `min_idle`. (Removing a live consumer that holds nothing would cost nothing
+/// either: its next read creates it again.)
 async fn forget_crashed_consumers(sh: &Shared) {
     let queue = &sh.queue;
-    let idle_for = (sh.min_idle * 10).max(Duration::from_secs(60));
+    let idle_for = sh.min_idle * 10;
     let consumers = match queue.consumers().await {
         Ok(consumers) => consumers,
         Err(err) => {
