@@ -831,12 +831,12 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
     assert_eq!(&letters[0].body[..], &no_task_id[..]);
     assert_no_credentials(&letters[0]);
 
-    // The id reads, the payload does not (`status` must be a string): the ready handler
-    // acknowledges 200 before the worker parses; the worker dead-letters it with its key.
-    // (DESIGN.md's policy says 202 for an unparseable payload; see the e2e report.)
+    // The id reads, the summary does not (`status` must be a string): the receive path reads
+    // the summary before the ack, so this is answered 202 (the response policy for a genuine
+    // body that is not the provider's payload) and dead-lettered with its key.
     let id = unique("tsk_bad_field");
     let bad_field = format!(r#"{{"run_id":"{id}","status":["completed"]}}"#).into_bytes();
-    ctx.skyvern(bad_field.clone()).await.assert(200, ACCEPTED);
+    ctx.skyvern(bad_field.clone()).await.assert(202, FOR_REVIEW);
     let sentinel = ctx.flush(&calls).await;
     assert_eq!(calls.keys(), [sentinel]);
     let letters = skyvern_letters.letters();

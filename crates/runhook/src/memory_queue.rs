@@ -113,11 +113,11 @@ impl MemoryQueue {
             match self.context.dead_letters.put(letter).await {
                 Ok(()) => {
                     crate::stats::Counters::bump(&self.context.counters.dead_lettered);
-                    report.dead_lettered.push(job.key.clone());
+                    report.dead_lettered.push(job.key().to_string());
                 }
                 Err(err) => {
-                    tracing::error!(key = %job.key, error = %err, "shutting down: could not dead-letter an undrained delivery; it is lost unless its sender retries");
-                    report.lost.push(job.key.clone());
+                    tracing::error!(key = %job.key(), error = %err, "shutting down: could not dead-letter an undrained delivery; it is lost unless its sender retries");
+                    report.lost.push(job.key().to_string());
                 }
             }
             self.context.release(&job).await;
@@ -155,6 +155,6 @@ async fn run_held(ctx: &WorkerContext, mut job: Job) {
     if held == Err(Settled::NotOurs) {
         return;
     }
-    tracing::error!(key = %job.key, "the run's claim kept being lost; dead-lettering it");
+    tracing::error!(key = %job.key(), "the run's claim kept being lost; dead-lettering it");
     dead_letter_job(ctx, job, DeadLetterReason::ClaimLost, None).await;
 }

@@ -76,8 +76,9 @@ pub struct Outcome {
     pub retry_after: Option<Duration>,
     /// What happened.
     pub kind: OutcomeKind,
-    /// The run's de-duplication key and id, when the body was read that far. The whole
-    /// [`RunEvent`](crate::payload::RunEvent) is parsed by the worker, after the ack.
+    /// The run's de-duplication key and id, when the body was read that far. The receive
+    /// path reads the [`RunEvent`](crate::payload::RunEvent)'s summary once and hands it to
+    /// the worker; the typed payload is read only if the handler asks for it.
     pub probe: Option<DedupProbe>,
 }
 
@@ -462,8 +463,7 @@ impl Receiver {
             return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
         };
         let received_at = SystemTime::now();
-        let (probe, token, body, signed_body) = match self.admit(headers, path, body.clone()).await
-        {
+        let Admitted { event, token } = match self.admit(headers, path, body.clone()).await {
             Ok(admitted) => admitted,
             Err(outcome) => {
                 return self
@@ -471,24 +471,21 @@ impl Receiver {
                     .await
             }
         };
+        let probe = probe_of(&event);
         let job = Job {
-            provider: inner.provider,
-            key: probe.dedup_key.clone(),
-            run_id: Some(probe.run_id.clone()),
+            event: Arc::new(event),
             token,
             held_since: tokio::time::Instant::now(),
             received_at,
-            body,
             headers: kept_headers(headers, &inner.credential_headers).into(),
-            signed_body: signed_body.map(Box::new),
         };
         let outcome = match hand_off.send(job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
             Err(given_back) => {
                 let (refused, job) = *given_back;
                 // Give the claim back so that the sender's retry can win.
-                if let Err(err) = inner.store.release(&job.key, &job.token).await {
-                    tracing::warn!(key = %job.key, error = %err, "could not release a claim after a refused hand-off");
+                if let Err(err) = inner.store.release(job.key(), &job.token).await {
+                    tracing::warn!(key = %job.key(), error = %err, "could not release a claim after a refused hand-off");
                 }
                 refused_outcome(refused)
             }
@@ -544,7 +541,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
-    ) -> Result<(DedupProbe, Token, Bytes, Option<Bytes>), Outcome> {
+    ) -> Result<Admitted, Outcome> {
         let inner = &*self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
             return Err(Outcome::shutting_down());
@@ -595,10 +592,22 @@ impl Receiver {
             Counters::bump(&inner.counters.canonical_fallback_matches);
             tracing::info!(provider = %inner.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
         }
-        let probe = match DedupProbe::read(inner.provider, &body) {
-            Ok(probe) => probe,
-            Err(err) => return Err(self.unparseable(headers, body, None, err).await),
+        // The summary, read once, here: the worker is handed the parsed event. A body that
+        // is genuine but not the provider's payload is kept whole and answered 202.
+        let mut event = match RunEvent::parse_summary(inner.provider, body.clone()) {
+            Ok(event) => event,
+            Err(err) => {
+                // Keep the run's key with the letter when at least the id reads.
+                let probe = DedupProbe::read(inner.provider, &body).ok();
+                let outcome = self.unparseable(headers, body, probe.as_ref(), err).await;
+                return Err(match probe {
+                    Some(probe) => with_probe(outcome, probe),
+                    None => outcome,
+                });
+            }
         };
+        event.signed_body = signed_body;
+        let probe = probe_of(&event);
         let fingerprint = Fingerprint::of(&body);
         let claim = match inner
             .store
@@ -626,7 +635,7 @@ impl Receiver {
             Err(err) => return Err(with_probe(store_unavailable(err), probe)),
         };
         let outcome = match claim {
-            Claim::Acquired(token) => return Ok((probe, token, body, signed_body)),
+            Claim::Acquired(token) => return Ok(Admitted { event, token }),
             Claim::Done { same_payload } => Outcome::new(
                 StatusCode::OK,
                 OutcomeKind::Duplicate {
@@ -687,25 +696,26 @@ impl Receiver {
         body: Bytes,
     ) -> Result<ClaimedEvent, Outcome> {
         let inner = &*self.inner;
-        let (probe, token, body, signed_body) = self.admit(headers, path, body).await?;
+        let Admitted { event, token } = self.admit(headers, path, body).await?;
         let guard = ClaimGuard {
             store: inner.store.clone(),
-            key: probe.dedup_key.clone(),
+            key: event.dedup_key.clone(),
             token,
             keep_for: inner.keep_for,
             counters: inner.counters.clone(),
             settled: false,
         };
-        match RunEvent::parse(inner.provider, body.clone()) {
-            Ok(mut event) => {
-                event.signed_body = signed_body;
-                Ok(ClaimedEvent {
-                    event,
-                    claim: guard,
-                })
-            }
+        // The caller's handler runs now, on the typed payload: read it in full first.
+        match event.payload() {
+            Ok(_) => Ok(ClaimedEvent {
+                event,
+                claim: guard,
+            }),
             Err(err) => {
-                let outcome = self.unparseable(headers, body, Some(&probe), err).await;
+                let (err, probe) = (err.clone(), probe_of(&event));
+                let outcome = self
+                    .unparseable(headers, event.raw_body.clone(), Some(&probe), err)
+                    .await;
                 guard.release().await;
                 Err(with_probe(outcome, probe))
             }
@@ -782,6 +792,20 @@ async fn verify_blocking(
         verifier.verify(&Delivery::new(&owned, &body).with_path(&path))
     });
     check.await.unwrap_or(Err(exact))
+}
+
+/// A genuine, new run, claimed: its summary read, its claim's token.
+struct Admitted {
+    event: RunEvent,
+    token: Token,
+}
+
+/// The key and id of `event`, as outcomes report them.
+fn probe_of(event: &RunEvent) -> DedupProbe {
+    DedupProbe {
+        dedup_key: event.dedup_key.clone(),
+        run_id: event.run_id.clone(),
+    }
 }
 
 fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {

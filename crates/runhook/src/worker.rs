@@ -7,9 +7,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use rand::RngExt as _;
-use runhook_core::payload::{Provider, RunEvent};
+use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
 use tokio::time::Instant;
 
@@ -63,35 +62,35 @@ impl RetryPolicy {
 /// the entry is not taken over while its handler runs or backs off).
 pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
-/// One acknowledged delivery, claimed, waiting for or held by a worker.
+/// One acknowledged delivery, claimed, waiting for or held by a worker. Its event was read on
+/// the receive path (or from the stream entry), so that workers never parse a body again.
 #[derive(Clone)]
 pub(crate) struct Job {
-    pub provider: Provider,
-    pub key: String,
-    /// The run id the receive path read (`None` where the key is not a run id).
-    pub run_id: Option<String>,
+    /// The run: provider, dedup key, run id, the raw body (and the signed canonical bytes).
+    pub event: Arc<RunEvent>,
     pub token: Token,
     /// When the claim was taken or last renewed.
     pub held_since: Instant,
     pub received_at: SystemTime,
-    pub body: Bytes,
     pub headers: Arc<[(String, String)]>,
-    /// The canonical bytes that were signed, when the body matched only in canonical form
-    /// (boxed: rare).
-    pub signed_body: Option<Box<Bytes>>,
 }
 
 impl Job {
+    /// The run's de-duplication key.
+    pub(crate) fn key(&self) -> &str {
+        &self.event.dedup_key
+    }
+
     pub(crate) fn dead_letter(&self, reason: DeadLetterReason, attempts: u32) -> DeadLetter {
         DeadLetter {
-            provider: Some(self.provider),
-            dedup_key: Some(self.key.clone()),
-            run_id: self.run_id.clone(),
+            provider: Some(self.event.provider),
+            dedup_key: Some(self.event.dedup_key.clone()),
+            run_id: Some(self.event.run_id.clone()),
             reason,
             attempts,
             received_at: self.received_at,
             headers: self.headers.to_vec(),
-            body: self.body.clone(),
+            body: self.event.raw_body.clone(),
         }
     }
 }
@@ -157,8 +156,8 @@ impl WorkerContext {
     /// Releases `job`'s claim (best effort), so that a retry, a replay or a takeover wins at
     /// once.
     pub async fn release(&self, job: &Job) {
-        if let Err(err) = self.store.release(&job.key, &job.token).await {
-            tracing::warn!(key = %job.key, error = %err, "could not release a claim");
+        if let Err(err) = self.store.release(job.key(), &job.token).await {
+            tracing::warn!(key = %job.key(), error = %err, "could not release a claim");
         }
     }
 
@@ -169,14 +168,14 @@ impl WorkerContext {
         if job.held_since.elapsed() < self.lease / 3 {
             return Ok(());
         }
-        match self.store.renew(&job.key, &job.token, self.lease).await {
+        match self.store.renew(job.key(), &job.token, self.lease).await {
             Ok(()) => {
                 job.held_since = Instant::now();
                 Ok(())
             }
             Err(StoreError::NotHolder) => self.reclaim(job).await,
             Err(err) => {
-                tracing::warn!(key = %job.key, error = %err, "could not renew the claim of a waiting job; processing it on the claim it has");
+                tracing::warn!(key = %job.key(), error = %err, "could not renew the claim of a waiting job; processing it on the claim it has");
                 Ok(())
             }
         }
@@ -186,7 +185,7 @@ impl WorkerContext {
     pub async fn reclaim(&self, job: &mut Job) -> Result<(), Settled> {
         match self
             .store
-            .claim(&job.key, self.lease, Fingerprint::of(&job.body))
+            .claim(job.key(), self.lease, Fingerprint::of(&job.event.raw_body))
             .await
         {
             Ok(Claim::Acquired(token)) => {
@@ -196,7 +195,7 @@ impl WorkerContext {
             }
             Ok(Claim::Done { .. }) | Ok(Claim::InFlight { .. }) => Err(Settled::NotOurs),
             Err(err) => {
-                tracing::warn!(key = %job.key, error = %err, "could not claim the run again");
+                tracing::warn!(key = %job.key(), error = %err, "could not claim the run again");
                 Err(Settled::LostLease)
             }
         }
@@ -206,7 +205,7 @@ impl WorkerContext {
 /// Processes one claimed job, whichever hand-off it came from (see the module docs). The job
 /// is listed in `busy` meanwhile, for a shutdown past its deadline.
 pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) -> Settled {
-    let key = job.key.clone();
+    let key = job.key().to_string();
     ctx.busy().insert(
         key.clone(),
         Busy {
@@ -262,19 +261,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     async fn process(&mut self) -> Result<Settled, LeaseLost> {
         let ctx = self.ctx;
-        // Only the summary now: the typed payload is read if and when the handler asks for it.
-        let event = match RunEvent::parse_summary(self.job.provider, self.job.body.clone()) {
-            Ok(mut event) => {
-                event.signed_body = self.job.signed_body.as_deref().cloned();
-                Arc::new(event)
-            }
-            Err(err) => {
-                tracing::warn!(key = %self.job.key, error = %err, "genuine delivery is not the provider's payload; dead-lettering it");
-                return self
-                    .dead_letter(DeadLetterReason::Unparseable(err), 0)
-                    .await;
-            }
-        };
+        let event = self.job.event.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -283,7 +270,7 @@ impl Worker<'_> {
                 Err(error) => error,
             };
             Counters::bump(&ctx.counters.failed_attempts);
-            tracing::warn!(key = %self.job.key, attempt, error = %error, "handler attempt failed");
+            tracing::warn!(key = %self.job.key(), attempt, error = %error, "handler attempt failed");
             if attempt >= ctx.retry.max_attempts.max(1) {
                 let reason = DeadLetterReason::HandlerFailed {
                     attempts: attempt,
@@ -306,19 +293,19 @@ impl Worker<'_> {
         loop {
             match ctx
                 .store
-                .complete(&self.job.key, &self.job.token, ctx.keep_for)
+                .complete(self.job.key(), &self.job.token, ctx.keep_for)
                 .await
             {
                 Ok(()) => break,
                 Err(StoreError::NotHolder) => return Err(LeaseLost),
                 Err(err) if err.is_transient() && tries < 3 => {
                     tries += 1;
-                    tracing::warn!(key = %self.job.key, error = %err, "could not record the run as done; trying again");
+                    tracing::warn!(key = %self.job.key(), error = %err, "could not record the run as done; trying again");
                     self.keep_held(tokio::time::sleep(Duration::from_millis(200) * tries))
                         .await?;
                 }
                 Err(err) => {
-                    tracing::warn!(key = %self.job.key, error = %err, "processed, but the run could not be recorded as done: a later delivery of it may run again");
+                    tracing::warn!(key = %self.job.key(), error = %err, "processed, but the run could not be recorded as done: a later delivery of it may run again");
                     break;
                 }
             }
@@ -339,7 +326,7 @@ impl Worker<'_> {
         let mut pause = Duration::from_millis(500);
         while let Err(err) = ctx.dead_letters.put(letter.clone()).await {
             Counters::bump(&ctx.counters.dead_letter_write_failures);
-            tracing::error!(key = %self.job.key, error = %err, retry_in_ms = pause.as_millis() as u64, "could not write a dead letter; keeping the delivery and trying again");
+            tracing::error!(key = %self.job.key(), error = %err, retry_in_ms = pause.as_millis() as u64, "could not write a dead letter; keeping the delivery and trying again");
             self.keep_held(tokio::time::sleep(pause)).await?;
             pause = (pause * 2).min(Duration::from_secs(30));
         }
@@ -355,7 +342,7 @@ impl Worker<'_> {
         let handler = ctx.handler.clone();
         let attempt = tokio::spawn(async move { handler.handle(event).await });
         let abort = attempt.abort_handle();
-        if let Some(busy) = ctx.busy().get_mut(&self.job.key) {
+        if let Some(busy) = ctx.busy().get_mut(self.job.key()) {
             busy.attempt = Some(abort.clone());
         }
         let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, attempt);
@@ -394,7 +381,7 @@ impl Worker<'_> {
                 out = &mut work => return Ok(out),
                 _ = tokio::time::sleep_until(next) => {
                     let now = Instant::now();
-                    match ctx.store.renew(&self.job.key, &self.job.token, ctx.lease).await {
+                    match ctx.store.renew(self.job.key(), &self.job.token, ctx.lease).await {
                         Ok(()) => {
                             self.job.held_since = now;
                             next = now + renew_every;
@@ -404,7 +391,7 @@ impl Worker<'_> {
                             if now.duration_since(self.job.held_since) >= ctx.lease {
                                 return Err(LeaseLost);
                             }
-                            tracing::warn!(key = %self.job.key, error = %err, "could not renew the claim of a running job");
+                            tracing::warn!(key = %self.job.key(), error = %err, "could not renew the claim of a running job");
                             // Try again soon, not a whole third of the lease later.
                             next = now + (renew_every / 4).max(Duration::from_millis(10));
                         }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
 use redis::Value;
-use runhook_core::payload::Provider;
+use runhook_core::payload::{Provider, RunEvent};
 use runhook_store::{Claim, Fingerprint, StoreError, Token};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -103,12 +103,12 @@ impl StreamWorkers {
             return Err(Box::new((Refused::Closed, job)));
         }
         let entry = NewEntry {
-            provider: job.provider,
-            key: &job.key,
-            run_id: job.run_id.as_deref(),
+            provider: job.event.provider,
+            key: &job.event.dedup_key,
+            run_id: Some(&job.event.run_id),
             token: Some(&job.token),
             received_at: job.received_at,
-            body: &job.body,
+            body: &job.event.raw_body,
             headers: &job.headers,
         };
         match self.append(&entry).await {
@@ -176,7 +176,7 @@ impl StreamWorkers {
             while tasks.join_next().await.is_some() {}
             for job in sh.ctx.stop_busy() {
                 sh.ctx.release(&job).await;
-                report.left_pending.push(job.key);
+                report.left_pending.push(job.key().to_string());
             }
         }
         sh.queue.forget_consumer_if_idle().await;
@@ -421,7 +421,6 @@ fn spawn_entry(
 struct Entry {
     provider: Provider,
     key: String,
-    run_id: Option<String>,
     token: Option<Token>,
     received_at: SystemTime,
     body: Bytes,
@@ -447,7 +446,6 @@ impl Entry {
         Some(Self {
             provider,
             key,
-            run_id: text("run_id").filter(|id| !id.is_empty()),
             token,
             received_at,
             body: Bytes::from(body),
@@ -466,7 +464,6 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
     let Some(Entry {
         provider,
         key,
-        run_id,
         token,
         received_at,
         body,
@@ -475,6 +472,14 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
     else {
         foreign_entry(sh, &id, &entry.map).await;
         return;
+    };
+    // The receive path read this body before appending it: it parses, and gives this key.
+    let event = match RunEvent::parse_summary(provider, body.clone()) {
+        Ok(event) if event.dedup_key == key => event,
+        _ => {
+            foreign_entry(sh, &id, &entry.map).await;
+            return;
+        }
     };
     // A fresh entry's token was taken by the receive path and given to no one else; a
     // taken-over entry's token may still be renewed by a live worker: never reuse it.
@@ -520,21 +525,16 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
         })
     };
     let job = Job {
-        provider,
-        key,
-        run_id,
+        event: Arc::new(event),
         token,
         held_since: Instant::now(),
         received_at,
-        body,
         headers: headers.into(),
-        // Not carried through the stream.
-        signed_body: None,
     };
     let settled = match delivery {
         Delivery::TakenOver { deliveries } if deliveries > queue.inner.max_deliveries => {
             Counters::bump(&ctx.counters.poison);
-            tracing::error!(key = %job.key, %id, deliveries, "poison run: handed to workers too many times, each time without finishing; dead-lettering it");
+            tracing::error!(key = %job.key(), %id, deliveries, "poison run: handed to workers too many times, each time without finishing; dead-lettering it");
             dead_letter_job(
                 ctx,
                 job,
