@@ -75,7 +75,10 @@ impl Serve {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            assert!(started.elapsed() < limit, "serve did not exit within {limit:?}");
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         (status, self.logs())
@@ -160,7 +163,10 @@ fn line_counts(file: &Path) -> HashMap<String, usize> {
 fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < limit, "timed out after {limit:?}: {what}");
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -295,7 +301,10 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
     );
     for line in attempt_lines.lines() {
         let ppid: u32 = line.strip_prefix("attempt ").unwrap().parse().unwrap();
-        assert!(pids.contains(&ppid), "$PPID {ppid} is not a serve process: {pids:?}");
+        assert!(
+            pids.contains(&ppid),
+            "$PPID {ppid} is not a serve process: {pids:?}"
+        );
     }
     assert!(
         (MAX_DELIVERIES..=MAX_DELIVERIES + 1).contains(&deliveries),
@@ -305,7 +314,10 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
     wait_for(Duration::from_secs(20), "every good run", || {
         line_counts(&calls).len() == good.len()
     });
-    assert!(serve.child.try_wait().unwrap().is_none(), "serve died again");
+    assert!(
+        serve.child.try_wait().unwrap().is_none(),
+        "serve died again"
+    );
 
     let source = ["--store", REDIS, "--path", &path, "--redis-prefix", &prefix];
     let letters = list(&source);
@@ -318,8 +330,13 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
         letter["body"].as_str().unwrap().as_bytes(),
         skyvern_body(&poison)
     );
-    assert!(letter["id"].as_str().is_some_and(|id| id.contains('-')), "{letter}");
-    assert!(letter["received_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        letter["id"].as_str().is_some_and(|id| id.contains('-')),
+        "{letter}"
+    );
+    assert!(letter["received_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     let printed = letter.to_string();
     assert!(
         !printed.contains("x-skyvern-signature") && !printed.contains(SKYVERN_KEY),
@@ -335,8 +352,14 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
     redrive.extend_from_slice(&source);
     let (code, stdout, stderr) = dead_letters(&redrive);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains(&format!("redriven skyvern:{poison}")), "{stdout}");
-    assert!(stdout.contains("1 redriven, 0 already done, 0 kept"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("redriven skyvern:{poison}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 redriven, 0 already done, 0 kept"),
+        "{stdout}"
+    );
     wait_for(Duration::from_secs(20), "the redriven run", || {
         line_counts(&calls).contains_key(&poison)
     });
@@ -418,7 +441,10 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
             skyvern_body(&run),
             "{letter}"
         );
-        assert!(!done.contains_key(&run), "{run} processed and dead-lettered");
+        assert!(
+            !done.contains_key(&run),
+            "{run} processed and dead-lettered"
+        );
         assert!(lettered.insert(run), "lettered twice: {letter}");
     }
     eprintln!(
@@ -447,7 +473,10 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
     ]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
-        stdout.contains(&format!("0 redriven, 0 already done, {} kept", lettered.len())),
+        stdout.contains(&format!(
+            "0 redriven, 0 already done, {} kept",
+            lettered.len()
+        )),
         "{stdout}"
     );
     assert_eq!(std::fs::read(&dead).unwrap(), before);
@@ -473,13 +502,19 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
     let (code, stdout, stderr) = redrive(&[&first, "skyvern:not-a-letter"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains(&format!("redriven {first}")), "{stdout}");
-    assert!(stdout.contains("not found skyvern:not-a-letter"), "{stdout}");
+    assert!(
+        stdout.contains("not found skyvern:not-a-letter"),
+        "{stdout}"
+    );
     assert_eq!(list(&file).len(), lettered.len() - 1);
 
     let (code, stdout, stderr) = redrive(&[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains(&format!("{} redriven, 0 already done, 0 kept", lettered.len() - 1)),
+        stdout.contains(&format!(
+            "{} redriven, 0 already done, 0 kept",
+            lettered.len() - 1
+        )),
         "{stdout}"
     );
     assert!(list(&file).is_empty());
