@@ -381,9 +381,10 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
 /// exits 1, and every acknowledged run is either processed or in the dead-letter file with
 /// its exact body, never both. A redrive through a failing handler keeps them (exit 1); one
 /// by dedup key takes only that one; a full redrive processes the rest once and empties the
-/// file.
+/// file; a letter whose run the Redis store has done is removed without a handler call.
 #[test]
 fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
+    require_redis();
     let started = Instant::now();
     let tag = unique("drain");
     let dir = scratch(&tag);
@@ -463,7 +464,7 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
     // A handler that fails: everything kept, exit 1, the file untouched.
     let before = std::fs::read(&dead).unwrap();
     let failing = dir.join("failing.toml");
-    std::fs::write(&failing, config_toml(&path, "exit 3")).unwrap();
+    std::fs::write(&failing, config_toml("", &path, "exit 3")).unwrap();
     let (code, stdout, stderr) = dead_letters(&[
         "redrive",
         "--file",
@@ -483,7 +484,10 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
 
     let quick = format!(r#"echo "$RUNHOOK_RUN_ID" >> {}"#, processed.display());
     let config = dir.join("runhook.toml");
-    std::fs::write(&config, config_toml(&path, &quick)).unwrap();
+    // With a Redis store: each redriven run is claimed and completed there.
+    let prefix = format!("dltest_{tag}");
+    let top = format!("store = {REDIS:?}\nredis_prefix = {prefix:?}\n");
+    std::fs::write(&config, config_toml(&top, &path, &quick)).unwrap();
     let redrive = |keys: &[&str]| {
         let mut args = vec![
             "redrive",
@@ -523,13 +527,33 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
         assert_eq!(counts.get(run), Some(&1), "{run}: {counts:?}");
     }
     assert_eq!(counts.len(), runs.len());
+
+    // The same letter again (a copy restored from a backup, say): the store says its run is
+    // done, so it is removed without running the handler.
+    let again = String::from_utf8(before)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    std::fs::write(&dead, format!("{again}\n")).unwrap();
+    let (code, stdout, stderr) = redrive(&[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("0 redriven, 1 already done, 0 kept"),
+        "{stdout}"
+    );
+    assert!(list(&file).is_empty());
+    assert_eq!(line_counts(&processed), counts);
+    delete_keys(&prefix);
     eprintln!("drain test took {:?}", started.elapsed());
 }
 
-/// A runhook.toml with one Skyvern route and an `exec` handler.
-fn config_toml(path: &str, exec: &str) -> String {
+/// A runhook.toml with one Skyvern route and an `exec` handler, and `top` (store settings)
+/// before the tables.
+fn config_toml(top: &str, path: &str, exec: &str) -> String {
     format!(
-        "[handler]\nexec = {exec:?}\n\n[[route]]\npath = {path:?}\nprovider = \"skyvern\"\nsecret_env = \"SKYVERN_API_KEY\"\n"
+        "{top}\n[handler]\nexec = {exec:?}\n\n[[route]]\npath = {path:?}\nprovider = \"skyvern\"\nsecret_env = \"SKYVERN_API_KEY\"\n"
     )
 }
 
