@@ -231,7 +231,9 @@ async fn redrive(args: &RedriveArgs) -> Result<ExitCode, String> {
                     .redrive(&args.dedup_keys)
                     .await
                     .map_err(|e| format!("redriving {stream}:dead: {e}"))?;
-                println!("handed back to {stream}: a running `runhook serve` for the route processes them");
+                if !report.redriven.is_empty() {
+                    println!("handed back to {stream}: a running `runhook serve` for the route processes them");
+                }
                 (report, present)
             }
         }
