@@ -37,6 +37,10 @@ enum Command {
     /// Deliver bodies to a receiver exactly as a platform does (headers, timeout, retries), or
     /// generate load with fresh run ids and duplicates.
     Send(cmd::send::SendArgs),
+    /// List the deliveries a receiver set aside (a --dead-letters file or a route's
+    /// dead-letter stream), and redrive them: back into the route's stream, or through the
+    /// handler of a runhook.toml.
+    DeadLetters(cmd::dead_letters::DeadLettersArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,5 +53,6 @@ fn main() -> ExitCode {
         Command::Send(args) => cmd::send::run(args),
         Command::Serve(args) => cmd::serve::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::DeadLetters(args) => cmd::dead_letters::run(args),
     }
 }

@@ -334,7 +334,8 @@ pub(crate) fn parse_lines(text: &str) -> Result<Vec<DeadLetterRecord>, std::io::
 pub(crate) fn open_locked(path: &Path) -> Result<std::fs::File, std::io::Error> {
     loop {
         let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
+        // Readable too: a redrive reads the file through this handle, under the lock.
+        options.create(true).append(true).read(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(path)?;

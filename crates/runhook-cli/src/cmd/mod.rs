@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod canonicalize;
+pub mod dead_letters;
 pub mod demo;
 pub mod input;
 pub mod parse;

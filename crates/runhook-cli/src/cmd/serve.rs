@@ -269,7 +269,7 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String
 }
 
 /// The store without any credentials a URL may carry.
-fn store_label(store: &str) -> String {
+pub(crate) fn store_label(store: &str) -> String {
     match store.split_once('@') {
         Some((scheme_and_user, host)) => {
             let scheme = scheme_and_user.split("://").next().unwrap_or("redis");
