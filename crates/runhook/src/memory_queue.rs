@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::dead_letter::DeadLetterReason;
@@ -28,51 +27,40 @@ pub(crate) enum Refused {
     Unavailable,
 }
 
-/// The queue and its workers.
+/// The queue and its workers. The queue is a multi-consumer channel: an idle worker is woken
+/// directly by the job that arrives, with no lock between the workers.
 pub(crate) struct MemoryQueue {
-    sender: Mutex<Option<mpsc::Sender<Job>>>,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    sender: async_channel::Sender<Job>,
+    queue: async_channel::Receiver<Job>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     context: Arc<WorkerContext>,
-    capacity: usize,
 }
 
 impl MemoryQueue {
     pub fn start(context: WorkerContext, capacity: usize, workers: usize) -> Self {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let queue = Arc::new(tokio::sync::Mutex::new(receiver));
+        let (sender, queue) = async_channel::bounded(capacity.max(1));
         let context = Arc::new(context);
         let handles = (0..workers.max(1))
             .map(|_| tokio::spawn(work(queue.clone(), context.clone())))
             .collect();
         Self {
-            sender: Mutex::new(Some(sender)),
+            sender,
             queue,
             workers: Mutex::new(handles),
             context,
-            capacity: capacity.max(1),
         }
     }
 
     /// Queues `job` without waiting; a full or closed queue gives the job back.
     pub fn try_send(&self, job: Job) -> Result<(), GivenBack> {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(sender) = sender else {
-            return Err(Box::new((Refused::Closed, job)));
-        };
-        sender.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(job) => Box::new((Refused::Full, job)),
-            mpsc::error::TrySendError::Closed(job) => Box::new((Refused::Closed, job)),
+        self.sender.try_send(job).map_err(|e| match e {
+            async_channel::TrySendError::Full(job) => Box::new((Refused::Full, job)),
+            async_channel::TrySendError::Closed(job) => Box::new((Refused::Closed, job)),
         })
     }
 
     pub fn depth(&self) -> usize {
-        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        sender.as_ref().map_or(0, |s| self.capacity - s.capacity())
+        self.sender.len()
     }
 
     /// Stops taking jobs and lets the workers drain the queue until `deadline`. Past it,
@@ -80,7 +68,8 @@ impl MemoryQueue {
     /// whose handler was still running), with its body, then releases its claim so that a
     /// retry or a redrive can win.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        // Closed: nothing new is queued, and the workers stop once the queue is empty.
+        self.sender.close();
         let mut handles: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         let drained = tokio::time::timeout(deadline, async {
@@ -102,11 +91,8 @@ impl MemoryQueue {
         }
         // The workers are stopped: nothing changes `busy` or the queue any more.
         let mut left = self.context.stop_busy();
-        {
-            let mut queue = self.queue.lock().await;
-            while let Ok(job) = queue.try_recv() {
-                left.push(job);
-            }
+        while let Ok(job) = self.queue.try_recv() {
+            left.push(job);
         }
         for job in left {
             let letter = job.dead_letter(DeadLetterReason::NotDrained, 0);
@@ -126,10 +112,8 @@ impl MemoryQueue {
     }
 }
 
-async fn work(queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>, ctx: Arc<WorkerContext>) {
-    loop {
-        let job = { queue.lock().await.recv().await };
-        let Some(job) = job else { return };
+async fn work(queue: async_channel::Receiver<Job>, ctx: Arc<WorkerContext>) {
+    while let Ok(job) = queue.recv().await {
         run_held(&ctx, job).await;
     }
 }

@@ -4,9 +4,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
+use futures_util::FutureExt as _;
 use rand::RngExt as _;
 use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
@@ -123,15 +126,14 @@ pub(crate) struct WorkerContext {
     pub lease: Duration,
     pub keep_for: Duration,
     pub counters: Arc<Counters>,
-    /// The jobs workers are processing now, with the running handler attempt, so that a
-    /// shutdown past its deadline can stop them and dead-letter or release them.
+    /// The jobs workers are processing now, so that a shutdown past its deadline can
+    /// dead-letter or release them.
     pub busy: Mutex<HashMap<String, Busy>>,
 }
 
 /// A job a worker is processing.
 pub(crate) struct Busy {
     pub job: Job,
-    attempt: Option<tokio::task::AbortHandle>,
 }
 
 impl WorkerContext {
@@ -139,18 +141,10 @@ impl WorkerContext {
         self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops the handler attempts still running after the workers were stopped, and returns
-    /// their jobs (with their current tokens).
+    /// The jobs that were running when the workers were stopped (their handler attempts ran
+    /// on the workers' tasks, so they stopped with them), with their current tokens.
     pub fn stop_busy(&self) -> Vec<Job> {
-        self.busy()
-            .drain()
-            .map(|(_, busy)| {
-                if let Some(attempt) = busy.attempt {
-                    attempt.abort();
-                }
-                busy.job
-            })
-            .collect()
+        self.busy().drain().map(|(_, busy)| busy.job).collect()
     }
 
     /// Releases `job`'s claim (best effort), so that a retry, a replay or a takeover wins at
@@ -206,13 +200,7 @@ impl WorkerContext {
 /// is listed in `busy` meanwhile, for a shutdown past its deadline.
 pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) -> Settled {
     let key = job.key().to_string();
-    ctx.busy().insert(
-        key.clone(),
-        Busy {
-            job: job.clone(),
-            attempt: None,
-        },
-    );
+    ctx.busy().insert(key.clone(), Busy { job: job.clone() });
     let mut worker = Worker {
         ctx,
         job,
@@ -249,6 +237,17 @@ pub(crate) async fn dead_letter_job(
             Counters::bump(&ctx.counters.lost_leases);
             Settled::LostLease
         }
+    }
+}
+
+/// A finished attempt's result, a panic counted as a failure.
+fn attempt_result(
+    out: Result<Result<(), crate::HandlerError>, Box<dyn std::any::Any + Send>>,
+) -> Result<(), String> {
+    match out {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_panic) => Err("the handler panicked".into()),
     }
 }
 
@@ -336,35 +335,28 @@ impl Worker<'_> {
     }
 
     /// One handler attempt, bounded by the attempt timeout, with a panic counted as a failure,
-    /// and the claim held while it runs. A lost claim stops the attempt.
+    /// and the claim held while it runs. A lost claim stops the attempt (the handler's future
+    /// is dropped). The attempt runs on the worker's own task: a handler that finishes at its
+    /// first poll (most fast handlers) costs no timer, no spawn and no extra task hop.
     async fn attempt(&mut self, event: Arc<RunEvent>) -> Result<Result<(), String>, LeaseLost> {
         let ctx = self.ctx;
-        let handler = ctx.handler.clone();
-        let attempt = tokio::spawn(async move { handler.handle(event).await });
-        let abort = attempt.abort_handle();
-        if let Some(busy) = ctx.busy().get_mut(self.job.key()) {
-            busy.attempt = Some(abort.clone());
+        let handler = AssertUnwindSafe(ctx.handler.handle(event)).catch_unwind();
+        tokio::pin!(handler);
+        let at_once = std::future::poll_fn(|cx| match handler.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        if let Some(out) = at_once {
+            return Ok(attempt_result(out));
         }
-        let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, attempt);
-        let finished = match self.keep_held(bounded).await {
-            Ok(finished) => finished,
-            Err(lost) => {
-                abort.abort();
-                return Err(lost);
-            }
-        };
-        Ok(match finished {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(error.to_string()),
-            Ok(Err(join)) if join.is_panic() => Err("the handler panicked".into()),
-            Ok(Err(join)) => Err(join.to_string()),
-            Err(_elapsed) => {
-                abort.abort();
-                Err(format!(
-                    "the handler did not finish within {:?}",
-                    ctx.retry.attempt_timeout
-                ))
-            }
+        let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, handler);
+        Ok(match self.keep_held(bounded).await? {
+            Ok(out) => attempt_result(out),
+            Err(_elapsed) => Err(format!(
+                "the handler did not finish within {:?}",
+                ctx.retry.attempt_timeout
+            )),
         })
     }
 
