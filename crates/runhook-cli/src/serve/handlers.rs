@@ -1,5 +1,5 @@
 //! The three handlers `runhook serve` offers: append to a JSON-lines file, run a command, or
-//! forward to a URL. Each gets the event as one JSON object ([`crate::event_json::record`]).
+//! forward to a URL. Each gets the event as one JSON object ([`crate::event_json::record_line`]).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -46,8 +46,7 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
     Ok(Arc::new(move |event: Arc<RunEvent>| {
         let file = file.clone();
         async move {
-            let mut line = serde_json::to_vec(&event_json::record(&event))?;
-            line.push(b'\n');
+            let line = event_json::record_line(&event)?;
             let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
             file.write_all(&line)?;
             Ok::<(), HandlerError>(())
@@ -62,7 +61,7 @@ fn exec(command: String) -> Arc<dyn Handler> {
     Arc::new(move |event: Arc<RunEvent>| {
         let command = command.clone();
         async move {
-            let input = serde_json::to_vec(&event_json::record(&event))?;
+            let input = event_json::record_line(&event)?;
             let mut child = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(&command)
@@ -107,7 +106,7 @@ fn forward(url: &str) -> Result<Arc<dyn Handler>, String> {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-runhook-dedup-key", event.dedup_key.as_str());
         async move {
-            let body = serde_json::to_vec(&event_json::record(&event))?;
+            let body = event_json::record_line(&event)?;
             let response = request.body(body).send().await?;
             let status = response.status();
             if status.is_success() {
