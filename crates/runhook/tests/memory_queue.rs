@@ -103,3 +103,77 @@ async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter
     assert!(claim.is_acquired(), "{claim:?}");
     assert!(receiver.shutdown(Duration::from_secs(1)).await.drained());
 }
+
+#[tokio::test]
+async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failures() {
+    use runhook::{redrive_file, JsonLinesDeadLetters};
+    let dir = std::env::temp_dir().join(format!(
+        "runhook-redrive-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dead.jsonl");
+    let sink = JsonLinesDeadLetters::new(&path);
+    for run in ["fixed_1", "still_broken_1"] {
+        let body = format!(r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED"}}"#);
+        let letter = DeadLetter {
+            provider: Some(Provider::TinyFish),
+            dedup_key: Some(format!("tinyfish:{run}")),
+            run_id: Some(run.into()),
+            reason: runhook::DeadLetterReason::NotDrained,
+            attempts: 0,
+            received_at: std::time::SystemTime::now(),
+            headers: Vec::new(),
+            body: Bytes::from(body),
+        };
+        sink.put(letter).await.unwrap();
+    }
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = handled.clone();
+    let handler = move |event: Arc<RunEvent>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(event.run_id.clone());
+            if event.run_id.starts_with("still_broken") {
+                return Err(std::io::Error::other("still broken"));
+            }
+            Ok(())
+        }
+    };
+    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+    let report = redrive_file(&path, &[], Arc::new(handler), Some(store.clone()))
+        .await
+        .unwrap();
+    assert_eq!(report.redriven, vec!["tinyfish:fixed_1".to_string()]);
+    assert_eq!(report.kept.len(), 1);
+    let left = JsonLinesDeadLetters::read(&path).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].dedup_key.as_deref(),
+        Some("tinyfish:still_broken_1")
+    );
+    // The redriven run is recorded done: a second redrive of a copy calls nothing.
+    let body =
+        Bytes::from_static(br#"{"event":"run.completed","run_id":"fixed_1","status":"COMPLETED"}"#);
+    let claim = store
+        .claim(
+            "tinyfish:fixed_1",
+            Duration::from_secs(1),
+            Fingerprint::of(&body),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Done { .. }), "{claim:?}");
+    assert_eq!(handled.lock().unwrap().len(), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the rewritten file stays private");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
