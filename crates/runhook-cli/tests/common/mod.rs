@@ -36,6 +36,21 @@ pub fn redis_available() -> bool {
     up
 }
 
+/// Panics, saying how to start one, unless Redis answers on 127.0.0.1:6379: a test that
+/// needs Redis never passes without it.
+pub fn require_redis() {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    assert!(
+        up,
+        "this test needs Redis on 127.0.0.1:6379; start one with \
+         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no`"
+    );
+}
+
 /// A `runhook serve` just started: the process, its base URL, and the file its logs go to.
 pub struct Started {
     pub child: Child,
