@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use runhook::{sign_skyvern, Secret};
 
 mod common;
-use common::{redis_available, start_serve, unique};
+use common::{require_redis, start_serve, unique};
 use serde_json::Value;
 
 const SKYVERN_KEY: &str = "sk_test_serve_cli";
@@ -581,10 +581,7 @@ async fn sigterm_drains_the_queue_before_exiting() {
 
 #[tokio::test]
 async fn two_instances_sharing_redis_process_a_run_once() {
-    if !redis_available() {
-        eprintln!("skipped: no Redis on 127.0.0.1:6379");
-        return;
-    }
+    require_redis();
     let dir = scratch("redis");
     let events = dir.join("events.jsonl");
     let args = [

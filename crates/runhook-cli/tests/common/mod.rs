@@ -23,19 +23,6 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Whether Redis answers on 127.0.0.1:6379; with CI=true a missing Redis fails the test.
-pub fn redis_available() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but nothing answers on 127.0.0.1:6379");
-    }
-    up
-}
-
 /// Panics, saying how to start one, unless Redis answers on 127.0.0.1:6379: a test that
 /// needs Redis never passes without it.
 pub fn require_redis() {
