@@ -49,10 +49,7 @@ impl HandOff {
     /// this process, and so does the store's claim). The stream appends the duplicate without
     /// a token: if the instance holding the run died before its own `XADD`, the claim lapses
     /// and this entry wins it, so the run is not lost.
-    pub async fn guard_in_flight_duplicate(
-        &self,
-        duplicate: Duplicate<'_>,
-    ) -> Result<(), Refused> {
+    pub async fn guard_in_flight_duplicate(&self, duplicate: Duplicate<'_>) -> Result<(), Refused> {
         match self {
             HandOff::Memory(_) => {
                 let _ = duplicate;

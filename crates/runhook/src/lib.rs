@@ -31,23 +31,23 @@ mod memory_queue;
 mod receiver;
 mod redrive;
 mod stats;
-mod worker;
 #[cfg(feature = "redis")]
 pub mod stream;
+mod worker;
 
 pub use dead_letter::{
     DeadLetter, DeadLetterReason, DeadLetterRecord, DeadLetterSink, JsonLinesDeadLetters,
     MemoryDeadLetters,
 };
-pub use redrive::{redrive_file, RedriveReport};
-pub use stats::Stats;
-pub use worker::RetryPolicy;
 pub use handler::{BoxFuture, Handler, HandlerError};
 pub use receiver::{
     BuildError, ClaimedEvent, KeyResolver, Outcome, OutcomeKind, Receiver, ReceiverBuilder,
     ShutdownReport, Unavailable, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_QUEUE_CAPACITY,
 };
+pub use redrive::{redrive_file, RedriveReport};
+pub use stats::Stats;
+pub use worker::RetryPolicy;
 
 #[cfg(feature = "redis")]
 pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuilder, StreamError};

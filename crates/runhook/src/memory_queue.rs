@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::dead_letter::DeadLetterReason;
 use crate::receiver::ShutdownReport;
 use crate::worker::{run_job, Job, Settled, WorkerContext};
-use crate::dead_letter::DeadLetterReason;
 
 /// Why a job could not be handed off.
 pub(crate) enum Refused {

@@ -19,9 +19,9 @@ use crate::handler::{BoxFuture, Handler, HandlerError};
 use crate::handoff::{Duplicate, HandOff};
 use crate::memory_queue::{MemoryQueue, Refused};
 use crate::stats::{Counters, Stats};
-use crate::worker::{Job, RetryPolicy, WorkerContext};
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
+use crate::worker::{Job, RetryPolicy, WorkerContext};
 
 /// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -576,7 +576,13 @@ impl Receiver {
                     reason: err.to_string(),
                 };
                 let outcome = self
-                    .set_aside(headers, body, Some(&probe), reason, OutcomeKind::UnusableKey(err))
+                    .set_aside(
+                        headers,
+                        body,
+                        Some(&probe),
+                        reason,
+                        OutcomeKind::UnusableKey(err),
+                    )
                     .await;
                 return Err(with_probe(outcome, probe));
             }
@@ -659,9 +665,7 @@ impl Receiver {
                 claim: guard,
             }),
             Err(err) => {
-                let outcome = self
-                    .unparseable(headers, body, Some(&probe), err)
-                    .await;
+                let outcome = self.unparseable(headers, body, Some(&probe), err).await;
                 guard.release().await;
                 Err(with_probe(outcome, probe))
             }

@@ -49,7 +49,11 @@ pub async fn redrive_file(
     let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
     let mut report = RedriveReport::default();
     let mut done_lines: HashSet<String> = HashSet::new();
-    for (line, record) in text.lines().filter(|l| !l.trim().is_empty()).zip(parse_lines(&text)?) {
+    for (line, record) in text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .zip(parse_lines(&text)?)
+    {
         let key = record.dedup_key.clone();
         if !wanted.is_empty() && !key.as_deref().is_some_and(|k| wanted.contains(k)) {
             continue;
@@ -104,16 +108,20 @@ async fn redrive_one(
     let outcome = handler.handle(Arc::new(event)).await;
     if let (Some(store), Some(token)) = (store, token) {
         let settled = match &outcome {
-            Ok(()) => store
-                .complete(&key, &token, std::time::Duration::from_secs(7 * 24 * 3600))
-                .await,
+            Ok(()) => {
+                store
+                    .complete(&key, &token, std::time::Duration::from_secs(7 * 24 * 3600))
+                    .await
+            }
             Err(_) => store.release(&key, &token).await,
         };
         if let Err(err) = settled {
             tracing::warn!(%key, error = %err, "could not settle the claim of a redriven letter");
         }
     }
-    outcome.map(|()| Redriven::Processed).map_err(|e| e.to_string())
+    outcome
+        .map(|()| Redriven::Processed)
+        .map_err(|e| e.to_string())
 }
 
 async fn read_locked(path: &Path) -> Result<String, std::io::Error> {

@@ -289,10 +289,7 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
         assert_eq!(claim, Claim::Done { same_payload: true });
     }
     assert_eq!(receiver.stats().processed, 4);
-    assert!(receiver
-        .shutdown(Duration::from_secs(5))
-        .await
-        .drained());
+    assert!(receiver.shutdown(Duration::from_secs(5)).await.drained());
     env.cleanup().await;
 }
 
@@ -616,7 +613,11 @@ async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
     // A refused delivery's claim was released: its retry can win.
     let claim = env
         .store
-        .claim(&format!("skyvern:{}", refused[0]), Duration::from_secs(1), fp(&refused[0]))
+        .claim(
+            &format!("skyvern:{}", refused[0]),
+            Duration::from_secs(1),
+            fp(&refused[0]),
+        )
         .await
         .unwrap();
     assert!(claim.is_acquired(), "{claim:?}");
@@ -637,7 +638,11 @@ async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
         let (headers, body) = signed(run);
         let mut status = 503;
         for _ in 0..50 {
-            status = receiver.receive(&headers, "/h", body.clone()).await.status.as_u16();
+            status = receiver
+                .receive(&headers, "/h", body.clone())
+                .await
+                .status
+                .as_u16();
             if status == 200 {
                 break;
             }

@@ -146,7 +146,6 @@
 //! the rest and releases their claims. Their entries stay pending, and another instance takes
 //! them over after `min_idle` (or this one, when it starts again).
 
-
 use std::time::Duration;
 
 use rand::RngExt as _;

@@ -241,7 +241,11 @@ impl RedisStreamQueue {
     }
 
     /// Appends one entry unless the backlog is at `capacity` (one atomic script).
-    pub(crate) async fn add(&self, entry: &NewEntry<'_>, capacity: usize) -> Result<(), AddRefused> {
+    pub(crate) async fn add(
+        &self,
+        entry: &NewEntry<'_>,
+        capacity: usize,
+    ) -> Result<(), AddRefused> {
         let q = &*self.inner;
         let headers = serde_json::to_string(entry.headers)
             .map_err(|e| AddRefused::Unavailable(e.to_string()))?;
@@ -269,7 +273,12 @@ impl RedisStreamQueue {
             .arg("headers")
             .arg(headers);
         let mut conn = q.conn.clone();
-        match bounded(q.timeout, invocation.invoke_async::<Option<String>>(&mut conn)).await {
+        match bounded(
+            q.timeout,
+            invocation.invoke_async::<Option<String>>(&mut conn),
+        )
+        .await
+        {
             Ok(Some(_id)) => Ok(()),
             Ok(None) => Err(AddRefused::Full),
             Err(reason) => Err(AddRefused::Unavailable(reason)),
@@ -372,11 +381,18 @@ impl RedisStreamQueue {
     pub(crate) async fn backlog(&self) -> Result<u64, String> {
         let q = &*self.inner;
         let mut conn = q.conn.clone();
-        bounded(q.timeout, redis::cmd("XLEN").arg(&q.key).query_async(&mut conn)).await
+        bounded(
+            q.timeout,
+            redis::cmd("XLEN").arg(&q.key).query_async(&mut conn),
+        )
+        .await
     }
 
     /// How many times each of `ids` (pending in the group) was handed to a consumer.
-    pub(crate) async fn delivery_counts(&self, ids: &[String]) -> Result<Vec<PendingEntry>, String> {
+    pub(crate) async fn delivery_counts(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<PendingEntry>, String> {
         let q = &*self.inner;
         let mut pipe = redis::pipe();
         for id in ids {
@@ -626,4 +642,3 @@ pub(crate) async fn ensure_group(queue: &RedisStreamQueue) -> Result<(), String>
         Err(_) => Err(format!("no reply from Redis within {:?}", q.timeout)),
     }
 }
-

@@ -357,8 +357,7 @@ async fn forget_crashed_consumers(sh: &Shared) {
         }
     };
     for consumer in consumers {
-        if consumer.name == queue.consumer() || consumer.pending > 0 || consumer.idle < idle_for
-        {
+        if consumer.name == queue.consumer() || consumer.pending > 0 || consumer.idle < idle_for {
             continue;
         }
         match queue.forget_consumer(&consumer.name, idle_for).await {
@@ -445,9 +444,7 @@ impl Entry {
         let headers = serde_json::from_str(&text("headers")?).ok()?;
         let received_at = text("at")
             .and_then(|ms| ms.parse::<u64>().ok())
-            .map_or_else(SystemTime::now, |ms| {
-                UNIX_EPOCH + Duration::from_millis(ms)
-            });
+            .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
         Some(Self {
             provider,
             key,
@@ -537,7 +534,13 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
         Delivery::TakenOver { deliveries } if deliveries > queue.inner.max_deliveries => {
             Counters::bump(&ctx.counters.poison);
             tracing::error!(key = %job.key, %id, deliveries, "poison run: handed to workers too many times, each time without finishing; dead-lettering it");
-            dead_letter_job(ctx, job, DeadLetterReason::Poison { deliveries }, Some(touch)).await
+            dead_letter_job(
+                ctx,
+                job,
+                DeadLetterReason::Poison { deliveries },
+                Some(touch),
+            )
+            .await
         }
         _ => run_job(ctx, job, Some(touch)).await,
     };
