@@ -339,7 +339,16 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     // Every run processed within `within` of the restart, then the stream settles (pending
     // entries of the dead consumer taken over and acknowledged).
     let deadline = restarted_at + within;
+    // When the killed consumer's pending entries were all taken over (XAUTOCLAIM moved them).
+    let mut taken_over_at = None;
     loop {
+        if taken_over_at.is_none()
+            && pending_runs(&mut conn, &stream, &first_consumer)
+                .await
+                .is_empty()
+        {
+            taken_over_at = Some(started.elapsed());
+        }
         let calls = handler_calls(&calls_file);
         if runs.iter().all(|r| calls.contains_key(r)) {
             break;
@@ -391,7 +400,8 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
          {WORKERS} workers + {READ_BATCH} read batch); handler calls {total}, extra {extra} \
          (runs handled twice: {}); 503 retries {}, connection retries {}; \
          all acknowledged at {all_sent:.1?}, all processed at {all_processed:.1?} \
-         ({failover:.1?} after the restart)",
+         ({failover:.1?} after the restart); the killed consumer's entries all taken over by \
+         {taken_over_at:.1?}",
         DELIVERIES - UNIQUE,
         in_flight.len(),
         twice.len(),
