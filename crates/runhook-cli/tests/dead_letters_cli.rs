@@ -14,24 +14,10 @@ use runhook::{sign_skyvern, Secret};
 use serde_json::Value;
 
 mod common;
-use common::{start_serve, unique};
+use common::{require_redis, start_serve, unique};
 
 const SKYVERN_KEY: &str = "sk_test_dead_letters_cli";
 const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// Panics, saying how to start one, unless Redis answers on 127.0.0.1:6379.
-fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379; start one with: \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-    );
-}
 
 /// A fresh directory for one test's files.
 fn scratch(tag: &str) -> PathBuf {

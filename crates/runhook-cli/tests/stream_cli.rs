@@ -1,9 +1,11 @@
 //! Issue #9 end to end: two `runhook serve --queue redis-stream` processes sharing one Redis,
 //! 2000 deliveries (30% duplicates) spread over both, one instance killed with SIGKILL while
 //! its workers are busy and restarted: every run is processed, none is lost, and a run is
-//! handled twice only if it was in the killed instance's hands.
+//! handled twice only if it was in the killed instance's hands. Once with a 2 s lease (fast),
+//! once with the defaults (30 s lease, take-over after ~33 s idle): that one also measures the
+//! failover time.
 //!
-//! Needs Redis on 127.0.0.1:6379 (fails without, saying how to start one).
+//! Needs Redis on 127.0.0.1:6379 (fails without).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -227,6 +229,23 @@ async fn pending_runs(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_one_of_two_instances_loses_nothing() {
+    kill_9_scenario(Some("2"), Duration::from_secs(60)).await;
+}
+
+/// The defaults (no `--lease-secs`): the killed instance's entries wait for the 30 s lease plus
+/// 10% before another instance takes them over; every acknowledged run is processed within
+/// 60 s of the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_with_default_lease_fails_over_within_a_minute() {
+    let failover = kill_9_scenario(None, Duration::from_secs(60)).await;
+    eprintln!("failover (restart to last acknowledged run processed): {failover:.2?}");
+}
+
+/// Two instances sharing one stream (`--lease-secs LEASE` if given), 2000 deliveries over both,
+/// the first SIGKILLed halfway and restarted 0.3 s later; every acknowledged run must be
+/// processed within `within` of the restart. Returns the time from the restart until the last
+/// run was processed.
+async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration {
     require_redis();
     let started = Instant::now();
     let tag = unique("e2e");
@@ -240,7 +259,7 @@ async fn kill_9_one_of_two_instances_loses_nothing() {
         calls_file.display()
     );
     let workers = WORKERS.to_string();
-    let args: Vec<&str> = vec![
+    let mut args: Vec<&str> = vec![
         "--path",
         &path,
         "--provider",
@@ -253,11 +272,12 @@ async fn kill_9_one_of_two_instances_loses_nothing() {
         "redis://127.0.0.1:6379",
         "--queue",
         "redis-stream",
-        "--lease-secs",
-        "2",
         "--workers",
         &workers,
     ];
+    if let Some(lease) = lease_secs {
+        args.extend(["--lease-secs", lease]);
+    }
     let mut first = Serve::start(&dir, &args);
     let second = Serve::start(&dir, &args);
     let first_consumer = first.consumer();
@@ -309,29 +329,40 @@ async fn kill_9_one_of_two_instances_loses_nothing() {
     let processed_before_kill = handler_calls(&calls_file).len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let restarted = Serve::start(&dir, &args);
+    let restarted_at = Instant::now();
     instances.lock().unwrap()[0] = Some(restarted.base.clone());
     for sender in senders {
         sender.await.unwrap();
     }
     let all_sent = started.elapsed();
 
-    // Every run processed (bounded wait), then the stream settles (pending entries of the
-    // dead consumer taken over and acknowledged).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Every run processed within `within` of the restart, then the stream settles (pending
+    // entries of the dead consumer taken over and acknowledged).
+    let deadline = restarted_at + within;
+    // When the killed consumer's pending entries were all taken over (XAUTOCLAIM moved them).
+    let mut taken_over_at = None;
     loop {
+        if taken_over_at.is_none()
+            && pending_runs(&mut conn, &stream, &first_consumer)
+                .await
+                .is_empty()
+        {
+            taken_over_at = Some(started.elapsed());
+        }
         let calls = handler_calls(&calls_file);
         if runs.iter().all(|r| calls.contains_key(r)) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {UNIQUE} runs processed after 60 s\n{}",
+            "{} of {UNIQUE} runs processed {within:?} after the restart\n{}",
             calls.len(),
             second.logs()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_processed = started.elapsed();
+    let failover = restarted_at.elapsed();
     loop {
         let len: usize = redis::cmd("XLEN")
             .arg(&stream)
@@ -368,7 +399,9 @@ async fn kill_9_one_of_two_instances_loses_nothing() {
          {} entries in the killed instance's hands (pending for its consumer; bound: \
          {WORKERS} workers + {READ_BATCH} read batch); handler calls {total}, extra {extra} \
          (runs handled twice: {}); 503 retries {}, connection retries {}; \
-         all acknowledged at {all_sent:.1?}, all processed at {all_processed:.1?}",
+         all acknowledged at {all_sent:.1?}, all processed at {all_processed:.1?} \
+         ({failover:.1?} after the restart); the killed consumer's entries all taken over by \
+         {taken_over_at:.1?}",
         DELIVERIES - UNIQUE,
         in_flight.len(),
         twice.len(),
@@ -417,4 +450,5 @@ async fn kill_9_one_of_two_instances_loses_nothing() {
         .await
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    failover
 }

@@ -325,7 +325,7 @@ fn over_long_run_ids_are_refused() {
     let body = format!(r#"{{"run_id":"{}"}}"#, "r".repeat(257));
     let err = RunEvent::parse(Provider::SmartBrowse, body.into_bytes()).unwrap_err();
     assert!(
-        matches!(err, PayloadError::InvalidField { ref path, .. } if path == "run_id"),
+        matches!(err, PayloadError::RunIdTooLong { ref field, ref run_id } if field == "run_id" && run_id.len() == 257),
         "{err:?}"
     );
     let body = format!(r#"{{"run_id":"{}"}}"#, "r".repeat(256));

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::StatusCode;
-use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent};
+use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent, MAX_RUN_ID_LEN};
 use runhook_core::{AuthError, BodyMatch, Delivery, HeaderLookup, Verified, Verifier};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreError, Token};
 
@@ -110,9 +110,10 @@ pub enum OutcomeKind {
     },
     /// Genuine but not the provider's payload: kept whole in the dead-letter sink (202).
     Unparseable(PayloadError),
-    /// Genuine, but its run id cannot be a de-duplication key (the store refuses it): kept
-    /// whole in the dead-letter sink (202).
-    UnusableKey(StoreError),
+    /// Genuine, but its run id cannot be a de-duplication key (longer than
+    /// [`MAX_RUN_ID_LEN`](crate::payload::MAX_RUN_ID_LEN), or refused by the store, whose error
+    /// this carries): kept whole in the dead-letter sink (202).
+    UnusableKey(Option<StoreError>),
     /// The store, the key resolver, the queue or the dead-letter sink cannot take the
     /// delivery now (503 with `Retry-After`).
     Unavailable(Unavailable),
@@ -596,6 +597,26 @@ impl Receiver {
         // is genuine but not the provider's payload is kept whole and answered 202.
         let mut event = match RunEvent::parse_summary(inner.provider, body.clone()) {
             Ok(event) => event,
+            Err(PayloadError::RunIdTooLong { field, run_id }) => {
+                // Genuine, but its id cannot be a key: kept whole, findable by its id.
+                let probe = DedupProbe {
+                    dedup_key: format!("{}:{run_id}", inner.provider.as_str()),
+                    run_id,
+                };
+                let reason = DeadLetterReason::UnusableKey {
+                    reason: format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes"),
+                };
+                let outcome = self
+                    .set_aside(
+                        headers,
+                        body,
+                        Some(&probe),
+                        reason,
+                        OutcomeKind::UnusableKey(None),
+                    )
+                    .await;
+                return Err(with_probe(outcome, probe));
+            }
             Err(err) => {
                 // Keep the run's key with the letter when at least the id reads.
                 let probe = DedupProbe::read(inner.provider, &body).ok();
@@ -627,7 +648,7 @@ impl Receiver {
                         body,
                         Some(&probe),
                         reason,
-                        OutcomeKind::UnusableKey(err),
+                        OutcomeKind::UnusableKey(Some(err)),
                     )
                     .await;
                 return Err(with_probe(outcome, probe));

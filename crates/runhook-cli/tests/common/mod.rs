@@ -23,8 +23,8 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
-/// pass), saying how to start one.
+/// Panics, saying how to start one, unless Redis answers on 127.0.0.1:6379: a test that
+/// needs Redis never passes without it.
 pub fn require_redis() {
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:6379".parse().unwrap(),
@@ -33,8 +33,8 @@ pub fn require_redis() {
     .is_ok();
     assert!(
         up,
-        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
+        "this test needs Redis on 127.0.0.1:6379; start one with \
+         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no`"
     );
 }
 

@@ -355,9 +355,9 @@ fn check_run_id(run_id: &str, field: &str) -> Result<(), PayloadError> {
         });
     }
     if run_id.len() > MAX_RUN_ID_LEN {
-        return Err(PayloadError::InvalidField {
-            path: field.into(),
-            reason: format!("is longer than {MAX_RUN_ID_LEN} bytes"),
+        return Err(PayloadError::RunIdTooLong {
+            field: field.into(),
+            run_id: run_id.into(),
         });
     }
     Ok(())
@@ -397,6 +397,15 @@ pub enum PayloadError {
     MissingField {
         /// The field's path, e.g. `run_id`.
         field: String,
+    },
+    /// The run id is longer than [`MAX_RUN_ID_LEN`]: the run is genuine, but its id cannot be
+    /// a de-duplication key.
+    #[error("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes ({} bytes)", run_id.len())]
+    RunIdTooLong {
+        /// The field the id came from, e.g. `run_id`.
+        field: String,
+        /// The id, whole (bounded by the body limit), so that the run can be found by it.
+        run_id: String,
     },
     /// A field is present but of the wrong type or value.
     #[error("field `{path}` {reason}")]
