@@ -63,8 +63,9 @@
 //! The default `min_idle` is the receiver's lease plus a tenth of it (at least one second
 //! more): by then a dead consumer's claim has lapsed, so the takeover's claim wins at once.
 //! With the default lease of 30 s, a crashed instance's runs are taken over about 35–40 s
-//! after its last renewal (idle past `min_idle`, then the next scan and a blocked read). A shorter lease fails over sooner, at the price of more renewals
-//! (one `SET` and one `XCLAIM` per running job every third of the lease) and less slack for a
+//! after its last renewal (idle past `min_idle`, then the next scan and a blocked read). A
+//! shorter lease fails over sooner, at the price of more renewals (one `SET` and one
+//! `XCLAIM` per running job every third of the lease) and less slack for a
 //! stalled process, whose attempt is then stopped at its next renewal.
 //!
 //! # Poison runs
