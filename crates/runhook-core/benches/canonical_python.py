@@ -4,6 +4,10 @@
 median MB/s (MB = 10^6 bytes, as criterion's throughput) of the pretty and compact inputs.
 
 Run from the workspace root: `python3 crates/runhook-core/benches/canonical_python.py`
+
+With `--each-line`, it instead normalizes each line of standard input (one document a line) to
+standard output, as `runhook canonicalize --each-line` does: `benches/canonical_vs_python.sh`
+times the two processes side by side.
 """
 
 import json
@@ -48,7 +52,17 @@ def median_mb_per_s(body: bytes, samples: int = 30, seconds_per_sample: float = 
     return statistics.median(rates)
 
 
+def each_line() -> None:
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        out.write(skyvern_bytes(line.removesuffix(b"\n")))
+        out.write(b"\n")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--each-line"]:
+        each_line()
+        return
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
     pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()
     compact = skyvern_bytes(pretty)

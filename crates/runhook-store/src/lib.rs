@@ -22,7 +22,7 @@
 //! * An in-flight record is never evicted to make room: a full store answers
 //!   [`StoreError::Full`] (HTTP 503) instead of letting a second run start.
 //!
-//! Two backends: [`MemoryStore`] (embedded, sharded, bounded, built on the `lru` crate) and
+//! Two backends: [`MemoryStore`] (embedded, sharded, bounded, least recently seen forgotten first) and
 //! `RedisStore` (feature `redis`; `SET NX PX` to claim, short Lua scripts for the rest).
 //!
 //! ## Example

@@ -1,7 +1,7 @@
 //! `runhook canonicalize`: the exact bytes Skyvern signs for a JSON document; and the check
 //! `runhook verify` uses to tell a re-serialized Skyvern body from a forged one.
 
-use std::io::Write as _;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use clap::Args;
 use runhook_core::canonical::{canonicalize, canonicalize_into, CanonicalError};
 use runhook_core::{BodyMatch, Delivery, HeaderLookup, Secrets, SkyvernSignature, Verifier};
 
-use super::input::read_input;
+use super::input::{open_input, read_error, read_input};
 use super::secrets;
 
 /// Exit status for an input without a canonical form.
@@ -37,14 +37,22 @@ pub struct CanonicalizeArgs {
 
 /// Runs `runhook canonicalize`.
 pub fn run(args: CanonicalizeArgs) -> ExitCode {
-    let input = match read_input(&args.input) {
-        Ok(input) => input,
-        Err(message) => return usage(&message),
-    };
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let written = if args.each_line {
-        each_line(&input, &mut stdout)
+        let input = match open_input(&args.input) {
+            Ok(input) => input,
+            Err(message) => return usage(&message),
+        };
+        match each_line(input, &mut stdout) {
+            Ok(()) => Ok(()),
+            Err(Failed::Read(e)) => return usage(&read_error(&args.input, &e)),
+            Err(Failed::Write(e)) => Err(e),
+        }
     } else {
+        let input = match read_input(&args.input) {
+            Ok(input) => input,
+            Err(message) => return usage(&message),
+        };
         match canonicalize(&input) {
             Ok(canonical) => stdout.write_all(&canonical),
             Err(error) => {
@@ -59,23 +67,66 @@ pub fn run(args: CanonicalizeArgs) -> ExitCode {
     }
 }
 
+/// The input is read this many bytes at a time (the buffer grows to hold a longer line).
+const READ_CHUNK: usize = 1 << 20;
+/// The output is handed to the writer once this many bytes have accumulated.
+const WRITE_CHUNK: usize = 1 << 16;
+
+/// Which side of [`each_line`] failed.
+enum Failed {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
 /// One output line per input line. A final `\n` ends the last line rather than starting an
 /// empty one, so an empty input has no line at all and `"\n"` has one, empty.
-fn each_line(input: &[u8], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    if input.is_empty() {
-        return Ok(());
-    }
-    let input = input.strip_suffix(b"\n").unwrap_or(input);
-    let mut canonical = Vec::new();
-    for line in input.split(|&b| b == b'\n') {
-        canonical.clear();
-        match canonicalize_into(line, &mut canonical) {
-            Ok(()) => out.write_all(&canonical)?,
-            Err(error) => write!(out, "error: {}", describe(&error))?,
+///
+/// The input is streamed through one buffer, and the lines' output gathered in another, both
+/// reused: memory stays bounded by the longest line, not the input.
+fn each_line(mut input: impl Read, out: &mut impl Write) -> Result<(), Failed> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut canonical = Vec::with_capacity(2 * WRITE_CHUNK);
+    // `buf[..filled]` holds input not yet processed: part of one line, at most.
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(2 * buf.len(), 0);
         }
-        out.write_all(b"\n")?;
+        let read = match input.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failed::Read(e)),
+        };
+        let scanned = filled;
+        filled += read;
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', &buf[scanned..filled]) {
+            let end = scanned + newline;
+            line(&buf[start..end], &mut canonical);
+            start = end + 1;
+            if canonical.len() >= WRITE_CHUNK {
+                out.write_all(&canonical).map_err(Failed::Write)?;
+                canonical.clear();
+            }
+        }
+        if read == 0 {
+            if filled > 0 {
+                line(&buf[..filled], &mut canonical);
+            }
+            return out.write_all(&canonical).map_err(Failed::Write);
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
     }
-    Ok(())
+}
+
+/// Appends the output line for the input line `input`, its `\n` included.
+fn line(input: &[u8], out: &mut Vec<u8>) {
+    if let Err(error) = canonicalize_into(input, out) {
+        // `out` is as it was; a `Vec` cannot fail to be written to.
+        let _ = write!(out, "error: {}", describe(&error));
+    }
+    out.push(b'\n');
 }
 
 /// `JSONDecodeError: expecting a value at byte 0`: the Python exception Skyvern's own code
@@ -115,4 +166,62 @@ hint: verify the bytes exactly as received, before anything parses the body; or 
 deliveries explicitly with `SkyvernSignature::with_canonical_fallback()`"
             .to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes a few at a time, as a pipe may.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = self.1 % 7 + 1;
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn lines(input: &[u8], trickle: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let result = if trickle {
+            each_line(Trickle(input, 0), &mut out)
+        } else {
+            each_line(input, &mut out)
+        };
+        assert!(result.is_ok());
+        out
+    }
+
+    #[test]
+    fn lines_across_reads_and_longer_than_the_buffer() {
+        let long = format!("[{}1]", "1, ".repeat(READ_CHUNK));
+        let long_out = format!("[{}1]", "1,".repeat(READ_CHUNK));
+        let empty = "error: JSONDecodeError: expecting a value at byte 0\n";
+        let cases: [(&[u8], String); 6] = [
+            (b"", String::new()),
+            (b"\n", empty.into()),
+            (b"[1.0]", "[1]\n".into()),
+            (b"[1.0]\n\n{ }\n", format!("[1]\n{empty}{{}}\n")),
+            (b"1\nx\n", format!("1\n{empty}")),
+            (long.as_bytes(), format!("{long_out}\n")),
+        ];
+        for (input, expected) in &cases {
+            for trickle in [false, true] {
+                if trickle && input.len() > 100 {
+                    continue;
+                }
+                let out = lines(input, trickle);
+                assert_eq!(String::from_utf8(out).unwrap(), *expected);
+            }
+        }
+        let many = "{\"a\": 1.5}\n".repeat(20_000);
+        assert_eq!(
+            lines(many.as_bytes(), false),
+            "{\"a\":1.5}\n".repeat(20_000).as_bytes()
+        );
+    }
 }
