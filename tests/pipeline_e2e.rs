@@ -11,7 +11,6 @@
 //! call and claim completion) before taking the next, so once the sentinel's handler call is
 //! seen, every earlier delivery has been fully processed, and any extra call would be visible.
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,11 @@ use runhook::{
     SkyvernSignature, Stats,
 };
 use tokio::sync::{watch, Notify};
+
+#[macro_use]
+#[path = "support/servers.rs"]
+mod servers;
+use servers::{serve, spawn_actix, spawn_axum, Framework, Server};
 
 const SKYVERN_KEY: &str = "sk_e2e_pipeline_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-pipeline-token";
@@ -51,12 +55,6 @@ const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: ids, bodies, receivers.
-
-#[derive(Debug, Clone, Copy)]
-enum Framework {
-    Axum,
-    Actix,
-}
 
 /// A run id no other test (or concurrent test process) uses.
 fn unique(tag: &str) -> String {
@@ -246,84 +244,6 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 // ---------------------------------------------------------------------------------------------
 // Servers and the client.
-
-enum Stop {
-    Axum(tokio::task::AbortHandle),
-    Actix(actix_web::dev::ServerHandle),
-}
-
-/// A server on 127.0.0.1; stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    stop: Stop,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        match &self.stop {
-            Stop::Axum(task) => task.abort(),
-            // The stop command is sent at once; the returned future only waits for it.
-            Stop::Actix(handle) => drop(handle.stop(false)),
-        }
-    }
-}
-
-async fn spawn_axum(app: axum::Router) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server {
-        addr,
-        stop: Stop::Axum(task.abort_handle()),
-    }
-}
-
-type Configure = Arc<dyn Fn(&mut ServiceConfig) + Send + Sync>;
-
-/// An actix-web server (its own system, on its own thread) whose app is set up by `configure`.
-fn spawn_actix(configure: Configure) -> Server {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = actix_web::HttpServer::new(move || {
-                let configure = configure.clone();
-                actix_web::App::new().configure(move |cfg| configure(cfg))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind("127.0.0.1:0")
-            .unwrap();
-            let addr = server.addrs()[0];
-            let server = server.run();
-            tx.send((addr, server.handle())).unwrap();
-            let _ = server.await;
-        });
-    });
-    let (addr, handle) = rx.recv().unwrap();
-    Server {
-        addr,
-        stop: Stop::Actix(handle),
-    }
-}
-
-/// A server whose routes are runhook's ready handlers (`runhook::{axum,actix}::post`).
-async fn serve(framework: Framework, routes: Vec<(&'static str, Receiver)>) -> Server {
-    match framework {
-        Framework::Axum => {
-            let app = routes
-                .into_iter()
-                .fold(axum::Router::new(), |app, (pattern, receiver)| {
-                    app.route(pattern, runhook::axum::post(receiver))
-                });
-            spawn_axum(app).await
-        }
-        Framework::Actix => spawn_actix(Arc::new(move |cfg: &mut ServiceConfig| {
-            for (pattern, receiver) in &routes {
-                cfg.route(pattern, runhook::actix::post(receiver.clone()));
-            }
-        })),
-    }
-}
 
 /// An HTTP answer.
 #[derive(Debug)]
@@ -1426,29 +1346,7 @@ async fn failing_handler_is_retried_then_dead_lettered(framework: Framework) {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Declares each scenario as one test per framework: `axum_server::NAME`, `actix_server::NAME`.
-macro_rules! for_both_frameworks {
-    ($($scenario:ident),* $(,)?) => {
-        mod axum_server {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Framework::Axum).await;
-                }
-            )*
-        }
-        mod actix_server {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Framework::Actix).await;
-                }
-            )*
-        }
-    };
-}
-
-for_both_frameworks!(
+per_framework!(
     genuine_delivery_is_acknowledged_and_processed_once,
     duplicate_after_processing_gets_200_and_no_second_call,
     concurrent_copies_give_exactly_one_call,

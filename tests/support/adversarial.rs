@@ -7,13 +7,15 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::ServiceConfig;
 use runhook::{sign_skyvern, Receiver, Secret};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+#[path = "servers.rs"]
+mod servers;
+pub use servers::{Framework, Server};
 
 /// The Skyvern API key of every receiver here.
 pub const SKYVERN_KEY: &str = "sk_adversarial_key";
@@ -28,15 +30,6 @@ pub const DEEP: usize = 100_000;
 pub const LONG_STRING: usize = 10 * 1024 * 1024;
 /// Keys in the wide object.
 pub const MANY_KEYS: usize = 1_000_000;
-
-/// Which framework serves the receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framework {
-    /// `runhook::axum::post` on `axum::serve`.
-    Axum,
-    /// `runhook::actix::post` on an actix-web `HttpServer` with one worker.
-    Actix,
-}
 
 /// The signature Skyvern would send for `body`.
 pub fn skyvern_signature(body: &[u8]) -> String {
@@ -123,76 +116,10 @@ pub fn repeated_key_body(run_id: &str, times: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Servers.
 
-enum Stop {
-    Axum(tokio::task::AbortHandle),
-    Actix(actix_web::dev::ServerHandle),
-}
-
-/// A server on 127.0.0.1 serving one receiver on [`ROUTE`]; stopped when dropped.
-pub struct Server {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    stop: Stop,
-}
-
-impl Server {
-    /// The URL of `path` on this server.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        match &self.stop {
-            Stop::Axum(task) => task.abort(),
-            Stop::Actix(handle) => drop(handle.stop(false)),
-        }
-    }
-}
-
 /// Serves `receiver` on [`ROUTE`] with runhook's ready handler for `framework`. For axum,
 /// call inside a tokio runtime.
 pub async fn serve(framework: Framework, receiver: Receiver) -> Server {
-    match framework {
-        Framework::Axum => {
-            let app = axum::Router::new().route(ROUTE, runhook::axum::post(receiver));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-            Server {
-                addr,
-                stop: Stop::Axum(task.abort_handle()),
-            }
-        }
-        Framework::Actix => {
-            let configure = Arc::new(move |cfg: &mut ServiceConfig| {
-                cfg.route(ROUTE, runhook::actix::post(receiver.clone()));
-            });
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = actix_web::HttpServer::new(move || {
-                        let configure = configure.clone();
-                        actix_web::App::new().configure(move |cfg| configure(cfg))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .bind("127.0.0.1:0")
-                    .unwrap();
-                    let addr = server.addrs()[0];
-                    let server = server.run();
-                    tx.send((addr, server.handle())).unwrap();
-                    let _ = server.await;
-                });
-            });
-            let (addr, handle) = rx.recv().unwrap();
-            Server {
-                addr,
-                stop: Stop::Actix(handle),
-            }
-        }
-    }
+    servers::serve(framework, vec![(ROUTE, receiver)]).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! Real axum and actix-web servers on loopback serving runhook's ready handlers, and a macro
-//! that runs a scenario once per framework. Included with `#[path]` by the tests that use it.
+//! Real axum and actix-web servers on loopback (serving runhook's ready handlers, or any app),
+//! and a macro that runs a scenario once per framework. Included with `#[path]` by the tests
+//! (and `support/adversarial.rs`) that use it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -9,9 +10,11 @@ use actix_web::web::ServiceConfig;
 use runhook::Receiver;
 
 /// The framework a scenario runs on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
+    /// `runhook::axum::post` on `axum::serve`.
     Axum,
+    /// `runhook::actix::post` on an actix-web `HttpServer` with one worker.
     Actix,
 }
 
@@ -43,6 +46,46 @@ impl Server {
     }
 }
 
+/// An axum server running `app`. Call inside a tokio runtime.
+pub async fn spawn_axum(app: axum::Router) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        addr,
+        stop: Stop::Axum(task.abort_handle()),
+    }
+}
+
+/// What sets up an actix-web app.
+pub type Configure = Arc<dyn Fn(&mut ServiceConfig) + Send + Sync>;
+
+/// An actix-web server (its own system, on its own thread) whose app is set up by `configure`.
+pub fn spawn_actix(configure: Configure) -> Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                let configure = configure.clone();
+                actix_web::App::new().configure(move |cfg| configure(cfg))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+            let addr = server.addrs()[0];
+            let server = server.run();
+            tx.send((addr, server.handle())).unwrap();
+            let _ = server.await;
+        });
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    Server {
+        addr,
+        stop: Stop::Actix(handle),
+    }
+}
+
 /// A server whose routes are runhook's ready handlers (`runhook::{axum,actix}::post`).
 pub async fn serve(framework: Framework, routes: Vec<(&'static str, Receiver)>) -> Server {
     match framework {
@@ -52,46 +95,18 @@ pub async fn serve(framework: Framework, routes: Vec<(&'static str, Receiver)>) 
                 .fold(axum::Router::new(), |app, (pattern, receiver)| {
                     app.route(pattern, runhook::axum::post(receiver))
                 });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-            Server {
-                addr,
-                stop: Stop::Axum(task.abort_handle()),
-            }
+            spawn_axum(app).await
         }
-        Framework::Actix => {
-            let routes = Arc::new(routes);
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = actix_web::HttpServer::new(move || {
-                        let routes = routes.clone();
-                        actix_web::App::new().configure(move |cfg: &mut ServiceConfig| {
-                            for (pattern, receiver) in routes.iter() {
-                                cfg.route(pattern, runhook::actix::post(receiver.clone()));
-                            }
-                        })
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .bind("127.0.0.1:0")
-                    .unwrap();
-                    let addr = server.addrs()[0];
-                    let server = server.run();
-                    tx.send((addr, server.handle())).unwrap();
-                    let _ = server.await;
-                });
-            });
-            let (addr, handle) = rx.recv().unwrap();
-            Server {
-                addr,
-                stop: Stop::Actix(handle),
+        Framework::Actix => spawn_actix(Arc::new(move |cfg: &mut ServiceConfig| {
+            for (pattern, receiver) in &routes {
+                cfg.route(pattern, runhook::actix::post(receiver.clone()));
             }
-        }
+        })),
     }
 }
 
+/// Declares each scenario as one test per framework: `axum_server::NAME`, `actix_server::NAME`.
+#[allow(unused_macros)] // not every includer declares tests with it
 macro_rules! per_framework {
     ($($scenario:ident),* $(,)?) => {
         mod axum_server {

@@ -5,16 +5,17 @@
 //!
 //! Needs Redis on 127.0.0.1:6379: the tests fail without it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use runhook::{sign_skyvern, Secret};
 use serde_json::Value;
 
 mod common;
-use common::{require_redis, start_serve, unique};
+use common::{
+    line_counts, require_redis, skyvern_body, skyvern_post, start_serve, unique, Started as Serve,
+};
 
 const SKYVERN_KEY: &str = "sk_test_dead_letters_cli";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -27,62 +28,17 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
-/// A running `runhook serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
 impl Serve {
     fn start(dir: &Path, args: &[String]) -> Self {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let started = start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)]);
-        Self {
-            child: started.child,
-            base: started.base,
-            stderr: started.stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)])
     }
 
     /// SIGTERM, then the exit status within `limit`.
     fn stop(mut self, limit: Duration) -> (ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "serve did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.terminate(limit);
         (status, self.logs())
     }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn skyvern_body(run_id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"run_id":"{run_id}","task_id":"{run_id}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    )
-    .into_bytes()
 }
 
 /// Posts a signed Skyvern delivery; returns the status code.
@@ -92,21 +48,21 @@ fn post(base: &str, path: &str, body: &[u8]) -> u16 {
 
 /// Posts a signed Skyvern delivery; the status code, or the error.
 fn try_post(base: &str, path: &str, body: &[u8]) -> Result<u16, reqwest::Error> {
-    let signature = sign_skyvern(&Secret::new(SKYVERN_KEY).unwrap(), body);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{base}{path}"))
-            .header("content-type", "application/json")
-            .header("x-skyvern-signature", signature)
-            .timeout(Duration::from_secs(10))
-            .body(body.to_vec())
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
+        skyvern_post(
+            &reqwest::Client::new(),
+            &format!("{base}{path}"),
+            SKYVERN_KEY,
+            body,
+        )
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
     })
 }
 
@@ -134,15 +90,6 @@ fn list(args: &[&str]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
-}
-
-/// How many times each line occurs in `file` (absent: none).
-fn line_counts(file: &Path) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-        *counts.entry(line.to_string()).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// Waits up to `limit` for `done`; panics with `what` otherwise.

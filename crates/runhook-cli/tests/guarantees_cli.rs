@@ -5,28 +5,21 @@
 //!
 //! Needs Redis on 127.0.0.1:6379 (fails without).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runhook::{sign_skyvern, Secret};
 use serde_json::Value;
 
 mod common;
-use common::{require_redis, start_serve, unique};
+use common::{
+    line_counts, redis, require_redis, skyvern_body, skyvern_post, start_serve, unique,
+    Started as Serve,
+};
 
 const SKYVERN_KEY: &str = "sk_test_guarantees_cli";
 const TINYFISH_PATH: &str = "tfGuarantees7Qx";
-
-/// A running `runhook serve`, killed when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
 
 impl Serve {
     fn start(dir: &Path, args: &[&str]) -> Self {
@@ -34,39 +27,13 @@ impl Serve {
             ("SKYVERN_API_KEY", SKYVERN_KEY),
             ("TINYFISH_PATH_SECRET", TINYFISH_PATH),
         ];
-        let started = start_serve(dir, args, &env);
-        Self {
-            child: started.child,
-            base: started.base,
-            stderr: started.stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        start_serve(dir, args, &env)
     }
 
     /// SIGTERM, then asserts a clean exit within 20 s.
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "no exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.terminate(Duration::from_secs(20));
         assert!(status.success(), "{}", self.logs());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -75,13 +42,6 @@ fn scratch(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("runhook-guarantees-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn skyvern_body(run_id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"run_id":"{run_id}","task_id":"{run_id}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    )
-    .into_bytes()
 }
 
 fn tinyfish_body(run_id: &str) -> Vec<u8> {
@@ -100,12 +60,7 @@ fn client() -> reqwest::Client {
 
 /// Posts a signed Skyvern delivery; the status and the `Retry-After` header, if any.
 async fn post_skyvern(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16, Option<String>) {
-    let signature = sign_skyvern(&Secret::new(SKYVERN_KEY).unwrap(), body);
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-skyvern-signature", signature)
-        .body(body.to_vec())
+    let response = skyvern_post(client, url, SKYVERN_KEY, body)
         .send()
         .await
         .unwrap();
@@ -127,15 +82,6 @@ async fn post_tinyfish(client: &reqwest::Client, url: &str, body: &[u8]) -> u16 
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// How many times each line appears in `file`.
-fn line_counts(file: &Path) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-        *counts.entry(line.to_string()).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// The JSON lines of `file`.
@@ -161,14 +107,6 @@ async fn wait_for<T>(what: &str, read: impl Fn() -> T, done: impl Fn(&T) -> bool
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// Every key matching `pattern`.

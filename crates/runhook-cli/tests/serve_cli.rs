@@ -2,15 +2,13 @@
 //! shared-store case.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runhook::{sign_skyvern, Secret};
-
 mod common;
-use common::{require_redis, start_serve, unique};
+use common::{require_redis, skyvern_post, start_serve, unique, Started as Serve};
 use serde_json::Value;
 
 const SKYVERN_KEY: &str = "sk_test_serve_cli";
@@ -30,13 +28,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A running `runhook serve`, stopped with SIGTERM when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
 impl Serve {
     /// Starts `runhook serve ARGS` on a free port with the test secrets in its environment.
     fn start(dir: &Path, args: &[&str]) -> Self {
@@ -45,58 +36,17 @@ impl Serve {
             ("WEBRUN_AUTH", WEBRUN_AUTH),
             ("TINYFISH_PATH_SECRET", TINYFISH_PATH),
         ];
-        let started = start_serve(dir, args, &env);
-        Self {
-            child: started.child,
-            base: started.base,
-            stderr: started.stderr,
-        }
+        start_serve(dir, args, &env)
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
     /// Sends SIGTERM and waits (at most 20 s) for the exit.
     fn stop(mut self) -> (ExitStatus, String) {
-        terminate(&self.child);
-        let status = wait_with_deadline(&mut self.child, Duration::from_secs(20));
-        let logs = self.logs();
-        std::mem::forget(self);
-        (status, logs)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "serve did not exit in {deadline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        let status = self.terminate(Duration::from_secs(20));
+        (status, self.logs())
     }
 }
 
@@ -116,12 +66,7 @@ fn skyvern_body(run_id: &str) -> Vec<u8> {
 
 /// Posts a Skyvern delivery signed with `key`; returns the status.
 async fn post_skyvern(serve: &Serve, path: &str, key: &str, body: &[u8]) -> u16 {
-    let signature = sign_skyvern(&Secret::new(key).unwrap(), body);
-    client()
-        .post(serve.url(path))
-        .header("content-type", "application/json")
-        .header("x-skyvern-signature", signature)
-        .body(body.to_vec())
+    skyvern_post(&client(), &serve.url(path), key, body)
         .send()
         .await
         .unwrap()

@@ -7,9 +7,9 @@
 //!
 //! Needs Redis on 127.0.0.1:6379 (fails without).
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use runhook::{sign_skyvern, Secret};
 
 mod common;
-use common::{require_redis, start_serve, unique};
+use common::{
+    line_counts, redis, require_redis, skyvern_body, start_serve, unique, Started as Serve,
+};
 
 const SKYVERN_KEY: &str = "sk_test_stream_cli";
 const WORKERS: usize = 4;
@@ -28,27 +30,12 @@ const UNIQUE: usize = 1400;
 const CONCURRENCY: usize = 16;
 const GROUP: &str = "runhook";
 
-/// A running `runhook serve` (JSON logs to a file), killed when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
 impl Serve {
+    /// Starts it with JSON logs.
     fn start(dir: &Path, args: &[&str]) -> Self {
         let mut args = args.to_vec();
         args.extend(["--log-format", "json"]);
-        let started = start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)]);
-        Self {
-            child: started.child,
-            base: started.base,
-            stderr: started.stderr,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)])
     }
 
     /// The stream consumer name this instance logged at start.
@@ -71,33 +58,9 @@ impl Serve {
 
     /// SIGTERM, and the exit status within 20 s.
     fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "no exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.terminate(Duration::from_secs(20));
         (status.success(), self.logs())
     }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn skyvern_body(run_id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"run_id":"{run_id}","task_id":"{run_id}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    )
-    .into_bytes()
 }
 
 /// The order of deliveries: every run once, and for 3 runs in 7 a duplicate a few
@@ -172,22 +135,6 @@ async fn deliver(
         }
     }
     panic!("a delivery was never acknowledged");
-}
-
-fn handler_calls(file: &Path) -> HashMap<String, usize> {
-    let mut calls = HashMap::new();
-    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-        *calls.entry(line.to_string()).or_insert(0) += 1;
-    }
-    calls
-}
-
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 /// The run ids of the entries `consumer` had read and not acknowledged.
@@ -326,7 +273,7 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     let killed_at = started.elapsed();
     let mut conn = redis().await;
     let in_flight = pending_runs(&mut conn, &stream, &first_consumer).await;
-    let processed_before_kill = handler_calls(&calls_file).len();
+    let processed_before_kill = line_counts(&calls_file).len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let restarted = Serve::start(&dir, &args);
     let restarted_at = Instant::now();
@@ -349,7 +296,7 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
         {
             taken_over_at = Some(started.elapsed());
         }
-        let calls = handler_calls(&calls_file);
+        let calls = line_counts(&calls_file);
         if runs.iter().all(|r| calls.contains_key(r)) {
             break;
         }
@@ -383,7 +330,7 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     // Let a late extra call, if any, show.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let calls = handler_calls(&calls_file);
+    let calls = line_counts(&calls_file);
     let total: usize = calls.values().sum();
     let extra = total - UNIQUE;
     let twice: Vec<&String> = calls

@@ -31,6 +31,14 @@ impl DeadLetterSink for Flaky {
     }
 }
 
+/// What a delivery of `body` for `key` finds in `store` now (claiming it for 1 s if free).
+async fn claim_now(store: &dyn IdempotencyStore, key: &str, body: &[u8]) -> Claim {
+    store
+        .claim(key, Duration::from_secs(1), Fingerprint::of(body))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter_is_kept() {
     let store = Arc::new(MemoryStore::new());
@@ -68,14 +76,7 @@ async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter
     }
     // While the sink refuses, the run stays claimed: no other delivery may start it, and
     // nothing is released or dropped.
-    let claim = store
-        .claim(
-            "tinyfish:flaky_1",
-            Duration::from_secs(1),
-            Fingerprint::of(&body),
-        )
-        .await
-        .unwrap();
+    let claim = claim_now(&*store, "tinyfish:flaky_1", &body).await;
     assert!(matches!(claim, Claim::InFlight { .. }), "{claim:?}");
     assert!(sink.kept.letters().is_empty());
 
@@ -92,14 +93,7 @@ async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter
     assert_eq!(letters[0].run_id.as_deref(), Some("flaky_1"));
     assert_eq!(receiver.stats().dead_letter_write_failures, 2);
     // Kept: the claim is released so that a later delivery can run it again.
-    let claim = store
-        .claim(
-            "tinyfish:flaky_1",
-            Duration::from_secs(1),
-            Fingerprint::of(&body),
-        )
-        .await
-        .unwrap();
+    let claim = claim_now(&*store, "tinyfish:flaky_1", &body).await;
     assert!(claim.is_acquired(), "{claim:?}");
     assert!(receiver.shutdown(Duration::from_secs(1)).await.drained());
 }
@@ -159,14 +153,7 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
     // The redriven run is recorded done: a second redrive of a copy calls nothing.
     let body =
         Bytes::from_static(br#"{"event":"run.completed","run_id":"fixed_1","status":"COMPLETED"}"#);
-    let claim = store
-        .claim(
-            "tinyfish:fixed_1",
-            Duration::from_secs(1),
-            Fingerprint::of(&body),
-        )
-        .await
-        .unwrap();
+    let claim = claim_now(&*store, "tinyfish:fixed_1", &body).await;
     assert!(matches!(claim, Claim::Done { .. }), "{claim:?}");
     assert_eq!(handled.lock().unwrap().len(), 2);
     #[cfg(unix)]

@@ -130,6 +130,19 @@ impl Env {
         reply.count()
     }
 
+    /// The first 10 pending entries: (id, consumer, idle ms, deliveries).
+    async fn pending_entries(&self) -> Vec<(String, String, u64, u64)> {
+        self.cmd(
+            redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await
+    }
+
     /// Appends an entry as the receive path of another instance would.
     async fn xadd(&self, run: &str, token: Option<Token>) -> String {
         let body = body(run);
@@ -719,17 +732,7 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
 /// Hands the entry `id` to consumer `name` once more (as a takeover does), raising its
 /// delivery count.
 async fn redeliver_as(env: &Env, name: &str) {
-    let pending: Vec<(String, String, u64, u64)> = env
-        .cmd(
-            redis::cmd("XPENDING")
-                .arg(&env.stream)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(10),
-        )
-        .await;
-    for (id, _, _, _) in pending {
+    for (id, _, _, _) in env.pending_entries().await {
         let _: redis::Value = env
             .cmd(
                 redis::cmd("XCLAIM")
@@ -932,16 +935,7 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
     let (done, held) = (unique("done"), unique("held"));
     env.xadd(&done, None).await;
     env.read_as("crashed-empty").await;
-    let ids: Vec<(String, String, u64, u64)> = env
-        .cmd(
-            redis::cmd("XPENDING")
-                .arg(&env.stream)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(10),
-        )
-        .await;
+    let ids = env.pending_entries().await;
     let _: () = env
         .cmd(
             redis::cmd("XACK")

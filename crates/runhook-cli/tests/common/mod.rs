@@ -1,13 +1,17 @@
-//! What the `runhook serve` end-to-end tests share: unique ids, the Redis check, and starting
-//! the real binary on a free port.
+//! What the `runhook serve` end-to-end tests share: unique ids, the Redis check, starting and
+//! stopping the real binary on a free port, signed Skyvern deliveries, and reading what the
+//! handlers wrote.
 
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use runhook::{sign_skyvern, Secret};
 
 /// An id no other test (or earlier run against a shared Redis) uses.
 pub fn unique(prefix: &str) -> String {
@@ -39,10 +43,45 @@ pub fn require_redis() {
 }
 
 /// A `runhook serve` just started: the process, its base URL, and the file its logs go to.
+/// Killed when dropped.
 pub struct Started {
     pub child: Child,
     pub base: String,
     pub stderr: PathBuf,
+}
+
+impl Started {
+    /// What it has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, then waits at most `limit` for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `runhook serve --listen 127.0.0.1:0 ARGS` with `env`, logs to a file in `dir`, and
@@ -75,4 +114,45 @@ pub fn start_serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
         base,
         stderr,
     }
+}
+
+/// A Skyvern run-completed body for `run_id`.
+pub fn skyvern_body(run_id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"run_id":"{run_id}","task_id":"{run_id}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
+    )
+    .into_bytes()
+}
+
+/// A JSON POST of `body` to `url`, signed the Skyvern way with `key`.
+pub fn skyvern_post(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let signature = sign_skyvern(&Secret::new(key).unwrap(), body);
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-skyvern-signature", signature)
+        .body(body.to_vec())
+}
+
+/// How many times each line occurs in `file` (absent: none).
+pub fn line_counts(file: &Path) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        *counts.entry(line.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// An async connection to the Redis on 127.0.0.1:6379.
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
