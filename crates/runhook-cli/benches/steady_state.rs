@@ -27,9 +27,13 @@
 //! Knobs (environment): `RUNHOOK_STEADY_REQUESTS` (60000), `RUNHOOK_STEADY_CONNECTIONS` (32),
 //! `RUNHOOK_STEADY_ROUNDS` (3), `RUNHOOK_STEADY_ONLY` (comma-separated receiver names, e.g.
 //! `sdk,serve_jsonl`; also `ceiling`, a bare axum route that reads the body and answers 200,
-//! the client's ceiling), `RUNHOOK_STEADY_SERVE_ARGS` (extra `runhook serve` flags, e.g.
-//! `--workers 1`). Each server's pid is printed before its load, for `perf record -p PID`
-//! (raise `RUNHOOK_STEADY_REQUESTS` for a longer load).
+//! the client's ceiling, and `serve_jsonl_w1`, `runhook serve --jsonl --workers 1`),
+//! `RUNHOOK_STEADY_SERVE_ARGS` (extra `runhook serve` flags for every serve receiver). Each
+//! server's pid is printed before its load, for `perf record -p PID` (raise
+//! `RUNHOOK_STEADY_REQUESTS` for a longer load).
+//!
+//! The closed-loop client sends the next request as soon as an answer arrives, 503s included
+//! (no `Retry-After` back-off): shedding is as cheap or as dear as the receiver makes it.
 
 use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
@@ -267,7 +271,7 @@ struct Server {
 impl Server {
     fn start(kind: &'static str, round: usize) -> Server {
         let (mut command, jsonl) = match kind {
-            "serve_jsonl" => {
+            "serve_jsonl" | "serve_jsonl_w1" => {
                 let file = std::env::temp_dir().join(format!(
                     "runhook-steady-{}-{round}.jsonl",
                     std::process::id()
@@ -289,6 +293,11 @@ impl Server {
                             .unwrap_or_default()
                             .split_whitespace(),
                     )
+                    .args(if kind == "serve_jsonl_w1" {
+                        &["--workers", "1"][..]
+                    } else {
+                        &[]
+                    })
                     .env("RUNHOOK_STEADY_KEY", KEY)
                     .env(
                         "RUST_LOG",
@@ -335,7 +344,7 @@ impl Server {
 
     /// Processed so far and the time of the last processed event (unix ns).
     async fn processed(&self) -> (u64, u64) {
-        if self.kind == "serve_jsonl" {
+        if self.jsonl.is_some() {
             let text = http_get(self.addr, "/metrics").await;
             let count = text
                 .lines()
@@ -384,6 +393,22 @@ fn proc_cpu(path: &str) -> Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
+}
+
+/// Idle and total jiffies of core 0 (`/proc/stat`): how much of the server's core nobody used.
+fn core0_idle() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu0 ")) else {
+        return (0, 0);
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (idle, fields.iter().take(8).sum())
 }
 
 /// A one-off GET (its own connection): the body.
@@ -439,6 +464,8 @@ struct Load {
     answers: Vec<(u16, Duration)>,
     client_cpu: Duration,
     server_cpu: Duration,
+    /// Share of core 0 left idle during the load.
+    core0_idle: f64,
 }
 
 /// Sends every request of `work` to `server` over `connections` keep-alive connections, each
@@ -447,6 +474,7 @@ async fn load(server: &Server, work: Arc<Vec<Bytes>>, connections: usize) -> Loa
     let next = Arc::new(AtomicUsize::new(0));
     let client_cpu = proc_cpu("/proc/self/stat");
     let server_cpu = server.cpu();
+    let idle = core0_idle();
     let started_ns = unix_ns();
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
@@ -465,6 +493,10 @@ async fn load(server: &Server, work: Arc<Vec<Bytes>>, connections: usize) -> Loa
         answers,
         client_cpu: proc_cpu("/proc/self/stat") - client_cpu,
         server_cpu: server.cpu() - server_cpu,
+        core0_idle: {
+            let (idle_now, total_now) = core0_idle();
+            (idle_now - idle.0) as f64 / ((total_now - idle.1).max(1)) as f64
+        },
     }
 }
 
@@ -557,6 +589,7 @@ struct Figures {
     /// Server CPU time per answered request, in microseconds: robust to the CPU that other
     /// processes take from the pinned core.
     server_us_per_request: f64,
+    core0_idle: f64,
     drain: Duration,
 }
 
@@ -613,6 +646,7 @@ async fn measure(server: &Server, load: Load) -> Figures {
         client_cpu: load.client_cpu.as_secs_f64() / load.elapsed.as_secs_f64(),
         server_cpu: load.server_cpu.as_secs_f64() / load.elapsed.as_secs_f64(),
         server_us_per_request: load.server_cpu.as_secs_f64() * 1e6 / total,
+        core0_idle: load.core0_idle,
         drain: last_change.saturating_duration_since(load_end),
     }
 }
@@ -632,10 +666,16 @@ fn orchestrate() {
         Some(list) => list
             .split(',')
             .map(|name| {
-                ["ceiling", "hand_written", "sdk", "serve_jsonl"]
-                    .into_iter()
-                    .find(|k| *k == name.trim())
-                    .unwrap_or_else(|| panic!("unknown receiver {name}"))
+                [
+                    "ceiling",
+                    "hand_written",
+                    "sdk",
+                    "serve_jsonl",
+                    "serve_jsonl_w1",
+                ]
+                .into_iter()
+                .find(|k| *k == name.trim())
+                .unwrap_or_else(|| panic!("unknown receiver {name}"))
             })
             .collect(),
         None => ALL.to_vec(),
@@ -661,7 +701,7 @@ fn orchestrate() {
                 println!("{kind}: server pid {}", server.child.id());
                 let figures = measure(&server, load(&server, work.clone(), connections).await).await;
                 println!(
-                    "round {} {kind:<13} 2xx/s {:>7.0}  503 {:>5.1}%  p50 {:>6.2} ms  p99 {:>7.2} ms  processed/s {:>7.0}  processed {} / 2xx {}{}  other {}  cpu server {:.0}% ({:.0} us/req) client {:.0}%  drain {:.2} s",
+                    "round {} {kind:<13} 2xx/s {:>7.0}  503 {:>5.1}%  p50 {:>6.2} ms  p99 {:>7.2} ms  processed/s {:>7.0}  processed {} / 2xx {}{}  other {}  cpu server {:.0}% ({:.0} us/req) core0 idle {:.0}% client {:.0}%  drain {:.2} s",
                     round + 1,
                     figures.ok_per_s,
                     figures.share_503 * 100.0,
@@ -680,6 +720,7 @@ fn orchestrate() {
                     figures.others,
                     figures.server_cpu * 100.0,
                     figures.server_us_per_request,
+                    figures.core0_idle * 100.0,
                     figures.client_cpu * 100.0,
                     figures.drain.as_secs_f64(),
                 );
