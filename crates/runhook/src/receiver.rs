@@ -603,19 +603,8 @@ impl Receiver {
                     dedup_key: format!("{}:{run_id}", inner.provider.as_str()),
                     run_id,
                 };
-                let reason = DeadLetterReason::UnusableKey {
-                    reason: format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes"),
-                };
-                let outcome = self
-                    .set_aside(
-                        headers,
-                        body,
-                        Some(&probe),
-                        reason,
-                        OutcomeKind::UnusableKey(None),
-                    )
-                    .await;
-                return Err(with_probe(outcome, probe));
+                let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
+                return Err(self.unusable_key(headers, body, probe, why, None).await);
             }
             Err(err) => {
                 // Keep the run's key with the letter when at least the id reads.
@@ -639,19 +628,10 @@ impl Receiver {
             Err(err @ (StoreError::KeyTooLong { .. } | StoreError::EmptyKey)) => {
                 // Genuine, but its key cannot be stored: a retry cannot cure it, so it is
                 // kept whole and answered 202, never a 4xx.
-                let reason = DeadLetterReason::UnusableKey {
-                    reason: err.to_string(),
-                };
-                let outcome = self
-                    .set_aside(
-                        headers,
-                        body,
-                        Some(&probe),
-                        reason,
-                        OutcomeKind::UnusableKey(Some(err)),
-                    )
-                    .await;
-                return Err(with_probe(outcome, probe));
+                let why = err.to_string();
+                return Err(self
+                    .unusable_key(headers, body, probe, why, Some(err))
+                    .await);
             }
             Err(err) => return Err(with_probe(store_unavailable(err), probe)),
         };
@@ -771,6 +751,24 @@ impl Receiver {
         }
         Counters::bump(&inner.counters.dead_lettered);
         Outcome::new(StatusCode::ACCEPTED, kind)
+    }
+
+    /// A genuine run whose id cannot be a de-duplication key (`why`; the store's refusal when
+    /// it was the store): kept whole with its key and id, answered 202.
+    async fn unusable_key(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        body: Bytes,
+        probe: DedupProbe,
+        why: String,
+        store_error: Option<StoreError>,
+    ) -> Outcome {
+        let reason = DeadLetterReason::UnusableKey { reason: why };
+        let kind = OutcomeKind::UnusableKey(store_error);
+        let outcome = self
+            .set_aside(headers, body, Some(&probe), reason, kind)
+            .await;
+        with_probe(outcome, probe)
     }
 
     async fn unparseable(
