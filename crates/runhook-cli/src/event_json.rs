@@ -1,7 +1,7 @@
 //! The unified run event as JSON, as `runhook parse` prints it and `runhook serve` hands it on.
 
 use runhook::canonical::parse_lenient;
-use runhook::payload::RunEvent;
+use runhook::payload::{RawResult, RunEvent};
 use serde_json::{json, Value};
 
 /// What runhook read from the body: provider, keys, status, result and error.
@@ -28,15 +28,20 @@ pub fn record(event: &RunEvent) -> Value {
 }
 
 /// [`record`] as one JSON line (with its `\n`), written without building the body as a
-/// value: when the body is plain JSON (no `NaN`, no integer that may not fit in 64 bits), its
+/// value: when the body is strict JSON (no `NaN`, no integer that may not fit in 64 bits), its
 /// bytes go into the line as they are (line breaks dropped), and so does the result's slice of
-/// them. Other bodies take [`record`]'s lenient path. Either way the line holds the same JSON
-/// as [`record`], numbers spelled as the sender spelled them (`0.0` stays `0.0`).
+/// them, which reading the summary already located ([`RunEvent::raw_result`]). Other bodies
+/// take [`record`]'s lenient path. Either way the line holds the same JSON as [`record`],
+/// numbers spelled as the sender spelled them (`0.0` stays `0.0`).
 pub fn record_line(event: &RunEvent) -> Result<Vec<u8>, serde_json::Error> {
-    let Some(result) = raw_result(event) else {
-        let mut line = serde_json::to_vec(&record(event))?;
-        line.push(b'\n');
-        return Ok(line);
+    let result: &[u8] = match event.raw_result() {
+        RawResult::Json(result) => result,
+        RawResult::Absent => b"null",
+        RawResult::NotASlice => {
+            let mut line = serde_json::to_vec(&record(event))?;
+            line.push(b'\n');
+            return Ok(line);
+        }
     };
     let mut line = Vec::with_capacity(event.raw_body.len() + result.len() + 256);
     line.extend_from_slice(b"{\"provider\":");
@@ -50,7 +55,7 @@ pub fn record_line(event: &RunEvent) -> Result<Vec<u8>, serde_json::Error> {
     line.extend_from_slice(b",\"event\":");
     serde_json::to_writer(&mut line, &event.event)?;
     line.extend_from_slice(b",\"result\":");
-    push_one_line(&mut line, result.as_bytes());
+    push_one_line(&mut line, result);
     line.extend_from_slice(b",\"error\":");
     let error = event
         .error
@@ -65,76 +70,12 @@ pub fn record_line(event: &RunEvent) -> Result<Vec<u8>, serde_json::Error> {
 
 /// Appends JSON text without its line breaks: valid JSON has them only as whitespace between
 /// tokens (a string holds them escaped), so dropping them keeps the same JSON on one line.
-fn push_one_line(line: &mut Vec<u8>, json: &[u8]) {
-    line.extend(json.iter().copied().filter(|b| !matches!(b, b'\n' | b'\r')));
-}
-
-/// The result's JSON text, sliced out of a plain-JSON body (`"null"` when absent or null),
-/// or `None` when the body needs the lenient path (or the provider's result is not a slice of
-/// its body: WebRun's message is JSON inside a string).
-fn raw_result(event: &RunEvent) -> Option<&str> {
-    use runhook::payload::Provider;
-    use serde::Deserialize;
-    use serde_json::value::RawValue;
-
-    #[derive(Deserialize)]
-    struct Skyvern<'a> {
-        #[serde(borrow)]
-        output: Option<&'a RawValue>,
+fn push_one_line(line: &mut Vec<u8>, mut json: &[u8]) {
+    while let Some(at) = memchr::memchr2(b'\n', b'\r', json) {
+        line.extend_from_slice(&json[..at]);
+        json = &json[at + 1..];
     }
-    #[derive(Deserialize)]
-    struct TinyFish<'a> {
-        #[serde(borrow)]
-        data: Option<TinyFishData<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct TinyFishData<'a> {
-        #[serde(borrow)]
-        result: Option<&'a RawValue>,
-    }
-    #[derive(Deserialize)]
-    struct Nothing {}
-
-    let body = &event.raw_body[..];
-    if may_need_lenient(body) {
-        return None;
-    }
-    let result = match event.provider {
-        Provider::Skyvern => serde_json::from_slice::<Skyvern>(body).ok()?.output,
-        Provider::TinyFish => serde_json::from_slice::<TinyFish>(body)
-            .ok()?
-            .data
-            .and_then(|d| d.result),
-        Provider::WebRunAi => Some(serde_json::from_slice::<&RawValue>(body).ok()?),
-        Provider::SmartBrowse => {
-            serde_json::from_slice::<Nothing>(body).ok()?;
-            None
-        }
-        _ => return None,
-    };
-    Some(result.map_or("null", RawValue::get))
-}
-
-/// Whether the body may hold what only the lenient parser reads: `NaN`/`Infinity` (strict
-/// JSON refuses the body then), or an integer of 19 digits or more (which strict parsing
-/// would round).
-fn may_need_lenient(body: &[u8]) -> bool {
-    let mut digits = 0;
-    let mut letters_n_or_i = false;
-    for &b in body {
-        if b.is_ascii_digit() {
-            digits += 1;
-            if digits >= 19 {
-                return true;
-            }
-        } else {
-            digits = 0;
-            letters_n_or_i |= b == b'N' || b == b'I';
-        }
-    }
-    // Only then can a non-finite token be there; strict JSON tells (the fast path's own
-    // parse would also refuse it, this keeps the rule in one place).
-    letters_n_or_i && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+    line.extend_from_slice(json);
 }
 
 #[cfg(test)]
@@ -205,7 +146,7 @@ mod tests {
                 "{provider}: {parsed} != {}",
                 record(&event)
             );
-            fast += usize::from(raw_result(&event).is_some());
+            fast += usize::from(event.raw_result() != RawResult::NotASlice);
         }
         assert!(fast >= 8, "the fast path was taken only {fast} times");
     }
@@ -214,7 +155,7 @@ mod tests {
     fn non_finite_numbers_and_long_integers_take_the_lenient_path() {
         let body = br#"{"run_id":"r","status":"completed","output":{"x":NaN}}"#;
         let event = RunEvent::parse_summary(Provider::Skyvern, &body[..]).unwrap();
-        assert!(raw_result(&event).is_none());
+        assert_eq!(event.raw_result(), RawResult::NotASlice);
         let line = record_line(&event).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&line).unwrap(),
@@ -222,6 +163,6 @@ mod tests {
         );
         let long = br#"{"run_id":"r","status":"completed","output":12345678901234567890123}"#;
         let event = RunEvent::parse_summary(Provider::Skyvern, &long[..]).unwrap();
-        assert!(raw_result(&event).is_none());
+        assert_eq!(event.raw_result(), RawResult::NotASlice);
     }
 }

@@ -416,3 +416,51 @@ fn summary_parse_defers_the_payload_and_reports_its_errors_there() {
     );
     assert_eq!(lazy.result(), None);
 }
+
+/// `raw_result` is the same JSON as `result`, sliced from the body, wherever the body is
+/// strict JSON and the result is a slice of it; and says so where it is not.
+#[test]
+fn raw_result_is_the_result_as_sent() {
+    use runhook_core::payload::RawResult;
+
+    let cases = [
+        (Provider::Skyvern, "skyvern-task-completed.json"),
+        (Provider::Skyvern, "skyvern-task-failed.json"),
+        (Provider::Skyvern, "skyvern-workflow-timed-out.json"),
+        (Provider::TinyFish, "tinyfish-completed.json"),
+        (Provider::TinyFish, "tinyfish-failed.json"),
+        (Provider::WebRunAi, "webrun-ai-response.json"),
+        (Provider::SmartBrowse, "smartbrowse-completed.json"),
+    ];
+    let mut slices = 0;
+    for (provider, name) in cases {
+        let summary = RunEvent::parse_summary(provider, fixture(name)).unwrap();
+        match summary.raw_result() {
+            RawResult::Json(text) => {
+                let sliced: serde_json::Value = serde_json::from_slice(text).unwrap();
+                assert_eq!(Some(&sliced), summary.result(), "{name}");
+                slices += 1;
+            }
+            RawResult::Absent => assert_eq!(summary.result(), None, "{name}"),
+            RawResult::NotASlice => panic!("{name}: strict JSON, yet no slice"),
+        }
+    }
+    assert!(slices >= 4, "only {slices} results were slices");
+
+    // WebRun's answer is JSON inside a string; a NaN body is read leniently.
+    let webrun = RunEvent::parse_summary(Provider::WebRun, fixture("webrun-full-response.json"));
+    assert_eq!(webrun.unwrap().raw_result(), RawResult::NotASlice);
+    let lenient = RunEvent::parse_summary(
+        Provider::Skyvern,
+        fixture("skyvern-nonfinite-and-bigint.json"),
+    );
+    assert_eq!(lenient.unwrap().raw_result(), RawResult::NotASlice);
+
+    // Absent and null results; a nested object keeps its bytes, whitespace included.
+    let body = br#"{"run_id":"r","output":null}"#;
+    let event = RunEvent::parse_summary(Provider::Skyvern, &body[..]).unwrap();
+    assert_eq!(event.raw_result(), RawResult::Absent);
+    let body = br#"{"run_id":"r","data":{"result": [1, {"a" : 2}] }}"#;
+    let event = RunEvent::parse_summary(Provider::TinyFish, &body[..]).unwrap();
+    assert_eq!(event.raw_result(), RawResult::Json(br#"[1, {"a" : 2}]"#));
+}

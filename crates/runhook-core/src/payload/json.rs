@@ -15,6 +15,7 @@
 //! its own whose stack is sized for its depth.
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::PayloadError;
@@ -30,28 +31,76 @@ const STACK_BASE: usize = 1024 * 1024;
 
 /// Deserializes `body` into `T`, leniently where the body needs it (see the module docs).
 pub fn from_body<T: DeserializeOwned + Send>(body: &[u8]) -> Result<T, PayloadError> {
-    if !has_long_digit_run(body) {
-        match serde_json::from_slice::<T>(body) {
-            Ok(value) => return Ok(value),
-            // A type error in well-formed JSON is the answer; anything else (NaN, a repeated
-            // key, a number beyond f64, trailing bytes) may be fine for Python, or needs the
-            // lenient reader's precise reason.
-            Err(e)
-                if e.classify() == serde_json::error::Category::Data
-                    && !e.to_string().starts_with("duplicate field") =>
-            {
-                // Only now pay for tracking the path, to say which field is wrong.
-                let mut de = serde_json::Deserializer::from_slice(body);
-                return Err(match serde_path_to_error::deserialize::<_, T>(&mut de) {
+    match strictly(body) {
+        Some(read) => read,
+        None => leniently(body),
+    }
+}
+
+/// A body read by [`object_from_body_either`]: strictly, into a type that may borrow from
+/// the body, or through the lenient reader.
+#[derive(Debug)]
+pub enum Read<S, L> {
+    /// The body is strict JSON (no `NaN`, no integer that may not fit in 64 bits).
+    Strict(S),
+    /// The body needed the lenient reader.
+    Lenient(L),
+}
+
+/// Like [`object_from_body`], but a strict-JSON body is read into `S`, which may borrow from
+/// `body` (`&RawValue`, `&str`), and only a body that needs the lenient reader into `L`. This
+/// is how a summary learns where a field lies in the body without a second parse.
+pub fn object_from_body_either<'a, S, L>(body: &'a [u8]) -> Result<Read<S, L>, PayloadError>
+where
+    S: Deserialize<'a>,
+    L: DeserializeOwned + Send,
+{
+    if !starts_an_object(body) {
+        return not_an_object(body);
+    }
+    match strictly::<S>(body) {
+        Some(read) => read.map(Read::Strict),
+        None => leniently(body).map(Read::Lenient),
+    }
+}
+
+/// The whole of `body` as one strict-JSON value (no `NaN`, no integer that may not fit in 64
+/// bits), or `None` when it is not.
+pub fn strict_value(body: &[u8]) -> Option<&serde_json::value::RawValue> {
+    strictly(body)?.ok()
+}
+
+/// The strict reading of `body`: `None` when the body may be fine for Python but needs the
+/// lenient reader (a long integer, `NaN`, a repeated key, a number beyond f64, ...).
+fn strictly<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<Result<T, PayloadError>> {
+    if has_long_digit_run(body) {
+        return None;
+    }
+    match serde_json::from_slice::<T>(body) {
+        Ok(value) => Some(Ok(value)),
+        // A type error in well-formed JSON is the answer; anything else may be fine for
+        // Python, or needs the lenient reader's precise reason.
+        Err(e)
+            if e.classify() == serde_json::error::Category::Data
+                && !e.to_string().starts_with("duplicate field") =>
+        {
+            // Only now pay for tracking the path, to say which field is wrong.
+            let mut de = serde_json::Deserializer::from_slice(body);
+            Some(Err(
+                match serde_path_to_error::deserialize::<_, T>(&mut de) {
                     Err(e) => data_error(e),
                     Ok(_) => PayloadError::NotJson {
                         reason: e.to_string(),
                     },
-                });
-            }
-            Err(_) => {}
+                },
+            ))
         }
+        Err(_) => None,
     }
+}
+
+/// Reads `body` through the lenient reader into `T`.
+fn leniently<T: DeserializeOwned + Send>(body: &[u8]) -> Result<T, PayloadError> {
     let value = crate::canonical::parse_lenient(body).map_err(|e| PayloadError::NotJson {
         reason: e.to_string(),
     })?;
@@ -100,16 +149,26 @@ fn depth(value: &Value) -> usize {
 /// Deserializes `body`, which must be a JSON object, into `T`: any other JSON document is
 /// [`PayloadError::NotAnObject`] (serde would otherwise read an array into a struct's fields).
 pub fn object_from_body<T: DeserializeOwned + Send>(body: &[u8]) -> Result<T, PayloadError> {
-    let first = body
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
-        return match from_body::<serde::de::IgnoredAny>(body) {
-            Ok(_) => Err(PayloadError::NotAnObject),
-            Err(err) => Err(err),
-        };
+    if !starts_an_object(body) {
+        return not_an_object(body);
     }
     from_body(body)
+}
+
+/// Whether the first byte after leading whitespace opens an object.
+fn starts_an_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        == Some(&b'{')
+}
+
+/// The error for a body that is not an object: [`PayloadError::NotAnObject`] when it is JSON,
+/// else why it is not JSON.
+fn not_an_object<T>(body: &[u8]) -> Result<T, PayloadError> {
+    match from_body::<serde::de::IgnoredAny>(body) {
+        Ok(_) => Err(PayloadError::NotAnObject),
+        Err(err) => Err(err),
+    }
 }
 
 /// Whether `body` holds 19 or more consecutive ASCII digits: the only way an integer that may

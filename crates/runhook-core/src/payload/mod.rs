@@ -14,6 +14,7 @@ mod tinyfish;
 mod webrun;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -214,6 +215,8 @@ pub struct RunEvent {
     payload: OnceLock<Result<ProviderPayload, PayloadError>>,
     /// WebRun's answer parsed out of its string (the only result not stored in the payload).
     parsed_message: OnceLock<Option<Value>>,
+    /// Where the result lies in `raw_body`.
+    result_span: ResultSpan,
 }
 
 impl RunEvent {
@@ -258,11 +261,34 @@ impl RunEvent {
             event: parts.event,
             error: parts.error,
             timestamps: parts.timestamps,
+            result_span: parts.result,
             raw_body,
             signed_body: None,
             payload: OnceLock::new(),
             parsed_message: OnceLock::new(),
         })
+    }
+
+    /// The run's result as the sender wrote it, sliced out of [`RunEvent::raw_body`] without a
+    /// second parse, when the body is strict JSON.
+    ///
+    /// ```
+    /// use runhook_core::payload::{Provider, RawResult, RunEvent};
+    ///
+    /// let body = br#"{"run_id":"wr_1","status":"completed","output":{"price": 1.50}}"#;
+    /// let event = RunEvent::parse_summary(Provider::Skyvern, &body[..])?;
+    /// assert_eq!(event.raw_result(), RawResult::Json(br#"{"price": 1.50}"#));
+    /// # Ok::<(), runhook_core::payload::PayloadError>(())
+    /// ```
+    pub fn raw_result(&self) -> RawResult<'_> {
+        match &self.result_span {
+            ResultSpan::Slice(span) => match self.raw_body.get(span.clone()) {
+                Some(json) => RawResult::Json(json),
+                None => RawResult::NotASlice,
+            },
+            ResultSpan::Absent => RawResult::Absent,
+            ResultSpan::NotASlice => RawResult::NotASlice,
+        }
     }
 
     /// The typed payload as the platform sent it (read now if it was not yet).
@@ -372,6 +398,53 @@ struct Parts {
     event: Option<String>,
     error: Option<RunError>,
     timestamps: RunTimestamps,
+    /// Where the result lies in the body.
+    result: ResultSpan,
+}
+
+/// Where the run's result lies in the body, as reading the summary found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ResultSpan {
+    /// These bytes of a strict-JSON body.
+    Slice(Range<usize>),
+    /// The body is strict JSON and holds no result (or `null`).
+    Absent,
+    /// Not known as a slice of a strict-JSON body (see [`RawResult::NotASlice`]).
+    NotASlice,
+}
+
+impl ResultSpan {
+    /// Where `result`, read from `body` by a strict parse, lies in it.
+    fn of(body: &[u8], result: Option<&serde_json::value::RawValue>) -> Self {
+        let Some(text) = result.map(serde_json::value::RawValue::get) else {
+            return Self::Absent;
+        };
+        if text == "null" {
+            return Self::Absent;
+        }
+        // The text borrows from `body`: its offset is the distance between their addresses.
+        let start = text.as_ptr().addr().wrapping_sub(body.as_ptr().addr());
+        let span = start..start.saturating_add(text.len());
+        match body.get(span.clone()) {
+            Some(slice) if slice == text.as_bytes() => Self::Slice(span),
+            _ => Self::NotASlice,
+        }
+    }
+}
+
+/// The run's result as the sender wrote it, found while the summary was read (no second
+/// parse): what a handler that passes the result on unchanged can copy as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawResult<'a> {
+    /// The result's JSON text, a slice of [`RunEvent::raw_body`]; the body is strict JSON.
+    Json(&'a [u8]),
+    /// The body is strict JSON and the sender gave no result (absent or `null`), or the
+    /// provider sends none (SmartBrowse).
+    Absent,
+    /// No slice to give: the body holds `NaN`, `Infinity` or an integer that may not fit in
+    /// 64 bits (it was read leniently), or the provider's result is not a slice of the body
+    /// (WebRun's answer is JSON inside a string). [`RunEvent::result`] has it as a value.
+    NotASlice,
 }
 
 fn body_sha256_hex(body: &[u8]) -> String {

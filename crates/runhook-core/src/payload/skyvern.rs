@@ -3,7 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{json, Parts, ProviderPayload, RunError, RunStatus, RunTimestamps};
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use super::json::{self, Read};
+use super::{Parts, ProviderPayload, ResultSpan, RunError, RunStatus, RunTimestamps};
 use crate::payload::PayloadError;
 
 /// A Skyvern run as its webhook sends it. Times are ISO 8601 without a zone (UTC).
@@ -95,10 +99,14 @@ pub struct SkyvernRun {
     pub extra: Map<String, Value>,
 }
 
-/// The fields of the unified view, read without building `output` and the rest.
+/// The fields of the unified view, read without building `output` and the rest. `R` is how
+/// `output` is read: where it lies in a strict-JSON body (`&RawValue`), or skipped.
 #[derive(Deserialize)]
-struct Summary {
+struct Summary<R> {
     run_id: String,
+    // No `#[serde(default)]` on fields of type `R`: it would ask `R: Default`, and a missing
+    // `Option` field is `None` anyway.
+    output: Option<R>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -112,8 +120,17 @@ struct Summary {
 }
 
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: Summary = json::object_from_body(body)?;
-    Ok(Parts {
+    match json::object_from_body_either::<Summary<&RawValue>, Summary<IgnoredAny>>(body)? {
+        Read::Strict(run) => {
+            let result = ResultSpan::of(body, run.output);
+            Ok(parts(run, result))
+        }
+        Read::Lenient(run) => Ok(parts(run, ResultSpan::NotASlice)),
+    }
+}
+
+fn parts<R>(run: Summary<R>, result: ResultSpan) -> Parts {
+    Parts {
         status: RunStatus::from_optional(run.status.as_deref()),
         error: run.failure_reason.map(|message| RunError {
             message,
@@ -127,7 +144,8 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
             started_at: run.started_at,
             finished_at: run.finished_at,
         },
-    })
+        result,
+    }
 }
 
 pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {

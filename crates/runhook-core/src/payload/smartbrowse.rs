@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{json, Parts, ProviderPayload, RunError, RunStatus, RunTimestamps};
+use super::json::{self, Read};
+use super::{Parts, ProviderPayload, ResultSpan, RunError, RunStatus, RunTimestamps};
 use crate::payload::PayloadError;
 
 /// A SmartBrowse webhook body.
@@ -65,7 +66,11 @@ struct Summary {
 }
 
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: Summary = json::object_from_body(body)?;
+    // Its webhook carries counts only: no result to find, only whether the body is strict.
+    let (run, result) = match json::object_from_body_either::<Summary, Summary>(body)? {
+        Read::Strict(run) => (run, ResultSpan::Absent),
+        Read::Lenient(run) => (run, ResultSpan::NotASlice),
+    };
     let status = RunStatus::from_optional(run.status.as_deref().or(run.event.as_deref()));
     let error = run
         .error
@@ -84,6 +89,7 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
             finished_at: run.timestamp,
             ..RunTimestamps::default()
         },
+        result,
     })
 }
 

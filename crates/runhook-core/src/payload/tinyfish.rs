@@ -4,7 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{json, Parts, ProviderPayload, RunError, RunStatus, RunTimestamps};
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+use super::json::{self, Read};
+use super::{Parts, ProviderPayload, ResultSpan, RunError, RunStatus, RunTimestamps};
 use crate::payload::PayloadError;
 
 /// A TinyFish webhook body.
@@ -110,20 +114,23 @@ pub struct TinyFishStep {
 
 /// The fields of the unified view, read without building `result` and `steps`.
 #[derive(Deserialize)]
-struct Summary {
+struct Summary<R> {
     #[serde(default)]
     event: Option<String>,
     run_id: String,
     #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
-    data: Option<SummaryData>,
+    // No `#[serde(default)]` where `R` appears (it would ask `R: Default`); a missing
+    // `Option` field is `None` anyway.
+    data: Option<SummaryData<R>>,
 }
 
 #[derive(Deserialize)]
-struct SummaryData {
+struct SummaryData<R> {
     #[serde(default)]
     status: Option<String>,
+    /// How `result` is read: where it lies in a strict-JSON body (`&RawValue`), or skipped.
+    result: Option<R>,
     #[serde(default)]
     created_at: Option<String>,
     #[serde(default)]
@@ -143,7 +150,17 @@ struct SummaryError {
 }
 
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
-    let run: Summary = json::object_from_body(body)?;
+    match json::object_from_body_either::<Summary<&RawValue>, Summary<IgnoredAny>>(body)? {
+        Read::Strict(run) => {
+            let result = run.data.as_ref().and_then(|data| data.result);
+            let result = ResultSpan::of(body, result);
+            Ok(parts(run, result))
+        }
+        Read::Lenient(run) => Ok(parts(run, ResultSpan::NotASlice)),
+    }
+}
+
+fn parts<R>(run: Summary<R>, result: ResultSpan) -> Parts {
     let data = run.data;
     // The status field is authoritative; the event name says the same in other words.
     let status = RunStatus::from_optional(
@@ -166,14 +183,15 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
         ),
         None => (RunTimestamps::default(), None),
     };
-    Ok(Parts {
+    Parts {
         run_id: run.run_id,
         id_field: "run_id",
         status,
         event: run.event,
         error,
         timestamps,
-    })
+        result,
+    }
 }
 
 pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {

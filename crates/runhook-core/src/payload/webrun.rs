@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{json, Parts, ProviderPayload, RunStatus, RunTimestamps};
+use super::{json, Parts, ProviderPayload, ResultSpan, RunStatus, RunTimestamps};
 use crate::payload::PayloadError;
 
 /// A WebRun body of a route configured with `full_response` or `just_ping`.
@@ -146,6 +146,8 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
             finished_at: run.completed_at,
             ..RunTimestamps::default()
         },
+        // The answer is JSON inside the `message` string: not a slice of the body.
+        result: ResultSpan::NotASlice,
     })
 }
 
@@ -188,9 +190,16 @@ pub(super) fn ai_payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
 
 /// `ai_response` has no id and no status: the body's hash is its id and it is complete.
 pub(super) fn ai_summary(body: &[u8], body_hash: String) -> Result<Parts, PayloadError> {
-    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-        utf8_text(body)?;
-    }
+    // The whole body is the result.
+    let result = match json::strict_value(body) {
+        Some(whole) => ResultSpan::of(body, Some(whole)),
+        None => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+                utf8_text(body)?;
+            }
+            ResultSpan::NotASlice
+        }
+    };
     Ok(Parts {
         run_id: body_hash,
         id_field: "body",
@@ -198,6 +207,7 @@ pub(super) fn ai_summary(body: &[u8], body_hash: String) -> Result<Parts, Payloa
         event: None,
         error: None,
         timestamps: RunTimestamps::default(),
+        result,
     })
 }
 
