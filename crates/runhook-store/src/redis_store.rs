@@ -15,7 +15,7 @@ const DEFAULT_PREFIX: &str = "runhook:idem:";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
 // Stored values, all ASCII: a state letter, the holder's token (32 hex digits), the body's
-// fingerprint (64 hex digits). In flight: `i<token><fp>`, done: `d<token><fp>`. The done record
+// fingerprint (32 hex digits). In flight: `i<token><fp>`, done: `d<token><fp>`. The done record
 // keeps the completing token so that a `complete` whose reply was lost can be confirmed.
 const HELD_LEN: usize = 1 + Token::HEX_LEN;
 const VALUE_LEN: usize = HELD_LEN + Fingerprint::HEX_LEN;
