@@ -38,16 +38,21 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use actix_web::body::{BodySize, MessageBody};
-use actix_web::dev::Payload;
-use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, RETRY_AFTER};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderMap, RETRY_AFTER};
 use actix_web::http::StatusCode;
+use actix_web::HttpMessage as _;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
-use crate::body::ReadError;
-use crate::receiver::{ClaimedEvent, Outcome, Receiver};
+use crate::receiver::OutcomeKind;
+use crate::receiver::{ClaimedEvent, Outcome, Receiver, VerifiedRun};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -222,40 +227,157 @@ impl FromRequest for Webhook {
     }
 }
 
-/// Reads the whole payload under the receiver's limits ([`crate::body`]): 413 past the body
-/// limit (after draining what can be drained of the rest), 408 when the whole payload has not
-/// arrived within the receiver's body read timeout.
+/// The middleware form (`App::wrap` / `Resource::wrap`): verifies and de-duplicates in front of
+/// your existing handlers, which then run inline, with the same semantics as
+/// [`tower::WebhookLayer`](crate::tower) (the table there): the body is read once under the
+/// receiver's rules and handed on unchanged (a downstream `web::Json<T>` still works), a
+/// [`VerifiedRun`] is in the request's extensions, a 2xx answer completes the claim and any
+/// other answer or an error releases it; a duplicate still in flight gets 503 with
+/// `Retry-After`, one already done gets 200 without calling your handler.
+///
+/// ```
+/// use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
+/// use runhook::actix::WebhookMiddleware;
+/// use runhook::{payload::Provider, HeaderToken, Receiver, Secret, VerifiedRun};
+///
+/// async fn on_run(request: HttpRequest, body: web::Json<serde_json::Value>) -> HttpResponse {
+///     let run = request.extensions().get::<VerifiedRun>().cloned().expect("set by the middleware");
+///     println!("{} {}: {}", run.event.provider, run.event.run_id, body["type"]);
+///     HttpResponse::Ok().finish()
+/// }
+///
+/// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let receiver = Receiver::builder(Provider::WebRun)
+///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+///     .build()?; // no handler: your actix handler is the handler
+/// let app = App::new().service(
+///     web::resource("/webhooks/webrun")
+///         .wrap(WebhookMiddleware::new(receiver))
+///         .route(web::post().to(on_run)),
+/// );
+/// # let _ = app; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WebhookMiddleware {
+    receiver: Receiver,
+}
+
+impl WebhookMiddleware {
+    /// The middleware for `receiver`'s route (build the receiver without a handler: your
+    /// handlers are the handler).
+    pub fn new(receiver: Receiver) -> Self {
+        Self { receiver }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for WebhookMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = WebhookService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(WebhookService {
+            receiver: self.receiver.clone(),
+            service: Rc::new(service),
+        }))
+    }
+}
+
+/// The service [`WebhookMiddleware`] wraps around yours.
+pub struct WebhookService<S> {
+    receiver: Receiver,
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for WebhookService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let (receiver, service) = (self.receiver.clone(), self.service.clone());
+        Box::pin(run_inline(receiver, service, request))
+    }
+}
+
+/// The middleware's path for one request: read, claim, call `service`, settle the claim by
+/// its answer.
+async fn run_inline<S, B>(
+    receiver: Receiver,
+    service: Rc<S>,
+    mut request: ServiceRequest,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let payload = request.take_payload();
+    let body = match read_body(&receiver, request.request(), payload).await {
+        Ok(body) => body,
+        Err(rejection) => {
+            let response = rejection.error_response();
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    };
+    let headers = ActixHeaders(request.headers());
+    let claimed = receiver
+        .claim_event(&headers, request.path(), body.clone())
+        .await;
+    let claimed = match claimed {
+        Ok(claimed) => claimed,
+        Err(outcome) => {
+            let response = respond(&outcome);
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    };
+    let (event, verified, claim) = claimed.into_parts();
+    request.extensions_mut().insert(VerifiedRun {
+        event: Arc::new(event),
+        verified,
+    });
+    request.set_payload(Payload::from(body));
+    let answered = service.call(request).await;
+    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
+    if succeeded {
+        if let Err(err) = claim.complete().await {
+            // Processed, but not recorded: a retry after the lease may run it again.
+            tracing::warn!(error = %err, "could not record a processed run as done");
+        }
+    } else {
+        claim.release().await;
+    }
+    answered.map(ServiceResponse::map_into_left_body)
+}
+
+/// Reads the whole payload under the receiver's rules ([`Receiver::read_body`]); a payload
+/// refused as too large keeps its unread rest with the rejection until the answer is sent.
 async fn read_body(
     receiver: &Receiver,
     request: &HttpRequest,
     mut payload: Payload,
 ) -> Result<Bytes, Rejection> {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let read = crate::body::read_limited(
-        &mut payload,
-        declared,
-        receiver.body_limit(),
-        receiver.body_read_timeout(),
-    );
-    match read.await {
+    let declared = crate::content_length(&ActixHeaders(request.headers()));
+    match receiver.read_body(&mut payload, declared).await {
         Ok(bytes) => Ok(bytes),
-        Err(ReadError::TooLarge) => {
-            let rejection = Rejection::from_outcome(&receiver.too_large());
-            rejection.unread.0.set(Some(payload));
+        Err(outcome) => {
+            let rejection = Rejection::from_outcome(&outcome);
+            if matches!(outcome.kind, OutcomeKind::TooLarge { .. }) {
+                rejection.unread.0.set(Some(payload));
+            }
             Err(rejection)
         }
-        Err(ReadError::TimedOut) => Err(Rejection::from_outcome(&receiver.body_timed_out())),
-        Err(ReadError::Broken) => Err(Rejection {
-            status: StatusCode::BAD_REQUEST,
-            retry_after: None,
-            text: "could not read the body".into(),
-            close: false,
-            unread: Unread::default(),
-        }),
     }
 }
 

@@ -29,33 +29,21 @@
 
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::MethodRouter;
-use bytes::Bytes;
 
-use crate::body::ReadError;
 use crate::receiver::{ClaimedEvent, Outcome, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
-/// handler in the background.
+/// handler in the background: the receiver as a service
+/// ([`Receiver`'s `Service` impl](crate::tower)).
 pub fn post<S: Clone + Send + Sync + 'static>(receiver: Receiver) -> MethodRouter<S> {
-    axum::routing::post(move |request: Request| {
-        let receiver = receiver.clone();
-        async move { handle(&receiver, request).await }
-    })
+    axum::routing::post_service(receiver)
 }
 
 /// Answers one request with `receiver` (what [`post`] does), for use in your own handler.
 pub async fn handle(receiver: &Receiver, request: Request) -> Response {
-    let path = request_path(&request);
-    let (parts, body) = request.into_parts();
-    let body = match read_body(receiver, &parts.headers, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let outcome = receiver.receive(&parts.headers, &path, body).await;
-    respond(&outcome)
+    crate::tower::answer(receiver, request).await
 }
 
 /// The extractor style: a genuine, new, parsed run, claimed for your handler. Rejections and
@@ -97,7 +85,11 @@ where
         let receiver = Receiver::from_ref(state);
         let path = request_path(&request);
         let (parts, body) = request.into_parts();
-        let body = read_body(&receiver, &parts.headers, body).await?;
+        let declared = crate::content_length(&parts.headers);
+        let body = receiver
+            .read_body(&mut body.into_data_stream(), declared)
+            .await
+            .map_err(|outcome| respond(&outcome))?;
         receiver
             .claim_event(&parts.headers, &path, body)
             .await
@@ -110,19 +102,7 @@ where
 /// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
 /// connection, or one whose body was not read to its end, is dropped.
 pub fn respond(outcome: &Outcome) -> Response {
-    let mut response = (outcome.status, outcome.body_text()).into_response();
-    if let Some(after) = outcome.retry_after {
-        let seconds = after.as_secs().max(1);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    if outcome.closes_connection() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    crate::response::http_response::<Body>(outcome)
 }
 
 fn request_path(request: &Request) -> String {
@@ -131,33 +111,4 @@ fn request_path(request: &Request) -> String {
         .get::<OriginalUri>()
         .map_or_else(|| request.uri().path(), |uri| uri.path())
         .to_string()
-}
-
-/// Reads the whole body under the receiver's limits ([`crate::body`]): 413 past the body limit
-/// (after draining what can be drained of the rest), 408 when the whole body has not arrived
-/// within the receiver's body read timeout.
-async fn read_body(
-    receiver: &Receiver,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, Response> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut chunks = body.into_data_stream();
-    let read = crate::body::read_limited(
-        &mut chunks,
-        declared,
-        receiver.body_limit(),
-        receiver.body_read_timeout(),
-    );
-    match read.await {
-        Ok(bytes) => Ok(bytes),
-        Err(ReadError::TooLarge) => Err(respond(&receiver.too_large())),
-        Err(ReadError::TimedOut) => Err(respond(&receiver.body_timed_out())),
-        Err(ReadError::Broken) => {
-            Err((StatusCode::BAD_REQUEST, "could not read the body").into_response())
-        }
-    }
 }

@@ -1,5 +1,6 @@
-//! Reading a request body under the receiver's limits, shared by the framework adapters (they
-//! only turn their body type into a stream of chunks and the result into their response).
+//! Reading a request body under the receiver's limits ([`crate::Receiver::read_body`]), shared
+//! by every adapter: they only turn their body type into a stream of chunks and the result into
+//! their response.
 //!
 //! A body over the limit is not simply left unread: a server that answers and closes a socket
 //! with unread data makes the kernel send a reset, and a sender that writes its whole body
@@ -14,7 +15,19 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt as _};
+use runhook_core::{single_header, HeaderLookup, SingleHeader};
 use tokio::time::Instant;
+
+/// The request's declared body length: its one valid `Content-Length`, or `None` (absent,
+/// repeated with different values, or not a number), for [`Receiver::read_body`].
+///
+/// [`Receiver::read_body`]: crate::Receiver::read_body
+pub fn content_length(headers: &dyn HeaderLookup) -> Option<u64> {
+    match single_header(headers, "content-length") {
+        SingleHeader::One(value) => std::str::from_utf8(value).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
 
 /// The most bytes past the body limit that are read and discarded before a 413 (8 MiB).
 pub(crate) const MAX_DRAIN_BYTES: u64 = 8 * 1024 * 1024;

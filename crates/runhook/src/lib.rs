@@ -24,7 +24,6 @@
 pub use runhook_core::*;
 pub use runhook_store as store;
 
-#[cfg(any(feature = "axum", feature = "actix"))]
 mod body;
 mod dead_letter;
 mod handler;
@@ -32,20 +31,23 @@ mod handoff;
 mod memory_queue;
 mod receiver;
 mod redrive;
+#[cfg(feature = "tower")]
+mod response;
 mod stats;
 #[cfg(feature = "redis")]
 pub mod stream;
 mod worker;
 
+pub use body::content_length;
 pub use dead_letter::{
     DeadLetter, DeadLetterReason, DeadLetterRecord, DeadLetterSink, JsonLinesDeadLetters,
     MemoryDeadLetters,
 };
 pub use handler::{BoxFuture, Handler, HandlerError};
 pub use receiver::{
-    BuildError, ClaimedEvent, KeyResolver, Outcome, OutcomeKind, Receiver, ReceiverBuilder,
-    ShutdownReport, Unavailable, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
-    DEFAULT_QUEUE_CAPACITY,
+    BuildError, ClaimedEvent, InFlightDuplicates, KeyResolver, Outcome, OutcomeKind, Receiver,
+    ReceiverBuilder, ShutdownReport, Unavailable, VerifiedRun, DEFAULT_BODY_LIMIT,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
 };
 pub use redrive::{redrive_file, RedriveReport};
 pub use stats::Stats;
@@ -58,6 +60,8 @@ pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuild
 pub mod actix;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

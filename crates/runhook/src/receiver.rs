@@ -12,6 +12,7 @@ use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent, MAX_RU
 use runhook_core::{AuthError, BodyMatch, Delivery, HeaderLookup, Verified, Verifier};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreError, Token};
 
+use crate::body::ReadError;
 use crate::dead_letter::{
     is_credential_header, DeadLetter, DeadLetterReason, DeadLetterSink, MemoryDeadLetters,
 };
@@ -108,6 +109,9 @@ pub enum OutcomeKind {
         /// The read timeout.
         after: Duration,
     },
+    /// The transport failed while the body was read (a malformed chunk, a connection closed
+    /// mid-body): answered 400; the sender's retry brings the delivery again.
+    BodyUnreadable,
     /// Genuine but not the provider's payload: kept whole in the dead-letter sink (202).
     Unparseable(PayloadError),
     /// Genuine, but its run id cannot be a de-duplication key (longer than
@@ -124,6 +128,16 @@ pub enum OutcomeKind {
     /// [`Receiver::receive`] was called on a receiver built without a handler (one meant for
     /// [`Receiver::claim_event`]).
     NoHandler,
+}
+
+/// How a duplicate of a run still being processed is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightDuplicates {
+    /// 200: the run is safely handed off, and will be processed.
+    Acknowledge,
+    /// 503 with a `Retry-After` of the claim's remaining lease (1 to 60 s): a later retry
+    /// finds the run done, or claimable if its processing failed.
+    AskToRetry,
 }
 
 /// Why a delivery was refused for now (503 with `Retry-After`).
@@ -208,6 +222,7 @@ impl Outcome {
             OutcomeKind::BodyTimeout { after } => {
                 format!("body not received within {} ms", after.as_millis())
             }
+            OutcomeKind::BodyUnreadable => "could not read the body".into(),
             OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
             OutcomeKind::UnusableKey(_) => "accepted for review: the run id cannot be used".into(),
             OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
@@ -277,7 +292,7 @@ struct Inner {
     body_limit: usize,
     body_read_timeout: Duration,
     lease: Duration,
-    ack_in_flight_duplicates: bool,
+    in_flight_duplicates: InFlightDuplicates,
     shutting_down: AtomicBool,
     keep_for: Duration,
     /// `None` for a receiver built without a handler (extractor style).
@@ -301,7 +316,7 @@ pub struct ReceiverBuilder {
     lease: Duration,
     keep_for: Duration,
     retry: RetryPolicy,
-    ack_in_flight_duplicates: Option<bool>,
+    in_flight_duplicates: Option<InFlightDuplicates>,
     #[cfg(feature = "redis")]
     stream: Option<RedisStreamQueue>,
 }
@@ -353,7 +368,7 @@ impl Receiver {
             lease: DEFAULT_LEASE,
             keep_for: Duration::from_secs(7 * 24 * 3600),
             retry: RetryPolicy::default(),
-            ack_in_flight_duplicates: None,
+            in_flight_duplicates: None,
             #[cfg(feature = "redis")]
             stream: None,
         }
@@ -369,33 +384,51 @@ impl Receiver {
         self.inner.body_limit
     }
 
-    /// Counts and answers a body refused while reading, for adapters that stop reading past
-    /// [`Receiver::body_limit`].
-    pub fn too_large(&self) -> Outcome {
-        let outcome = Outcome::too_large(self.inner.body_limit);
-        Counters::bump(&self.inner.counters.received);
-        self.count(&outcome);
-        outcome
-    }
-
-    /// How long the adapters wait for the whole body; past it they answer 408
-    /// ([`Receiver::body_timed_out`]) and close the connection.
+    /// How long the adapters wait for the whole body; past it they answer 408 and close the
+    /// connection.
     pub fn body_read_timeout(&self) -> Duration {
         self.inner.body_read_timeout
     }
 
-    /// Counts and answers a body that did not arrive within [`Receiver::body_read_timeout`],
-    /// for adapters that stop waiting then. Counted as received and rejected.
-    pub fn body_timed_out(&self) -> Outcome {
-        let outcome = Outcome::body_timeout(self.inner.body_read_timeout);
-        tracing::info!(
-            provider = %self.inner.provider,
-            timeout_ms = self.inner.body_read_timeout.as_millis() as u64,
-            "the body did not arrive in time; closing the connection"
+    /// Reads a request body whole under this receiver's rules, for any framework: at most
+    /// [`Receiver::body_limit`] bytes, within [`Receiver::body_read_timeout`]. A body over the
+    /// limit is drained first (a bounded amount, so that the sender reads the 413 rather than a
+    /// reset). `content_length` is the request's declared length, if it has a valid one
+    /// ([`content_length`](crate::content_length) reads it). `Err` is the answer to send,
+    /// already counted; what is left of `chunks` then is unread.
+    pub async fn read_body<S, E>(
+        &self,
+        chunks: &mut S,
+        content_length: Option<u64>,
+    ) -> Result<Bytes, Outcome>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let inner = &*self.inner;
+        let read = crate::body::read_limited(
+            chunks,
+            content_length,
+            inner.body_limit,
+            inner.body_read_timeout,
         );
-        Counters::bump(&self.inner.counters.received);
+        let outcome = match read.await {
+            Ok(body) => return Ok(body),
+            Err(ReadError::TooLarge) => Outcome::too_large(inner.body_limit),
+            Err(ReadError::TimedOut) => {
+                tracing::info!(
+                    provider = %inner.provider,
+                    timeout_ms = inner.body_read_timeout.as_millis() as u64,
+                    "the body did not arrive in time; closing the connection"
+                );
+                Outcome::body_timeout(inner.body_read_timeout)
+            }
+            Err(ReadError::Broken) => {
+                Outcome::new(StatusCode::BAD_REQUEST, OutcomeKind::BodyUnreadable)
+            }
+        };
+        Counters::bump(&inner.counters.received);
         self.count(&outcome);
-        outcome
+        Err(outcome)
     }
 
     /// Counters so far and the current queue depth.
@@ -464,7 +497,9 @@ impl Receiver {
             return Outcome::new(StatusCode::INTERNAL_SERVER_ERROR, OutcomeKind::NoHandler);
         };
         let received_at = SystemTime::now();
-        let Admitted { event, token } = match self.admit(headers, path, body.clone()).await {
+        let in_flight = inner.in_flight_duplicates;
+        let admitted = self.admit(headers, path, body.clone(), in_flight).await;
+        let Admitted { event, token, .. } = match admitted {
             Ok(admitted) => admitted,
             Err(outcome) => {
                 return self
@@ -542,6 +577,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
+        in_flight: InFlightDuplicates,
     ) -> Result<Admitted, Outcome> {
         let inner = &*self.inner;
         if inner.shutting_down.load(Ordering::Acquire) {
@@ -580,15 +616,17 @@ impl Receiver {
             }
             verified => verified,
         };
-        let signed_body = match verified {
-            Ok(verified) => verified
-                .signed_body
-                .filter(|_| verified.body == BodyMatch::Canonical),
+        let verified = match verified {
+            Ok(verified) => verified,
             Err(err) => {
                 tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
                 return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
             }
         };
+        let signed_body = verified
+            .signed_body
+            .clone()
+            .filter(|_| verified.body == BodyMatch::Canonical);
         if signed_body.is_some() {
             Counters::bump(&inner.counters.canonical_fallback_matches);
             tracing::info!(provider = %inner.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
@@ -636,7 +674,13 @@ impl Receiver {
             Err(err) => return Err(with_probe(store_unavailable(err), probe)),
         };
         let outcome = match claim {
-            Claim::Acquired(token) => return Ok(Admitted { event, token }),
+            Claim::Acquired(token) => {
+                return Ok(Admitted {
+                    verified,
+                    event,
+                    token,
+                })
+            }
             Claim::Done { same_payload } => Outcome::new(
                 StatusCode::OK,
                 OutcomeKind::Duplicate {
@@ -652,7 +696,7 @@ impl Receiver {
                     same_payload,
                     in_flight: true,
                 };
-                if inner.ack_in_flight_duplicates {
+                if in_flight == InFlightDuplicates::Acknowledge {
                     Outcome::new(StatusCode::OK, kind)
                 } else {
                     // Shared store with an in-process queue (the instance holding the run may
@@ -697,7 +741,13 @@ impl Receiver {
         body: Bytes,
     ) -> Result<ClaimedEvent, Outcome> {
         let inner = &*self.inner;
-        let Admitted { event, token } = self.admit(headers, path, body).await?;
+        let Admitted {
+            verified,
+            event,
+            token,
+        } = self
+            .admit(headers, path, body, InFlightDuplicates::AskToRetry)
+            .await?;
         let guard = ClaimGuard {
             store: inner.store.clone(),
             key: event.dedup_key.clone(),
@@ -710,6 +760,7 @@ impl Receiver {
         match event.payload() {
             Ok(_) => Ok(ClaimedEvent {
                 event,
+                verified,
                 claim: guard,
             }),
             Err(err) => {
@@ -813,8 +864,9 @@ async fn verify_blocking(
     check.await.unwrap_or(Err(exact))
 }
 
-/// A genuine, new run, claimed: its summary read, its claim's token.
+/// A genuine, new run, claimed: what authenticated it, its summary read, its claim's token.
 struct Admitted {
+    verified: Verified,
     event: RunEvent,
     token: Token,
 }
@@ -983,16 +1035,16 @@ impl ReceiverBuilder {
         self
     }
 
-    /// Whether a duplicate of a run still in flight is answered 200 (`true`) or 503 with
-    /// `Retry-After` (`false`). The default follows DESIGN.md: 200 when the store lives in this
-    /// process (the run's hand-off is as safe as the store), 200 with a Redis stream (the
-    /// duplicate is appended to the stream before the answer, so it survives a crash of the
-    /// instance holding the run), 503 for a shared store with this
+    /// How a duplicate of a run still in flight is answered by [`Receiver::receive`]. The
+    /// default: [`InFlightDuplicates::Acknowledge`] when the store lives in this process (the
+    /// run's hand-off is as safe as the store) and with a Redis stream (the duplicate is
+    /// appended to the stream before the answer, so it survives a crash of the instance
+    /// holding the run); [`InFlightDuplicates::AskToRetry`] for a shared store with the
     /// in-process queue (the instance holding the run may die; a later retry finds it done or
-    /// claimable), and 503 for a receiver without a handler (extractor style: your handler may
-    /// still fail).
-    pub fn ack_in_flight_duplicates(mut self, ack: bool) -> Self {
-        self.ack_in_flight_duplicates = Some(ack);
+    /// claimable). The inline styles (extractor, middleware) always ask to retry: their
+    /// handler may still fail.
+    pub fn in_flight_duplicates(mut self, answer: InFlightDuplicates) -> Self {
+        self.in_flight_duplicates = Some(answer);
         self
     }
 
@@ -1022,9 +1074,13 @@ impl ReceiverBuilder {
         let stream = self.stream;
         #[cfg(not(feature = "redis"))]
         let stream: Option<std::convert::Infallible> = None;
-        let ack_in_flight_duplicates = self
-            .ack_in_flight_duplicates
-            .unwrap_or(self.handler.is_some() && (!store.is_shared() || stream.is_some()));
+        let in_flight_duplicates = self.in_flight_duplicates.unwrap_or(
+            if self.handler.is_some() && (!store.is_shared() || stream.is_some()) {
+                InFlightDuplicates::Acknowledge
+            } else {
+                InFlightDuplicates::AskToRetry
+            },
+        );
         #[cfg(feature = "redis")]
         let default_sink = stream
             .as_ref()
@@ -1074,7 +1130,7 @@ impl ReceiverBuilder {
                 body_limit: self.body_limit,
                 body_read_timeout: self.body_read_timeout,
                 lease: self.lease,
-                ack_in_flight_duplicates,
+                in_flight_duplicates,
                 shutting_down: AtomicBool::new(false),
                 keep_for: self.keep_for,
                 dispatcher,
@@ -1083,6 +1139,18 @@ impl ReceiverBuilder {
             }),
         })
     }
+}
+
+/// What the middleware forms ([`tower::WebhookLayer`](crate::tower), `actix::WebhookMiddleware`)
+/// learned about a delivery, in the request's extensions for the service behind them.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VerifiedRun {
+    /// The run, parsed in full ([`RunEvent::payload`] is ready); its `dedup_key` is the
+    /// claim's key.
+    pub event: Arc<RunEvent>,
+    /// What authenticated it: the scheme, which secret matched, the timestamp check.
+    pub verified: Verified,
 }
 
 /// A genuine, new run handed to the caller (extractor style), with the claim that keeps
@@ -1094,6 +1162,8 @@ impl ReceiverBuilder {
 pub struct ClaimedEvent {
     /// The parsed run.
     pub event: RunEvent,
+    /// What authenticated it: the scheme, which secret matched, the timestamp check.
+    pub verified: Verified,
     claim: ClaimGuard,
 }
 
@@ -1107,9 +1177,17 @@ impl ClaimedEvent {
     pub async fn release(self) {
         self.claim.release().await;
     }
+
+    /// The run, what authenticated it, and the claim, for the middleware adapters.
+    #[cfg(any(feature = "tower", feature = "actix"))]
+    pub(crate) fn into_parts(self) -> (RunEvent, Verified, ClaimGuard) {
+        (self.event, self.verified, self.claim)
+    }
 }
 
-struct ClaimGuard {
+/// Holds a claim until it is completed or released; dropped unsettled, it is released in a
+/// background task.
+pub(crate) struct ClaimGuard {
     store: Arc<dyn IdempotencyStore>,
     key: String,
     token: Token,
@@ -1127,7 +1205,7 @@ impl std::fmt::Debug for ClaimGuard {
 }
 
 impl ClaimGuard {
-    async fn complete(mut self) -> Result<(), StoreError> {
+    pub(crate) async fn complete(mut self) -> Result<(), StoreError> {
         self.settled = true;
         self.store
             .complete(&self.key, &self.token, self.keep_for)
@@ -1136,7 +1214,7 @@ impl ClaimGuard {
         Ok(())
     }
 
-    async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         self.settled = true;
         if let Err(err) = self.store.release(&self.key, &self.token).await {
             tracing::warn!(key = %self.key, error = %err, "could not release a claim");

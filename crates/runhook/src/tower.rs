@@ -1,0 +1,222 @@
+//! tower integration (feature `tower`): a [`Receiver`] is a [`Service`], and
+//! [`WebhookLayer`] verifies and de-duplicates in front of any service of yours.
+//!
+//! **The receiver as a service** acknowledges fast and processes in the background, as
+//! [`Receiver::receive`] does: mount it with `Router::route_service` (axum), or anywhere an
+//! `http` service goes.
+//!
+//! **The middleware** runs your service inline, as the extractor style does, in front of an
+//! existing endpoint. It reads the body once, up to the receiver's limit, authenticates it on
+//! its raw bytes, claims the run, and passes the same bytes on (so that a downstream
+//! `axum::Json<T>` still works), with a [`VerifiedRun`] in the request's extensions. Then:
+//!
+//! | your service answers | the claim | so that |
+//! |---|---|---|
+//! | 2xx | completed | later deliveries of the run are answered 200 without calling you |
+//! | anything else, or fails | released | the sender's retry runs it again |
+//!
+//! A duplicate of a run still in flight is answered 503 with `Retry-After` (your service may
+//! still fail); one already done is answered 200 without calling your service. Rejections
+//! (forged, too large, not the provider's payload, ...) are answered as
+//! [`Receiver::receive`] answers them. If the request's future is dropped while your service
+//! runs (the sender hung up), the claim is released.
+//!
+//! ```
+//! use axum::{routing::post, Extension, Json, Router};
+//! use runhook::tower::{VerifiedRun, WebhookLayer};
+//! use runhook::{payload::Provider, Receiver, Secret, SkyvernSignature};
+//!
+//! async fn on_run(Extension(run): Extension<VerifiedRun>, Json(body): Json<serde_json::Value>) -> &'static str {
+//!     println!("{} {}: {}", run.event.provider, run.event.run_id, body["status"]);
+//!     "ok"
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let receiver = Receiver::builder(Provider::Skyvern)
+//!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+//!     .build()?; // no handler: your endpoint is the handler
+//! let app: Router = Router::new()
+//!     .route("/webhooks/skyvern", post(on_run))
+//!     .layer(WebhookLayer::new(receiver));
+//! # let _ = app; Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyDataStream, Full};
+pub use tower_layer::Layer;
+pub use tower_service::Service;
+
+pub use crate::receiver::VerifiedRun;
+use crate::receiver::{Outcome, Receiver};
+use crate::response::http_response;
+
+/// A boxed, sendable future, as the services here return.
+type ServiceFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+/// Reads `request`'s body under `receiver`'s rules; `Err` is the answer, already counted.
+async fn read_request<B>(
+    receiver: &Receiver,
+    request: Request<B>,
+) -> Result<(http::request::Parts, Bytes), Outcome>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let (parts, body) = request.into_parts();
+    let declared = crate::content_length(&parts.headers);
+    let mut chunks = Box::pin(BodyDataStream::new(body));
+    let body = receiver.read_body(&mut chunks, declared).await?;
+    Ok((parts, body))
+}
+
+/// The request's path as routed: behind axum's nesting, the original one (a `{secret}`
+/// segment of a nested route is in it).
+fn request_path(parts: &http::request::Parts) -> String {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return original.path().to_string();
+    }
+    parts.uri.path().to_string()
+}
+
+/// The receiver as a service: each request answered as [`Receiver::receive`] answers it (the
+/// handler runs in the background).
+impl<B> Service<Request<B>> for Receiver
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Send,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = ServiceFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let receiver = self.clone();
+        Box::pin(async move { Ok(answer(&receiver, request).await) })
+    }
+}
+
+/// Answers one request with `receiver`, the background handler style.
+pub(crate) async fn answer<B, R>(receiver: &Receiver, request: Request<B>) -> Response<R>
+where
+    B: http_body::Body<Data = Bytes>,
+    R: From<String>,
+{
+    let (parts, body) = match read_request(receiver, request).await {
+        Ok(read) => read,
+        Err(outcome) => return http_response(&outcome),
+    };
+    let path = request_path(&parts);
+    let outcome = receiver.receive(&parts.headers, &path, body).await;
+    http_response(&outcome)
+}
+
+/// Verifies and de-duplicates in front of an inner service; see the [module docs](self).
+#[derive(Clone)]
+pub struct WebhookLayer {
+    receiver: Receiver,
+}
+
+impl WebhookLayer {
+    /// The middleware for `receiver`'s route. Build the receiver without a handler: the inner
+    /// service is the handler (one given to the receiver is not used by the middleware).
+    pub fn new(receiver: Receiver) -> Self {
+        Self { receiver }
+    }
+}
+
+impl<S> Layer<S> for WebhookLayer {
+    type Service = Webhook<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Webhook {
+            receiver: self.receiver.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`WebhookLayer`] wraps around `S`.
+#[derive(Clone)]
+pub struct Webhook<S> {
+    receiver: Receiver,
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for Webhook<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    B: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    B::Error: Send,
+    R: From<String> + Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = ServiceFuture<Response<R>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The service that was polled ready runs this request; its clone takes its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let receiver = self.receiver.clone();
+        Box::pin(run_inline(receiver, inner, request))
+    }
+}
+
+/// The middleware's path for one request: read, claim, call `inner`, settle the claim by its
+/// answer.
+async fn run_inline<S, B, R>(
+    receiver: Receiver,
+    mut inner: S,
+    request: Request<B>,
+) -> Result<Response<R>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    B: http_body::Body<Data = Bytes> + From<Bytes>,
+    R: From<String>,
+{
+    let (mut parts, body) = match read_request(&receiver, request).await {
+        Ok(read) => read,
+        Err(outcome) => return Ok(http_response(&outcome)),
+    };
+    let path = request_path(&parts);
+    let claimed = match receiver
+        .claim_event(&parts.headers, &path, body.clone())
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(outcome) => return Ok(http_response(&outcome)),
+    };
+    let (event, verified, claim) = claimed.into_parts();
+    parts.extensions.insert(VerifiedRun {
+        event: Arc::new(event),
+        verified,
+    });
+    let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
+    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
+    if succeeded {
+        if let Err(err) = claim.complete().await {
+            // Processed, but not recorded: a retry after the lease may run it again.
+            tracing::warn!(error = %err, "could not record a processed run as done");
+        }
+    } else {
+        claim.release().await;
+    }
+    answered
+}
