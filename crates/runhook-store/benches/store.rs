@@ -6,6 +6,8 @@
 //!   from a ring of 2^20 stored strings; `uuid-keys` instead builds each 43-byte key
 //!   (`skyvern:wr_<32 hex>`, 2^20 distinct) in a reused buffer, as a receiver has it just
 //!   parsed from a request: the figure of the store alone, its cost of building included;
+//!   `run-ids` likewise builds `skyvern:wr_<18 digits>` (29 bytes, the shape and length of
+//!   Skyvern's run ids, e.g. `wr_490440779503358000`), 2^20 distinct: the realistic figure;
 //! * `redis/…` (feature `redis`, a Redis at `REDIS_URL` or 127.0.0.1:6379): `RedisStore` with
 //!   1 and 32 concurrent tasks, beside plain `SET NX PX` through the same `ConnectionManager`
 //!   (the limit).
@@ -65,6 +67,25 @@ impl UuidKey {
     }
 }
 
+/// Builds `skyvern:wr_<18 decimal digits>` keys, Skyvern's run id shape, in one buffer.
+struct RunIdKey(String);
+
+impl RunIdKey {
+    /// A real run id (testdata/skyvern-run-pretty.json); snowflake-like ids count up from it.
+    const BASE: u64 = 490_440_779_503_358_000;
+
+    fn new() -> Self {
+        RunIdKey(String::with_capacity(64))
+    }
+
+    fn at(&mut self, n: u64) -> &str {
+        use std::fmt::Write as _;
+        self.0.clear();
+        write!(self.0, "skyvern:wr_{}", Self::BASE + n).expect("a String takes any write");
+        &self.0
+    }
+}
+
 fn claim_complete(store: &dyn IdempotencyStore, key: &str, fp: Fingerprint) {
     let Claim::Acquired(token) = ready(store.claim(key, LEASE, fp)).unwrap() else {
         panic!("{key} was not acquired");
@@ -108,6 +129,25 @@ fn memory(c: &mut Criterion) {
             })
         },
     );
+
+    // The realistic case: run-id-shaped keys of the real length, built per call.
+    let memory = Arc::new(MemoryStore::new());
+    let store: Arc<dyn IdempotencyStore> = memory.clone();
+    let mut key = RunIdKey::new();
+    let mut next = 0u64;
+    group.bench_function(
+        BenchmarkId::new("claim+complete/1-thread", "default-capacity-run-ids"),
+        |b| {
+            b.iter(|| {
+                claim_complete(&*store, key.at(next & ((1 << 20) - 1)), fp);
+                next += 1;
+            })
+        },
+    );
+    // It was measured in its steady state: full, so every complete evicted a record.
+    if next > 100_000 {
+        assert_eq!(memory.stats().done, 100_000, "the store filled up");
+    }
 
     for (label, shards) in [("default-shards", None), ("1-shard", Some(1))] {
         let mut builder = MemoryStore::builder();
