@@ -348,7 +348,7 @@ async fn trickled_body_times_out(framework: Framework) {
     assert_eq!((stats.received, stats.accepted, stats.rejected), (2, 1, 1));
     assert_eq!(calls.count(), 1);
 
-    let default = skyvern().build().unwrap();
+    let default = skyvern().build_inline().unwrap();
     assert_eq!(default.body_read_timeout(), DEFAULT_BODY_READ_TIMEOUT);
     assert_eq!(DEFAULT_BODY_READ_TIMEOUT, Duration::from_secs(10));
 }

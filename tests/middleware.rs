@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runhook::payload::Provider;
-use runhook::{sign_skyvern, Receiver, Secret, SkyvernSignature, VerifiedRun};
+use runhook::{sign_skyvern, InlineReceiver, Receiver, Secret, SkyvernSignature, VerifiedRun};
 use serde_json::{json, Value};
 use servers::{spawn_actix, spawn_axum, Framework, Server};
 
@@ -53,10 +53,10 @@ fn slow(run: &VerifiedRun) -> bool {
     run.event.run_id.starts_with("slow")
 }
 
-fn receiver() -> Receiver {
+fn receiver() -> InlineReceiver {
     Receiver::builder(Provider::Skyvern)
         .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .build()
+        .build_inline()
         .unwrap()
 }
 

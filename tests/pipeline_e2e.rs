@@ -20,7 +20,7 @@ use actix_web::web::ServiceConfig;
 use runhook::payload::{Provider, RunEvent, RunStatus};
 use runhook::store::{Fingerprint, IdempotencyStore, MemoryStore, RedisStore};
 use runhook::{
-    sign_skyvern, ClaimedEvent, DeadLetter, DeadLetterReason, Handler, HeaderToken,
+    sign_skyvern, ClaimedEvent, DeadLetter, DeadLetterReason, Handler, HeaderToken, InlineReceiver,
     MemoryDeadLetters, PathSecret, Receiver, ReceiverBuilder, RetryPolicy, Secret,
     SkyvernSignature, Stats,
 };
@@ -1024,7 +1024,11 @@ async fn user_handler(calls: Arc<Calls>, claimed: ClaimedEvent) -> (u16, String)
 
 /// A server whose one Skyvern route is [`user_handler`] behind the framework's `Webhook`
 /// extractor (axum: `.with_state(receiver)`; actix: `.app_data(receiver)`).
-async fn extractor_server(framework: Framework, receiver: Receiver, calls: Arc<Calls>) -> Server {
+async fn extractor_server(
+    framework: Framework,
+    receiver: InlineReceiver,
+    calls: Arc<Calls>,
+) -> Server {
     match framework {
         Framework::Axum => {
             use runhook::axum::Webhook;
@@ -1067,8 +1071,8 @@ async fn extractor_style(framework: Framework) {
     let letters = Arc::new(MemoryDeadLetters::default());
     let receiver = skyvern_receiver()
         .dead_letters(letters.clone())
-        .build()
-        .unwrap(); // no handler: the framework handler is the handler
+        .build_inline()
+        .unwrap(); // the framework handler is the handler
     let server = extractor_server(framework, receiver.clone(), calls.clone()).await;
     let ctx = Ctx::new(server);
 
@@ -1453,7 +1457,7 @@ mod regressions {
             let calls = Calls::immediate();
             let receiver = skyvern_receiver()
                 .store(Arc::new(SlowRelease(MemoryStore::new())))
-                .build()
+                .build_inline()
                 .unwrap();
             let ctx = Ctx::new(extractor_server(framework, receiver, calls.clone()).await);
 
@@ -1491,7 +1495,7 @@ mod regressions {
     async fn extractor_in_flight_duplicate_is_not_acknowledged() {
         for framework in [Framework::Axum, Framework::Actix] {
             let calls = Calls::gated();
-            let receiver = skyvern_receiver().build().unwrap();
+            let receiver = skyvern_receiver().build_inline().unwrap();
             let ctx = Ctx::new(extractor_server(framework, receiver, calls.clone()).await);
             let id = unique("tsk_fail_late");
             let body = skyvern_body(&id);

@@ -34,8 +34,8 @@ use libfuzzer_sys::fuzz_target;
 use runhook::payload::{Provider, RunEvent};
 use runhook::store::{IdempotencyStore, MemoryStore};
 use runhook::{
-    sign_skyvern, AnyOf, FixedClock, HeaderToken, Outcome, OutcomeKind, PathSecret, Receiver,
-    ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned,
+    sign_skyvern, AnyOf, FixedClock, HeaderToken, InlineReceiver, Outcome, OutcomeKind, PathSecret,
+    Receiver, ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned,
 };
 use runhook_fuzz::{hmac_sha256, Message};
 use tokio::runtime::Runtime;
@@ -45,11 +45,25 @@ const TOKEN: &str = "Bearer webrun-fuzz-token";
 const PATH_SECRET: &str = "s3cr3t-segment";
 const STANDARD_KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STANDARD_NOW: i64 = 1_614_265_330;
-const EXTRACTOR: usize = 6;
 
 struct Harness {
     runtime: Runtime,
-    receivers: Vec<Receiver>,
+    receivers: Vec<Route>,
+}
+
+/// A route's receiver: the background style, or the inline one (extractor, middleware).
+enum Route {
+    Background(Receiver),
+    Inline(InlineReceiver),
+}
+
+impl Route {
+    fn received(&self) -> u64 {
+        match self {
+            Route::Background(receiver) => receiver.stats().received,
+            Route::Inline(receiver) => receiver.stats().received,
+        }
+    }
 }
 
 fn harness() -> &'static Harness {
@@ -125,21 +139,20 @@ fn routes() -> Vec<(ReceiverBuilder, bool)> {
     ]
 }
 
-fn build((builder, with_handler): (ReceiverBuilder, bool)) -> Receiver {
-    let builder = if with_handler {
-        builder.handler(|event: Arc<RunEvent>| async move {
+fn build((builder, with_handler): (ReceiverBuilder, bool)) -> Route {
+    let builder = builder.workers(2).lease(Duration::from_secs(60));
+    if !with_handler {
+        return Route::Inline(builder.build_inline().expect("an inline receiver"));
+    }
+    let receiver = builder
+        .handler(|event: Arc<RunEvent>| async move {
             // Reads the whole payload, as a real handler would.
             let _ = event.result();
             Ok::<(), std::io::Error>(())
         })
-    } else {
-        builder
-    };
-    builder
-        .workers(2)
-        .lease(Duration::from_secs(60))
         .build()
-        .expect("a receiver")
+        .expect("a receiver");
+    Route::Background(receiver)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -153,10 +166,10 @@ fuzz_target!(|data: &[u8]| {
     let harness = harness();
     let receiver = &harness.receivers[route];
     let body = Bytes::copy_from_slice(&message.body);
-    let before = receiver.stats().received;
+    let before = receiver.received();
     harness.runtime.block_on(async {
-        if route == EXTRACTOR {
-            match receiver
+        match receiver {
+            Route::Inline(receiver) => match receiver
                 .claim_event(&message.headers, &message.path, body)
                 .await
             {
@@ -173,20 +186,19 @@ fuzz_target!(|data: &[u8]| {
                     check(&outcome);
                     assert!(!matches!(outcome.kind, OutcomeKind::Accepted));
                 }
-            }
-        } else {
-            check(
+            },
+            Route::Background(receiver) => check(
                 &receiver
                     .receive(&message.headers, &message.path, body)
                     .await,
-            );
+            ),
         }
         // Let the workers (and released claims) run before the next delivery.
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
     });
-    assert_eq!(receiver.stats().received, before + 1);
+    assert_eq!(receiver.received(), before + 1);
 });
 
 /// Signs the delivery as its sender would, with what the route accepts.

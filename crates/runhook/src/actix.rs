@@ -52,7 +52,7 @@ use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
 use crate::receiver::OutcomeKind;
-use crate::receiver::{ClaimedEvent, Outcome, Receiver, VerifiedRun};
+use crate::receiver::{ClaimedEvent, InlineReceiver, Outcome, Pipeline, Receiver, VerifiedRun};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -65,7 +65,7 @@ pub fn post(receiver: Receiver) -> actix_web::Route {
 
 /// Answers one request with `receiver` (what [`post`] does), for use in your own handler.
 pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload) -> HttpResponse {
-    let body = match read_body(receiver, request, payload).await {
+    let body = match read_body(receiver.pipeline(), request, payload).await {
         Ok(body) => body,
         Err(rejection) => return rejection.error_response(),
     };
@@ -102,7 +102,7 @@ pub fn respond(outcome: &Outcome) -> HttpResponse {
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let receiver = Receiver::builder(Provider::Skyvern)
 ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
-///     .build()?; // no handler: your actix handler is the handler
+///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().app_data(receiver).route("/webhooks/skyvern", web::post().to(on_run));
 /// # let _ = app; Ok(()) }
 /// ```
@@ -212,12 +212,12 @@ impl FromRequest for Webhook {
         let request = request.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let Some(receiver) = request.app_data::<Receiver>().cloned() else {
+            let Some(receiver) = request.app_data::<InlineReceiver>().cloned() else {
                 return Err(actix_web::error::ErrorInternalServerError(
-                    "runhook: no Receiver in the app data",
+                    "runhook: no InlineReceiver in the app data",
                 ));
             };
-            let body = read_body(&receiver, &request, payload).await?;
+            let body = read_body(receiver.pipeline(), &request, payload).await?;
             receiver
                 .claim_event(&ActixHeaders(request.headers()), request.path(), body)
                 .await
@@ -249,7 +249,7 @@ impl FromRequest for Webhook {
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let receiver = Receiver::builder(Provider::WebRun)
 ///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
-///     .build()?; // no handler: your actix handler is the handler
+///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().service(
 ///     web::resource("/webhooks/webrun")
 ///         .wrap(WebhookMiddleware::new(receiver))
@@ -259,13 +259,13 @@ impl FromRequest for Webhook {
 /// ```
 #[derive(Clone)]
 pub struct WebhookMiddleware {
-    receiver: Receiver,
+    receiver: InlineReceiver,
 }
 
 impl WebhookMiddleware {
-    /// The middleware for `receiver`'s route (build the receiver without a handler: your
-    /// handlers are the handler).
-    pub fn new(receiver: Receiver) -> Self {
+    /// The middleware for `receiver`'s route (built with
+    /// [`build_inline`](crate::ReceiverBuilder::build_inline): your handlers are the handler).
+    pub fn new(receiver: InlineReceiver) -> Self {
         Self { receiver }
     }
 }
@@ -291,7 +291,7 @@ where
 
 /// The service [`WebhookMiddleware`] wraps around yours.
 pub struct WebhookService<S> {
-    receiver: Receiver,
+    receiver: InlineReceiver,
     service: Rc<S>,
 }
 
@@ -315,7 +315,7 @@ where
 /// The middleware's path for one request: read, claim, call `service`, settle the claim by
 /// its answer.
 async fn run_inline<S, B>(
-    receiver: Receiver,
+    receiver: InlineReceiver,
     service: Rc<S>,
     mut request: ServiceRequest,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error>
@@ -324,7 +324,7 @@ where
     B: MessageBody,
 {
     let payload = request.take_payload();
-    let body = match read_body(&receiver, request.request(), payload).await {
+    let body = match read_body(receiver.pipeline(), request.request(), payload).await {
         Ok(body) => body,
         Err(rejection) => {
             let response = rejection.error_response();
@@ -364,12 +364,12 @@ where
 /// Reads the whole payload under the receiver's rules ([`Receiver::read_body`]); a payload
 /// refused as too large keeps its unread rest with the rejection until the answer is sent.
 async fn read_body(
-    receiver: &Receiver,
+    pipeline: &Pipeline,
     request: &HttpRequest,
     mut payload: Payload,
 ) -> Result<Bytes, Rejection> {
     let declared = crate::content_length(&ActixHeaders(request.headers()));
-    match receiver.read_body(&mut payload, declared).await {
+    match pipeline.read_body(&mut payload, declared).await {
         Ok(bytes) => Ok(bytes),
         Err(outcome) => {
             let rejection = Rejection::from_outcome(&outcome);

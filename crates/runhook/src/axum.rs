@@ -32,7 +32,7 @@ use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
 use axum::response::Response;
 use axum::routing::MethodRouter;
 
-use crate::receiver::{ClaimedEvent, Outcome, Receiver};
+use crate::receiver::{ClaimedEvent, InlineReceiver, Outcome, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background: the receiver as a service
@@ -67,7 +67,7 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Response {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let receiver = Receiver::builder(Provider::WebRun)
 ///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
-///     .build()?; // no handler: your axum handler is the handler
+///     .build_inline()?; // your axum handler is the handler
 /// let app: Router = Router::new().route("/webhooks/webrun", post(on_run)).with_state(receiver);
 /// # let _ = app; Ok(()) }
 /// ```
@@ -77,12 +77,12 @@ pub struct Webhook(pub ClaimedEvent);
 impl<S> FromRequest<S> for Webhook
 where
     S: Send + Sync,
-    Receiver: FromRef<S>,
+    InlineReceiver: FromRef<S>,
 {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let receiver = Receiver::from_ref(state);
+        let receiver = InlineReceiver::from_ref(state);
         let path = request_path(&request);
         let (parts, body) = request.into_parts();
         let declared = crate::content_length(&parts.headers);

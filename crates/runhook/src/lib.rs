@@ -45,9 +45,9 @@ pub use dead_letter::{
 };
 pub use handler::{BoxFuture, Handler, HandlerError};
 pub use receiver::{
-    BuildError, ClaimedEvent, InFlightDuplicates, KeyResolver, Outcome, OutcomeKind, Receiver,
-    ReceiverBuilder, ShutdownReport, Unavailable, VerifiedRun, DEFAULT_BODY_LIMIT,
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
+    BuildError, ClaimedEvent, InFlightDuplicates, InlineReceiver, KeyResolver, Outcome,
+    OutcomeKind, Receiver, ReceiverBuilder, ShutdownReport, Unavailable, VerifiedRun,
+    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
 };
 pub use redrive::{redrive_file, RedriveReport};
 pub use stats::Stats;

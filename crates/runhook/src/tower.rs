@@ -34,7 +34,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let receiver = Receiver::builder(Provider::Skyvern)
 //!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
-//!     .build()?; // no handler: your endpoint is the handler
+//!     .build_inline()?; // your endpoint is the handler
 //! let app: Router = Router::new()
 //!     .route("/webhooks/skyvern", post(on_run))
 //!     .layer(WebhookLayer::new(receiver));
@@ -54,7 +54,7 @@ pub use tower_layer::Layer;
 pub use tower_service::Service;
 
 pub use crate::receiver::VerifiedRun;
-use crate::receiver::{Outcome, Receiver};
+use crate::receiver::{InlineReceiver, Outcome, Pipeline, Receiver};
 use crate::response::http_response;
 
 /// A boxed, sendable future, as the services here return.
@@ -62,7 +62,7 @@ type ServiceFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 's
 
 /// Reads `request`'s body under `receiver`'s rules; `Err` is the answer, already counted.
 async fn read_request<B>(
-    receiver: &Receiver,
+    pipeline: &Pipeline,
     request: Request<B>,
 ) -> Result<(http::request::Parts, Bytes), Outcome>
 where
@@ -71,7 +71,7 @@ where
     let (parts, body) = request.into_parts();
     let declared = crate::content_length(&parts.headers);
     let mut chunks = Box::pin(BodyDataStream::new(body));
-    let body = receiver.read_body(&mut chunks, declared).await?;
+    let body = pipeline.read_body(&mut chunks, declared).await?;
     Ok((parts, body))
 }
 
@@ -112,7 +112,7 @@ where
     B: http_body::Body<Data = Bytes>,
     R: From<String>,
 {
-    let (parts, body) = match read_request(receiver, request).await {
+    let (parts, body) = match read_request(receiver.pipeline(), request).await {
         Ok(read) => read,
         Err(outcome) => return http_response(&outcome),
     };
@@ -124,13 +124,14 @@ where
 /// Verifies and de-duplicates in front of an inner service; see the [module docs](self).
 #[derive(Clone)]
 pub struct WebhookLayer {
-    receiver: Receiver,
+    receiver: InlineReceiver,
 }
 
 impl WebhookLayer {
-    /// The middleware for `receiver`'s route. Build the receiver without a handler: the inner
-    /// service is the handler (one given to the receiver is not used by the middleware).
-    pub fn new(receiver: Receiver) -> Self {
+    /// The middleware for `receiver`'s route (built with
+    /// [`build_inline`](crate::ReceiverBuilder::build_inline): the inner service is the
+    /// handler).
+    pub fn new(receiver: InlineReceiver) -> Self {
         Self { receiver }
     }
 }
@@ -149,7 +150,7 @@ impl<S> Layer<S> for WebhookLayer {
 /// The service [`WebhookLayer`] wraps around `S`.
 #[derive(Clone)]
 pub struct Webhook<S> {
-    receiver: Receiver,
+    receiver: InlineReceiver,
     inner: S,
 }
 
@@ -182,7 +183,7 @@ where
 /// The middleware's path for one request: read, claim, call `inner`, settle the claim by its
 /// answer.
 async fn run_inline<S, B, R>(
-    receiver: Receiver,
+    receiver: InlineReceiver,
     mut inner: S,
     request: Request<B>,
 ) -> Result<Response<R>, S::Error>
@@ -191,7 +192,7 @@ where
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     R: From<String>,
 {
-    let (mut parts, body) = match read_request(&receiver, request).await {
+    let (mut parts, body) = match read_request(receiver.pipeline(), request).await {
         Ok(read) => read,
         Err(outcome) => return Ok(http_response(&outcome)),
     };

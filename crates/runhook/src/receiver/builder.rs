@@ -1,0 +1,357 @@
+//! Configuring a route: [`ReceiverBuilder`], its defaults, and what it refuses to build.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runhook_core::payload::Provider;
+use runhook_core::Verifier;
+use runhook_store::{IdempotencyStore, MemoryStore};
+
+use super::outcome::InFlightDuplicates;
+use super::pipeline::{Auth, KeyResolver, Pipeline};
+use super::{Background, InlineReceiver, Receiver};
+use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
+use crate::handler::Handler;
+use crate::handoff::HandOff;
+use crate::memory_queue::MemoryQueue;
+use crate::stats::Counters;
+#[cfg(feature = "redis")]
+use crate::stream::{RedisStreamQueue, StreamWorkers};
+use crate::worker::{RetryPolicy, WorkerContext};
+
+/// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How long the adapters wait for a whole body unless [`ReceiverBuilder::body_read_timeout`]
+/// says otherwise: 10 s, the senders' own timeout (WebRun's is 30 s: raise it for WebRun
+/// routes). A sender still sending by then has given up on its side anyway.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a claim is held unless [`ReceiverBuilder::lease`] says otherwise: 30 s, renewed
+/// every 10 s while a handler runs or backs off. It bounds how long a crashed instance's runs
+/// wait before another instance takes them over (see [`ReceiverBuilder::lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How many acknowledged deliveries may wait unless [`ReceiverBuilder::queue_capacity`] says
+/// otherwise: 1024 in the in-process queue; a Redis stream's default is
+/// [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// Configures a [`Receiver`]; see [`Receiver::builder`].
+pub struct ReceiverBuilder {
+    provider: Provider,
+    auth: Option<Auth>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    handler: Option<Arc<dyn Handler>>,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    body_limit: usize,
+    body_read_timeout: Duration,
+    queue_capacity: Option<usize>,
+    workers: usize,
+    lease: Duration,
+    keep_for: Duration,
+    retry: RetryPolicy,
+    in_flight_duplicates: Option<InFlightDuplicates>,
+    #[cfg(feature = "redis")]
+    stream: Option<RedisStreamQueue>,
+}
+
+/// A receiver that cannot be built as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No authentication was configured (use `Unsigned` explicitly for none).
+    #[error("no authentication configured: call .verifier(...) or .key_resolver(...)")]
+    NoAuth,
+    /// Not called inside a tokio runtime (the workers are tokio tasks).
+    #[error("a receiver must be built inside a tokio runtime")]
+    NoRuntime,
+    /// A Redis stream was given to a receiver without a handler: nothing would read it.
+    #[error("a Redis stream hand-off needs a handler: call .handler(...)")]
+    StreamWithoutHandler,
+    /// [`ReceiverBuilder::build`] without a handler: nothing would process the runs.
+    #[error(
+        "no handler: call .handler(...), or .build_inline() for the extractor or middleware style"
+    )]
+    NoHandler,
+    /// [`ReceiverBuilder::build_inline`] with a handler: the inline styles never call it.
+    #[error("an inline receiver (extractor, middleware) runs your code, not a handler: drop .handler(...) or call .build()")]
+    HandlerNotUsedInline,
+}
+
+impl ReceiverBuilder {
+    /// A builder with the defaults, for [`Receiver::builder`].
+    pub(super) fn new(provider: Provider) -> Self {
+        Self {
+            provider,
+            auth: None,
+            store: None,
+            handler: None,
+            dead_letters: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            queue_capacity: None,
+            workers: 4,
+            lease: DEFAULT_LEASE,
+            keep_for: Duration::from_secs(7 * 24 * 3600),
+            retry: RetryPolicy::default(),
+            in_flight_duplicates: None,
+            #[cfg(feature = "redis")]
+            stream: None,
+        }
+    }
+
+    /// Authenticates every delivery with `verifier` (a scheme or an [`AnyOf`](crate::AnyOf)).
+    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
+        self.auth = Some(Auth::Fixed(Arc::new(verifier)));
+        self
+    }
+
+    /// Chooses the scheme per delivery (one endpoint, many accounts).
+    pub fn key_resolver(mut self, resolver: impl KeyResolver) -> Self {
+        self.auth = Some(Auth::Resolved(Arc::new(resolver)));
+        self
+    }
+
+    /// The idempotency store (default: a [`MemoryStore`] of this process).
+    pub fn store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The code that processes each run, in the background.
+    pub fn handler(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Where unprocessable deliveries go (default: the last 1000 kept in memory).
+    pub fn dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// The largest body accepted, in bytes (default 2 MiB); larger ones get 413.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How long the framework adapters wait for the whole body (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`], 10 s), counted from the moment they start reading it.
+    /// A sender that stalls or trickles the body is answered 408 and its connection closed
+    /// when the time is up, so that slow senders cannot hold connections and memory forever.
+    /// It bounds the whole body, not the pause between two pieces of it: a byte every second
+    /// would otherwise keep a request open indefinitely.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How many acknowledged deliveries may wait for a worker: the in-process queue's size
+    /// (default [`DEFAULT_QUEUE_CAPACITY`], 1024), or the bound of a Redis stream's backlog
+    /// (default [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY)). Past it,
+    /// deliveries get 503 with `Retry-After` and their claims are released; nothing
+    /// acknowledged is ever dropped to make room.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// How many handler calls run at once (default 4).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// How long a claim is held before another delivery or instance may take the run over
+    /// (default [`DEFAULT_LEASE`], 30 s). It is renewed every third of it while a handler runs
+    /// or backs off, so a long handler keeps its run with any lease; what the lease decides is
+    /// how soon a crashed instance's runs are taken over (with a Redis stream: a little after
+    /// the lease, see [`crate::stream`]). Shorter fails over sooner but renews more often and
+    /// gives a stalled process (a long GC-like pause, a blocked runtime) less time before its
+    /// run is taken over (then the stalled attempt is stopped at its next renewal, never
+    /// counted as processed).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a processed run is remembered as done (default 7 days).
+    pub fn dedup_window(mut self, keep_for: Duration) -> Self {
+        self.keep_for = keep_for;
+        self
+    }
+
+    /// How failed handler attempts are retried.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Hands claimed deliveries to a Redis stream instead of the in-process queue (feature
+    /// `redis`): a delivery is answered 200 only once it is in the stream, and any instance
+    /// sharing the stream may process it, also after this one crashed (see
+    /// [`RedisStreamQueue`]). The workers ([`ReceiverBuilder::workers`]) read the stream;
+    /// [`ReceiverBuilder::queue_capacity`] bounds its backlog. Unless
+    /// [`ReceiverBuilder::dead_letters`] says otherwise, dead letters go to the queue's
+    /// dead-letter stream. Use a shared store ([`RedisStore`](crate::store::RedisStore)) with
+    /// it, so that instances see each other's claims. It needs a handler:
+    /// [`ReceiverBuilder::build`] refuses a stream without one.
+    #[cfg(feature = "redis")]
+    pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
+        self.stream = Some(queue);
+        self
+    }
+
+    /// How a duplicate of a run still in flight is answered by [`Receiver::receive`]. The
+    /// default: [`InFlightDuplicates::Acknowledge`] when the store lives in this process (the
+    /// run's hand-off is as safe as the store) and with a Redis stream (the duplicate is
+    /// appended to the stream before the answer, so it survives a crash of the instance
+    /// holding the run); [`InFlightDuplicates::AskToRetry`] for a shared store with the
+    /// in-process queue (the instance holding the run may die; a later retry finds it done or
+    /// claimable). The inline styles (extractor, middleware) always ask to retry: their
+    /// handler may still fail.
+    pub fn in_flight_duplicates(mut self, answer: InFlightDuplicates) -> Self {
+        self.in_flight_duplicates = Some(answer);
+        self
+    }
+
+    /// Builds the receiver and starts its workers (inside a tokio runtime). A handler is
+    /// required ([`BuildError::NoHandler`]); for the extractor or middleware styles, whose
+    /// handler is yours, use [`ReceiverBuilder::build_inline`].
+    pub fn build(mut self) -> Result<Receiver, BuildError> {
+        let handler = self.handler.take().ok_or(BuildError::NoHandler)?;
+        #[cfg(feature = "redis")]
+        let stream = self.stream.take();
+        #[cfg(not(feature = "redis"))]
+        let stream: Option<std::convert::Infallible> = None;
+        // A stream route keeps its dead letters in the stream's own, unless told otherwise.
+        #[cfg(feature = "redis")]
+        if let (Some(queue), None) = (&stream, &self.dead_letters) {
+            self.dead_letters = Some(Arc::new(queue.dead_letters()));
+        }
+        let pipeline = self.pipeline(|store| {
+            if !store.is_shared() || stream.is_some() {
+                InFlightDuplicates::Acknowledge
+            } else {
+                InFlightDuplicates::AskToRetry
+            }
+        })?;
+        let context = WorkerContext {
+            store: pipeline.store.clone(),
+            handler,
+            dead_letters: pipeline.dead_letters.clone(),
+            retry: self.retry,
+            lease: self.lease,
+            keep_for: self.keep_for,
+            counters: pipeline.counters.clone(),
+            busy: Default::default(),
+        };
+        let hand_off = match stream {
+            #[cfg(feature = "redis")]
+            Some(queue) => {
+                let capacity = self
+                    .queue_capacity
+                    .unwrap_or(crate::stream::DEFAULT_STREAM_CAPACITY);
+                HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity))
+            }
+            _ => HandOff::Memory(MemoryQueue::start(
+                context,
+                self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
+                self.workers,
+            )),
+        };
+        Ok(Receiver {
+            inner: Arc::new(Background { pipeline, hand_off }),
+        })
+    }
+
+    /// Builds a receiver for the inline styles (the extractor, the middleware): the caller's
+    /// own code is the handler, so none may be given ([`BuildError::HandlerNotUsedInline`]),
+    /// nor a Redis stream; a duplicate of a run in flight is always asked to retry.
+    pub fn build_inline(mut self) -> Result<InlineReceiver, BuildError> {
+        if self.handler.is_some() {
+            return Err(BuildError::HandlerNotUsedInline);
+        }
+        #[cfg(feature = "redis")]
+        if self.stream.is_some() {
+            return Err(BuildError::StreamWithoutHandler);
+        }
+        let pipeline = self.pipeline(|_| InFlightDuplicates::AskToRetry)?;
+        Ok(InlineReceiver {
+            pipeline: Arc::new(pipeline),
+        })
+    }
+
+    /// The shared part of both receivers; `in_flight_default` chooses how a duplicate of a run
+    /// in flight is answered when the builder was not told, from the store.
+    fn pipeline(
+        &mut self,
+        in_flight_default: impl FnOnce(&dyn IdempotencyStore) -> InFlightDuplicates,
+    ) -> Result<Pipeline, BuildError> {
+        let auth = self.auth.take().ok_or(BuildError::NoAuth)?;
+        let credential_headers = match &auth {
+            Auth::Fixed(verifier) => verifier
+                .credential_headers()
+                .into_iter()
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            Auth::Resolved(resolver) => resolver.credential_headers(),
+        };
+        tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        let store = self
+            .store
+            .take()
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
+        let in_flight_duplicates = self
+            .in_flight_duplicates
+            .unwrap_or_else(|| in_flight_default(&*store));
+        let dead_letters = self
+            .dead_letters
+            .take()
+            .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()) as Arc<dyn DeadLetterSink>);
+        Ok(Pipeline {
+            provider: self.provider,
+            auth,
+            store,
+            dead_letters,
+            body_limit: self.body_limit,
+            body_read_timeout: self.body_read_timeout,
+            lease: self.lease,
+            in_flight_duplicates,
+            shutting_down: AtomicBool::new(false),
+            keep_for: self.keep_for,
+            counters: Arc::new(Counters::default()),
+            credential_headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Secret, SkyvernSignature};
+
+    fn skyvern() -> ReceiverBuilder {
+        Receiver::builder(Provider::Skyvern).verifier(SkyvernSignature::new(
+            Secret::new("sk_builder_test").unwrap(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn each_style_refuses_what_it_would_not_use() {
+        assert_eq!(skyvern().build().err(), Some(BuildError::NoHandler));
+        let with_handler = skyvern().handler(|_| async { Ok::<(), std::io::Error>(()) });
+        assert_eq!(
+            with_handler.build_inline().err(),
+            Some(BuildError::HandlerNotUsedInline)
+        );
+        assert!(skyvern().build_inline().is_ok());
+        assert_eq!(
+            Receiver::builder(Provider::Skyvern).build_inline().err(),
+            Some(BuildError::NoAuth)
+        );
+    }
+}

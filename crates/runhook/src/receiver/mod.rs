@@ -1,0 +1,320 @@
+//! The receiving pipeline of one route: body limit, authentication on the raw bytes, the
+//! de-duplication claim, the hand-off, and the answer (docs/ARCHITECTURE.md, "Response
+//! policy").
+//!
+//! Two kinds of receiver come out of [`ReceiverBuilder`]: a [`Receiver`] (built with a
+//! handler) acknowledges fast and runs the handler in the background; an [`InlineReceiver`]
+//! (built with [`ReceiverBuilder::build_inline`]) hands each claimed run to the caller, for
+//! the extractor and middleware styles. Neither can be used as the other.
+
+mod builder;
+mod claim;
+mod outcome;
+mod pipeline;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::StatusCode;
+use runhook_core::payload::Provider;
+use runhook_core::HeaderLookup;
+
+pub use builder::{
+    BuildError, ReceiverBuilder, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_QUEUE_CAPACITY,
+};
+pub use claim::{ClaimedEvent, VerifiedRun};
+pub use outcome::{InFlightDuplicates, Outcome, OutcomeKind, Unavailable};
+pub use pipeline::KeyResolver;
+
+use outcome::{probe_of, refused_outcome, with_probe};
+pub(crate) use pipeline::Pipeline;
+use pipeline::{kept_headers, Admitted};
+
+use crate::handoff::{Duplicate, HandOff};
+use crate::stats::{Counters, Stats};
+use crate::worker::Job;
+
+/// What [`Receiver::shutdown`] could not finish before its deadline, by de-duplication key.
+/// Every key's claim was released, so that a retry, a redrive or a takeover can win at once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// In-process queue: acknowledged but not processed, and now in the dead letters with
+    /// their bodies (reason `not_drained`).
+    pub dead_lettered: Vec<String>,
+    /// Redis stream: not processed here, and still pending in the stream, where another
+    /// instance takes them over.
+    pub left_pending: Vec<String>,
+    /// In-process queue: not processed, and the dead-letter sink refused them too. These are
+    /// lost unless their senders retry; they are logged at error level.
+    pub lost: Vec<String>,
+}
+
+impl ShutdownReport {
+    /// Whether everything acknowledged was processed before the deadline.
+    pub fn drained(&self) -> bool {
+        self.dead_lettered.is_empty() && self.left_pending.is_empty() && self.lost.is_empty()
+    }
+
+    /// Every key not processed here, whatever became of it.
+    pub fn not_drained(&self) -> Vec<String> {
+        let mut keys = self.dead_lettered.clone();
+        keys.extend(self.left_pending.iter().cloned());
+        keys.extend(self.lost.iter().cloned());
+        keys
+    }
+}
+
+/// One route's receiving pipeline with its background workers: each delivery is acknowledged
+/// as soon as it is safely handed off, and the handler runs later. Cheap to clone (an `Arc`
+/// inside).
+#[derive(Clone)]
+pub struct Receiver {
+    inner: Arc<Background>,
+}
+
+struct Background {
+    pipeline: Pipeline,
+    hand_off: HandOff,
+}
+
+impl Receiver {
+    /// Starts configuring the route that receives `provider`'s deliveries.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use runhook::{payload::{Provider, RunEvent}, Receiver, Secret, SkyvernSignature};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let receiver = Receiver::builder(Provider::Skyvern)
+    ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+    ///     .handler(|event: Arc<RunEvent>| async move {
+    ///         println!("processed {} {}", event.provider, event.run_id);
+    ///         Ok::<(), std::io::Error>(())
+    ///     })
+    ///     .build()?;
+    /// // In a handler: receiver.receive(&headers, path, body).await gives the answer.
+    /// # let _ = receiver; Ok(()) }
+    /// ```
+    pub fn builder(provider: Provider) -> ReceiverBuilder {
+        ReceiverBuilder::new(provider)
+    }
+
+    /// The provider this route receives.
+    pub fn provider(&self) -> Provider {
+        self.inner.pipeline.provider
+    }
+
+    /// The body limit in bytes; adapters stop reading past it and answer 413.
+    pub fn body_limit(&self) -> usize {
+        self.inner.pipeline.body_limit
+    }
+
+    /// How long the adapters wait for the whole body; past it they answer 408 and close the
+    /// connection.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.inner.pipeline.body_read_timeout
+    }
+
+    /// Reads a request body whole under this receiver's rules, for any framework: at most
+    /// [`Receiver::body_limit`] bytes, within [`Receiver::body_read_timeout`]. A body over the
+    /// limit is drained first (a bounded amount, so that the sender reads the 413 rather than a
+    /// reset). `content_length` is the request's declared length, if it has a valid one
+    /// ([`content_length`](crate::content_length) reads it). `Err` is the answer to send,
+    /// already counted; what is left of `chunks` then is unread.
+    pub async fn read_body<S, E>(
+        &self,
+        chunks: &mut S,
+        content_length: Option<u64>,
+    ) -> Result<Bytes, Outcome>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        self.inner.pipeline.read_body(chunks, content_length).await
+    }
+
+    /// The steps this receiver's deliveries go through, for the adapters.
+    #[cfg(any(feature = "tower", feature = "actix"))]
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.inner.pipeline
+    }
+
+    /// Counters so far and the current queue depth.
+    pub fn stats(&self) -> Stats {
+        let depth = self.inner.hand_off.depth();
+        self.inner.pipeline.counters.snapshot(depth)
+    }
+
+    /// Answers one delivery: `headers`, the request `path` and the `body` exactly as
+    /// received. Never waits for the handler.
+    pub async fn receive(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let pipeline = &self.inner.pipeline;
+        Counters::bump(&pipeline.counters.received);
+        let outcome = self.decide(headers, path, body).await;
+        pipeline.count(&outcome);
+        outcome
+    }
+
+    async fn decide(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Outcome {
+        let (inner, hand_off) = (&self.inner.pipeline, &self.inner.hand_off);
+        let received_at = SystemTime::now();
+        let in_flight = inner.in_flight_duplicates;
+        let admitted = inner.admit(headers, path, body.clone(), in_flight).await;
+        let Admitted { event, token, .. } = match admitted {
+            Ok(admitted) => admitted,
+            Err(outcome) => {
+                return self
+                    .guard_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
+                    .await
+            }
+        };
+        let probe = probe_of(&event);
+        let job = Job {
+            event: Arc::new(event),
+            token,
+            held_since: tokio::time::Instant::now(),
+            received_at,
+            headers: kept_headers(headers, &inner.credential_headers).into(),
+        };
+        let outcome = match hand_off.send(job).await {
+            Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
+            Err(given_back) => {
+                let (refused, job) = *given_back;
+                // Give the claim back so that the sender's retry can win.
+                if let Err(err) = inner.store.release(job.key(), &job.token).await {
+                    tracing::warn!(key = %job.key(), error = %err, "could not release a claim after a refused hand-off");
+                }
+                refused_outcome(refused)
+            }
+        };
+        with_probe(outcome, probe)
+    }
+
+    /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
+    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
+    /// holding the run may die before its own hand-off. If that fails, the answer is 503.
+    /// Any other outcome is returned as it is.
+    async fn guard_in_flight_duplicate(
+        &self,
+        hand_off: &HandOff,
+        headers: &(dyn HeaderLookup + Sync),
+        body: Bytes,
+        received_at: SystemTime,
+        outcome: Outcome,
+    ) -> Outcome {
+        let acked_in_flight = outcome.status == StatusCode::OK
+            && matches!(
+                outcome.kind,
+                OutcomeKind::Duplicate {
+                    in_flight: true,
+                    ..
+                }
+            );
+        let Some(probe) = outcome
+            .probe
+            .clone()
+            .filter(|_| acked_in_flight && hand_off.is_durable())
+        else {
+            return outcome;
+        };
+        let duplicate = Duplicate {
+            provider: self.inner.pipeline.provider,
+            key: &probe.dedup_key,
+            run_id: &probe.run_id,
+            received_at,
+            body: &body,
+            headers: &kept_headers(headers, &self.inner.pipeline.credential_headers),
+        };
+        match hand_off.guard_in_flight_duplicate(duplicate).await {
+            Ok(()) => outcome,
+            Err(refused) => with_probe(refused_outcome(refused), probe),
+        }
+    }
+
+    /// Stops accepting (new deliveries get 503), lets the workers drain the queue for at most
+    /// `deadline`, and reports what was not processed.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let pipeline = &self.inner.pipeline;
+        pipeline.shutting_down.store(true, Ordering::Release);
+        self.inner.hand_off.shutdown(deadline).await
+    }
+}
+
+/// One route's receiving pipeline for the inline styles (the extractor, the middleware): each
+/// genuine, new run is claimed and handed to the caller, whose own handler runs before the
+/// answer. Built with [`ReceiverBuilder::build_inline`]. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct InlineReceiver {
+    pipeline: Arc<Pipeline>,
+}
+
+impl InlineReceiver {
+    /// The provider this route receives.
+    pub fn provider(&self) -> Provider {
+        self.pipeline.provider
+    }
+
+    /// The body limit in bytes.
+    pub fn body_limit(&self) -> usize {
+        self.pipeline.body_limit
+    }
+
+    /// How long a whole body may take to arrive.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.pipeline.body_read_timeout
+    }
+
+    /// Reads a request body whole under this receiver's rules; see [`Receiver::read_body`].
+    pub async fn read_body<S, E>(
+        &self,
+        chunks: &mut S,
+        content_length: Option<u64>,
+    ) -> Result<Bytes, Outcome>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        self.pipeline.read_body(chunks, content_length).await
+    }
+
+    /// The steps this receiver's deliveries go through, for the adapters.
+    #[cfg(any(feature = "tower", feature = "actix"))]
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Counters so far (the queue depth is always 0: nothing is queued).
+    pub fn stats(&self) -> Stats {
+        self.pipeline.counters.snapshot(0)
+    }
+
+    /// Authenticates, de-duplicates and parses the delivery, and hands the claimed run to the
+    /// caller. `Err` is the answer to send when there is nothing for the caller to do
+    /// (rejected, duplicate, ...); a duplicate of a run still in flight is asked to retry
+    /// (503), since the caller's handler may still fail.
+    pub async fn claim_event(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+    ) -> Result<ClaimedEvent, Outcome> {
+        self.pipeline.claim_event(headers, path, body).await
+    }
+
+    /// Stops accepting: new deliveries are answered 503 with `Retry-After`.
+    pub fn shutdown(&self) {
+        self.pipeline.shutting_down.store(true, Ordering::Release);
+    }
+}

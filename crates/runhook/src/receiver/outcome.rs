@@ -1,0 +1,228 @@
+//! What happened to a delivery and what to answer: the response policy's vocabulary.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use runhook_core::payload::{DedupProbe, PayloadError, RunEvent};
+use runhook_core::AuthError;
+use runhook_store::StoreError;
+
+use crate::handler::HandlerError;
+use crate::memory_queue::Refused;
+
+/// What happened to a delivery, and what to answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// A `Retry-After` to send with a 503.
+    pub retry_after: Option<Duration>,
+    /// What happened.
+    pub kind: OutcomeKind,
+    /// The run's de-duplication key and id, when the body was read that far. The receive
+    /// path reads the [`RunEvent`](crate::payload::RunEvent)'s summary once and hands it to
+    /// the worker; the typed payload is read only if the handler asks for it.
+    pub probe: Option<DedupProbe>,
+}
+
+/// What happened to a delivery.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// Genuine and new: acknowledged and handed off; the handler runs later.
+    Accepted,
+    /// Genuine, already seen: no second handler call.
+    Duplicate {
+        /// Whether the body equals the first delivery's.
+        same_payload: bool,
+        /// Whether the first delivery is still being processed.
+        in_flight: bool,
+    },
+    /// Not genuine.
+    Unauthorized(AuthError),
+    /// The body is larger than the limit.
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive in full within the read timeout (a stalled or trickling
+    /// sender): answered 408 and the connection closed, so that it holds nothing.
+    BodyTimeout {
+        /// The read timeout.
+        after: Duration,
+    },
+    /// The transport failed while the body was read (a malformed chunk, a connection closed
+    /// mid-body): answered 400; the sender's retry brings the delivery again.
+    BodyUnreadable,
+    /// Genuine but not the provider's payload: kept whole in the dead-letter sink (202).
+    Unparseable(PayloadError),
+    /// Genuine, but its run id cannot be a de-duplication key (longer than
+    /// [`MAX_RUN_ID_LEN`](crate::payload::MAX_RUN_ID_LEN), or refused by the store, whose error
+    /// this carries): kept whole in the dead-letter sink (202).
+    UnusableKey(Option<StoreError>),
+    /// The store, the key resolver, the queue or the dead-letter sink cannot take the
+    /// delivery now (503 with `Retry-After`).
+    Unavailable(Unavailable),
+    /// The receiver's store is misconfigured (500); the error is logged.
+    Misconfigured(StoreError),
+    /// The receiver is shutting down.
+    ShuttingDown,
+    /// [`Receiver::receive`] was called on a receiver built without a handler (one meant for
+    /// [`Receiver::claim_event`]).
+    NoHandler,
+}
+
+/// How a duplicate of a run still being processed is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightDuplicates {
+    /// 200: the run is safely handed off, and will be processed.
+    Acknowledge,
+    /// 503 with a `Retry-After` of the claim's remaining lease (1 to 60 s): a later retry
+    /// finds the run done, or claimable if its processing failed.
+    AskToRetry,
+}
+
+/// Why a delivery was refused for now (503 with `Retry-After`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The queue, or the stream's backlog, is at its capacity.
+    QueueFull,
+    /// The hand-off's backend (Redis) failed or timed out.
+    QueueUnavailable,
+    /// The idempotency store failed, timed out or is full.
+    Store(StoreError),
+    /// The key resolver could not look the keys up.
+    KeyResolver(HandlerError),
+    /// The dead-letter sink refused a genuine but unusable delivery.
+    DeadLetters(std::io::Error),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::QueueFull => f.write_str("queue full"),
+            Unavailable::QueueUnavailable => f.write_str("queue unavailable"),
+            Unavailable::Store(err) => write!(f, "{err}"),
+            Unavailable::KeyResolver(err) => write!(f, "key resolver: {err}"),
+            Unavailable::DeadLetters(err) => write!(f, "dead-letter sink: {err}"),
+        }
+    }
+}
+
+impl Outcome {
+    pub(super) fn new(status: StatusCode, kind: OutcomeKind) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            kind,
+            probe: None,
+        }
+    }
+
+    /// The answer for a body over `limit` bytes.
+    pub(super) fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            OutcomeKind::TooLarge { limit },
+        )
+    }
+
+    /// The answer for a body not received within `after`.
+    pub(super) fn body_timeout(after: Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            OutcomeKind::BodyTimeout { after },
+        )
+    }
+
+    pub(super) fn shutting_down() -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(5)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, OutcomeKind::ShuttingDown)
+        }
+    }
+
+    pub(super) fn unavailable(reason: Unavailable, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OutcomeKind::Unavailable(reason),
+            )
+        }
+    }
+
+    /// A short plain-text body for the answer. It names the problem without echoing secrets
+    /// or internal details (store errors are logged, not sent).
+    pub fn body_text(&self) -> String {
+        match &self.kind {
+            OutcomeKind::Accepted => "accepted".into(),
+            OutcomeKind::Duplicate { .. } => "duplicate: already received".into(),
+            OutcomeKind::Unauthorized(err) => format!("unauthorized: {err}"),
+            OutcomeKind::TooLarge { limit } => format!("body larger than {limit} bytes"),
+            OutcomeKind::BodyTimeout { after } => {
+                format!("body not received within {} ms", after.as_millis())
+            }
+            OutcomeKind::BodyUnreadable => "could not read the body".into(),
+            OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
+            OutcomeKind::UnusableKey(_) => "accepted for review: the run id cannot be used".into(),
+            OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
+            OutcomeKind::Misconfigured(_) => "receiver misconfigured".into(),
+            OutcomeKind::ShuttingDown => "shutting down, retry later".into(),
+            OutcomeKind::NoHandler => "receiver misconfigured".into(),
+        }
+    }
+
+    /// Whether this delivery was a duplicate of one already received.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self.kind, OutcomeKind::Duplicate { .. })
+    }
+
+    /// Whether the answer should close the connection: after a body read timeout (a stalled
+    /// sender) or a body over the limit (its rest may not have been read).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            OutcomeKind::BodyTimeout { .. } | OutcomeKind::TooLarge { .. }
+        )
+    }
+}
+
+/// The key and id of `event`, as outcomes report them.
+pub(super) fn probe_of(event: &RunEvent) -> DedupProbe {
+    DedupProbe {
+        dedup_key: event.dedup_key.clone(),
+        run_id: event.run_id.clone(),
+    }
+}
+
+pub(super) fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {
+    outcome.probe = Some(probe);
+    outcome
+}
+
+/// The answer for a refused hand-off: 503 and a `Retry-After`.
+pub(super) fn refused_outcome(refused: Refused) -> Outcome {
+    match refused {
+        Refused::Full => Outcome::unavailable(Unavailable::QueueFull, Duration::from_secs(2)),
+        Refused::Closed => Outcome::shutting_down(),
+        Refused::Unavailable => {
+            Outcome::unavailable(Unavailable::QueueUnavailable, Duration::from_secs(2))
+        }
+    }
+}
+
+/// The answer for a store error on the claim: 503 with `Retry-After` for what a retry can
+/// cure, 500 for a misconfigured store.
+pub(super) fn store_unavailable(err: StoreError) -> Outcome {
+    tracing::error!(error = %err, "idempotency store refused a claim");
+    match err.retry_after() {
+        Some(wait) => Outcome::unavailable(Unavailable::Store(err), wait),
+        None => Outcome::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            OutcomeKind::Misconfigured(err),
+        ),
+    }
+}
