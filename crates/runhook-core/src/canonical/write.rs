@@ -152,18 +152,21 @@ impl Sink for Writer<'_> {
     #[inline]
     fn key(&mut self, key: Str<'_>) {
         let start = self.out.len();
-        if key.escaped {
+        let fingerprint = if key.escaped {
             self.string(key);
             self.out.push(b':');
+            let end = self.out.len() - 1;
+            fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
         } else {
             self.out.reserve(key.raw.len() + 3);
             self.out.push(b'"');
             self.out.extend_from_slice(key.raw);
             self.out.extend_from_slice(b"\":");
-        }
+            // The raw key is its canonical text: reading it from the input rather than from
+            // `out` avoids loading bytes just stored (a store-forwarding stall).
+            fingerprint(key.raw)
+        };
         let end = self.out.len() - 1;
-        let contents = self.out.get(start + 1..end - 1).unwrap_or_default();
-        let fingerprint = fingerprint(contents);
         let index = self.keys.len();
         let Some(frame) = self.frames.last_mut() else {
             return;
