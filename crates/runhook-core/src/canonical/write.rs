@@ -69,10 +69,10 @@ struct Surrogate {
 
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
-    /// `out`'s length before this document.
-    base: usize,
     /// The most bytes this document may add to `out`.
     max_len: usize,
+    /// The longest `out` may grow to: its length before this document plus `max_len`.
+    limit: usize,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
     keys: Vec<Key>,
@@ -92,8 +92,8 @@ pub(crate) fn write_canonical(
     let base = out.len();
     let mut writer = Writer {
         out,
-        base,
         max_len,
+        limit: base.saturating_add(max_len),
         frames: Vec::with_capacity(8),
         keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
@@ -243,7 +243,7 @@ impl Sink for Writer<'_> {
 
     #[inline]
     fn check(&self, offset: usize) -> Result<(), CanonicalError> {
-        if self.out.len() - self.base > self.max_len {
+        if self.out.len() > self.limit {
             return Err(CanonicalError::OutputTooLong {
                 offset,
                 max: self.max_len,
