@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use super::error::CanonicalError;
 use super::number::write_float_literal;
-use super::scan::{parse, Sink, Str, Word};
+use super::scan::{parse, FloatLiteral, Sink, Str, Word};
 
 /// Objects with this many distinct keys switch from a linear key search to a hash index.
 const INDEX_THRESHOLD: usize = 32;
@@ -232,7 +232,7 @@ impl Sink for Writer<'_> {
     }
 
     #[inline]
-    fn float(&mut self, literal: &[u8]) {
+    fn float(&mut self, literal: FloatLiteral<'_>) {
         write_float_literal(literal, self.out);
     }
 
