@@ -14,6 +14,8 @@ pub(crate) struct Str<'a> {
     /// The bytes between the quotes, exactly as in the input (valid UTF-8, no raw control
     /// character, every escape well formed).
     pub raw: &'a [u8],
+    /// `raw` with its two quotes: the string's canonical text as it is when not `escaped`.
+    pub quoted: &'a [u8],
     /// Whether `raw` contains a backslash.
     pub escaped: bool,
     /// Offset of `raw` in the input (one past the opening quote).
@@ -419,6 +421,7 @@ impl<'a> Parser<'a> {
         self.pos = at + 1;
         Ok(Str {
             raw: self.bytes.get(start..at).unwrap_or_default(),
+            quoted: self.bytes.get(open..at + 1).unwrap_or_default(),
             escaped,
             offset: start,
         })

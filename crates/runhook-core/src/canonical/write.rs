@@ -158,10 +158,10 @@ impl Sink for Writer<'_> {
             let end = self.out.len() - 1;
             fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
         } else {
-            self.out.reserve(key.raw.len() + 3);
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.raw);
-            self.out.extend_from_slice(b"\":");
+            // Without escapes the quoted text is already canonical: one copy.
+            self.out.reserve(key.quoted.len() + 1);
+            self.out.extend_from_slice(key.quoted);
+            self.out.push(b':');
             // The raw key is its canonical text: reading it from the input rather than from
             // `out` avoids loading bytes just stored (a store-forwarding stall).
             fingerprint(key.raw)
@@ -211,16 +211,16 @@ impl Sink for Writer<'_> {
 
     #[inline]
     fn string(&mut self, value: Str<'_>) {
+        if !value.escaped {
+            // Without escapes the raw text holds no `"`, `\` or control character: with its
+            // quotes it is already in canonical form.
+            self.out.extend_from_slice(value.quoted);
+            return;
+        }
         // Room for the quotes and the `:` or `,` that usually follows.
         self.out.reserve(value.raw.len() + 3);
         self.out.push(b'"');
-        if value.escaped {
-            self.transcode(value);
-        } else {
-            // Without escapes the raw text holds no `"`, `\` or control character: it is
-            // already in canonical form.
-            self.out.extend_from_slice(value.raw);
-        }
+        self.transcode(value);
         self.out.push(b'"');
     }
 
