@@ -149,14 +149,13 @@ impl Sink for Writer<'_> {
         }
     }
 
-    #[inline]
+    /// Inline for the common case, a key that the filter proves new; the search for an
+    /// earlier occurrence is out of line ([`Writer::key_lookup`]).
+    #[inline(always)]
     fn key(&mut self, key: Str<'_>) {
         let start = self.out.len();
         let fingerprint = if key.escaped {
-            self.string(key);
-            self.out.push(b':');
-            let end = self.out.len() - 1;
-            fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
+            self.escaped_key(key)
         } else {
             // Without escapes the quoted text is already canonical: one copy.
             self.out.reserve(key.quoted.len() + 1);
@@ -175,37 +174,17 @@ impl Sink for Writer<'_> {
         let bit = 1u128 << (fingerprint >> 57);
         let maybe_seen = frame.filter & bit != 0;
         frame.filter |= bit;
-        let mut next_same_hash = NONE;
         if maybe_seen || frame.index.is_some() || frame.distinct >= INDEX_THRESHOLD {
-            match self.find(start, end, fingerprint) {
-                Found::Earlier(first) => {
-                    if let Some(first) = self.keys.get_mut(first) {
-                        first.last = index;
-                    }
-                    if let Some(frame) = self.frames.last_mut() {
-                        frame.repeated = true;
-                    }
-                    self.keys.push(Key {
-                        start,
-                        end,
-                        fingerprint,
-                        last: NONE,
-                        next_same_hash: NONE,
-                    });
-                    return;
-                }
-                Found::New(chain) => next_same_hash = chain,
-            }
+            self.key_lookup(start, end, fingerprint);
+            return;
         }
-        if let Some(frame) = self.frames.last_mut() {
-            frame.distinct += 1;
-        }
+        frame.distinct += 1;
         self.keys.push(Key {
             start,
             end,
             fingerprint,
             last: index,
-            next_same_hash,
+            next_same_hash: NONE,
         });
     }
 
@@ -262,6 +241,52 @@ enum Found {
 }
 
 impl Writer<'_> {
+    /// Writes a key with escapes and its `:`; returns its [`fingerprint`].
+    #[inline(never)]
+    fn escaped_key(&mut self, key: Str<'_>) -> u64 {
+        let start = self.out.len();
+        self.string(key);
+        self.out.push(b':');
+        let end = self.out.len() - 1;
+        fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
+    }
+
+    /// Records the key just written at `out[start..end]`, searching the innermost object for
+    /// an earlier occurrence: the slow path of [`Sink::key`].
+    #[inline(never)]
+    fn key_lookup(&mut self, start: usize, end: usize, fingerprint: u64) {
+        let index = self.keys.len();
+        let next_same_hash = match self.find(start, end, fingerprint) {
+            Found::Earlier(first) => {
+                if let Some(first) = self.keys.get_mut(first) {
+                    first.last = index;
+                }
+                if let Some(frame) = self.frames.last_mut() {
+                    frame.repeated = true;
+                }
+                self.keys.push(Key {
+                    start,
+                    end,
+                    fingerprint,
+                    last: NONE,
+                    next_same_hash: NONE,
+                });
+                return;
+            }
+            Found::New(chain) => chain,
+        };
+        if let Some(frame) = self.frames.last_mut() {
+            frame.distinct += 1;
+        }
+        self.keys.push(Key {
+            start,
+            end,
+            fingerprint,
+            last: index,
+            next_same_hash,
+        });
+    }
+
     /// Looks up the key at `out[start..end]` among the innermost object's first occurrences;
     /// past [`INDEX_THRESHOLD`] distinct keys, through a hash index (built on first need).
     fn find(&mut self, start: usize, end: usize, fingerprint: u64) -> Found {
