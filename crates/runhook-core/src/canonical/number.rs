@@ -391,7 +391,7 @@ mod tests {
             "0.0",
         ] {
             let mut fast = Vec::new();
-            assert!(short(&literal, &mut fast), "{literal}");
+            assert!(short(literal, &mut fast), "{literal}");
             assert_eq!(
                 String::from_utf8(fast).unwrap(),
                 exact(literal),
