@@ -3,7 +3,7 @@
 use serde_json::{Map, Number, Value};
 
 use super::error::CanonicalError;
-use super::scan::{parse, Sink, Str, Word};
+use super::scan::{parse, FloatLiteral, Sink, Str, Word};
 
 /// Parses any body [`canonicalize`](super::canonicalize) accepts into a [`serde_json::Value`].
 ///
@@ -101,8 +101,8 @@ impl Sink for Builder {
         self.add(integer(&String::from_utf8_lossy(literal)));
     }
 
-    fn float(&mut self, literal: &[u8]) {
-        let literal = String::from_utf8_lossy(literal);
+    fn float(&mut self, literal: FloatLiteral<'_>) {
+        let literal = String::from_utf8_lossy(literal.text);
         let value = literal
             .parse::<f64>()
             .ok()

@@ -6,12 +6,20 @@
 //!   exponent digits.
 //! * Overflowed floats are written `Infinity` / `-Infinity`.
 
+use super::scan::FloatLiteral;
+
 /// Writes the canonical form of the float literal `literal` (already checked against the JSON
 /// grammar) to `out`.
-pub(crate) fn write_float_literal(literal: &[u8], out: &mut Vec<u8>) {
-    if write_short_decimal(literal, out) {
-        return;
+#[inline]
+pub(crate) fn write_float_literal(literal: FloatLiteral<'_>, out: &mut Vec<u8>) {
+    if !write_short_decimal(literal, out) {
+        write_parsed(literal.text, out);
     }
+}
+
+/// The general path: parse the literal, then write the double.
+#[inline(never)]
+fn write_parsed(literal: &[u8], out: &mut Vec<u8>) {
     // The grammar was checked by the scanner, and Rust's parser accepts every JSON float
     // literal, rounding correctly (as Python does); a failure here would be a bug, and writing
     // NaN keeps the function total rather than panicking.
@@ -35,37 +43,36 @@ const SHORT_DIGITS: usize = 15;
 /// leading and trailing zeros); and the double is a whole number exactly when the decimal
 /// is, with the same value (below 10^15 < 2^53, every integer is a double). The length bound
 /// keeps the value far from the subnormal range (at least 1e-40).
-fn write_short_decimal(literal: &[u8], out: &mut Vec<u8>) -> bool {
-    if literal.len() > 40 {
-        return false;
+///
+/// In fixed notation the canonical text is therefore a prefix of the literal: everything up to
+/// the last nonzero fraction digit, or up to the point for a whole number.
+#[inline]
+fn write_short_decimal(literal: FloatLiteral<'_>, out: &mut Vec<u8>) -> bool {
+    let FloatLiteral {
+        text,
+        int_end,
+        frac_end,
+    } = literal;
+    if text.len() > 40 || frac_end != text.len() || frac_end <= int_end {
+        return false; // long, an exponent, or no fraction
     }
-    let (negative, unsigned) = match literal.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, literal),
-    };
-    let Some(point) = unsigned.iter().position(|&b| b == b'.') else {
-        return false;
-    };
-    let (int, frac) = (&unsigned[..point], &unsigned[point + 1..]);
-    if !frac.iter().all(u8::is_ascii_digit) {
-        return false; // an exponent
-    }
+    let negative = text.first() == Some(&b'-');
+    let int = text.get(usize::from(negative)..int_end).unwrap_or_default();
+    let frac = text.get(int_end + 1..frac_end).unwrap_or_default();
     let frac = &frac[..frac.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1)];
     // The grammar allows no leading zero in the integer part other than a lone `0`.
     if int != b"0" {
         if int.len() + frac.len() > SHORT_DIGITS {
             return false;
         }
-        if negative {
-            out.push(b'-');
-        }
-        out.extend_from_slice(int);
-        if !frac.is_empty() {
-            // 1e-4 <= |x| < 1e15: fixed notation, the digits as given.
-            out.push(b'.');
-            out.extend_from_slice(frac);
-        }
-        // Otherwise a whole number below 10^15 < 2^53: exactly its integer part.
+        // 1e-4 <= |x| < 1e15: fixed notation, the digits as given; or a whole number below
+        // 10^15 < 2^53: exactly its integer part.
+        let end = if frac.is_empty() {
+            int_end
+        } else {
+            int_end + 1 + frac.len()
+        };
+        out.extend_from_slice(text.get(..end).unwrap_or_default());
         return true;
     }
     let Some(zeros) = frac.iter().position(|&d| d != b'0') else {
@@ -76,26 +83,32 @@ fn write_short_decimal(literal: &[u8], out: &mut Vec<u8>) -> bool {
     if significant.len() > SHORT_DIGITS {
         return false;
     }
+    if zeros < 4 {
+        out.extend_from_slice(text.get(..int_end + 1 + frac.len()).unwrap_or_default());
+    } else {
+        write_small_exponent(negative, significant, zeros, out);
+    }
+    true
+}
+
+/// Writes `-?d.ddde-XX` for a short decimal below 1e-4 with `zeros` zeros after the point
+/// before its `significant` digits.
+fn write_small_exponent(negative: bool, significant: &[u8], zeros: usize, out: &mut Vec<u8>) {
     if negative {
         out.push(b'-');
     }
-    if zeros < 4 {
-        out.extend_from_slice(b"0.");
-        out.extend_from_slice(frac);
-    } else {
-        // Below 1e-4: `d.ddde-XX`.
-        out.push(significant[0]);
-        if significant.len() > 1 {
+    if let Some((first, rest)) = significant.split_first() {
+        out.push(*first);
+        if !rest.is_empty() {
             out.push(b'.');
-            out.extend_from_slice(&significant[1..]);
+            out.extend_from_slice(rest);
         }
-        out.extend_from_slice(b"e-");
-        if zeros + 1 < 10 {
-            out.push(b'0');
-        }
-        write_u64(zeros as u64 + 1, false, out);
     }
-    true
+    out.extend_from_slice(b"e-");
+    if zeros + 1 < 10 {
+        out.push(b'0');
+    }
+    write_u64(zeros as u64 + 1, false, out);
 }
 
 /// Writes `value` as Skyvern's normalization and `json.dumps` would.
@@ -309,6 +322,25 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// Splits a literal the way the scanner does.
+    fn split(literal: &str) -> FloatLiteral<'_> {
+        let text = literal.as_bytes();
+        let exp = text
+            .iter()
+            .position(|&b| b == b'e' || b == b'E')
+            .unwrap_or(text.len());
+        let int_end = text[..exp].iter().position(|&b| b == b'.').unwrap_or(exp);
+        FloatLiteral {
+            text,
+            int_end,
+            frac_end: exp,
+        }
+    }
+
+    fn short(literal: &str, out: &mut Vec<u8>) -> bool {
+        write_short_decimal(split(literal), out)
+    }
+
     #[test]
     fn short_decimals_agree_with_the_exact_path() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -341,7 +373,7 @@ mod tests {
             let sign = if r & 0x200 == 0 { "-" } else { "" };
             let literal = format!("{sign}{int}.{frac}");
             let mut fast = Vec::new();
-            if write_short_decimal(literal.as_bytes(), &mut fast) {
+            if short(&literal, &mut fast) {
                 assert_eq!(
                     String::from_utf8(fast).unwrap(),
                     exact(&literal),
@@ -359,10 +391,7 @@ mod tests {
             "0.0",
         ] {
             let mut fast = Vec::new();
-            assert!(
-                write_short_decimal(literal.as_bytes(), &mut fast),
-                "{literal}"
-            );
+            assert!(short(literal, &mut fast), "{literal}");
             assert_eq!(
                 String::from_utf8(fast).unwrap(),
                 exact(literal),
@@ -374,10 +403,7 @@ mod tests {
             "1234567890123456.7",
             &format!("0.{}1", "0".repeat(40)),
         ] {
-            assert!(
-                !write_short_decimal(literal.as_bytes(), &mut Vec::new()),
-                "{literal}"
-            );
+            assert!(!short(literal, &mut Vec::new()), "{literal}");
         }
     }
 

@@ -14,10 +14,24 @@ pub(crate) struct Str<'a> {
     /// The bytes between the quotes, exactly as in the input (valid UTF-8, no raw control
     /// character, every escape well formed).
     pub raw: &'a [u8],
+    /// `raw` with its two quotes: the string's canonical text as it is when not `escaped`.
+    pub quoted: &'a [u8],
     /// Whether `raw` contains a backslash.
     pub escaped: bool,
     /// Offset of `raw` in the input (one past the opening quote).
     pub offset: usize,
+}
+
+/// A number literal with a fraction or an exponent, with its parts located by the scanner so
+/// that the writer need not search it again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FloatLiteral<'a> {
+    /// The whole literal, exactly as in the input (JSON grammar checked).
+    pub text: &'a [u8],
+    /// The end of the sign and integer digits: the `.`, the exponent's `e`, or the end.
+    pub int_end: usize,
+    /// The end of the fraction: the exponent's `e` or the end (`int_end` without a fraction).
+    pub frac_end: usize,
 }
 
 /// The literal words of Python's JSON.
@@ -59,7 +73,7 @@ pub(crate) trait Sink {
     /// An integer literal (no fraction, no exponent) within the digit limit.
     fn integer(&mut self, literal: &[u8]);
     /// A number literal with a fraction or an exponent.
-    fn float(&mut self, literal: &[u8]);
+    fn float(&mut self, literal: FloatLiteral<'_>);
     /// `true`, `false`, `null`, `NaN`, `Infinity` or `-Infinity`.
     fn word(&mut self, word: Word);
     /// Called before each value and after each value or container is complete, with the input
@@ -240,8 +254,20 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
 }
 
 impl<'a> Parser<'a> {
-    #[inline]
+    /// Skips whitespace: inline for the common cases (none, or one space as after `json.dumps`'s
+    /// `", "` and `": "`), out of line for longer runs.
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
+        match self.bytes.get(self.pos) {
+            Some(&b) if b > b' ' => {}
+            Some(b' ') if self.bytes.get(self.pos + 1).is_some_and(|&b| b > b' ') => self.pos += 1,
+            None => {}
+            Some(_) => self.skip_whitespace_run(),
+        }
+    }
+
+    #[inline(never)]
+    fn skip_whitespace_run(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
             // Indentation: runs of spaces, eight bytes at a time.
@@ -294,12 +320,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
-        self.pos - start
+        let rest = self.rest();
+        let n = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
+        self.pos += n;
+        n
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?`, taking the fraction and exponent only
@@ -318,11 +347,13 @@ impl<'a> Parser<'a> {
             _ => return Err(syntax(start, SyntaxError::ExpectedValue)),
         };
         let mut float = false;
+        let int_end = self.pos - start;
         if self.peek() == Some(b'.') && matches!(self.bytes.get(self.pos + 1), Some(b'0'..=b'9')) {
             self.pos += 1;
             self.digits();
             float = true;
         }
+        let frac_end = self.pos - start;
         if matches!(self.peek(), Some(b'e' | b'E')) {
             let mark = self.pos;
             self.pos += 1;
@@ -337,7 +368,11 @@ impl<'a> Parser<'a> {
         }
         let literal = self.bytes.get(start..self.pos).unwrap_or_default();
         if float {
-            sink.float(literal);
+            sink.float(FloatLiteral {
+                text: literal,
+                int_end,
+                frac_end,
+            });
         } else if int_digits > MAX_INT_DIGITS {
             return Err(CanonicalError::IntegerTooLong {
                 offset: start,
@@ -386,6 +421,7 @@ impl<'a> Parser<'a> {
         self.pos = at + 1;
         Ok(Str {
             raw: self.bytes.get(start..at).unwrap_or_default(),
+            quoted: self.bytes.get(open..at + 1).unwrap_or_default(),
             escaped,
             offset: start,
         })
@@ -422,9 +458,10 @@ mod tests {
             self.0
                 .push(format!("int {}", String::from_utf8_lossy(literal)));
         }
-        fn float(&mut self, literal: &[u8]) {
-            self.0
-                .push(format!("float {}", String::from_utf8_lossy(literal)));
+        fn float(&mut self, literal: FloatLiteral<'_>) {
+            let text = String::from_utf8_lossy(literal.text);
+            let (int, frac) = (literal.int_end, literal.frac_end);
+            self.0.push(format!("float {text} {int} {frac}"));
         }
         fn word(&mut self, word: Word) {
             self.0.push(word.as_str().into());
@@ -446,7 +483,7 @@ mod tests {
                 "[",
                 "int -0",
                 ",",
-                "float 1.5e-3",
+                "float 1.5e-3 1 3",
                 ",",
                 "str x\\n true",
                 ",",
@@ -480,7 +517,8 @@ mod tests {
 
     #[test]
     fn numbers_follow_python_grammar() {
-        assert_eq!(trace("1E+2").unwrap(), ["float 1E+2"]);
+        assert_eq!(trace("1E+2").unwrap(), ["float 1E+2 1 1"]);
+        assert_eq!(trace("-12.50").unwrap(), ["float -12.50 3 6"]);
         for bad in [
             "01", "1.", "1e", "1e+", ".5", "+1", "-", "-x", "nan", "-NaN", "1.e5",
         ] {

@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, RandomState};
 
 use super::error::CanonicalError;
 use super::number::write_float_literal;
-use super::scan::{parse, Sink, Str, Word};
+use super::scan::{parse, FloatLiteral, Sink, Str, Word};
 
 /// Objects with this many distinct keys switch from a linear key search to a hash index.
 const INDEX_THRESHOLD: usize = 32;
@@ -69,10 +69,10 @@ struct Surrogate {
 
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
-    /// `out`'s length before this document.
-    base: usize,
     /// The most bytes this document may add to `out`.
     max_len: usize,
+    /// The longest `out` may grow to: its length before this document plus `max_len`.
+    limit: usize,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
     keys: Vec<Key>,
@@ -92,8 +92,8 @@ pub(crate) fn write_canonical(
     let base = out.len();
     let mut writer = Writer {
         out,
-        base,
         max_len,
+        limit: base.saturating_add(max_len),
         frames: Vec::with_capacity(8),
         keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
@@ -149,21 +149,23 @@ impl Sink for Writer<'_> {
         }
     }
 
-    #[inline]
+    /// Inline for the common case, a key that the filter proves new; the search for an
+    /// earlier occurrence is out of line ([`Writer::key_lookup`]).
+    #[inline(always)]
     fn key(&mut self, key: Str<'_>) {
         let start = self.out.len();
-        if key.escaped {
-            self.string(key);
-            self.out.push(b':');
+        let fingerprint = if key.escaped {
+            self.escaped_key(key)
         } else {
-            self.out.reserve(key.raw.len() + 3);
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.raw);
-            self.out.extend_from_slice(b"\":");
-        }
+            // Without escapes the quoted text is already canonical: one copy.
+            self.out.reserve(key.quoted.len() + 1);
+            self.out.extend_from_slice(key.quoted);
+            self.out.push(b':');
+            // The raw key is its canonical text: reading it from the input rather than from
+            // `out` avoids loading bytes just stored (a store-forwarding stall).
+            fingerprint(key.raw)
+        };
         let end = self.out.len() - 1;
-        let contents = self.out.get(start + 1..end - 1).unwrap_or_default();
-        let fingerprint = fingerprint(contents);
         let index = self.keys.len();
         let Some(frame) = self.frames.last_mut() else {
             return;
@@ -172,52 +174,32 @@ impl Sink for Writer<'_> {
         let bit = 1u128 << (fingerprint >> 57);
         let maybe_seen = frame.filter & bit != 0;
         frame.filter |= bit;
-        let mut next_same_hash = NONE;
         if maybe_seen || frame.index.is_some() || frame.distinct >= INDEX_THRESHOLD {
-            match self.find(start, end, fingerprint) {
-                Found::Earlier(first) => {
-                    if let Some(first) = self.keys.get_mut(first) {
-                        first.last = index;
-                    }
-                    if let Some(frame) = self.frames.last_mut() {
-                        frame.repeated = true;
-                    }
-                    self.keys.push(Key {
-                        start,
-                        end,
-                        fingerprint,
-                        last: NONE,
-                        next_same_hash: NONE,
-                    });
-                    return;
-                }
-                Found::New(chain) => next_same_hash = chain,
-            }
+            self.key_lookup(start, end, fingerprint);
+            return;
         }
-        if let Some(frame) = self.frames.last_mut() {
-            frame.distinct += 1;
-        }
+        frame.distinct += 1;
         self.keys.push(Key {
             start,
             end,
             fingerprint,
             last: index,
-            next_same_hash,
+            next_same_hash: NONE,
         });
     }
 
     #[inline]
     fn string(&mut self, value: Str<'_>) {
+        if !value.escaped {
+            // Without escapes the raw text holds no `"`, `\` or control character: with its
+            // quotes it is already in canonical form.
+            self.out.extend_from_slice(value.quoted);
+            return;
+        }
         // Room for the quotes and the `:` or `,` that usually follows.
         self.out.reserve(value.raw.len() + 3);
         self.out.push(b'"');
-        if value.escaped {
-            self.transcode(value);
-        } else {
-            // Without escapes the raw text holds no `"`, `\` or control character: it is
-            // already in canonical form.
-            self.out.extend_from_slice(value.raw);
-        }
+        self.transcode(value);
         self.out.push(b'"');
     }
 
@@ -229,7 +211,7 @@ impl Sink for Writer<'_> {
     }
 
     #[inline]
-    fn float(&mut self, literal: &[u8]) {
+    fn float(&mut self, literal: FloatLiteral<'_>) {
         write_float_literal(literal, self.out);
     }
 
@@ -240,7 +222,7 @@ impl Sink for Writer<'_> {
 
     #[inline]
     fn check(&self, offset: usize) -> Result<(), CanonicalError> {
-        if self.out.len() - self.base > self.max_len {
+        if self.out.len() > self.limit {
             return Err(CanonicalError::OutputTooLong {
                 offset,
                 max: self.max_len,
@@ -259,6 +241,52 @@ enum Found {
 }
 
 impl Writer<'_> {
+    /// Writes a key with escapes and its `:`; returns its [`fingerprint`].
+    #[inline(never)]
+    fn escaped_key(&mut self, key: Str<'_>) -> u64 {
+        let start = self.out.len();
+        self.string(key);
+        self.out.push(b':');
+        let end = self.out.len() - 1;
+        fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
+    }
+
+    /// Records the key just written at `out[start..end]`, searching the innermost object for
+    /// an earlier occurrence: the slow path of [`Sink::key`].
+    #[inline(never)]
+    fn key_lookup(&mut self, start: usize, end: usize, fingerprint: u64) {
+        let index = self.keys.len();
+        let next_same_hash = match self.find(start, end, fingerprint) {
+            Found::Earlier(first) => {
+                if let Some(first) = self.keys.get_mut(first) {
+                    first.last = index;
+                }
+                if let Some(frame) = self.frames.last_mut() {
+                    frame.repeated = true;
+                }
+                self.keys.push(Key {
+                    start,
+                    end,
+                    fingerprint,
+                    last: NONE,
+                    next_same_hash: NONE,
+                });
+                return;
+            }
+            Found::New(chain) => chain,
+        };
+        if let Some(frame) = self.frames.last_mut() {
+            frame.distinct += 1;
+        }
+        self.keys.push(Key {
+            start,
+            end,
+            fingerprint,
+            last: index,
+            next_same_hash,
+        });
+    }
+
     /// Looks up the key at `out[start..end]` among the innermost object's first occurrences;
     /// past [`INDEX_THRESHOLD`] distinct keys, through a hash index (built on first need).
     fn find(&mut self, start: usize, end: usize, fingerprint: u64) -> Found {
