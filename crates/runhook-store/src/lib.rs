@@ -73,6 +73,7 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use types::{Claim, Fingerprint, ParseHexError, Token};
 

@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use runhook_core::*;
 pub use runhook_store as store;
@@ -34,6 +35,7 @@ mod receiver;
 mod redrive;
 mod stats;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod stream;
 mod worker;
 
@@ -52,11 +54,14 @@ pub use stats::Stats;
 pub use worker::RetryPolicy;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuilder, StreamError};
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub mod actix;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 
 /// The README's examples, compiled and run as doctests.
