@@ -1,6 +1,6 @@
 //! The receiving pipeline of one route: body limit, authentication on the raw bytes, the
-//! de-duplication claim, the hand-off to the background workers, and the answer (DESIGN.md,
-//! "Response policy").
+//! de-duplication claim, the hand-off to the background workers, and the answer (the
+//! response policy of docs/ARCHITECTURE.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -985,7 +985,7 @@ impl ReceiverBuilder {
     }
 
     /// Whether a duplicate of a run still in flight is answered 200 (`true`) or 503 with
-    /// `Retry-After` (`false`). The default follows DESIGN.md: 200 when the store lives in this
+    /// `Retry-After` (`false`). The default: 200 when the store lives in this
     /// process (the run's hand-off is as safe as the store), 200 with a Redis stream (the
     /// duplicate is appended to the stream before the answer, so it survives a crash of the
     /// instance holding the run), 503 for a shared store with this
