@@ -6,7 +6,7 @@ use http::StatusCode;
 
 /// Why a store call did not do what was asked.
 ///
-/// [`StoreError::status`] gives the answer for the sender (DESIGN.md, "Response policy"):
+/// [`StoreError::status`] gives the answer for the sender:
 /// anything a later retry can cure is `503 Service Unavailable`, with
 /// [`StoreError::retry_after`] as a `Retry-After` hint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

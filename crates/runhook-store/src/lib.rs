@@ -4,7 +4,7 @@
 //! retry (TinyFish: 4 attempts), get replayed by hand (Skyvern) or deliver twice after a
 //! restart.
 //!
-//! Every dedup key moves through the states of the project's DESIGN.md:
+//! Every dedup key moves through these states:
 //!
 //! ```text
 //! absent --claim--> in flight (token, lease) --complete(token)--> done (kept for a window)
@@ -73,6 +73,7 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use types::{Claim, Fingerprint, ParseHexError, Token};
 
@@ -87,7 +88,7 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 512;
 /// The longest lease or done window a store accepts (about 30 years).
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
-/// An idempotency store: the state machine of DESIGN.md ("Idempotency states").
+/// An idempotency store: the state machine of the [crate docs](crate).
 ///
 /// The trait is object-safe (`Arc<dyn IdempotencyStore>` works) and `Send + Sync`. Its async
 /// methods are written with [`async_trait`], which returns boxed `Send` futures: native

@@ -103,7 +103,7 @@ static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 /// * Set `maxmemory-policy noeviction` (the default): every record has a TTL, so any
 ///   `volatile-*` or `allkeys-*` policy could evict an in-flight claim and let a second run
 ///   start. With `noeviction` a full Redis refuses the write and the claim fails with
-///   `Unavailable` (503), as the design asks.
+///   `Unavailable` (503): the sender retries later, and no second run starts.
 /// * Replication is asynchronous: a claim acknowledged by a primary that fails before
 ///   replicating it can be lost on failover, and a duplicate delivered right then could run
 ///   twice. `WAIT` is not used; the window is that of Redis itself.

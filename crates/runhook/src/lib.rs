@@ -20,6 +20,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use runhook_core::*;
 pub use runhook_store as store;
@@ -35,6 +36,7 @@ mod redrive;
 mod response;
 mod stats;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod stream;
 mod worker;
 
@@ -54,13 +56,17 @@ pub use stats::Stats;
 pub use worker::RetryPolicy;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuilder, StreamError};
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub mod actix;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
 /// The README's examples, compiled and run as doctests.

@@ -17,7 +17,9 @@ use super::scan::{parse, FloatLiteral, Sink, Str, Word};
 /// | a whole float (`3.0`, `-0.0`) | an integer (`3`, `0`) |
 /// | a repeated key | its last value |
 ///
-/// Nothing is lost: each mapped value keeps its exact text. Everything else is as usual.
+/// Nothing is lost: each mapped value keeps its exact text. Everything else is as usual;
+/// objects come out in the order of serde_json's `Map`: sorted by key, or the body's order
+/// where serde_json's `preserve_order` feature is on (runhook does not turn it on).
 /// Errors are those of [`canonicalize`](super::canonicalize).
 ///
 /// ```

@@ -9,9 +9,12 @@ use crate::SkyvernSignature;
 
 /// The canonical bytes of a `serde_json::Value`: what Skyvern signs for that payload.
 ///
-/// Whole floats become integers (`3.0` → `3`) and keys keep the map's order (sorted, unless
-/// serde_json's `preserve_order` feature is on). Fails only when nested deeper than
-/// [`MAX_DEPTH`](super::MAX_DEPTH).
+/// Whole floats become integers (`3.0` → `3`) and keys keep the map's order: sorted, unless
+/// serde_json's `preserve_order` feature is on. runhook does not turn that feature on; to sign
+/// a payload in its insertion order, add `serde_json = { version = "1", features =
+/// ["preserve_order"] }` to your own `Cargo.toml`, or sign JSON text with
+/// [`SkyvernRequest::from_json`], which keeps the text's order. Fails only when nested deeper
+/// than [`MAX_DEPTH`](super::MAX_DEPTH).
 ///
 /// ```
 /// let body = runhook_core::canonical::canonicalize_value(&serde_json::json!({"steps": 3.0}))?;

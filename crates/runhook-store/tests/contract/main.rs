@@ -1,6 +1,7 @@
-//! The store contract (DESIGN.md, "Idempotency states"), one suite run against every backend,
-//! plus backend-specific tests. Redis tests use `REDIS_URL` (default `redis://127.0.0.1:6379`);
-//! with `CI=true` a missing Redis fails them, elsewhere they skip with a loud message.
+//! The store contract (the idempotency states of the crate docs and docs/ARCHITECTURE.md), one
+//! suite run against every backend, plus backend-specific tests. Redis tests use `REDIS_URL`
+//! (default `redis://127.0.0.1:6379`); with `CI=true` a missing Redis fails them, elsewhere they
+//! skip with a loud message.
 
 #[macro_use]
 mod suite;

@@ -200,6 +200,7 @@ impl ReceiverBuilder {
     /// it, so that instances see each other's claims. It needs a handler:
     /// [`ReceiverBuilder::build`] refuses a stream without one.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
         self.stream = Some(queue);
         self

@@ -68,9 +68,6 @@ pub enum OutcomeKind {
     Misconfigured(StoreError),
     /// The receiver is shutting down.
     ShuttingDown,
-    /// [`Receiver::receive`] was called on a receiver built without a handler (one meant for
-    /// [`Receiver::claim_event`]).
-    NoHandler,
 }
 
 /// How a duplicate of a run still being processed is answered.
@@ -171,7 +168,6 @@ impl Outcome {
             OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
             OutcomeKind::Misconfigured(_) => "receiver misconfigured".into(),
             OutcomeKind::ShuttingDown => "shutting down, retry later".into(),
-            OutcomeKind::NoHandler => "receiver misconfigured".into(),
         }
     }
 
