@@ -52,7 +52,9 @@ use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
 use crate::receiver::OutcomeKind;
-use crate::receiver::{ClaimedEvent, InlineReceiver, Outcome, Pipeline, Receiver, VerifiedRun};
+use crate::receiver::{
+    ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver, VerifiedRun,
+};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -349,15 +351,11 @@ where
     });
     request.set_payload(Payload::from(body));
     let answered = service.call(request).await;
-    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    if succeeded {
-        if let Err(err) = claim.complete().await {
-            // Processed, but not recorded: a retry after the lease may run it again.
-            tracing::warn!(error = %err, "could not record a processed run as done");
-        }
-    } else {
-        claim.release().await;
-    }
+    let answer = match &answered {
+        Ok(response) => HandlerAnswer::of(response.status().as_u16()),
+        Err(_) => HandlerAnswer::Failure,
+    };
+    claim.settle(answer).await;
     answered.map(ServiceResponse::map_into_left_body)
 }
 

@@ -18,6 +18,33 @@
 //! assert!(SkyvernSignature::new(key).verify(&Delivery::new(&headers, body)).is_ok());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Three forms of one pipeline
+//!
+//! - [`Receiver`] (built with a handler): acknowledges as soon as the run is safely handed off
+//!   and runs the handler in the background, retried with backoff, dead-lettered when it keeps
+//!   failing. Mounted with `runhook::axum::post`, `runhook::actix::post`, or as a tower
+//!   `Service`.
+//! - [`InlineReceiver`] (built with [`ReceiverBuilder::build_inline`]) behind a middleware,
+//!   `tower::WebhookLayer` or `actix::WebhookMiddleware`: your existing handler runs inline; a
+//!   2xx completes the claim, anything else releases it.
+//! - The same [`InlineReceiver`] behind an extractor (`axum::Webhook`, `actix::Webhook`): you
+//!   get the claimed run and complete it yourself.
+//!
+//! ## Response policy
+//!
+//! Every answer comes from an [`Outcome`]; the adapters only render it.
+//!
+//! | what happened | answer |
+//! |---|---|
+//! | genuine, new, handed off (or, inline: your handler's own answer) | 200 |
+//! | duplicate of a run already done | 200, no second handler call |
+//! | duplicate of a run in flight | 200 when its hand-off is durable ([`InFlightDuplicates`]); else 503 + `Retry-After` (always inline) |
+//! | not genuine | 401 |
+//! | body over the limit / not in within the read timeout | 413 / 408, connection closed |
+//! | genuine but not the provider's payload, or an unusable run id | 202, kept whole in the dead letters |
+//! | store, queue, key resolver or dead-letter sink unavailable; shutting down | 503 + `Retry-After` |
+//! | store misconfigured | 500 |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -54,7 +54,7 @@ pub use tower_layer::Layer;
 pub use tower_service::Service;
 
 pub use crate::receiver::VerifiedRun;
-use crate::receiver::{InlineReceiver, Outcome, Pipeline, Receiver};
+use crate::receiver::{HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 use crate::response::http_response;
 
 /// A boxed, sendable future, as the services here return.
@@ -210,14 +210,10 @@ where
         verified,
     });
     let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
-    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    if succeeded {
-        if let Err(err) = claim.complete().await {
-            // Processed, but not recorded: a retry after the lease may run it again.
-            tracing::warn!(error = %err, "could not record a processed run as done");
-        }
-    } else {
-        claim.release().await;
-    }
+    let answer = match &answered {
+        Ok(response) => HandlerAnswer::of(response.status().as_u16()),
+        Err(_) => HandlerAnswer::Failure,
+    };
+    claim.settle(answer).await;
     answered
 }

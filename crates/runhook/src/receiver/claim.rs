@@ -83,6 +83,21 @@ impl ClaimGuard {
         Ok(())
     }
 
+    /// Settles the claim by how the caller's own handler answered (the middleware forms):
+    /// completed after a success, released otherwise so that the sender's retry runs it again.
+    #[cfg(any(feature = "tower", feature = "actix"))]
+    pub(crate) async fn settle(self, answer: HandlerAnswer) {
+        match answer {
+            HandlerAnswer::Success => {
+                if let Err(err) = self.complete().await {
+                    // Processed, but not recorded: a retry after the lease may run it again.
+                    tracing::warn!(error = %err, "could not record a processed run as done");
+                }
+            }
+            HandlerAnswer::Failure => self.release().await,
+        }
+    }
+
     pub(crate) async fn release(mut self) {
         self.settled = true;
         if let Err(err) = self.store.release(&self.key, &self.token).await {
@@ -107,6 +122,29 @@ impl Drop for ClaimGuard {
                     tracing::warn!(%key, error = %err, "could not release an abandoned claim");
                 }
             });
+        }
+    }
+}
+
+/// How the handler behind a middleware answered.
+#[cfg(any(feature = "tower", feature = "actix"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerAnswer {
+    /// A 2xx.
+    Success,
+    /// Any other status, or an error.
+    Failure,
+}
+
+#[cfg(any(feature = "tower", feature = "actix"))]
+impl HandlerAnswer {
+    /// The answer a response with the status code `status` gives (a number: actix-web and
+    /// axum use different `http` versions).
+    pub(crate) fn of(status: u16) -> Self {
+        if (200..300).contains(&status) {
+            Self::Success
+        } else {
+            Self::Failure
         }
     }
 }

@@ -25,6 +25,8 @@ pub use builder::{
     BuildError, ReceiverBuilder, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
     DEFAULT_QUEUE_CAPACITY,
 };
+#[cfg(any(feature = "tower", feature = "actix"))]
+pub(crate) use claim::HandlerAnswer;
 pub use claim::{ClaimedEvent, VerifiedRun};
 pub use outcome::{InFlightDuplicates, Outcome, OutcomeKind, Unavailable};
 pub use pipeline::KeyResolver;
