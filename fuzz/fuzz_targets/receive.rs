@@ -1,4 +1,4 @@
-//! The whole receiving pipeline, `Receiver::receive` (and `Receiver::claim_event`), on
+//! The whole receiving pipeline, `Receiver::receive` (and `InlineReceiver::claim_event`), on
 //! arbitrary headers, path and body, against receivers configured as an application would,
 //! with their background workers running between deliveries.
 //!
@@ -12,7 +12,7 @@
 //! | 3 | WebRun `ai_response` | the same token | |
 //! | 4 | SmartBrowse | secret last path segment `s3cr3t-segment`, or the token | |
 //! | 5 | SmartBrowse | Standard Webhooks (clock fixed at 1614265330) | |
-//! | 6 | Skyvern | `SkyvernSignature` | extractor style (`claim_event`), no handler |
+//! | 6 | Skyvern | `SkyvernSignature` | inline style (`InlineReceiver::claim_event`), no handler |
 //! | 7 | TinyFish | `Unsigned` | 512-byte body limit; store of 64 runs, 8 in flight |
 //!
 //! Bit 3 signs the delivery correctly (Skyvern and Standard Webhooks routes), so that the
