@@ -33,7 +33,7 @@ pub use pipeline::KeyResolver;
 
 use outcome::{probe_of, refused_outcome, with_probe};
 pub(crate) use pipeline::Pipeline;
-use pipeline::{kept_headers, Admitted};
+use pipeline::{kept_headers, Admission, Admitted};
 
 use crate::handoff::{Duplicate, HandOff};
 use crate::stats::{Counters, Stats};
@@ -174,14 +174,18 @@ impl Receiver {
         let (inner, hand_off) = (&self.inner.pipeline, &self.inner.hand_off);
         let received_at = SystemTime::now();
         let in_flight = inner.in_flight_duplicates;
-        let admitted = inner.admit(headers, path, body.clone(), in_flight).await;
-        let Admitted { event, token, .. } = match admitted {
-            Ok(admitted) => admitted,
-            Err(outcome) => {
+        let admission = inner.admit(headers, path, body.clone(), in_flight).await;
+        let Admitted { event, token, .. } = match admission {
+            Admission::New(admitted) => admitted,
+            Admission::InFlight {
+                outcome,
+                answer: InFlightDuplicates::Acknowledge,
+            } if hand_off.is_durable() => {
                 return self
-                    .guard_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
+                    .append_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
                     .await
             }
+            Admission::InFlight { outcome, .. } | Admission::Answered(outcome) => return outcome,
         };
         let probe = probe_of(&event);
         let job = Job {
@@ -207,9 +211,9 @@ impl Receiver {
 
     /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
     /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
-    /// holding the run may die before its own hand-off. If that fails, the answer is 503.
-    /// Any other outcome is returned as it is.
-    async fn guard_in_flight_duplicate(
+    /// holding the run may die before its own hand-off. If that fails, the answer is the 503
+    /// of the refusal.
+    async fn append_in_flight_duplicate(
         &self,
         hand_off: &HandOff,
         headers: &(dyn HeaderLookup + Sync),
@@ -217,19 +221,7 @@ impl Receiver {
         received_at: SystemTime,
         outcome: Outcome,
     ) -> Outcome {
-        let acked_in_flight = outcome.status == StatusCode::OK
-            && matches!(
-                outcome.kind,
-                OutcomeKind::Duplicate {
-                    in_flight: true,
-                    ..
-                }
-            );
-        let Some(probe) = outcome
-            .probe
-            .clone()
-            .filter(|_| acked_in_flight && hand_off.is_durable())
-        else {
+        let Some(probe) = outcome.probe.clone() else {
             return outcome;
         };
         let duplicate = Duplicate {

@@ -146,13 +146,13 @@ impl Pipeline {
         path: &str,
         body: Bytes,
         in_flight: InFlightDuplicates,
-    ) -> Result<Admitted, Outcome> {
+    ) -> Admission {
         let inner = self;
         if inner.shutting_down.load(Ordering::Acquire) {
-            return Err(Outcome::shutting_down());
+            return Admission::Answered(Outcome::shutting_down());
         }
         if body.len() > inner.body_limit {
-            return Err(Outcome::new(
+            return Admission::Answered(Outcome::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 OutcomeKind::TooLarge {
                     limit: inner.body_limit,
@@ -165,11 +165,14 @@ impl Pipeline {
                 Ok(Some(verifier)) => verifier,
                 Ok(None) => {
                     let err = AuthError::NoSchemeMatched(Vec::new());
-                    return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+                    return Admission::Answered(Outcome::new(
+                        err.status(),
+                        OutcomeKind::Unauthorized(err),
+                    ));
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "key resolver failed");
-                    return Err(Outcome::unavailable(
+                    return Admission::Answered(Outcome::unavailable(
                         Unavailable::KeyResolver(err),
                         Duration::from_secs(1),
                     ));
@@ -188,7 +191,10 @@ impl Pipeline {
             Ok(verified) => verified,
             Err(err) => {
                 tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
-                return Err(Outcome::new(err.status(), OutcomeKind::Unauthorized(err)));
+                return Admission::Answered(Outcome::new(
+                    err.status(),
+                    OutcomeKind::Unauthorized(err),
+                ));
             }
         };
         let signed_body = verified
@@ -210,13 +216,15 @@ impl Pipeline {
                     run_id,
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
-                return Err(self.unusable_key(headers, body, probe, why, None).await);
+                return Admission::Answered(
+                    self.unusable_key(headers, body, probe, why, None).await,
+                );
             }
             Err(err) => {
                 // Keep the run's key with the letter when at least the id reads.
                 let probe = DedupProbe::read(inner.provider, &body).ok();
                 let outcome = self.unparseable(headers, body, probe.as_ref(), err).await;
-                return Err(match probe {
+                return Admission::Answered(match probe {
                     Some(probe) => with_probe(outcome, probe),
                     None => outcome,
                 });
@@ -235,27 +243,29 @@ impl Pipeline {
                 // Genuine, but its key cannot be stored: a retry cannot cure it, so it is
                 // kept whole and answered 202, never a 4xx.
                 let why = err.to_string();
-                return Err(self
-                    .unusable_key(headers, body, probe, why, Some(err))
-                    .await);
+                return Admission::Answered(
+                    self.unusable_key(headers, body, probe, why, Some(err))
+                        .await,
+                );
             }
-            Err(err) => return Err(with_probe(store_unavailable(err), probe)),
+            Err(err) => return Admission::Answered(with_probe(store_unavailable(err), probe)),
         };
-        let outcome = match claim {
+        let (outcome, answer) = match claim {
             Claim::Acquired(token) => {
-                return Ok(Admitted {
+                return Admission::New(Admitted {
                     verified,
                     event,
                     token,
                 })
             }
-            Claim::Done { same_payload } => Outcome::new(
-                StatusCode::OK,
-                OutcomeKind::Duplicate {
+            Claim::Done { same_payload } => {
+                let kind = OutcomeKind::Duplicate {
                     same_payload,
                     in_flight: false,
-                },
-            ),
+                };
+                let outcome = Outcome::new(StatusCode::OK, kind);
+                return Admission::Answered(with_probe(outcome, probe));
+            }
             Claim::InFlight {
                 same_payload,
                 expires_in,
@@ -265,7 +275,7 @@ impl Pipeline {
                     in_flight: true,
                 };
                 if in_flight == InFlightDuplicates::Acknowledge {
-                    Outcome::new(StatusCode::OK, kind)
+                    (Outcome::new(StatusCode::OK, kind), in_flight)
                 } else {
                     // Shared store with an in-process queue (the instance holding the run may
                     // die), or no hand-off at all (extractor style): a retry later finds the
@@ -273,14 +283,18 @@ impl Pipeline {
                     let wait = expires_in
                         .unwrap_or(Duration::from_secs(5))
                         .clamp(Duration::from_secs(1), Duration::from_secs(60));
-                    Outcome {
+                    let outcome = Outcome {
                         retry_after: Some(wait),
                         ..Outcome::new(StatusCode::SERVICE_UNAVAILABLE, kind)
-                    }
+                    };
+                    (outcome, in_flight)
                 }
             }
         };
-        Err(with_probe(outcome, probe))
+        Admission::InFlight {
+            outcome: with_probe(outcome, probe),
+            answer,
+        }
     }
     /// For the extractor style: authenticates, de-duplicates and parses the delivery, and
     /// hands the claimed run to the caller instead of the background workers. `Err` is the
@@ -311,9 +325,15 @@ impl Pipeline {
             verified,
             event,
             token,
-        } = self
+        } = match self
             .admit(headers, path, body, InFlightDuplicates::AskToRetry)
-            .await?;
+            .await
+        {
+            Admission::New(admitted) => admitted,
+            Admission::InFlight { outcome, .. } | Admission::Answered(outcome) => {
+                return Err(outcome)
+            }
+        };
         let guard = ClaimGuard {
             store: inner.store.clone(),
             key: event.dedup_key.clone(),
@@ -415,6 +435,27 @@ async fn verify_blocking(
         verifier.verify(&Delivery::new(&owned, &body).with_path(&path))
     });
     check.await.unwrap_or(Err(exact))
+}
+
+/// Where a delivery stands once [`Pipeline::admit`] is done with it.
+// `New` is large (the parsed event), but an admission lives for one match on the stack;
+// boxing it would cost an allocation on every delivery's path.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Admission {
+    /// Genuine and new: its run is claimed for this delivery.
+    New(Admitted),
+    /// Genuine, a duplicate of a run another delivery holds: answered with `outcome`, 200 or
+    /// 503 as `answer` says. An acknowledged one may still need the durable hand-off's append
+    /// ([`super::Receiver`]).
+    InFlight {
+        /// The answer so far.
+        outcome: Outcome,
+        /// How it was answered.
+        answer: InFlightDuplicates,
+    },
+    /// The delivery stops here with this answer: rejected, a duplicate of a run done, set
+    /// aside, or refused for now.
+    Answered(Outcome),
 }
 
 /// A genuine, new run, claimed: what authenticated it, its summary read, its claim's token.
