@@ -161,7 +161,7 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
         config.listen = listen;
     }
     if let Some(store) = &args.store {
-        config.store.clone_from(store);
+        config.store = store.parse()?;
     }
     if let Some(workers) = args.workers {
         config.workers = workers;
@@ -228,7 +228,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
     for route in routes.iter() {
         tracing::info!(route = %route.path, provider = %route.receiver.provider(), "route ready");
     }
-    tracing::info!(%address, store = %store_label(&config.store), queue = config.queue.as_str(), "listening");
+    tracing::info!(%address, store = %store_label(config.store.as_str()), queue = config.queue.as_str(), "listening");
     println!("listening on http://{address}");
     let reports =
         match app::serve_until(listener, routes, stop_signal(), config.drain_timeout()).await {

@@ -13,7 +13,7 @@ use runhook::{
     RedisStreamQueue, RetryPolicy, ShutdownReport, Verifier,
 };
 
-use super::config::{QueueKind, RouteSpec, ServeConfig};
+use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
 
 /// One receiving route as served.
@@ -168,23 +168,22 @@ pub fn stream_key(prefix: &str, path: &str) -> String {
     runhook::stream::stream_key(prefix, path)
 }
 
-/// The store a `--store` value names: `memory`, or a `redis://` (or `rediss://`) URL whose
-/// keys are `<prefix>:idem:<dedup key>`.
-pub async fn open_store(spec: &str, prefix: &str) -> Result<Arc<dyn IdempotencyStore>, String> {
-    if spec == "memory" {
-        return Ok(Arc::new(MemoryStore::new()));
+/// The store `spec` names; a Redis store's keys are `<prefix>:idem:<dedup key>`.
+pub async fn open_store(
+    spec: &StoreSpec,
+    prefix: &str,
+) -> Result<Arc<dyn IdempotencyStore>, String> {
+    match spec {
+        StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreSpec::Redis(url) => {
+            let store = RedisStore::builder()
+                .prefix(format!("{prefix}:idem:"))
+                .connect(url)
+                .await
+                .map_err(|e| format!("cannot use the Redis store: {e}"))?;
+            Ok(Arc::new(store))
+        }
     }
-    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        let store = RedisStore::builder()
-            .prefix(format!("{prefix}:idem:"))
-            .connect(spec)
-            .await
-            .map_err(|e| format!("cannot use the Redis store: {e}"))?;
-        return Ok(Arc::new(store));
-    }
-    Err(format!(
-        "--store {spec}: expected `memory` or a redis:// URL"
-    ))
 }
 
 /// The router: each route's POST, `GET /healthz` and `GET /metrics`.

@@ -24,8 +24,8 @@ pub struct ServeConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// `memory` or a `redis://` URL.
-    #[serde(default = "default_store")]
-    pub store: String,
+    #[serde(default)]
+    pub store: StoreSpec,
     /// Background workers per route.
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -123,6 +123,53 @@ pub struct RouteSpec {
     pub timestamp_tolerance_secs: Option<u64>,
 }
 
+/// Where claims are kept, as `--store` or `store =` names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StoreSpec {
+    /// In this process (`memory`, the default).
+    #[default]
+    Memory,
+    /// Redis at this `redis://` or `rediss://` URL, shared by every instance using it.
+    Redis(String),
+}
+
+impl StoreSpec {
+    /// The spec as given (`memory` or the URL, credentials included: not for logs).
+    pub fn as_str(&self) -> &str {
+        match self {
+            StoreSpec::Memory => "memory",
+            StoreSpec::Redis(url) => url,
+        }
+    }
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        if spec == "memory" {
+            Ok(StoreSpec::Memory)
+        } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+            Ok(StoreSpec::Redis(spec.to_string()))
+        } else {
+            // Only the scheme: the rest may hold a password.
+            let scheme = spec.split("://").next().unwrap_or_default();
+            Err(format!(
+                "--store {scheme}://...: expected `memory` or a redis:// URL"
+            ))
+        }
+    }
+}
+
+impl TryFrom<String> for StoreSpec {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<Self, String> {
+        spec.parse()
+    }
+}
+
 /// Where processed events go: exactly one of the three.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +217,7 @@ impl ServeConfig {
     pub fn new(routes: Vec<RouteSpec>, handler: HandlerSpec) -> Self {
         Self {
             listen: default_listen(),
-            store: default_store(),
+            store: StoreSpec::Memory,
             workers: default_workers(),
             queue_capacity: None,
             queue: QueueKind::default(),
@@ -233,8 +280,10 @@ impl ServeConfig {
 
     /// The store's Redis URL, if the store is Redis.
     pub fn redis_url(&self) -> Option<&str> {
-        let store = self.store.as_str();
-        (store.starts_with("redis://") || store.starts_with("rediss://")).then_some(store)
+        match &self.store {
+            StoreSpec::Memory => None,
+            StoreSpec::Redis(url) => Some(url),
+        }
     }
 
     /// How long a claim is held.
@@ -358,10 +407,6 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 
-fn default_store() -> String {
-    "memory".into()
-}
-
 fn default_workers() -> usize {
     4
 }
@@ -472,6 +517,22 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert!(ServeConfig::from_toml(&twice)
             .unwrap_err()
             .contains("twice"));
+    }
+
+    #[test]
+    fn a_store_spec_is_memory_or_a_redis_url() {
+        assert_eq!("memory".parse::<StoreSpec>(), Ok(StoreSpec::Memory));
+        for url in ["redis://127.0.0.1:6379", "rediss://user:pw@host:6380/0"] {
+            assert_eq!(url.parse::<StoreSpec>(), Ok(StoreSpec::Redis(url.into())));
+        }
+        let err = "postgres://admin:hunter2@db/x"
+            .parse::<StoreSpec>()
+            .unwrap_err();
+        assert!(err.contains("expected `memory` or a redis:// URL"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+        let err = ServeConfig::from_toml(&EXAMPLE.replace("store = \"memory\"", "store = \"mem\""))
+            .unwrap_err();
+        assert!(err.contains("expected `memory`"), "{err}");
     }
 
     #[test]
