@@ -210,7 +210,8 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
         jsonl: args.jsonl.clone(),
         exec: args.exec.clone(),
         forward: args.forward.clone(),
-    };
+    }
+    .kind()?;
     Ok(ServeConfig::new(vec![route], handler))
 }
 
@@ -258,7 +259,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
 
 /// Every configured route, sharing one store, handler and dead-letter sink.
 async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
-    let handler = handlers::build(&config.handler.kind()?)?;
+    let handler = handlers::build(&config.handler)?;
     let shared = Shared::from_config(config, handler).await?;
     let setup = QueueSetup::from_config(config);
     let mut routes = Vec::with_capacity(config.routes.len());

@@ -51,7 +51,8 @@ pub struct ServeConfig {
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u64,
     /// Where processed events go.
-    pub handler: HandlerSpec,
+    #[serde(deserialize_with = "handler_from_spec")]
+    pub handler: HandlerKind,
     /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
     /// when absent.
     #[serde(default)]
@@ -182,6 +183,13 @@ pub struct HandlerSpec {
     pub forward: Option<String>,
 }
 
+/// Reads a `[handler]` table as the one handler it must name.
+fn handler_from_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<HandlerKind, D::Error> {
+    HandlerSpec::deserialize(de)?
+        .kind()
+        .map_err(serde::de::Error::custom)
+}
+
 /// The one handler a [`HandlerSpec`] names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerKind {
@@ -214,7 +222,7 @@ impl HandlerSpec {
 
 impl ServeConfig {
     /// `routes` and `handler` with every other setting at its default.
-    pub fn new(routes: Vec<RouteSpec>, handler: HandlerSpec) -> Self {
+    pub fn new(routes: Vec<RouteSpec>, handler: HandlerKind) -> Self {
         Self {
             listen: default_listen(),
             store: StoreSpec::Memory,
@@ -275,7 +283,7 @@ impl ServeConfig {
                 "--queue redis-stream needs a Redis store: give --store redis://HOST:PORT".into(),
             );
         }
-        self.handler.kind().map(|_| ())
+        Ok(())
     }
 
     /// The store's Redis URL, if the store is Redis.
@@ -493,10 +501,7 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert_eq!(config.routes[0].secret_env.len(), 2);
         assert_eq!(config.routes[1].provider, Provider::TinyFish);
         assert_eq!(config.routes[1].secret_segment(), Ok(Some(2)));
-        assert_eq!(
-            config.handler.kind(),
-            Ok(HandlerKind::Jsonl("events.jsonl".into()))
-        );
+        assert_eq!(config.handler, HandlerKind::Jsonl("events.jsonl".into()));
     }
 
     #[test]
