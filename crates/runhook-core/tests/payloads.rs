@@ -464,3 +464,34 @@ fn raw_result_is_the_result_as_sent() {
     let event = RunEvent::parse_summary(Provider::TinyFish, &body[..]).unwrap();
     assert_eq!(event.raw_result(), RawResult::Json(br#"[1, {"a" : 2}]"#));
 }
+
+/// `payload_as` gives each platform's typed payload, and says why it cannot.
+#[test]
+fn payload_as_is_typed_per_platform() {
+    use runhook_core::payload::{PayloadAsError, SkyvernRun, SmartBrowseRun, TinyFishRun};
+
+    let tinyfish = parse(Provider::TinyFish, "tinyfish-completed.json");
+    let run: &TinyFishRun = tinyfish.payload_as().unwrap();
+    assert_eq!(run.run_id, tinyfish.run_id);
+    let smartbrowse = parse(Provider::SmartBrowse, "smartbrowse-completed.json");
+    assert!(smartbrowse.payload_as::<SmartBrowseRun>().is_ok());
+    let webrun = parse(Provider::WebRun, "webrun-full-response.json");
+    assert!(matches!(
+        webrun.payload_as::<WebRunPayload>(),
+        Ok(WebRunPayload::FullResponse(_))
+    ));
+    assert_eq!(
+        webrun.payload_as::<SkyvernRun>().unwrap_err(),
+        PayloadAsError::OtherProvider {
+            actual: Provider::WebRun,
+            wanted: Provider::Skyvern
+        }
+    );
+    // The summary reads, the full payload does not (a field of the wrong type).
+    let body = br#"{"run_id":"r","status":"completed","step_count":"many"}"#;
+    let event = RunEvent::parse_summary(Provider::Skyvern, &body[..]).unwrap();
+    assert!(matches!(
+        event.payload_as::<SkyvernRun>(),
+        Err(PayloadAsError::Unparseable(_))
+    ));
+}

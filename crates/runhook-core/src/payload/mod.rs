@@ -180,6 +180,68 @@ pub enum ProviderPayload {
     SmartBrowse(Box<SmartBrowseRun>),
 }
 
+/// A platform's typed payload, for [`RunEvent::payload_as`]: [`SkyvernRun`], [`TinyFishRun`],
+/// [`WebRunPayload`] or [`SmartBrowseRun`]. Sealed: the set follows [`ProviderPayload`].
+pub trait PayloadOf: sealed::Sealed + Sized {
+    /// The platform whose payload this is.
+    const PROVIDER: Provider;
+
+    /// This type's payload inside `payload`, if `payload` is this platform's.
+    fn of(payload: &ProviderPayload) -> Option<&Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! payload_of {
+    ($type:ty, $provider:ident, |$payload:ident| $extract:expr) => {
+        impl sealed::Sealed for $type {}
+
+        impl PayloadOf for $type {
+            const PROVIDER: Provider = Provider::$provider;
+
+            fn of($payload: &ProviderPayload) -> Option<&Self> {
+                $extract
+            }
+        }
+    };
+}
+
+payload_of!(SkyvernRun, Skyvern, |payload| match payload {
+    ProviderPayload::Skyvern(run) => Some(run),
+    _ => None,
+});
+payload_of!(TinyFishRun, TinyFish, |payload| match payload {
+    ProviderPayload::TinyFish(run) => Some(run),
+    _ => None,
+});
+payload_of!(WebRunPayload, WebRun, |payload| match payload {
+    ProviderPayload::WebRun(webrun) => Some(webrun),
+    _ => None,
+});
+payload_of!(SmartBrowseRun, SmartBrowse, |payload| match payload {
+    ProviderPayload::SmartBrowse(run) => Some(run),
+    _ => None,
+});
+
+/// Why [`RunEvent::payload_as`] has no payload of the asked type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadAsError {
+    /// The body is not the provider's payload.
+    #[error("{0}")]
+    Unparseable(PayloadError),
+    /// The event is another platform's.
+    #[error("the event is {actual}'s, not {wanted}'s")]
+    OtherProvider {
+        /// The event's platform.
+        actual: Provider,
+        /// The platform of the type asked for.
+        wanted: Provider,
+    },
+}
+
 /// One finished run, whatever platform reported it.
 ///
 /// The summary fields are read when the event is made; the typed payload (with the run's
@@ -289,6 +351,32 @@ impl RunEvent {
             ResultSpan::Absent => RawResult::Absent,
             ResultSpan::NotASlice => RawResult::NotASlice,
         }
+    }
+
+    /// The typed payload of the platform `T` belongs to, without matching on
+    /// [`ProviderPayload`] (read now if it was not yet).
+    ///
+    /// ```
+    /// use runhook_core::payload::{PayloadAsError, Provider, RunEvent, SkyvernRun, TinyFishRun};
+    ///
+    /// let body = br#"{"run_id":"wr_1","status":"completed","output":{"n":1}}"#;
+    /// let event = RunEvent::parse_summary(Provider::Skyvern, &body[..])?;
+    /// let run: &SkyvernRun = event.payload_as()?;
+    /// assert_eq!(run.output, Some(serde_json::json!({"n": 1})));
+    /// assert!(matches!(
+    ///     event.payload_as::<TinyFishRun>(),
+    ///     Err(PayloadAsError::OtherProvider { actual: Provider::Skyvern, wanted: Provider::TinyFish })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn payload_as<T: PayloadOf>(&self) -> Result<&T, PayloadAsError> {
+        let payload = self
+            .payload()
+            .map_err(|err| PayloadAsError::Unparseable(err.clone()))?;
+        T::of(payload).ok_or(PayloadAsError::OtherProvider {
+            actual: self.provider,
+            wanted: T::PROVIDER,
+        })
     }
 
     /// The typed payload as the platform sent it (read now if it was not yet).
