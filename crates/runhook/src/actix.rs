@@ -39,7 +39,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
@@ -52,9 +51,7 @@ use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
 use crate::receiver::OutcomeKind;
-use crate::receiver::{
-    ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver, VerifiedRun,
-};
+use crate::receiver::{ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background.
@@ -233,9 +230,9 @@ impl FromRequest for Webhook {
 /// your existing handlers, which then run inline, with the same semantics as
 /// [`tower::WebhookLayer`](crate::tower) (the table there): the body is read once under the
 /// receiver's rules and handed on unchanged (a downstream `web::Json<T>` still works), a
-/// [`VerifiedRun`] is in the request's extensions, a 2xx answer completes the claim and any
-/// other answer or an error releases it; a duplicate still in flight gets 503 with
-/// `Retry-After`, one already done gets 200 without calling your handler.
+/// [`VerifiedRun`](crate::VerifiedRun) is in the request's extensions, a 2xx answer completes
+/// the claim and any other answer or an error releases it; a duplicate still in flight gets
+/// 503 with `Retry-After`, one already done gets 200 without calling your handler.
 ///
 /// ```
 /// use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
@@ -344,11 +341,8 @@ where
             return Ok(request.into_response(response).map_into_right_body());
         }
     };
-    let (event, verified, claim) = claimed.into_parts();
-    request.extensions_mut().insert(VerifiedRun {
-        event: Arc::new(event),
-        verified,
-    });
+    let (run, claim) = claimed.into_verified_run();
+    request.extensions_mut().insert(run);
     request.set_payload(Payload::from(body));
     let answered = service.call(request).await;
     let answer = match &answered {

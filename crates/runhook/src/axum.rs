@@ -28,11 +28,12 @@
 //! ```
 
 use axum::body::Body;
-use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use axum::response::Response;
 use axum::routing::MethodRouter;
 
 use crate::receiver::{ClaimedEvent, InlineReceiver, Outcome, Receiver};
+use crate::tower::{read_request, request_path};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background: the receiver as a service
@@ -83,13 +84,10 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let receiver = InlineReceiver::from_ref(state);
-        let path = request_path(&request);
-        let (parts, body) = request.into_parts();
-        let declared = crate::content_length(&parts.headers);
-        let body = receiver
-            .read_body(&mut body.into_data_stream(), declared)
+        let (parts, body) = read_request(receiver.pipeline(), request)
             .await
             .map_err(|outcome| respond(&outcome))?;
+        let path = request_path(&parts);
         receiver
             .claim_event(&parts.headers, &path, body)
             .await
@@ -103,12 +101,4 @@ where
 /// connection, or one whose body was not read to its end, is dropped.
 pub fn respond(outcome: &Outcome) -> Response {
     crate::response::http_response::<Body>(outcome)
-}
-
-fn request_path(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<OriginalUri>()
-        .map_or_else(|| request.uri().path(), |uri| uri.path())
-        .to_string()
 }

@@ -44,7 +44,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -61,7 +60,7 @@ use crate::response::http_response;
 type ServiceFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 /// Reads `request`'s body under `receiver`'s rules; `Err` is the answer, already counted.
-async fn read_request<B>(
+pub(crate) async fn read_request<B>(
     pipeline: &Pipeline,
     request: Request<B>,
 ) -> Result<(http::request::Parts, Bytes), Outcome>
@@ -77,7 +76,7 @@ where
 
 /// The request's path as routed: behind axum's nesting, the original one (a `{secret}`
 /// segment of a nested route is in it).
-fn request_path(parts: &http::request::Parts) -> String {
+pub(crate) fn request_path(parts: &http::request::Parts) -> String {
     #[cfg(feature = "axum")]
     if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
         return original.path().to_string();
@@ -204,11 +203,8 @@ where
         Ok(claimed) => claimed,
         Err(outcome) => return Ok(http_response(&outcome)),
     };
-    let (event, verified, claim) = claimed.into_parts();
-    parts.extensions.insert(VerifiedRun {
-        event: Arc::new(event),
-        verified,
-    });
+    let (run, claim) = claimed.into_verified_run();
+    parts.extensions.insert(run);
     let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
     let answer = match &answered {
         Ok(response) => HandlerAnswer::of(response.status().as_u16()),

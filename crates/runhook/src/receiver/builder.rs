@@ -233,13 +233,14 @@ impl ReceiverBuilder {
         if let (Some(queue), None) = (&stream, &self.dead_letters) {
             self.dead_letters = Some(Arc::new(queue.dead_letters()));
         }
-        let pipeline = self.pipeline(|store| {
-            if !store.is_shared() || stream.is_some() {
+        let pipeline = self.pipeline()?;
+        let in_flight_duplicates = self.in_flight_duplicates.unwrap_or(
+            if !pipeline.store.is_shared() || stream.is_some() {
                 InFlightDuplicates::Acknowledge
             } else {
                 InFlightDuplicates::AskToRetry
-            }
-        })?;
+            },
+        );
         let context = WorkerContext {
             store: pipeline.store.clone(),
             handler,
@@ -265,7 +266,11 @@ impl ReceiverBuilder {
             )),
         };
         Ok(Receiver {
-            inner: Arc::new(Background { pipeline, hand_off }),
+            inner: Arc::new(Background {
+                pipeline,
+                hand_off,
+                in_flight_duplicates,
+            }),
         })
     }
 
@@ -280,18 +285,14 @@ impl ReceiverBuilder {
         if self.stream.is_some() {
             return Err(BuildError::StreamWithoutHandler);
         }
-        let pipeline = self.pipeline(|_| InFlightDuplicates::AskToRetry)?;
+        let pipeline = self.pipeline()?;
         Ok(InlineReceiver {
             pipeline: Arc::new(pipeline),
         })
     }
 
-    /// The shared part of both receivers; `in_flight_default` chooses how a duplicate of a run
-    /// in flight is answered when the builder was not told, from the store.
-    fn pipeline(
-        &mut self,
-        in_flight_default: impl FnOnce(&dyn IdempotencyStore) -> InFlightDuplicates,
-    ) -> Result<Pipeline, BuildError> {
+    /// The part both receivers share.
+    fn pipeline(&mut self) -> Result<Pipeline, BuildError> {
         let auth = self.auth.take().ok_or(BuildError::NoAuth)?;
         let credential_headers = match &auth {
             Auth::Fixed(verifier) => verifier
@@ -306,9 +307,6 @@ impl ReceiverBuilder {
             .store
             .take()
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
-        let in_flight_duplicates = self
-            .in_flight_duplicates
-            .unwrap_or_else(|| in_flight_default(&*store));
         let dead_letters = self
             .dead_letters
             .take()
@@ -321,7 +319,6 @@ impl ReceiverBuilder {
             body_limit: self.body_limit,
             body_read_timeout: self.body_read_timeout,
             lease: self.lease,
-            in_flight_duplicates,
             shutting_down: AtomicBool::new(false),
             keep_for: self.keep_for,
             counters: Arc::new(Counters::default()),

@@ -47,10 +47,15 @@ impl ClaimedEvent {
         self.claim.release().await;
     }
 
-    /// The run, what authenticated it, and the claim, for the middleware adapters.
+    /// What the middleware adapters put in the request's extensions, and the claim they
+    /// settle by the inner service's answer.
     #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn into_parts(self) -> (RunEvent, Verified, ClaimGuard) {
-        (self.event, self.verified, self.claim)
+    pub(crate) fn into_verified_run(self) -> (VerifiedRun, ClaimGuard) {
+        let run = VerifiedRun {
+            event: Arc::new(self.event),
+            verified: self.verified,
+        };
+        (run, self.claim)
     }
 }
 

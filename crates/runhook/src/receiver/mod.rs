@@ -81,6 +81,8 @@ pub struct Receiver {
 struct Background {
     pipeline: Pipeline,
     hand_off: HandOff,
+    /// How a duplicate of a run in flight is answered.
+    in_flight_duplicates: InFlightDuplicates,
 }
 
 impl Receiver {
@@ -173,19 +175,18 @@ impl Receiver {
     ) -> Outcome {
         let (inner, hand_off) = (&self.inner.pipeline, &self.inner.hand_off);
         let received_at = SystemTime::now();
-        let in_flight = inner.in_flight_duplicates;
+        let in_flight = self.inner.in_flight_duplicates;
         let admission = inner.admit(headers, path, body.clone(), in_flight).await;
         let Admitted { event, token, .. } = match admission {
             Admission::New(admitted) => admitted,
-            Admission::InFlight {
-                outcome,
-                answer: InFlightDuplicates::Acknowledge,
-            } if hand_off.is_durable() => {
+            Admission::InFlight(outcome)
+                if in_flight == InFlightDuplicates::Acknowledge && hand_off.is_durable() =>
+            {
                 return self
                     .append_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
                     .await
             }
-            Admission::InFlight { outcome, .. } | Admission::Answered(outcome) => return outcome,
+            Admission::InFlight(outcome) | Admission::Answered(outcome) => return outcome,
         };
         let probe = probe_of(&event);
         let job = Job {

@@ -56,8 +56,6 @@ pub(crate) struct Pipeline {
     pub(super) body_limit: usize,
     pub(super) body_read_timeout: Duration,
     pub(super) lease: Duration,
-    /// How [`super::Receiver::receive`] answers a duplicate of a run in flight.
-    pub(super) in_flight_duplicates: InFlightDuplicates,
     pub(super) shutting_down: AtomicBool,
     pub(super) keep_for: Duration,
     pub(super) counters: Arc<Counters>,
@@ -66,12 +64,7 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Reads a request body whole under this receiver's rules, for any framework: at most
-    /// [`Receiver::body_limit`] bytes, within [`Receiver::body_read_timeout`]. A body over the
-    /// limit is drained first (a bounded amount, so that the sender reads the 413 rather than a
-    /// reset). `content_length` is the request's declared length, if it has a valid one
-    /// ([`content_length`](crate::content_length) reads it). `Err` is the answer to send,
-    /// already counted; what is left of `chunks` then is unread.
+    /// Reads a request body under the limits; see [`super::Receiver::read_body`].
     pub(crate) async fn read_body<S, E>(
         &self,
         chunks: &mut S,
@@ -80,57 +73,56 @@ impl Pipeline {
     where
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let inner = self;
         let read = crate::body::read_limited(
             chunks,
             content_length,
-            inner.body_limit,
-            inner.body_read_timeout,
+            self.body_limit,
+            self.body_read_timeout,
         );
         let outcome = match read.await {
             Ok(body) => return Ok(body),
-            Err(ReadError::TooLarge) => Outcome::too_large(inner.body_limit),
+            Err(ReadError::TooLarge) => Outcome::too_large(self.body_limit),
             Err(ReadError::TimedOut) => {
                 tracing::info!(
-                    provider = %inner.provider,
-                    timeout_ms = inner.body_read_timeout.as_millis() as u64,
+                    provider = %self.provider,
+                    timeout_ms = self.body_read_timeout.as_millis() as u64,
                     "the body did not arrive in time; closing the connection"
                 );
-                Outcome::body_timeout(inner.body_read_timeout)
+                Outcome::body_timeout(self.body_read_timeout)
             }
             Err(ReadError::Broken) => {
                 Outcome::new(StatusCode::BAD_REQUEST, OutcomeKind::BodyUnreadable)
             }
         };
-        Counters::bump(&inner.counters.received);
+        Counters::bump(&self.counters.received);
         self.count(&outcome);
         Err(outcome)
     }
+
     pub(super) fn count(&self, outcome: &Outcome) {
-        let inner = self;
         match outcome.kind {
-            OutcomeKind::Accepted => Counters::bump(&inner.counters.accepted),
+            OutcomeKind::Accepted => Counters::bump(&self.counters.accepted),
             OutcomeKind::Duplicate { same_payload, .. } => {
-                Counters::bump(&inner.counters.duplicates);
+                Counters::bump(&self.counters.duplicates);
                 if !same_payload {
-                    Counters::bump(&inner.counters.duplicates_with_other_body);
+                    Counters::bump(&self.counters.duplicates_with_other_body);
                     tracing::warn!(
-                        provider = %inner.provider,
+                        provider = %self.provider,
                         key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str()),
                         "duplicate delivery with a different body than the first"
                     );
                 }
             }
             ref rejection => {
-                Counters::bump(&inner.counters.rejected);
+                Counters::bump(&self.counters.rejected);
                 let reason = match rejection {
-                    OutcomeKind::Unauthorized(_) => &inner.counters.rejected_unauthorized,
-                    OutcomeKind::TooLarge { .. } => &inner.counters.rejected_too_large,
+                    OutcomeKind::Unauthorized(_) => &self.counters.rejected_unauthorized,
+                    OutcomeKind::TooLarge { .. } => &self.counters.rejected_too_large,
                     OutcomeKind::Unparseable(_) | OutcomeKind::UnusableKey(_) => {
-                        &inner.counters.rejected_unparseable
+                        &self.counters.rejected_unparseable
                     }
                     OutcomeKind::Unavailable(_) | OutcomeKind::ShuttingDown => {
-                        &inner.counters.rejected_unavailable
+                        &self.counters.rejected_unavailable
                     }
                     _ => return,
                 };
@@ -138,6 +130,7 @@ impl Pipeline {
             }
         }
     }
+
     /// Everything up to and including the claim: the answer if the delivery stops here, or
     /// the claimed run.
     pub(super) async fn admit(
@@ -147,19 +140,18 @@ impl Pipeline {
         body: Bytes,
         in_flight: InFlightDuplicates,
     ) -> Admission {
-        let inner = self;
-        if inner.shutting_down.load(Ordering::Acquire) {
+        if self.shutting_down.load(Ordering::Acquire) {
             return Admission::Answered(Outcome::shutting_down());
         }
-        if body.len() > inner.body_limit {
+        if body.len() > self.body_limit {
             return Admission::Answered(Outcome::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 OutcomeKind::TooLarge {
-                    limit: inner.body_limit,
+                    limit: self.body_limit,
                 },
             ));
         }
-        let verifier: Arc<dyn Verifier> = match &inner.auth {
+        let verifier: Arc<dyn Verifier> = match &self.auth {
             Auth::Fixed(verifier) => verifier.clone(),
             Auth::Resolved(resolver) => match resolver.resolve(path, &body).await {
                 Ok(Some(verifier)) => verifier,
@@ -190,7 +182,7 @@ impl Pipeline {
         let verified = match verified {
             Ok(verified) => verified,
             Err(err) => {
-                tracing::info!(provider = %inner.provider, reason = %err, "rejected a delivery");
+                tracing::info!(provider = %self.provider, reason = %err, "rejected a delivery");
                 return Admission::Answered(Outcome::new(
                     err.status(),
                     OutcomeKind::Unauthorized(err),
@@ -202,17 +194,17 @@ impl Pipeline {
             .clone()
             .filter(|_| verified.body == BodyMatch::Canonical);
         if signed_body.is_some() {
-            Counters::bump(&inner.counters.canonical_fallback_matches);
-            tracing::info!(provider = %inner.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
+            Counters::bump(&self.counters.canonical_fallback_matches);
+            tracing::info!(provider = %self.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
         }
         // The summary, read once, here: the worker is handed the parsed event. A body that
         // is genuine but not the provider's payload is kept whole and answered 202.
-        let mut event = match RunEvent::parse_summary(inner.provider, body.clone()) {
+        let mut event = match RunEvent::parse_summary(self.provider, body.clone()) {
             Ok(event) => event,
             Err(PayloadError::RunIdTooLong { field, run_id }) => {
                 // Genuine, but its id cannot be a key: kept whole, findable by its id.
                 let probe = DedupProbe {
-                    dedup_key: format!("{}:{run_id}", inner.provider.as_str()),
+                    dedup_key: format!("{}:{run_id}", self.provider.as_str()),
                     run_id,
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
@@ -222,7 +214,7 @@ impl Pipeline {
             }
             Err(err) => {
                 // Keep the run's key with the letter when at least the id reads.
-                let probe = DedupProbe::read(inner.provider, &body).ok();
+                let probe = DedupProbe::read(self.provider, &body).ok();
                 let outcome = self.unparseable(headers, body, probe.as_ref(), err).await;
                 return Admission::Answered(match probe {
                     Some(probe) => with_probe(outcome, probe),
@@ -233,9 +225,9 @@ impl Pipeline {
         event.signed_body = signed_body;
         let probe = probe_of(&event);
         let fingerprint = Fingerprint::of(&body);
-        let claim = match inner
+        let claim = match self
             .store
-            .claim(&probe.dedup_key, inner.lease, fingerprint)
+            .claim(&probe.dedup_key, self.lease, fingerprint)
             .await
         {
             Ok(claim) => claim,
@@ -250,7 +242,7 @@ impl Pipeline {
             }
             Err(err) => return Admission::Answered(with_probe(store_unavailable(err), probe)),
         };
-        let (outcome, answer) = match claim {
+        let outcome = match claim {
             Claim::Acquired(token) => {
                 return Admission::New(Admitted {
                     verified,
@@ -275,7 +267,7 @@ impl Pipeline {
                     in_flight: true,
                 };
                 if in_flight == InFlightDuplicates::Acknowledge {
-                    (Outcome::new(StatusCode::OK, kind), in_flight)
+                    Outcome::new(StatusCode::OK, kind)
                 } else {
                     // Shared store with an in-process queue (the instance holding the run may
                     // die), or no hand-off at all (extractor style): a retry later finds the
@@ -283,19 +275,16 @@ impl Pipeline {
                     let wait = expires_in
                         .unwrap_or(Duration::from_secs(5))
                         .clamp(Duration::from_secs(1), Duration::from_secs(60));
-                    let outcome = Outcome {
+                    Outcome {
                         retry_after: Some(wait),
                         ..Outcome::new(StatusCode::SERVICE_UNAVAILABLE, kind)
-                    };
-                    (outcome, in_flight)
+                    }
                 }
             }
         };
-        Admission::InFlight {
-            outcome: with_probe(outcome, probe),
-            answer,
-        }
+        Admission::InFlight(with_probe(outcome, probe))
     }
+
     /// For the extractor style: authenticates, de-duplicates and parses the delivery, and
     /// hands the claimed run to the caller instead of the background workers. `Err` is the
     /// answer to send when there is nothing for the caller to do (rejected, duplicate, ...).
@@ -305,22 +294,21 @@ impl Pipeline {
         path: &str,
         body: Bytes,
     ) -> Result<ClaimedEvent, Outcome> {
-        let inner = self;
-        Counters::bump(&inner.counters.received);
+        Counters::bump(&self.counters.received);
         let result = self.claim_event_inner(headers, path, body).await;
         match &result {
-            Ok(_) => Counters::bump(&inner.counters.accepted),
+            Ok(_) => Counters::bump(&self.counters.accepted),
             Err(outcome) => self.count(outcome),
         }
         result
     }
+
     async fn claim_event_inner(
         &self,
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
     ) -> Result<ClaimedEvent, Outcome> {
-        let inner = self;
         let Admitted {
             verified,
             event,
@@ -330,16 +318,14 @@ impl Pipeline {
             .await
         {
             Admission::New(admitted) => admitted,
-            Admission::InFlight { outcome, .. } | Admission::Answered(outcome) => {
-                return Err(outcome)
-            }
+            Admission::InFlight(outcome) | Admission::Answered(outcome) => return Err(outcome),
         };
         let guard = ClaimGuard {
-            store: inner.store.clone(),
+            store: self.store.clone(),
             key: event.dedup_key.clone(),
             token,
-            keep_for: inner.keep_for,
-            counters: inner.counters.clone(),
+            keep_for: self.keep_for,
+            counters: self.counters.clone(),
             settled: false,
         };
         // The caller's handler runs now, on the typed payload: read it in full first.
@@ -359,6 +345,7 @@ impl Pipeline {
             }
         }
     }
+
     /// Keeps a genuine but unusable delivery whole in the dead letters and answers 202 with
     /// `kind`; 503 if the sink refuses it (the sender's retry brings it back).
     async fn set_aside(
@@ -369,25 +356,25 @@ impl Pipeline {
         reason: DeadLetterReason,
         kind: OutcomeKind,
     ) -> Outcome {
-        let inner = self;
-        tracing::warn!(provider = %inner.provider, %reason, "genuine delivery cannot be processed; dead-lettering it");
+        tracing::warn!(provider = %self.provider, %reason, "genuine delivery cannot be processed; dead-lettering it");
         let letter = DeadLetter {
-            provider: Some(inner.provider),
+            provider: Some(self.provider),
             dedup_key: probe.map(|p| p.dedup_key.clone()),
             run_id: probe.map(|p| p.run_id.clone()),
             reason,
             attempts: 0,
             received_at: SystemTime::now(),
-            headers: kept_headers(headers, &inner.credential_headers),
+            headers: kept_headers(headers, &self.credential_headers),
             body,
         };
-        if let Err(io) = inner.dead_letters.put(letter).await {
+        if let Err(io) = self.dead_letters.put(letter).await {
             tracing::error!(error = %io, "could not write a dead letter");
             return Outcome::unavailable(Unavailable::DeadLetters(io), Duration::from_secs(1));
         }
-        Counters::bump(&inner.counters.dead_lettered);
+        Counters::bump(&self.counters.dead_lettered);
         Outcome::new(StatusCode::ACCEPTED, kind)
     }
+
     /// A genuine run whose id cannot be a de-duplication key (`why`; the store's refusal when
     /// it was the store): kept whole with its key and id, answered 202.
     async fn unusable_key(
@@ -405,6 +392,7 @@ impl Pipeline {
             .await;
         with_probe(outcome, probe)
     }
+
     async fn unparseable(
         &self,
         headers: &(dyn HeaderLookup + Sync),
@@ -444,15 +432,10 @@ async fn verify_blocking(
 pub(super) enum Admission {
     /// Genuine and new: its run is claimed for this delivery.
     New(Admitted),
-    /// Genuine, a duplicate of a run another delivery holds: answered with `outcome`, 200 or
-    /// 503 as `answer` says. An acknowledged one may still need the durable hand-off's append
-    /// ([`super::Receiver`]).
-    InFlight {
-        /// The answer so far.
-        outcome: Outcome,
-        /// How it was answered.
-        answer: InFlightDuplicates,
-    },
+    /// Genuine, a duplicate of a run another delivery holds: answered 200 or 503 as the
+    /// caller's [`InFlightDuplicates`] said. An acknowledged one may still need the durable
+    /// hand-off's append ([`super::Receiver`]).
+    InFlight(Outcome),
     /// The delivery stops here with this answer: rejected, a duplicate of a run done, set
     /// aside, or refused for now.
     Answered(Outcome),
