@@ -34,6 +34,7 @@ pub mod canonical;
 mod error;
 mod headers;
 pub mod payload;
+pub mod platform;
 mod secret;
 mod verify;
 

@@ -73,6 +73,13 @@ pub trait Verifier: Send + Sync {
     fn credential_headers(&self) -> Vec<&str> {
         Vec::new()
     }
+
+    /// The schemes this verifier may accept a delivery by, so that a receiver can refuse one
+    /// its platform cannot satisfy ([`crate::platform::Platform::schemes`]). Empty (the
+    /// default, for a scheme of your own) means unknown: not checked.
+    fn schemes(&self) -> Vec<SchemeKind> {
+        Vec::new()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for Box<V> {
@@ -91,6 +98,10 @@ impl<V: Verifier + ?Sized> Verifier for Box<V> {
     fn credential_headers(&self) -> Vec<&str> {
         (**self).credential_headers()
     }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        (**self).schemes()
+    }
 }
 
 impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
@@ -108,6 +119,10 @@ impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
 
     fn credential_headers(&self) -> Vec<&str> {
         (**self).credential_headers()
+    }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        (**self).schemes()
     }
 }
 

@@ -42,9 +42,10 @@ pub struct ServeArgs {
     /// Environment variable holding an accepted secret; repeat during a key rotation.
     #[arg(long = "secret-env", value_name = "VAR")]
     secret_env: Vec<String>,
-    /// For a header token (WebRun, SmartBrowse): the header carrying it.
-    #[arg(long, value_name = "NAME", default_value = "authorization")]
-    header_name: String,
+    /// For a header token (WebRun, SmartBrowse): the header carrying it (default: the
+    /// platform's, `authorization`).
+    #[arg(long, value_name = "NAME")]
+    header_name: Option<String>,
     /// Accept deliveries without authentication (TinyFish and SmartBrowse sign nothing).
     #[arg(long)]
     unsigned: bool,

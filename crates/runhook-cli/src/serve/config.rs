@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runhook::payload::Provider;
+use runhook::platform::{DefaultScheme, Platform};
 use runhook::{
     HeaderToken, PathSecret, RetryPolicy, Secrets, SegmentPosition, SkyvernSignature, Unsigned,
     Verifier,
@@ -108,9 +109,10 @@ pub struct RouteSpec {
     /// Environment variables holding the accepted secrets (several during a key rotation).
     #[serde(default, deserialize_with = "one_or_many")]
     pub secret_env: Vec<String>,
-    /// For header tokens (WebRun, SmartBrowse): the header carrying it.
-    #[serde(default = "default_header_name")]
-    pub header_name: String,
+    /// For header tokens (WebRun, SmartBrowse): the header carrying it (default: the
+    /// platform's own, from the provider table).
+    #[serde(default)]
+    pub header_name: Option<String>,
     /// Accept deliveries without any authentication (TinyFish and SmartBrowse sign nothing).
     /// Chosen by name, never a default.
     #[serde(default)]
@@ -324,7 +326,7 @@ impl RouteSpec {
             path: path.into(),
             provider,
             secret_env,
-            header_name: default_header_name(),
+            header_name: None,
             unsigned: false,
             canonical_fallback: false,
             timestamp_tolerance_secs: None,
@@ -389,8 +391,19 @@ impl RouteSpec {
                 keys,
             )));
         }
-        match self.provider {
-            Provider::Skyvern => {
+        let platform = Platform::of(self.provider);
+        match (platform.default_scheme, &self.header_name) {
+            (DefaultScheme::HeaderToken { header }, name) => {
+                HeaderToken::new(name.as_deref().unwrap_or(header), keys)
+                    .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
+                    .map_err(|e| format!("{route}: {e}"))
+            }
+            (_, Some(_)) => Err(format!(
+                "{route}: {} sends no credential header; header_name is for header-token \
+                 routes (webrun, smartbrowse)",
+                platform.display_name
+            )),
+            (DefaultScheme::SkyvernSignature, None) => {
                 let mut scheme = SkyvernSignature::new(keys);
                 if self.canonical_fallback {
                     scheme = scheme.with_canonical_fallback();
@@ -400,13 +413,11 @@ impl RouteSpec {
                 }
                 Ok(Box::new(scheme))
             }
-            Provider::TinyFish => Err(format!(
-                "{route}: TinyFish signs nothing; put a {SECRET_SEGMENT} segment in the path \
-                 (a hard-to-guess URL) or set unsigned"
+            (DefaultScheme::PathSecret, None) => Err(format!(
+                "{route}: {} signs nothing; put a {SECRET_SEGMENT} segment in the path \
+                 (a hard-to-guess URL) or set unsigned",
+                platform.display_name
             )),
-            _ => HeaderToken::new(&self.header_name, keys)
-                .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
-                .map_err(|e| format!("{route}: {e}")),
         }
     }
 }
@@ -445,10 +456,6 @@ fn default_retry_backoff_ms() -> u64 {
 
 fn default_handler_timeout_secs() -> u64 {
     RetryPolicy::default().attempt_timeout.as_secs()
-}
-
-fn default_header_name() -> String {
-    "authorization".into()
 }
 
 fn provider_from_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {

@@ -1,6 +1,6 @@
 //! Accept a delivery if any one of several schemes does.
 
-use crate::error::{AuthError, ConfigError};
+use crate::error::{AuthError, ConfigError, SchemeKind};
 use crate::verify::{Delivery, Verified, Verifier};
 
 /// Tries each scheme in order and accepts with the first that succeeds; the success says which
@@ -69,6 +69,16 @@ impl Verifier for AnyOf {
             }
         }
         names
+    }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        let mut kinds = Vec::new();
+        for kind in self.schemes.iter().flat_map(|s| s.schemes()) {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        kinds
     }
 }
 

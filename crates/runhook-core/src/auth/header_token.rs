@@ -47,9 +47,13 @@ impl HeaderToken {
 
     /// Accepts any of `tokens` as the whole `Authorization` value (WebRun's `auth` setting).
     pub fn authorization(tokens: impl Into<Secrets>) -> Self {
-        let tokens: Secrets = tokens.into();
+        Self::in_known_header("authorization", tokens.into())
+    }
+
+    /// A scheme on a header name known to be valid and lowercase (the platform table's).
+    pub(crate) fn in_known_header(name: &'static str, tokens: Secrets) -> Self {
         Self {
-            name: Cow::Borrowed("authorization"),
+            name: Cow::Borrowed(name),
             tokens: DigestSet::new(tokens.iter().map(|t| t.expose().trim_ascii())),
         }
     }
@@ -74,6 +78,10 @@ impl Verifier for HeaderToken {
 
     fn credential_headers(&self) -> Vec<&str> {
         vec![&self.name]
+    }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        vec![SchemeKind::HeaderToken]
     }
 }
 

@@ -77,6 +77,10 @@ impl Verifier for PathSecret {
             .ok_or(AuthError::PathSecretMismatch)?;
         Ok(Verified::new(SchemeKind::PathSecret, index))
     }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        vec![SchemeKind::PathSecret]
+    }
 }
 
 impl std::fmt::Debug for PathSecret {

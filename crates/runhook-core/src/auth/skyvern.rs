@@ -209,6 +209,10 @@ impl Verifier for SkyvernSignature {
     fn credential_headers(&self) -> Vec<&str> {
         vec![Self::SIGNATURE_HEADER]
     }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        vec![SchemeKind::Skyvern]
+    }
 }
 
 fn hmac_sha256(key: &Secret, body: &[u8]) -> [u8; 32] {

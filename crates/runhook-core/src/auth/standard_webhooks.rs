@@ -133,6 +133,10 @@ impl Verifier for StandardWebhooks {
         verified.message_id = Some(id.to_string());
         Ok(verified)
     }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        vec![SchemeKind::StandardWebhooks]
+    }
 }
 
 fn mac(key: &Secret, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {

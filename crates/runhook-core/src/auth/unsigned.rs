@@ -43,4 +43,8 @@ impl Verifier for Unsigned {
             signed_body: None,
         })
     }
+
+    fn schemes(&self) -> Vec<SchemeKind> {
+        vec![SchemeKind::Unsigned]
+    }
 }

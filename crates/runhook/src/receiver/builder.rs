@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runhook_core::payload::Provider;
-use runhook_core::Verifier;
+use runhook_core::platform::Platform;
+use runhook_core::{SchemeKind, Verifier};
 use runhook_store::{IdempotencyStore, MemoryStore};
 
 use super::outcome::InFlightDuplicates;
@@ -78,6 +79,18 @@ pub enum BuildError {
     /// [`ReceiverBuilder::build_inline`] with a handler: the inline styles never call it.
     #[error("an inline receiver (extractor, middleware) runs your code, not a handler: drop .handler(...) or call .build()")]
     HandlerNotUsedInline,
+    /// The verifier checks a credential the route's platform never sends (a Skyvern route
+    /// checking a header token would refuse every genuine delivery); see
+    /// [`Platform::schemes`].
+    #[error("{provider} deliveries cannot carry a `{scheme}` credential; it can send: {sendable}")]
+    SchemeNotSent {
+        /// The route's platform.
+        provider: Provider,
+        /// The scheme it cannot satisfy.
+        scheme: SchemeKind,
+        /// What it can satisfy, for the message.
+        sendable: String,
+    },
 }
 
 impl ReceiverBuilder {
@@ -294,6 +307,9 @@ impl ReceiverBuilder {
     /// The part both receivers share.
     fn pipeline(&mut self) -> Result<Pipeline, BuildError> {
         let auth = self.auth.take().ok_or(BuildError::NoAuth)?;
+        if let Auth::Fixed(verifier) = &auth {
+            check_schemes(self.provider, &verifier.schemes())?;
+        }
         let credential_headers = match &auth {
             Auth::Fixed(verifier) => verifier
                 .credential_headers()
@@ -327,6 +343,25 @@ impl ReceiverBuilder {
     }
 }
 
+/// Refuses a scheme the platform cannot satisfy (an unknown, user-written scheme reports none
+/// and is not checked).
+fn check_schemes(provider: Provider, schemes: &[SchemeKind]) -> Result<(), BuildError> {
+    let platform = Platform::of(provider);
+    match schemes.iter().find(|scheme| !platform.sends(**scheme)) {
+        None => Ok(()),
+        Some(&scheme) => Err(BuildError::SchemeNotSent {
+            provider,
+            scheme,
+            sendable: platform
+                .schemes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +386,98 @@ mod tests {
             Receiver::builder(Provider::Skyvern).build_inline().err(),
             Some(BuildError::NoAuth)
         );
+    }
+
+    #[tokio::test]
+    async fn a_route_refuses_a_scheme_its_platform_never_sends() {
+        let token = || crate::HeaderToken::authorization(Secret::new("tok").unwrap());
+        let refused = Receiver::builder(Provider::Skyvern)
+            .verifier(token())
+            .build_inline()
+            .err();
+        assert!(
+            matches!(
+                refused,
+                Some(BuildError::SchemeNotSent {
+                    provider: Provider::Skyvern,
+                    scheme: SchemeKind::HeaderToken,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        // Inside an AnyOf too.
+        let any = crate::AnyOf::new(vec![
+            Box::new(crate::PathSecret::last_segment(Secret::new("p").unwrap())),
+            Box::new(token()),
+        ])
+        .unwrap();
+        let refused = Receiver::builder(Provider::TinyFish)
+            .verifier(any)
+            .build_inline()
+            .err();
+        assert!(matches!(refused, Some(BuildError::SchemeNotSent { .. })));
+        assert!(Receiver::builder(Provider::WebRun)
+            .verifier(token())
+            .build_inline()
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn platform_constructors_use_the_default_scheme() {
+        use http::HeaderMap;
+        let key = Secret::new("k_platform").unwrap();
+        let body = br#"{"run_id":"r1","status":"completed"}"#;
+        let signed: HeaderMap = HeaderMap::from_iter([(
+            http::HeaderName::from_static("x-skyvern-signature"),
+            crate::sign_skyvern(&key, body).parse().unwrap(),
+        )]);
+        let authorization: HeaderMap =
+            HeaderMap::from_iter([(http::header::AUTHORIZATION, "k_platform".parse().unwrap())]);
+        let none = HeaderMap::new();
+        let cases = [
+            (
+                Receiver::skyvern(key.clone()),
+                &signed,
+                "/hook",
+                &authorization,
+            ),
+            (
+                Receiver::tinyfish(key.clone()),
+                &none,
+                "/hook/k_platform",
+                &signed,
+            ),
+            (
+                Receiver::webrun(key.clone()),
+                &authorization,
+                "/hook",
+                &signed,
+            ),
+            (
+                Receiver::smartbrowse(key.clone()),
+                &authorization,
+                "/hook",
+                &none,
+            ),
+        ];
+        for (builder, accepted, path, refused) in cases {
+            let receiver = builder.build_inline().unwrap();
+            let provider = receiver.provider();
+            let body = bytes::Bytes::from_static(body);
+            // Genuine: claimed, or (not this platform's payload) accepted for review; never 401.
+            let genuine = receiver
+                .claim_event(accepted, path, body.clone())
+                .await
+                .err()
+                .map(|outcome| outcome.status);
+            assert_ne!(genuine, Some(http::StatusCode::UNAUTHORIZED), "{provider}");
+            let answer = receiver
+                .claim_event(refused, "/hook/other", body)
+                .await
+                .err()
+                .map(|outcome| outcome.status);
+            assert_eq!(answer, Some(http::StatusCode::UNAUTHORIZED), "{provider}");
+        }
     }
 }

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::Provider;
-use runhook_core::HeaderLookup;
+use runhook_core::platform::Platform;
+use runhook_core::{HeaderLookup, Secrets};
 
 pub use builder::{
     BuildError, ReceiverBuilder, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
@@ -105,6 +106,49 @@ impl Receiver {
     /// ```
     pub fn builder(provider: Provider) -> ReceiverBuilder {
         ReceiverBuilder::new(provider)
+    }
+
+    /// A builder for `provider` that authenticates with the platform's default scheme
+    /// ([`Platform::default_scheme`]) and `secrets` as its keys: Skyvern's signature, TinyFish's
+    /// secret last path segment, WebRun's and SmartBrowse's `Authorization` token.
+    ///
+    /// ```
+    /// use runhook::payload::Provider;
+    /// use runhook::{Receiver, Secret};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let skyvern = Receiver::for_platform(Provider::Skyvern, Secret::new("sk_live_example")?)
+    ///     .build_inline()?;
+    /// # let _ = skyvern; Ok(()) }
+    /// ```
+    pub fn for_platform(provider: Provider, secrets: impl Into<Secrets>) -> ReceiverBuilder {
+        let scheme = Platform::of(provider).default_scheme;
+        Self::builder(provider).verifier(scheme.verifier(secrets))
+    }
+
+    /// A Skyvern route: `x-skyvern-signature` checked against `api_keys` (the account's API
+    /// key; several while rotating).
+    pub fn skyvern(api_keys: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::Skyvern, api_keys)
+    }
+
+    /// A TinyFish route: TinyFish signs nothing, so the webhook URL's last path segment must be
+    /// one of `path_secrets` (register `https://…/webhooks/tinyfish/<secret>`).
+    pub fn tinyfish(path_secrets: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::TinyFish, path_secrets)
+    }
+
+    /// A WebRun route (`full_response` and `just_ping`): the webhook's `auth` value, sent as
+    /// `Authorization`, must be one of `tokens` (the whole value, e.g. `Bearer …`).
+    pub fn webrun(tokens: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::WebRun, tokens)
+    }
+
+    /// A SmartBrowse route: the recipe's custom `Authorization` header must be one of
+    /// `tokens`. For another header name, use [`Receiver::builder`] with a
+    /// [`HeaderToken`](crate::HeaderToken).
+    pub fn smartbrowse(tokens: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::SmartBrowse, tokens)
     }
 
     /// The provider this route receives.
