@@ -4,16 +4,12 @@
 //! Run: `WEBRUN_WEBHOOK_AUTH='Bearer ...' cargo run -p runhook-examples --example actix_webrun`
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
-use runhook::payload::Provider;
-use runhook::{HeaderToken, Receiver};
+use runhook::Receiver;
 use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let webrun = Receiver::builder(Provider::WebRun)
-        .verifier(HeaderToken::authorization(secret_from_env(
-            "WEBRUN_WEBHOOK_AUTH",
-        )?))
+    let webrun = Receiver::webrun(secret_from_env("WEBRUN_WEBHOOK_AUTH")?)
         .store(store_from_env().await?)
         .handler(print_processed)
         .build()?;

@@ -3,14 +3,12 @@
 //! Run: `SKYVERN_API_KEY=sk_... cargo run -p runhook-examples --example axum_skyvern`
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
-use runhook::payload::Provider;
-use runhook::{Receiver, SkyvernSignature};
+use runhook::Receiver;
 use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let skyvern = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(secret_from_env("SKYVERN_API_KEY")?))
+    let skyvern = Receiver::skyvern(secret_from_env("SKYVERN_API_KEY")?)
         .store(store_from_env().await?)
         .handler(print_processed)
         .build()?;

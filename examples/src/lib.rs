@@ -1,9 +1,10 @@
 //! What the runnable examples share: configuration from the environment and a handler that
 //! reports each processed run. See the `[[example]]` entries in Cargo.toml.
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use runhook::payload::RunEvent;
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
@@ -41,4 +42,39 @@ pub async fn print_processed(event: Arc<RunEvent>) -> Result<(), std::io::Error>
     let mut out = std::io::stdout().lock();
     writeln!(out, "processed {} {}", event.provider, event.run_id)?;
     out.flush()
+}
+
+/// The part of a run's body the middleware examples read with their framework's JSON
+/// extractor.
+#[derive(Debug, serde::Deserialize)]
+pub struct RunBody {
+    /// The platform's run id.
+    pub run_id: String,
+}
+
+/// The middleware examples' endpoint logic: prints `processed skyvern <run_id>`, except that
+/// a run whose id starts with `fail_once_` fails the first time it is seen, printing nothing.
+#[derive(Debug, Default)]
+pub struct FailOnce {
+    failed: Mutex<HashSet<String>>,
+}
+
+/// The endpoint failed this time on purpose (a `fail_once_` run seen for the first time).
+#[derive(Debug)]
+pub struct FailedOnPurpose;
+
+impl FailOnce {
+    /// Processes `body`: `Err` the first time a `fail_once_` run is seen, else prints it.
+    pub fn process(&self, body: &RunBody) -> Result<(), FailedOnPurpose> {
+        if body.run_id.starts_with("fail_once_") {
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            if failed.insert(body.run_id.clone()) {
+                return Err(FailedOnPurpose);
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "processed skyvern {}", body.run_id);
+        let _ = out.flush();
+        Ok(())
+    }
 }

@@ -8,8 +8,11 @@
 //! | Skyvern | [`SkyvernSignature`]: hex HMAC-SHA256 of the raw body in `x-skyvern-signature` |
 //! | WebRun | [`HeaderToken::authorization`]: the configured `auth` value in `Authorization` |
 //! | SmartBrowse | [`PathSecret`] and/or [`HeaderToken`] |
-//! | TinyFish | [`Unsigned`], chosen by name: nothing is authenticated |
+//! | TinyFish | [`PathSecret`] (its only credential), or [`Unsigned`] chosen by name |
 //! | many others | [`StandardWebhooks`] |
+//!
+//! What runhook knows about each platform (its default scheme, the schemes it can send, how
+//! its sender retries, its run API) is in one table: [`platform::Platform`].
 //!
 //! ```
 //! use runhook_core::{sign_skyvern, Delivery, SchemeKind, Secret, SkyvernSignature, Verifier};

@@ -1,0 +1,293 @@
+//! The two middleware examples (`axum_middleware`, `actix_middleware`) as a user runs them:
+//! each example binary is started as its own process on a free port and driven over real
+//! HTTP. What its endpoint processed is read from its standard output (`processed skyvern
+//! <run_id>`, one line per call that got through).
+//!
+//! The binaries are the ones `cargo test` builds for this package's examples (it builds them
+//! before running tests); run alone, a missing one is built first.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use runhook::{sign_skyvern, Secret};
+use serde_json::Value;
+
+const KEY: &str = "sk_test_middleware_examples";
+const ROUTE: &str = "/webhooks/skyvern";
+/// How long anything may take before a test fails: generous, it bounds only a broken run.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The example's binary, built by `cargo test` beside this test's own executable.
+fn example_binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let profile_dir = test_exe.parent().unwrap().parent().unwrap();
+    let binary = profile_dir.join("examples").join(name);
+    if !binary.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "runhook-examples", "--example", name])
+            .status()
+            .unwrap();
+        assert!(built.success(), "cargo build --example {name} failed");
+    }
+    binary
+}
+
+/// One running example process; killed when dropped.
+struct Example {
+    child: Child,
+    base: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Example {
+    /// Starts example `name` (with Redis as its store when `redis` is set) and waits until it
+    /// accepts connections.
+    fn start(name: &str, redis: Store) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(example_binary(name));
+        command
+            .env("SKYVERN_API_KEY", KEY)
+            .env("PORT", port.to_string())
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Store::Redis = redis {
+            require_redis();
+            command.env("REDIS_URL", "redis://127.0.0.1:6379");
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{name} never listened");
+            assert!(child.try_wait().unwrap().is_none(), "{name} exited early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stdout,
+        }
+    }
+
+    /// How many times the endpoint processed `run_id`, once every call answered so far has
+    /// printed: a marker run is delivered and waited for first (standard output is ordered).
+    async fn processed(&self, run_id: &str) -> usize {
+        let marker = unique("marker");
+        assert_eq!(self.post_signed(&skyvern_body(&marker)).await.0, 200);
+        let deadline = Instant::now() + WAIT;
+        let line = |id: &str| format!("processed skyvern {id}");
+        loop {
+            {
+                let lines = self.stdout.lock().unwrap();
+                if lines.contains(&line(&marker)) {
+                    return lines.iter().filter(|l| **l == line(run_id)).count();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the marker run was never printed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn post(&self, body: Vec<u8>, signature: Option<&str>) -> (u16, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{ROUTE}", self.base))
+            .header("content-type", "application/json")
+            .timeout(WAIT)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-skyvern-signature", signature);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    async fn post_signed(&self, body: &[u8]) -> (u16, String) {
+        let signature = sign_skyvern(&Secret::new(KEY).unwrap(), body);
+        self.post(body.to_vec(), Some(&signature)).await
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the example keeps its claims.
+#[derive(Clone, Copy)]
+enum Store {
+    Memory,
+    Redis,
+}
+
+fn require_redis() {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:6379".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    assert!(
+        up,
+        "this test needs Redis on 127.0.0.1:6379; start one with \
+         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no`"
+    );
+}
+
+/// A run id no other test (or earlier run of this one, with Redis) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The example delivery in `examples/deliveries/` (a real Skyvern body, pretty-printed as
+/// Skyvern sends it) with `run_id` as its run.
+fn skyvern_body(run_id: &str) -> Vec<u8> {
+    let mut body: Value =
+        serde_json::from_str(include_str!("../deliveries/skyvern-completed.json")).unwrap();
+    body["run_id"] = run_id.into();
+    body["task_id"] = run_id.into();
+    serde_json::to_vec_pretty(&body).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios, each run against both examples.
+
+async fn genuine_once_duplicate_answered_without_a_call(name: &str, store: Store) {
+    let example = Example::start(name, store);
+    let run = unique("run");
+    let body = skyvern_body(&run);
+    assert_eq!(example.post_signed(&body).await.0, 200);
+    let (status, answer) = example.post_signed(&body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(example.processed(&run).await, 1);
+}
+
+async fn fifty_concurrent_copies_are_handled_once(name: &str) {
+    let example = Arc::new(Example::start(name, Store::Memory));
+    let run = unique("burst");
+    let body = skyvern_body(&run);
+    let copies: Vec<_> = (0..50)
+        .map(|_| {
+            let (example, body) = (example.clone(), body.clone());
+            tokio::spawn(async move { example.post_signed(&body).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for copy in copies {
+        statuses.push(copy.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert_eq!(example.processed(&run).await, 1);
+}
+
+async fn bad_signatures_get_401_and_are_never_handled(name: &str) {
+    let example = Example::start(name, Store::Memory);
+    let run = unique("forged");
+    let body = skyvern_body(&run);
+    let forged = sign_skyvern(&Secret::new("sk_not_the_key").unwrap(), &body);
+    assert_eq!(example.post(body.clone(), Some(&forged)).await.0, 401);
+    assert_eq!(example.post(body.clone(), None).await.0, 401);
+    // The same JSON re-serialized (compact) no longer carries the signature of its bytes.
+    let genuine = sign_skyvern(&Secret::new(KEY).unwrap(), &body);
+    let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
+    assert_ne!(compact, body);
+    assert_eq!(example.post(compact, Some(&genuine)).await.0, 401);
+    assert_eq!(example.processed(&run).await, 0);
+}
+
+async fn a_failed_endpoint_lets_the_retry_run(name: &str) {
+    let example = Example::start(name, Store::Memory);
+    let run = unique("fail_once_");
+    let body = skyvern_body(&run);
+    assert_eq!(example.post_signed(&body).await.0, 500);
+    assert_eq!(example.processed(&run).await, 0);
+    assert_eq!(example.post_signed(&body).await.0, 200);
+    assert_eq!(example.post_signed(&body).await.0, 200);
+    assert_eq!(example.processed(&run).await, 1);
+}
+
+async fn three_mib_gets_a_readable_413(name: &str) {
+    let example = Example::start(name, Store::Memory);
+    let run = unique("big");
+    let mut body = skyvern_body(&run);
+    let padding = format!(r#","padding":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    body.pop(); // the closing brace
+    body.extend_from_slice(padding.as_bytes());
+    let (status, answer) = example.post_signed(&body).await;
+    assert_eq!(status, 413);
+    assert!(answer.contains("body larger than"), "{answer}");
+    assert_eq!(example.processed(&run).await, 0);
+}
+
+macro_rules! both_examples {
+    ($($scenario:ident),* $(,)?) => {
+        mod axum_middleware {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario("axum_middleware").await;
+                }
+            )*
+        }
+        mod actix_middleware {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario("actix_middleware").await;
+                }
+            )*
+        }
+    };
+}
+
+async fn genuine_once_with_the_memory_store(name: &str) {
+    genuine_once_duplicate_answered_without_a_call(name, Store::Memory).await;
+}
+
+async fn genuine_once_with_redis(name: &str) {
+    genuine_once_duplicate_answered_without_a_call(name, Store::Redis).await;
+}
+
+both_examples!(
+    genuine_once_with_the_memory_store,
+    genuine_once_with_redis,
+    fifty_concurrent_copies_are_handled_once,
+    bad_signatures_get_401_and_are_never_handled,
+    a_failed_endpoint_lets_the_retry_run,
+    three_mib_gets_a_readable_413,
+);
