@@ -24,9 +24,10 @@ use crate::worker::{RetryPolicy, WorkerContext};
 /// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// How long the adapters wait for a whole body unless [`ReceiverBuilder::body_read_timeout`]
-/// says otherwise: 10 s, the senders' own timeout (WebRun's is 30 s: raise it for WebRun
-/// routes). A sender still sending by then has given up on its side anyway.
+/// How long the adapters wait for a whole body on a Skyvern, TinyFish or SmartBrowse route
+/// unless [`ReceiverBuilder::body_read_timeout`] says otherwise: 10 s, the senders' own
+/// timeout. Each route's default is its platform's [`Platform::answer_within`] (WebRun's is
+/// 30 s); a sender still sending by then has given up on its side anyway.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a claim is held unless [`ReceiverBuilder::lease`] says otherwise: 30 s, renewed
@@ -103,7 +104,7 @@ impl ReceiverBuilder {
             handler: None,
             dead_letters: None,
             body_limit: DEFAULT_BODY_LIMIT,
-            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_read_timeout: Platform::of(provider).answer_within(),
             queue_capacity: None,
             workers: 4,
             lease: DEFAULT_LEASE,
@@ -151,8 +152,9 @@ impl ReceiverBuilder {
         self
     }
 
-    /// How long the framework adapters wait for the whole body (default
-    /// [`DEFAULT_BODY_READ_TIMEOUT`], 10 s), counted from the moment they start reading it.
+    /// How long the framework adapters wait for the whole body (default: the platform's
+    /// [`Platform::answer_within`], 10 s or WebRun's 30 s), counted from the moment they start
+    /// reading it.
     /// A sender that stalls or trickles the body is answered 408 and its connection closed
     /// when the time is up, so that slow senders cannot hold connections and memory forever.
     /// It bounds the whole body, not the pause between two pieces of it: a byte every second
@@ -464,6 +466,10 @@ mod tests {
         for (builder, accepted, path, refused) in cases {
             let receiver = builder.build_inline().unwrap();
             let provider = receiver.provider();
+            assert_eq!(
+                receiver.body_read_timeout(),
+                Platform::of(provider).answer_within()
+            );
             let body = bytes::Bytes::from_static(body);
             // Genuine: claimed, or (not this platform's payload) accepted for review; never 401.
             let genuine = receiver
