@@ -1445,6 +1445,10 @@ mod regressions {
         async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
             self.0.renew(key, token, lease).await
         }
+
+        async fn state(&self, key: &str) -> Result<runhook::store::KeyState, StoreError> {
+            self.0.state(key).await
+        }
     }
 
     /// A dropped `ClaimedEvent` releases its claim in a background task, a moment later. A

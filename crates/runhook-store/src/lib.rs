@@ -63,7 +63,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod expect;
+mod expect_memory;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_expect;
 #[cfg(feature = "redis")]
 mod redis_store;
 mod types;
@@ -71,11 +75,12 @@ mod types;
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use expect::{Expectation, Expectations, Expected, Window, DEFAULT_MAX_EXPECTATIONS};
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
-pub use types::{Claim, Fingerprint, ParseHexError, Token};
+pub use types::{Claim, Fingerprint, KeyState, ParseHexError, Token};
 
 /// The longest key a store accepts unless configured otherwise, in bytes.
 ///
@@ -149,10 +154,25 @@ pub trait IdempotencyStore: Send + Sync {
     /// [`StoreError::Unavailable`] when the backend cannot answer.
     async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError>;
 
+    /// Where the key stands now, without claiming it (a reconciler asks before fetching a
+    /// run from its platform).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend cannot answer, and the validation errors
+    /// for a bad key.
+    async fn state(&self, key: &str) -> Result<KeyState, StoreError>;
+
     /// Whether other processes share this store's records (Redis: `true`; memory: `false`).
     /// A receiver uses it to choose how to answer a duplicate of a run still in flight.
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// The expected runs kept in this store's backend (see [`Expectations`]), if it keeps
+    /// any. Both stores here do; a store of your own may not (reconciliation then cannot be
+    /// configured with it).
+    fn expectations(&self) -> Option<&dyn Expectations> {
+        None
     }
 }
 

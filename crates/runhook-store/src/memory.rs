@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 use siphasher::sip128::{Hasher128 as _, SipHasher13};
 
-use crate::{check_duration, check_key, Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use crate::expect_memory::MemoryExpectations;
+use crate::{
+    check_duration, check_key, Claim, Expectations, Fingerprint, IdempotencyStore, KeyState,
+    StoreError, Token,
+};
 
 /// Completed records kept by default.
 const DEFAULT_CAPACITY: usize = 100_000;
@@ -75,6 +79,7 @@ pub struct MemoryStore {
     max_key_len: usize,
     capacity: usize,
     max_in_flight: usize,
+    expectations: MemoryExpectations,
 }
 
 /// Configures a [`MemoryStore`]; start with [`MemoryStore::builder`].
@@ -84,6 +89,7 @@ pub struct MemoryStoreBuilder {
     max_in_flight: usize,
     shards: Option<usize>,
     max_key_len: usize,
+    max_expectations: usize,
 }
 
 /// Counts of what a [`MemoryStore`] holds right now (lapsed records included until swept).
@@ -155,6 +161,7 @@ impl Default for MemoryStoreBuilder {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             shards: None,
             max_key_len: crate::DEFAULT_MAX_KEY_LEN,
+            max_expectations: crate::DEFAULT_MAX_EXPECTATIONS,
         }
     }
 }
@@ -188,6 +195,14 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// How many expected runs each scope (platform) may hold (default
+    /// [`DEFAULT_MAX_EXPECTATIONS`](crate::DEFAULT_MAX_EXPECTATIONS), at least 1); beyond it,
+    /// [`Expectations::expect`] answers [`StoreError::Full`].
+    pub fn max_expectations(mut self, max: usize) -> Self {
+        self.max_expectations = max.max(1);
+        self
+    }
+
     /// Builds the store. The hash index of done records is reserved up front (resident only
     /// as it fills); records are allocated as they arrive.
     pub fn build(self) -> MemoryStore {
@@ -218,6 +233,7 @@ impl MemoryStoreBuilder {
             max_key_len: self.max_key_len,
             capacity: self.capacity,
             max_in_flight: self.max_in_flight,
+            expectations: MemoryExpectations::new(self.max_expectations),
         }
     }
 }
@@ -369,6 +385,20 @@ impl MemoryStore {
         let key = self.digest(key);
         let now = self.now();
         self.shard(key).take_held(key, token, now).map(drop)
+    }
+
+    fn state_now(&self, key: &str) -> Result<KeyState, StoreError> {
+        check_key(key, self.max_key_len)?;
+        let key = self.digest(key);
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if shard.done.get_live(key, now).is_some() {
+            return Ok(KeyState::Done);
+        }
+        Ok(match shard.in_flight.get(&key) {
+            Some(held) if held.expires > now => KeyState::InFlight,
+            _ => KeyState::Absent,
+        })
     }
 
     fn renew_now(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
@@ -654,6 +684,14 @@ impl IdempotencyStore for MemoryStore {
 
     async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
         self.renew_now(key, token, lease)
+    }
+
+    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+        self.state_now(key)
+    }
+
+    fn expectations(&self) -> Option<&dyn Expectations> {
+        Some(&self.expectations)
     }
 }
 

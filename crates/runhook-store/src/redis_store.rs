@@ -7,7 +7,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
-use crate::{check_duration, check_key, Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use crate::{
+    check_duration, check_key, Claim, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
+};
 
 /// Default key prefix.
 const DEFAULT_PREFIX: &str = "runhook:idem:";
@@ -135,8 +137,10 @@ static READ: LazyLock<Script> = LazyLock::new(|| Script::new(READ_LUA));
 /// ```
 #[derive(Clone)]
 pub struct RedisStore<C = ConnectionManager> {
-    conn: C,
+    pub(crate) conn: C,
     prefix: String,
+    pub(crate) expect_prefix: String,
+    pub(crate) max_expectations: usize,
     timeout: Duration,
     max_key_len: usize,
 }
@@ -145,6 +149,8 @@ pub struct RedisStore<C = ConnectionManager> {
 #[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     prefix: String,
+    expect_prefix: Option<String>,
+    max_expectations: usize,
     timeout: Duration,
     max_key_len: usize,
     reconnect_attempts: usize,
@@ -154,6 +160,8 @@ impl Default for RedisStoreBuilder {
     fn default() -> Self {
         RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
+            expect_prefix: None,
+            max_expectations: crate::DEFAULT_MAX_EXPECTATIONS,
             timeout: DEFAULT_TIMEOUT,
             max_key_len: crate::DEFAULT_MAX_KEY_LEN,
             reconnect_attempts: 2,
@@ -166,6 +174,20 @@ impl RedisStoreBuilder {
     /// sharing a Redis.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// The prefix of the expectation keys (default: the claim prefix with a trailing
+    /// `idem:` replaced by `expect:`, else with `expect:` appended: `runhook:expect:`).
+    pub fn expectations_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.expect_prefix = Some(prefix.into());
+        self
+    }
+
+    /// How many expected runs each scope (platform) may hold (default
+    /// [`DEFAULT_MAX_EXPECTATIONS`](crate::DEFAULT_MAX_EXPECTATIONS), at least 1).
+    pub fn max_expectations(mut self, max: usize) -> Self {
+        self.max_expectations = max.max(1);
         self
     }
 
@@ -227,8 +249,16 @@ impl RedisStoreBuilder {
     where
         C: ConnectionLike + Clone + Send + Sync + 'static,
     {
+        let expect_prefix =
+            self.expect_prefix
+                .unwrap_or_else(|| match self.prefix.strip_suffix("idem:") {
+                    Some(base) => format!("{base}expect:"),
+                    None => format!("{}expect:", self.prefix),
+                });
         RedisStore {
             conn,
+            expect_prefix,
+            max_expectations: self.max_expectations,
             prefix: self.prefix,
             timeout: self.timeout,
             max_key_len: self.max_key_len,
@@ -262,7 +292,7 @@ impl<C> std::fmt::Debug for RedisStore<C> {
 }
 
 /// How a Redis call failed.
-enum Failure {
+pub(crate) enum Failure {
     /// The command cannot have been applied (refused connection, error reply).
     Definite(StoreError),
     /// The command may have been applied: timeout or a connection lost after sending.
@@ -312,7 +342,7 @@ where
         Ok(k)
     }
 
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, Failure> {
@@ -427,6 +457,19 @@ where
 {
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+        let key = self.full_key(key)?;
+        Ok(match self.read(&key).await? {
+            None => KeyState::Absent,
+            Some(stored) if stored.state == State::Done => KeyState::Done,
+            Some(_) => KeyState::InFlight,
+        })
+    }
+
+    fn expectations(&self) -> Option<&dyn crate::Expectations> {
+        Some(self)
     }
 
     async fn claim(

@@ -245,3 +245,15 @@ mod tests {
         assert_eq!(dup.same_payload(), Some(false));
     }
 }
+
+/// Where a key stands, as [`IdempotencyStore::state`](crate::IdempotencyStore::state) reads
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// No record: never claimed, released, or its done window passed.
+    Absent,
+    /// Claimed, its lease running.
+    InFlight,
+    /// Processed, within its done window.
+    Done,
+}

@@ -13,7 +13,9 @@ use clap::Args;
 use http::{HeaderMap, HeaderName};
 use runhook::canonical::SkyvernRequest;
 use runhook::payload::{Provider, RunEvent};
-use runhook::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore, StoreError, Token};
+use runhook::store::{
+    Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, MemoryStore, StoreError, Token,
+};
 use runhook::{Clock as _, MemoryDeadLetters, RetryPolicy, Secret, Secrets, SystemClock};
 
 use super::canonicalize::reserialized_explanation_with;
@@ -507,5 +509,13 @@ impl IdempotencyStore for OutageOnce {
 
     async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
         self.inner.renew(key, token, lease).await
+    }
+
+    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+        self.inner.state(key).await
+    }
+
+    fn expectations(&self) -> Option<&dyn Expectations> {
+        self.inner.expectations()
     }
 }

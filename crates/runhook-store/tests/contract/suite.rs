@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use runhook_store::{
+    Claim, Expectation, Expected, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
+    Window,
+};
 use tokio::sync::Barrier;
 
 pub type Store = Arc<dyn IdempotencyStore>;
@@ -299,6 +302,123 @@ pub async fn mutual_exclusion_under_contention(store: Store, tasks: usize, round
 
 /// Defines one `#[tokio::test]` per contract case for a backend. `$make` is an async fn
 /// `(test_name) -> Option<Store>`; `None` skips (only allowed outside CI).
+pub async fn state_follows_the_key(store: Store) {
+    assert_eq!(store.state("state:k").await.unwrap(), KeyState::Absent);
+    let token = acquire(&store, "state:k", LONG, "a").await;
+    assert_eq!(store.state("state:k").await.unwrap(), KeyState::InFlight);
+    store.complete("state:k", &token, KEEP).await.unwrap();
+    assert_eq!(store.state("state:k").await.unwrap(), KeyState::Done);
+    let other = acquire(&store, "state:other", SHORT, "a").await;
+    tokio::time::sleep(PAST_SHORT).await;
+    assert_eq!(store.state("state:other").await.unwrap(), KeyState::Absent);
+    drop(other);
+    assert!(store.state("").await.is_err());
+}
+
+pub async fn expectations_are_handed_out_once_while_held(store: Store) {
+    let expectations = store.expectations().expect("this store keeps expectations");
+    let now = std::time::SystemTime::now();
+    let due_now = |run: &str| {
+        let mut e = Expectation::new(
+            format!("tinyfish:{run}"),
+            run,
+            Window::Within(Duration::ZERO),
+        );
+        e.registered_at = now - Duration::from_secs(1);
+        e
+    };
+    for run in 0..40 {
+        let e = due_now(&format!("r{run}"));
+        assert_eq!(
+            expectations.expect("tinyfish", &e).await.unwrap(),
+            Expected::Recorded
+        );
+    }
+    assert_eq!(
+        expectations
+            .expect("tinyfish", &due_now("r0"))
+            .await
+            .unwrap(),
+        Expected::AlreadyExpected
+    );
+    let later = Expectation::new(
+        "tinyfish:later",
+        "later",
+        Window::Within(Duration::from_secs(3600)),
+    );
+    expectations.expect("tinyfish", &later).await.unwrap();
+    assert_eq!(expectations.waiting("tinyfish").await.unwrap(), 41);
+    // Eight takers at once: each due expectation goes to exactly one of them.
+    let barrier = Arc::new(Barrier::new(8));
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let expectations = store.expectations().unwrap();
+                let mut got = Vec::new();
+                loop {
+                    let batch = expectations
+                        .take_due("tinyfish", std::time::SystemTime::now(), LONG, 3)
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.into_iter().map(|e| e.run_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for taker in takers {
+        all.extend(taker.await.unwrap());
+    }
+    all.sort();
+    let mut expected: Vec<String> = (0..40).map(|r| format!("r{r}")).collect();
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(expectations
+        .take_due("other", now + LONG, LONG, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Rescheduled ones come back when due, with what the taker stored; forgotten ones never.
+    let mut checked = due_now("r1");
+    checked.checks = 2;
+    expectations
+        .reschedule("tinyfish", &checked, now)
+        .await
+        .unwrap();
+    expectations
+        .forget("tinyfish", "tinyfish:r2")
+        .await
+        .unwrap();
+    expectations
+        .reschedule("tinyfish", &due_now("r2"), now)
+        .await
+        .unwrap();
+    let again = expectations
+        .take_due("tinyfish", std::time::SystemTime::now(), LONG, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].run_id.as_str(), again[0].checks), ("r1", 2));
+    assert_eq!(
+        again[0]
+            .registered_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+        checked
+            .registered_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    assert_eq!(expectations.waiting("tinyfish").await.unwrap(), 40);
+}
+
 macro_rules! contract_tests {
     ($make:path) => {
         contract_tests!(@each $make,
@@ -314,6 +434,8 @@ macro_rules! contract_tests {
             token_text_form_works_elsewhere,
             keys_are_independent,
             bad_input_is_rejected,
+            state_follows_the_key,
+            expectations_are_handed_out_once_while_held,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
