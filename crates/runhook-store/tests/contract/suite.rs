@@ -311,7 +311,7 @@ pub async fn state_follows_the_key(store: Store) {
     let other = acquire(&store, "state:other", SHORT, "a").await;
     tokio::time::sleep(PAST_SHORT).await;
     assert_eq!(store.state("state:other").await.unwrap(), KeyState::Absent);
-    drop(other);
+    let _ = other;
     assert!(store.state("").await.is_err());
 }
 
