@@ -94,7 +94,7 @@ mod tests {
         for text in [
             "ftp://host/s3cr3t",
             "not a url s3cr3t",
-            "http:///s3cr3t",
+            "http://[bad/s3cr3t",
             "unix:/s3cr3t",
         ] {
             let error = ForwardUrl::parse(text).unwrap_err();
