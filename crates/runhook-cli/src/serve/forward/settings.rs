@@ -141,6 +141,36 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_are_read_from_runhook_toml() {
+        let text = r#"
+            forward_retry_after_cap_secs = 5
+            forward_rate_per_sec = 0.5
+            forward_concurrency = 3
+            [handler]
+            forward = "https://hooks.example.com/in/s3cr3t"
+            [[route]]
+            path = "/hook"
+            provider = "skyvern"
+            secret_env = "K"
+        "#;
+        let c = ServeConfig::from_toml(text).unwrap();
+        let settings = c.forward_settings().unwrap();
+        assert_eq!(settings.retry_after_cap, Duration::from_secs(5));
+        assert_eq!(settings.interval, Some(Duration::from_secs(2)));
+        assert_eq!(settings.concurrency, NonZeroUsize::new(3));
+        assert!(
+            !format!("{c:?}").contains("s3cr3t"),
+            "Debug shows the URL's path"
+        );
+        let bad = text.replace("https://hooks.example.com/in/s3cr3t", "ftp://h/s3cr3t");
+        let error = ServeConfig::from_toml(&bad).unwrap_err();
+        assert!(
+            error.contains("http") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_attempt_timeout_covers_the_wait_for_permits() {
         let mut c = forward();
         c.handler_timeout_secs = 10;
