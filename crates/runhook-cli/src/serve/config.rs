@@ -187,7 +187,7 @@ impl TryFrom<String> for StoreSpec {
 }
 
 /// Where processed events go: exactly one of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSpec {
     /// Append each event as one JSON line to this file.
@@ -196,6 +196,17 @@ pub struct HandlerSpec {
     pub exec: Option<String>,
     /// POST the event JSON to this URL.
     pub forward: Option<String>,
+}
+
+/// Without the forward URL, whose path or query may hold a secret.
+impl std::fmt::Debug for HandlerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerSpec")
+            .field("jsonl", &self.jsonl)
+            .field("exec", &self.exec)
+            .field("forward", &self.forward.as_ref().map(|_| "<url>"))
+            .finish()
+    }
 }
 
 /// Reads a `[handler]` table as the one handler it must name.
