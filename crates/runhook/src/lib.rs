@@ -61,6 +61,7 @@ mod receiver;
 mod redrive;
 #[cfg(feature = "tower")]
 mod response;
+mod retry_after;
 mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -79,6 +80,7 @@ pub use receiver::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
 };
 pub use redrive::{redrive_file, RedriveReport};
+pub use retry_after::RetryAfter;
 pub use stats::Stats;
 pub use worker::RetryPolicy;
 

@@ -17,9 +17,15 @@ use tokio::time::Instant;
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 use crate::handler::{BoxFuture, Handler};
+use crate::retry_after::RetryAfter;
 use crate::stats::Counters;
 
 /// How failed handler attempts are retried.
+///
+/// A handler may ask for a longer pause before its next attempt by failing with a
+/// [`RetryAfter`](crate::RetryAfter): the worker then waits the longer of
+/// [`RetryPolicy::backoff`] and the hint, with the claim held. Attempts still count toward
+/// `max_attempts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, including the first (at least 1).
@@ -240,14 +246,33 @@ pub(crate) async fn dead_letter_job(
     }
 }
 
+/// Why an attempt failed, and how long the handler asked the next one to wait at least
+/// ([`RetryAfter`]).
+struct Failure {
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn plain(message: String) -> Self {
+        Self {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
 /// A finished attempt's result, a panic counted as a failure.
 fn attempt_result(
     out: Result<Result<(), crate::HandlerError>, Box<dyn std::any::Any + Send>>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     match out {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_panic) => Err("the handler panicked".into()),
+        Ok(Err(error)) => Err(Failure {
+            message: error.to_string(),
+            retry_after: RetryAfter::hint_of(&error),
+        }),
+        Err(_panic) => Err(Failure::plain("the handler panicked".into())),
     }
 }
 
@@ -264,23 +289,29 @@ impl Worker<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.attempt(event.clone()).await? {
+            let failure = match self.attempt(event.clone()).await? {
                 Ok(()) => return self.complete().await,
-                Err(error) => error,
+                Err(failure) => failure,
             };
             Counters::bump(&ctx.counters.failed_attempts);
-            tracing::warn!(key = %self.job.key(), attempt, error = %error, "handler attempt failed");
+            let retry_after_ms = failure.retry_after.map(|d| d.as_millis() as u64);
+            tracing::warn!(key = %self.job.key(), attempt, error = %failure.message, retry_after_ms, "handler attempt failed");
             if attempt >= ctx.retry.max_attempts.max(1) {
                 let reason = DeadLetterReason::HandlerFailed {
                     attempts: attempt,
-                    last_error: error,
+                    last_error: failure.message,
                 };
                 return self.dead_letter(reason, attempt).await;
             }
+            // The handler's hint (its upstream's Retry-After) lengthens the pause, never
+            // shortens it.
+            let pause = ctx
+                .retry
+                .backoff(attempt)
+                .max(failure.retry_after.unwrap_or_default());
             // Keep the claim (and the stream entry) while backing off: a backoff longer than
             // the lease must not let another worker start the run meanwhile.
-            self.keep_held(tokio::time::sleep(ctx.retry.backoff(attempt)))
-                .await?;
+            self.keep_held(tokio::time::sleep(pause)).await?;
         }
     }
 
@@ -338,7 +369,7 @@ impl Worker<'_> {
     /// and the claim held while it runs. A lost claim stops the attempt (the handler's future
     /// is dropped). The attempt runs on the worker's own task: a handler that finishes at its
     /// first poll (most fast handlers) costs no timer, no spawn and no extra task hop.
-    async fn attempt(&mut self, event: Arc<RunEvent>) -> Result<Result<(), String>, LeaseLost> {
+    async fn attempt(&mut self, event: Arc<RunEvent>) -> Result<Result<(), Failure>, LeaseLost> {
         let ctx = self.ctx;
         let handler = AssertUnwindSafe(ctx.handler.handle(event)).catch_unwind();
         tokio::pin!(handler);
@@ -353,10 +384,10 @@ impl Worker<'_> {
         let bounded = tokio::time::timeout(ctx.retry.attempt_timeout, handler);
         Ok(match self.keep_held(bounded).await? {
             Ok(out) => attempt_result(out),
-            Err(_elapsed) => Err(format!(
+            Err(_elapsed) => Err(Failure::plain(format!(
                 "the handler did not finish within {:?}",
                 ctx.retry.attempt_timeout
-            )),
+            ))),
         })
     }
 
@@ -396,3 +427,7 @@ impl Worker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

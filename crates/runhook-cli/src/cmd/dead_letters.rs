@@ -200,7 +200,7 @@ async fn redrive(args: &RedriveArgs) -> Result<ExitCode, String> {
             };
             let present = keys_of(read_file(&path)?.iter());
             let config = read_config(config)?;
-            let handler = handlers::build(&config.handler)?;
+            let handler = handlers::build(&config)?;
             let store = match config.redis_url() {
                 Some(_) => Some(open_store(&config.store, &config.redis_prefix).await?),
                 None => None,

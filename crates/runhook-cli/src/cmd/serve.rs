@@ -92,9 +92,25 @@ pub struct ServeArgs {
     /// is a failure and is retried.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
-    /// POST each event as JSON to this URL; an answer other than 2xx is a failure.
+    /// POST each event as JSON to this URL (http:// or https://, trusting the platform's
+    /// certificates, or those in SSL_CERT_FILE / SSL_CERT_DIR instead); an answer other than
+    /// 2xx is a failure, a redirect included (never followed). Logs show only its
+    /// scheme://host:port.
     #[arg(long, value_name = "URL")]
     forward: Option<String>,
+    /// With --forward: the longest Retry-After (on a 429 or 503) honoured before the next
+    /// attempt; a longer one is cut to this, 0 ignores it [default: 60, or the config
+    /// file's `forward_retry_after_cap_secs`].
+    #[arg(long, value_name = "SECS")]
+    forward_retry_after_cap_secs: Option<u64>,
+    /// With --forward: at most this many requests per second to the target, spaced evenly,
+    /// all routes together [default: no limit, or the config file's `forward_rate_per_sec`].
+    #[arg(long, value_name = "RATE")]
+    forward_rate_per_sec: Option<f64>,
+    /// With --forward: at most this many requests to the target at once, all routes together
+    /// [default: no limit, or the config file's `forward_concurrency`].
+    #[arg(long, value_name = "N")]
+    forward_concurrency: Option<usize>,
     /// Keep deliveries that could not be processed in this JSON-lines file.
     #[arg(long, value_name = "FILE")]
     dead_letters: Option<PathBuf>,
@@ -194,6 +210,15 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
     if let Some(secs) = args.drain_timeout {
         config.drain_timeout_secs = secs;
     }
+    if let Some(secs) = args.forward_retry_after_cap_secs {
+        config.forward_retry_after_cap_secs = secs;
+    }
+    if let Some(rate) = args.forward_rate_per_sec {
+        config.forward_rate_per_sec = Some(rate);
+    }
+    if let Some(n) = args.forward_concurrency {
+        config.forward_concurrency = Some(n);
+    }
     config.check()?;
     Ok(config)
 }
@@ -260,7 +285,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
 
 /// Every configured route, sharing one store, handler and dead-letter sink.
 async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
-    let handler = handlers::build(&config.handler)?;
+    let handler = handlers::build(config)?;
     let shared = Shared::from_config(config, handler).await?;
     let setup = QueueSetup::from_config(config);
     let mut routes = Vec::with_capacity(config.routes.len());

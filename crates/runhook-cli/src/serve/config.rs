@@ -12,6 +12,7 @@ use runhook::{
 };
 use serde::Deserialize;
 
+use super::forward::{ForwardUrl, DEFAULT_RETRY_AFTER_CAP_SECS};
 use crate::cmd::secrets;
 
 /// The placeholder for a secret path segment in a route path: `/webhooks/tinyfish/{secret}`.
@@ -70,6 +71,18 @@ pub struct ServeConfig {
     /// How long one handler attempt may run, in seconds.
     #[serde(default = "default_handler_timeout_secs")]
     pub handler_timeout_secs: u64,
+    /// `forward` only: the longest `Retry-After` (on a 429 or 503) honoured, in seconds; a
+    /// longer one is cut to this (0: `Retry-After` is ignored).
+    #[serde(default = "default_forward_retry_after_cap_secs")]
+    pub forward_retry_after_cap_secs: u64,
+    /// `forward` only: at most this many requests per second toward the target, spaced evenly,
+    /// for every route together (absent: no limit).
+    #[serde(default)]
+    pub forward_rate_per_sec: Option<f64>,
+    /// `forward` only: at most this many requests to the target at once, for every route
+    /// together (absent: one per worker).
+    #[serde(default)]
+    pub forward_concurrency: Option<usize>,
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
@@ -174,7 +187,7 @@ impl TryFrom<String> for StoreSpec {
 }
 
 /// Where processed events go: exactly one of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandlerSpec {
     /// Append each event as one JSON line to this file.
@@ -183,6 +196,17 @@ pub struct HandlerSpec {
     pub exec: Option<String>,
     /// POST the event JSON to this URL.
     pub forward: Option<String>,
+}
+
+/// Without the forward URL, whose path or query may hold a secret.
+impl std::fmt::Debug for HandlerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerSpec")
+            .field("jsonl", &self.jsonl)
+            .field("exec", &self.exec)
+            .field("forward", &self.forward.as_ref().map(|_| "<url>"))
+            .finish()
+    }
 }
 
 /// Reads a `[handler]` table as the one handler it must name.
@@ -199,8 +223,8 @@ pub enum HandlerKind {
     Jsonl(PathBuf),
     /// Run a shell command per event.
     Exec(String),
-    /// POST each event to a URL.
-    Forward(String),
+    /// POST each event to a URL (shown by its origin only).
+    Forward(ForwardUrl),
 }
 
 impl HandlerSpec {
@@ -209,7 +233,11 @@ impl HandlerSpec {
         let named = [
             self.jsonl.clone().map(HandlerKind::Jsonl),
             self.exec.clone().map(HandlerKind::Exec),
-            self.forward.clone().map(HandlerKind::Forward),
+            self.forward
+                .as_deref()
+                .map(ForwardUrl::parse)
+                .transpose()?
+                .map(HandlerKind::Forward),
         ];
         let mut named = named.into_iter().flatten();
         match (named.next(), named.next()) {
@@ -240,6 +268,9 @@ impl ServeConfig {
             max_attempts: default_max_attempts(),
             retry_backoff_ms: default_retry_backoff_ms(),
             handler_timeout_secs: default_handler_timeout_secs(),
+            forward_retry_after_cap_secs: default_forward_retry_after_cap_secs(),
+            forward_rate_per_sec: None,
+            forward_concurrency: None,
             routes,
         }
     }
@@ -285,7 +316,7 @@ impl ServeConfig {
                 "--queue redis-stream needs a Redis store: give --store redis://HOST:PORT".into(),
             );
         }
-        Ok(())
+        self.check_forward()
     }
 
     /// The store's Redis URL, if the store is Redis.
@@ -306,14 +337,24 @@ impl ServeConfig {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
-    /// How failed handler attempts are retried.
+    /// How long one handler attempt may run, as configured.
+    pub fn handler_timeout(&self) -> Duration {
+        Duration::from_secs(self.handler_timeout_secs)
+    }
+
+    /// How failed handler attempts are retried. A forward with limits gets a longer attempt
+    /// timeout, covering its wait for permits ([`ServeConfig::forward_attempt_timeout`]).
     pub fn retry_policy(&self) -> RetryPolicy {
         let initial_backoff = Duration::from_millis(self.retry_backoff_ms);
+        let attempt_timeout = match (&self.handler, self.forward_settings()) {
+            (HandlerKind::Forward(_), Ok(settings)) => self.forward_attempt_timeout(&settings),
+            _ => self.handler_timeout(),
+        };
         RetryPolicy {
             max_attempts: self.max_attempts,
             initial_backoff,
             max_backoff: RetryPolicy::default().max_backoff.max(initial_backoff),
-            attempt_timeout: Duration::from_secs(self.handler_timeout_secs),
+            attempt_timeout,
         }
     }
 }
@@ -456,6 +497,10 @@ fn default_retry_backoff_ms() -> u64 {
 
 fn default_handler_timeout_secs() -> u64 {
     RetryPolicy::default().attempt_timeout.as_secs()
+}
+
+fn default_forward_retry_after_cap_secs() -> u64 {
+    DEFAULT_RETRY_AFTER_CAP_SECS
 }
 
 fn provider_from_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {

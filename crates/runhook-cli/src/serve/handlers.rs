@@ -1,30 +1,27 @@
 //! The three handlers `runhook serve` offers: append to a JSON-lines file, run a command, or
-//! forward to a URL. Each gets the event as one JSON object ([`crate::event_json::record_line`]).
+//! forward to a URL ([`super::forward`]). Each gets the event as one JSON object ([`crate::event_json::record_line`]).
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use runhook::payload::RunEvent;
 use runhook::{Handler, HandlerError};
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::config::HandlerKind;
+use super::config::{HandlerKind, ServeConfig};
+use super::forward;
 use crate::event_json;
 
-/// How long a forwarded POST may take before the attempt counts as failed.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The handler `kind` names, ready to run. A JSON-lines file is opened (created if needed)
+/// The handler `config` names, ready to run. A JSON-lines file is opened (created if needed)
 /// now, so that a path that cannot be written fails at start rather than at the first event.
-pub fn build(kind: &HandlerKind) -> Result<Arc<dyn Handler>, String> {
-    match kind {
+pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
+    match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(command) => Ok(exec(command.clone())),
-        HandlerKind::Forward(url) => forward(url),
+        HandlerKind::Forward(url) => forward::handler(url, &config.forward_settings()?),
     }
 }
 
@@ -90,34 +87,6 @@ fn exec(command: String) -> Arc<dyn Handler> {
     })
 }
 
-/// POSTs the event JSON to `url` with `x-runhook-dedup-key`; any answer but 2xx is a failed
-/// attempt.
-fn forward(url: &str) -> Result<Arc<dyn Handler>, String> {
-    let url: reqwest::Url = url
-        .parse()
-        .map_err(|e| format!("--forward {url}: not a URL: {e}"))?;
-    let client = reqwest::Client::builder()
-        .timeout(FORWARD_TIMEOUT)
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    Ok(Arc::new(move |event: Arc<RunEvent>| {
-        let request = client
-            .post(url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-runhook-dedup-key", event.dedup_key.as_str());
-        async move {
-            let body = event_json::record_line(&event)?;
-            let response = request.body(body).send().await?;
-            let status = response.status();
-            if status.is_success() {
-                Ok::<(), HandlerError>(())
-            } else {
-                Err(format!("forward answered {status}").into())
-            }
-        }
-    }))
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -130,7 +99,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("events.jsonl");
         let _ = std::fs::remove_file(&path);
-        build(&HandlerKind::Jsonl(path.clone())).unwrap();
+        let route = super::super::config::RouteSpec::new(
+            "/hook",
+            runhook::payload::Provider::Skyvern,
+            vec!["K".into()],
+        );
+        build(&ServeConfig::new(
+            vec![route],
+            HandlerKind::Jsonl(path.clone()),
+        ))
+        .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(mode, 0o600, "mode {mode:o}");

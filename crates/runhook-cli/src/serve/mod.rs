@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod config;
+pub mod forward;
 pub mod handlers;
 pub mod metrics;

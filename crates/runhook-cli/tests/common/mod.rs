@@ -87,8 +87,23 @@ impl Drop for Started {
 /// Starts `runhook serve --listen 127.0.0.1:0 ARGS` with `env`, logs to a file in `dir`, and
 /// waits until it says where it listens.
 pub fn start_serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
+    start_serve_without(dir, args, env, &[])
+}
+
+/// [`start_serve`], with the variables named in `removed` taken out of the environment it
+/// inherits.
+pub fn start_serve_without(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    removed: &[&str],
+) -> Started {
     let stderr = dir.join(format!("{}.log", unique("serve")));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runhook"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_runhook"));
+    for name in removed {
+        command.env_remove(name);
+    }
+    let mut child = command
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
