@@ -8,6 +8,7 @@
 //! values are represented.
 
 pub mod json;
+mod run_api;
 mod skyvern;
 mod smartbrowse;
 mod tinyfish;
@@ -22,6 +23,7 @@ use http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+pub use run_api::{from_run_api, ApiRun, RunApiError};
 pub use skyvern::SkyvernRun;
 pub use smartbrowse::SmartBrowseRun;
 pub use tinyfish::{TinyFishError, TinyFishRun, TinyFishRunData, TinyFishStep};
@@ -242,6 +244,41 @@ pub enum PayloadAsError {
     },
 }
 
+/// How a run reached the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// The platform's webhook delivered it.
+    Webhook,
+    /// No webhook came in time: a reconciler fetched the run from the platform's run API.
+    Reconciled,
+}
+
+impl EventSource {
+    /// `webhook` or `reconciled`, as event JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Webhook => "webhook",
+            EventSource::Reconciled => "reconciled",
+        }
+    }
+}
+
+/// Whether a run's data was confirmed with the platform's run API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The data is the POSTed body's, as authenticated by the route's scheme.
+    Unconfirmed,
+    /// The data is what the platform's run API returned for the run.
+    Confirmed,
+}
+
+impl Confirmation {
+    /// Whether the data came from the run API.
+    pub fn is_confirmed(self) -> bool {
+        self == Confirmation::Confirmed
+    }
+}
+
 /// One finished run, whatever platform reported it.
 ///
 /// The summary fields are read when the event is made; the typed payload (with the run's
@@ -273,6 +310,12 @@ pub struct RunEvent {
     /// signed. `None` when the raw body is what was signed (or nothing was). Set by the
     /// receiver; not carried through a Redis stream hand-off.
     pub signed_body: Option<Bytes>,
+    /// How the run reached the receiver: its webhook, or a reconciliation that fetched it
+    /// from the platform's run API.
+    pub source: EventSource,
+    /// Whether this is the run as the platform's run API gave it (confirmed), rather than as
+    /// the POSTed body said.
+    pub confirmation: Confirmation,
     /// The typed payload, read on first use.
     payload: OnceLock<Result<ProviderPayload, PayloadError>>,
     /// WebRun's answer parsed out of its string (the only result not stored in the payload).
@@ -326,6 +369,8 @@ impl RunEvent {
             result_span: parts.result,
             raw_body,
             signed_body: None,
+            source: EventSource::Webhook,
+            confirmation: Confirmation::Unconfirmed,
             payload: OnceLock::new(),
             parsed_message: OnceLock::new(),
         })
