@@ -53,11 +53,26 @@ pub enum DeadLetterReason {
         /// The entry's id.
         id: String,
     },
+    /// Confirmation was on and the platform's run API did not confirm the run: it does not
+    /// know it (404, perhaps a forged delivery), or it never answered with the run finished.
+    NotConfirmed {
+        /// What the run API said.
+        reason: String,
+    },
+    /// An expected run whose webhook never came, and which its run API never reported
+    /// finished within the reconciler's horizon.
+    NeverCompleted {
+        /// How many times the run was fetched.
+        checks: u32,
+        /// What the run API said last.
+        last_answer: String,
+    },
 }
 
 impl DeadLetterReason {
     /// A stable, machine-readable name of the reason (`unparseable`, `unusable_key`,
-    /// `handler_failed`, `poison`, `not_drained`, `claim_lost`, `malformed_entry`).
+    /// `handler_failed`, `poison`, `not_drained`, `claim_lost`, `malformed_entry`,
+    /// `not_confirmed`, `never_completed`).
     pub fn code(&self) -> &'static str {
         match self {
             DeadLetterReason::Unparseable(_) => "unparseable",
@@ -67,6 +82,8 @@ impl DeadLetterReason {
             DeadLetterReason::NotDrained => "not_drained",
             DeadLetterReason::ClaimLost => "claim_lost",
             DeadLetterReason::MalformedEntry { .. } => "malformed_entry",
+            DeadLetterReason::NotConfirmed { .. } => "not_confirmed",
+            DeadLetterReason::NeverCompleted { .. } => "never_completed",
         }
     }
 }
@@ -93,6 +110,14 @@ impl std::fmt::Display for DeadLetterReason {
             DeadLetterReason::MalformedEntry { id } => {
                 write!(f, "malformed stream entry {id}")
             }
+            DeadLetterReason::NotConfirmed { reason } => write!(f, "not confirmed: {reason}"),
+            DeadLetterReason::NeverCompleted {
+                checks,
+                last_answer,
+            } => write!(
+                f,
+                "never completed: fetched {checks} times, last answer: {last_answer}"
+            ),
         }
     }
 }

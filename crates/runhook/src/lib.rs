@@ -62,6 +62,7 @@ mod redrive;
 #[cfg(feature = "tower")]
 mod response;
 mod retry_after;
+pub mod runs;
 mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -16,6 +16,7 @@ use crate::worker::{dead_letter_job, run_job, Job, Settled, WorkerContext};
 pub(crate) type GivenBack = Box<(Refused, Job)>;
 
 /// Why a job could not be handed off.
+#[derive(Debug)]
 pub(crate) enum Refused {
     /// The queue (or the stream's backlog) is at its capacity.
     Full,

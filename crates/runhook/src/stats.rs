@@ -22,6 +22,11 @@ pub(crate) struct Counters {
     pub lost_leases: AtomicU64,
     pub poison: AtomicU64,
     pub canonical_fallback_matches: AtomicU64,
+    pub confirmed: AtomicU64,
+    pub confirm_failures: AtomicU64,
+    pub reconciled: AtomicU64,
+    pub reconcile_given_up: AtomicU64,
+    pub expected_waiting: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +54,11 @@ impl Counters {
             lost_leases: get(&self.lost_leases),
             poison: get(&self.poison),
             canonical_fallback_matches: get(&self.canonical_fallback_matches),
+            confirmed: get(&self.confirmed),
+            confirm_failures: get(&self.confirm_failures),
+            reconciled: get(&self.reconciled),
+            reconcile_given_up: get(&self.reconcile_given_up),
+            expected_waiting: get(&self.expected_waiting),
             queue_depth,
         }
     }
@@ -94,6 +104,18 @@ pub struct Stats {
     /// Deliveries whose signature matched only the body's canonical form (a proxy or framework
     /// re-serialized them; see `SkyvernSignature::with_canonical_fallback`).
     pub canonical_fallback_matches: u64,
+    /// Runs whose data the platform's run API confirmed before the handler ran.
+    pub confirmed: u64,
+    /// Confirmation fetches that did not confirm the run: a run API error, a run it does not
+    /// know, or one not finished yet.
+    pub confirm_failures: u64,
+    /// Expected runs whose webhook never came, fetched and handed to the handler.
+    pub reconciled: u64,
+    /// Expected runs given up on (never finished within the horizon; dead-lettered).
+    pub reconcile_given_up: u64,
+    /// Expected runs still waiting for their webhook or their reconciliation, as last read
+    /// from the store by this receiver's reconciler.
+    pub expected_waiting: u64,
     /// Deliveries waiting in the queue now. For a Redis stream: the stream's backlog
     /// (entries not yet processed, by every instance), read every 2 s, best effort.
     pub queue_depth: u64,

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 use crate::handler::{BoxFuture, Handler};
 use crate::retry_after::RetryAfter;
+use crate::runs::{FetchError, Fetched, RunSource};
 use crate::stats::Counters;
 
 /// How failed handler attempts are retried.
@@ -132,6 +133,8 @@ pub(crate) struct WorkerContext {
     pub lease: Duration,
     pub keep_for: Duration,
     pub counters: Arc<Counters>,
+    /// With confirmation on: where each run is fetched before its handler runs.
+    pub confirm: Option<Arc<dyn RunSource>>,
     /// The jobs workers are processing now, so that a shutdown past its deadline can
     /// dead-letter or release them.
     pub busy: Mutex<HashMap<String, Busy>>,
@@ -246,6 +249,16 @@ pub(crate) async fn dead_letter_job(
     }
 }
 
+/// What confirmation made of a job's run.
+enum Confirm {
+    /// The run to hand the handler: confirmed, or as received when confirmation is off.
+    Ready(Arc<RunEvent>),
+    /// The run API does not know the run: never processed.
+    Unknown,
+    /// Not confirmed this time (not finished, the API failed): a failed attempt.
+    NotYet(Failure),
+}
+
 /// Why an attempt failed, and how long the handler asked the next one to wait at least
 /// ([`RetryAfter`]).
 struct Failure {
@@ -285,11 +298,24 @@ struct Worker<'a> {
 impl Worker<'_> {
     async fn process(&mut self) -> Result<Settled, LeaseLost> {
         let ctx = self.ctx;
-        let event = self.job.event.clone();
+        let mut event = self.job.event.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.attempt(event.clone()).await? {
+            let ran = match self.confirmed(&event).await? {
+                Confirm::Ready(ready) => {
+                    event = ready;
+                    self.attempt(event.clone()).await?
+                }
+                Confirm::Unknown => {
+                    let reason = DeadLetterReason::NotConfirmed {
+                        reason: "the run API does not know the run (404)".into(),
+                    };
+                    return self.dead_letter(reason, attempt - 1).await;
+                }
+                Confirm::NotYet(failure) => Err(failure),
+            };
+            let failure = match ran {
                 Ok(()) => return self.complete().await,
                 Err(failure) => failure,
             };
@@ -312,6 +338,48 @@ impl Worker<'_> {
             // Keep the claim (and the stream entry) while backing off: a backoff longer than
             // the lease must not let another worker start the run meanwhile.
             self.keep_held(tokio::time::sleep(pause)).await?;
+        }
+    }
+
+    /// With confirmation on, the run as its platform's run API has it (fetched with the claim
+    /// held); an event already confirmed (a reconciled run) is not fetched again.
+    async fn confirmed(&mut self, event: &Arc<RunEvent>) -> Result<Confirm, LeaseLost> {
+        let ctx = self.ctx;
+        let Some(source) = ctx.confirm.clone() else {
+            return Ok(Confirm::Ready(event.clone()));
+        };
+        if event.confirmation.is_confirmed() {
+            return Ok(Confirm::Ready(event.clone()));
+        }
+        let fetched = self.keep_held(source.fetch(&event.run_id)).await?;
+        let not_yet = |message: String, retry_after| {
+            Counters::bump(&ctx.counters.confirm_failures);
+            Ok(Confirm::NotYet(Failure {
+                message,
+                retry_after,
+            }))
+        };
+        match fetched {
+            Ok(Fetched::Terminal(fetched)) => {
+                Counters::bump(&ctx.counters.confirmed);
+                let mut fetched = *fetched;
+                fetched.source = event.source;
+                Ok(Confirm::Ready(Arc::new(fetched)))
+            }
+            Ok(Fetched::Unknown) => {
+                Counters::bump(&ctx.counters.confirm_failures);
+                tracing::warn!(key = %self.job.key(), "the run API does not know this run: not processed");
+                Ok(Confirm::Unknown)
+            }
+            Ok(Fetched::Pending { status }) => not_yet(
+                format!("not confirmed yet: the run API says it is still {status}"),
+                None,
+            ),
+            Err(FetchError::Status {
+                status,
+                retry_after,
+            }) => not_yet(format!("could not confirm: the run API answered HTTP {status}"), retry_after),
+            Err(err) => not_yet(format!("could not confirm: {err}"), None),
         }
     }
 

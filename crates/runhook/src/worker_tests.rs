@@ -72,6 +72,7 @@ async fn setup(handler: impl Handler, retry: RetryPolicy) -> Setup {
         headers: Arc::new([]),
     };
     let ctx = WorkerContext {
+        confirm: None,
         store: store.clone(),
         handler: Arc::new(handler),
         dead_letters: dead_letters.clone(),

@@ -16,6 +16,7 @@ use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
 use crate::handler::Handler;
 use crate::handoff::HandOff;
 use crate::memory_queue::MemoryQueue;
+use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
 use crate::stats::Counters;
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
@@ -55,6 +56,8 @@ pub struct ReceiverBuilder {
     keep_for: Duration,
     retry: RetryPolicy,
     in_flight_duplicates: Option<InFlightDuplicates>,
+    confirm: Option<Arc<dyn RunSource>>,
+    reconcile: Option<(Arc<dyn RunSource>, ReconcilePolicy)>,
     #[cfg(feature = "redis")]
     stream: Option<RedisStreamQueue>,
 }
@@ -92,6 +95,15 @@ pub enum BuildError {
         /// What it can satisfy, for the message.
         sendable: String,
     },
+    /// Confirmation or reconciliation for a platform without a run API (WebRun).
+    #[error("{0} documents no run API: it can be neither confirmed nor reconciled")]
+    NoRunApi(Provider),
+    /// Reconciliation with a store that keeps no expectations.
+    #[error("reconciliation keeps its expected runs in the idempotency store, and this store keeps none")]
+    StoreKeepsNoExpectations,
+    /// Confirmation or reconciliation on an inline receiver: both run in the background.
+    #[error("confirm and reconcile run with the background workers: use .build() with a handler")]
+    RunsNeedBackground,
 }
 
 impl ReceiverBuilder {
@@ -111,6 +123,8 @@ impl ReceiverBuilder {
             keep_for: Duration::from_secs(7 * 24 * 3600),
             retry: RetryPolicy::default(),
             in_flight_duplicates: None,
+            confirm: None,
+            reconcile: None,
             #[cfg(feature = "redis")]
             stream: None,
         }
@@ -234,6 +248,25 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Confirms every run with its platform's run API before its handler runs (see
+    /// [`crate::runs`]): the handler gets the fetched run, a run the API does not know is
+    /// dead-lettered `not_confirmed`, one not finished yet is tried again with the retry
+    /// policy's backoff. `source` is usually a
+    /// [`RunApiClient`](crate::runs::RunApiClient) (feature `runs`).
+    pub fn confirm(mut self, source: Arc<dyn RunSource>) -> Self {
+        self.confirm = Some(source);
+        self
+    }
+
+    /// Reconciles the runs registered with [`Receiver::expect`] (or `runhook expect`) whose
+    /// webhook has not been processed in time, fetching them from `source` (see
+    /// [`crate::runs`]). The expectations live in the store, which must keep them
+    /// ([`BuildError::StoreKeepsNoExpectations`]).
+    pub fn reconcile(mut self, source: Arc<dyn RunSource>, policy: ReconcilePolicy) -> Self {
+        self.reconcile = Some((source, policy));
+        self
+    }
+
     /// Builds the receiver and starts its workers (inside a tokio runtime). A handler is
     /// required ([`BuildError::NoHandler`]); for the extractor or middleware styles, whose
     /// handler is yours, use [`ReceiverBuilder::build_inline`].
@@ -249,6 +282,13 @@ impl ReceiverBuilder {
             self.dead_letters = Some(Arc::new(queue.dead_letters()));
         }
         let pipeline = self.pipeline()?;
+        let runs = self.confirm.is_some() || self.reconcile.is_some();
+        if runs && Platform::of(self.provider).run_api.is_none() {
+            return Err(BuildError::NoRunApi(self.provider));
+        }
+        if self.reconcile.is_some() && pipeline.store.expectations().is_none() {
+            return Err(BuildError::StoreKeepsNoExpectations);
+        }
         let in_flight_duplicates = self.in_flight_duplicates.unwrap_or(
             if !pipeline.store.is_shared() || stream.is_some() {
                 InFlightDuplicates::Acknowledge
@@ -264,6 +304,7 @@ impl ReceiverBuilder {
             lease: self.lease,
             keep_for: self.keep_for,
             counters: pipeline.counters.clone(),
+            confirm: self.confirm.take(),
             busy: Default::default(),
         };
         let hand_off = match stream {
@@ -280,13 +321,24 @@ impl ReceiverBuilder {
                 self.workers,
             )),
         };
-        Ok(Receiver {
-            inner: Arc::new(Background {
-                pipeline,
-                hand_off,
-                in_flight_duplicates,
-            }),
-        })
+        let reconciler = self.reconcile.take().map(|(source, policy)| Reconciler {
+            provider: pipeline.provider,
+            source,
+            store: pipeline.store.clone(),
+            dead_letters: pipeline.dead_letters.clone(),
+            counters: pipeline.counters.clone(),
+            policy,
+        });
+        let inner = Arc::new(Background {
+            pipeline,
+            hand_off,
+            in_flight_duplicates,
+        });
+        if let Some(reconciler) = reconciler {
+            let submit: Arc<dyn Submit> = inner.clone();
+            tokio::spawn(reconciler.run(Arc::downgrade(&submit)));
+        }
+        Ok(Receiver { inner })
     }
 
     /// Builds a receiver for the inline styles (the extractor, the middleware): the caller's
@@ -295,6 +347,9 @@ impl ReceiverBuilder {
     pub fn build_inline(mut self) -> Result<InlineReceiver, BuildError> {
         if self.handler.is_some() {
             return Err(BuildError::HandlerNotUsedInline);
+        }
+        if self.confirm.is_some() || self.reconcile.is_some() {
+            return Err(BuildError::RunsNeedBackground);
         }
         #[cfg(feature = "redis")]
         if self.stream.is_some() {

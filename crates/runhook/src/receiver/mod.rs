@@ -36,7 +36,11 @@ use outcome::{probe_of, refused_outcome, with_probe};
 pub(crate) use pipeline::Pipeline;
 use pipeline::{kept_headers, Admission, Admitted};
 
+use crate::handler::BoxFuture;
 use crate::handoff::{Duplicate, HandOff};
+use crate::runs::{Submit, Submitted};
+use runhook_core::payload::RunEvent;
+use runhook_store::{Claim, Expected, Fingerprint, StoreError, Window};
 use crate::stats::{Counters, Stats};
 use crate::worker::Job;
 
@@ -283,12 +287,74 @@ impl Receiver {
         }
     }
 
+    /// Records that run `run_id` was started: if no webhook for it has been processed
+    /// `within` from now, the receiver's reconciler fetches it (see [`crate::runs`] and
+    /// [`ReceiverBuilder::reconcile`]). Registering a run twice keeps the first deadline.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidConfig`](crate::store::StoreError) when the store keeps no
+    /// expectations, [`StoreError::Full`](crate::store::StoreError) when it holds as many as
+    /// it may, and the store's own errors.
+    pub async fn expect(
+        &self,
+        run_id: &str,
+        within: Duration,
+    ) -> Result<Expected, StoreError> {
+        let pipeline = &self.inner.pipeline;
+        crate::runs::expect(
+            &*pipeline.store,
+            pipeline.provider,
+            run_id,
+            Window::Within(within),
+        )
+        .await
+    }
+
     /// Stops accepting (new deliveries get 503), lets the workers drain the queue for at most
     /// `deadline`, and reports what was not processed.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let pipeline = &self.inner.pipeline;
         pipeline.shutting_down.store(true, Ordering::Release);
         self.inner.hand_off.shutdown(deadline).await
+    }
+}
+
+impl Submit for Background {
+    fn submit(&self, event: RunEvent) -> BoxFuture<'_, Submitted> {
+        Box::pin(async move {
+            let pipeline = &self.pipeline;
+            let fingerprint = Fingerprint::of(&event.raw_body);
+            let claim = pipeline
+                .store
+                .claim(&event.dedup_key, pipeline.lease, fingerprint)
+                .await;
+            let token = match claim {
+                Ok(Claim::Acquired(token)) => token,
+                Ok(_) => return Submitted::Taken,
+                Err(err) => return Submitted::Refused(err.to_string()),
+            };
+            let job = Job {
+                event: Arc::new(event),
+                token,
+                held_since: tokio::time::Instant::now(),
+                received_at: SystemTime::now(),
+                headers: Arc::from(Vec::new()),
+            };
+            match self.hand_off.send(job).await {
+                Ok(()) => Submitted::HandedOff,
+                Err(given_back) => {
+                    let (refused, job) = *given_back;
+                    if let Err(err) = pipeline.store.release(job.key(), &job.token).await {
+                        tracing::warn!(key = %job.key(), error = %err, "could not release the claim of a reconciled run");
+                    }
+                    Submitted::Refused(format!("the hand-off refused it ({refused:?})"))
+                }
+            }
+        })
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.pipeline.shutting_down.load(Ordering::Acquire)
     }
 }
 
