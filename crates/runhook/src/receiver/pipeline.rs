@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent, MAX_RUN_ID_LEN};
+use runhook_core::platform::{Duplicates, Platform};
 use runhook_core::{AuthError, BodyMatch, Delivery, HeaderLookup, Verified, Verifier};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
 
@@ -99,6 +100,19 @@ impl Pipeline {
         Err(outcome)
     }
 
+    /// Logs a duplicate whose body differs from the first: expected, at debug level, from a
+    /// platform whose replays are rebuilt (Skyvern); else a warning.
+    fn log_other_body(&self, outcome: &Outcome) {
+        let key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str());
+        let message = "duplicate delivery with a different body than the first";
+        match Platform::of(self.provider).duplicates {
+            Duplicates::Rebuilt { why } => {
+                tracing::debug!(provider = %self.provider, key, reason = why, "{message}")
+            }
+            Duplicates::SameBody => tracing::warn!(provider = %self.provider, key, "{message}"),
+        }
+    }
+
     pub(super) fn count(&self, outcome: &Outcome) {
         match outcome.kind {
             OutcomeKind::Accepted => Counters::bump(&self.counters.accepted),
@@ -106,11 +120,7 @@ impl Pipeline {
                 Counters::bump(&self.counters.duplicates);
                 if !same_payload {
                     Counters::bump(&self.counters.duplicates_with_other_body);
-                    tracing::warn!(
-                        provider = %self.provider,
-                        key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str()),
-                        "duplicate delivery with a different body than the first"
-                    );
+                    self.log_other_body(outcome);
                 }
             }
             ref rejection => {
