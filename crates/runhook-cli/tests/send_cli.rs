@@ -753,6 +753,7 @@ async fn load_sends_fresh_run_ids_and_the_asked_share_of_duplicates() {
             DedupProbe::read(Provider::TinyFish, &r.body)
                 .unwrap()
                 .run_id
+                .unwrap()
         })
         .collect();
     assert_eq!(ids.len(), run.summary_count("unique run ids"));
@@ -804,7 +805,8 @@ async fn load_duplicates_resend_the_exact_signed_request() {
         assert_genuine_skyvern(received);
         let id = DedupProbe::read(Provider::Skyvern, &received.body)
             .unwrap()
-            .run_id;
+            .run_id
+            .unwrap();
         by_id.entry(id).or_default().push(received);
     }
     assert_eq!(by_id.len(), 10);

@@ -88,7 +88,7 @@ impl Job {
         DeadLetter {
             provider: Some(self.event.provider),
             dedup_key: Some(self.event.dedup_key.clone()),
-            run_id: Some(self.event.run_id.clone()),
+            run_id: self.event.run_id.clone(),
             reason,
             attempts,
             received_at: self.received_at,

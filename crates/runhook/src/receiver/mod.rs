@@ -97,7 +97,7 @@ impl Receiver {
     /// let receiver = Receiver::builder(Provider::Skyvern)
     ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
     ///     .handler(|event: Arc<RunEvent>| async move {
-    ///         println!("processed {} {}", event.provider, event.run_id);
+    ///         println!("processed {} {}", event.provider, event.dedup_key);
     ///         Ok::<(), std::io::Error>(())
     ///     })
     ///     .build()?;
@@ -272,7 +272,7 @@ impl Receiver {
         let duplicate = Duplicate {
             provider: self.inner.pipeline.provider,
             key: &probe.dedup_key,
-            run_id: &probe.run_id,
+            run_id: probe.run_id.as_deref(),
             received_at,
             body: &body,
             headers: &kept_headers(headers, &self.inner.pipeline.credential_headers),

@@ -215,7 +215,7 @@ impl Pipeline {
                 // Genuine, but its id cannot be a key: kept whole, findable by its id.
                 let probe = DedupProbe {
                     dedup_key: format!("{}:{run_id}", self.provider.as_str()),
-                    run_id,
+                    run_id: Some(run_id),
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
                 return Admission::Answered(
@@ -370,7 +370,7 @@ impl Pipeline {
         let letter = DeadLetter {
             provider: Some(self.provider),
             dedup_key: probe.map(|p| p.dedup_key.clone()),
-            run_id: probe.map(|p| p.run_id.clone()),
+            run_id: probe.and_then(|p| p.run_id.clone()),
             reason,
             attempts: 0,
             received_at: SystemTime::now(),

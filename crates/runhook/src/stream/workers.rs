@@ -105,7 +105,7 @@ impl StreamWorkers {
         let entry = NewEntry {
             provider: job.event.provider,
             key: &job.event.dedup_key,
-            run_id: Some(&job.event.run_id),
+            run_id: job.event.run_id.as_deref(),
             token: Some(&job.token),
             received_at: job.received_at,
             body: &job.event.raw_body,
@@ -122,7 +122,7 @@ impl StreamWorkers {
         let entry = NewEntry {
             provider: duplicate.provider,
             key: duplicate.key,
-            run_id: Some(duplicate.run_id),
+            run_id: duplicate.run_id,
             token: None,
             received_at: duplicate.received_at,
             body: duplicate.body,
