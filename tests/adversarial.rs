@@ -75,7 +75,7 @@ impl Calls {
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|e| e.run_id == run_id)
+                .find(|e| e.run_id.as_deref() == Some(run_id))
             {
                 return event.clone();
             }

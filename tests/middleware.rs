@@ -32,17 +32,15 @@ type Calls = Arc<Mutex<Vec<Call>>>;
 /// The inner handler's answer for a run: `flaky-*` runs fail (500) on their first call,
 /// `slow-*` runs take 600 ms; every other call answers 200.
 fn inner_status(calls: &Calls, run: &VerifiedRun, body: Value) -> u16 {
+    let run_id = run_id(run);
     let mut calls = calls.lock().unwrap();
-    let earlier = calls
-        .iter()
-        .filter(|c| c.run_id == run.event.run_id)
-        .count();
+    let earlier = calls.iter().filter(|c| c.run_id == run_id).count();
     calls.push(Call {
-        run_id: run.event.run_id.clone(),
+        run_id: run_id.to_string(),
         body,
         key_index: run.verified.key_index,
     });
-    if run.event.run_id.starts_with("flaky") && earlier == 0 {
+    if run_id.starts_with("flaky") && earlier == 0 {
         500
     } else {
         200
@@ -50,7 +48,12 @@ fn inner_status(calls: &Calls, run: &VerifiedRun, body: Value) -> u16 {
 }
 
 fn slow(run: &VerifiedRun) -> bool {
-    run.event.run_id.starts_with("slow")
+    run_id(run).starts_with("slow")
+}
+
+/// The run's id (these tests use platforms that name their runs).
+fn run_id(run: &VerifiedRun) -> &str {
+    run.event.run_id.as_deref().unwrap_or_default()
 }
 
 fn receiver() -> InlineReceiver {
@@ -225,7 +228,9 @@ async fn the_receiver_is_a_tower_service() {
         .handler(move |event: Arc<runhook::payload::RunEvent>| {
             let seen = seen.clone();
             async move {
-                seen.lock().unwrap().push(event.run_id.clone());
+                seen.lock()
+                    .unwrap()
+                    .push(event.run_id.clone().unwrap_or_default());
                 Ok::<(), std::io::Error>(())
             }
         })

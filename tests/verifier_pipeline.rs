@@ -52,7 +52,10 @@ impl Calls {
                 tokio::pin!(changed);
                 changed.as_mut().enable();
                 let events = self.events.lock().unwrap().clone();
-                if let Some(event) = events.into_iter().find(|e| e.run_id == run_id) {
+                if let Some(event) = events
+                    .into_iter()
+                    .find(|e| e.run_id.as_deref() == Some(run_id))
+                {
                     return event;
                 }
                 changed.await;

@@ -40,7 +40,7 @@ pub async fn store_from_env() -> Result<Arc<dyn IdempotencyStore>, Box<dyn std::
 /// The examples' handler: prints `processed <provider> <run_id>` and flushes stdout.
 pub async fn print_processed(event: Arc<RunEvent>) -> Result<(), std::io::Error> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "processed {} {}", event.provider, event.run_id)?;
+    writeln!(out, "processed {} {}", event.provider, event.dedup_key)?;
     out.flush()
 }
 

@@ -5,6 +5,9 @@
 //! correct `v1,` signature of the delivery to the signature list (when `webhook-id` and
 //! `webhook-timestamp` are each sent once); bit 3 signs with the older of the two keys.
 //!
+//! The verifier also holds a `whpk_` public key, so `v1a` (ed25519) entries are decoded and
+//! checked beside `v1` ones.
+//!
 //! Checked: no panic; every rejection is a 401; a correct signature in the list is never a
 //! mismatch; an acceptance is backed by a list entry equal to an independently computed HMAC
 //! of `id.timestamp.body` under the reported key, with the timestamp within the tolerance and
@@ -17,7 +20,7 @@ use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use runhook_core::{
     sign_standard_webhooks, AuthError, Delivery, FixedClock, Secret, Secrets, StandardWebhooks,
-    TimestampCheck, Verifier,
+    StandardWebhooksPublicKey, TimestampCheck, Verifier,
 };
 use runhook_fuzz::{hmac_sha256, Message};
 
@@ -26,6 +29,8 @@ const KEYS: [&str; 2] = [
     "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 ];
 const NOW: i64 = 1_614_265_330;
+/// The public key of the v1a test vectors in runhook-core (private key: bytes 0..=31).
+const PUBLIC_KEY: &str = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
 
 fuzz_target!(|data: &[u8]| {
     let Some(mut message) = Message::parse(data) else {
@@ -38,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
         2 => Duration::from_secs(u64::MAX),
         _ => Duration::from_secs(86_400),
     };
+    let public = StandardWebhooksPublicKey::from_standard_webhooks(PUBLIC_KEY).unwrap();
     let scheme = StandardWebhooks::new(Secrets::new(secrets.clone()).unwrap())
+        .and_public_keys(public)
         .with_tolerance(tolerance)
         .with_clock(FixedClock(NOW));
 
@@ -98,13 +105,28 @@ fuzz_target!(|data: &[u8]| {
             let index = verified
                 .key_index
                 .expect("Standard Webhooks reports its key");
-            let key = secrets[index].expose();
-            let expected = hmac_sha256(key, &[id, b".", timestamp, b".", &message.body]);
-            let backed = list
-                .split(|&b| b == b' ')
-                .filter_map(|entry| entry.strip_prefix(b"v1,"))
-                .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-                .any(|sig| sig == expected);
+            let backed = match secrets.get(index) {
+                Some(key) => {
+                    let expected =
+                        hmac_sha256(key.expose(), &[id, b".", timestamp, b".", &message.body]);
+                    list.split(|&b| b == b' ')
+                        .filter_map(|entry| entry.strip_prefix(b"v1,"))
+                        .filter_map(|b64| {
+                            base64::engine::general_purpose::STANDARD.decode(b64).ok()
+                        })
+                        .any(|sig| sig == expected)
+                }
+                // The public key (index 2): only a 64-byte v1a entry can have matched.
+                None => {
+                    assert_eq!(index, secrets.len(), "no such key");
+                    list.split(|&b| b == b' ')
+                        .filter_map(|entry| entry.strip_prefix(b"v1a,"))
+                        .filter_map(|b64| {
+                            base64::engine::general_purpose::STANDARD.decode(b64).ok()
+                        })
+                        .any(|sig| sig.len() == 64)
+                }
+            };
             assert!(backed, "forgery accepted");
             assert_eq!(verified.message_id.as_deref().map(str::as_bytes), Some(id));
             match verified.timestamp {

@@ -1,62 +1,40 @@
 //! Delivering a webhook body the way a platform does: its headers, its per-attempt timeout and
-//! its retry schedule (`runhook send`, `runhook demo`).
-//!
-//! | platform | timeout per attempt | attempts | retried on |
-//! |---|---|---|---|
-//! | Skyvern | 10 s | 1 | never (a replay is a manual duplicate) |
-//! | TinyFish | 10 s | 4, after 1 s, 2 s, 4 s | 5xx, network error, timeout; never 4xx |
-//! | WebRun (any `submittedData`) | 30 s | 1 | never |
-//! | SmartBrowse | 10 s | 1 | never |
+//! its retry schedule (`runhook send`, `runhook demo`). The schedule is the platform's
+//! [`SenderProfile`] in runhook-core's table ([`runhook_core::platform`]); nothing about a
+//! sender is decided here.
+
+mod retry_after;
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use rand::RngExt as _;
 use runhook::payload::Provider;
 use runhook::{sign_skyvern, Secret, SkyvernSignature};
+use runhook_core::platform::{Platform, RetryOn, SenderProfile};
 
-/// How a platform sends: per-attempt timeout and retry schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SenderProfile {
-    /// The platform this profile imitates.
-    pub provider: Provider,
-    /// How long one attempt may take before the sender gives up on it.
-    pub attempt_timeout: Duration,
-    /// The pause before each retry, in order: its length is the number of retries.
-    pub retry_delays: Vec<Duration>,
+/// Which of a platform's two sender profiles to imitate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SenderKind {
+    /// What its server does today ([`Platform::sender`]; Skyvern: 3 attempts, 30 s each).
+    #[default]
+    Current,
+    /// What its webhook documentation says ([`Platform::documented_sender`]; Skyvern: one
+    /// attempt, 10 s).
+    Documented,
 }
 
-/// How `provider` sends, from its documentation (see the [module docs](self)).
-pub fn profile(provider: Provider) -> SenderProfile {
-    let (timeout_secs, delays_secs): (u64, &[u64]) = match provider {
-        Provider::TinyFish => (10, &[1, 2, 4]),
-        Provider::WebRun | Provider::WebRunAi => (30, &[]),
-        // Skyvern, SmartBrowse, and any platform added later: one attempt, 10 s.
-        _ => (10, &[]),
-    };
-    SenderProfile {
-        provider,
-        attempt_timeout: Duration::from_secs(timeout_secs),
-        retry_delays: delays_secs
-            .iter()
-            .copied()
-            .map(Duration::from_secs)
-            .collect(),
-    }
-}
-
-impl SenderProfile {
-    /// Whether this sender retries after `result`: only on a 5xx, a network error or a timeout,
-    /// and only if it retries at all. Whether a retry remains is [`deliver`]'s business.
-    pub fn retries(&self, result: &AttemptResult) -> bool {
-        !self.retry_delays.is_empty() && result.is_retryable()
-    }
-
-    /// The most attempts one delivery makes.
-    pub fn max_attempts(&self) -> usize {
-        self.retry_delays.len() + 1
+impl SenderKind {
+    /// `provider`'s profile of this kind.
+    pub fn profile(self, provider: Provider) -> SenderProfile {
+        let platform = Platform::of(provider);
+        match self {
+            SenderKind::Current => platform.sender,
+            SenderKind::Documented => platform.documented_sender,
+        }
     }
 }
 
@@ -155,11 +133,19 @@ impl AttemptResult {
         matches!(self, AttemptResult::Status(200..=299))
     }
 
-    /// Whether a retrying sender tries again: a 5xx, a network error or a timeout.
-    pub fn is_retryable(&self) -> bool {
+    /// Whether a sender retrying on `retry_on` tries again after this.
+    pub fn retried_on(&self, retry_on: RetryOn) -> bool {
         match self {
-            AttemptResult::Status(status) => (500..=599).contains(status),
-            AttemptResult::Network(_) | AttemptResult::TimedOut => true,
+            AttemptResult::Status(status) => retry_on.status(*status),
+            AttemptResult::Network(_) | AttemptResult::TimedOut => retry_on.no_answer(),
+        }
+    }
+
+    /// The answer's status, if there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AttemptResult::Status(status) => Some(*status),
+            AttemptResult::Network(_) | AttemptResult::TimedOut => None,
         }
     }
 }
@@ -197,14 +183,47 @@ pub struct Attempt {
     /// The start of the answer's body (at most [`REPLY_EXCERPT`] bytes, lossy UTF-8): the
     /// receiver's reason for a rejection. Empty when there was no answer.
     pub reply: String,
+    /// The pause before the next attempt, if the sender makes one.
+    pub next: Option<Pause>,
+}
+
+/// The pause a sender makes before its next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// How long.
+    pub length: Duration,
+    /// Where the length comes from.
+    pub source: PauseSource,
+}
+
+/// Where a [`Pause`]'s length comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseSource {
+    /// The sender's own schedule.
+    Schedule,
+    /// The answer's `Retry-After` (capped by the sender).
+    RetryAfter,
+}
+
+impl fmt::Display for Pause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "retrying in {:.3} s", self.length.as_secs_f64())?;
+        match self.source {
+            PauseSource::Schedule => Ok(()),
+            PauseSource::RetryAfter => f.write_str(", as Retry-After asks"),
+        }
+    }
 }
 
 /// How much of an answer's body an [`Attempt`] keeps.
 pub const REPLY_EXCERPT: usize = 300;
 
-/// Posts `body` with `headers` to `url`, retrying on `profile`'s schedule; calls `on_attempt`
-/// after each attempt; returns every attempt (never none). Each attempt is bounded by
-/// `profile.attempt_timeout`; a retry waits its delay after the failed attempt ended.
+/// Posts `body` with `headers` to `url` as `profile` says: at most `profile.attempts`
+/// attempts, each bounded by `profile.attempt_timeout`, retrying what `profile.retry_on`
+/// retries after [`SenderProfile::delay_before`] (counted from the end of the failed attempt;
+/// the jitter drawn here). Every attempt sends the same headers and body, as the platforms do
+/// (a Skyvern signature is computed once, by the caller). Calls `on_attempt` after each
+/// attempt, before its pause; returns every attempt (never none).
 pub async fn deliver(
     client: &reqwest::Client,
     url: &str,
@@ -214,40 +233,65 @@ pub async fn deliver(
     mut on_attempt: impl FnMut(&Attempt),
 ) -> Vec<Attempt> {
     let first = Instant::now();
-    let mut delays = profile.retry_delays.iter();
-    let mut attempts = Vec::with_capacity(profile.max_attempts());
-    for number in 1.. {
+    let mut attempts = Vec::with_capacity(profile.attempts as usize);
+    for number in 1..=profile.attempts.max(1) {
         let started_after = first.elapsed();
         let start = Instant::now();
-        let (result, reply) =
-            post_once(client, url, headers, body.clone(), profile.attempt_timeout).await;
+        let answer = post_once(client, url, headers, body.clone(), profile.attempt_timeout).await;
+        let next = if answer.result.retried_on(profile.retry_on) {
+            next_pause(profile, number, answer.retry_after)
+        } else {
+            None
+        };
         let attempt = Attempt {
             number,
             started_after,
-            result,
+            result: answer.result,
             latency: start.elapsed(),
-            reply,
+            reply: answer.reply,
+            next,
         };
         on_attempt(&attempt);
-        let retry = profile.retries(&attempt.result);
         attempts.push(attempt);
-        match delays.next() {
-            Some(delay) if retry => tokio::time::sleep(*delay).await,
-            _ => break,
+        match next {
+            Some(pause) => tokio::time::sleep(pause.length).await,
+            None => break,
         }
     }
     attempts
 }
 
+/// The pause after failed attempt `number`, if `profile` makes another attempt.
+fn next_pause(
+    profile: &SenderProfile,
+    number: u32,
+    retry_after: Option<Duration>,
+) -> Option<Pause> {
+    let unit: f64 = rand::rng().random();
+    let length = profile.delay_before(number, retry_after, unit)?;
+    let source = match retry_after {
+        Some(_) if profile.backoff.honours_retry_after() => PauseSource::RetryAfter,
+        _ => PauseSource::Schedule,
+    };
+    Some(Pause { length, source })
+}
+
+/// What one POST got back.
+struct Answer {
+    result: AttemptResult,
+    reply: String,
+    retry_after: Option<Duration>,
+}
+
 /// One POST, its response body read (so that the connection returns to the pool), with the
-/// start of that body.
+/// start of that body and the `Retry-After` it asked for.
 async fn post_once(
     client: &reqwest::Client,
     url: &str,
     headers: &HeaderMap,
     body: Bytes,
     timeout: Duration,
-) -> (AttemptResult, String) {
+) -> Answer {
     let sent = client
         .post(url)
         .headers(headers.clone())
@@ -255,17 +299,29 @@ async fn post_once(
         .timeout(timeout)
         .send()
         .await;
+    let no_answer = |result| Answer {
+        result,
+        reply: String::new(),
+        retry_after: None,
+    };
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| retry_after::parse(value, SystemTime::now()));
             // The status is the answer; a body cut short changes nothing for the sender.
             let reply = response.bytes().await.unwrap_or_default();
             let excerpt = &reply[..reply.len().min(REPLY_EXCERPT)];
-            let reply = String::from_utf8_lossy(excerpt).into_owned();
-            (AttemptResult::Status(status), reply)
+            Answer {
+                result: AttemptResult::Status(status),
+                reply: String::from_utf8_lossy(excerpt).into_owned(),
+                retry_after,
+            }
         }
-        Err(error) if error.is_timeout() => (AttemptResult::TimedOut, String::new()),
-        Err(error) => (AttemptResult::Network(reason(error)), String::new()),
+        Err(error) if error.is_timeout() => no_answer(AttemptResult::TimedOut),
+        Err(error) => no_answer(AttemptResult::Network(reason(error))),
     }
 }
 
@@ -292,33 +348,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn profiles_follow_the_senders_documents() {
-        let tinyfish = profile(Provider::TinyFish);
-        assert_eq!(tinyfish.attempt_timeout, Duration::from_secs(10));
+    fn each_kind_reads_its_profile_from_the_table() {
+        let skyvern = Platform::of(Provider::Skyvern);
         assert_eq!(
-            tinyfish.retry_delays,
-            [1, 2, 4].map(Duration::from_secs).to_vec()
+            SenderKind::Current.profile(Provider::Skyvern),
+            skyvern.sender
         );
         assert_eq!(
-            profile(Provider::WebRunAi).attempt_timeout,
-            Duration::from_secs(30)
+            SenderKind::Documented.profile(Provider::Skyvern),
+            skyvern.documented_sender
         );
-        for provider in [Provider::Skyvern, Provider::WebRun, Provider::SmartBrowse] {
-            assert_eq!(profile(provider).max_attempts(), 1, "{provider}");
-        }
+        assert_eq!(SenderKind::default(), SenderKind::Current);
     }
 
     #[test]
-    fn only_5xx_network_errors_and_timeouts_are_retried() {
-        let tinyfish = profile(Provider::TinyFish);
-        let retried = |r: AttemptResult| tinyfish.retries(&r);
-        assert!(retried(AttemptResult::Status(503)));
-        assert!(retried(AttemptResult::Network("refused".into())));
-        assert!(retried(AttemptResult::TimedOut));
-        for status in [200, 202, 301, 400, 401, 404, 429] {
-            assert!(!retried(AttemptResult::Status(status)), "{status}");
+    fn answers_are_retried_as_the_profile_says() {
+        let tinyfish = SenderKind::Current.profile(Provider::TinyFish).retry_on;
+        let skyvern = SenderKind::Current.profile(Provider::Skyvern).retry_on;
+        for no_answer in [
+            AttemptResult::Network("refused".into()),
+            AttemptResult::TimedOut,
+        ] {
+            assert!(no_answer.retried_on(tinyfish));
+            assert!(no_answer.retried_on(skyvern));
+            assert!(!no_answer.retried_on(RetryOn::Nothing));
         }
-        assert!(!profile(Provider::Skyvern).retries(&AttemptResult::Status(503)));
+        for status in [403, 429, 503] {
+            assert!(
+                AttemptResult::Status(status).retried_on(skyvern),
+                "{status}"
+            );
+        }
+        for status in [200, 202, 301, 400, 401, 404, 429] {
+            assert!(
+                !AttemptResult::Status(status).retried_on(tinyfish),
+                "{status}"
+            );
+        }
+        assert!(AttemptResult::Status(503).retried_on(tinyfish));
+    }
+
+    #[test]
+    fn a_pause_says_whether_retry_after_set_it() {
+        let skyvern = SenderKind::Current.profile(Provider::Skyvern);
+        let asked = next_pause(&skyvern, 1, Some(Duration::from_secs(3))).unwrap();
+        assert_eq!(asked.length, Duration::from_secs(3));
+        assert_eq!(asked.source, PauseSource::RetryAfter);
+        assert!(asked.to_string().contains("Retry-After"), "{asked}");
+        let scheduled = next_pause(&skyvern, 2, None).unwrap();
+        assert!((Duration::from_secs(2)..Duration::from_secs(3)).contains(&scheduled.length));
+        let tinyfish = SenderKind::Current.profile(Provider::TinyFish);
+        let ignored = next_pause(&tinyfish, 1, Some(Duration::from_secs(9))).unwrap();
+        assert_eq!(ignored.length, Duration::from_secs(1));
+        assert_eq!(ignored.source, PauseSource::Schedule);
+        assert_eq!(next_pause(&skyvern, 3, None), None);
     }
 
     #[test]

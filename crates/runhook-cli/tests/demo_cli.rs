@@ -32,6 +32,8 @@ fn demo_plays_every_scene_as_expected() {
     let tinyfish = rows.iter().find(|r| r.contains("tinyfish")).unwrap();
     assert!(tinyfish.contains("503 → 200"), "{tinyfish}");
     assert!(stdout.contains("re-serialized"), "{stdout}");
+    // Skyvern's server retries a 403, never a 401: a forgery is not redelivered.
+    assert!(stdout.contains("skyvern does not retry a 401"), "{stdout}");
     assert!(
         stdout.contains("every delivery was answered and processed as expected"),
         "{stdout}"

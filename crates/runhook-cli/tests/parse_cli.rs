@@ -158,3 +158,18 @@ fn wrong_payloads_exit_1_with_the_reason() {
     let out = parse("github", &fixture("webrun-just-ping.json"));
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn webrun_ai_has_no_run_id_and_is_keyed_by_the_body_hash() {
+    use sha2::{Digest as _, Sha256};
+
+    let file = fixture("webrun-ai-response.json");
+    let ai = parsed("webrun-ai", "webrun-ai-response.json");
+    // Present and null: the platform names no run; the hash is only the key.
+    assert_eq!(ai.get("run_id"), Some(&Value::Null), "{ai}");
+    let hash = hex::encode(Sha256::digest(std::fs::read(file).unwrap()));
+    assert_eq!(ai["dedup_key"], format!("webrun-ai:{hash}"));
+    // A platform that names its runs still prints the id.
+    let webrun = parsed("webrun", "webrun-full-response.json");
+    assert!(webrun["run_id"].is_string(), "{webrun}");
+}

@@ -36,12 +36,22 @@ struct Received {
 struct Reply {
     status: u16,
     delay: Duration,
+    retry_after: Option<&'static str>,
 }
 
 fn answer(status: u16) -> Reply {
     Reply {
         status,
         delay: Duration::ZERO,
+        retry_after: None,
+    }
+}
+
+/// An answer with `Retry-After: {retry_after}`.
+fn answer_after(status: u16, retry_after: &'static str) -> Reply {
+    Reply {
+        retry_after: Some(retry_after),
+        ..answer(status)
     }
 }
 
@@ -92,7 +102,8 @@ async fn receive(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let at = Instant::now();
     let reply = {
         let mut log = state.log.lock().unwrap();
@@ -100,7 +111,11 @@ async fn receive(
         (state.script)(log.len() - 1)
     };
     tokio::time::sleep(reply.delay).await;
-    StatusCode::from_u16(reply.status).unwrap()
+    let status = StatusCode::from_u16(reply.status).unwrap();
+    match reply.retry_after {
+        Some(after) => (status, [("retry-after", after)]).into_response(),
+        None => status.into_response(),
+    }
 }
 
 /// The outcome of one `runhook send`.
@@ -260,7 +275,7 @@ async fn tinyfish_never_retries_a_4xx() {
     run.assert_exit(1);
     assert_eq!(server.received().len(), 1);
     assert!(
-        run.stdout.contains("a 4xx is never retried"),
+        run.stdout.contains("tinyfish never retries HTTP 400"),
         "{}",
         run.stdout
     );
@@ -295,27 +310,154 @@ async fn tinyfish_retries_network_errors() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn skyvern_makes_one_attempt() {
-    let server = Server::start(|_| answer(503)).await;
-    let run = send(&[
+/// `runhook send --provider skyvern` to `server`, with `extra` arguments before the file.
+async fn send_skyvern(server: &Server, extra: &[&str]) -> Run {
+    let url = server.url();
+    let file = fixture("skyvern-task-failed.json");
+    let mut args = vec![
         "--provider",
         "skyvern",
         "--secret-env",
         "SKYVERN_KEY",
         "--to",
-        &server.url(),
-        &fixture("skyvern-task-failed.json"),
-    ])
-    .await;
-    run.assert_exit(1);
-    assert_eq!(server.received().len(), 1);
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&file);
+    let run = send(&args).await;
+    run.assert_no_secret();
+    run
+}
+
+/// Asserts `gap` is in `[low, high)` seconds.
+fn assert_between(gap: Duration, low: f64, high: f64, what: &str) {
+    let seconds = gap.as_secs_f64();
     assert!(
-        run.stdout.contains("skyvern does not retry"),
+        (low..high).contains(&seconds),
+        "{what}: {seconds:.3} s, expected in [{low}, {high})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_retries_a_5xx_three_times_after_jittered_doubling_pauses() {
+    let server = Server::start(|_| answer(503)).await;
+    let run = send_skyvern(&server, &[]).await;
+    run.assert_exit(1);
+    let gaps = server.gaps();
+    assert_eq!(gaps.len(), 2, "{}", run.stdout);
+    // 1 s × 2ⁿ plus 0–1 s of jitter: 1–2 s, then 2–3 s (upper bounds loose for a busy host).
+    assert_between(gaps[0], 1.0, 2.5, "first pause");
+    assert_between(gaps[1], 2.0, 3.5, "second pause");
+    assert!(run.stdout.contains("attempt 3/3"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "not delivered: HTTP 503 Service Unavailable after 3 attempts; no retry left"
+        ),
         "{}",
         run.stdout
     );
-    run.assert_no_secret();
+    // Every attempt is the same signed request, signature and timestamp included.
+    let log = server.received();
+    for received in log.iter() {
+        assert_genuine_skyvern(received);
+        assert_eq!(received.body, log[0].body);
+        for header in ["x-skyvern-signature", "x-skyvern-timestamp"] {
+            assert_eq!(received.headers[header], log[0].headers[header]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_waits_what_retry_after_asks() {
+    let server = Server::start(|n| {
+        if n == 0 {
+            answer_after(503, "3")
+        } else {
+            answer(200)
+        }
+    })
+    .await;
+    let run = send_skyvern(&server, &[]).await;
+    run.assert_exit(0);
+    let gaps = server.gaps();
+    assert_eq!(gaps.len(), 1, "{}", run.stdout);
+    assert_between(gaps[0], 3.0, 4.0, "pause asked by Retry-After");
+    assert!(
+        run.stdout
+            .contains("retrying in 3.000 s, as Retry-After asks"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("delivered (HTTP 200 OK) after 2 attempts"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_retries_403_and_429() {
+    for status in [403, 429] {
+        let server = Server::start(move |n| answer(if n == 0 { status } else { 200 })).await;
+        let run = send_skyvern(&server, &[]).await;
+        run.assert_exit(0);
+        assert_eq!(server.received().len(), 2, "{status}: {}", run.stdout);
+        assert_between(server.gaps()[0], 1.0, 2.5, "pause");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_never_retries_400_or_401() {
+    for status in [400, 401] {
+        let server = Server::start(move |_| answer(status)).await;
+        let run = send_skyvern(&server, &[]).await;
+        run.assert_exit(1);
+        assert_eq!(server.received().len(), 1, "{status}: {}", run.stdout);
+        assert!(
+            run.stdout
+                .contains(&format!("skyvern never retries HTTP {status}")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skyvern_as_documented_makes_one_attempt() {
+    let server = Server::start(|_| answer(503)).await;
+    let run = send_skyvern(&server, &["--sender", "documented"]).await;
+    run.assert_exit(1);
+    assert_eq!(server.received().len(), 1);
+    assert!(run.stdout.contains("attempt 1/1"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("skyvern as documented does not retry"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tinyfish_ignores_retry_after() {
+    let server = Server::start(|n| {
+        if n == 0 {
+            answer_after(503, "5")
+        } else {
+            answer(200)
+        }
+    })
+    .await;
+    let run = send(&[
+        "--provider",
+        "tinyfish",
+        "--to",
+        &server.url(),
+        &fixture("tinyfish-completed.json"),
+    ])
+    .await;
+    run.assert_exit(0);
+    assert_eq!(server.received().len(), 2);
+    assert_about(server.gaps()[0], Duration::from_secs(1), "gap");
 }
 
 fn assert_genuine_skyvern(received: &Received) {
@@ -454,8 +596,8 @@ async fn each_file_is_one_delivery_and_the_exit_status_reports_any_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_times_out() {
     let server = Server::start(|_| Reply {
-        status: 200,
         delay: Duration::from_secs(3),
+        ..answer(200)
     })
     .await;
     let started = Instant::now();
@@ -611,6 +753,7 @@ async fn load_sends_fresh_run_ids_and_the_asked_share_of_duplicates() {
             DedupProbe::read(Provider::TinyFish, &r.body)
                 .unwrap()
                 .run_id
+                .unwrap()
         })
         .collect();
     assert_eq!(ids.len(), run.summary_count("unique run ids"));
@@ -645,13 +788,16 @@ async fn load_duplicates_resend_the_exact_signed_request() {
         "20",
         "--duplicates",
         "0.5",
+        // One attempt each, so that every request is one delivery.
+        "--sender",
+        "documented",
         &fixture("skyvern-task-completed.json"),
     ])
     .await;
     run.assert_exit(1);
     run.assert_no_secret();
     let log = server.received();
-    assert_eq!(log.len(), 20, "Skyvern never retries");
+    assert_eq!(log.len(), 20, "Skyvern as documented never retries");
     assert_eq!(run.summary_count("5xx"), 5);
     assert_eq!(run.summary_count("2xx"), 15);
     let mut by_id: HashMap<String, Vec<&Received>> = HashMap::new();
@@ -659,7 +805,8 @@ async fn load_duplicates_resend_the_exact_signed_request() {
         assert_genuine_skyvern(received);
         let id = DedupProbe::read(Provider::Skyvern, &received.body)
             .unwrap()
-            .run_id;
+            .run_id
+            .unwrap();
         by_id.entry(id).or_default().push(received);
     }
     assert_eq!(by_id.len(), 10);

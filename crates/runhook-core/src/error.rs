@@ -107,6 +107,10 @@ pub enum ConfigError {
     /// A Standard Webhooks secret is not `whsec_` followed by base64.
     #[error("a Standard Webhooks secret must be `whsec_` followed by base64")]
     InvalidStandardWebhooksSecret,
+    /// A Standard Webhooks public key is not `whpk_` followed by the base64 of a valid
+    /// 32-byte ed25519 key.
+    #[error("a Standard Webhooks public key must be `whpk_` followed by the base64 of 32 bytes")]
+    InvalidStandardWebhooksPublicKey,
     /// A header name is not a valid HTTP header name.
     #[error("`{0}` is not a valid HTTP header name")]
     InvalidHeaderName(String),

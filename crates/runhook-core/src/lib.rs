@@ -42,8 +42,9 @@ mod secret;
 mod verify;
 
 pub use auth::{
-    sign_skyvern, sign_standard_webhooks, AnyOf, HeaderToken, PathSecret, SegmentPosition,
-    SkyvernSignature, StandardWebhooks, Unsigned,
+    sign_skyvern, sign_standard_webhooks, AnyOf, HeaderToken, PathSecret, PublicKeys,
+    SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
+    StandardWebhooksPublicKey, Unsigned,
 };
 pub use error::{AuthError, ConfigError, SchemeKind};
 pub use headers::{single_header, HeaderLookup, SingleHeader};

@@ -52,8 +52,23 @@ pub struct Platform {
     /// [`Platform::sender`] (Skyvern's page still describes a single 10 s attempt); else the
     /// same profile.
     pub documented_sender: SenderProfile,
+    /// Whether a second delivery of a run can carry another body than the first.
+    pub duplicates: Duplicates,
     /// Its API for fetching one run, if it documents one (WebRun does not).
     pub run_api: Option<RunApi>,
+}
+
+/// How the bodies of a platform's repeated deliveries of one run compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    /// Every repeat resends the first body (automatic retries), so a repeat with another body
+    /// is worth a warning.
+    SameBody,
+    /// Some repeats are built afresh and differ from the first by design.
+    Rebuilt {
+        /// Why, in a few words, for logs.
+        why: &'static str,
+    },
 }
 
 /// How a route authenticates by default.
@@ -146,6 +161,14 @@ pub enum Backoff {
     },
 }
 
+impl Backoff {
+    /// Whether a retry waits what the failed answer's `Retry-After` asks rather than the
+    /// schedule.
+    pub fn honours_retry_after(self) -> bool {
+        matches!(self, Backoff::Exponential { .. })
+    }
+}
+
 impl SenderProfile {
     /// The pause before retry `retry` (1 for the first retry), given the failed answer's
     /// `Retry-After` and a random `unit` in `[0, 1)` for the jitter; `None` when no retry of
@@ -230,6 +253,11 @@ const SKYVERN: Platform = Platform {
         },
     },
     documented_sender: SINGLE_ATTEMPT_10S,
+    // `POST /v1/runs/{run_id}/retry_webhook` builds the payload again: fresh presigned URLs,
+    // a new timestamp, so another body and signature for the same run.
+    duplicates: Duplicates::Rebuilt {
+        why: "Skyvern replays rebuild the payload",
+    },
     run_api: Some(RunApi {
         default_base: "https://api.skyvern.com",
         run_path: "/v1/runs/{id}",
@@ -256,6 +284,7 @@ const TINYFISH: Platform = Platform {
     schemes: &[SchemeKind::PathSecret, SchemeKind::Unsigned],
     sender: TINYFISH_SENDER,
     documented_sender: TINYFISH_SENDER,
+    duplicates: Duplicates::SameBody,
     run_api: Some(RunApi {
         default_base: "https://agent.tinyfish.ai",
         run_path: "/v1/runs/{id}",
@@ -285,6 +314,7 @@ const WEBRUN: Platform = Platform {
     schemes: WEBRUN_SCHEMES,
     sender: WEBRUN_SENDER,
     documented_sender: WEBRUN_SENDER,
+    duplicates: Duplicates::SameBody,
     run_api: None,
 };
 
@@ -310,6 +340,7 @@ const SMARTBROWSE: Platform = Platform {
     ],
     sender: SINGLE_ATTEMPT_10S,
     documented_sender: SINGLE_ATTEMPT_10S,
+    duplicates: Duplicates::SameBody,
     run_api: Some(RunApi {
         default_base: "https://api.webscrape.ai",
         run_path: "/v1/smartbrowse/runs/{id}",
@@ -385,6 +416,21 @@ mod tests {
         assert!(retry.no_answer());
         assert!(!RetryOn::Nothing.no_answer());
         assert!(!RetryOn::ServerErrors.status(429));
+        assert!(!RetryOn::ServerErrors.status(403));
+        assert!(RetryOn::ServerErrors.no_answer());
+    }
+
+    #[test]
+    fn only_skyvern_honours_retry_after_and_rebuilds_its_replays() {
+        for provider in Provider::ALL {
+            let platform = Platform::of(provider);
+            let skyvern = provider == Provider::Skyvern;
+            assert_eq!(platform.sender.backoff.honours_retry_after(), skyvern);
+            assert_eq!(
+                matches!(platform.duplicates, Duplicates::Rebuilt { .. }),
+                skyvern
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! where a body is not the provider's payload.
 
 use runhook_core::payload::{
-    PayloadError, Provider, ProviderPayload, RunEvent, RunStatus, WebRunPayload,
+    DedupProbe, PayloadError, Provider, ProviderPayload, RunEvent, RunIdentity, RunStatus,
+    WebRunPayload,
 };
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -196,7 +197,11 @@ fn webrun_ai_response_is_keyed_by_the_body_hash() {
     let event = RunEvent::parse(Provider::WebRunAi, body.clone()).unwrap();
     let hash = hex::encode(Sha256::digest(&body));
     assert_eq!(event.dedup_key, format!("webrun-ai:{hash}"));
-    assert_eq!(event.run_id, hash);
+    // No run id of its own: the hash is the key, never presented as the run's id.
+    assert_eq!(event.run_id, None);
+    let probe = DedupProbe::read(Provider::WebRunAi, &body).unwrap();
+    assert_eq!(probe.dedup_key, event.dedup_key);
+    assert_eq!(probe.run_id, None);
     assert_eq!(event.status, RunStatus::Completed);
     assert_eq!(event.result().unwrap()["inStock"], json!(false));
     // Plain-text output is kept as a string; non-text bytes are refused.
@@ -336,7 +341,7 @@ fn over_long_run_ids_are_refused() {
 fn a_repeated_key_keeps_the_last_value_as_python_does() {
     let body = br#"{"run_id":"first","status":"failed","run_id":"second"}"#;
     let event = RunEvent::parse(Provider::Skyvern, &body[..]).unwrap();
-    assert_eq!(event.run_id, "second");
+    assert_eq!(event.run_id.as_deref(), Some("second"));
     assert_eq!(event.status, RunStatus::Failed);
 }
 
@@ -472,7 +477,7 @@ fn payload_as_is_typed_per_platform() {
 
     let tinyfish = parse(Provider::TinyFish, "tinyfish-completed.json");
     let run: &TinyFishRun = tinyfish.payload_as().unwrap();
-    assert_eq!(run.run_id, tinyfish.run_id);
+    assert_eq!(Some(&run.run_id), tinyfish.run_id.as_ref());
     let smartbrowse = parse(Provider::SmartBrowse, "smartbrowse-completed.json");
     assert!(smartbrowse.payload_as::<SmartBrowseRun>().is_ok());
     let webrun = parse(Provider::WebRun, "webrun-full-response.json");
@@ -494,4 +499,23 @@ fn payload_as_is_typed_per_platform() {
         event.payload_as::<SkyvernRun>(),
         Err(PayloadAsError::Unparseable(_))
     ));
+}
+
+#[test]
+fn every_platform_but_webrun_ai_names_its_runs() {
+    let named = [
+        (Provider::Skyvern, "skyvern-task-completed.json"),
+        (Provider::TinyFish, "tinyfish-completed.json"),
+        (Provider::WebRun, "webrun-full-response.json"),
+        (Provider::SmartBrowse, "smartbrowse-completed.json"),
+    ];
+    for (provider, name) in named {
+        assert!(matches!(provider.identity(), RunIdentity::RunId { .. }));
+        let event = parse(provider, name);
+        let id = event.run_id.as_deref().unwrap();
+        assert_eq!(event.dedup_key, format!("{provider}:{id}"));
+        let probe = DedupProbe::read(provider, &fixture(name)).unwrap();
+        assert_eq!(probe.run_id.as_deref(), Some(id));
+    }
+    assert_eq!(Provider::WebRunAi.identity(), RunIdentity::BodyHash);
 }

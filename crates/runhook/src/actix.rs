@@ -23,7 +23,7 @@
 //! let webrun = Receiver::builder(Provider::WebRun)
 //!     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
 //!     .handler(|event: Arc<RunEvent>| async move {
-//!         println!("processed {} {}", event.provider, event.run_id);
+//!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
 //!     })
 //!     .build()?;
@@ -93,7 +93,7 @@ pub fn respond(outcome: &Outcome) -> HttpResponse {
 /// use runhook::{actix::Webhook, payload::Provider, Receiver, Secret, SkyvernSignature};
 ///
 /// async fn on_run(Webhook(claimed): Webhook) -> HttpResponse {
-///     println!("run {} {}", claimed.event.run_id, claimed.event.status);
+///     println!("run {} {}", claimed.event.dedup_key, claimed.event.status);
 ///     let _ = claimed.complete().await;
 ///     HttpResponse::Ok().body("ok")
 /// }
@@ -241,7 +241,7 @@ impl FromRequest for Webhook {
 ///
 /// async fn on_run(request: HttpRequest, body: web::Json<serde_json::Value>) -> HttpResponse {
 ///     let run = request.extensions().get::<VerifiedRun>().cloned().expect("set by the middleware");
-///     println!("{} {}: {}", run.event.provider, run.event.run_id, body["type"]);
+///     println!("{} {}: {}", run.event.provider, run.event.dedup_key, body["type"]);
 ///     HttpResponse::Ok().finish()
 /// }
 ///

@@ -19,7 +19,7 @@
 //! let skyvern = Receiver::builder(Provider::Skyvern)
 //!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
 //!     .handler(|event: Arc<RunEvent>| async move {
-//!         println!("processed {} {}", event.provider, event.run_id);
+//!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
 //!     })
 //!     .build()?;
@@ -58,7 +58,7 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Response {
 /// use runhook::{axum::Webhook, payload::Provider, Receiver, Secret, HeaderToken};
 ///
 /// async fn on_run(Webhook(claimed): Webhook) -> &'static str {
-///     println!("run {} {}", claimed.event.run_id, claimed.event.status);
+///     println!("run {} {}", claimed.event.dedup_key, claimed.event.status);
 ///     match claimed.complete().await {
 ///         Ok(()) => "ok",
 ///         Err(_) => "ok (completion not recorded)",

@@ -23,7 +23,7 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// fn assert_handler<H: Handler>(_: H) {}
 /// assert_handler(|event: Arc<RunEvent>| async move {
-///     println!("{} finished: {}", event.run_id, event.status);
+///     println!("{} finished: {}", event.dedup_key, event.status);
 ///     Ok::<(), std::io::Error>(())
 /// });
 /// ```

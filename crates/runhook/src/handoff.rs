@@ -27,7 +27,7 @@ pub(crate) enum HandOff {
 pub(crate) struct Duplicate<'a> {
     pub provider: Provider,
     pub key: &'a str,
-    pub run_id: &'a str,
+    pub run_id: Option<&'a str>,
     pub received_at: SystemTime,
     pub body: &'a [u8],
     pub headers: &'a [(String, String)],

@@ -27,7 +27,7 @@
 //! use runhook::{payload::Provider, Receiver, Secret, SkyvernSignature};
 //!
 //! async fn on_run(Extension(run): Extension<VerifiedRun>, Json(body): Json<serde_json::Value>) -> &'static str {
-//!     println!("{} {}: {}", run.event.provider, run.event.run_id, body["status"]);
+//!     println!("{} {}: {}", run.event.provider, run.event.dedup_key, body["status"]);
 //!     "ok"
 //! }
 //!

@@ -95,7 +95,7 @@ impl Job {
         DeadLetter {
             provider: Some(self.event.provider),
             dedup_key: Some(self.event.dedup_key.clone()),
-            run_id: Some(self.event.run_id.clone()),
+            run_id: self.event.run_id.clone(),
             reason,
             attempts,
             received_at: self.received_at,
@@ -351,7 +351,11 @@ impl Worker<'_> {
         if event.confirmation.is_confirmed() {
             return Ok(Confirm::Ready(event.clone()));
         }
-        let fetched = self.keep_held(source.fetch(&event.run_id)).await?;
+        // Only platforms with a run API confirm, and each of them names its runs.
+        let Some(run_id) = event.run_id.clone() else {
+            return Ok(Confirm::Unknown);
+        };
+        let fetched = self.keep_held(source.fetch(&run_id)).await?;
         let not_yet = |message: String, retry_after| {
             Counters::bump(&ctx.counters.confirm_failures);
             Ok(Confirm::NotYet(Failure {
@@ -378,7 +382,10 @@ impl Worker<'_> {
             Err(FetchError::Status {
                 status,
                 retry_after,
-            }) => not_yet(format!("could not confirm: the run API answered HTTP {status}"), retry_after),
+            }) => not_yet(
+                format!("could not confirm: the run API answered HTTP {status}"),
+                retry_after,
+            ),
             Err(err) => not_yet(format!("could not confirm: {err}"), None),
         }
     }

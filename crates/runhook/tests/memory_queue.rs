@@ -132,7 +132,11 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
         let seen = seen.clone();
         async move {
             seen.lock().unwrap().push(event.run_id.clone());
-            if event.run_id.starts_with("still_broken") {
+            if event
+                .run_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("still_broken"))
+            {
                 return Err(std::io::Error::other("still broken"));
             }
             Ok(())

@@ -224,7 +224,10 @@ fn recording(
             if let Some(gate) = gate {
                 gate.acquire().await.unwrap().forget();
             }
-            calls.lock().unwrap().push(event.run_id.clone());
+            calls
+                .lock()
+                .unwrap()
+                .push(event.run_id.clone().unwrap_or_default());
             Ok(())
         })
     }

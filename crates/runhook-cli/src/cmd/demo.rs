@@ -17,10 +17,11 @@ use runhook::store::{
     Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, MemoryStore, StoreError, Token,
 };
 use runhook::{Clock as _, MemoryDeadLetters, RetryPolicy, Secret, Secrets, SystemClock};
+use runhook_core::platform::Platform;
 
 use super::canonicalize::reserialized_explanation_with;
 
-use crate::deliver::{self, Attempt, AttemptResult, Credential};
+use crate::deliver::{self, Attempt, AttemptResult, Credential, SenderKind};
 use crate::serve::app::{self, ServedRoute, Shared};
 use crate::serve::config::RouteSpec;
 
@@ -106,6 +107,10 @@ async fn demo() -> Result<bool, String> {
     for route in routes.iter() {
         println!("  POST {:<36} {}", route.path, route.receiver.provider());
     }
+    println!(
+        "Each delivery is made as the platform's server makes it today: its headers, its \
+         timeout, its retries (see `runhook send --help`)."
+    );
     println!();
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -123,7 +128,7 @@ async fn demo() -> Result<bool, String> {
     let mut played = Vec::with_capacity(scenes.len());
     for scene in &scenes {
         let url = format!("{base}{}", scene.path);
-        let profile = deliver::profile(scene.platform);
+        let profile = SenderKind::Current.profile(scene.platform);
         let attempts = deliver::deliver(
             &client,
             &url,
@@ -431,6 +436,12 @@ fn explanations(scene: &Scene, played: &Played) -> Vec<String> {
         return Vec::new();
     };
     let mut lines = vec![format!("↳ {status}: {}", last.reply.trim())];
+    if !Platform::of(scene.platform).sender.retry_on.status(status) {
+        lines.push(format!(
+            "  {} does not retry a {status}: this run is not delivered again",
+            scene.platform
+        ));
+    }
     if scene.platform == Provider::Skyvern {
         let keys = demo_secret(SKYVERN_KEY).ok().map(Secrets::from);
         let why =

@@ -18,7 +18,9 @@ use runhook::{Clock as _, SystemClock};
 
 use super::input::read_input;
 use super::secrets;
-use crate::deliver::{self, deliver, Attempt, AttemptResult, Credential, SenderProfile};
+use runhook_core::platform::SenderProfile;
+
+use crate::deliver::{self, deliver, Attempt, Credential, SenderKind};
 
 /// Exit status when a delivery did not end with a 2xx.
 const NOT_DELIVERED: u8 = 1;
@@ -29,9 +31,14 @@ const USAGE: u8 = 2;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Each FILE is one delivery, made as the platform makes it: same headers \
-(Skyvern: canonical body, signature, timestamp), same timeout per attempt, same retries \
-(TinyFish: 4 attempts, after 1 s, 2 s, 4 s, on 5xx and network errors, never on 4xx; the \
-others: one attempt). Every attempt is printed with its status and latency.\n\
+(Skyvern: canonical body, signature, timestamp, computed once and resent unchanged), same \
+timeout per attempt, same retries. Skyvern (its server since May 2026): 3 attempts of 30 s, on \
+403, 408, 425, 429, 5xx, network errors and timeouts, after 1 s × 2^n plus up to 1 s of \
+jitter, or the answer's Retry-After (seconds or HTTP-date, at most 30 s); --sender documented \
+makes the single 10 s attempt its docs page describes. TinyFish: 4 attempts, after 1 s, 2 s, \
+4 s, on 5xx, network errors and timeouts, never on 4xx, Retry-After ignored. WebRun, \
+SmartBrowse: one attempt. Every attempt is printed with its status, latency and the pause \
+before the next.\n\
 With --count N, sends N deliveries made from the single template FILE, each with a fresh run id \
 (every JSON string equal to the template's run id is replaced, so Skyvern's task_id and \
 TinyFish's data.run_id follow; webrun-ai bodies, whose dedup key is the body hash, get a \
@@ -60,7 +67,13 @@ pub struct SendArgs {
     /// form of its JSON. Other platforms always send the file as it is.
     #[arg(long)]
     raw: bool,
-    /// Timeout of each attempt, in seconds, instead of the platform's (10 s; WebRun 30 s).
+    /// Which of the platform's senders to imitate: `current`, what its server does today, or
+    /// `documented`, what its webhook docs say (they differ for Skyvern only: its docs still
+    /// describe a single 10 s attempt).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = SenderKind::Current)]
+    sender: SenderKind,
+    /// Timeout of each attempt, in seconds, instead of the platform's (Skyvern 30 s, or 10 s
+    /// as documented; TinyFish, SmartBrowse 10 s; WebRun 30 s).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     timeout: Option<Duration>,
     /// Load mode: send this many deliveries made from the single template FILE.
@@ -145,13 +158,20 @@ enum Job {
 struct Target {
     client: reqwest::Client,
     url: String,
+    schedule: Schedule,
+}
+
+/// The sender imitated: whose, and its profile.
+struct Schedule {
+    provider: Provider,
+    kind: SenderKind,
     profile: SenderProfile,
 }
 
 impl Target {
     fn new(args: &SendArgs) -> Result<Self, String> {
         check_url(&args.to)?;
-        let mut profile = deliver::profile(args.provider);
+        let mut profile = args.sender.profile(args.provider);
         if let Some(timeout) = args.timeout {
             profile.attempt_timeout = timeout;
         }
@@ -163,7 +183,11 @@ impl Target {
         Ok(Self {
             client,
             url: args.to.clone(),
-            profile,
+            schedule: Schedule {
+                provider: args.provider,
+                kind: args.sender,
+                profile,
+            },
         })
     }
 
@@ -175,7 +199,7 @@ impl Target {
             &self.url,
             &headers,
             body,
-            &self.profile,
+            &self.schedule.profile,
             on_attempt,
         )
         .await
@@ -276,13 +300,13 @@ async fn send_each(target: &Target, sender: &Sender, bodies: Vec<(String, Bytes)
             .deliver(sender.request(body, now()), |attempt| {
                 say(format_args!(
                     "{name}: {}",
-                    attempt_line(attempt, &target.profile)
+                    attempt_line(attempt, &target.schedule)
                 ));
             })
             .await;
         say(format_args!(
             "{name}: {}",
-            outcome_line(&attempts, &target.profile)
+            outcome_line(&attempts, &target.schedule)
         ));
         all_delivered &= delivered(&attempts);
     }
@@ -300,12 +324,16 @@ fn delivered(attempts: &[Attempt]) -> bool {
     attempts.last().is_some_and(|a| a.result.is_success())
 }
 
-/// `attempt 2/4 at +1.003 s: HTTP 503 Service Unavailable (2.1 ms)`.
-fn attempt_line(attempt: &Attempt, profile: &SenderProfile) -> String {
+/// `attempt 2/4 at +1.003 s: HTTP 503 Service Unavailable (2.1 ms); retrying in 2.000 s`.
+fn attempt_line(attempt: &Attempt, schedule: &Schedule) -> String {
+    let next = match &attempt.next {
+        Some(pause) => format!("; {pause}"),
+        None => String::new(),
+    };
     format!(
-        "attempt {}/{} at +{:.3} s: {} ({})",
+        "attempt {}/{} at +{:.3} s: {} ({}){next}",
         attempt.number,
-        profile.max_attempts(),
+        schedule.profile.attempts,
         attempt.started_after.as_secs_f64(),
         attempt.result,
         millis(attempt.latency),
@@ -313,7 +341,7 @@ fn attempt_line(attempt: &Attempt, profile: &SenderProfile) -> String {
 }
 
 /// `delivered (HTTP 200 OK) after 2 attempts`, or why not.
-fn outcome_line(attempts: &[Attempt], profile: &SenderProfile) -> String {
+fn outcome_line(attempts: &[Attempt], schedule: &Schedule) -> String {
     let Some(last) = attempts.last() else {
         return "not delivered: no attempt was made".into();
     };
@@ -324,11 +352,20 @@ fn outcome_line(attempts: &[Attempt], profile: &SenderProfile) -> String {
     if last.result.is_success() {
         return format!("delivered ({}) after {tries}", last.result);
     }
-    let why = match (&last.result, profile.retry_delays.is_empty()) {
-        (_, true) => format!("; {} does not retry", profile.provider),
-        (AttemptResult::Status(400..=499), false) => "; a 4xx is never retried".into(),
-        (result, false) if result.is_retryable() => "; no retry left".into(),
-        _ => String::new(),
+    let who = match schedule.kind {
+        SenderKind::Current => schedule.provider.to_string(),
+        SenderKind::Documented => format!("{} as documented", schedule.provider),
+    };
+    let retry_on = schedule.profile.retry_on;
+    let why = if schedule.profile.attempts <= 1 {
+        format!("; {who} does not retry")
+    } else if last.result.retried_on(retry_on) {
+        "; no retry left".into()
+    } else {
+        match last.result.status() {
+            Some(status) => format!("; {who} never retries HTTP {status}"),
+            None => format!("; {who} never retries this"),
+        }
     };
     format!("not delivered: {} after {tries}{why}", last.result)
 }

@@ -52,20 +52,26 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
 }
 
 /// Runs `sh -c command` with the event JSON on standard input and `RUNHOOK_PROVIDER`,
-/// `RUNHOOK_RUN_ID`, `RUNHOOK_DEDUP_KEY` and `RUNHOOK_STATUS` in its environment. A non-zero
+/// `RUNHOOK_RUN_ID` (unset when the platform names no run), `RUNHOOK_DEDUP_KEY` and `RUNHOOK_STATUS` in its environment. A non-zero
 /// exit is a failed attempt; a command still running when the attempt times out is killed.
 fn exec(command: String) -> Arc<dyn Handler> {
     Arc::new(move |event: Arc<RunEvent>| {
         let command = command.clone();
         async move {
             let input = event_json::record_line(&event)?;
-            let mut child = tokio::process::Command::new("sh")
+            let mut child = tokio::process::Command::new("sh");
+            child
                 .arg("-c")
                 .arg(&command)
                 .env("RUNHOOK_PROVIDER", event.provider.as_str())
-                .env("RUNHOOK_RUN_ID", &event.run_id)
                 .env("RUNHOOK_DEDUP_KEY", &event.dedup_key)
-                .env("RUNHOOK_STATUS", event.status.as_str())
+                .env("RUNHOOK_STATUS", event.status.as_str());
+            // Unset, not empty or a hash, when the platform names no run (webrun-ai).
+            match &event.run_id {
+                Some(run_id) => child.env("RUNHOOK_RUN_ID", run_id),
+                None => child.env_remove("RUNHOOK_RUN_ID"),
+            };
+            let mut child = child
                 .stdin(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()

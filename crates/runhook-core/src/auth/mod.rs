@@ -12,7 +12,10 @@ pub use any_of::AnyOf;
 pub use header_token::HeaderToken;
 pub use path_secret::{PathSecret, SegmentPosition};
 pub use skyvern::{sign_skyvern, SkyvernSignature};
-pub use standard_webhooks::{sign_standard_webhooks, StandardWebhooks};
+pub use standard_webhooks::{
+    sign_standard_webhooks, PublicKeys, StandardWebhooks, StandardWebhooksKeys,
+    StandardWebhooksPublicKey,
+};
 pub use unsigned::Unsigned;
 
 use std::borrow::Cow;

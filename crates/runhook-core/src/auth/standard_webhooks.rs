@@ -1,11 +1,19 @@
 //! Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature` (a space-separated
-//! list of `v1,<base64 HMAC-SHA256>` over `{id}.{timestamp}.{body}`), keyed by a `whsec_` secret.
+//! list of `v1,<base64 HMAC-SHA256>` entries, keyed by `whsec_` secrets, and `v1a,<base64
+//! ed25519>` entries, checked with `whpk_` public keys), each over `{id}.{timestamp}.{body}`.
+
+mod public_key;
+#[cfg(test)]
+mod v1a_tests;
+
+pub use public_key::{PublicKeys, StandardWebhooksPublicKey};
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use ed25519_dalek::Signature;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
@@ -42,9 +50,14 @@ const SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("webhook-signature");
 /// assert_eq!(verified.message_id.as_deref(), Some("msg_1"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A verifier holds `whsec_` secrets ([`StandardWebhooks::new`]), `whpk_` public keys
+/// ([`StandardWebhooks::from_public_keys`]) or both ([`StandardWebhooks::and_public_keys`]);
+/// any entry of a kind it holds a key for that verifies accepts the delivery, and entries of
+/// other kinds or versions are skipped.
 #[derive(Clone)]
 pub struct StandardWebhooks {
-    keys: Secrets,
+    keys: StandardWebhooksKeys,
     tolerance: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -55,10 +68,33 @@ impl StandardWebhooks {
     /// The header carrying the signatures.
     pub const SIGNATURE_HEADER_NAME: &'static str = "webhook-signature";
 
-    /// Accepts deliveries signed with any of `keys`.
+    /// Accepts `v1` signatures made with any of `keys`.
     pub fn new(keys: impl Into<Secrets>) -> Self {
+        Self::with_keys(StandardWebhooksKeys::Symmetric(keys.into()))
+    }
+
+    /// Accepts `v1a` signatures made with the private half of any of `keys`.
+    pub fn from_public_keys(keys: impl Into<PublicKeys>) -> Self {
+        Self::with_keys(StandardWebhooksKeys::Public(keys.into()))
+    }
+
+    /// Also accepts `v1a` signatures from `keys` (replacing any public keys already held).
+    pub fn and_public_keys(mut self, keys: impl Into<PublicKeys>) -> Self {
+        let public = keys.into();
+        self.keys = match self.keys {
+            StandardWebhooksKeys::Symmetric(symmetric)
+            | StandardWebhooksKeys::Both { symmetric, .. } => {
+                StandardWebhooksKeys::Both { symmetric, public }
+            }
+            StandardWebhooksKeys::Public(_) => StandardWebhooksKeys::Public(public),
+        };
+        self
+    }
+
+    /// Accepts what `keys` can check.
+    pub fn with_keys(keys: StandardWebhooksKeys) -> Self {
         Self {
-            keys: keys.into(),
+            keys,
             tolerance: Self::DEFAULT_TOLERANCE,
             clock: system_clock(),
         }
@@ -77,20 +113,103 @@ impl StandardWebhooks {
     }
 }
 
-/// The `v1` signatures in a `webhook-signature` value, decoded. Entries of other versions are
-/// skipped, as the specification asks; an undecodable `v1` entry is skipped too.
-fn v1_signatures(value: &str) -> Vec<[u8; 32]> {
-    value
-        .split(' ')
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(|encoded| {
-            let mut out = [0u8; 32];
-            match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut out) {
-                Ok(32) => Some(out),
-                _ => None,
+/// What a [`StandardWebhooks`] verifier checks signatures with: never nothing.
+///
+/// [`Verified::key_index`] counts the secrets first, then the public keys: with two secrets,
+/// a `v1a` match with the first public key is index 2.
+#[derive(Clone)]
+pub enum StandardWebhooksKeys {
+    /// `whsec_` secrets: `v1` (HMAC-SHA256) entries are checked.
+    Symmetric(Secrets),
+    /// `whpk_` public keys: `v1a` (ed25519) entries are checked.
+    Public(PublicKeys),
+    /// Both kinds of entry are checked.
+    Both {
+        /// For `v1` entries.
+        symmetric: Secrets,
+        /// For `v1a` entries.
+        public: PublicKeys,
+    },
+}
+
+impl StandardWebhooksKeys {
+    fn symmetric(&self) -> Option<&Secrets> {
+        match self {
+            StandardWebhooksKeys::Symmetric(keys)
+            | StandardWebhooksKeys::Both {
+                symmetric: keys, ..
+            } => Some(keys),
+            StandardWebhooksKeys::Public(_) => None,
+        }
+    }
+
+    fn public(&self) -> Option<&PublicKeys> {
+        match self {
+            StandardWebhooksKeys::Public(keys)
+            | StandardWebhooksKeys::Both { public: keys, .. } => Some(keys),
+            StandardWebhooksKeys::Symmetric(_) => None,
+        }
+    }
+}
+
+/// The entries of a `webhook-signature` value this verifier can check, decoded: `v1` ones
+/// when it holds secrets, `v1a` ones when it holds public keys. Other versions are skipped,
+/// as the specification asks, and so is an entry whose base64 is malformed or of the wrong
+/// length.
+#[derive(Default)]
+struct Entries {
+    v1: Vec<[u8; 32]>,
+    v1a: Vec<Signature>,
+}
+
+impl Entries {
+    fn read(value: &str, keys: &StandardWebhooksKeys) -> Self {
+        let mut entries = Entries::default();
+        for entry in value.split(' ') {
+            let Some((version, encoded)) = entry.split_once(',') else {
+                continue;
+            };
+            match version {
+                "v1" if keys.symmetric().is_some() => {
+                    if let Some(mac) = decode::<32>(encoded) {
+                        entries.v1.push(mac);
+                    }
+                }
+                "v1a" if keys.public().is_some() => {
+                    if let Some(bytes) = decode::<64>(encoded) {
+                        entries.v1a.push(Signature::from_bytes(&bytes));
+                    }
+                }
+                _ => {}
             }
-        })
-        .collect()
+        }
+        entries
+    }
+
+    fn is_empty(&self) -> bool {
+        self.v1.is_empty() && self.v1a.is_empty()
+    }
+}
+
+/// `encoded` as exactly `N` bytes of standard base64.
+fn decode<const N: usize>(encoded: &str) -> Option<[u8; N]> {
+    // One byte of room, so that a longer signature is not silently cut to N.
+    let mut out = [0u8; 96];
+    match base64::engine::general_purpose::STANDARD.decode_slice(encoded, &mut out) {
+        Ok(len) if len == N => out[..N].try_into().ok(),
+        _ => None,
+    }
+}
+
+/// What `webhook-signature` must hold for `keys`, for the error message.
+fn expected_entries(keys: &StandardWebhooksKeys) -> &'static str {
+    match keys {
+        StandardWebhooksKeys::Symmetric(_) => "no `v1,<base64 of 32 bytes>` entry",
+        StandardWebhooksKeys::Public(_) => "no `v1a,<base64 of 64 bytes>` entry",
+        StandardWebhooksKeys::Both { .. } => {
+            "no `v1,<base64 of 32 bytes>` or `v1a,<base64 of 64 bytes>` entry"
+        }
+    }
 }
 
 impl Verifier for StandardWebhooks {
@@ -101,11 +220,14 @@ impl Verifier for StandardWebhooks {
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
         let id = required_ascii_header(delivery.headers, &ID_HEADER)?;
         let timestamp_text = required_ascii_header(delivery.headers, &TIMESTAMP_HEADER)?;
-        let signatures = v1_signatures(required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?);
-        if signatures.is_empty() {
+        let entries = Entries::read(
+            required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?,
+            &self.keys,
+        );
+        if entries.is_empty() {
             return Err(AuthError::MalformedHeader {
                 name: SIGNATURE_HEADER,
-                reason: "no `v1,<base64 of 32 bytes>` entry".into(),
+                reason: expected_entries(&self.keys).into(),
             });
         }
         let timestamp = check_timestamp(
@@ -114,17 +236,36 @@ impl Verifier for StandardWebhooks {
             self.tolerance,
             self.clock.as_ref(),
         )?;
-        let index = first_match(self.keys.iter(), |key| {
-            let expected = mac(key, id, timestamp_text, delivery.body);
-            let mut any = subtle::Choice::from(0);
-            for signature in &signatures {
-                any |= expected.ct_eq(signature);
-            }
-            any
-        })
-        .ok_or(AuthError::SignatureMismatch {
-            scheme: SchemeKind::StandardWebhooks,
-        })?;
+        let symmetric = self.keys.symmetric();
+        let by_secret = symmetric.and_then(|keys| {
+            first_match(keys.iter(), |key| {
+                let expected = mac(key, id, timestamp_text, delivery.body);
+                let mut any = subtle::Choice::from(0);
+                for signature in &entries.v1 {
+                    any |= expected.ct_eq(signature);
+                }
+                any
+            })
+        });
+        // Public keys and signatures are not secret: no need for constant time here.
+        let by_public_key = || {
+            let public = self.keys.public()?;
+            let offset = symmetric.map_or(0, Secrets::len);
+            public
+                .iter()
+                .position(|key| {
+                    entries
+                        .v1a
+                        .iter()
+                        .any(|signature| key.verifies(id, timestamp_text, delivery.body, signature))
+                })
+                .map(|i| offset + i)
+        };
+        let index = by_secret
+            .or_else(by_public_key)
+            .ok_or(AuthError::SignatureMismatch {
+                scheme: SchemeKind::StandardWebhooks,
+            })?;
         let mut verified = Verified::new(SchemeKind::StandardWebhooks, index);
         verified.timestamp = TimestampCheck::WithinTolerance {
             timestamp,

@@ -293,8 +293,11 @@ pub struct RunEvent {
     /// The idempotency key, scoped by provider: `skyvern:<run_id>`, `tinyfish:<run_id>`,
     /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`.
     pub dedup_key: String,
-    /// The platform's run id (for `webrun-ai`, which has none: the body's hex SHA-256).
-    pub run_id: String,
+    /// The platform's own run id; `None` for `webrun-ai`, whose `ai_response` body carries
+    /// none (its [`dedup_key`](RunEvent::dedup_key) is the body's hash instead: see
+    /// [`RunIdentity`]). An `Option` rather than the hash, so that nothing shows or sends a
+    /// hash as if the platform had named the run with it.
+    pub run_id: Option<String>,
     /// The run's outcome.
     pub status: RunStatus,
     /// The platform's own event name (`run.completed`, `completed`, `task_completed`), if any.
@@ -361,7 +364,7 @@ impl RunEvent {
         Ok(RunEvent {
             provider,
             dedup_key: format!("{}:{}", provider.as_str(), parts.run_id),
-            run_id: parts.run_id,
+            run_id: provider.identity().own_id(parts.run_id),
             status: parts.status,
             event: parts.event,
             error: parts.error,
@@ -466,8 +469,8 @@ fn parse_payload(provider: Provider, body: &[u8]) -> Result<ProviderPayload, Pay
 pub struct DedupProbe {
     /// The idempotency key, as [`RunEvent::dedup_key`] would give it.
     pub dedup_key: String,
-    /// The run id, as [`RunEvent::run_id`] would give it.
-    pub run_id: String,
+    /// The platform's run id, as [`RunEvent::run_id`] would give it (`None` for `webrun-ai`).
+    pub run_id: Option<String>,
 }
 
 impl DedupProbe {
@@ -501,8 +504,50 @@ impl DedupProbe {
         check_run_id(&run_id, field)?;
         Ok(Self {
             dedup_key: format!("{}:{run_id}", provider.as_str()),
-            run_id,
+            run_id: provider.identity().own_id(run_id),
         })
+    }
+}
+
+/// Where a platform's deliveries get the identity their de-duplication key is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunIdentity {
+    /// The platform's own run id, read from this field of the body (`run_id`, `taskId`).
+    RunId {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// The payload names no run (WebRun's `ai_response`): the body's hex SHA-256 stands in,
+    /// in the de-duplication key only; [`RunEvent::run_id`] is `None`.
+    BodyHash,
+}
+
+impl RunIdentity {
+    /// `id` as the platform's own run id, or `None` when it is a stand-in.
+    fn own_id(self, id: String) -> Option<String> {
+        match self {
+            RunIdentity::RunId { .. } => Some(id),
+            RunIdentity::BodyHash => None,
+        }
+    }
+}
+
+impl Provider {
+    /// Where this platform's de-duplication key comes from.
+    ///
+    /// ```
+    /// use runhook_core::payload::{Provider, RunIdentity};
+    /// assert_eq!(Provider::WebRun.identity(), RunIdentity::RunId { field: "taskId" });
+    /// assert_eq!(Provider::WebRunAi.identity(), RunIdentity::BodyHash);
+    /// ```
+    pub const fn identity(self) -> RunIdentity {
+        match self {
+            Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
+                RunIdentity::RunId { field: "run_id" }
+            }
+            Provider::WebRun => RunIdentity::RunId { field: "taskId" },
+            Provider::WebRunAi => RunIdentity::BodyHash,
+        }
     }
 }
 
@@ -524,6 +569,7 @@ fn check_run_id(run_id: &str, field: &str) -> Result<(), PayloadError> {
 
 /// What each provider module extracts for the unified view.
 struct Parts {
+    /// The run id, or the stand-in for a platform without one ([`RunIdentity::BodyHash`]).
     run_id: String,
     /// The field the run id came from, for error messages.
     id_field: &'static str,

@@ -87,10 +87,10 @@ pub fn from_run_api(provider: Provider, run_id: &str, body: &[u8]) -> Result<Api
         None => body.to_vec(),
     };
     let mut event = RunEvent::parse(provider, bytes)?;
-    if event.run_id != run_id {
+    if event.run_id.as_deref() != Some(run_id) {
         return Err(RunApiError::OtherRun {
             asked: run_id.to_string(),
-            answered: event.run_id,
+            answered: event.run_id.unwrap_or_default(),
         });
     }
     event.confirmation = Confirmation::Confirmed;

@@ -39,10 +39,10 @@ use pipeline::{kept_headers, Admission, Admitted};
 use crate::handler::BoxFuture;
 use crate::handoff::{Duplicate, HandOff};
 use crate::runs::{Submit, Submitted};
-use runhook_core::payload::RunEvent;
-use runhook_store::{Claim, Expected, Fingerprint, StoreError, Window};
 use crate::stats::{Counters, Stats};
 use crate::worker::Job;
+use runhook_core::payload::RunEvent;
+use runhook_store::{Claim, Expected, Fingerprint, StoreError, Window};
 
 /// What [`Receiver::shutdown`] could not finish before its deadline, by de-duplication key.
 /// Every key's claim was released, so that a retry, a redrive or a takeover can win at once.
@@ -101,7 +101,7 @@ impl Receiver {
     /// let receiver = Receiver::builder(Provider::Skyvern)
     ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
     ///     .handler(|event: Arc<RunEvent>| async move {
-    ///         println!("processed {} {}", event.provider, event.run_id);
+    ///         println!("processed {} {}", event.provider, event.dedup_key);
     ///         Ok::<(), std::io::Error>(())
     ///     })
     ///     .build()?;
@@ -276,7 +276,7 @@ impl Receiver {
         let duplicate = Duplicate {
             provider: self.inner.pipeline.provider,
             key: &probe.dedup_key,
-            run_id: &probe.run_id,
+            run_id: probe.run_id.as_deref(),
             received_at,
             body: &body,
             headers: &kept_headers(headers, &self.inner.pipeline.credential_headers),
@@ -295,11 +295,7 @@ impl Receiver {
     /// [`StoreError::InvalidConfig`](crate::store::StoreError) when the store keeps no
     /// expectations, [`StoreError::Full`](crate::store::StoreError) when it holds as many as
     /// it may, and the store's own errors.
-    pub async fn expect(
-        &self,
-        run_id: &str,
-        within: Duration,
-    ) -> Result<Expected, StoreError> {
+    pub async fn expect(&self, run_id: &str, within: Duration) -> Result<Expected, StoreError> {
         let pipeline = &self.inner.pipeline;
         crate::runs::expect(
             &*pipeline.store,

@@ -222,3 +222,48 @@ pub(super) fn store_unavailable(err: StoreError) -> Outcome {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use runhook_core::payload::Provider;
+    use runhook_core::platform::Platform;
+
+    use super::*;
+
+    /// The answers runhook gives, against the set Skyvern's server retries (403, 408, 425, 429,
+    /// 5xx): what is final must not be retried, what is passing must be, with a wait.
+    #[test]
+    fn skyvern_retries_exactly_the_passing_answers() {
+        let retried = |outcome: &Outcome| {
+            Platform::of(Provider::Skyvern)
+                .sender
+                .retry_on
+                .status(outcome.status.as_u16())
+        };
+        // A forgery is 401, never 403: Skyvern would resend a 403 twice more.
+        let forged = Outcome::new(
+            AuthError::NoSchemeMatched(Vec::new()).status(),
+            OutcomeKind::Unauthorized(AuthError::NoSchemeMatched(Vec::new())),
+        );
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+        for last in [forged, Outcome::too_large(1024)] {
+            assert!(!retried(&last), "{}", last.status);
+        }
+        let passing = [
+            refused_outcome(Refused::Full),
+            refused_outcome(Refused::Unavailable),
+            refused_outcome(Refused::Closed),
+            store_unavailable(StoreError::Unavailable {
+                reason: "down".into(),
+            }),
+        ];
+        for outcome in passing {
+            assert_eq!(outcome.status, StatusCode::SERVICE_UNAVAILABLE);
+            let wait = outcome.retry_after.expect("a 503 says when to come back");
+            assert!(wait <= Duration::from_secs(30), "under Skyvern's cap");
+            assert!(retried(&outcome));
+        }
+        // The body never arrived: a retry is what should happen.
+        assert!(retried(&Outcome::body_timeout(Duration::from_secs(10))));
+    }
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent, MAX_RUN_ID_LEN};
+use runhook_core::platform::{Duplicates, Platform};
 use runhook_core::{AuthError, BodyMatch, Delivery, HeaderLookup, Verified, Verifier};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
 
@@ -99,6 +100,19 @@ impl Pipeline {
         Err(outcome)
     }
 
+    /// Logs a duplicate whose body differs from the first: expected, at debug level, from a
+    /// platform whose replays are rebuilt (Skyvern); else a warning.
+    fn log_other_body(&self, outcome: &Outcome) {
+        let key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str());
+        let message = "duplicate delivery with a different body than the first";
+        match Platform::of(self.provider).duplicates {
+            Duplicates::Rebuilt { why } => {
+                tracing::debug!(provider = %self.provider, key, reason = why, "{message}")
+            }
+            Duplicates::SameBody => tracing::warn!(provider = %self.provider, key, "{message}"),
+        }
+    }
+
     pub(super) fn count(&self, outcome: &Outcome) {
         match outcome.kind {
             OutcomeKind::Accepted => Counters::bump(&self.counters.accepted),
@@ -106,11 +120,7 @@ impl Pipeline {
                 Counters::bump(&self.counters.duplicates);
                 if !same_payload {
                     Counters::bump(&self.counters.duplicates_with_other_body);
-                    tracing::warn!(
-                        provider = %self.provider,
-                        key = outcome.probe.as_ref().map(|p| p.dedup_key.as_str()),
-                        "duplicate delivery with a different body than the first"
-                    );
+                    self.log_other_body(outcome);
                 }
             }
             ref rejection => {
@@ -205,7 +215,7 @@ impl Pipeline {
                 // Genuine, but its id cannot be a key: kept whole, findable by its id.
                 let probe = DedupProbe {
                     dedup_key: format!("{}:{run_id}", self.provider.as_str()),
-                    run_id,
+                    run_id: Some(run_id),
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
                 return Admission::Answered(
@@ -360,7 +370,7 @@ impl Pipeline {
         let letter = DeadLetter {
             provider: Some(self.provider),
             dedup_key: probe.map(|p| p.dedup_key.clone()),
-            run_id: probe.map(|p| p.run_id.clone()),
+            run_id: probe.and_then(|p| p.run_id.clone()),
             reason,
             attempts: 0,
             received_at: SystemTime::now(),

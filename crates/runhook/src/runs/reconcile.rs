@@ -81,7 +81,9 @@ impl ReconcilePolicy {
 
     fn pause_after(&self, checks: u32) -> Duration {
         let doubling = 1u32 << checks.saturating_sub(1).min(20);
-        self.first_pause.saturating_mul(doubling).min(self.max_pause)
+        self.first_pause
+            .saturating_mul(doubling)
+            .min(self.max_pause)
     }
 }
 

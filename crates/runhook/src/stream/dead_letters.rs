@@ -185,7 +185,8 @@ fn record_of(map: &HashMap<String, Value>) -> DeadLetterRecord {
     DeadLetterRecord {
         provider: text("provider"),
         dedup_key: text("dedup_key"),
-        run_id: text("run_id"),
+        // Written as "" when the run has no id of its own (webrun-ai).
+        run_id: text("run_id").filter(|id| !id.is_empty()),
         reason: text("reason").unwrap_or_default(),
         reason_code: text("reason_code").unwrap_or_default(),
         attempts: text("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),

@@ -16,7 +16,7 @@
 //!     .store(Arc::new(RedisStore::connect(url).await?))
 //!     .redis_stream(queue)
 //!     .handler(|event: Arc<RunEvent>| async move {
-//!         println!("processed {}", event.run_id);
+//!         println!("processed {}", event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
 //!     })
 //!     .build()?;

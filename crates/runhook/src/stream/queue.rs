@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Value};
-use runhook_core::payload::Provider;
+use runhook_core::payload::{EventSource, Provider};
 use runhook_store::Token;
 
 use super::dead_letters::RedisStreamDeadLetters;
@@ -72,6 +72,8 @@ pub(crate) struct NewEntry<'a> {
     pub received_at: SystemTime,
     pub body: &'a [u8],
     pub headers: &'a [(String, String)],
+    /// `reconciled` when the body came from the run API.
+    pub source: EventSource,
 }
 
 /// Why an entry was not appended.
@@ -271,7 +273,9 @@ impl RedisStreamQueue {
             .arg("body")
             .arg(entry.body)
             .arg("headers")
-            .arg(headers);
+            .arg(headers)
+            .arg("source")
+            .arg(entry.source.as_str());
         let mut conn = q.conn.clone();
         match bounded(
             q.timeout,

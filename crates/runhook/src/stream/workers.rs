@@ -10,7 +10,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
 use redis::Value;
-use runhook_core::payload::{Provider, RunEvent};
+use runhook_core::payload::{Confirmation, EventSource, Provider, RunEvent};
 use runhook_store::{Claim, Fingerprint, StoreError, Token};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -105,11 +105,12 @@ impl StreamWorkers {
         let entry = NewEntry {
             provider: job.event.provider,
             key: &job.event.dedup_key,
-            run_id: Some(&job.event.run_id),
+            run_id: job.event.run_id.as_deref(),
             token: Some(&job.token),
             received_at: job.received_at,
             body: &job.event.raw_body,
             headers: &job.headers,
+            source: job.event.source,
         };
         match self.append(&entry).await {
             Ok(()) => Ok(()),
@@ -122,11 +123,12 @@ impl StreamWorkers {
         let entry = NewEntry {
             provider: duplicate.provider,
             key: duplicate.key,
-            run_id: Some(duplicate.run_id),
+            run_id: duplicate.run_id,
             token: None,
             received_at: duplicate.received_at,
             body: duplicate.body,
             headers: duplicate.headers,
+            source: EventSource::Webhook,
         };
         self.append(&entry).await
     }
@@ -420,6 +422,8 @@ fn spawn_entry(
 /// The fields of one entry as the receive path wrote them.
 struct Entry {
     provider: Provider,
+    /// A reconciled run's body came from the run API (entries before this field: webhooks).
+    source: EventSource,
     key: String,
     token: Option<Token>,
     received_at: SystemTime,
@@ -443,8 +447,13 @@ impl Entry {
         let received_at = text("at")
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let source = match text("source").as_deref() {
+            Some("reconciled") => EventSource::Reconciled,
+            _ => EventSource::Webhook,
+        };
         Some(Self {
             provider,
+            source,
             key,
             token,
             received_at,
@@ -463,6 +472,7 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
     let id = entry.id;
     let Some(Entry {
         provider,
+        source,
         key,
         token,
         received_at,
@@ -475,7 +485,13 @@ async fn handle_entry(sh: &Shared, entry: StreamId, delivery: Delivery) {
     };
     // The receive path read this body before appending it: it parses, and gives this key.
     let event = match RunEvent::parse_summary(provider, body.clone()) {
-        Ok(event) if event.dedup_key == key => event,
+        Ok(mut event) if event.dedup_key == key => {
+            if source == EventSource::Reconciled {
+                event.source = source;
+                event.confirmation = Confirmation::Confirmed;
+            }
+            event
+        }
         _ => {
             foreign_entry(sh, &id, &entry.map).await;
             return;

@@ -45,7 +45,11 @@ impl Template {
             _ => {
                 let probe = DedupProbe::read(provider, &text)
                     .map_err(|e| format!("the template is not a {provider} payload: {e}"))?;
-                IdSlot::Replace(json_string(&probe.run_id))
+                // Every platform but webrun-ai (handled above) names its runs.
+                let run_id = probe.run_id.ok_or_else(|| {
+                    format!("the template's {provider} payload carries no run id")
+                })?;
+                IdSlot::Replace(json_string(&run_id))
             }
         };
         let template = Self {
@@ -63,7 +67,7 @@ impl Template {
         if matches!(self.id, IdSlot::Replace(_)) {
             let provider = self.sender.provider;
             let carried = DedupProbe::read(provider, &payload).map(|probe| probe.run_id);
-            if carried.as_deref() != Ok(self.run_id(0).as_str()) {
+            if carried.ok().flatten().as_deref() != Some(self.run_id(0).as_str()) {
                 return Err(format!(
                     "cannot replace the run id in the template: write the field {provider} reads \
                      it from as a plain JSON string (no escapes)"
