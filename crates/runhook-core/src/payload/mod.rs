@@ -436,8 +436,9 @@ impl RunEvent {
 
     /// What the run produced: Skyvern's `output`, TinyFish's `data.result`, WebRun's
     /// `data.message` (parsed when it is JSON, else the text), the whole `ai_response` body.
-    /// `None` when the sender gave none (or `null`), for SmartBrowse (whose webhook carries
-    /// counts only), and when the payload does not parse ([`RunEvent::payload`] says why).
+    /// SmartBrowse's `result` when the run was fetched from its run API (its webhook carries
+    /// counts only). `None` when the sender gave none (or `null`), and when the payload does
+    /// not parse ([`RunEvent::payload`] says why).
     pub fn result(&self) -> Option<&Value> {
         let result = match self.payload().ok()? {
             ProviderPayload::Skyvern(run) => run.output.as_ref(),
@@ -447,7 +448,7 @@ impl RunEvent {
                 .get_or_init(|| webrun::message_result(payload))
                 .as_ref(),
             ProviderPayload::WebRunAi(output) => Some(output),
-            ProviderPayload::SmartBrowse(_) => None,
+            ProviderPayload::SmartBrowse(run) => run.extra.get("result"),
         };
         result.filter(|value| !value.is_null())
     }

@@ -1,6 +1,8 @@
 //! SmartBrowse recipe-run events: a flat body, not the API envelope.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::json::{self, Read};
@@ -51,9 +53,11 @@ pub struct SmartBrowseRun {
     pub extra: Map<String, Value>,
 }
 
-/// The fields of the unified view.
+/// The fields of the unified view. `R` is how `result` is read (only a run fetched from the
+/// run API has one): where it lies in a strict-JSON body (`&RawValue`), or skipped.
 #[derive(Deserialize)]
-struct Summary {
+struct Summary<R> {
+    result: Option<R>,
     #[serde(default)]
     event: Option<String>,
     #[serde(default)]
@@ -66,11 +70,17 @@ struct Summary {
 }
 
 pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
-    // Its webhook carries counts only: no result to find, only whether the body is strict.
-    let (run, result) = match json::object_from_body_either::<Summary, Summary>(body)? {
-        Read::Strict(run) => (run, ResultSpan::Absent),
-        Read::Lenient(run) => (run, ResultSpan::NotASlice),
-    };
+    // Its webhook carries counts only; a run fetched from its run API has a `result` too.
+    match json::object_from_body_either::<Summary<&RawValue>, Summary<IgnoredAny>>(body)? {
+        Read::Strict(run) => {
+            let result = ResultSpan::of(body, run.result);
+            Ok(parts(run, result))
+        }
+        Read::Lenient(run) => Ok(parts(run, ResultSpan::NotASlice)),
+    }
+}
+
+fn parts<R>(run: Summary<R>, result: ResultSpan) -> Parts {
     let status = RunStatus::from_optional(run.status.as_deref().or(run.event.as_deref()));
     let error = run
         .error
@@ -79,7 +89,7 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
             message,
             category: None,
         });
-    Ok(Parts {
+    Parts {
         run_id: run.run_id,
         id_field: "run_id",
         status,
@@ -90,7 +100,7 @@ pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
             ..RunTimestamps::default()
         },
         result,
-    })
+    }
 }
 
 pub(super) fn payload(body: &[u8]) -> Result<ProviderPayload, PayloadError> {
