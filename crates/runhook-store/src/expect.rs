@@ -71,7 +71,9 @@ impl Expectation {
         }
     }
 
-    /// The stored form: `<registered ms>|<window ms or ->|<checks>|<run id>`.
+    /// The stored form: `<registered ms>|<window ms or ->|<checks>|<run id>` (the Redis
+    /// store's).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn encode(&self) -> String {
         let window = match self.window {
             Window::Within(within) => within.as_millis().to_string(),
@@ -86,6 +88,7 @@ impl Expectation {
     }
 
     /// Reads [`Expectation::encode`]'s form back; `None` when it is not one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn decode(dedup_key: &str, stored: &str) -> Option<Self> {
         let mut parts = stored.splitn(4, '|');
         let registered: u64 = parts.next()?.parse().ok()?;
