@@ -271,6 +271,49 @@ fn standard_webhooks_checks_signature_and_time() {
     assert!(stdout(&late).contains("tolerance"));
 }
 
+/// `v1a` (ed25519) with a `whpk_` public key, beside a `whsec_` secret: the reference vector
+/// of the core's tests (made with Python's `cryptography`) verifies; a forged one does not.
+#[test]
+fn standard_webhooks_v1a_verifies_with_a_public_key() {
+    let public = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+    let signature = "v1a,yoUrgEkc12aGqm0n4Sydmdz55xJfTz4AsAgieHFjmkR7LJtqVCZOQYzvvHjI5kAey+r4iaBGxTFRrl2iBQxtDQ==";
+    let body = br#"{"test": 2432232314}"#;
+    let path = body_file("sw-v1a.json", body);
+    let run = |signature: &str| {
+        runhook(
+            &[
+                "verify",
+                "--scheme",
+                "standard-webhooks",
+                "--secret-env",
+                "WHSEC",
+                "--secret-env",
+                "WHPK",
+                "--body",
+                path.to_str().unwrap(),
+                "--header",
+                "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "--header",
+                "webhook-timestamp: 1614265330",
+                "--header",
+                &format!("webhook-signature: {signature}"),
+                "--at",
+                "1614265330",
+            ],
+            &[
+                ("WHSEC", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                ("WHPK", public),
+            ],
+        )
+    };
+    let ok = run(signature);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    let mut forged = signature.to_string();
+    forged.replace_range(8..12, "AAAA");
+    let refused = run(&forged);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+}
+
 #[test]
 fn body_can_come_from_standard_input() {
     let signature = sign_skyvern(&Secret::new(KEY_NEW).unwrap(), BODY);

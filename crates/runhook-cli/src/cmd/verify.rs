@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook_core::{
-    AuthError, Delivery, FixedClock, HeaderToken, PathSecret, Secret, Secrets, SegmentPosition,
-    SkyvernSignature, StandardWebhooks, TimestampCheck, Verified, Verifier,
+    AuthError, Delivery, FixedClock, HeaderToken, PathSecret, PublicKeys, Secret, Secrets,
+    SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
+    StandardWebhooksPublicKey, TimestampCheck, Verified, Verifier,
 };
 
 use super::input::read_input;
@@ -42,7 +43,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum)]
     scheme: SchemeArg,
     /// Name of an environment variable holding an accepted secret; repeat for key rotation.
-    /// For standard-webhooks the value is the `whsec_...` secret.
+    /// For standard-webhooks the value is a `whsec_...` secret (`v1` signatures) or a
+    /// `whpk_...` public key (`v1a`, ed25519); give both kinds to accept either.
     #[arg(long = "secret-env", value_name = "VAR", required = true)]
     secret_env: Vec<String>,
     /// File holding the body exactly as received (`-` for standard input).
@@ -139,18 +141,37 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
             ))
         }
         SchemeArg::StandardWebhooks => {
-            let keys = args
-                .secret_env
-                .iter()
-                .map(|var| {
-                    let text = secrets::from_env(var)?;
-                    let text = std::str::from_utf8(text.expose())
-                        .map_err(|_| format!("environment variable {var} is not valid UTF-8"))?;
-                    Secret::from_standard_webhooks(text)
-                        .map_err(|e| format!("environment variable {var}: {e}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut scheme = StandardWebhooks::new(Secrets::new(keys).map_err(|e| e.to_string())?);
+            let (mut symmetric, mut public) = (Vec::new(), Vec::new());
+            for var in &args.secret_env {
+                let text = secrets::from_env(var)?;
+                let text = std::str::from_utf8(text.expose())
+                    .map_err(|_| format!("environment variable {var} is not valid UTF-8"))?;
+                let text = text.trim();
+                if text.starts_with("whpk_") {
+                    public.push(
+                        StandardWebhooksPublicKey::from_standard_webhooks(text)
+                            .map_err(|e| format!("environment variable {var}: {e}"))?,
+                    );
+                } else {
+                    symmetric.push(
+                        Secret::from_standard_webhooks(text)
+                            .map_err(|e| format!("environment variable {var}: {e}"))?,
+                    );
+                }
+            }
+            let keys = match (symmetric.is_empty(), public.is_empty()) {
+                (false, true) => StandardWebhooksKeys::Symmetric(
+                    Secrets::new(symmetric).map_err(|e| e.to_string())?,
+                ),
+                (true, false) => StandardWebhooksKeys::Public(
+                    PublicKeys::new(public).map_err(|e| e.to_string())?,
+                ),
+                _ => StandardWebhooksKeys::Both {
+                    symmetric: Secrets::new(symmetric).map_err(|e| e.to_string())?,
+                    public: PublicKeys::new(public).map_err(|e| e.to_string())?,
+                },
+            };
+            let mut scheme = StandardWebhooks::with_keys(keys);
             if let Some(seconds) = args.tolerance {
                 scheme = scheme.with_tolerance(Duration::from_secs(seconds));
             }
