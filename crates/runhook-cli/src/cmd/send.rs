@@ -14,6 +14,7 @@ use clap::Args;
 use http::{HeaderMap, HeaderName};
 use runhook::canonical::canonicalize;
 use runhook::payload::Provider;
+use runhook::platform::{DefaultScheme, Platform};
 use runhook::{Clock as _, SystemClock};
 
 use super::input::read_input;
@@ -222,31 +223,34 @@ fn check_url(url: &str) -> Result<(), String> {
 fn credential(args: &SendArgs) -> Result<Credential, String> {
     let provider = args.provider;
     let var = args.secret_env.as_deref();
-    match provider {
-        Provider::TinyFish if var.is_some() => Err(
-            "tinyfish sends no credential (its deliveries are unsigned); drop --secret-env".into(),
-        ),
-        Provider::Skyvern | Provider::TinyFish if args.header_name.is_some() => Err(format!(
+    // What the platform can send comes from the provider table.
+    match Platform::of(provider).default_scheme {
+        DefaultScheme::HeaderToken { header } => match var {
+            None => Ok(Credential::None),
+            Some(var) => {
+                let name = match &args.header_name {
+                    Some(name) => name.clone(),
+                    None => HeaderName::from_static(header),
+                };
+                Credential::header(name, secrets::from_env(var)?)
+                    .map_err(|e| format!("environment variable {var}: {e}"))
+            }
+        },
+        _ if args.header_name.is_some() => Err(format!(
             "{provider} sends no credential header; --header-name is for webrun and smartbrowse"
         )),
-        Provider::Skyvern => {
+        DefaultScheme::PathSecret if var.is_some() => Err(format!(
+            "{provider} sends no credential (its deliveries are unsigned; a path secret goes in \
+             the --to URL); drop --secret-env"
+        )),
+        DefaultScheme::PathSecret => Ok(Credential::None),
+        DefaultScheme::SkyvernSignature => {
             let var = var.ok_or(
                 "skyvern signs every delivery: name the variable holding the API key with \
                  --secret-env",
             )?;
             Ok(Credential::SkyvernKey(secrets::from_env(var)?))
         }
-        _ => match var {
-            None => Ok(Credential::None),
-            Some(var) => {
-                let name = args
-                    .header_name
-                    .clone()
-                    .unwrap_or(http::header::AUTHORIZATION);
-                Credential::header(name, secrets::from_env(var)?)
-                    .map_err(|e| format!("environment variable {var}: {e}"))
-            }
-        },
     }
 }
 
