@@ -3,8 +3,6 @@
 //! [`SenderProfile`] in runhook-core's table ([`runhook_core::platform`]); nothing about a
 //! sender is decided here.
 
-mod retry_after;
-
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -310,7 +308,7 @@ async fn post_once(
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
-                .and_then(|value| retry_after::parse(value, SystemTime::now()));
+                .and_then(|value| runhook::parse_retry_after(value, SystemTime::now()));
             // The status is the answer; a body cut short changes nothing for the sender.
             let reply = response.bytes().await.unwrap_or_default();
             let excerpt = &reply[..reply.len().min(REPLY_EXCERPT)];

@@ -38,6 +38,7 @@ mod error;
 mod headers;
 pub mod payload;
 pub mod platform;
+mod retry_after;
 mod secret;
 mod verify;
 
@@ -48,6 +49,7 @@ pub use auth::{
 };
 pub use error::{AuthError, ConfigError, SchemeKind};
 pub use headers::{single_header, HeaderLookup, SingleHeader};
+pub use retry_after::parse_retry_after;
 pub use secret::{Secret, Secrets};
 pub use verify::{
     BodyMatch, Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified, Verifier,

@@ -198,9 +198,7 @@ impl RunApiClient {
             let retry_after = response
                 .headers()
                 .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| runhook_core::parse_retry_after(v, std::time::SystemTime::now()));
             return Err(FetchError::Status {
                 status: status.as_u16(),
                 retry_after,

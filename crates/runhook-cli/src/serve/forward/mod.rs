@@ -12,7 +12,6 @@
 //!   together; see [`limits`].
 
 mod limits;
-mod retry_after;
 mod settings;
 mod target;
 
@@ -115,7 +114,10 @@ impl Forward {
             .headers()
             .get(http::header::RETRY_AFTER)
             .filter(|_| asks_to_wait)
-            .and_then(|value| retry_after::parse(value, SystemTime::now(), self.retry_after_cap));
+            .and_then(|value| {
+                runhook::parse_retry_after(value, SystemTime::now())
+                    .map(|wait| wait.min(self.retry_after_cap))
+            });
         Err(match hint {
             Some(after) => RetryAfter::new(after, message).into(),
             None => message.into(),

@@ -1,14 +1,24 @@
-//! Reading an answer's `Retry-After` the way a sender that honours it does.
+//! Reading an answer's `Retry-After` (RFC 9110 §10.2.3), for the senders and clients that
+//! honour it: `runhook send`, `serve --forward`, the run API client.
 
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
-/// How long `value` asks the sender to wait, counted from `now`: delta-seconds (`120`) or an
-/// HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`; a date already past asks for no wait). `None`
-/// for anything else, so that the sender falls back on its own schedule. Capping is the
-/// sender profile's business.
-pub fn parse(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+/// How long `value` asks to wait, counted from `now`: delta-seconds (`120`) or an HTTP-date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`, and the obsolete forms HTTP still allows; a date already
+/// past asks for no wait). `None` for anything else, so that the caller falls back on its own
+/// schedule. Capping is the caller's business.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::HeaderValue;
+///
+/// let now = SystemTime::now();
+/// assert_eq!(runhook_core::parse_retry_after(&HeaderValue::from_static("3"), now), Some(Duration::from_secs(3)));
+/// assert_eq!(runhook_core::parse_retry_after(&HeaderValue::from_static("soon"), now), None);
+/// ```
+pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for a u64 still means "a very long time".
@@ -24,7 +34,7 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str, now: SystemTime) -> Option<Duration> {
-        parse(&HeaderValue::from_str(text).unwrap(), now)
+        parse_retry_after(&HeaderValue::from_str(text).unwrap(), now)
     }
 
     #[test]
@@ -46,6 +56,9 @@ mod tests {
             parsed("Wed, 21 Oct 2015 07:28:00 GMT", later),
             Some(Duration::ZERO)
         );
+        // The obsolete formats HTTP still allows.
+        assert!(parsed("Sunday, 06-Nov-94 08:49:37 GMT", now).is_some());
+        assert!(parsed("Sun Nov  6 08:49:37 1994", now).is_some());
     }
 
     #[test]
@@ -62,6 +75,6 @@ mod tests {
             assert_eq!(parsed(text, now), None, "{text:?}");
         }
         let opaque = HeaderValue::from_bytes(b"\xff3").unwrap();
-        assert_eq!(parse(&opaque, now), None);
+        assert_eq!(parse_retry_after(&opaque, now), None);
     }
 }
