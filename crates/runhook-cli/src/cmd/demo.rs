@@ -24,6 +24,7 @@ use super::canonicalize::reserialized_explanation_with;
 use crate::deliver::{self, Attempt, AttemptResult, Credential, SenderKind};
 use crate::serve::app::{self, ServedRoute, Shared};
 use crate::serve::config::RouteSpec;
+use crate::serve::runs::RouteRuns;
 
 /// The demo's secrets: made up here, used only between this process and itself.
 const SKYVERN_KEY: &str = "sk_demo_runhook_example";
@@ -220,7 +221,13 @@ fn demo_routes(calls: Calls) -> Result<Arc<[ServedRoute]>, String> {
     ];
     specs
         .iter()
-        .map(|(spec, secret)| shared.route(spec, spec.verifier_with(demo_secret(secret)?.into())?))
+        .map(|(spec, secret)| {
+            shared.route(
+                spec,
+                spec.verifier_with(demo_secret(secret)?.into())?,
+                RouteRuns::default(),
+            )
+        })
         .collect()
 }
 
