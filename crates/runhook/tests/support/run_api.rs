@@ -164,7 +164,7 @@ pub fn run_body(provider: Provider, run_id: &str, status: &str) -> String {
             "credits_used": 1, "completed_at": "2026-12-02T10:01:00Z", "error": null,
             "result": {"from": "run-api"},
         }}),
-        Provider::WebRun | Provider::WebRunAi => unreachable!("WebRun has no run API"),
+        _ => panic!("{provider} has no run API"),
     };
     body.to_string()
 }
