@@ -603,3 +603,118 @@ async fn confirm_latency_from_post_to_processed() {
         (medians[1].as_secs_f64() - medians[0].as_secs_f64()) * 1e3
     );
 }
+
+/// `runhook serve ARGS` that must refuse to start: its standard error.
+fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--jsonl", "/dev/null"])
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUNHOOK_UNSET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_run_api_settings_that_cannot_work() {
+    let webrun = refused(
+        &[
+            "--path",
+            "/w",
+            "--provider",
+            "webrun",
+            "--unsigned",
+            "--confirm",
+            "--api-key-env",
+            "TF_API_KEY",
+        ],
+        &ENV,
+    );
+    assert!(webrun.contains("WebRun documents no run API"), "{webrun}");
+    let no_key = refused(
+        &[
+            "--path",
+            "/t",
+            "--provider",
+            "tinyfish",
+            "--unsigned",
+            "--confirm",
+        ],
+        &ENV,
+    );
+    assert!(no_key.contains("give api_key_env"), "{no_key}");
+    let unset = refused(
+        &[
+            "--path",
+            "/t",
+            "--provider",
+            "tinyfish",
+            "--unsigned",
+            "--confirm",
+            "--api-key-env",
+            "RUNHOOK_UNSET_KEY",
+        ],
+        &ENV,
+    );
+    assert!(unset.contains("RUNHOOK_UNSET_KEY is not set"), "{unset}");
+    let memory = refused(
+        &[
+            "--path",
+            "/t",
+            "--provider",
+            "tinyfish",
+            "--unsigned",
+            "--reconcile-after-secs",
+            "5",
+            "--api-key-env",
+            "TF_API_KEY",
+        ],
+        &ENV,
+    );
+    assert!(memory.contains("needs a Redis store"), "{memory}");
+    let url = refused(
+        &[
+            "--path",
+            "/t",
+            "--provider",
+            "tinyfish",
+            "--unsigned",
+            "--confirm",
+            "--api-key-env",
+            "TF_API_KEY",
+            "--api-url",
+            "ftp://user:hunter2@example.com",
+        ],
+        &ENV,
+    );
+    assert!(url.contains("api_url") && !url.contains("hunter2"), "{url}");
+    for stderr in [webrun, no_key, unset, memory, url] {
+        assert!(!stderr.contains(TF_KEY), "the key leaked: {stderr}");
+    }
+}
+
+#[test]
+fn expect_refuses_webrun_and_a_memory_store() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runhook"))
+            .arg("expect")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let webrun = run(&[
+        "--store",
+        "redis://127.0.0.1:6379",
+        "--provider",
+        "webrun",
+        "r1",
+    ]);
+    assert_eq!(webrun.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&webrun.stderr).contains("no run API"));
+    let memory = run(&["--store", "memory", "--provider", "tinyfish", "r1"]);
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&memory.stderr).contains("redis://"));
+}

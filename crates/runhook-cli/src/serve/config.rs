@@ -673,6 +673,38 @@ secret_env = "TINYFISH_PATH_SECRET"
     }
 
     #[test]
+    fn reads_run_api_keys_and_reconciles_only_on_redis_once_per_provider() {
+        let route = r#"
+[[route]]
+path = "/tf-checked"
+provider = "tinyfish"
+unsigned = true
+api_url = "http://127.0.0.1:9"
+api_key_env = "TF_API_KEY"
+confirm = true
+reconcile_after_secs = 60
+"#;
+        let redis = format!("{EXAMPLE}{route}")
+            .replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        let config = ServeConfig::from_toml(&redis).unwrap();
+        let checked = &config.routes[2];
+        assert_eq!(checked.confirm, Confirm::FetchFirst);
+        assert_eq!(checked.reconcile_after_secs, Some(60));
+        assert_eq!(checked.api_key_env.as_deref(), Some("TF_API_KEY"));
+        assert_eq!(config.routes[0].confirm, Confirm::Off);
+
+        let memory = format!("{EXAMPLE}{route}");
+        let err = ServeConfig::from_toml(&memory).unwrap_err();
+        assert!(err.contains("needs a Redis store"), "{err}");
+        let confirm_only = memory.replace("reconcile_after_secs = 60\n", "");
+        assert!(ServeConfig::from_toml(&confirm_only).is_ok());
+
+        let twice = format!("{redis}{}", route.replace("/tf-checked", "/tf-other"));
+        let err = ServeConfig::from_toml(&twice).unwrap_err();
+        assert!(err.contains("already reconciles tinyfish"), "{err}");
+    }
+
+    #[test]
     fn tinyfish_needs_a_path_secret_or_an_explicit_unsigned() {
         let mut route = RouteSpec::new("/tf", Provider::TinyFish, vec!["PATH".into()]);
         assert!(route.verifier().err().unwrap().contains("signs nothing"));
