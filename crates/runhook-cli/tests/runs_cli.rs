@@ -53,9 +53,14 @@ impl Setup {
 
     /// Starts `serve` with `routes` (TOML `[[route]]` tables), writing to `jsonl`.
     fn serve(&self, jsonl: &str, routes: &str) -> Started {
+        self.serve_with(jsonl, "", routes)
+    }
+
+    /// [`Setup::serve`] with `top` (top-level TOML keys) added.
+    fn serve_with(&self, jsonl: &str, top: &str, routes: &str) -> Started {
         let config = format!(
             "store = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\ndead_letters = \"{}\"\n\
-             retry_backoff_ms = 100\n[handler]\njsonl = \"{}\"\n{routes}",
+             retry_backoff_ms = 100\n{top}\n[handler]\njsonl = \"{}\"\n{routes}",
             self.prefix,
             self.dir.join("dead.jsonl").display(),
             self.dir.join(jsonl).display(),
@@ -502,6 +507,38 @@ async fn confirm_hands_over_the_api_data_and_refuses_runs_it_does_not_know() {
             "{line}: {text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_api_never_reports_finished_is_dead_lettered_not_confirmed() {
+    let setup = Setup::new("unfinished");
+    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
+    let serve = setup.serve_with(
+        "events.jsonl",
+        "max_attempts = 2",
+        &tinyfish_route("/tinyfish", &api, "confirm = true"),
+    );
+    let run = unique("tf_unfinished");
+    api.script(
+        &run,
+        vec![Answer::Run(run_body(Provider::TinyFish, &run, "RUNNING"))],
+    );
+    let url = format!("{}/tinyfish", serve.base);
+    assert_eq!(post(&url, tinyfish_webhook(&run)).await, 200);
+    let dead = setup.dir.join("dead.jsonl");
+    wait_for(Duration::from_secs(10), "the run dead-lettered", || {
+        std::fs::read_to_string(&dead).is_ok_and(|text| text.contains(&run))
+    })
+    .await;
+    let letter: Value =
+        serde_json::from_str(std::fs::read_to_string(&dead).unwrap().trim()).unwrap();
+    assert_eq!(letter["reason_code"], "not_confirmed", "{letter}");
+    assert!(
+        letter["reason"].as_str().unwrap().contains("RUNNING"),
+        "{letter}"
+    );
+    assert!(setup.processed("events.jsonl").is_empty());
+    assert_eq!(api.calls(&run).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
