@@ -17,10 +17,14 @@ pub fn summary(event: &RunEvent) -> Value {
     })
 }
 
-/// The summary plus the whole body as sent (`NaN` and over-long integers kept as their text),
-/// for handlers that need more than runhook reads.
+/// The summary, where the event came from (`source`: `webhook` or `reconciled`) and whether
+/// the run API confirmed it (`confirmed`), plus the whole body (`NaN` and over-long integers
+/// kept as their text), for handlers that need more than runhook reads. A confirmed or
+/// reconciled event's body is the run API's answer.
 pub fn record(event: &RunEvent) -> Value {
     let mut record = summary(event);
+    record["source"] = Value::from(event.source.as_str());
+    record["confirmed"] = Value::from(event.confirmation.is_confirmed());
     let body = parse_lenient(&event.raw_body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.raw_body).into_owned()));
     record["body"] = body;
@@ -62,6 +66,14 @@ pub fn record_line(event: &RunEvent) -> Result<Vec<u8>, serde_json::Error> {
         .as_ref()
         .map(|e| json!({"message": e.message, "category": e.category}));
     serde_json::to_writer(&mut line, &error)?;
+    // Both are fixed ASCII words: no escaping needed.
+    line.extend_from_slice(b",\"source\":\"");
+    line.extend_from_slice(event.source.as_str().as_bytes());
+    line.extend_from_slice(if event.confirmation.is_confirmed() {
+        b"\",\"confirmed\":true"
+    } else {
+        b"\",\"confirmed\":false"
+    });
     line.extend_from_slice(b",\"body\":");
     push_one_line(&mut line, &event.raw_body);
     line.extend_from_slice(b"}\n");
@@ -147,8 +159,23 @@ mod tests {
                 record(&event)
             );
             fast += usize::from(event.raw_result() != RawResult::NotASlice);
+            assert_eq!(parsed["source"], "webhook");
+            assert_eq!(parsed["confirmed"], false);
         }
         assert!(fast >= 8, "the fast path was taken only {fast} times");
+    }
+
+    #[test]
+    fn a_reconciled_confirmed_event_says_so_on_both_paths() {
+        use runhook::payload::{Confirmation, EventSource};
+        let body = br#"{"run_id":"r","status":"COMPLETED","result":{"n":1}}"#;
+        let mut event = RunEvent::parse_summary(Provider::TinyFish, &body[..]).unwrap();
+        event.source = EventSource::Reconciled;
+        event.confirmation = Confirmation::Confirmed;
+        let parsed: Value = serde_json::from_slice(&record_line(&event).unwrap()).unwrap();
+        assert_eq!(parsed, record(&event));
+        assert_eq!(parsed["source"], "reconciled");
+        assert_eq!(parsed["confirmed"], true);
     }
 
     #[test]

@@ -41,6 +41,9 @@ enum Command {
     /// dead-letter stream), and redrive them: back into the route's stream, or through the
     /// handler of a runhook.toml.
     DeadLetters(cmd::dead_letters::DeadLettersArgs),
+    /// Record that runs were started (Skyvern, TinyFish, SmartBrowse), so that the `serve`
+    /// instances reconciling them on the same Redis fetch each one whose webhook never comes.
+    Expect(cmd::expect::ExpectArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,5 +57,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::DeadLetters(args) => cmd::dead_letters::run(args),
+        Command::Expect(args) => cmd::expect::run(args),
     }
 }

@@ -21,7 +21,7 @@ fn demo_plays_every_scene_as_expected() {
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .collect();
-    assert_eq!(rows.len(), 10, "{stdout}");
+    assert_eq!(rows.len(), 12, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with(" yes")), "{stdout}");
     for platform in ["skyvern", "tinyfish", "webrun", "smartbrowse"] {
         assert!(
@@ -32,13 +32,30 @@ fn demo_plays_every_scene_as_expected() {
     let tinyfish = rows.iter().find(|r| r.contains("tinyfish")).unwrap();
     assert!(tinyfish.contains("503 → 200"), "{tinyfish}");
     assert!(stdout.contains("re-serialized"), "{stdout}");
+    // A run whose webhook never arrives is processed once, from the run API.
+    let missed = rows.iter().find(|r| r.contains("never arrives")).unwrap();
+    assert!(
+        missed.contains("no webhook") && missed.contains("1 reconciled"),
+        "{missed}"
+    );
+    // A forged unsigned delivery is acknowledged, never processed, and dead-lettered.
+    let forged = rows.iter().find(|r| r.contains("confirm on")).unwrap();
+    assert!(forged.contains(" 200 "), "{forged}");
+    assert!(
+        stdout.contains("never processed, dead-lettered not_confirmed"),
+        "{stdout}"
+    );
     // Skyvern's server retries a 403, never a 401: a forgery is not redelivered.
     assert!(stdout.contains("skyvern does not retry a 401"), "{stdout}");
     assert!(
         stdout.contains("every delivery was answered and processed as expected"),
         "{stdout}"
     );
-    for secret in ["sk_demo_runhook_example", "demo-webrun-token"] {
+    for secret in [
+        "sk_demo_runhook_example",
+        "demo-webrun-token",
+        "tf_demo_api_key_Lw3",
+    ] {
         assert!(
             !stdout.contains(secret) && !stderr.contains(secret),
             "{secret} printed"

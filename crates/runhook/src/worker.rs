@@ -259,6 +259,14 @@ enum Confirm {
     NotYet(Failure),
 }
 
+/// Where an attempt failed.
+enum Stage {
+    /// Confirming the run with its run API.
+    Confirm,
+    /// In the handler.
+    Handler,
+}
+
 /// Why an attempt failed, and how long the handler asked the next one to wait at least
 /// ([`RetryAfter`]).
 struct Failure {
@@ -302,10 +310,10 @@ impl Worker<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let ran = match self.confirmed(&event).await? {
+            let (ran, stage) = match self.confirmed(&event).await? {
                 Confirm::Ready(ready) => {
                     event = ready;
-                    self.attempt(event.clone()).await?
+                    (self.attempt(event.clone()).await?, Stage::Handler)
                 }
                 Confirm::Unknown => {
                     let reason = DeadLetterReason::NotConfirmed {
@@ -313,7 +321,7 @@ impl Worker<'_> {
                     };
                     return self.dead_letter(reason, attempt - 1).await;
                 }
-                Confirm::NotYet(failure) => Err(failure),
+                Confirm::NotYet(failure) => (Err(failure), Stage::Confirm),
             };
             let failure = match ran {
                 Ok(()) => return self.complete().await,
@@ -323,9 +331,15 @@ impl Worker<'_> {
             let retry_after_ms = failure.retry_after.map(|d| d.as_millis() as u64);
             tracing::warn!(key = %self.job.key(), attempt, error = %failure.message, retry_after_ms, "handler attempt failed");
             if attempt >= ctx.retry.max_attempts.max(1) {
-                let reason = DeadLetterReason::HandlerFailed {
-                    attempts: attempt,
-                    last_error: failure.message,
+                let reason = match stage {
+                    // The run API never confirmed the run: the handler never saw it.
+                    Stage::Confirm => DeadLetterReason::NotConfirmed {
+                        reason: failure.message,
+                    },
+                    Stage::Handler => DeadLetterReason::HandlerFailed {
+                        attempts: attempt,
+                        last_error: failure.message,
+                    },
                 };
                 return self.dead_letter(reason, attempt).await;
             }

@@ -1,6 +1,10 @@
 //! `runhook demo`: a receiver with a route per platform on a free localhost port, and the
 //! deliveries each platform would send to it, good and bad, with what was answered and what
-//! the handler processed. No configuration, no Redis.
+//! the handler processed. No configuration, no Redis. Two rows use a local stand-in for
+//! TinyFish's run API ([`run_api`]): a run whose webhook never arrives, reconciled from it,
+//! and a forged delivery that confirmation refuses.
+
+mod run_api;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -12,7 +16,8 @@ use bytes::Bytes;
 use clap::Args;
 use http::{HeaderMap, HeaderName};
 use runhook::canonical::SkyvernRequest;
-use runhook::payload::{Provider, RunEvent};
+use runhook::payload::{EventSource, Provider, RunEvent};
+use runhook::runs::ReconcilePolicy;
 use runhook::store::{
     Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, MemoryStore, StoreError, Token,
 };
@@ -23,13 +28,26 @@ use super::canonicalize::reserialized_explanation_with;
 
 use crate::deliver::{self, Attempt, AttemptResult, Credential, SenderKind};
 use crate::serve::app::{self, ServedRoute, Shared};
-use crate::serve::config::RouteSpec;
+use crate::serve::config::{Confirm, RouteSpec};
 
 /// The demo's secrets: made up here, used only between this process and itself.
 const SKYVERN_KEY: &str = "sk_demo_runhook_example";
 const WEBRUN_AUTH: &str = "Bearer demo-webrun-token";
 const TINYFISH_PATH: &str = "tf-demo-Q7x4Kpz";
 const SMARTBROWSE_PATH: &str = "sb-demo-8x4KpzQ7";
+const TINYFISH_API_KEY: &str = "tf_demo_api_key_Lw3";
+
+/// The unsigned TinyFish route that confirms every delivery with the run API stand-in and
+/// reconciles the expected runs.
+const CONFIRM_PATH: &str = "/webhooks/tinyfish-confirmed";
+/// A run the stand-in knows, finished, whose webhook never arrives.
+const NEVER_ARRIVES_RUN: &str = "3b9e7c10-demo-4f2a-never-arrives";
+/// A run nobody started: only a forger posts it.
+const FORGED_RUN: &str = "0d6f1a22-demo-4c8b-forged";
+/// How long the demo's expected run may wait for its webhook.
+const WINDOW: Duration = Duration::from_millis(300);
+/// How often the demo's reconciler looks for due runs.
+const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
 /// The bodies, as the platforms send them (see testdata/payloads).
 const SKYVERN_COMPLETED: &str =
@@ -54,10 +72,20 @@ processed exactly as expected, 1 otherwise, 2 the demo could not start."
 )]
 pub struct DemoArgs {}
 
+/// What a scene does with its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    /// POSTs it as the platform's server would.
+    Post,
+    /// Never POSTs it: the run is expected instead, and its webhook "never arrives".
+    NeverArrives,
+}
+
 /// One delivery of the script.
 struct Scene {
     platform: Provider,
     what: &'static str,
+    act: Act,
     path: String,
     headers: HeaderMap,
     body: Bytes,
@@ -65,6 +93,8 @@ struct Scene {
     expect_answers: &'static [u16],
     /// Handler calls for this delivery's run when the demo ends.
     expect_calls: usize,
+    /// The reason code its run is dead-lettered with, if it is.
+    expect_dead_letter: Option<&'static str>,
 }
 
 /// What happened to one scene.
@@ -95,7 +125,19 @@ pub fn run(_args: DemoArgs) -> ExitCode {
 async fn demo() -> Result<bool, String> {
     let started = Instant::now();
     let calls = Calls::default();
-    let routes = demo_routes(calls.clone())?;
+    let (api_base, api_server) = run_api::start(
+        TINYFISH_API_KEY,
+        HashMap::from([(
+            NEVER_ARRIVES_RUN.to_string(),
+            serde_json::json!({
+                "run_id": NEVER_ARRIVES_RUN, "status": "COMPLETED", "goal": "Find the cheapest flight price",
+                "result": {"route": "LIS-FAO", "price": 38.5}, "error": null,
+            }),
+        )]),
+    )
+    .await?;
+    let dead_letters = Arc::new(MemoryDeadLetters::default());
+    let routes = demo_routes(calls.clone(), dead_letters.clone(), &api_base)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on localhost: {e}"))?;
@@ -111,12 +153,16 @@ async fn demo() -> Result<bool, String> {
         "Each delivery is made as the platform's server makes it today: its headers, its \
          timeout, its retries (see `runhook send --help`)."
     );
+    println!(
+        "{CONFIRM_PATH} confirms each delivery with a local stand-in for TinyFish's run API \
+         ({api_base}) and reconciles the runs expected on it."
+    );
     println!();
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app::serve_until(
         listener,
-        routes,
+        routes.clone(),
         async {
             let _ = stopped.await;
         },
@@ -127,24 +173,45 @@ async fn demo() -> Result<bool, String> {
     let client = reqwest::Client::new();
     let mut played = Vec::with_capacity(scenes.len());
     for scene in &scenes {
-        let url = format!("{base}{}", scene.path);
-        let profile = SenderKind::Current.profile(scene.platform);
-        let attempts = deliver::deliver(
-            &client,
-            &url,
-            &scene.headers,
-            scene.body.clone(),
-            &profile,
-            |_| {},
-        )
-        .await;
-        let dedup_key = RunEvent::parse_summary(scene.platform, scene.body.clone())
-            .map(|event| event.dedup_key)
+        let event = RunEvent::parse_summary(scene.platform, scene.body.clone())
             .map_err(|e| format!("demo body for {}: {e}", scene.platform))?;
+        let dedup_key = event.dedup_key.clone();
+        let attempts = match scene.act {
+            Act::Post => {
+                let url = format!("{base}{}", scene.path);
+                let profile = SenderKind::Current.profile(scene.platform);
+                deliver::deliver(
+                    &client,
+                    &url,
+                    &scene.headers,
+                    scene.body.clone(),
+                    &profile,
+                    |_| {},
+                )
+                .await
+            }
+            Act::NeverArrives => {
+                expect(&routes, scene, event.run_id.as_deref().unwrap_or_default()).await?;
+                Vec::new()
+            }
+        };
         played.push(Played {
             attempts,
             dedup_key,
         });
+    }
+
+    // The runs whose webhook never arrives are processed once their window has passed.
+    let waited = Instant::now();
+    let reconciled = |calls: &Calls| {
+        scenes
+            .iter()
+            .zip(&played)
+            .filter(|(scene, _)| scene.act == Act::NeverArrives)
+            .all(|(_, played)| calls.snapshot().contains_key(&played.dedup_key))
+    };
+    while !reconciled(&calls) && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Stop the server; the shutdown drains every queue, so the handler calls are final.
@@ -158,8 +225,15 @@ async fn demo() -> Result<bool, String> {
         .flat_map(|(_, report)| report.not_drained())
         .collect();
 
+    api_server.abort();
+
     let calls = calls.snapshot();
-    let all_expected = print_table(&scenes, &played, &calls);
+    let letters: HashMap<String, &'static str> = dead_letters
+        .letters()
+        .into_iter()
+        .filter_map(|letter| Some((letter.dedup_key?, letter.reason.code())))
+        .collect();
+    let all_expected = print_table(&scenes, &played, &calls, &letters);
     println!();
     if !undrained.is_empty() {
         println!("not processed before the deadline: {undrained:?}");
@@ -177,24 +251,48 @@ async fn demo() -> Result<bool, String> {
     Ok(ok)
 }
 
-/// The routes: one per platform, plus a Skyvern route with the canonical fallback on.
-fn demo_routes(calls: Calls) -> Result<Arc<[ServedRoute]>, String> {
+/// Registers the expectation of `scene`'s run with the route it would have been posted to.
+async fn expect(routes: &[ServedRoute], scene: &Scene, run_id: &str) -> Result<(), String> {
+    let route = routes
+        .iter()
+        .find(|route| route.path == scene.path)
+        .ok_or_else(|| format!("no demo route {}", scene.path))?;
+    route
+        .receiver
+        .expect(run_id, WINDOW)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot expect run {run_id}: {e}"))
+}
+
+/// The routes: one per platform, a Skyvern route with the canonical fallback on, and a
+/// TinyFish route confirming and reconciling with the run API at `api_base`.
+fn demo_routes(
+    calls: Calls,
+    dead_letters: Arc<MemoryDeadLetters>,
+    api_base: &str,
+) -> Result<Arc<[ServedRoute]>, String> {
     let shared = Shared {
         store: Arc::new(OutageOnce::for_provider(Provider::TinyFish)),
         handler: Arc::new(move |event: Arc<RunEvent>| {
             let calls = calls.clone();
             async move {
-                calls.record(&event.dedup_key);
+                calls.record(&event.dedup_key, event.source);
                 Ok::<(), std::io::Error>(())
             }
         }),
-        dead_letters: Arc::new(MemoryDeadLetters::default()),
+        dead_letters,
         workers: 2,
         queue_capacity: Some(64),
         retry: RetryPolicy::default(),
     };
     let mut proxied = RouteSpec::new("/webhooks/skyvern-behind-proxy", Provider::Skyvern, vec![]);
     proxied.canonical_fallback = true;
+    let mut confirmed = RouteSpec::new(CONFIRM_PATH, Provider::TinyFish, vec![]);
+    confirmed.unsigned = true;
+    confirmed.confirm = Confirm::FetchFirst;
+    confirmed.api_url = Some(api_base.to_string());
+    confirmed.reconcile_after_secs = Some(1);
     let specs = [
         (
             RouteSpec::new("/webhooks/skyvern", Provider::Skyvern, vec![]),
@@ -217,10 +315,15 @@ fn demo_routes(calls: Calls) -> Result<Arc<[ServedRoute]>, String> {
             ),
             SMARTBROWSE_PATH,
         ),
+        (confirmed, TINYFISH_PATH),
     ];
+    let policy = |after| ReconcilePolicy::after(after).every(RECONCILE_EVERY);
     specs
         .iter()
-        .map(|(spec, secret)| shared.route(spec, spec.verifier_with(demo_secret(secret)?.into())?))
+        .map(|(spec, secret)| {
+            let runs = spec.runs_with(demo_secret(TINYFISH_API_KEY)?, policy)?;
+            shared.route(spec, spec.verifier_with(demo_secret(secret)?.into())?, runs)
+        })
         .collect()
 }
 
@@ -263,95 +366,146 @@ fn script() -> Result<Vec<Scene>, String> {
     Ok(vec![
         Scene {
             platform: Provider::Skyvern,
+            act: Act::Post,
             what: "genuine, signed with the API key",
             path: "/webhooks/skyvern".into(),
             headers: genuine_headers.clone(),
             body: genuine_body.clone(),
             expect_answers: &[200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::Skyvern,
+            act: Act::Post,
             what: "manual replay of the same run",
             path: "/webhooks/skyvern".into(),
             headers: genuine_headers,
             body: genuine_body,
             expect_answers: &[200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::Skyvern,
+            act: Act::Post,
             what: "forged signature (wrong key)",
             path: "/webhooks/skyvern".into(),
             headers: forged_headers,
             body: forged_body,
             expect_answers: &[401],
             expect_calls: 0,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::Skyvern,
+            act: Act::Post,
             what: "body re-serialized by a proxy",
             path: "/webhooks/skyvern".into(),
             headers: proxied_headers.clone(),
             body: proxied_body.clone(),
             expect_answers: &[401],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::Skyvern,
+            act: Act::Post,
             what: "same, canonical fallback on",
             path: "/webhooks/skyvern-behind-proxy".into(),
             headers: proxied_headers,
             body: proxied_body,
             expect_answers: &[200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::TinyFish,
+            act: Act::Post,
             what: "genuine; store down for the 1st try",
             path: format!("/webhooks/tinyfish/{TINYFISH_PATH}"),
             headers: unsigned(Provider::TinyFish),
             body: bytes(TINYFISH_COMPLETED),
             expect_answers: &[503, 200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::WebRun,
+            act: Act::Post,
             what: "genuine, Authorization matches",
             path: "/webhooks/webrun".into(),
             headers: header(Provider::WebRun, WEBRUN_AUTH)?,
             body: bytes(WEBRUN_FULL),
             expect_answers: &[200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::WebRun,
+            act: Act::Post,
             what: "Authorization mismatch",
             path: "/webhooks/webrun".into(),
             headers: header(Provider::WebRun, "Bearer stale-token")?,
             body: bytes(WEBRUN_PING),
             expect_answers: &[401],
             expect_calls: 0,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::SmartBrowse,
+            act: Act::Post,
             what: "genuine, on the secret path",
             path: format!("/webhooks/smartbrowse/{SMARTBROWSE_PATH}"),
             headers: unsigned(Provider::SmartBrowse),
             body: bytes(SMARTBROWSE_COMPLETED),
             expect_answers: &[200],
             expect_calls: 1,
+            expect_dead_letter: None,
         },
         Scene {
             platform: Provider::SmartBrowse,
+            act: Act::Post,
             what: "guessed path",
             path: "/webhooks/smartbrowse/guess".into(),
             headers: unsigned(Provider::SmartBrowse),
             body: bytes(SMARTBROWSE_FAILED),
             expect_answers: &[401],
             expect_calls: 0,
+            expect_dead_letter: None,
+        },
+        Scene {
+            platform: Provider::TinyFish,
+            act: Act::NeverArrives,
+            what: "started, its webhook never arrives",
+            path: CONFIRM_PATH.into(),
+            headers: unsigned(Provider::TinyFish),
+            body: tinyfish_body(NEVER_ARRIVES_RUN),
+            expect_answers: &[],
+            expect_calls: 1,
+            expect_dead_letter: None,
+        },
+        Scene {
+            platform: Provider::TinyFish,
+            act: Act::Post,
+            what: "forged, unsigned, confirm on",
+            path: CONFIRM_PATH.into(),
+            headers: unsigned(Provider::TinyFish),
+            body: tinyfish_body(FORGED_RUN),
+            expect_answers: &[200],
+            expect_calls: 0,
+            expect_dead_letter: Some("not_confirmed"),
         },
     ])
+}
+
+/// A TinyFish run-completed webhook body for `run_id`.
+fn tinyfish_body(run_id: &str) -> Bytes {
+    let body = serde_json::json!({
+        "event": "run.completed", "run_id": run_id, "status": "COMPLETED",
+        "data": {"run_id": run_id, "status": "COMPLETED", "result": {"paid": true}, "error": null},
+    });
+    Bytes::from(body.to_string())
 }
 
 /// `body` parsed and written back pretty-printed, as a re-serializing proxy would.
@@ -363,17 +517,38 @@ fn reserialize(body: &[u8]) -> Result<Bytes, String> {
 }
 
 /// Prints one row per scene; returns whether every row was as expected.
-fn print_table(scenes: &[Scene], played: &[Played], calls: &HashMap<String, usize>) -> bool {
+/// `calls` holds each run's handler calls (by source), `letters` each dead-lettered run's
+/// reason code.
+fn print_table(
+    scenes: &[Scene],
+    played: &[Played],
+    calls: &HashMap<String, Vec<EventSource>>,
+    letters: &HashMap<String, &'static str>,
+) -> bool {
     println!(
         "{:>2}  {:<12} {:<37} {:<22} {:<13} as expected",
         "#", "platform", "delivery", "answered", "handler runs"
     );
     let mut all = true;
     for (i, (scene, played)) in scenes.iter().zip(played).enumerate() {
-        let answers = answers(&played.attempts);
-        let calls = calls.get(&played.dedup_key).copied().unwrap_or(0);
-        let expected =
-            answers_match(&played.attempts, scene.expect_answers) && calls == scene.expect_calls;
+        let answers = match scene.act {
+            Act::Post => answers(&played.attempts),
+            Act::NeverArrives => "no webhook".to_string(),
+        };
+        let runs = calls.get(&played.dedup_key).map_or(&[][..], Vec::as_slice);
+        let from = match scene.act {
+            Act::Post => EventSource::Webhook,
+            Act::NeverArrives => EventSource::Reconciled,
+        };
+        let letter = letters.get(&played.dedup_key).copied();
+        let expected = answers_match(&played.attempts, scene.expect_answers)
+            && runs.len() == scene.expect_calls
+            && runs.iter().all(|source| *source == from)
+            && letter == scene.expect_dead_letter;
+        let calls = match runs.first() {
+            Some(EventSource::Reconciled) => format!("{} reconciled", runs.len()),
+            _ => runs.len().to_string(),
+        };
         all &= expected;
         println!(
             "{:>2}  {:<12} {:<37} {:<22} {:<13} {}",
@@ -386,16 +561,38 @@ fn print_table(scenes: &[Scene], played: &[Played], calls: &HashMap<String, usiz
                 "yes".to_string()
             } else {
                 format!(
-                    "NO: expected {:?} and {} handler runs",
-                    scene.expect_answers, scene.expect_calls
+                    "NO: expected {:?}, {} handler runs from {}, dead letter {:?}",
+                    scene.expect_answers,
+                    scene.expect_calls,
+                    from.as_str(),
+                    scene.expect_dead_letter
                 )
             }
         );
-        for line in explanations(scene, played) {
+        for line in run_api_explanation(scene, letter)
+            .into_iter()
+            .chain(explanations(scene, played))
+        {
             println!("{:>17} {line}", "");
         }
     }
     all
+}
+
+/// What the run API did for a scene of the confirming route.
+fn run_api_explanation(scene: &Scene, letter: Option<&str>) -> Option<String> {
+    match (scene.act, letter) {
+        (Act::NeverArrives, _) => Some(format!(
+            "↳ expected for {} ms; no webhook came, so the reconciler fetched the run from \
+             the run API and processed it",
+            WINDOW.as_millis()
+        )),
+        (Act::Post, Some(code)) => Some(format!(
+            "↳ confirm: the run API does not know this run: never processed, dead-lettered \
+             {code}"
+        )),
+        (Act::Post, None) => None,
+    }
 }
 
 /// `503 → 200 (+1.0 s)`: each attempt's status, and when the last one started.
@@ -455,17 +652,17 @@ fn explanations(scene: &Scene, played: &Played) -> Vec<String> {
     lines
 }
 
-/// Handler calls per de-duplication key.
+/// Handler calls per de-duplication key, with where each event came from.
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<HashMap<String, usize>>>);
+struct Calls(Arc<Mutex<HashMap<String, Vec<EventSource>>>>);
 
 impl Calls {
-    fn record(&self, key: &str) {
+    fn record(&self, key: &str, source: EventSource) {
         let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *calls.entry(key.to_string()).or_default() += 1;
+        calls.entry(key.to_string()).or_default().push(source);
     }
 
-    fn snapshot(&self) -> HashMap<String, usize> {
+    fn snapshot(&self) -> HashMap<String, Vec<EventSource>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -3,6 +3,7 @@
 pub mod canonicalize;
 pub mod dead_letters;
 pub mod demo;
+pub mod expect;
 pub mod input;
 pub mod parse;
 pub mod secrets;

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
 
 use crate::serve::app::{self, QueueSetup, ServedRoute, Shared};
-use crate::serve::config::{HandlerSpec, QueueKind, RouteSpec, ServeConfig};
+use crate::serve::config::{Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig};
 use crate::serve::handlers;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
@@ -28,7 +28,7 @@ drains the queue and exits 0.\n\
 Exit status: 0 stopped cleanly, 1 stopped with events not processed, 2 configuration error.")]
 pub struct ServeArgs {
     /// A runhook.toml with [[route]] tables (instead of --path/--provider and a handler flag).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["path", "provider", "jsonl", "exec", "forward"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["path", "provider", "jsonl", "exec", "forward", "api_url", "api_key_env", "confirm", "reconcile_after_secs"])]
     config: Option<PathBuf>,
     /// The address to listen on [default: 127.0.0.1:8080, or the config file's `listen`].
     #[arg(long, value_name = "ADDR")]
@@ -52,6 +52,24 @@ pub struct ServeArgs {
     /// Skyvern: also accept a body a proxy re-serialized, when its canonical form matches.
     #[arg(long)]
     canonical_fallback: bool,
+    /// The platform's run API base URL, for --confirm and --reconcile-after-secs (runhook
+    /// appends the platform's run path) [default: the platform's hosted API].
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
+    /// Environment variable holding the run API key (required by --confirm and
+    /// --reconcile-after-secs; never read from the command line).
+    #[arg(long, value_name = "VAR")]
+    api_key_env: Option<String>,
+    /// Fetch each run from the platform's run API before the handler runs and hand the
+    /// handler the fetched run; a run the API does not know is dead-lettered `not_confirmed`
+    /// (Skyvern, TinyFish, SmartBrowse).
+    #[arg(long)]
+    confirm: bool,
+    /// Reconcile the runs registered with `runhook expect` whose webhook has not been
+    /// processed this many seconds after registration (the window when `expect` gives no
+    /// --within); needs --store redis://...
+    #[arg(long, value_name = "SECS")]
+    reconcile_after_secs: Option<u64>,
     /// `memory`, or a Redis URL such as redis://127.0.0.1:6379 shared by several instances
     /// [default: memory, or the config file's `store`].
     #[arg(long, value_name = "STORE")]
@@ -232,6 +250,12 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
     route.header_name.clone_from(&args.header_name);
     route.unsigned = args.unsigned;
     route.canonical_fallback = args.canonical_fallback;
+    route.api_url.clone_from(&args.api_url);
+    route.api_key_env.clone_from(&args.api_key_env);
+    if args.confirm {
+        route.confirm = Confirm::FetchFirst;
+    }
+    route.reconcile_after_secs = args.reconcile_after_secs;
     let handler = HandlerSpec {
         jsonl: args.jsonl.clone(),
         exec: args.exec.clone(),
@@ -290,7 +314,11 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String
     let setup = QueueSetup::from_config(config);
     let mut routes = Vec::with_capacity(config.routes.len());
     for spec in &config.routes {
-        routes.push(shared.route_with(spec, spec.verifier()?, &setup).await?);
+        routes.push(
+            shared
+                .route_with(spec, spec.verifier()?, spec.runs()?, &setup)
+                .await?,
+        );
     }
     Ok(routes.into())
 }

@@ -15,6 +15,7 @@ use runhook::{
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
+use super::runs::RouteRuns;
 
 /// One receiving route as served.
 pub struct ServedRoute {
@@ -70,24 +71,28 @@ impl Shared {
         })
     }
 
-    /// The route `spec` authenticated by `verifier`, with the in-process queue.
+    /// The route `spec` authenticated by `verifier`, with the in-process queue, confirming
+    /// and reconciling as `runs` says.
     pub fn route(
         &self,
         spec: &RouteSpec,
         verifier: Box<dyn Verifier>,
+        runs: RouteRuns,
     ) -> Result<ServedRoute, String> {
-        served(spec, self.builder(spec, verifier))
+        served(spec, runs.apply(self.builder(spec, verifier)))
     }
 
     /// The route `spec` authenticated by `verifier`, handing off and holding claims as
-    /// `setup` says (a Redis stream per route for `redis-stream`).
+    /// `setup` says (a Redis stream per route for `redis-stream`), confirming and reconciling
+    /// as `runs` says.
     pub async fn route_with(
         &self,
         spec: &RouteSpec,
         verifier: Box<dyn Verifier>,
+        runs: RouteRuns,
         setup: &QueueSetup,
     ) -> Result<ServedRoute, String> {
-        let mut builder = self.builder(spec, verifier).lease(setup.lease);
+        let mut builder = runs.apply(self.builder(spec, verifier)).lease(setup.lease);
         if let Some(url) = &setup.stream_url {
             let queue = RedisStreamQueue::builder(spec.provider)
                 .stream_key(stream_key(&setup.redis_prefix, &spec.path))

@@ -137,6 +137,41 @@ pub struct RouteSpec {
     /// than this many seconds.
     #[serde(default)]
     pub timestamp_tolerance_secs: Option<u64>,
+    /// The platform's run API base URL (runhook appends the platform's run path); default its
+    /// hosted API. Only with `confirm` or `reconcile_after_secs`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The environment variable holding the run API key; required by `confirm` and
+    /// `reconcile_after_secs`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Fetch each run from the platform's run API before the handler runs, and hand the
+    /// handler the fetched run; a run the API does not know is dead-lettered `not_confirmed`.
+    #[serde(default, deserialize_with = "confirm_from_bool")]
+    pub confirm: Confirm,
+    /// Reconcile this provider's expected runs (`runhook expect`) whose webhook has not been
+    /// processed this many seconds after registration (the default window; `--within`
+    /// overrides it per run). Needs a Redis store.
+    #[serde(default)]
+    pub reconcile_after_secs: Option<u64>,
+}
+
+/// Whether a route confirms each delivery with the platform's run API (`confirm = true`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Confirm {
+    /// The POSTed body is processed as it came (after authentication).
+    #[default]
+    Off,
+    /// The run is fetched from the run API and the fetched run is processed.
+    FetchFirst,
+}
+
+fn confirm_from_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Confirm, D::Error> {
+    Ok(if bool::deserialize(d)? {
+        Confirm::FetchFirst
+    } else {
+        Confirm::Off
+    })
 }
 
 /// Where claims are kept, as `--store` or `store =` names it.
@@ -295,6 +330,27 @@ impl ServeConfig {
             if route.path == "/healthz" || route.path == "/metrics" {
                 return Err(format!("route path {} is reserved", route.path));
             }
+            route.check_runs()?;
+            if route.reconciles() {
+                if self.redis_url().is_none() {
+                    return Err(format!(
+                        "{}: reconcile_after_secs needs a Redis store (--store redis://...): \
+                         expected runs are registered with `runhook expect`, which reaches \
+                         `serve` only through Redis",
+                        route.path
+                    ));
+                }
+                let twice = self.routes[..i]
+                    .iter()
+                    .any(|r| r.reconciles() && r.provider == route.provider);
+                if twice {
+                    return Err(format!(
+                        "{}: another route already reconciles {} runs; give \
+                         reconcile_after_secs to one route per provider",
+                        route.path, route.provider
+                    ));
+                }
+            }
         }
         if self.workers == 0
             || self.queue_capacity == Some(0)
@@ -371,6 +427,10 @@ impl RouteSpec {
             unsigned: false,
             canonical_fallback: false,
             timestamp_tolerance_secs: None,
+            api_url: None,
+            api_key_env: None,
+            confirm: Confirm::Off,
+            reconcile_after_secs: None,
         }
     }
 
@@ -610,6 +670,38 @@ secret_env = "TINYFISH_PATH_SECRET"
         );
         let typo = EXAMPLE.replace("workers = 2", "workers = 2\nqueue = \"kafka\"");
         assert!(ServeConfig::from_toml(&typo).unwrap_err().contains("kafka"));
+    }
+
+    #[test]
+    fn reads_run_api_keys_and_reconciles_only_on_redis_once_per_provider() {
+        let route = r#"
+[[route]]
+path = "/tf-checked"
+provider = "tinyfish"
+unsigned = true
+api_url = "http://127.0.0.1:9"
+api_key_env = "TF_API_KEY"
+confirm = true
+reconcile_after_secs = 60
+"#;
+        let redis = format!("{EXAMPLE}{route}")
+            .replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        let config = ServeConfig::from_toml(&redis).unwrap();
+        let checked = &config.routes[2];
+        assert_eq!(checked.confirm, Confirm::FetchFirst);
+        assert_eq!(checked.reconcile_after_secs, Some(60));
+        assert_eq!(checked.api_key_env.as_deref(), Some("TF_API_KEY"));
+        assert_eq!(config.routes[0].confirm, Confirm::Off);
+
+        let memory = format!("{EXAMPLE}{route}");
+        let err = ServeConfig::from_toml(&memory).unwrap_err();
+        assert!(err.contains("needs a Redis store"), "{err}");
+        let confirm_only = memory.replace("reconcile_after_secs = 60\n", "");
+        assert!(ServeConfig::from_toml(&confirm_only).is_ok());
+
+        let twice = format!("{redis}{}", route.replace("/tf-checked", "/tf-other"));
+        let err = ServeConfig::from_toml(&twice).unwrap_err();
+        assert!(err.contains("already reconciles tinyfish"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,8 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
 }
 
 /// Runs `sh -c command` with the event JSON on standard input and `RUNHOOK_PROVIDER`,
-/// `RUNHOOK_RUN_ID` (unset when the platform names no run), `RUNHOOK_DEDUP_KEY` and `RUNHOOK_STATUS` in its environment. A non-zero
+/// `RUNHOOK_RUN_ID` (unset when the platform names no run), `RUNHOOK_DEDUP_KEY`,
+/// `RUNHOOK_STATUS` and `RUNHOOK_SOURCE` (`webhook` or `reconciled`) in its environment. A non-zero
 /// exit is a failed attempt; a command still running when the attempt times out is killed.
 fn exec(command: String) -> Arc<dyn Handler> {
     Arc::new(move |event: Arc<RunEvent>| {
@@ -65,7 +66,8 @@ fn exec(command: String) -> Arc<dyn Handler> {
                 .arg(&command)
                 .env("RUNHOOK_PROVIDER", event.provider.as_str())
                 .env("RUNHOOK_DEDUP_KEY", &event.dedup_key)
-                .env("RUNHOOK_STATUS", event.status.as_str());
+                .env("RUNHOOK_STATUS", event.status.as_str())
+                .env("RUNHOOK_SOURCE", event.source.as_str());
             // Unset, not empty or a hash, when the platform names no run (webrun-ai).
             match &event.run_id {
                 Some(run_id) => child.env("RUNHOOK_RUN_ID", run_id),

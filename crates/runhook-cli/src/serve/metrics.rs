@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 12] = [
+const FAMILIES: [Family; 17] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -132,6 +132,36 @@ const FAMILIES: [Family; 12] = [
         help: "Deliveries whose signature matched only the body's canonical form (re-serialized on the way).",
         kind: "counter",
         read: |s| s.canonical_fallback_matches,
+    },
+    Family {
+        name: "runhook_confirmed_total",
+        help: "Runs the platform's run API confirmed before the handler ran.",
+        kind: "counter",
+        read: |s| s.confirmed,
+    },
+    Family {
+        name: "runhook_confirm_failures_total",
+        help: "Confirmation fetches that did not confirm the run (API error, unknown or unfinished run).",
+        kind: "counter",
+        read: |s| s.confirm_failures,
+    },
+    Family {
+        name: "runhook_reconciled_total",
+        help: "Expected runs whose webhook never came in time, processed from the run API.",
+        kind: "counter",
+        read: |s| s.reconciled,
+    },
+    Family {
+        name: "runhook_reconcile_given_up_total",
+        help: "Expected runs that never finished within the horizon, dead-lettered never_completed.",
+        kind: "counter",
+        read: |s| s.reconcile_given_up,
+    },
+    Family {
+        name: "runhook_expected_waiting",
+        help: "Expected runs still waiting for their webhook or reconciliation (as last seen by this route's reconciler).",
+        kind: "gauge",
+        read: |s| s.expected_waiting,
     },
     Family {
         name: "runhook_queue_depth",
@@ -256,6 +286,9 @@ mod tests {
             rejected_unauthorized: 3,
             rejected_unavailable: 1,
             canonical_fallback_matches: 2,
+            confirmed: 5,
+            reconciled: 6,
+            expected_waiting: 7,
             ..Stats::default()
         };
         let route = RouteMetrics {
@@ -277,6 +310,12 @@ mod tests {
             format!("runhook_ack_latency_seconds_bucket{{{labels},le=\"+Inf\"}} 3"),
             format!("runhook_ack_latency_seconds_count{{{labels}}} 3"),
             "# TYPE runhook_queue_depth gauge".to_string(),
+            format!("runhook_confirmed_total{{{labels}}} 5"),
+            format!("runhook_reconciled_total{{{labels}}} 6"),
+            format!("runhook_expected_waiting{{{labels}}} 7"),
+            format!("runhook_reconcile_given_up_total{{{labels}}} 0"),
+            format!("runhook_confirm_failures_total{{{labels}}} 0"),
+            "# TYPE runhook_expected_waiting gauge".to_string(),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

@@ -5,3 +5,4 @@ pub mod config;
 pub mod forward;
 pub mod handlers;
 pub mod metrics;
+pub mod runs;

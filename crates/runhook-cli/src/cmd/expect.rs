@@ -1,0 +1,115 @@
+//! `runhook expect`: record that runs were started, so that the `runhook serve` instances
+//! reconciling their provider on the same Redis fetch each one whose webhook does not come in
+//! time.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use runhook::payload::Provider;
+use runhook::platform::Platform;
+use runhook::store::{Expected, Window};
+
+use super::serve::store_label;
+use crate::serve::app::open_store;
+use crate::serve::config::StoreSpec;
+
+/// Exit status when some runs could not be recorded.
+const PARTLY: u8 = 1;
+/// Exit status for a usage error or an unreachable Redis.
+const USAGE: u8 = 2;
+
+/// Arguments of `runhook expect`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "runhook expect --store redis://127.0.0.1:6379 --provider tinyfish run_123 run_456 --within 600\n\
+A `runhook serve` route for the provider with reconcile_after_secs, on the same Redis and \
+--redis-prefix, fetches each run whose webhook has not been processed in time.\n\
+Exit status: 0 every run recorded (or already expected), 1 some could not be, 2 usage error or \
+unreachable Redis."
+)]
+pub struct ExpectArgs {
+    /// The Redis shared with the `runhook serve` instances, e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL")]
+    store: String,
+    /// The platform the runs were started on: skyvern, tinyfish or smartbrowse (WebRun
+    /// documents no run API).
+    #[arg(long, value_parser = super::provider_name)]
+    provider: Provider,
+    /// How long each webhook may take, in seconds, before the run is fetched [default: the
+    /// reconciling route's reconcile_after_secs].
+    #[arg(long, value_name = "SECS")]
+    within: Option<u64>,
+    /// The namespace `runhook serve` was given with --redis-prefix.
+    #[arg(long, value_name = "PREFIX", default_value = runhook::stream::DEFAULT_NAMESPACE)]
+    redis_prefix: String,
+    /// The runs' ids, as the platform returned them when they were started.
+    #[arg(value_name = "RUN_ID", required = true)]
+    run_ids: Vec<String>,
+}
+
+/// Runs `runhook expect`.
+pub fn run(args: ExpectArgs) -> ExitCode {
+    if let Err(message) = check(&args) {
+        return fail(&message);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(expect(args))
+}
+
+fn check(args: &ExpectArgs) -> Result<(), String> {
+    if Platform::of(args.provider).run_api.is_none() {
+        return Err(format!(
+            "{} documents no run API: its runs cannot be reconciled",
+            Platform::of(args.provider).display_name
+        ));
+    }
+    match args.store.parse::<StoreSpec>()? {
+        StoreSpec::Redis(_) => Ok(()),
+        StoreSpec::Memory => Err(
+            "--store memory: expectations must reach the `serve` instances; give their \
+             redis:// URL"
+                .into(),
+        ),
+    }
+}
+
+async fn expect(args: ExpectArgs) -> ExitCode {
+    let spec = StoreSpec::Redis(args.store.clone());
+    let store = match open_store(&spec, &args.redis_prefix).await {
+        Ok(store) => store,
+        Err(e) => return fail(&format!("{}: {e}", store_label(&args.store))),
+    };
+    let window = args.within.map_or(Window::RouteDefault, |secs| {
+        Window::Within(Duration::from_secs(secs))
+    });
+    let mut failed = 0usize;
+    for run_id in &args.run_ids {
+        match runhook::runs::expect(&*store, args.provider, run_id, window).await {
+            Ok(Expected::Recorded) => println!("recorded {} {run_id}", args.provider),
+            Ok(Expected::AlreadyExpected) => {
+                println!("already expected {} {run_id}", args.provider)
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("runhook expect: {} {run_id}: {e}", args.provider);
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(PARTLY)
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("runhook expect: {message}");
+    ExitCode::from(USAGE)
+}
