@@ -114,9 +114,14 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Where expectations are kept; see the [module docs](self). A `scope` separates the
-/// expectations of different platforms (`skyvern`, `tinyfish`): a reconciler takes only its
-/// own.
+/// Where expectations are kept: runs a receiver was told were started, so that a run whose
+/// webhook never comes is fetched from its platform and processed anyway. They live in the
+/// idempotency store's own backend ([`IdempotencyStore::expectations`](crate::IdempotencyStore::expectations)): in this process for a
+/// [`MemoryStore`](crate::MemoryStore), in Redis for a `RedisStore`, where every instance
+/// sharing it sees them. A reconciler takes the due ones with [`Expectations::take_due`], which
+/// hides each from other takers for a while (so that two instances do not both check it), then
+/// forgets, re-schedules or gives up on each. A `scope` separates the expectations of different
+/// platforms (`skyvern`, `tinyfish`): a reconciler takes only its own.
 #[async_trait::async_trait]
 pub trait Expectations: Send + Sync {
     /// Records `expectation` in `scope`, due at [`Expectation::first_due`]. Registering a
