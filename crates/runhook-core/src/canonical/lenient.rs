@@ -70,7 +70,7 @@ impl Builder {
 }
 
 impl Sink for Builder {
-    fn begin(&mut self, object: bool) {
+    fn begin(&mut self, object: bool, _offset: usize) {
         self.stack.push(if object {
             Open::Object(Map::new(), String::new())
         } else {
@@ -80,7 +80,7 @@ impl Sink for Builder {
 
     fn separator(&mut self, _object: bool) {}
 
-    fn end(&mut self, _object: bool) {
+    fn end(&mut self, _object: bool, _offset: usize) {
         let value = match self.stack.pop() {
             Some(Open::Object(map, _)) => Value::Object(map),
             Some(Open::Array(items)) => Value::Array(items),
@@ -99,7 +99,7 @@ impl Sink for Builder {
         self.add(Value::String(decode(value)));
     }
 
-    fn integer(&mut self, literal: &[u8]) {
+    fn integer(&mut self, literal: &[u8], _offset: usize) {
         self.add(integer(&String::from_utf8_lossy(literal)));
     }
 

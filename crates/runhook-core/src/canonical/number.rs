@@ -12,8 +12,9 @@ use super::scan::FloatLiteral;
 /// grammar) to `out`.
 #[inline]
 pub(crate) fn write_float_literal(literal: FloatLiteral<'_>, out: &mut Vec<u8>) {
-    if !write_short_decimal(literal, out) {
-        write_parsed(literal.text, out);
+    match short_decimal(literal) {
+        Some(short) => write_short_decimal(literal.text, short, out),
+        None => write_parsed(literal.text, out),
     }
 }
 
@@ -30,11 +31,26 @@ fn write_parsed(literal: &[u8], out: &mut Vec<u8>) {
     write_f64(value, out);
 }
 
-/// The most significant digits a decimal may have for [`write_short_decimal`]: `f64::DIGITS`.
+/// The most significant digits a decimal may have for [`short_decimal`]: `f64::DIGITS`.
 const SHORT_DIGITS: usize = 15;
 
+/// The canonical form of a short decimal literal, found without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShortDecimal<'a> {
+    /// The canonical text is the literal's first `n` bytes.
+    Prefix(usize),
+    /// Minus zero (`-0.0`, `-0.000`): `0`.
+    NegativeZero,
+    /// Below 1e-4: `-?d.ddde-XX`, with `zeros` zeros after the point before `significant`.
+    SmallExponent {
+        negative: bool,
+        significant: &'a [u8],
+        zeros: usize,
+    },
+}
+
 /// The fast path for the common literal: a plain decimal (`162.59`, `-0.0025`, `4.0`) with at
-/// most 15 significant digits and no exponent. Returns `false`, writing nothing, otherwise.
+/// most 15 significant digits and no exponent; `None` for any other literal.
 ///
 /// Why the digits can be copied: every decimal of at most 15 significant digits in the normal
 /// range survives a round trip through the nearest double and back to 15 digits
@@ -47,14 +63,15 @@ const SHORT_DIGITS: usize = 15;
 /// In fixed notation the canonical text is therefore a prefix of the literal: everything up to
 /// the last nonzero fraction digit, or up to the point for a whole number.
 #[inline]
-fn write_short_decimal(literal: FloatLiteral<'_>, out: &mut Vec<u8>) -> bool {
+pub(crate) fn short_decimal(literal: FloatLiteral<'_>) -> Option<ShortDecimal<'_>> {
     let FloatLiteral {
         text,
         int_end,
         frac_end,
+        ..
     } = literal;
     if text.len() > 40 || frac_end != text.len() || frac_end <= int_end {
-        return false; // long, an exponent, or no fraction
+        return None; // long, an exponent, or no fraction
     }
     let negative = text.first() == Some(&b'-');
     let int = text.get(usize::from(negative)..int_end).unwrap_or_default();
@@ -63,32 +80,50 @@ fn write_short_decimal(literal: FloatLiteral<'_>, out: &mut Vec<u8>) -> bool {
     // The grammar allows no leading zero in the integer part other than a lone `0`.
     if int != b"0" {
         if int.len() + frac.len() > SHORT_DIGITS {
-            return false;
+            return None;
         }
         // 1e-4 <= |x| < 1e15: fixed notation, the digits as given; or a whole number below
         // 10^15 < 2^53: exactly its integer part.
-        let end = if frac.is_empty() {
+        return Some(ShortDecimal::Prefix(if frac.is_empty() {
             int_end
         } else {
             int_end + 1 + frac.len()
-        };
-        out.extend_from_slice(text.get(..end).unwrap_or_default());
-        return true;
+        }));
     }
     let Some(zeros) = frac.iter().position(|&d| d != b'0') else {
-        out.push(b'0'); // zero, including -0.0
-        return true;
+        // Zero: `0.0` keeps its `0`, `-0.0` loses its sign.
+        return Some(if negative {
+            ShortDecimal::NegativeZero
+        } else {
+            ShortDecimal::Prefix(1)
+        });
     };
     let significant = &frac[zeros..];
     if significant.len() > SHORT_DIGITS {
-        return false;
+        return None;
     }
-    if zeros < 4 {
-        out.extend_from_slice(text.get(..int_end + 1 + frac.len()).unwrap_or_default());
+    Some(if zeros < 4 {
+        ShortDecimal::Prefix(int_end + 1 + frac.len())
     } else {
-        write_small_exponent(negative, significant, zeros, out);
+        ShortDecimal::SmallExponent {
+            negative,
+            significant,
+            zeros,
+        }
+    })
+}
+
+/// Writes the canonical form of a literal that [`short_decimal`] recognized.
+fn write_short_decimal(text: &[u8], short: ShortDecimal<'_>, out: &mut Vec<u8>) {
+    match short {
+        ShortDecimal::Prefix(n) => out.extend_from_slice(text.get(..n).unwrap_or_default()),
+        ShortDecimal::NegativeZero => out.push(b'0'),
+        ShortDecimal::SmallExponent {
+            negative,
+            significant,
+            zeros,
+        } => write_small_exponent(negative, significant, zeros, out),
     }
-    true
 }
 
 /// Writes `-?d.ddde-XX` for a short decimal below 1e-4 with `zeros` zeros after the point
@@ -332,13 +367,19 @@ mod tests {
         let int_end = text[..exp].iter().position(|&b| b == b'.').unwrap_or(exp);
         FloatLiteral {
             text,
+            offset: 0,
             int_end,
             frac_end: exp,
         }
     }
 
     fn short(literal: &str, out: &mut Vec<u8>) -> bool {
-        write_short_decimal(split(literal), out)
+        let literal = split(literal);
+        let short = short_decimal(literal);
+        if let Some(short) = short {
+            write_short_decimal(literal.text, short, out);
+        }
+        short.is_some()
     }
 
     #[test]

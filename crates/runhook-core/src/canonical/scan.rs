@@ -3,7 +3,9 @@
 //! It checks the structure, the string escapes and the number grammar, and bounds the nesting
 //! depth with an explicit stack (no recursion), calling a [`Sink`] for each piece of the
 //! document in order. String contents are handed over raw, between the quotes; the sink
-//! decodes them when `escaped` is set.
+//! decodes them when `escaped` is set. Every piece comes with its input offset, and skipped
+//! whitespace is reported too, so that a sink can copy the input wherever it is already in
+//! the form it wants instead of rebuilding it piece by piece.
 
 use super::error::{CanonicalError, SyntaxError};
 use super::{MAX_DEPTH, MAX_INT_DIGITS};
@@ -28,6 +30,8 @@ pub(crate) struct Str<'a> {
 pub(crate) struct FloatLiteral<'a> {
     /// The whole literal, exactly as in the input (JSON grammar checked).
     pub text: &'a [u8],
+    /// Offset of the literal in the input.
+    pub offset: usize,
     /// The end of the sign and integer digits: the `.`, the exponent's `e`, or the end.
     pub int_end: usize,
     /// The end of the fraction: the exponent's `e` or the end (`int_end` without a fraction).
@@ -58,24 +62,29 @@ impl Word {
     }
 }
 
-/// Receives a document's pieces in order.
+/// Receives a document's pieces in order, each with its input offset.
 pub(crate) trait Sink {
-    /// `{` (`object`) or `[`.
-    fn begin(&mut self, object: bool);
+    /// `{` (`object`) or `[`, at input offset `offset`.
+    fn begin(&mut self, object: bool, offset: usize);
     /// The `,` between two members (`object`) or two elements.
     fn separator(&mut self, object: bool);
-    /// `}` (`object`) or `]`.
-    fn end(&mut self, object: bool);
-    /// An object key (its `:` has been checked).
+    /// `}` (`object`) or `]`, at input offset `offset`.
+    fn end(&mut self, object: bool, offset: usize);
+    /// An object key, reported as soon as it is scanned: before the whitespace and the `:`
+    /// that follow it (an error is returned if the `:` is missing).
     fn key(&mut self, key: Str<'_>);
     /// A string value.
     fn string(&mut self, value: Str<'_>);
-    /// An integer literal (no fraction, no exponent) within the digit limit.
-    fn integer(&mut self, literal: &[u8]);
+    /// An integer literal (no fraction, no exponent) within the digit limit, at input offset
+    /// `offset`.
+    fn integer(&mut self, literal: &[u8], offset: usize);
     /// A number literal with a fraction or an exponent.
     fn float(&mut self, literal: FloatLiteral<'_>);
     /// `true`, `false`, `null`, `NaN`, `Infinity` or `-Infinity`.
     fn word(&mut self, word: Word);
+    /// Whitespace between tokens, the input bytes `from..to`.
+    #[inline]
+    fn whitespace(&mut self, _from: usize, _to: usize) {}
     /// Called before each value and after each value or container is complete, with the input
     /// offset: an error stops the parse (a sink that bounds its output).
     #[inline]
@@ -176,7 +185,7 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
     let mut stack: Vec<bool> = Vec::with_capacity(32);
     'value: loop {
         sink.check(p.pos)?;
-        p.skip_whitespace();
+        p.skip_whitespace(sink);
         match p.peek() {
             Some(open @ (b'{' | b'[')) => {
                 if stack.len() >= MAX_DEPTH {
@@ -187,12 +196,12 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
                 }
                 let object = open == b'{';
                 let close = if object { b'}' } else { b']' };
+                sink.begin(object, p.pos);
                 p.pos += 1;
-                sink.begin(object);
-                p.skip_whitespace();
+                p.skip_whitespace(sink);
                 if p.peek() == Some(close) {
+                    sink.end(object, p.pos);
                     p.pos += 1;
-                    sink.end(object);
                 } else {
                     stack.push(object);
                     if object {
@@ -223,7 +232,7 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
         // A value is complete: close containers until one continues with `,`.
         loop {
             sink.check(p.pos)?;
-            p.skip_whitespace();
+            p.skip_whitespace(sink);
             let Some(&object) = stack.last() else {
                 return if p.pos == p.bytes.len() {
                     Ok(())
@@ -236,15 +245,15 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
                     p.pos += 1;
                     sink.separator(object);
                     if object {
-                        p.skip_whitespace();
+                        p.skip_whitespace(sink);
                         p.key(sink)?;
                     }
                     continue 'value;
                 }
                 (Some(b'}'), true) | (Some(b']'), false) => {
+                    sink.end(object, p.pos);
                     p.pos += 1;
                     stack.pop();
-                    sink.end(object);
                 }
                 (_, true) => return Err(syntax(p.pos, SyntaxError::ExpectedCommaOrBrace)),
                 (_, false) => return Err(syntax(p.pos, SyntaxError::ExpectedCommaOrBracket)),
@@ -257,12 +266,21 @@ impl<'a> Parser<'a> {
     /// Skips whitespace: inline for the common cases (none, or one space as after `json.dumps`'s
     /// `", "` and `": "`), out of line for longer runs.
     #[inline(always)]
-    fn skip_whitespace(&mut self) {
+    fn skip_whitespace<S: Sink>(&mut self, sink: &mut S) {
         match self.bytes.get(self.pos) {
             Some(&b) if b > b' ' => {}
-            Some(b' ') if self.bytes.get(self.pos + 1).is_some_and(|&b| b > b' ') => self.pos += 1,
+            Some(b' ') if self.bytes.get(self.pos + 1).is_some_and(|&b| b > b' ') => {
+                sink.whitespace(self.pos, self.pos + 1);
+                self.pos += 1;
+            }
             None => {}
-            Some(_) => self.skip_whitespace_run(),
+            Some(_) => {
+                let from = self.pos;
+                self.skip_whitespace_run();
+                if self.pos > from {
+                    sink.whitespace(from, self.pos);
+                }
+            }
         }
     }
 
@@ -301,12 +319,12 @@ impl<'a> Parser<'a> {
             return Err(syntax(self.pos, SyntaxError::ExpectedKey));
         }
         let key = self.string()?;
-        self.skip_whitespace();
+        sink.key(key);
+        self.skip_whitespace(sink);
         if self.peek() != Some(b':') {
             return Err(syntax(self.pos, SyntaxError::ExpectedColon));
         }
         self.pos += 1;
-        sink.key(key);
         Ok(())
     }
 
@@ -370,6 +388,7 @@ impl<'a> Parser<'a> {
         if float {
             sink.float(FloatLiteral {
                 text: literal,
+                offset: start,
                 int_end,
                 frac_end,
             });
@@ -379,7 +398,7 @@ impl<'a> Parser<'a> {
                 digits: int_digits,
             });
         } else {
-            sink.integer(literal);
+            sink.integer(literal, start);
         }
         Ok(())
     }
@@ -437,13 +456,13 @@ mod tests {
     struct Trace(Vec<String>);
 
     impl Sink for Trace {
-        fn begin(&mut self, object: bool) {
+        fn begin(&mut self, object: bool, _: usize) {
             self.0.push(if object { "{" } else { "[" }.into());
         }
         fn separator(&mut self, _: bool) {
             self.0.push(",".into());
         }
-        fn end(&mut self, object: bool) {
+        fn end(&mut self, object: bool, _: usize) {
             self.0.push(if object { "}" } else { "]" }.into());
         }
         fn key(&mut self, key: Str<'_>) {
@@ -454,7 +473,7 @@ mod tests {
             let raw = String::from_utf8_lossy(value.raw);
             self.0.push(format!("str {raw} {}", value.escaped));
         }
-        fn integer(&mut self, literal: &[u8]) {
+        fn integer(&mut self, literal: &[u8], _: usize) {
             self.0
                 .push(format!("int {}", String::from_utf8_lossy(literal)));
         }

@@ -1,6 +1,14 @@
 //! The canonical writer: consumes tokens and writes Skyvern's bytes as it goes.
 //!
-//! Output is produced in one pass, without building a tree. Each open object remembers where
+//! Output is produced in one pass, without building a tree. Most of a document is usually
+//! already canonical: the writer does not copy it token by token but keeps a pending stretch
+//! of input, from [`Writer::pending`] to the parser's position, that is exactly what it would
+//! write, and copies it in one piece only where the input diverges from the output
+//! (whitespace, a string with escapes, a number spelled otherwise, a repeated key) or where
+//! the output must be read. An input offset at or past `pending` therefore maps to the output
+//! offset `out.len() + (offset - pending)` ([`Writer::output_offset`]).
+//!
+//! Each open object remembers where
 //! each of its keys was written; only when an object turns out to repeat a key is its region
 //! rewritten (first key's position, last value), at its closing brace. A member's value needs
 //! no bookkeeping: in the output it runs from its key's `:` to the `,` before the next key
@@ -15,13 +23,15 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use super::error::CanonicalError;
-use super::number::write_float_literal;
+use super::number::{short_decimal, write_float_literal, ShortDecimal};
 use super::scan::{parse, FloatLiteral, Sink, Str, Word};
 
 /// Objects with this many distinct keys switch from a linear key search to a hash index.
 const INDEX_THRESHOLD: usize = 32;
 /// "No key" in a hash chain.
 const NONE: usize = usize::MAX;
+/// The longest pending stretch that [`Writer::flush`] copies as a fixed-size block.
+const SHORT_STRETCH: usize = 16;
 
 /// One key written in an open object (repeats included, in input order).
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +77,21 @@ struct Surrogate {
     at: usize,
 }
 
-struct Writer<'o> {
+struct Writer<'i, 'o> {
+    /// The document.
+    input: &'i [u8],
+    /// Where the pending stretch starts: `input[pending..]`, up to the parser's position, is
+    /// canonical as it stands and not yet copied to `out`.
+    pending: usize,
     out: &'o mut Vec<u8>,
     /// The most bytes this document may add to `out`.
     max_len: usize,
     /// The longest `out` may grow to: its length before this document plus `max_len`.
     limit: usize,
+    /// The input offset up to which the output (written and pending) stays within `limit`,
+    /// so that the check between tokens is one comparison. Copying a pending stretch leaves
+    /// it unchanged; it moves only where output and input diverge ([`Writer::rebase`]).
+    horizon: usize,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
     keys: Vec<Key>,
@@ -91,15 +110,20 @@ pub(crate) fn write_canonical(
     // Sized for a typical webhook body, so that most documents allocate only once each.
     let base = out.len();
     let mut writer = Writer {
+        input,
+        pending: 0,
         out,
         max_len,
         limit: base.saturating_add(max_len),
+        horizon: 0,
         frames: Vec::with_capacity(8),
         keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
         hasher: None,
     };
+    writer.rebase();
     parse(input, &mut writer)?;
+    writer.flush(input.len());
     match writer.surrogates.iter().min_by_key(|s| s.offset) {
         Some(s) => Err(CanonicalError::LoneSurrogate {
             offset: s.offset,
@@ -109,12 +133,12 @@ pub(crate) fn write_canonical(
     }
 }
 
-impl Sink for Writer<'_> {
+impl Sink for Writer<'_, '_> {
     #[inline]
-    fn begin(&mut self, object: bool) {
+    fn begin(&mut self, object: bool, offset: usize) {
         if object {
             self.frames.push(Frame {
-                start: self.out.len(),
+                start: self.output_offset(offset),
                 keys_base: self.keys.len(),
                 distinct: 0,
                 surrogates_base: self.surrogates.len(),
@@ -122,50 +146,42 @@ impl Sink for Writer<'_> {
                 filter: 0,
                 index: None,
             });
-            self.out.push(b'{');
-        } else {
-            self.out.push(b'[');
         }
     }
 
     #[inline]
-    fn separator(&mut self, _object: bool) {
-        self.out.push(b',');
-    }
+    fn separator(&mut self, _object: bool) {}
 
     #[inline]
-    fn end(&mut self, object: bool) {
+    fn end(&mut self, object: bool, offset: usize) {
         if !object {
-            self.out.push(b']');
             return;
         }
         if let Some(frame) = self.frames.pop() {
             if frame.repeated {
+                self.flush(offset);
                 self.rewrite(&frame);
-            } else {
-                self.out.push(b'}');
+                self.pending = offset + 1;
+                self.rebase();
             }
             self.keys.truncate(frame.keys_base);
         }
     }
 
-    /// Inline for the common case, a key that the filter proves new; the search for an
-    /// earlier occurrence is out of line ([`Writer::key_lookup`]).
+    /// Inline for the common case, a key without escapes that the filter proves new; the
+    /// search for an earlier occurrence is out of line ([`Writer::key_lookup`]).
     #[inline(always)]
     fn key(&mut self, key: Str<'_>) {
-        let start = self.out.len();
-        let fingerprint = if key.escaped {
+        let quote = key.offset - 1;
+        let after = key.offset + key.raw.len() + 1;
+        let (start, end, fingerprint) = if key.escaped {
             self.escaped_key(key)
         } else {
-            // Without escapes the quoted text is already canonical: one copy.
-            self.out.reserve(key.quoted.len() + 1);
-            self.out.extend_from_slice(key.quoted);
-            self.out.push(b':');
-            // The raw key is its canonical text: reading it from the input rather than from
-            // `out` avoids loading bytes just stored (a store-forwarding stall).
-            fingerprint(key.raw)
+            // Without escapes the quoted text is already canonical and stays pending. The raw
+            // key is its canonical text: it is fingerprinted from the input.
+            let start = self.output_offset(quote);
+            (start, start + key.quoted.len(), fingerprint(key.raw))
         };
-        let end = self.out.len() - 1;
         let index = self.keys.len();
         let Some(frame) = self.frames.last_mut() else {
             return;
@@ -175,6 +191,8 @@ impl Sink for Writer<'_> {
         let maybe_seen = frame.filter & bit != 0;
         frame.filter |= bit;
         if maybe_seen || frame.index.is_some() || frame.distinct >= INDEX_THRESHOLD {
+            // The search reads keys from `out`.
+            self.flush(after);
             self.key_lookup(start, end, fingerprint);
             return;
         }
@@ -190,39 +208,52 @@ impl Sink for Writer<'_> {
 
     #[inline]
     fn string(&mut self, value: Str<'_>) {
-        if !value.escaped {
-            // Without escapes the raw text holds no `"`, `\` or control character: with its
-            // quotes it is already in canonical form.
-            self.out.extend_from_slice(value.quoted);
-            return;
+        // Without escapes the raw text holds no `"`, `\` or control character: with its
+        // quotes it is already in canonical form, and stays pending.
+        if value.escaped {
+            self.escaped_string(value);
         }
-        // Room for the quotes and the `:` or `,` that usually follows.
-        self.out.reserve(value.raw.len() + 3);
-        self.out.push(b'"');
-        self.transcode(value);
-        self.out.push(b'"');
     }
 
     #[inline]
-    fn integer(&mut self, literal: &[u8]) {
+    fn integer(&mut self, literal: &[u8], offset: usize) {
         // No leading zeros are possible, so only `-0` has another spelling.
-        let literal = if literal == b"-0" { b"0" } else { literal };
-        self.out.extend_from_slice(literal);
+        if literal == b"-0" {
+            self.replace(offset, offset + 2, |out| out.push(b'0'));
+        }
     }
 
     #[inline]
     fn float(&mut self, literal: FloatLiteral<'_>) {
-        write_float_literal(literal, self.out);
+        let (start, end) = (literal.offset, literal.offset + literal.text.len());
+        match short_decimal(literal) {
+            // The canonical text is the literal without its tail (`4.0` → `4`, `2.50` →
+            // `2.5`): the tail is dropped like whitespace.
+            Some(ShortDecimal::Prefix(n)) => {
+                if n < literal.text.len() {
+                    self.whitespace(start + n, end);
+                }
+            }
+            _ => self.replace(start, end, |out| write_float_literal(literal, out)),
+        }
     }
 
     #[inline]
-    fn word(&mut self, word: Word) {
-        self.out.extend_from_slice(word.as_str().as_bytes());
+    fn word(&mut self, _word: Word) {
+        // The input spells every word exactly as Python writes it.
+    }
+
+    #[inline]
+    fn whitespace(&mut self, from: usize, to: usize) {
+        self.flush(from);
+        self.pending = to;
+        // Dropped bytes move the output limit further into the input.
+        self.horizon = self.horizon.saturating_add(to - from);
     }
 
     #[inline]
     fn check(&self, offset: usize) -> Result<(), CanonicalError> {
-        if self.out.len() > self.limit {
+        if offset > self.horizon {
             return Err(CanonicalError::OutputTooLong {
                 offset,
                 max: self.max_len,
@@ -240,15 +271,80 @@ enum Found {
     New(usize),
 }
 
-impl Writer<'_> {
-    /// Writes a key with escapes and its `:`; returns its [`fingerprint`].
+impl Writer<'_, '_> {
+    /// The output offset that the input offset `offset` (at or past `pending`) will have.
+    #[inline(always)]
+    fn output_offset(&self, offset: usize) -> usize {
+        self.out.len() + (offset - self.pending)
+    }
+
+    /// Copies the pending stretch up to the input offset `to` into `out`.
+    ///
+    /// In pretty-printed input, whitespace cuts the document into short stretches (a key and
+    /// its `:`, a value and its `,`): one of at most [`SHORT_STRETCH`] bytes is copied as a
+    /// fixed-size block, then the excess cut off, which costs a few instructions where a call
+    /// to `memcpy` for a variable length costs dozens.
+    #[inline(always)]
+    fn flush(&mut self, to: usize) {
+        let from = self.pending;
+        self.pending = to;
+        let len = to.saturating_sub(from);
+        if len <= SHORT_STRETCH {
+            if let Some(block) = self.input.get(from..from + SHORT_STRETCH) {
+                if let Ok(block) = <&[u8; SHORT_STRETCH]>::try_from(block) {
+                    let end = self.out.len() + len;
+                    self.out.extend_from_slice(block);
+                    self.out.truncate(end);
+                    return;
+                }
+            }
+        }
+        if let Some(stretch) = self.input.get(from..to) {
+            self.out.extend_from_slice(stretch);
+        }
+    }
+
+    /// Writes, in place of the input bytes `start..end`, what `write` writes.
+    #[inline(always)]
+    fn replace(&mut self, start: usize, end: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        self.flush(start);
+        write(self.out);
+        self.pending = end;
+        self.rebase();
+    }
+
+    /// Recomputes [`Writer::horizon`] after output was written that is not a copy of input.
+    fn rebase(&mut self) {
+        self.horizon = match self.limit.checked_sub(self.out.len()) {
+            Some(room) => self.pending.saturating_add(room),
+            // Already too long: any offset from `pending` on fails the check.
+            None => self.pending.saturating_sub(1),
+        };
+    }
+
+    /// Writes a key with escapes (without its `:`, which stays pending); returns its output
+    /// offsets and its [`fingerprint`].
     #[inline(never)]
-    fn escaped_key(&mut self, key: Str<'_>) -> u64 {
-        let start = self.out.len();
-        self.string(key);
-        self.out.push(b':');
-        let end = self.out.len() - 1;
-        fingerprint(self.out.get(start + 1..end - 1).unwrap_or_default())
+    fn escaped_key(&mut self, key: Str<'_>) -> (usize, usize, u64) {
+        let start = self.output_offset(key.offset - 1);
+        self.escaped_string(key);
+        let end = self.out.len();
+        let text = self.out.get(start + 1..end - 1).unwrap_or_default();
+        (start, end, fingerprint(text))
+    }
+
+    /// Writes a string with escapes in place of its input text, quotes included.
+    #[inline(never)]
+    fn escaped_string(&mut self, value: Str<'_>) {
+        let quote = value.offset - 1;
+        self.flush(quote);
+        // Room for the quotes and the `:` or `,` that usually follows.
+        self.out.reserve(value.raw.len() + 3);
+        self.out.push(b'"');
+        self.transcode(value);
+        self.out.push(b'"');
+        self.pending = value.offset + value.raw.len() + 1;
+        self.rebase();
     }
 
     /// Records the key just written at `out[start..end]`, searching the innermost object for
