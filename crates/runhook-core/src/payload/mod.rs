@@ -74,6 +74,17 @@ impl Provider {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == name)
     }
+
+    /// The de-duplication key of run `id`: `<provider>:<id>` (for `webrun-ai`, `id` is the
+    /// body's hash). Webhooks, expectations and dead letters all key a run this way.
+    ///
+    /// ```
+    /// use runhook_core::payload::Provider;
+    /// assert_eq!(Provider::Skyvern.dedup_key("wr_1"), "skyvern:wr_1");
+    /// ```
+    pub fn dedup_key(self, id: &str) -> String {
+        format!("{}:{id}", self.as_str())
+    }
 }
 
 impl fmt::Display for Provider {
@@ -363,7 +374,7 @@ impl RunEvent {
         check_run_id(&parts.run_id, parts.id_field)?;
         Ok(RunEvent {
             provider,
-            dedup_key: format!("{}:{}", provider.as_str(), parts.run_id),
+            dedup_key: provider.dedup_key(&parts.run_id),
             run_id: provider.identity().own_id(parts.run_id),
             status: parts.status,
             event: parts.event,
@@ -504,7 +515,7 @@ impl DedupProbe {
         };
         check_run_id(&run_id, field)?;
         Ok(Self {
-            dedup_key: format!("{}:{run_id}", provider.as_str()),
+            dedup_key: provider.dedup_key(&run_id),
             run_id: provider.identity().own_id(run_id),
         })
     }

@@ -214,7 +214,7 @@ impl Pipeline {
             Err(PayloadError::RunIdTooLong { field, run_id }) => {
                 // Genuine, but its id cannot be a key: kept whole, findable by its id.
                 let probe = DedupProbe {
-                    dedup_key: format!("{}:{run_id}", self.provider.as_str()),
+                    dedup_key: self.provider.dedup_key(&run_id),
                     run_id: Some(run_id),
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");

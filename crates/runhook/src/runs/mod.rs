@@ -112,7 +112,7 @@ pub async fn expect(
     if run_id.is_empty() {
         return Err(StoreError::EmptyKey);
     }
-    let key = format!("{}:{run_id}", provider.as_str());
+    let key = provider.dedup_key(run_id);
     expectations
         .expect(provider.as_str(), &Expectation::new(key, run_id, window))
         .await

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use runhook_core::payload::{EventSource, Provider, RunEvent};
-use runhook_store::{Expectation, IdempotencyStore, KeyState, StoreError, Window};
+use runhook_store::{Expectation, Expectations, IdempotencyStore, KeyState, StoreError, Window};
 
 use super::{Fetched, RunSource};
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
@@ -148,7 +148,7 @@ impl Reconciler {
             .take_due(self.scope(), now, self.policy.hold, self.policy.batch)
             .await?;
         for expectation in due {
-            if let Err(err) = self.settle(receiver, expectation).await {
+            if let Err(err) = self.settle(receiver, expectations, expectation).await {
                 tracing::warn!(provider = %self.provider, error = %err, "could not settle an expected run; it comes back after its hold");
             }
         }
@@ -159,14 +159,13 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Forgets, re-schedules, hands off or gives up on one due expectation.
     async fn settle(
         &self,
         receiver: &dyn Submit,
+        expectations: &dyn Expectations,
         mut expectation: Expectation,
     ) -> Result<(), StoreError> {
-        let expectations = self.store.expectations().ok_or(StoreError::InvalidConfig {
-            reason: "the store keeps no expectations".into(),
-        })?;
         let scope = self.scope();
         let key = expectation.dedup_key.clone();
         // A registration without a window gets the route's now, without a fetch.
