@@ -106,8 +106,25 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// One in every byte of a word.
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+/// The top bit of every byte of a word: where [`has_byte`] and [`has_byte_below`] flag.
+pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Flags (in the top bit, once masked with [`HIGHS`]) the bytes of `word` equal to `byte`;
+/// the lowest flag is exact (a borrow only propagates upwards from a flagged byte).
+#[inline(always)]
+pub(crate) fn has_byte(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x
+}
+
+/// Flags (as [`has_byte`]) the bytes of `word` below `bound` (at most 0x80); the lowest flag
+/// is exact.
+#[inline(always)]
+pub(crate) fn has_byte_below(word: u64, bound: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(bound)) & !word
+}
 
 /// The offset of the first byte at or after `at` that is not plain ASCII string content: `"`,
 /// `\\`, a control character or a non-ASCII byte (or the length).
@@ -123,13 +140,7 @@ fn skip_plain(bytes: &[u8], mut at: usize) -> usize {
             break;
         };
         let v = u64::from_le_bytes(chunk);
-        let quote = v ^ (ONES * u64::from(b'"'));
-        let backslash = v ^ (ONES * u64::from(b'\\'));
-        let stops = (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | (v.wrapping_sub(ONES * 0x20) & !v)
-            | v;
-        let stops = stops & HIGHS;
+        let stops = (has_byte(v, b'"') | has_byte(v, b'\\') | has_byte_below(v, 0x20) | v) & HIGHS;
         if stops != 0 {
             return at + (stops.trailing_zeros() / 8) as usize;
         }
@@ -162,6 +173,32 @@ fn utf8_sequence(bytes: &[u8], at: usize) -> Option<usize> {
     };
     let valid = second.contains(&byte(1)) && (2..len).all(|i| continuation(byte(i)));
     valid.then_some(len)
+}
+
+/// Skips the run of whitespace at `from` and reports it to `sink`; returns its end. Out of
+/// line, scanning and reporting in one call: in pretty-printed input every line has one.
+#[inline(never)]
+fn whitespace_run<S: Sink>(bytes: &[u8], from: usize, sink: &mut S) -> usize {
+    let mut pos = from;
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(pos) {
+        pos += 1;
+        // Indentation: runs of spaces, eight bytes at a time.
+        while let Some(word) = bytes.get(pos..pos + 8) {
+            let Ok(word) = <[u8; 8]>::try_from(word) else {
+                break;
+            };
+            let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
+            if other != 0 {
+                pos += (other.trailing_zeros() / 8) as usize;
+                break;
+            }
+            pos += 8;
+        }
+    }
+    if pos > from {
+        sink.whitespace(from, pos);
+    }
+    pos
 }
 
 struct Parser<'a> {
@@ -274,32 +311,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
             }
             None => {}
-            Some(_) => {
-                let from = self.pos;
-                self.skip_whitespace_run();
-                if self.pos > from {
-                    sink.whitespace(from, self.pos);
-                }
-            }
-        }
-    }
-
-    #[inline(never)]
-    fn skip_whitespace_run(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
-            self.pos += 1;
-            // Indentation: runs of spaces, eight bytes at a time.
-            while let Some(word) = self.bytes.get(self.pos..self.pos + 8) {
-                let Ok(word) = <[u8; 8]>::try_from(word) else {
-                    break;
-                };
-                let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
-                if other != 0 {
-                    self.pos += (other.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                self.pos += 8;
-            }
+            Some(_) => self.pos = whitespace_run(self.bytes, self.pos, sink),
         }
     }
 

@@ -243,7 +243,7 @@ impl Sink for Writer<'_, '_> {
         // The input spells every word exactly as Python writes it.
     }
 
-    #[inline]
+    #[inline(always)]
     fn whitespace(&mut self, from: usize, to: usize) {
         self.flush(from);
         self.pending = to;
