@@ -8,7 +8,14 @@ Run from the workspace root: `python3 crates/runhook-core/benches/canonical_pyth
 With `--each-line`, it instead normalizes each line of standard input (one document a line) to
 standard output, as `runhook canonicalize --each-line` does: `benches/canonical_vs_python.sh`
 times the two processes side by side.
+
+With `--serve ROOT`, it prints the SHA-256 of its canonical bytes for the fixture, then answers
+each line `pretty SECONDS` or `compact SECONDS` on standard input with the MB/s it sustains on
+that input for about that long: `benches/canonical_vs_python.rs` alternates these samples with
+its own, so that both sides of each ratio are measured on the machine in the same state.
 """
+
+import hashlib
 
 import json
 import statistics
@@ -52,6 +59,26 @@ def median_mb_per_s(body: bytes, samples: int = 30, seconds_per_sample: float = 
     return statistics.median(rates)
 
 
+def rate_for(body: bytes, seconds: float) -> float:
+    n = 0
+    start = time.perf_counter()
+    while True:
+        skyvern_bytes(body)
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return len(body) * n / elapsed / 1e6
+
+
+def serve(root: Path) -> None:
+    pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()
+    docs = {"pretty": pretty, "compact": skyvern_bytes(pretty)}
+    print(f"python {sys.version.split()[0]} {hashlib.sha256(docs['compact']).hexdigest()}", flush=True)
+    for line in sys.stdin:
+        name, seconds = line.split()
+        print(f"{rate_for(docs[name], float(seconds)):.4f}", flush=True)
+
+
 def each_line() -> None:
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
@@ -62,6 +89,9 @@ def each_line() -> None:
 def main() -> None:
     if sys.argv[1:] == ["--each-line"]:
         each_line()
+        return
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]))
         return
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
     pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()

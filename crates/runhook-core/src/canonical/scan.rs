@@ -206,6 +206,31 @@ struct Parser<'a> {
     pos: usize,
 }
 
+// The errors are built out of line, where they cost the parse loop no registers.
+
+#[cold]
+#[inline(never)]
+fn too_deep(offset: usize) -> CanonicalError {
+    CanonicalError::TooDeep {
+        offset,
+        max: MAX_DEPTH,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn integer_too_long(offset: usize, digits: usize) -> CanonicalError {
+    CanonicalError::IntegerTooLong { offset, digits }
+}
+
+#[cold]
+#[inline(never)]
+fn invalid_utf8(offset: usize) -> CanonicalError {
+    CanonicalError::InvalidUtf8 { offset }
+}
+
+#[cold]
+#[inline(never)]
 fn syntax(offset: usize, reason: SyntaxError) -> CanonicalError {
     CanonicalError::Syntax { offset, reason }
 }
@@ -226,10 +251,7 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
         match p.peek() {
             Some(open @ (b'{' | b'[')) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(CanonicalError::TooDeep {
-                        offset: p.pos,
-                        max: MAX_DEPTH,
-                    });
+                    return Err(too_deep(p.pos));
                 }
                 let object = open == b'{';
                 let close = if object { b'}' } else { b']' };
@@ -405,10 +427,7 @@ impl<'a> Parser<'a> {
                 frac_end,
             });
         } else if int_digits > MAX_INT_DIGITS {
-            return Err(CanonicalError::IntegerTooLong {
-                offset: start,
-                digits: int_digits,
-            });
+            return Err(integer_too_long(start, int_digits));
         } else {
             sink.integer(literal, start);
         }
@@ -443,7 +462,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(0x80..) => match utf8_sequence(self.bytes, at) {
                     Some(len) => at += len,
-                    None => return Err(CanonicalError::InvalidUtf8 { offset: at }),
+                    None => return Err(invalid_utf8(at)),
                 },
                 Some(&control) => return Err(syntax(at, SyntaxError::ControlCharacter(control))),
                 None => return Err(syntax(open, SyntaxError::UnterminatedString)),

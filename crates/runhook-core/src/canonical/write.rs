@@ -254,13 +254,16 @@ impl Sink for Writer<'_, '_> {
     #[inline]
     fn check(&self, offset: usize) -> Result<(), CanonicalError> {
         if offset > self.horizon {
-            return Err(CanonicalError::OutputTooLong {
-                offset,
-                max: self.max_len,
-            });
+            return Err(too_long(offset, self.max_len));
         }
         Ok(())
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_long(offset: usize, max: usize) -> CanonicalError {
+    CanonicalError::OutputTooLong { offset, max }
 }
 
 /// The outcome of looking a key up among the innermost object's earlier keys.
