@@ -273,10 +273,9 @@ pub(crate) fn parse<S: Sink>(bytes: &[u8], sink: &mut S) -> Result<(), Canonical
                 let value = p.string()?;
                 sink.string(value);
             }
-            Some(b'-' | b'0'..=b'9') => {
-                if p.rest().starts_with(b"-Infinity") {
-                    p.pos += 9;
-                    sink.word(Word::NegInfinity);
+            Some(first @ (b'-' | b'0'..=b'9')) => {
+                if first == b'-' && p.bytes.get(p.pos + 1) == Some(&b'I') {
+                    p.word(Word::NegInfinity, sink)?;
                 } else {
                     p.number(sink)?;
                 }

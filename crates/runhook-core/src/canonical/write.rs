@@ -307,8 +307,9 @@ impl Writer<'_, '_> {
         }
     }
 
-    /// Writes, in place of the input bytes `start..end`, what `write` writes.
-    #[inline(always)]
+    /// Writes, in place of the input bytes `start..end`, what `write` writes (out of line:
+    /// most numbers are written as they stand).
+    #[inline(never)]
     fn replace(&mut self, start: usize, end: usize, write: impl FnOnce(&mut Vec<u8>)) {
         self.flush(start);
         write(self.out);
