@@ -179,26 +179,44 @@ fn utf8_sequence(bytes: &[u8], at: usize) -> Option<usize> {
 /// line, scanning and reporting in one call: in pretty-printed input every line has one.
 #[inline(never)]
 fn whitespace_run<S: Sink>(bytes: &[u8], from: usize, sink: &mut S) -> usize {
-    let mut pos = from;
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(pos) {
-        pos += 1;
-        // Indentation: runs of spaces, eight bytes at a time.
-        while let Some(word) = bytes.get(pos..pos + 8) {
-            let Ok(word) = <[u8; 8]>::try_from(word) else {
-                break;
-            };
-            let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
-            if other != 0 {
-                pos += (other.trailing_zeros() / 8) as usize;
-                break;
-            }
-            pos += 8;
-        }
-    }
-    if pos > from {
-        sink.whitespace(from, pos);
-    }
+    let pos = match bytes.get(from) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => indentation_end(bytes, from + 1),
+        _ => return from,
+    };
+    let pos = match bytes.get(pos) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => mixed_whitespace_end(bytes, pos),
+        _ => pos,
+    };
+    sink.whitespace(from, pos);
     pos
+}
+
+/// The end of the run of spaces at `at`, eight bytes at a time.
+#[inline(always)]
+fn indentation_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(word) = bytes.get(at..at + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
+        if other != 0 {
+            return at + (other.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    at
+}
+
+/// The end of a whitespace run that goes on after its indentation (blank lines, tabs, CRLF).
+#[inline(never)]
+fn mixed_whitespace_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(at) {
+        at = indentation_end(bytes, at + 1);
+    }
+    at
 }
 
 struct Parser<'a> {
