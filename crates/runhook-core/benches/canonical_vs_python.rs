@@ -88,10 +88,7 @@ fn main() {
         "{version}; {rounds} rounds of {:.1} s per side and input",
         span.as_secs_f64()
     );
-    println!(
-        "outputs: same SHA-256 ({} canonical bytes)",
-        compact.len()
-    );
+    println!("outputs: same SHA-256 ({} canonical bytes)", compact.len());
 
     let inputs: [(&str, &[u8]); 2] = [("pretty", PRETTY), ("compact", &compact)];
     let mut ratios = [Vec::new(), Vec::new()];
