@@ -5,8 +5,8 @@
 //! over minutes, the two halves of each ratio are then measured seconds apart, and the median
 //! of the rounds' ratios is the figure to quote.
 //!
-//! Run: `cargo bench -p runhook-core --bench canonical_vs_python` (`ROUNDS`, default 9;
-//! `SECONDS` per sample, default 0.5; `PYTHON`, default `python3`). The two sides' outputs are
+//! Run: `cargo bench -p runhook-core --bench canonical_vs_python` (`ROUNDS`, default 15;
+//! `SECONDS` per sample, default 0.3; `PYTHON`, default `python3`). The two sides' outputs are
 //! checked to be the same bytes (by SHA-256) before any timing.
 
 use std::hint::black_box;
@@ -53,8 +53,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects nothing here.
-    let rounds: usize = env_or("ROUNDS", 9);
-    let span = Duration::from_secs_f64(env_or("SECONDS", 0.5));
+    let rounds: usize = env_or("ROUNDS", 15);
+    let span = Duration::from_secs_f64(env_or("SECONDS", 0.3));
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = manifest.join("../..");

@@ -6,11 +6,13 @@
 #    document a line), each a whole process (start-up included), timed in turn by
 #    `farm-bench` (or `hyperfine` when farm-bench is absent), after checking that the two
 #    outputs are byte-identical;
-# 2. the library: criterion's `canonical/runhook/{compact,pretty}` median beside the Python
-#    median of `canonical_python.py` on the same documents.
+# 2. the library: `benches/canonical_vs_python.rs`, which alternates a runhook sample and a
+#    Python sample (`canonical_python.py --serve`) on the same document, round by round, and
+#    prints the median of the rounds' ratios for the pretty and the compact fixture.
 #
 # Run from the workspace root: `bash crates/runhook-core/benches/canonical_vs_python.sh`
-# (RUNS=5 by default; SKIP_LIBRARY=1 times the CLI only). Honours CARGO_TARGET_DIR.
+# (RUNS=5 by default; SKIP_LIBRARY=1 times the CLI only; ROUNDS and SECONDS go to the
+# library bench). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 
 root=$(pwd)
@@ -60,21 +62,5 @@ if [ "${SKIP_LIBRARY:-0}" = 1 ]; then
     exit 0
 fi
 echo
-echo "== library, in-process medians =="
-cargo bench --quiet -p runhook-core --bench canonical -- 'canonical/runhook/' >"$work/criterion.txt" 2>&1
-py_rates=$("$python" "$script" "$root")
-"$python" - "$target/criterion" "$root/testdata/skyvern-run-pretty.json" "$py_rates" <<'EOF'
-import json, re, sys
-from pathlib import Path
-crit, pretty_path, py = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-sys.path.insert(0, "crates/runhook-core/benches")
-from canonical_python import skyvern_bytes
-pretty = pretty_path.read_bytes()
-sizes = {"pretty": len(pretty), "compact": len(skyvern_bytes(pretty))}
-print(py.splitlines()[0])
-for name, size in sizes.items():
-    est = json.loads((crit / "canonical" / "runhook" / name / "new" / "estimates.json").read_text())
-    rust = size / est["median"]["point_estimate"] * 1e3  # MB/s, MB = 10^6 bytes
-    py_rate = float(re.search(rf"python/{name}: .* median ([0-9.]+) MB/s", py).group(1))
-    print(f"{name:8} runhook {rust:8.1f} MB/s   python {py_rate:6.2f} MB/s   ratio {rust / py_rate:5.1f}x")
-EOF
+echo "== library, in process: runhook and Python in alternation, round by round =="
+cargo bench --quiet -p runhook-core --bench canonical_vs_python
