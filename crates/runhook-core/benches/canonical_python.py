@@ -16,7 +16,6 @@ its own, so that both sides of each ratio are measured on the machine in the sam
 """
 
 import hashlib
-
 import json
 import statistics
 import sys
@@ -70,9 +69,14 @@ def rate_for(body: bytes, seconds: float) -> float:
             return len(body) * n / elapsed / 1e6
 
 
-def serve(root: Path) -> None:
+def fixtures(root: Path) -> dict:
+    """The pretty fixture as stored, and its canonical (compact) form."""
     pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()
-    docs = {"pretty": pretty, "compact": skyvern_bytes(pretty)}
+    return {"pretty": pretty, "compact": skyvern_bytes(pretty)}
+
+
+def serve(root: Path) -> None:
+    docs = fixtures(root)
     print(f"python {sys.version.split()[0]} {hashlib.sha256(docs['compact']).hexdigest()}", flush=True)
     for line in sys.stdin:
         name, seconds = line.split()
@@ -94,10 +98,8 @@ def main() -> None:
         serve(Path(sys.argv[2]))
         return
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
-    pretty = (root / "testdata" / "skyvern-run-pretty.json").read_bytes()
-    compact = skyvern_bytes(pretty)
     print(f"python {sys.version.split()[0]}")
-    for name, body in (("pretty", pretty), ("compact", compact)):
+    for name, body in fixtures(root).items():
         print(f"canonical/python/{name}: {len(body)} bytes, median {median_mb_per_s(body):.2f} MB/s")
 
 

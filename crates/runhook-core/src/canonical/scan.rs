@@ -107,14 +107,14 @@ static STRING_STOP: [bool; 256] = {
 };
 
 /// One in every byte of a word.
-pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+const ONES: u64 = 0x0101_0101_0101_0101;
 /// The top bit of every byte of a word: where [`has_byte`] and [`has_byte_below`] flag.
-pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Flags (in the top bit, once masked with [`HIGHS`]) the bytes of `word` equal to `byte`;
 /// the lowest flag is exact (a borrow only propagates upwards from a flagged byte).
 #[inline(always)]
-pub(crate) fn has_byte(word: u64, byte: u8) -> u64 {
+fn has_byte(word: u64, byte: u8) -> u64 {
     let x = word ^ (ONES * u64::from(byte));
     x.wrapping_sub(ONES) & !x
 }
@@ -122,7 +122,7 @@ pub(crate) fn has_byte(word: u64, byte: u8) -> u64 {
 /// Flags (as [`has_byte`]) the bytes of `word` below `bound` (at most 0x80); the lowest flag
 /// is exact.
 #[inline(always)]
-pub(crate) fn has_byte_below(word: u64, bound: u8) -> u64 {
+fn has_byte_below(word: u64, bound: u8) -> u64 {
     word.wrapping_sub(ONES * u64::from(bound)) & !word
 }
 
