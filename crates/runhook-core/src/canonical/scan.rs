@@ -88,7 +88,7 @@ pub(crate) trait Sink {
     /// Called before each value and after each value or container is complete, with the input
     /// offset: an error stops the parse (a sink that bounds its output).
     #[inline]
-    fn check(&self, _offset: usize) -> Result<(), CanonicalError> {
+    fn check(&mut self, _offset: usize) -> Result<(), CanonicalError> {
         Ok(())
     }
 }

@@ -88,9 +88,11 @@ struct Writer<'i, 'o> {
     max_len: usize,
     /// The longest `out` may grow to: its length before this document plus `max_len`.
     limit: usize,
-    /// The input offset up to which the output (written and pending) stays within `limit`,
+    /// An input offset up to which the output (written and pending) stays within `limit`,
     /// so that the check between tokens is one comparison. Copying a pending stretch leaves
-    /// it unchanged; it moves only where output and input diverge ([`Writer::rebase`]).
+    /// the true bound unchanged; output that is not a copy of input lowers it, and this is
+    /// recomputed there ([`Writer::rebase`]). Dropped whitespace raises it, but is not
+    /// counted as it goes: a check that fails recomputes it before it gives up.
     horizon: usize,
     /// The open objects, innermost last (arrays need no state).
     frames: Vec<Frame>,
@@ -247,23 +249,32 @@ impl Sink for Writer<'_, '_> {
     fn whitespace(&mut self, from: usize, to: usize) {
         self.flush(from);
         self.pending = to;
-        // Dropped bytes move the output limit further into the input.
-        self.horizon = self.horizon.saturating_add(to - from);
     }
 
     #[inline]
-    fn check(&self, offset: usize) -> Result<(), CanonicalError> {
+    fn check(&mut self, offset: usize) -> Result<(), CanonicalError> {
         if offset > self.horizon {
-            return Err(too_long(offset, self.max_len));
+            return self.recheck(offset);
         }
         Ok(())
     }
 }
 
-#[cold]
-#[inline(never)]
-fn too_long(offset: usize, max: usize) -> CanonicalError {
-    CanonicalError::OutputTooLong { offset, max }
+impl Writer<'_, '_> {
+    /// The slow path of [`Sink::check`]: counts the whitespace dropped since the horizon was
+    /// last computed, and fails only if the output really is too long.
+    #[cold]
+    #[inline(never)]
+    fn recheck(&mut self, offset: usize) -> Result<(), CanonicalError> {
+        self.rebase();
+        if offset > self.horizon {
+            return Err(CanonicalError::OutputTooLong {
+                offset,
+                max: self.max_len,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The outcome of looking a key up among the innermost object's earlier keys.
