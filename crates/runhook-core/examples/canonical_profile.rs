@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The difference between the two runs' instruction totals, divided by 100, is the cost of one
-//! document (`pretty`: the fixture as stored, 11 KB; `compact`: its canonical form, 7.8 KB).
+//! document (`pretty`: the fixture as stored, 11 KB; `compact`: its canonical form, 7.8 KB;
+//! or the path of any JSON file).
 //! Run from the workspace root. It also prints the MB/s it measured, for a rough look.
 
 use std::hint::black_box;
@@ -23,10 +24,14 @@ fn main() {
     let pretty = std::fs::read("testdata/skyvern-run-pretty.json")
         .expect("run from the workspace root: testdata/skyvern-run-pretty.json");
     let compact = canonicalize(&pretty).expect("the fixture is valid");
+    let other;
     let input = match which.as_str() {
         "pretty" => &pretty,
         "compact" => &compact,
-        other => panic!("`pretty` or `compact`, not {other:?}"),
+        path => {
+            other = std::fs::read(path).expect("`pretty`, `compact` or a JSON file");
+            &other
+        }
     };
     let mut out = Vec::with_capacity(input.len());
     let start = Instant::now();
