@@ -134,22 +134,36 @@ fn has_byte_below(word: u64, bound: u8) -> u64 {
 /// a byte that is itself flagged), and the top bit flags a non-ASCII byte exactly, so the
 /// lowest bit of their union is the first byte to look at.
 #[inline]
-fn skip_plain(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+fn skip_plain(bytes: &[u8], at: usize) -> usize {
+    run_end(
+        bytes,
+        at,
+        |v| (has_byte(v, b'"') | has_byte(v, b'\\') | has_byte_below(v, 0x20) | v) & HIGHS,
+        |b| STRING_STOP[b as usize] || b >= 0x80,
+    )
+}
+
+/// The offset of the first byte at or after `at` that ends a run (or the length): eight bytes
+/// at a time while eight remain, `ends` giving a word whose lowest set bit lies in the first
+/// byte that ends it (zero if none does), then byte by byte with `ends_at`.
+#[inline(always)]
+fn run_end(
+    bytes: &[u8],
+    mut at: usize,
+    ends: impl Fn(u64) -> u64,
+    ends_at: impl Fn(u8) -> bool,
+) -> usize {
+    while let Some(word) = bytes.get(at..at + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
             break;
         };
-        let v = u64::from_le_bytes(chunk);
-        let stops = (has_byte(v, b'"') | has_byte(v, b'\\') | has_byte_below(v, 0x20) | v) & HIGHS;
-        if stops != 0 {
-            return at + (stops.trailing_zeros() / 8) as usize;
+        let flagged = ends(u64::from_le_bytes(word));
+        if flagged != 0 {
+            return at + (flagged.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
-    while let Some(&b) = bytes.get(at) {
-        if STRING_STOP[b as usize] || b >= 0x80 {
-            break;
-        }
+    while bytes.get(at).is_some_and(|&b| !ends_at(b)) {
         at += 1;
     }
     at
@@ -158,24 +172,14 @@ fn skip_plain(bytes: &[u8], mut at: usize) -> usize {
 /// The end of the run of ASCII digits at `at`, eight bytes at a time: most numbers end
 /// within the first word, found without a branch per digit.
 #[inline(always)]
-fn digits_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(word) = bytes.get(at..at + 8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        // A digit is a byte whose distance above `0` is below ten: flag the others exactly
-        // (the low seven bits plus 0x76 carry into the top bit from 10 up, never further).
-        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'0'));
-        let others = (((x & !HIGHS) + ONES * 0x76) | x) & HIGHS;
-        if others != 0 {
-            return at + (others.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes.get(at).is_some_and(u8::is_ascii_digit) {
-        at += 1;
-    }
-    at
+fn digits_end(bytes: &[u8], at: usize) -> usize {
+    // A digit is a byte whose distance above `0` is below ten: flag the others exactly (the
+    // low seven bits plus 0x76 carry into the top bit from 10 up, never further).
+    let others = |v: u64| {
+        let x = v ^ (ONES * u64::from(b'0'));
+        (((x & !HIGHS) + ONES * 0x76) | x) & HIGHS
+    };
+    run_end(bytes, at, others, |b| !b.is_ascii_digit())
 }
 
 /// The length of the UTF-8 sequence starting with the non-ASCII byte at `at`, or `None` if it
@@ -216,21 +220,8 @@ fn whitespace_run<S: Sink>(bytes: &[u8], from: usize, sink: &mut S) -> usize {
 
 /// The end of the run of spaces at `at`, eight bytes at a time.
 #[inline(always)]
-fn indentation_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(word) = bytes.get(at..at + 8) {
-        let Ok(word) = <[u8; 8]>::try_from(word) else {
-            break;
-        };
-        let other = u64::from_le_bytes(word) ^ (ONES * u64::from(b' '));
-        if other != 0 {
-            return at + (other.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes.get(at) == Some(&b' ') {
-        at += 1;
-    }
-    at
+fn indentation_end(bytes: &[u8], at: usize) -> usize {
+    run_end(bytes, at, |v| v ^ (ONES * u64::from(b' ')), |b| b != b' ')
 }
 
 /// The end of a whitespace run that goes on after its indentation (blank lines, tabs, CRLF).
@@ -642,10 +633,7 @@ mod tests {
                 bytes[at] = b;
                 let expected = if b.is_ascii_digit() { 20 } else { at };
                 assert_eq!(digits_end(&bytes, 0), expected, "{b:#x} at {at}");
-                assert_eq!(
-                    digits_end(&bytes, at),
-                    if b.is_ascii_digit() { 20 } else { at }
-                );
+                assert_eq!(digits_end(&bytes, at), expected, "{b:#x} from {at}");
             }
         }
     }
