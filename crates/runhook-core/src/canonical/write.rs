@@ -270,23 +270,6 @@ impl Sink for Writer<'_, '_> {
     }
 }
 
-impl Writer<'_, '_> {
-    /// The slow path of [`Sink::check`]: counts the whitespace dropped since the horizon was
-    /// last computed, and fails only if the output really is too long.
-    #[cold]
-    #[inline(never)]
-    fn recheck(&mut self, offset: usize) -> Result<(), CanonicalError> {
-        self.rebase();
-        if offset > self.horizon {
-            return Err(CanonicalError::OutputTooLong {
-                offset,
-                max: self.max_len,
-            });
-        }
-        Ok(())
-    }
-}
-
 /// The outcome of looking a key up among the innermost object's earlier keys.
 enum Found {
     /// The index of its first occurrence.
@@ -345,6 +328,21 @@ impl Writer<'_, '_> {
             // Already too long: any offset from `pending` on fails the check.
             None => self.pending.saturating_sub(1),
         };
+    }
+
+    /// The slow path of [`Sink::check`]: counts the whitespace dropped since the horizon was
+    /// last computed, and fails only if the output really is too long.
+    #[cold]
+    #[inline(never)]
+    fn recheck(&mut self, offset: usize) -> Result<(), CanonicalError> {
+        self.rebase();
+        if offset > self.horizon {
+            return Err(CanonicalError::OutputTooLong {
+                offset,
+                max: self.max_len,
+            });
+        }
+        Ok(())
     }
 
     /// Writes a key with escapes (without its `:`, which stays pending); returns its output
@@ -416,7 +414,8 @@ impl Writer<'_, '_> {
         let out = &*self.out;
         let key = out.get(start..end).unwrap_or_default();
         let same = |k: &Key| k.last != NONE && out.get(k.start..k.end) == Some(key);
-        if frame.index.is_none() && self.innermost.distinct < INDEX_THRESHOLD {
+        // An object has an index once it has this many distinct keys, and only then.
+        if self.innermost.distinct < INDEX_THRESHOLD {
             let earlier = self.keys.get(base..).unwrap_or_default();
             return match earlier
                 .iter()
