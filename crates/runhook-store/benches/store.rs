@@ -6,8 +6,10 @@
 //!   from a ring of 2^20 stored strings; `uuid-keys` instead builds each 43-byte key
 //!   (`skyvern:wr_<32 hex>`, 2^20 distinct) in a reused buffer, as a receiver has it just
 //!   parsed from a request: the figure of the store alone, its cost of building included;
-//!   `run-ids` likewise builds `skyvern:wr_<18 digits>` (29 bytes, the shape and length of
-//!   Skyvern's run ids, e.g. `wr_490440779503358000`), 2^20 distinct: the realistic figure;
+//!   `run-ids` builds `skyvern:wr_<18 digits>` (29 bytes, the shape and length of Skyvern's
+//!   run ids, e.g. `wr_490440779503358000`), 2^20 distinct, by counting its digits up in
+//!   place: the realistic figure, a key that costs the store's caller what a receiver pays
+//!   (it has the run id as text);
 //! * `redis/…` (feature `redis`, a Redis at `REDIS_URL` or 127.0.0.1:6379): `RedisStore` with
 //!   1 and 32 concurrent tasks, beside plain `SET NX PX` through the same `ConnectionManager`
 //!   (the limit).
@@ -68,21 +70,46 @@ impl UuidKey {
 }
 
 /// Builds `skyvern:wr_<18 decimal digits>` keys, Skyvern's run id shape, in one buffer.
-struct RunIdKey(String);
+///
+/// The digits count up in place, one key per call, as an odometer does: a receiver has the
+/// run id as text already, so building its key costs a copy, not an integer formatting (which
+/// through `write!` cost more instructions than the store's own claim).
+struct RunIdKey {
+    /// `skyvern:wr_` and the digits, all ASCII.
+    text: Vec<u8>,
+    issued: u64,
+}
 
 impl RunIdKey {
     /// A real run id (testdata/skyvern-run-pretty.json); snowflake-like ids count up from it.
     const BASE: u64 = 490_440_779_503_358_000;
 
     fn new() -> Self {
-        RunIdKey(String::with_capacity(64))
+        RunIdKey {
+            text: format!("skyvern:wr_{}", Self::BASE).into_bytes(),
+            issued: 0,
+        }
     }
 
-    fn at(&mut self, n: u64) -> &str {
-        use std::fmt::Write as _;
-        self.0.clear();
-        write!(self.0, "skyvern:wr_{}", Self::BASE + n).expect("a String takes any write");
-        &self.0
+    /// The next key: `skyvern:wr_<BASE + n>` for the n-th call, starting over after `period`
+    /// keys.
+    fn next(&mut self, period: u64) -> &str {
+        if self.issued == period {
+            *self = RunIdKey::new();
+        }
+        if self.issued > 0 {
+            // Add one to the decimal digits (18 digits from BASE never carry into the prefix).
+            for digit in self.text.iter_mut().rev() {
+                if *digit == b'9' {
+                    *digit = b'0';
+                } else {
+                    *digit += 1;
+                    break;
+                }
+            }
+        }
+        self.issued += 1;
+        std::str::from_utf8(&self.text).expect("the key is ASCII")
     }
 }
 
@@ -139,14 +166,19 @@ fn memory(c: &mut Criterion) {
         BenchmarkId::new("claim+complete/1-thread", "default-capacity-run-ids"),
         |b| {
             b.iter(|| {
-                claim_complete(&*store, key.at(next & ((1 << 20) - 1)), fp);
+                claim_complete(&*store, key.next(1 << 20), fp);
                 next += 1;
             })
         },
     );
-    // It was measured in its steady state: full, so every complete evicted a record.
+    // It was measured in its steady state: full, so completes evicted records (a full shard
+    // forgets up to 16 at once, so it holds within 16 of its share).
     if next > 100_000 {
-        assert_eq!(memory.stats().done, 100_000, "the store filled up");
+        let done = memory.stats().done;
+        assert!(
+            done > 100_000 - 16 * memory.shard_count(),
+            "the store filled up: {done}"
+        );
     }
 
     for (label, shards) in [("default-shards", None), ("1-shard", Some(1))] {

@@ -1,19 +1,21 @@
 //! The embedded store: sharded, bounded, in-flight records pinned.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::{Entry, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashTable;
-use siphasher::sip128::{Hasher128 as _, SipHasher13};
+use siphasher::sip128::SipHasher13;
+
+mod done;
 
 use crate::expect_memory::MemoryExpectations;
 use crate::{
     check_duration, check_key, Claim, Expectations, Fingerprint, IdempotencyStore, KeyState,
     StoreError, Token,
 };
+use done::DoneRecords;
 
 /// Completed records kept by default.
 const DEFAULT_CAPACITY: usize = 100_000;
@@ -36,8 +38,9 @@ const MIN_IN_FLIGHT_PER_SHARD: usize = 256;
 ///   never allowed to make room;
 /// * completed records in an LRU cache of its share of
 ///   [`capacity`](MemoryStoreBuilder::capacity): when it is full the least recently seen done
-///   record is forgotten (a very late duplicate of it would run again; size the capacity for
-///   the dedup window).
+///   records are forgotten (a very late duplicate of one would run again; size the capacity
+///   for the dedup window). A large shard forgets up to 1/64 of its share at once, at most
+///   16 records, so a full store holds at least 98 % of its capacity.
 ///
 /// Keeping the two apart is how in-flight entries stay pinned: an LRU has no pinning, and
 /// skipping pinned entries at eviction time would make a full cache's eviction cost grow with
@@ -58,12 +61,13 @@ const MIN_IN_FLIGHT_PER_SHARD: usize = 256;
 ///
 /// Measured with `examples/bytes_per_entry.rs` in this crate (resident memory grown by
 /// filling a store, divided by its records; keys do not matter): a completed record costs
-/// about 90 to 100 bytes (its 64-byte slot, its 8-byte entry in a hash index reserved at
-/// build, at a load near one half since tables grow by doubling, and its 16-byte place in the
-/// recency queue, up to twice that when records are seen again); an in-flight claim costs 94
-/// to 170 bytes depending on where its count falls between two table sizes.
+/// about 55 bytes while the store fills and 75 to 85 once records have been evicted (its
+/// 48-byte entry in a recency ring that has room for half as many entries again, resident
+/// once the ring has wrapped, and its 4-byte entry in a hash index reserved at build); an
+/// in-flight claim costs 94 to 170 bytes depending on where its count falls between two table
+/// sizes.
 /// A flood of unique keys past capacity does not grow it. With the defaults (100 000 done,
-/// 10 000 in flight) a full store stays under about 20 MB.
+/// 10 000 in flight) a full store stays under about 11 MB.
 ///
 /// # Sharding caveat
 ///
@@ -72,8 +76,8 @@ const MIN_IN_FLIGHT_PER_SHARD: usize = 256;
 /// slots per shard; [`MemoryStoreBuilder::shards`] overrides it (1 gives exact global bounds).
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    /// The secret key of the 128-bit SipHash digest of a key.
-    digest: [u8; 16],
+    /// The 128-bit SipHash of a key, under a secret key drawn at build.
+    digest: SipHasher13,
     /// Deadlines are kept as nanoseconds since this instant.
     base: Instant,
     max_key_len: usize,
@@ -140,6 +144,7 @@ struct Lease {
     expires: Deadline,
 }
 
+#[derive(Clone, Copy)]
 struct Done {
     fingerprint: Fingerprint,
     expires: Deadline,
@@ -228,7 +233,7 @@ impl MemoryStoreBuilder {
             .collect();
         MemoryStore {
             shards,
-            digest: rand::random(),
+            digest: SipHasher13::new_with_key(&rand::random()),
             base: Instant::now(),
             max_key_len: self.max_key_len,
             capacity: self.capacity,
@@ -283,9 +288,7 @@ impl MemoryStore {
     }
 
     fn digest(&self, key: &str) -> Digest {
-        let mut hasher = SipHasher13::new_with_key(&self.digest);
-        hasher.write(key.as_bytes());
-        hasher.finish128().as_u128()
+        self.digest.hash(key.as_bytes()).as_u128()
     }
 
     /// The shard of a digest: its top bits (the maps inside use the low bits).
@@ -418,196 +421,6 @@ impl MemoryStore {
     }
 }
 
-/// The completed records of a shard: bounded to `capacity` records, forgetting the least
-/// recently seen first (an exact LRU cache).
-///
-/// Laid out for a large store whose records do not fit in the CPU caches, where a full
-/// shard's every `push` evicts one record:
-///
-/// * the records live in `slots`, a slab of 64-byte slots (one cache line each: digest,
-///   fingerprint, expiry, stamp), and an evicted record's slot takes the new record, so
-///   evicting and inserting touch one cold line, the one that eviction reads anyway;
-/// * `index`, a `hashbrown` table of 8-byte entries (slot number and 32 bits of the digest),
-///   finds a digest's slot. At 8 bytes an entry the tables of a 100 000-record store stay
-///   in the L2 cache, and a lookup reads a slot only when the 32 bits match, so a claim of a
-///   new key (the common case) reads no slot at all;
-/// * the recency order is a queue of `(stamp, slot)` entries, oldest first; a record's
-///   `stamp` names its one live entry. Seeing a record again appends a new entry and leaves
-///   the old one dead (as does removing a lapsed record), and the queue is compacted when it
-///   reaches twice the capacity, so it stays bounded and costs O(1) amortized per call.
-///   Evicting reads the queue front to back, sequential memory.
-///
-/// Written here rather than taken from `lru`: a linked LRU list touches the evicted node, its
-/// neighbour and the map's node, all cold in a large store, and allocates per record
-/// (measured: the store's claim+complete twice as fast at 100 000 records with a queue of
-/// keys beside a map of records, and this slab and index 1.2 times as fast again).
-struct DoneRecords {
-    index: HashTable<IndexEntry>,
-    slots: Vec<Slot>,
-    /// Slots of lapsed records, free for new ones (a full shard reuses evicted slots instead).
-    free: Vec<u32>,
-    order: VecDeque<QueueEntry>,
-    capacity: usize,
-    next_stamp: u64,
-}
-
-/// One record's place in the index.
-#[derive(Clone, Copy)]
-struct IndexEntry {
-    slot: u32,
-    /// The digest's low 32 bits, from which the table's hash is derived (so the table can
-    /// rehash without reading slots) and checked before a slot is read.
-    tag: u32,
-}
-
-/// One completed record, a cache line.
-#[repr(align(64))]
-struct Slot {
-    digest: Digest,
-    done: Done,
-    /// The stamp of the record's live queue entry; [`FREE`] for a free slot.
-    stamp: u64,
-}
-
-/// A free slot's stamp; `next_stamp` never reaches it.
-const FREE: u64 = u64::MAX;
-
-#[derive(Clone, Copy)]
-struct QueueEntry {
-    stamp: u64,
-    slot: u32,
-    /// The record's tag, so that evicting can look its index entry up at once, while the
-    /// slot (a cache miss in a large store) is still being read.
-    tag: u32,
-}
-
-/// The 32 bits of a digest the index keeps.
-fn tag(digest: Digest) -> u32 {
-    digest as u32
-}
-
-/// The index's hash of a tag: hashbrown takes the bucket from the low bits and a 7-bit
-/// control byte from the top bits, so the tag's (uniformly random) bits are spread over both.
-fn tag_hash(tag: u32) -> u64 {
-    u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-impl DoneRecords {
-    fn new(capacity: usize) -> Self {
-        // Slot numbers are u32: a shard holds at most 2^32 - 1 records (256 GiB of slots).
-        let capacity = capacity.min(u32::MAX as usize);
-        DoneRecords {
-            index: HashTable::with_capacity(capacity),
-            // Reserved, resident only as the slots fill.
-            slots: Vec::with_capacity(capacity),
-            free: Vec::new(),
-            order: VecDeque::new(),
-            capacity,
-            next_stamp: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// The slot holding `key`'s record.
-    fn find(&self, key: Digest) -> Option<u32> {
-        let (slots, tag) = (&self.slots, tag(key));
-        self.index
-            .find(tag_hash(tag), |e| {
-                e.tag == tag && slots[e.slot as usize].digest == key
-            })
-            .map(|e| e.slot)
-    }
-
-    /// Removes `slot`'s record, of tag `tag`, from the index (the caller reuses or frees the
-    /// slot).
-    fn unindex(&mut self, slot: u32, tag: u32) {
-        if let Ok(entry) = self.index.find_entry(tag_hash(tag), |e| e.slot == slot) {
-            entry.remove();
-        }
-    }
-
-    /// The record of `key` if its window is still open (marking it seen); a lapsed one is
-    /// removed.
-    fn get_live(&mut self, key: Digest, now: Deadline) -> Option<&Done> {
-        let slot = self.find(key)?;
-        if self.slots[slot as usize].done.expires <= now {
-            self.unindex(slot, tag(key));
-            self.slots[slot as usize].stamp = FREE;
-            self.free.push(slot);
-            return None;
-        }
-        self.append(slot);
-        Some(&self.slots[slot as usize].done)
-    }
-
-    /// Records `key` as the most recently seen, evicting the least recently seen record when
-    /// full.
-    fn push(&mut self, key: Digest, done: Done) {
-        if let Some(slot) = self.find(key) {
-            self.slots[slot as usize].done = done;
-            self.append(slot);
-            return;
-        }
-        let record = Slot {
-            digest: key,
-            done,
-            stamp: FREE,
-        };
-        let evicted = if self.len() >= self.capacity {
-            self.evict_oldest()
-        } else {
-            None
-        };
-        let slot = if let Some(slot) = evicted.or_else(|| self.free.pop()) {
-            self.slots[slot as usize] = record;
-            slot
-        } else {
-            // Below capacity with no free slot: fewer than `capacity` slots exist yet.
-            let slot = self.slots.len() as u32;
-            self.slots.push(record);
-            slot
-        };
-        let tag = tag(key);
-        self.index
-            .insert_unique(tag_hash(tag), IndexEntry { slot, tag }, |e| tag_hash(e.tag));
-        self.append(slot);
-    }
-
-    /// Forgets the least recently seen record; returns its slot, now unindexed. (Always
-    /// `Some` when the shard holds a record: every record has its live entry in the queue.)
-    fn evict_oldest(&mut self) -> Option<u32> {
-        while let Some(QueueEntry { stamp, slot, tag }) = self.order.pop_front() {
-            if self.slots[slot as usize].stamp == stamp {
-                self.unindex(slot, tag);
-                self.slots[slot as usize].stamp = FREE;
-                return Some(slot);
-            }
-        }
-        None
-    }
-
-    /// Appends a queue entry for `slot`'s record, compacting the queue first if it is full.
-    fn append(&mut self, slot: u32) {
-        if self.order.len() >= 2 * self.capacity {
-            let slots = &self.slots;
-            self.order
-                .retain(|e| slots[e.slot as usize].stamp == e.stamp);
-        }
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        let record = &mut self.slots[slot as usize];
-        record.stamp = stamp;
-        self.order.push_back(QueueEntry {
-            stamp,
-            slot,
-            tag: tag(record.digest),
-        });
-    }
-}
-
 impl Shard {
     /// Removes and returns the in-flight record if `token` holds it with a live lease.
     fn take_held(
@@ -616,11 +429,10 @@ impl Shard {
         token: &Token,
         now: Deadline,
     ) -> Result<Lease, StoreError> {
-        match self.in_flight.get(&key) {
-            Some(held) if held.token == *token && held.expires > now => Ok(self
-                .in_flight
-                .remove(&key)
-                .expect("the entry was just found")),
+        match self.in_flight.entry(key) {
+            Entry::Occupied(held) if held.get().token == *token && held.get().expires > now => {
+                Ok(held.remove())
+            }
             _ => Err(StoreError::NotHolder),
         }
     }
@@ -703,86 +515,6 @@ mod tests {
 
     fn fp(s: &str) -> Fingerprint {
         Fingerprint::of(s.as_bytes())
-    }
-
-    fn done(expires: Deadline) -> Done {
-        Done {
-            fingerprint: fp("x"),
-            expires,
-        }
-    }
-
-    #[test]
-    fn done_records_forget_the_least_recently_seen_and_stay_bounded() {
-        let mut records = DoneRecords::new(3);
-        for k in 0..3 {
-            records.push(k, done(100));
-        }
-        // Seeing 0 again makes 1 the least recently seen.
-        assert!(records.get_live(0, 10).is_some());
-        records.push(3, done(100));
-        assert!(records.get_live(1, 10).is_none());
-        assert_eq!(records.len(), 3);
-        // Many sightings: the order queue is compacted, never past twice the capacity, and
-        // the order survives it.
-        for _ in 0..100 {
-            assert!(records.get_live(2, 10).is_some());
-            assert!(records.get_live(0, 10).is_some());
-            assert!(records.order.len() <= 6);
-        }
-        records.push(4, done(100));
-        assert!(records.get_live(3, 10).is_none());
-        assert!(records.get_live(2, 10).is_some() && records.get_live(0, 10).is_some());
-        // A lapsed record is removed when looked up.
-        records.push(5, done(20));
-        assert!(records.get_live(5, 20).is_none());
-        assert_eq!(records.len(), 2);
-    }
-
-    #[test]
-    fn done_records_match_a_reference_lru() {
-        // A plain LRU model: a list of (key, expires), least recently seen first.
-        let mut model: Vec<(Digest, Deadline)> = Vec::new();
-        let mut records = DoneRecords::new(5);
-        // A small xorshift: the test is deterministic.
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut now = 0;
-        for _ in 0..20_000 {
-            now += next() % 3;
-            let key = Digest::from(next() % 16) << 64 | u128::from(next() % 2);
-            if next() % 2 == 0 {
-                let expires = now + 1 + next() % 40;
-                model.retain(|(k, _)| *k != key);
-                if model.len() == 5 {
-                    model.remove(0);
-                }
-                model.push((key, expires));
-                records.push(key, done(expires));
-            } else {
-                let got = records.get_live(key, now).map(|d| d.expires);
-                let want = match model.iter().position(|(k, _)| *k == key) {
-                    Some(i) if model[i].1 > now => {
-                        let seen = model.remove(i);
-                        model.push(seen);
-                        Some(seen.1)
-                    }
-                    Some(i) => {
-                        model.remove(i);
-                        None
-                    }
-                    None => None,
-                };
-                assert_eq!(got, want, "{key:x} at {now}");
-            }
-            assert_eq!(records.len(), model.len());
-            assert!(records.order.len() <= 10 && records.slots.len() <= 5);
-        }
     }
 
     #[test]
