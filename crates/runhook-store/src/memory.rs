@@ -4,10 +4,11 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use siphasher::sip128::SipHasher13;
 
+mod clock;
 mod done;
 
 use crate::expect_memory::MemoryExpectations;
@@ -15,6 +16,7 @@ use crate::{
     check_duration, check_key, Claim, Expectations, Fingerprint, IdempotencyStore, KeyState,
     StoreError, Token,
 };
+use clock::Clock;
 use done::DoneRecords;
 
 /// Completed records kept by default.
@@ -78,8 +80,8 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     /// The 128-bit SipHash of a key, under a secret key drawn at build.
     digest: SipHasher13,
-    /// Deadlines are kept as nanoseconds since this instant.
-    base: Instant,
+    /// Deadlines are kept as nanoseconds on this clock.
+    clock: Clock,
     max_key_len: usize,
     capacity: usize,
     max_in_flight: usize,
@@ -109,7 +111,7 @@ pub struct MemoryStats {
 /// A key's 128-bit keyed digest (see [`MemoryStore`], "Keys").
 type Digest = u128;
 
-/// Nanoseconds since the store's `base` instant (enough for 584 years).
+/// Nanoseconds since the store was built, on its [`Clock`] (enough for 584 years).
 type Deadline = u64;
 
 /// The digests are already uniformly random under a secret key, so the maps use their low
@@ -234,7 +236,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             shards,
             digest: SipHasher13::new_with_key(&rand::random()),
-            base: Instant::now(),
+            clock: Clock::new(),
             max_key_len: self.max_key_len,
             capacity: self.capacity,
             max_in_flight: self.max_in_flight,
@@ -298,7 +300,7 @@ impl MemoryStore {
     }
 
     fn now(&self) -> Deadline {
-        nanos(self.base.elapsed())
+        self.clock.now()
     }
 
     fn claim_now(
@@ -311,7 +313,7 @@ impl MemoryStore {
         check_duration("lease", lease)?;
         let key = self.digest(key);
         let now = self.now();
-        let expires = now + nanos(lease);
+        let expires = self.clock.deadline(now, lease);
         let mut shard = self.shard(key);
         let shard = &mut *shard;
 
@@ -377,7 +379,7 @@ impl MemoryStore {
             key,
             Done {
                 fingerprint: lease.fingerprint,
-                expires: now + nanos(keep_for),
+                expires: self.clock.deadline(now, keep_for),
             },
         );
         Ok(())
@@ -413,7 +415,7 @@ impl MemoryStore {
         match shard.in_flight.get_mut(&key) {
             Some(held) if held.token == *token && held.expires > now => {
                 // Extending a lease keeps `earliest_expiry` a valid lower bound.
-                held.expires = now + nanos(lease);
+                held.expires = self.clock.deadline(now, lease);
                 Ok(())
             }
             _ => Err(StoreError::NotHolder),
@@ -458,11 +460,6 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // No code path panics while holding the lock with the maps half-updated; a poisoned
     // lock can only come from a panic outside our updates, so its data is still consistent.
     shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Durations are checked to be at most 30 years, far below `u64::MAX` nanoseconds.
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn round_up_to_second(d: Duration) -> Duration {
