@@ -327,7 +327,7 @@ impl MemoryStore {
             if held.expires > now {
                 return Ok(Claim::InFlight {
                     same_payload: held.fingerprint == fingerprint,
-                    expires_in: Some(Duration::from_nanos(held.expires - now)),
+                    expires_in: Some(self.clock.remaining(now, held.expires)),
                 });
             }
             // The lease lapsed: the key is claimable again; reuse the entry.

@@ -36,6 +36,13 @@ impl Clock {
     pub(super) fn deadline(&self, now: Deadline, length: Duration) -> Deadline {
         now.saturating_add(nanos(length)).saturating_add(self.slack)
     }
+
+    /// What is left at `now` of the length a `deadline` was set for, without the clock's
+    /// allowance: never more than that length, so a caller told "the lease lapses in this
+    /// long" hears at most what the holder was granted.
+    pub(super) fn remaining(&self, now: Deadline, deadline: Deadline) -> Duration {
+        Duration::from_nanos(deadline.saturating_sub(now).saturating_sub(self.slack))
+    }
 }
 
 /// Durations are checked to be at most 30 years, far below `u64::MAX` nanoseconds.
@@ -122,5 +129,16 @@ mod tests {
             }
             assert!(start.elapsed() >= length, "{:?}", start.elapsed());
         }
+    }
+
+    #[test]
+    fn what_remains_is_never_more_than_the_length_granted() {
+        let clock = Clock::new();
+        let length = Duration::from_millis(150);
+        let now = clock.now();
+        let deadline = clock.deadline(now, length);
+        assert_eq!(clock.remaining(now, deadline), length);
+        assert!(clock.remaining(clock.now(), deadline) <= length);
+        assert_eq!(clock.remaining(deadline, deadline), Duration::ZERO);
     }
 }
