@@ -123,6 +123,7 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
             received_at: std::time::SystemTime::now(),
             headers: Vec::new(),
             body: Bytes::from(body),
+            source: runhook::payload::EventSource::Webhook,
         };
         sink.put(letter).await.unwrap();
     }

@@ -337,6 +337,7 @@ mod tests {
             received_at: SystemTime::now(),
             headers: vec![("content-type".into(), "application/json".into())],
             body: bytes::Bytes::copy_from_slice(body),
+            source: runhook::payload::EventSource::Webhook,
         }
     }
 

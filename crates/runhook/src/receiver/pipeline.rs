@@ -376,6 +376,7 @@ impl Pipeline {
             received_at: SystemTime::now(),
             headers: kept_headers(headers, &self.credential_headers),
             body,
+            source: runhook_core::payload::EventSource::Webhook,
         };
         if let Err(io) = self.dead_letters.put(letter).await {
             tracing::error!(error = %io, "could not write a dead letter");

@@ -234,6 +234,7 @@ impl Reconciler {
             received_at: expectation.registered_at,
             headers: Vec::new(),
             body: bytes::Bytes::new(),
+            source: EventSource::Reconciled,
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => {

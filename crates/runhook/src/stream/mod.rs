@@ -28,7 +28,8 @@
 //! 1. The receive path authenticates the delivery and claims its dedup key in the idempotency
 //!    store (token `T`, lease `L`), then appends it to the stream, unless the stream's backlog
 //!    is at its capacity, in one atomic step (a Lua script: `XLEN`, then
-//!    `XADD <stream> * provider … key … run_id … token T at … body … headers …`).
+//!    `XADD <stream> * <fields>`, the fields of [the entry](#entries-and-dead-letters) with
+//!    `token` `T`).
 //!    **Only after `XADD` succeeded is the delivery answered 200.** If the backlog is full, or
 //!    Redis fails or times out, the claim is released and the answer is 503 with
 //!    `Retry-After`, so that the sender's retry can win.
@@ -118,6 +119,25 @@
 //! and tries again later. List them with [`RedisStreamDeadLetters::list`], and hand them back
 //! to the stream with [`RedisStreamQueue::redrive`].
 //!
+//! # Entries and dead letters
+//!
+//! An entry's fields: `provider`; `key` (the dedup key); `run_id` (empty when the run has
+//! none); `token` (the claim's token, empty for a duplicate or a redriven letter); `at` (when
+//! the delivery was received, ms since the epoch); `body` (the raw bytes); `headers` (a JSON
+//! array of `[name, value]` pairs, credentials left out); `source` (`webhook`, or
+//! `reconciled` when the body came from the platform's run API; an entry without it is read
+//! as a webhook's). An entry that lacks `provider`, `key`, `token`, `body` or `headers`, or
+//! whose body is not the named run's payload, is not one runhook wrote: it is dead-lettered
+//! whole (reason `malformed_entry`) and acknowledged.
+//!
+//! A dead letter's fields: `provider`, `dedup_key`, `run_id` (empty when unknown), `reason`,
+//! `reason_code`, `attempts`, `received_at` (RFC 3339), `received_at_ms`, `headers`, `body`
+//! and `source`. A redrive writes a letter back as an entry with the same provider, key, run
+//! id, receipt time, body, headers and source, and no token.
+//!
+//! These names are written and read in one place in the code, and the redrive script is
+//! built from them.
+//!
 //! # Several instances
 //!
 //! Give every instance the same Redis, the same stream key and the same group, and its own
@@ -150,11 +170,14 @@
 use std::time::Duration;
 
 use rand::RngExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
 
+mod call;
 mod dead_letters;
+mod entry;
+mod process;
 mod queue;
+mod reader;
+mod shared;
 mod workers;
 
 pub use dead_letters::{ListedDeadLetter, RedisStreamDeadLetters};
@@ -215,40 +238,6 @@ pub enum StreamError {
     },
 }
 
-pub(crate) async fn connection(
-    client: &redis::Client,
-    timeout: Duration,
-) -> Result<ConnectionManager, String> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(None)
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500));
-    match tokio::time::timeout(
-        timeout,
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("connecting to Redis: {e}")),
-        Err(_) => Err(format!("no connection to Redis within {timeout:?}")),
-    }
-}
-
-/// One Redis call bounded by `timeout`, its error as text.
-pub(crate) async fn bounded<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, RedisError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no reply from Redis within {timeout:?}")),
-    }
-}
-
 pub(crate) fn default_consumer() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -258,8 +247,4 @@ pub(crate) fn default_consumer() -> String {
         .unwrap_or_else(|| "host".into());
     let tag: u32 = rand::rng().random();
     format!("{host}-{}-{tag:08x}", std::process::id())
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
