@@ -983,3 +983,88 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
     receiver.shutdown(Duration::from_secs(2)).await;
     env.cleanup().await;
 }
+
+/// A run API that knows every run as finished, with the body its webhook would have.
+#[cfg(feature = "runs")]
+struct FinishedRuns;
+
+#[cfg(feature = "runs")]
+impl runhook::runs::RunSource for FinishedRuns {
+    fn fetch<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> runhook::BoxFuture<'a, Result<runhook::runs::Fetched, runhook::runs::FetchError>> {
+        let event = RunEvent::parse_summary(Provider::Skyvern, body(run_id)).unwrap();
+        Box::pin(async move { Ok(runhook::runs::Fetched::Terminal(Box::new(event))) })
+    }
+}
+
+#[cfg(feature = "runs")]
+#[tokio::test]
+async fn a_redriven_reconciled_run_comes_back_reconciled() {
+    use runhook::payload::EventSource;
+    use runhook::runs::ReconcilePolicy;
+    require_redis!();
+    let env = Env::new("redrive-source").await;
+    let queue = env.queue(|q| q).await;
+    let letters = queue.dead_letters();
+    // The handler fails until it is fixed; it records each event's source once it works.
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(EventSource, bool)>>> = Arc::default();
+    let handler = {
+        let (fixed, seen) = (fixed.clone(), seen.clone());
+        move |event: Arc<RunEvent>| {
+            let works = fixed.load(Ordering::SeqCst);
+            if works {
+                let confirmed = event.confirmation.is_confirmed();
+                seen.lock().unwrap().push((event.source, confirmed));
+            }
+            async move {
+                match works {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other("not yet")),
+                }
+            }
+        }
+    };
+    let policy = ReconcilePolicy::after(Duration::from_millis(100))
+        .every(Duration::from_millis(25))
+        .pauses(Duration::from_millis(100), Duration::from_millis(200));
+    let receiver = env
+        .receiver(queue.clone(), Duration::from_secs(5), handler)
+        .reconcile(Arc::new(FinishedRuns), policy)
+        .build()
+        .unwrap();
+    // No webhook comes: the reconciler fetches the run, and its handler fails every attempt.
+    let run = unique("reconciled");
+    receiver
+        .expect(&run, Duration::from_millis(100))
+        .await
+        .unwrap();
+    eventually(
+        "the reconciled run is dead-lettered",
+        Duration::from_secs(10),
+        async || env.xlen(queue.dead_letter_key()).await == 1 && env.pending().await == 0,
+    )
+    .await;
+    let listed = letters.list().await.unwrap();
+    assert_eq!(listed[0].record.source.as_deref(), Some("reconciled"));
+    assert_eq!(listed[0].record.source(), EventSource::Reconciled);
+
+    fixed.store(true, Ordering::SeqCst);
+    let report = queue.redrive(&[]).await.unwrap();
+    assert_eq!(report.redriven, vec![format!("skyvern:{run}")]);
+    eventually(
+        "the redriven run is processed",
+        Duration::from_secs(10),
+        async || !seen.lock().unwrap().is_empty() && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(EventSource::Reconciled, true)],
+        "the redriven run keeps its source"
+    );
+    receiver.shutdown(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
