@@ -1,5 +1,7 @@
 //! The Redis stream hand-off against a real Redis on 127.0.0.1:6379 (a missing Redis fails
-//! every test, saying how to start one). Every test uses its own key prefix.
+//! every test, saying how to start one). Every test uses its own key prefix. What every
+//! hand-off promises (exactly once, a lost lease, the attempts cap, redrive, shutdown,
+//! backpressure) is tested in `tests/handoff_contract/`; here, what only the stream does.
 
 #![cfg(feature = "redis")]
 
@@ -587,100 +589,6 @@ async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
 }
 
 #[tokio::test]
-async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
-    require_redis!();
-    let env = Env::new("backpressure").await;
-    let capacity = 20;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    // The one worker waits at the gate: every delivery stays in the stream meanwhile.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(30),
-            recording(&calls, Some(gate.clone())),
-        )
-        .workers(1)
-        .queue_capacity(capacity)
-        .build()
-        .unwrap();
-    let mut acked = Vec::new();
-    let mut refused = Vec::new();
-    for i in 0..100 {
-        let run = unique(&format!("run{i}"));
-        let (headers, body) = signed(&run);
-        let outcome = receiver.receive(&headers, "/h", body).await;
-        match outcome.status.as_u16() {
-            200 => acked.push(run),
-            503 => {
-                assert!(outcome.retry_after.is_some(), "503 without Retry-After");
-                refused.push(run);
-            }
-            other => panic!("unexpected status {other}"),
-        }
-        assert!(env.xlen(&env.stream).await <= capacity);
-    }
-    // At most the capacity (plus the one the worker took and holds) were acknowledged.
-    assert!(acked.len() <= capacity + 1, "acked {}", acked.len());
-    assert!(acked.len() >= capacity, "acked {}", acked.len());
-    assert_eq!(acked.len() + refused.len(), 100);
-    // A refused delivery's claim was released: its retry can win.
-    let claim = env
-        .store
-        .claim(
-            &format!("skyvern:{}", refused[0]),
-            Duration::from_secs(1),
-            fp(&refused[0]),
-        )
-        .await
-        .unwrap();
-    assert!(claim.is_acquired(), "{claim:?}");
-    env.store
-        .release(&format!("skyvern:{}", refused[0]), &claim.token().unwrap())
-        .await
-        .unwrap();
-    // Open the gate: every acknowledged run is processed, none lost to trimming.
-    gate.add_permits(10_000);
-    eventually(
-        "every acknowledged run processed",
-        Duration::from_secs(20),
-        async || calls.lock().unwrap().len() == acked.len() && env.xlen(&env.stream).await == 0,
-    )
-    .await;
-    // The senders retry the refused ones: each is processed once.
-    for run in &refused {
-        let (headers, body) = signed(run);
-        let mut status = 503;
-        for _ in 0..50 {
-            status = receiver
-                .receive(&headers, "/h", body.clone())
-                .await
-                .status
-                .as_u16();
-            if status == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(status, 200, "retry of {run}");
-    }
-    eventually(
-        "every retried run processed",
-        Duration::from_secs(20),
-        async || calls.lock().unwrap().len() == acked.len() + refused.len(),
-    )
-    .await;
-    let mut seen = calls.lock().unwrap().clone();
-    seen.sort();
-    let mut expected: Vec<String> = acked.iter().chain(&refused).cloned().collect();
-    expected.sort();
-    assert_eq!(seen, expected, "each run processed exactly once");
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
-}
-
-#[tokio::test]
 async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     require_redis!();
     let env = Env::new("shutdown").await;
@@ -879,50 +787,6 @@ async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
         Some(format!("skyvern:{waiting}").as_str())
     );
     receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
-}
-
-#[tokio::test]
-async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed() {
-    require_redis!();
-    let env = Env::new("lostlease").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let lease = Duration::from_millis(900);
-    let receiver = env
-        .receiver(queue, lease, recording(&calls, Some(gate.clone())))
-        .build()
-        .unwrap();
-    let run = unique("lost");
-    let (headers, body) = signed(&run);
-    assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
-    // While the handler waits, someone else takes the run over (its claim is overwritten).
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let key = format!("{}idem:skyvern:{run}", env.prefix);
-    let _: () = env.cmd(redis::cmd("DEL").arg(&key)).await;
-    let thief = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(30), fp(&run))
-        .await
-        .unwrap();
-    assert!(thief.is_acquired());
-    eventually(
-        "the renewal finds another holder",
-        Duration::from_secs(5),
-        async || receiver.stats().lost_leases == 1,
-    )
-    .await;
-    gate.add_permits(10);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        calls.lock().unwrap().is_empty(),
-        "the stopped attempt went on"
-    );
-    assert_eq!(receiver.stats().processed, 0);
-    // The entry stays pending for whoever holds the run.
-    assert_eq!(env.pending().await, 1);
-    receiver.shutdown(Duration::from_secs(2)).await;
     env.cleanup().await;
 }
 
