@@ -12,6 +12,7 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 
 use crate::dead_letter::{open_locked, parse_lines, DeadLetterRecord};
 use crate::handler::{Handler, HandlerError};
+use crate::handoff::DEFAULT_DEDUP_WINDOW;
 
 /// What a redrive did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,11 +136,7 @@ async fn redrive_one(
     let outcome = handler.handle(Arc::new(event)).await;
     if let (Some(store), Some(token)) = (store, token) {
         let settled = match &outcome {
-            Ok(()) => {
-                store
-                    .complete(&key, &token, std::time::Duration::from_secs(7 * 24 * 3600))
-                    .await
-            }
+            Ok(()) => store.complete(&key, &token, DEFAULT_DEDUP_WINDOW).await,
             Err(_) => store.release(&key, &token).await,
         };
         if let Err(err) = settled {

@@ -8,15 +8,15 @@ use redis::streams::StreamId;
 use redis::Value;
 use runhook_store::{Claim, Fingerprint, StoreError, Token};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
 
 use super::entry::{Entry, Malformed, Salvaged};
 use super::queue::RedisStreamQueue;
 use super::shared::{lock, Shared};
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::handler::BoxFuture;
+use crate::handoff::Job;
 use crate::stats::Counters;
-use crate::worker::{dead_letter_job, run_job, Job, Settled, Touch};
+use crate::worker::{dead_letter_job, run_job, Settled, Touch};
 
 /// How an entry reached this reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,13 +117,7 @@ async fn check_claim(sh: &Shared, id: &str, entry: &Entry, arrival: Arrival) -> 
 async fn process(sh: &Shared, id: &str, entry: Entry, token: Token, arrival: Arrival) -> Settled {
     let ctx = &*sh.ctx;
     let touch = touch(&sh.queue, id);
-    let job = Job {
-        event: Arc::new(entry.event),
-        token,
-        held_since: Instant::now(),
-        received_at: entry.received_at,
-        headers: entry.headers.into(),
-    };
+    let job = Job::claimed(entry.event, token, entry.received_at, entry.headers);
     match arrival {
         Arrival::TakenOver { deliveries } if deliveries > sh.queue.inner.max_deliveries => {
             Counters::bump(&ctx.counters.poison);
@@ -161,11 +155,10 @@ async fn foreign_entry(sh: &Shared, id: &str, map: &HashMap<String, Value>, why:
         body: salvaged.body,
         source: runhook_core::payload::EventSource::Webhook,
     };
-    if let Err(err) = sh.ctx.dead_letters.put(letter).await {
+    if sh.ctx.dead_letters.put(letter).await.is_err() {
+        // Logged by the writer; the entry stays pending and is tried again later.
         Counters::bump(&sh.ctx.counters.dead_letter_write_failures);
-        tracing::error!(%id, error = %err, "could not write a dead letter; the entry stays pending");
         return;
     }
-    Counters::bump(&sh.ctx.counters.dead_lettered);
     sh.queue.ack(id).await;
 }

@@ -15,9 +15,8 @@ use super::queue::{AddRefused, RedisStreamQueue};
 use super::reader::Reader;
 use super::shared::{lock, Shared};
 use crate::handoff::Duplicate;
-use crate::memory_queue::{GivenBack, Refused};
-use crate::receiver::ShutdownReport;
-use crate::worker::{Job, WorkerContext};
+use crate::handoff::{GivenBack, Job, Refused, ShutdownReport};
+use crate::worker::WorkerContext;
 
 /// The reader and workers of one receiver on its stream.
 pub(crate) struct StreamWorkers {

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use runhook::dead_letter::{redrive_file, DeadLetterRecord, JsonLinesDeadLetters, RedriveReport};
+use runhook::receiver::BackgroundBuilder;
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{
-    redrive_file, DeadLetterRecord, Handler, JsonLinesDeadLetters, Receiver, ReceiverBuilder,
-    RedriveReport,
-};
+use runhook::{Handler, Receiver};
 
 use crate::suite::{unique, Backend, Stealing};
 
@@ -33,7 +32,7 @@ impl Backend for Memory {
         self.store.clone()
     }
 
-    fn configure(&self, builder: ReceiverBuilder) -> ReceiverBuilder {
+    fn configure(&self, builder: BackgroundBuilder) -> BackgroundBuilder {
         builder.dead_letters(Arc::new(JsonLinesDeadLetters::new(&self.letters)))
     }
 

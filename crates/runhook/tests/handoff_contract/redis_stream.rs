@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamPendingReply, StreamRangeReply};
+use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
 use runhook::payload::Provider;
+use runhook::receiver::BackgroundBuilder;
 use runhook::store::RedisStore;
-use runhook::{
-    DeadLetterRecord, Handler, Receiver, ReceiverBuilder, RedisStreamQueue, RedriveReport,
-};
+use runhook::stream::RedisStreamQueue;
+use runhook::{Handler, Receiver};
 
 use crate::suite::{unique, Backend, Stealing};
 
@@ -92,7 +93,7 @@ impl Backend for RedisStream {
         self.store.clone()
     }
 
-    fn configure(&self, builder: ReceiverBuilder) -> ReceiverBuilder {
+    fn configure(&self, builder: BackgroundBuilder) -> BackgroundBuilder {
         builder.redis_stream(self.queue.clone())
     }
 

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
+use runhook::handler::BoxFuture;
 use runhook::payload::{Provider, RunEvent};
-use runhook::store::Token;
-use runhook::store::{Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, StoreError};
-use runhook::{
-    sign_skyvern, BoxFuture, DeadLetterRecord, Handler, HandlerError, Receiver, ReceiverBuilder,
-    RedriveReport, RetryPolicy, Secret, SkyvernSignature,
+use runhook::receiver::BackgroundBuilder;
+use runhook::retry::RetryPolicy;
+use runhook::store::{
+    Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
 };
+use runhook::verify::sign_skyvern;
+use runhook::{Handler, HandlerError, Receiver, Secret, SkyvernSignature};
 
 const KEY: &str = "sk_test_handoff_contract";
 
@@ -28,7 +31,7 @@ pub trait Backend: Sized {
     fn store(&self) -> Arc<Stealing>;
     /// Gives the receiver this hand-off's dead letters and, for a hand-off of its own, the
     /// hand-off.
-    fn configure(&self, builder: ReceiverBuilder) -> ReceiverBuilder;
+    fn configure(&self, builder: BackgroundBuilder) -> BackgroundBuilder;
     /// Runs acknowledged and not yet taken by a worker.
     async fn backlog(&self, receiver: &Receiver) -> usize;
     /// Whether everything handed off was settled and nothing is left in the hand-off.
@@ -114,8 +117,8 @@ impl Default for Settings {
 
 /// A Skyvern receiver with `probe` as its handler, on `backend`.
 pub fn receiver(backend: &impl Backend, settings: Settings, probe: &Probe) -> Receiver {
-    let builder = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
+    let verifier = SkyvernSignature::new(Secret::new(KEY).unwrap());
+    let builder = Receiver::builder(Provider::Skyvern, verifier)
         .store(backend.store())
         .lease(settings.lease)
         .handler(probe.clone())
