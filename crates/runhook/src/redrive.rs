@@ -1,6 +1,6 @@
 //! Redrive from a dead-letter file: run a handler on letters again, then rewrite the file
 //! without those that succeeded. (A Redis stream's letters are redriven into the stream
-//! itself: [`RedisStreamQueue::redrive`](crate::RedisStreamQueue::redrive).)
+//! itself: [`RedisStreamQueue::redrive`](crate::stream::RedisStreamQueue::redrive).)
 
 use std::collections::HashSet;
 use std::io::{Read as _, Seek as _, Write as _};

@@ -16,13 +16,13 @@
 //!     Provider::Skyvern,
 //!     SkyvernSignature::new(Secret::new("sk_live_example")?),
 //! )
-//!     .store(Arc::new(RedisStore::connect(url).await?))
-//!     .redis_stream(queue)
-//!     .handler(|event: Arc<RunEvent>| async move {
-//!         println!("processed {}", event.dedup_key);
-//!         Ok::<(), std::io::Error>(())
-//!     })
-//!     .build()?;
+//! .store(Arc::new(RedisStore::connect(url).await?))
+//! .handler(|event: Arc<RunEvent>| async move {
+//!     println!("processed {}", event.dedup_key);
+//!     Ok::<(), std::io::Error>(())
+//! })
+//! .redis_stream(queue)
+//! .build()?;
 //! # let _ = receiver; Ok(()) }
 //! ```
 //!
@@ -155,7 +155,7 @@
 //!
 //! # Connections
 //!
-//! Two per queue: a shared, auto-reconnecting [`ConnectionManager`] for `XADD`, `XACK`,
+//! Two per queue: a shared, auto-reconnecting [`ConnectionManager`](redis::aio::ConnectionManager) for `XADD`, `XACK`,
 //! `XAUTOCLAIM` and `XCLAIM`, and one more for the reader's blocking `XREADGROUP`. Redis runs
 //! a connection's commands in order, so a `BLOCK`ed read on the shared connection would hold
 //! every acknowledgement (`XADD`) behind it for up to the block time; one reader per receiver
