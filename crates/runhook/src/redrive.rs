@@ -150,15 +150,19 @@ async fn redrive_one(
 
 async fn read_locked(path: &Path) -> Result<String, std::io::Error> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut file = open_locked(&path)?;
-        let mut text = String::new();
-        file.seek(std::io::SeekFrom::Start(0))?;
-        file.read_to_string(&mut text)?;
-        Ok(text)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || locked_text(&path).map(|(_file, text)| text))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The file at `path`, locked against writers (held while the returned file lives), and its
+/// whole text.
+fn locked_text(path: &Path) -> Result<(std::fs::File, String), std::io::Error> {
+    let mut file = open_locked(path)?;
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.read_to_string(&mut text)?;
+    Ok((file, text))
 }
 
 /// Rewrites `path` without the lines in `remove` (each removed once), under the writers'
@@ -167,10 +171,7 @@ async fn read_locked(path: &Path) -> Result<String, std::io::Error> {
 async fn rewrite_without(path: &Path, remove: HashSet<String>) -> Result<(), std::io::Error> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut file = open_locked(&path)?;
-        let mut text = String::new();
-        file.seek(std::io::SeekFrom::Start(0))?;
-        file.read_to_string(&mut text)?;
+        let (file, text) = locked_text(&path)?;
         let mut remove = remove;
         let mut kept = String::with_capacity(text.len());
         for line in text.lines() {

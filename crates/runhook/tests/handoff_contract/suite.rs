@@ -136,6 +136,20 @@ pub fn receiver(backend: &impl Backend, settings: Settings, probe: &Probe) -> Re
     backend.configure(builder).build().unwrap()
 }
 
+/// A fresh `B` for `test`, and a receiver on it with `settings` and `probe`.
+pub async fn start<B: Backend>(test: &str, settings: Settings, probe: &Probe) -> (B, Receiver) {
+    let backend = B::new(test).await;
+    let receiver = receiver(&backend, settings, probe);
+    (backend, receiver)
+}
+
+/// Delivers `run`, signed, and checks it was acknowledged (200).
+pub async fn deliver_acked(receiver: &Receiver, run: &str) {
+    let (headers, body) = signed(run);
+    let outcome = receiver.receive(&headers, "/h", body).await;
+    assert_eq!(outcome.status, 200, "{outcome:?}");
+}
+
 /// The test's handler: it waits at its gate (if closed), records the call, and fails while
 /// broken.
 #[derive(Clone, Default)]
@@ -241,26 +255,24 @@ impl Stealing {
     }
 }
 
+/// What a store answers.
+type Answer<T> = Result<T, StoreError>;
+
 #[async_trait::async_trait]
 impl IdempotencyStore for Stealing {
-    async fn claim(
-        &self,
-        key: &str,
-        lease: Duration,
-        fingerprint: Fingerprint,
-    ) -> Result<Claim, StoreError> {
-        self.inner.claim(key, lease, fingerprint).await
+    async fn claim(&self, key: &str, lease: Duration, fp: Fingerprint) -> Answer<Claim> {
+        self.inner.claim(key, lease, fp).await
     }
 
-    async fn complete(&self, key: &str, token: &Token, keep: Duration) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, token: &Token, keep: Duration) -> Answer<()> {
         self.inner.complete(key, token, keep).await
     }
 
-    async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &Token) -> Answer<()> {
         self.inner.release(key, token).await
     }
 
-    async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
+    async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Answer<()> {
         let stolen = self.marked.lock().unwrap().remove(key);
         if stolen {
             self.inner.release(key, token).await?;
@@ -274,7 +286,7 @@ impl IdempotencyStore for Stealing {
         self.inner.renew(key, token, lease).await
     }
 
-    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+    async fn state(&self, key: &str) -> Answer<KeyState> {
         self.inner.state(key).await
     }
 
@@ -302,9 +314,8 @@ pub async fn claim_now(backend: &impl Backend, run: &str) -> Claim {
 /// Many deliveries of the same runs, at once: every one is answered 200, and each run reaches
 /// the handler once.
 pub async fn duplicates_reach_the_handler_once<B: Backend>(test: &str) {
-    let backend = B::new(test).await;
     let probe = Probe::default();
-    let receiver = receiver(&backend, Settings::default(), &probe);
+    let (backend, receiver) = start::<B>(test, Settings::default(), &probe).await;
     let runs: Vec<String> = (0..5).map(|i| unique(&format!("run{i}"))).collect();
     let mut deliveries = tokio::task::JoinSet::new();
     for run in runs.iter().flat_map(|run| std::iter::repeat_n(run, 12)) {
@@ -338,16 +349,14 @@ pub async fn duplicates_reach_the_handler_once<B: Backend>(test: &str) {
 pub async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed<B: Backend>(
     test: &str,
 ) {
-    let backend = B::new(test).await;
     let probe = Probe::gated();
     let settings = Settings {
         lease: Duration::from_millis(900),
         ..Settings::default()
     };
-    let receiver = receiver(&backend, settings, &probe);
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
     let run = unique("lost");
-    let (headers, body) = signed(&run);
-    assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+    deliver_acked(&receiver, &run).await;
     // While the handler waits, someone else takes the run over.
     tokio::time::sleep(Duration::from_millis(100)).await;
     backend.store().steal(&dedup_key(&run));
@@ -372,19 +381,14 @@ pub async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed<B:
 /// dead letter (with its body, without credentials), its claim released, processed zero
 /// times.
 pub async fn a_failing_run_is_dead_lettered_after_its_attempts<B: Backend>(test: &str) {
-    let backend = B::new(test).await;
     let probe = Probe::broken();
     let settings = Settings {
         max_attempts: 3,
         ..Settings::default()
     };
-    let receiver = receiver(&backend, settings, &probe);
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
     let run = unique("failing");
-    let (headers, body) = signed(&run);
-    assert_eq!(
-        receiver.receive(&headers, "/h", body.clone()).await.status,
-        200
-    );
+    deliver_acked(&receiver, &run).await;
     eventually("dead-lettered", Duration::from_secs(10), async || {
         receiver.stats().dead_lettered == 1 && backend.settled(&receiver).await
     })
@@ -402,7 +406,7 @@ pub async fn a_failing_run_is_dead_lettered_after_its_attempts<B: Backend>(test:
         "{}",
         letter.reason
     );
-    assert_eq!(letter.body_bytes().unwrap(), body);
+    assert_eq!(letter.body_bytes().unwrap(), body(&run));
     assert!(letter
         .headers
         .iter()
@@ -422,12 +426,10 @@ pub async fn a_failing_run_is_dead_lettered_after_its_attempts<B: Backend>(test:
 /// A dead letter redriven once the handler is fixed is processed once, and leaves the dead
 /// letters; a second redrive finds nothing.
 pub async fn a_redriven_dead_letter_is_processed_once<B: Backend>(test: &str) {
-    let backend = B::new(test).await;
     let probe = Probe::broken();
-    let receiver = receiver(&backend, Settings::default(), &probe);
+    let (backend, receiver) = start::<B>(test, Settings::default(), &probe).await;
     let run = unique("redriven");
-    let (headers, body) = signed(&run);
-    assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+    deliver_acked(&receiver, &run).await;
     eventually(
         "dead-lettered, the claim released",
         Duration::from_secs(10),
@@ -471,17 +473,15 @@ pub async fn a_redriven_dead_letter_is_processed_once<B: Backend>(test: &str) {
 pub async fn a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing<B: Backend>(
     test: &str,
 ) {
-    let backend = B::new(test).await;
     let probe = Probe::gated();
     let settings = Settings {
         workers: 1,
         ..Settings::default()
     };
-    let receiver = receiver(&backend, settings, &probe);
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
     let runs: Vec<String> = (0..3).map(|i| unique(&format!("left{i}"))).collect();
     for run in &runs {
-        let (headers, body) = signed(run);
-        assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
+        deliver_acked(&receiver, run).await;
     }
     eventually("one run is running", Duration::from_secs(5), async || {
         probe.entered() == 1
@@ -522,7 +522,6 @@ pub async fn a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing<B: 
 pub async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_run<B: Backend>(
     test: &str,
 ) {
-    let backend = B::new(test).await;
     let capacity = 20;
     // The one worker waits at the gate: every delivery stays in the hand-off meanwhile.
     let probe = Probe::gated();
@@ -532,7 +531,7 @@ pub async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_run<B: B
         queue_capacity: Some(capacity),
         ..Settings::default()
     };
-    let receiver = receiver(&backend, settings, &probe);
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
     let mut acked = Vec::new();
     let mut refused = Vec::new();
     for i in 0..100 {
