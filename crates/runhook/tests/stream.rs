@@ -7,55 +7,27 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::HeaderMap;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamPendingReply;
 use runhook::payload::{Provider, RunEvent};
 use runhook::retry::RetryPolicy;
-use runhook::store::{Claim, Fingerprint, IdempotencyStore, RedisStore, Token};
+use runhook::store::{Claim, IdempotencyStore, RedisStore, Token};
 use runhook::stream::{RedisStreamQueue, RedisStreamQueueBuilder};
-use runhook::verify::sign_skyvern;
 use runhook::{Receiver, Secret, SkyvernSignature};
 
-const URL: &str = "redis://127.0.0.1:6379";
-const KEY: &str = "sk_test_stream_queue";
-const GROUP: &str = "runhook";
+#[path = "handoff_contract/kit.rs"]
+mod kit;
 
-/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
-/// pass), saying how to start one.
-fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-    );
-}
+use kit::{body, eventually, fp, signed, unique, KEY, URL};
+
+const GROUP: &str = "runhook";
 
 macro_rules! require_redis {
     () => {
-        require_redis()
+        kit::require_redis()
     };
-}
-
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// One test's keys: a store prefix and a stream key under one unique prefix.
@@ -196,24 +168,6 @@ impl Env {
     }
 }
 
-fn body(run: &str) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"run_id":"{run}","task_id":"{run}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    ))
-}
-
-fn signed(run: &str) -> (HeaderMap, Bytes) {
-    let body = body(run);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-skyvern-signature",
-        sign_skyvern(&Secret::new(KEY).unwrap(), &body)
-            .parse()
-            .unwrap(),
-    );
-    (headers, body)
-}
-
 type Calls = Arc<Mutex<Vec<String>>>;
 
 /// A handler recording each call's run id, after waiting for `gate` (if any) to open.
@@ -235,18 +189,6 @@ fn recording(
             Ok(())
         })
     }
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn fp(run: &str) -> Fingerprint {
-    Fingerprint::of(&body(run))
 }
 
 #[tokio::test]

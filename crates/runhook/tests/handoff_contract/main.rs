@@ -4,6 +4,7 @@
 //! hand-off only has to pass it. The Redis side needs Redis on 127.0.0.1:6379 and fails
 //! loudly without it; every test uses its own keys.
 
+mod kit;
 #[macro_use]
 mod suite;
 mod memory;

@@ -9,7 +9,8 @@ use runhook::receiver::BackgroundBuilder;
 use runhook::store::{IdempotencyStore, MemoryStore};
 use runhook::{Handler, Receiver};
 
-use crate::suite::{unique, Backend, Stealing};
+use crate::kit::unique;
+use crate::suite::{Backend, Stealing};
 
 pub struct Memory {
     store: Arc<Stealing>,

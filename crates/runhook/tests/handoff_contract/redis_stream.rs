@@ -2,7 +2,6 @@
 //! (redriven into the stream). Every test has its own key prefix.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamPendingReply, StreamRangeReply};
@@ -13,24 +12,8 @@ use runhook::store::RedisStore;
 use runhook::stream::RedisStreamQueue;
 use runhook::{Handler, Receiver};
 
-use crate::suite::{unique, Backend, Stealing};
-
-const URL: &str = "redis://127.0.0.1:6379";
-
-/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
-/// pass), saying how to start one.
-fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-    );
-}
+use crate::kit::{require_redis, unique, URL};
+use crate::suite::{Backend, Stealing};
 
 pub struct RedisStream {
     prefix: String,

@@ -5,10 +5,8 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::HeaderMap;
 use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
 use runhook::handler::BoxFuture;
 use runhook::payload::{Provider, RunEvent};
@@ -17,10 +15,9 @@ use runhook::retry::RetryPolicy;
 use runhook::store::{
     Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
 };
-use runhook::verify::sign_skyvern;
 use runhook::{Handler, HandlerError, Receiver, Secret, SkyvernSignature};
 
-const KEY: &str = "sk_test_handoff_contract";
+pub use crate::kit::{body, dedup_key, eventually, fp, signed, unique, KEY};
 
 /// One hand-off under test, with its own store, dead letters and keys.
 #[allow(async_fn_in_trait)]
@@ -46,54 +43,6 @@ pub trait Backend: Sized {
     async fn after_lost_lease(&self) {}
     /// Removes what the test left behind.
     async fn cleanup(&self) {}
-}
-
-/// A name no other test or run shares.
-pub fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn body(run: &str) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"run_id":"{run}","task_id":"{run}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    ))
-}
-
-pub fn signed(run: &str) -> (HeaderMap, Bytes) {
-    let body = body(run);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-skyvern-signature",
-        sign_skyvern(&Secret::new(KEY).unwrap(), &body)
-            .parse()
-            .unwrap(),
-    );
-    (headers, body)
-}
-
-pub fn dedup_key(run: &str) -> String {
-    format!("skyvern:{run}")
-}
-
-pub fn fp(run: &str) -> Fingerprint {
-    Fingerprint::of(&body(run))
-}
-
-pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// What the receiver is built with, beyond its backend.
