@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::streams::StreamPendingReply;
 use runhook::payload::{Provider, RunEvent};
 use runhook::retry::RetryPolicy;
 use runhook::store::{Claim, IdempotencyStore, RedisStore, Token};
@@ -32,30 +30,26 @@ macro_rules! require_redis {
 
 /// One test's keys: a store prefix and a stream key under one unique prefix.
 struct Env {
-    prefix: String,
+    keys: kit::Keys,
     stream: String,
     store: Arc<RedisStore>,
-    raw: MultiplexedConnection,
+}
+
+impl std::ops::Deref for Env {
+    type Target = kit::Keys;
+
+    fn deref(&self) -> &kit::Keys {
+        &self.keys
+    }
 }
 
 impl Env {
     async fn new(tag: &str) -> Self {
-        let prefix = format!("runhook-test-{}:", unique(tag));
-        let store = RedisStore::builder()
-            .prefix(format!("{prefix}idem:"))
-            .connect(URL)
-            .await
-            .unwrap();
-        let raw = redis::Client::open(URL)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let keys = kit::Keys::new(tag).await;
         Self {
-            stream: format!("{prefix}stream"),
-            prefix,
-            store: Arc::new(store),
-            raw,
+            stream: format!("{}stream", keys.prefix),
+            store: Arc::new(keys.store().await),
+            keys,
         }
     }
 
@@ -90,20 +84,8 @@ impl Env {
         })
     }
 
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        let mut raw = self.raw.clone();
-        cmd.query_async(&mut raw).await.unwrap()
-    }
-
-    async fn xlen(&self, key: &str) -> usize {
-        self.cmd(redis::cmd("XLEN").arg(key)).await
-    }
-
     async fn pending(&self) -> usize {
-        let reply: StreamPendingReply = self
-            .cmd(redis::cmd("XPENDING").arg(&self.stream).arg(GROUP))
-            .await;
-        reply.count()
+        self.keys.pending(&self.stream).await
     }
 
     /// The first 10 pending entries: (id, consumer, idle ms, deliveries).
@@ -156,15 +138,6 @@ impl Env {
                     .arg(">"),
             )
             .await;
-    }
-
-    async fn cleanup(&self) {
-        let keys: Vec<String> = self
-            .cmd(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
-            .await;
-        if !keys.is_empty() {
-            let _: () = self.cmd(redis::cmd("DEL").arg(keys)).await;
-        }
     }
 }
 

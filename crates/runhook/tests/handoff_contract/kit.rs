@@ -85,3 +85,64 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// One test's keys in Redis, all under one unique prefix, and a raw connection to look at
+/// them.
+#[cfg(feature = "redis")]
+pub struct Keys {
+    pub prefix: String,
+    raw: redis::aio::MultiplexedConnection,
+}
+
+#[cfg(feature = "redis")]
+impl Keys {
+    /// A fresh prefix for `test` (failing the test when Redis is missing).
+    pub async fn new(test: &str) -> Self {
+        require_redis();
+        let raw = redis::Client::open(URL)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        Self {
+            prefix: format!("runhook-test-{}:", unique(test)),
+            raw,
+        }
+    }
+
+    /// A Redis store under this prefix.
+    pub async fn store(&self) -> runhook::store::RedisStore {
+        runhook::store::RedisStore::builder()
+            .prefix(format!("{}idem:", self.prefix))
+            .connect(URL)
+            .await
+            .unwrap()
+    }
+
+    pub async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut raw = self.raw.clone();
+        cmd.query_async(&mut raw).await.unwrap()
+    }
+
+    pub async fn xlen(&self, key: &str) -> usize {
+        self.cmd(redis::cmd("XLEN").arg(key)).await
+    }
+
+    /// How many entries of `stream` the group `runhook` holds pending.
+    pub async fn pending(&self, stream: &str) -> usize {
+        let reply: redis::streams::StreamPendingReply = self
+            .cmd(redis::cmd("XPENDING").arg(stream).arg("runhook"))
+            .await;
+        reply.count()
+    }
+
+    /// Deletes every key under the prefix.
+    pub async fn cleanup(&self) {
+        let keys: Vec<String> = self
+            .cmd(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
+            .await;
+        if !keys.is_empty() {
+            let _: () = self.cmd(redis::cmd("DEL").arg(keys)).await;
+        }
+    }
+}

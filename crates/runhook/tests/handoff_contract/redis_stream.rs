@@ -3,75 +3,46 @@
 
 use std::sync::Arc;
 
-use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamPendingReply, StreamRangeReply};
+use redis::streams::StreamRangeReply;
 use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
 use runhook::payload::Provider;
 use runhook::receiver::BackgroundBuilder;
-use runhook::store::RedisStore;
 use runhook::stream::RedisStreamQueue;
 use runhook::{Handler, Receiver};
 
-use crate::kit::{require_redis, unique, URL};
+use crate::kit::{Keys, URL};
 use crate::suite::{Backend, Stealing};
 
 pub struct RedisStream {
-    prefix: String,
+    keys: Keys,
     store: Arc<Stealing>,
     queue: RedisStreamQueue,
-    raw: MultiplexedConnection,
 }
 
 impl RedisStream {
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        let mut raw = self.raw.clone();
-        cmd.query_async(&mut raw).await.unwrap()
-    }
-
     async fn xlen(&self) -> usize {
-        self.cmd(redis::cmd("XLEN").arg(self.queue.stream_key()))
-            .await
+        self.keys.xlen(self.queue.stream_key()).await
     }
 
     async fn pending(&self) -> usize {
-        let reply: StreamPendingReply = self
-            .cmd(
-                redis::cmd("XPENDING")
-                    .arg(self.queue.stream_key())
-                    .arg(self.queue.group()),
-            )
-            .await;
-        reply.count()
+        self.keys.pending(self.queue.stream_key()).await
     }
 }
 
 impl Backend for RedisStream {
     async fn new(test: &str) -> Self {
-        require_redis();
-        let prefix = format!("runhook-test-{}:", unique(test));
-        let store = RedisStore::builder()
-            .prefix(format!("{prefix}idem:"))
-            .connect(URL)
-            .await
-            .unwrap();
+        let keys = Keys::new(test).await;
         let queue = RedisStreamQueue::builder(Provider::Skyvern)
-            .stream_key(format!("{prefix}stream"))
+            .stream_key(format!("{}stream", keys.prefix))
             .connect(URL)
-            .await
-            .unwrap();
-        let raw = redis::Client::open(URL)
-            .unwrap()
-            .get_multiplexed_async_connection()
             .await
             .unwrap();
         Self {
-            prefix,
-            store: Stealing::new(Arc::new(store)),
+            store: Stealing::new(Arc::new(keys.store().await)),
             queue,
-            raw,
+            keys,
         }
     }
-
     fn store(&self) -> Arc<Stealing> {
         self.store.clone()
     }
@@ -90,6 +61,7 @@ impl Backend for RedisStream {
 
     async fn kept(&self) -> Vec<String> {
         let entries: StreamRangeReply = self
+            .keys
             .cmd(
                 redis::cmd("XRANGE")
                     .arg(self.queue.stream_key())
@@ -120,12 +92,7 @@ impl Backend for RedisStream {
     }
 
     async fn cleanup(&self) {
-        let keys: Vec<String> = self
-            .cmd(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
-            .await;
-        if !keys.is_empty() {
-            let _: () = self.cmd(redis::cmd("DEL").arg(keys)).await;
-        }
+        self.keys.cleanup().await;
     }
 }
 
