@@ -10,10 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runhook::payload::{Provider, RunEvent};
+use runhook::receiver::BackgroundBuilder;
 use runhook::retry::RetryPolicy;
 use runhook::store::{Claim, IdempotencyStore, RedisStore, Token};
 use runhook::stream::{RedisStreamQueue, RedisStreamQueueBuilder};
 use runhook::{Receiver, Secret, SkyvernSignature};
+use tokio::sync::Semaphore;
 
 #[path = "handoff_contract/kit.rs"]
 mod kit;
@@ -21,12 +23,6 @@ mod kit;
 use kit::{body, eventually, fp, signed, unique, KEY, URL};
 
 const GROUP: &str = "runhook";
-
-macro_rules! require_redis {
-    () => {
-        kit::require_redis()
-    };
-}
 
 /// One test's keys: a store prefix and a stream key under one unique prefix.
 struct Env {
@@ -44,6 +40,7 @@ impl std::ops::Deref for Env {
 }
 
 impl Env {
+    /// Fails the test when Redis is missing.
     async fn new(tag: &str) -> Self {
         let keys = kit::Keys::new(tag).await;
         Self {
@@ -51,6 +48,16 @@ impl Env {
             store: Arc::new(keys.store().await),
             keys,
         }
+    }
+
+    /// An env for `tag` and its queue, configured by `configure`.
+    async fn with_queue(
+        tag: &str,
+        configure: impl FnOnce(RedisStreamQueueBuilder) -> RedisStreamQueueBuilder,
+    ) -> (Self, RedisStreamQueue) {
+        let env = Self::new(tag).await;
+        let queue = env.queue(configure).await;
+        (env, queue)
     }
 
     async fn queue(
@@ -67,7 +74,7 @@ impl Env {
         queue: RedisStreamQueue,
         lease: Duration,
         handler: impl runhook::Handler,
-    ) -> runhook::receiver::BackgroundBuilder {
+    ) -> BackgroundBuilder {
         Receiver::builder(
             Provider::Skyvern,
             SkyvernSignature::new(Secret::new(KEY).unwrap()),
@@ -86,6 +93,50 @@ impl Env {
 
     async fn pending(&self) -> usize {
         self.keys.pending(&self.stream).await
+    }
+
+    /// What a delivery of `run` finds in the store now (claiming it for 1 s if free).
+    async fn claim_now(&self, run: &str) -> Claim {
+        let key = kit::dedup_key(run);
+        let fingerprint = fp(run);
+        let lease = Duration::from_secs(1);
+        self.store.claim(&key, lease, fingerprint).await.unwrap()
+    }
+
+    /// Claims `run` for `lease`, as another instance's receive path would.
+    async fn acquire(&self, run: &str, lease: Duration) -> Token {
+        let key = kit::dedup_key(run);
+        match self.store.claim(&key, lease, fp(run)).await.unwrap() {
+            Claim::Acquired(token) => token,
+            other => panic!("first claim: {other:?}"),
+        }
+    }
+
+    /// A receiver on `queue` whose handler records each call, and the calls.
+    fn recorded(&self, queue: RedisStreamQueue, lease: Duration) -> (Calls, Receiver) {
+        let calls = Calls::default();
+        let handler = recording(&calls, None);
+        let receiver = self.receiver(queue, lease, handler).build().unwrap();
+        (calls, receiver)
+    }
+
+    /// A receiver's builder on `queue` whose handler waits at the returned gate, then records
+    /// the call.
+    fn gated(
+        &self,
+        queue: RedisStreamQueue,
+        lease: Duration,
+    ) -> (Calls, Arc<Semaphore>, BackgroundBuilder) {
+        let calls = Calls::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let builder = self.receiver(queue, lease, recording(&calls, Some(gate.clone())));
+        (calls, gate, builder)
+    }
+
+    /// Shuts `receiver` down and removes the test's keys.
+    async fn finish(&self, receiver: Receiver, deadline: Duration) {
+        receiver.shutdown(deadline).await;
+        self.cleanup().await;
     }
 
     /// The first 10 pending entries: (id, consumer, idle ms, deliveries).
@@ -166,20 +217,9 @@ fn recording(
 
 #[tokio::test]
 async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted() {
-    require_redis!();
-    let env = Env::new("ack").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(5),
-            recording(&calls, Some(gate.clone())),
-        )
-        .workers(1)
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("ack", |q| q).await;
+    let (calls, gate, builder) = env.gated(queue, Duration::from_secs(5));
+    let receiver = builder.workers(1).build().unwrap();
 
     let runs: Vec<String> = (0..4).map(|i| unique(&format!("run{i}"))).collect();
     for (i, run) in runs.iter().enumerate() {
@@ -215,11 +255,7 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
     expected.sort();
     assert_eq!(seen, expected);
     for run in &runs {
-        let claim = env
-            .store
-            .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(run))
-            .await
-            .unwrap();
+        let claim = env.claim_now(run).await;
         assert_eq!(claim, Claim::Done { same_payload: true });
     }
     assert_eq!(receiver.stats().processed, 4);
@@ -229,14 +265,8 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
 
 #[tokio::test]
 async fn a_failed_xadd_answers_503_and_releases_the_claim() {
-    require_redis!();
-    let env = Env::new("xadd-fails").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("xadd-fails", |q| q).await;
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(5));
     // Something else now owns the key: XADD answers WRONGTYPE.
     let _: () = env.cmd(redis::cmd("DEL").arg(&env.stream)).await;
     let _: () = env.cmd(redis::cmd("SET").arg(&env.stream).arg("x")).await;
@@ -247,11 +277,7 @@ async fn a_failed_xadd_answers_503_and_releases_the_claim() {
     assert_eq!(outcome.status, 503, "{outcome:?}");
     assert!(outcome.retry_after.is_some());
     // The claim was given back: the sender's retry can win.
-    let claim = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap();
+    let claim = env.claim_now(&run).await;
     assert!(claim.is_acquired(), "{claim:?}");
     assert!(calls.lock().unwrap().is_empty());
     env.cleanup().await;
@@ -259,30 +285,17 @@ async fn a_failed_xadd_answers_503_and_releases_the_claim() {
 
 #[tokio::test]
 async fn an_entry_of_a_crashed_consumer_is_taken_over_and_processed_exactly_once() {
-    require_redis!();
-    let env = Env::new("takeover").await;
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(1500))).await;
+    let (env, queue) =
+        Env::with_queue("takeover", |q| q.min_idle(Duration::from_millis(1500))).await;
     // The crashed instance: it claimed the run (1 s lease), appended it, read it, and died.
     let run = unique("run");
-    let key = format!("skyvern:{run}");
-    let Claim::Acquired(token) = env
-        .store
-        .claim(&key, Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap()
-    else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, Duration::from_secs(1)).await;
     env.xadd(&run, Some(token)).await;
     env.read_as("crashed-consumer").await;
     assert_eq!(env.pending().await, 1);
 
     let started = Instant::now();
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(1), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(1));
     eventually(
         "taken over and processed",
         Duration::from_secs(8),
@@ -299,28 +312,21 @@ async fn an_entry_of_a_crashed_consumer_is_taken_over_and_processed_exactly_once
     assert_eq!(*calls.lock().unwrap(), vec![run.clone()]);
     assert_eq!(env.xlen(&env.stream).await, 0);
     assert_eq!(
-        env.store
-            .claim(&key, Duration::from_secs(1), fp(&run))
-            .await
-            .unwrap(),
+        env.claim_now(&run).await,
         Claim::Done { same_payload: true }
     );
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processed_twice() {
-    require_redis!();
-    let env = Env::new("live-holder").await;
     // A min_idle far below the lease: the takeover happens while the holder is alive.
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(300))).await;
+    let (env, queue) =
+        Env::with_queue("live-holder", |q| q.min_idle(Duration::from_millis(300))).await;
     let run = unique("run");
     let key = format!("skyvern:{run}");
     let lease = Duration::from_secs(1);
-    let Claim::Acquired(token) = env.store.claim(&key, lease, fp(&run)).await.unwrap() else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, lease).await;
     env.xadd(&run, Some(token)).await;
     env.read_as("slow-live-consumer").await;
     // The live worker keeps renewing its lease with the entry's token.
@@ -334,11 +340,7 @@ async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processe
         })
     };
 
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, lease, recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, lease);
     // Several takeover scans pass: each finds the run in flight and leaves the entry pending.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(calls.lock().unwrap().is_empty(), "processed while held");
@@ -358,26 +360,16 @@ async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processe
     )
     .await;
     assert!(calls.lock().unwrap().is_empty());
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
-    require_redis!();
-    let env = Env::new("done").await;
-    let queue = env.queue(|q| q).await;
+    let (env, queue) = Env::with_queue("done", |q| q).await;
     // Processed elsewhere already; one fresh entry carries its old token, one none.
     let run = unique("run");
     let key = format!("skyvern:{run}");
-    let Claim::Acquired(token) = env
-        .store
-        .claim(&key, Duration::from_secs(5), fp(&run))
-        .await
-        .unwrap()
-    else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, Duration::from_secs(5)).await;
     env.store
         .complete(&key, &token, Duration::from_secs(60))
         .await
@@ -385,11 +377,7 @@ async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
     env.xadd(&run, Some(token)).await;
     env.xadd(&run, None).await;
 
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(5));
     eventually(
         "both entries acknowledged",
         Duration::from_secs(5),
@@ -398,25 +386,14 @@ async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
     .await;
     assert!(calls.lock().unwrap().is_empty());
     assert_eq!(receiver.stats().processed, 0);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_duplicate_in_flight_is_appended_before_its_200_and_processed_once() {
-    require_redis!();
-    let env = Env::new("dup").await;
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(500))).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(2),
-            recording(&calls, Some(gate.clone())),
-        )
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("dup", |q| q.min_idle(Duration::from_millis(500))).await;
+    let (calls, gate, builder) = env.gated(queue, Duration::from_secs(2));
+    let receiver = builder.build().unwrap();
     let run = unique("run");
     let (headers, body) = signed(&run);
     assert_eq!(
@@ -441,15 +418,12 @@ async fn a_duplicate_in_flight_is_appended_before_its_200_and_processed_once() {
     })
     .await;
     assert_eq!(*calls.lock().unwrap(), vec![run]);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
-    require_redis!();
-    let env = Env::new("dead").await;
-    let queue = env.queue(|q| q).await;
+    let (env, queue) = Env::with_queue("dead", |q| q).await;
     let dead_key = queue.dead_letter_key().to_string();
     assert_eq!(dead_key, format!("{}:dead", env.stream));
     let attempts = Arc::new(AtomicU32::new(0));
@@ -494,20 +468,14 @@ async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
     assert!(headers.iter().all(|(name, _)| name != "authorization"));
     assert_eq!(env.pending().await, 0);
     // Released: a later delivery of the run is processed again.
-    let claim = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap();
+    let claim = env.claim_now(&run).await;
     assert!(claim.is_acquired(), "{claim:?}");
     assert_eq!(receiver.stats().dead_lettered, 1);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn shutdown_leaves_unfinished_entries_for_another_instance() {
-    require_redis!();
     let env = Env::new("shutdown").await;
     let lease = Duration::from_secs(1);
     let first_calls = Calls::default();
@@ -536,16 +504,10 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     // The claim was released, the entry stays pending.
     assert_eq!(env.pending().await, 1);
 
-    let second_calls = Calls::default();
-    let second = env
-        .receiver(
-            env.queue(|q| q.consumer("second").min_idle(Duration::from_millis(1200)))
-                .await,
-            lease,
-            recording(&second_calls, None),
-        )
-        .build()
-        .unwrap();
+    let second_queue = env
+        .queue(|q| q.consumer("second").min_idle(Duration::from_millis(1200)))
+        .await;
+    let (second_calls, second) = env.recorded(second_queue, lease);
     eventually(
         "taken over by the second instance",
         Duration::from_secs(6),
@@ -553,8 +515,7 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     )
     .await;
     assert!(first_calls.lock().unwrap().is_empty());
-    second.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(second, Duration::from_secs(5)).await;
 }
 
 /// Hands the entry `id` to consumer `name` once more (as a takeover does), raising its
@@ -576,10 +537,8 @@ async fn redeliver_as(env: &Env, name: &str) {
 
 #[tokio::test]
 async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redriven_once() {
-    require_redis!();
     let env = Env::new("poison").await;
     let run = unique("poison");
-    let calls = Calls::default();
     let queue = env
         .queue(|q| {
             q.consumer("survivor")
@@ -593,14 +552,7 @@ async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redri
     redeliver_as(&env, "crashed-2").await;
     redeliver_as(&env, "crashed-3").await;
     let letters = queue.dead_letters();
-    let receiver = env
-        .receiver(
-            queue.clone(),
-            Duration::from_secs(5),
-            recording(&calls, None),
-        )
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue.clone(), Duration::from_secs(5));
     eventually(
         "the poison entry is set aside",
         Duration::from_secs(10),
@@ -635,15 +587,12 @@ async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redri
     assert!(letters.list().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(calls.lock().unwrap().clone(), vec![run.clone()]);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
-    require_redis!();
-    let env = Env::new("deadfull").await;
-    let queue = env.queue(|q| q.dead_letter_capacity(1)).await;
+    let (env, queue) = Env::with_queue("deadfull", |q| q.dead_letter_capacity(1)).await;
     let letters = queue.dead_letters();
     let failing = |_event: Arc<RunEvent>| async { Err::<(), _>(std::io::Error::other("boom")) };
     let receiver = env
@@ -703,17 +652,15 @@ async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
         listed[0].record.dedup_key.as_deref(),
         Some(format!("skyvern:{waiting}").as_str())
     );
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
-    require_redis!();
-    let env = Env::new("forget").await;
-    let queue = env
-        .queue(|q| q.consumer("alive").min_idle(Duration::from_millis(200)))
-        .await;
+    let (env, queue) = Env::with_queue("forget", |q| {
+        q.consumer("alive").min_idle(Duration::from_millis(200))
+    })
+    .await;
     // A crashed instance's consumer that holds nothing (its entry was acknowledged), and one
     // that still holds an entry.
     let (done, held) = (unique("done"), unique("held"));
@@ -741,11 +688,7 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
             .await;
         reply.consumers.into_iter().map(|c| c.name).collect()
     };
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_millis(150), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_millis(150));
     eventually(
         "the empty crashed consumer is removed",
         Duration::from_secs(10),
@@ -761,8 +704,7 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
     )
     .await;
     assert!(consumers().await.contains(&"alive".to_string()));
-    receiver.shutdown(Duration::from_secs(2)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(2)).await;
 }
 
 /// A run API that knows every run as finished, with the body its webhook would have.
@@ -786,9 +728,7 @@ impl runhook::runs::RunSource for FinishedRuns {
 async fn a_redriven_reconciled_run_comes_back_reconciled() {
     use runhook::payload::EventSource;
     use runhook::runs::ReconcilePolicy;
-    require_redis!();
-    let env = Env::new("redrive-source").await;
-    let queue = env.queue(|q| q).await;
+    let (env, queue) = Env::with_queue("redrive-source", |q| q).await;
     let letters = queue.dead_letters();
     // The handler fails until it is fixed; it records each event's source once it works.
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -847,6 +787,5 @@ async fn a_redriven_reconciled_run_comes_back_reconciled() {
         vec![(EventSource::Reconciled, true)],
         "the redriven run keeps its source"
     );
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
