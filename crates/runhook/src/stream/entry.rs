@@ -12,34 +12,34 @@ use redis::Value;
 use runhook_core::payload::{Confirmation, EventSource, PayloadError, Provider, RunEvent};
 use runhook_store::Token;
 
+/// Declares each name as a `&str` constant spelled as given.
+macro_rules! names {
+    ($($name:ident = $text:literal),* $(,)?) => {
+        $(pub(crate) const $name: &str = $text;)*
+    };
+}
+
 /// The field names of a stream entry.
 pub(crate) mod field {
-    pub(crate) const PROVIDER: &str = "provider";
-    pub(crate) const KEY: &str = "key";
-    pub(crate) const RUN_ID: &str = "run_id";
-    pub(crate) const TOKEN: &str = "token";
-    pub(crate) const AT: &str = "at";
-    pub(crate) const BODY: &str = "body";
-    pub(crate) const HEADERS: &str = "headers";
-    pub(crate) const SOURCE: &str = "source";
+    names! {
+        PROVIDER = "provider", KEY = "key", RUN_ID = "run_id", TOKEN = "token", AT = "at",
+        BODY = "body", HEADERS = "headers", SOURCE = "source",
+    }
     /// Every field, in the order they are written.
     #[cfg(test)]
     pub(crate) const ALL: [&str; 8] = [PROVIDER, KEY, RUN_ID, TOKEN, AT, BODY, HEADERS, SOURCE];
 }
 
-/// The field names of a dead letter in the dead-letter stream.
+/// The field names of a dead letter in the dead-letter stream: the entry's own names where a
+/// field holds the same thing; `dedup_key` (the entry's `key`), `reason` (for a person),
+/// `reason_code` (for a program), `attempts`, `received_at` (RFC 3339) and `received_at_ms`
+/// (the entry's `at`).
 pub(crate) mod letter {
-    pub(crate) const PROVIDER: &str = "provider";
-    pub(crate) const DEDUP_KEY: &str = "dedup_key";
-    pub(crate) const RUN_ID: &str = "run_id";
-    pub(crate) const REASON: &str = "reason";
-    pub(crate) const REASON_CODE: &str = "reason_code";
-    pub(crate) const ATTEMPTS: &str = "attempts";
-    pub(crate) const RECEIVED_AT: &str = "received_at";
-    pub(crate) const RECEIVED_AT_MS: &str = "received_at_ms";
-    pub(crate) const HEADERS: &str = "headers";
-    pub(crate) const BODY: &str = "body";
-    pub(crate) const SOURCE: &str = "source";
+    pub(crate) use super::field::{BODY, HEADERS, PROVIDER, RUN_ID, SOURCE};
+    names! {
+        DEDUP_KEY = "dedup_key", REASON = "reason", REASON_CODE = "reason_code",
+        ATTEMPTS = "attempts", RECEIVED_AT = "received_at", RECEIVED_AT_MS = "received_at_ms",
+    }
 }
 
 /// One entry as the receive path writes it.
