@@ -1,4 +1,4 @@
-//! One Redis call, bounded in time, and how it can fail.
+//! One Redis call, bounded in time, and the connections they go over.
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,39 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::RedisError;
 
-use super::StreamError;
-
-/// Why a Redis call gave no answer. (What a script refuses is its answer, not an error: each
-/// script's reply is read into its own type.)
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RedisCallError {
-    /// Redis answered with an error, or the connection failed.
-    #[error(transparent)]
-    Redis(#[from] RedisError),
-    /// No answer within the call's timeout.
-    #[error("no reply from Redis within {0:?}")]
-    TimedOut(Duration),
-}
-
-impl RedisCallError {
-    /// Whether Redis said the stream or its group does not exist (`NOGROUP`).
-    pub(crate) fn is_no_group(&self) -> bool {
-        matches!(self, RedisCallError::Redis(e) if e.code() == Some("NOGROUP"))
-    }
-
-    /// Whether Redis said the group exists already (`BUSYGROUP`).
-    pub(crate) fn is_busy_group(&self) -> bool {
-        matches!(self, RedisCallError::Redis(e) if e.code() == Some("BUSYGROUP"))
-    }
-}
-
-impl From<RedisCallError> for StreamError {
-    fn from(err: RedisCallError) -> Self {
-        StreamError::Unavailable {
-            reason: err.to_string(),
-        }
-    }
-}
+use super::error::RedisCallError;
 
 /// A shared, auto-reconnecting connection to `client`, made within `timeout`.
 pub(crate) async fn connection(

@@ -10,8 +10,9 @@ use redis::streams::StreamRangeReply;
 use redis::Value;
 
 use super::call::{bounded, connection};
+use super::defaults::{DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_TIMEOUT};
 use super::entry::{epoch_millis, letter, Fields};
-use super::{StreamError, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_TIMEOUT};
+use super::error::StreamError;
 use crate::dead_letter::{DeadLetter, DeadLetterRecord, DeadLetterSink};
 use crate::handler::BoxFuture;
 

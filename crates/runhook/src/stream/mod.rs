@@ -168,13 +168,11 @@
 //! the rest and releases their claims. Their entries stay pending, and another instance takes
 //! them over after `min_idle` (or this one, when it starts again).
 
-use std::time::Duration;
-
-use rand::RngExt as _;
-
 mod call;
 mod dead_letters;
+mod defaults;
 mod entry;
+mod error;
 mod process;
 mod queue;
 mod reader;
@@ -182,70 +180,10 @@ mod shared;
 mod workers;
 
 pub use dead_letters::{ListedDeadLetter, RedisStreamDeadLetters};
+pub use defaults::{
+    stream_key, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_GROUP, DEFAULT_KEY_PREFIX,
+    DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE, DEFAULT_STREAM_CAPACITY,
+};
+pub use error::StreamError;
 pub use queue::{RedisStreamQueue, RedisStreamQueueBuilder};
 pub(crate) use workers::StreamWorkers;
-
-/// The default bound of a stream's backlog when the receiver sets no
-/// [`queue_capacity`](crate::ReceiverBuilder::queue_capacity): past it, deliveries get 503.
-pub const DEFAULT_STREAM_CAPACITY: usize = 10_000;
-
-/// The default bound of the dead-letter stream: past it, letters are refused (and their
-/// deliveries kept where they are) until some are redriven or removed.
-pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 10_000;
-
-/// How many times an entry may be handed to workers before it is set aside as poison.
-pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
-
-/// The default consumer group.
-pub const DEFAULT_GROUP: &str = "runhook";
-
-/// The default namespace: the stream of a provider's receiver is
-/// `runhook:stream:<provider>` unless [`RedisStreamQueueBuilder::namespace`] or
-/// [`RedisStreamQueueBuilder::stream_key`] says otherwise.
-pub const DEFAULT_NAMESPACE: &str = "runhook";
-
-/// The default stream key prefix, `<DEFAULT_NAMESPACE>:stream:`.
-pub const DEFAULT_KEY_PREFIX: &str = "runhook:stream:";
-
-/// The stream key of `name` (a provider, or a route path) in `namespace`:
-/// `<namespace>:stream:<name>`.
-pub fn stream_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}:stream:{name}")
-}
-
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_READ_BATCH: usize = 16;
-/// How often the reader refreshes the backlog figure of `Stats::queue_depth`.
-pub(crate) const DEPTH_EVERY: Duration = Duration::from_secs(2);
-/// Pause after a failed read before the next one.
-pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(500);
-
-/// A stream queue (or dead-letter stream) that cannot be set up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StreamError {
-    /// The configuration cannot work (a malformed Redis URL, an empty key, a zero bound).
-    #[error("Redis stream misconfigured: {reason}")]
-    InvalidConfig {
-        /// What is wrong.
-        reason: String,
-    },
-    /// Redis could not be reached or refused a command.
-    #[error("Redis stream unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong, for logs.
-        reason: String,
-    },
-}
-
-pub(crate) fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let tag: u32 = rand::rng().random();
-    format!("{host}-{}-{tag:08x}", std::process::id())
-}

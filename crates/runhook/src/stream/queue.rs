@@ -9,13 +9,14 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use runhook_core::payload::Provider;
 
-use super::call::{bounded, connection, millis, RedisCallError};
+use super::call::{bounded, connection, millis};
 use super::dead_letters::RedisStreamDeadLetters;
-use super::entry::{NewEntry, Redriven, REDRIVE_SCRIPT};
-use super::{
-    default_consumer, stream_key, StreamError, DEFAULT_BLOCK, DEFAULT_DEAD_LETTER_CAPACITY,
-    DEFAULT_GROUP, DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE, DEFAULT_READ_BATCH, DEFAULT_TIMEOUT,
+use super::defaults::{
+    default_consumer, stream_key, DEFAULT_BLOCK, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_GROUP,
+    DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE, DEFAULT_READ_BATCH, DEFAULT_TIMEOUT,
 };
+use super::entry::{NewEntry, Redriven, REDRIVE_SCRIPT};
+use super::error::{RedisCallError, StreamError};
 use crate::redrive::RedriveReport;
 
 /// Appends an entry unless the stream holds `ARGV[1]` entries already (the backlog: processed

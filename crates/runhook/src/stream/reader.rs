@@ -11,10 +11,10 @@ use redis::streams::StreamId;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::call::RedisCallError;
+use super::defaults::DEPTH_EVERY;
+use super::error::RedisCallError;
 use super::process::{spawn_entry, Arrival};
 use super::shared::{lock, Shared};
-use super::DEPTH_EVERY;
 
 /// The delivery count assumed for a taken-over entry whose count could not be read: handed
 /// out twice (once before, once now), so it runs alone but is not yet poison.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::defaults::ERROR_PAUSE;
 use super::queue::RedisStreamQueue;
-use super::ERROR_PAUSE;
 use crate::worker::WorkerContext;
 
 /// The state of one receiver's reader and workers on its stream.
