@@ -50,8 +50,8 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
-pub use crate::receiver::VerifiedRun;
 use crate::receiver::OutcomeKind;
+pub use crate::receiver::VerifiedRun;
 use crate::receiver::{ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's

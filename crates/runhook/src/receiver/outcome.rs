@@ -273,7 +273,12 @@ mod tests {
         };
         let rows: [(Outcome, u16, Option<Duration>, bool); 10] = [
             (Outcome::too_large(1024), 413, None, true),
-            (Outcome::body_timeout(Duration::from_secs(10)), 408, None, true),
+            (
+                Outcome::body_timeout(Duration::from_secs(10)),
+                408,
+                None,
+                true,
+            ),
             (
                 Outcome::unavailable(sink_refused, Duration::from_secs(1)),
                 503,
