@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
+use runhook::dead_letter::{
+    DeadLetter, DeadLetterRecord, DeadLetterSink, MemoryDeadLetters, RedriveReport,
+};
 use runhook::handler::BoxFuture;
 use runhook::payload::{Provider, RunEvent};
 use runhook::receiver::BackgroundBuilder;
@@ -51,6 +53,8 @@ pub struct Settings {
     pub workers: usize,
     pub max_attempts: u32,
     pub queue_capacity: Option<usize>,
+    /// A dead-letter sink in place of the backend's.
+    pub dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
 
 impl Default for Settings {
@@ -60,6 +64,7 @@ impl Default for Settings {
             workers: 4,
             max_attempts: 2,
             queue_capacity: None,
+            dead_letters: None,
         }
     }
 }
@@ -82,7 +87,12 @@ pub fn receiver(backend: &impl Backend, settings: Settings, probe: &Probe) -> Re
         Some(capacity) => builder.queue_capacity(capacity),
         None => builder,
     };
-    backend.configure(builder).build().unwrap()
+    let builder = backend.configure(builder);
+    let builder = match settings.dead_letters {
+        Some(sink) => builder.dead_letters(sink),
+        None => builder,
+    };
+    builder.build().unwrap()
 }
 
 /// A fresh `B` for `test`, and a receiver on it with `settings` and `probe`.
@@ -549,6 +559,76 @@ pub async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_run<B: B
     backend.cleanup().await;
 }
 
+/// A sink that refuses its first `failures` letters, then keeps them in memory.
+struct Flaky {
+    failures: AtomicU32,
+    kept: MemoryDeadLetters,
+}
+
+impl DeadLetterSink for Flaky {
+    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
+        let refuse = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            return Box::pin(async { Err(std::io::Error::other("disk full")) });
+        }
+        self.kept.put(letter)
+    }
+}
+
+/// A dead-letter sink that refuses letters never costs a delivery: the run stays claimed
+/// while the letter is tried again, until it is kept; then the claim is released.
+pub async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter_is_kept<
+    B: Backend,
+>(
+    test: &str,
+) {
+    let sink = Arc::new(Flaky {
+        failures: AtomicU32::new(2),
+        kept: MemoryDeadLetters::default(),
+    });
+    let probe = Probe::broken();
+    let settings = Settings {
+        max_attempts: 1,
+        dead_letters: Some(sink.clone()),
+        ..Settings::default()
+    };
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
+    let run = unique("flaky");
+    deliver_acked(&receiver, &run).await;
+    eventually("no failed write", Duration::from_secs(5), async || {
+        receiver.stats().dead_letter_write_failures >= 1
+    })
+    .await;
+    // While the sink refuses, the run stays claimed: no other delivery may start it, and
+    // nothing is released or dropped.
+    let claim = claim_now(&backend, &run).await;
+    assert!(matches!(claim, Claim::InFlight { .. }), "{claim:?}");
+    assert!(sink.kept.letters().is_empty());
+    eventually(
+        "the letter was never kept",
+        Duration::from_secs(10),
+        async || receiver.stats().dead_lettered >= 1,
+    )
+    .await;
+    let letters = sink.kept.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].body, body(&run));
+    assert_eq!(letters[0].run_id.as_deref(), Some(run.as_str()));
+    assert_eq!(receiver.stats().dead_letter_write_failures, 2);
+    // Kept: the claim is released so that a later delivery can run it again.
+    eventually(
+        "the claim is released",
+        Duration::from_secs(5),
+        async || claim_now(&backend, &run).await.is_acquired(),
+    )
+    .await;
+    assert!(receiver.shutdown(Duration::from_secs(5)).await.drained());
+    backend.cleanup().await;
+}
+
 /// Every case of the contract, as tests on the backend `$backend`.
 macro_rules! handoff_contract_tests {
     ($backend:ty) => {
@@ -559,6 +639,7 @@ macro_rules! handoff_contract_tests {
             a_redriven_dead_letter_is_processed_once,
             a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing,
             a_full_backlog_answers_503_and_never_drops_an_acknowledged_run,
+            a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter_is_kept,
         );
     };
     (@each $backend:ty, $($case:ident),* $(,)?) => {
