@@ -88,3 +88,51 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_reconciled_letter_redriven_from_a_file_reaches_the_handler_reconciled() {
+    use runhook::dead_letter::{redrive_file, JsonLinesDeadLetters};
+    use runhook::payload::EventSource;
+    let dir = std::env::temp_dir().join(format!(
+        "runhook-redrive-source-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dead.jsonl");
+    let body = r#"{"event":"run.completed","run_id":"reconciled_1","status":"COMPLETED"}"#;
+    let letter = DeadLetter {
+        provider: Some(Provider::TinyFish),
+        dedup_key: Some("tinyfish:reconciled_1".into()),
+        run_id: Some("reconciled_1".into()),
+        reason: runhook::dead_letter::DeadLetterReason::NotDrained,
+        attempts: 0,
+        received_at: std::time::SystemTime::now(),
+        headers: Vec::new(),
+        body: Bytes::from(body),
+        source: EventSource::Reconciled,
+    };
+    JsonLinesDeadLetters::new(&path).put(letter).await.unwrap();
+    assert_eq!(
+        JsonLinesDeadLetters::read(&path).unwrap()[0].source(),
+        EventSource::Reconciled
+    );
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = {
+        let seen = seen.clone();
+        move |event: Arc<RunEvent>| {
+            let confirmed = event.confirmation.is_confirmed();
+            seen.lock().unwrap().push((event.source, confirmed));
+            async { Ok::<(), std::io::Error>(()) }
+        }
+    };
+    let report = redrive_file(&path, &[], Arc::new(handler), None)
+        .await
+        .unwrap();
+    assert_eq!(report.redriven, vec!["tinyfish:reconciled_1".to_string()]);
+    assert_eq!(*seen.lock().unwrap(), vec![(EventSource::Reconciled, true)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
