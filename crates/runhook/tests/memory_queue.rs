@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use runhook::dead_letter::{DeadLetter, DeadLetterSink};
-use runhook::payload::{Provider, RunEvent};
+use runhook::payload::{EventSource, Provider, RunEvent};
 use runhook::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
 
 /// What a delivery of `body` for `key` finds in `store` now (claiming it for 1 s if free).
@@ -17,11 +17,10 @@ async fn claim_now(store: &dyn IdempotencyStore, key: &str, body: &[u8]) -> Clai
         .unwrap()
 }
 
-#[tokio::test]
-async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failures() {
-    use runhook::dead_letter::{redrive_file, JsonLinesDeadLetters};
+/// A fresh directory for one test, with the path of its dead-letter file.
+fn letters_file(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!(
-        "runhook-redrive-{}-{}",
+        "runhook-{tag}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -30,20 +29,32 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dead.jsonl");
+    (dir, path)
+}
+
+/// A TinyFish run's letter, set aside as not drained.
+fn letter(run: &str, source: EventSource) -> DeadLetter {
+    let body = format!(r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED"}}"#);
+    DeadLetter {
+        provider: Some(Provider::TinyFish),
+        dedup_key: Some(format!("tinyfish:{run}")),
+        run_id: Some(run.into()),
+        reason: runhook::dead_letter::DeadLetterReason::NotDrained,
+        attempts: 0,
+        received_at: std::time::SystemTime::now(),
+        headers: Vec::new(),
+        body: Bytes::from(body),
+        source,
+    }
+}
+
+#[tokio::test]
+async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failures() {
+    use runhook::dead_letter::{redrive_file, JsonLinesDeadLetters};
+    let (dir, path) = letters_file("redrive");
     let sink = JsonLinesDeadLetters::new(&path);
     for run in ["fixed_1", "still_broken_1"] {
-        let body = format!(r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED"}}"#);
-        let letter = DeadLetter {
-            provider: Some(Provider::TinyFish),
-            dedup_key: Some(format!("tinyfish:{run}")),
-            run_id: Some(run.into()),
-            reason: runhook::dead_letter::DeadLetterReason::NotDrained,
-            attempts: 0,
-            received_at: std::time::SystemTime::now(),
-            headers: Vec::new(),
-            body: Bytes::from(body),
-            source: runhook::payload::EventSource::Webhook,
-        };
+        let letter = letter(run, EventSource::Webhook);
         sink.put(letter).await.unwrap();
     }
     let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -92,29 +103,8 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
 #[tokio::test]
 async fn a_reconciled_letter_redriven_from_a_file_reaches_the_handler_reconciled() {
     use runhook::dead_letter::{redrive_file, JsonLinesDeadLetters};
-    use runhook::payload::EventSource;
-    let dir = std::env::temp_dir().join(format!(
-        "runhook-redrive-source-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("dead.jsonl");
-    let body = r#"{"event":"run.completed","run_id":"reconciled_1","status":"COMPLETED"}"#;
-    let letter = DeadLetter {
-        provider: Some(Provider::TinyFish),
-        dedup_key: Some("tinyfish:reconciled_1".into()),
-        run_id: Some("reconciled_1".into()),
-        reason: runhook::dead_letter::DeadLetterReason::NotDrained,
-        attempts: 0,
-        received_at: std::time::SystemTime::now(),
-        headers: Vec::new(),
-        body: Bytes::from(body),
-        source: EventSource::Reconciled,
-    };
+    let (dir, path) = letters_file("redrive-source");
+    let letter = letter("reconciled_1", EventSource::Reconciled);
     JsonLinesDeadLetters::new(&path).put(letter).await.unwrap();
     assert_eq!(
         JsonLinesDeadLetters::read(&path).unwrap()[0].source(),
