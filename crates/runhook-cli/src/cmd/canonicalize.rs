@@ -10,7 +10,7 @@ use runhook_core::canonical::{canonicalize, canonicalize_into, CanonicalError};
 use runhook_core::{BodyMatch, Delivery, HeaderLookup, Secrets, SkyvernSignature, Verifier};
 
 use super::input::{open_input, read_error, read_input};
-use super::secrets;
+use crate::env;
 
 /// Exit status for an input without a canonical form.
 const NOT_CANONICAL: u8 = 1;
@@ -147,7 +147,7 @@ pub fn reserialized_explanation(
     headers: &dyn HeaderLookup,
     body: &[u8],
 ) -> Option<String> {
-    reserialized_explanation_with(secrets::all_from_env(secret_env).ok()?, headers, body)
+    reserialized_explanation_with(env::secrets(secret_env).ok()?, headers, body)
 }
 
 /// [`reserialized_explanation`] with the keys given rather than read from the environment.

@@ -29,6 +29,7 @@ use super::canonicalize::reserialized_explanation_with;
 use crate::deliver::{self, Attempt, AttemptResult, Credential, SenderKind};
 use crate::serve::app::{self, ServedRoute, Shared};
 use crate::serve::config::{Confirm, RouteSpec};
+use crate::serve::runs::RouteRuns;
 
 /// The demo's secrets: made up here, used only between this process and itself.
 const SKYVERN_KEY: &str = "sk_demo_runhook_example";
@@ -321,7 +322,7 @@ fn demo_routes(
     specs
         .iter()
         .map(|(spec, secret)| {
-            let runs = spec.runs_with(demo_secret(TINYFISH_API_KEY)?, policy)?;
+            let runs = RouteRuns::with_key(spec, demo_secret(TINYFISH_API_KEY)?, policy)?;
             shared.route(spec, spec.verifier_with(demo_secret(secret)?.into())?, runs)
         })
         .collect()

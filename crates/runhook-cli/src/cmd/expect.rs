@@ -34,7 +34,7 @@ pub struct ExpectArgs {
     store: String,
     /// The platform the runs were started on: skyvern, tinyfish or smartbrowse (WebRun
     /// documents no run API).
-    #[arg(long, value_parser = super::provider_name)]
+    #[arg(long, value_parser = crate::names::provider_name)]
     provider: Provider,
     /// How long each webhook may take, in seconds, before the run is fetched [default: the
     /// reconciling route's reconcile_after_secs].

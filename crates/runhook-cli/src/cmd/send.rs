@@ -18,7 +18,7 @@ use runhook::platform::{DefaultScheme, Platform};
 use runhook::{Clock as _, SystemClock};
 
 use super::input::read_input;
-use super::secrets;
+use crate::env;
 use runhook_core::platform::SenderProfile;
 
 use crate::deliver::{self, deliver, Attempt, Credential, SenderKind};
@@ -51,7 +51,7 @@ line, and is never printed."
 )]
 pub struct SendArgs {
     /// The platform to imitate: skyvern, tinyfish, webrun, webrun-ai or smartbrowse.
-    #[arg(long, value_parser = super::provider_name)]
+    #[arg(long, value_parser = crate::names::provider_name)]
     provider: Provider,
     /// The receiver's URL (plain http://).
     #[arg(long, value_name = "URL")]
@@ -232,7 +232,7 @@ fn credential(args: &SendArgs) -> Result<Credential, String> {
                     Some(name) => name.clone(),
                     None => HeaderName::from_static(header),
                 };
-                Credential::header(name, secrets::from_env(var)?)
+                Credential::header(name, env::secret(var)?)
                     .map_err(|e| format!("environment variable {var}: {e}"))
             }
         },
@@ -249,7 +249,7 @@ fn credential(args: &SendArgs) -> Result<Credential, String> {
                 "skyvern signs every delivery: name the variable holding the API key with \
                  --secret-env",
             )?;
-            Ok(Credential::SkyvernKey(secrets::from_env(var)?))
+            Ok(Credential::SkyvernKey(env::secret(var)?))
         }
     }
 }

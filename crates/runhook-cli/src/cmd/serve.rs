@@ -12,6 +12,7 @@ use runhook::payload::Provider;
 use crate::serve::app::{self, QueueSetup, ServedRoute, Shared};
 use crate::serve::config::{Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig};
 use crate::serve::handlers;
+use crate::serve::runs::RouteRuns;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
 const USAGE: u8 = 2;
@@ -37,7 +38,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", requires = "provider")]
     path: Option<String>,
     /// The platform posting to the route.
-    #[arg(long, value_parser = super::provider_name, requires = "path")]
+    #[arg(long, value_parser = crate::names::provider_name, requires = "path")]
     provider: Option<Provider>,
     /// Environment variable holding an accepted secret; repeat during a key rotation.
     #[arg(long = "secret-env", value_name = "VAR")]
@@ -316,7 +317,7 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String
     for spec in &config.routes {
         routes.push(
             shared
-                .route_with(spec, spec.verifier()?, spec.runs()?, &setup)
+                .route_with(spec, spec.verifier()?, RouteRuns::of(spec)?, &setup)
                 .await?,
         );
     }

@@ -9,7 +9,7 @@ use runhook_core::canonical::SkyvernRequest;
 use runhook_core::{Clock as _, SystemClock};
 
 use super::input::read_input;
-use super::secrets;
+use crate::env;
 
 /// Exit status for a payload that cannot be signed (not JSON Skyvern could send).
 const UNSIGNABLE: u8 = 1;
@@ -51,7 +51,7 @@ pub struct SignArgs {
 
 /// Runs `runhook sign`.
 pub fn run(args: SignArgs) -> ExitCode {
-    let key = match secrets::from_env(&args.secret_env) {
+    let key = match env::secret(&args.secret_env) {
         Ok(key) => key,
         Err(message) => return fail(USAGE, &message),
     };

@@ -12,7 +12,7 @@ use runhook_core::{
 };
 
 use super::input::read_input;
-use super::secrets;
+use crate::env;
 
 /// Exit status for a rejected delivery.
 const REJECTED: u8 = 1;
@@ -118,7 +118,7 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
     let clock = args.at.map(FixedClock);
     Ok(match args.scheme {
         SchemeArg::Skyvern => {
-            let mut scheme = SkyvernSignature::new(secrets::all_from_env(&args.secret_env)?);
+            let mut scheme = SkyvernSignature::new(env::secrets(&args.secret_env)?);
             if let Some(seconds) = args.tolerance {
                 scheme = scheme.with_timestamp_tolerance(Duration::from_secs(seconds));
             }
@@ -128,22 +128,19 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
             Box::new(scheme)
         }
         SchemeArg::HeaderToken => Box::new(
-            HeaderToken::new(&args.header_name, secrets::all_from_env(&args.secret_env)?)
+            HeaderToken::new(&args.header_name, env::secrets(&args.secret_env)?)
                 .map_err(|e| e.to_string())?,
         ),
         SchemeArg::PathSecret => {
             let position = args
                 .segment
                 .map_or(SegmentPosition::Last, SegmentPosition::Index);
-            Box::new(PathSecret::at(
-                position,
-                secrets::all_from_env(&args.secret_env)?,
-            ))
+            Box::new(PathSecret::at(position, env::secrets(&args.secret_env)?))
         }
         SchemeArg::StandardWebhooks => {
             let (mut symmetric, mut public) = (Vec::new(), Vec::new());
             for var in &args.secret_env {
-                let text = secrets::from_env(var)?;
+                let text = env::secret(var)?;
                 let text = std::str::from_utf8(text.expose())
                     .map_err(|_| format!("environment variable {var} is not valid UTF-8"))?;
                 let text = text.trim();

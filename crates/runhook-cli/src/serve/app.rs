@@ -79,7 +79,7 @@ impl Shared {
         verifier: Box<dyn Verifier>,
         runs: RouteRuns,
     ) -> Result<ServedRoute, String> {
-        served(spec, runs.apply(self.builder(spec, verifier)))
+        served(spec, self.builder(spec, verifier, runs))
     }
 
     /// The route `spec` authenticated by `verifier`, handing off and holding claims as
@@ -92,7 +92,7 @@ impl Shared {
         runs: RouteRuns,
         setup: &QueueSetup,
     ) -> Result<ServedRoute, String> {
-        let mut builder = runs.apply(self.builder(spec, verifier)).lease(setup.lease);
+        let mut builder = self.builder(spec, verifier, runs).lease(setup.lease);
         if let Some(url) = &setup.stream_url {
             let queue = RedisStreamQueue::builder(spec.provider)
                 .stream_key(stream_key(&setup.redis_prefix, &spec.path))
@@ -109,19 +109,31 @@ impl Shared {
         served(spec, builder)
     }
 
-    fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> ReceiverBuilder {
+    /// The route's receiver as every route has it, confirming and reconciling as `runs` says.
+    fn builder(
+        &self,
+        spec: &RouteSpec,
+        verifier: Box<dyn Verifier>,
+        runs: RouteRuns,
+    ) -> ReceiverBuilder {
         let handler = self.handler.clone();
-        let builder = Receiver::builder(spec.provider)
+        let mut builder = Receiver::builder(spec.provider)
             .verifier(verifier)
             .store(self.store.clone())
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
             .retry(self.retry);
-        match self.queue_capacity {
-            Some(capacity) => builder.queue_capacity(capacity),
-            None => builder,
+        if let Some(capacity) = self.queue_capacity {
+            builder = builder.queue_capacity(capacity);
         }
+        if let Some(source) = runs.confirm {
+            builder = builder.confirm(source);
+        }
+        if let Some((source, policy)) = runs.reconcile {
+            builder = builder.reconcile(source, policy);
+        }
+        builder
     }
 }
 

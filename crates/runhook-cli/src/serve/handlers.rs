@@ -12,7 +12,7 @@ use runhook::{Handler, HandlerError};
 use tokio::io::AsyncWriteExt as _;
 
 use super::config::{HandlerKind, ServeConfig};
-use super::forward;
+use super::forward::{self, ForwardSettings};
 use crate::event_json;
 
 /// The handler `config` names, ready to run. A JSON-lines file is opened (created if needed)
@@ -21,7 +21,7 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(command) => Ok(exec(command.clone())),
-        HandlerKind::Forward(url) => forward::handler(url, &config.forward_settings()?),
+        HandlerKind::Forward(url) => forward::handler(url, &ForwardSettings::of(config)?),
     }
 }
 

@@ -1,22 +1,23 @@
-//! What `runhook serve` runs: routes, store, handler, from flags or from a TOML file.
+//! What `runhook serve` runs: routes, store, handler, from flags or from a TOML file. The
+//! whole configuration and its checks are here; each route, the store and the handler have
+//! their own file.
+
+mod handler;
+mod route;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runhook::payload::Provider;
-use runhook::platform::{DefaultScheme, Platform};
-use runhook::{
-    HeaderToken, PathSecret, RetryPolicy, Secrets, SegmentPosition, SkyvernSignature, Unsigned,
-    Verifier,
-};
+use runhook::RetryPolicy;
 use serde::Deserialize;
 
-use super::forward::{ForwardUrl, DEFAULT_RETRY_AFTER_CAP_SECS};
-use crate::cmd::secrets;
+pub use handler::{HandlerKind, HandlerSpec};
+pub use route::{Confirm, RouteSpec};
+pub use store::StoreSpec;
 
-/// The placeholder for a secret path segment in a route path: `/webhooks/tinyfish/{secret}`.
-pub const SECRET_SEGMENT: &str = "{secret}";
+use super::forward::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
 
 /// Everything `runhook serve` needs, as read from `runhook.toml` (or built from flags).
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +54,7 @@ pub struct ServeConfig {
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u64,
     /// Where processed events go.
-    #[serde(deserialize_with = "handler_from_spec")]
+    #[serde(deserialize_with = "handler::from_spec")]
     pub handler: HandlerKind,
     /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
     /// when absent.
@@ -106,181 +107,6 @@ impl QueueKind {
         match self {
             QueueKind::Memory => "memory",
             QueueKind::RedisStream => "redis-stream",
-        }
-    }
-}
-
-/// One receiving route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    /// The request path; a `{secret}` segment makes the secret a path secret.
-    pub path: String,
-    /// The platform posting to it.
-    #[serde(deserialize_with = "provider_from_name")]
-    pub provider: Provider,
-    /// Environment variables holding the accepted secrets (several during a key rotation).
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub secret_env: Vec<String>,
-    /// For header tokens (WebRun, SmartBrowse): the header carrying it (default: the
-    /// platform's own, from the provider table).
-    #[serde(default)]
-    pub header_name: Option<String>,
-    /// Accept deliveries without any authentication (TinyFish and SmartBrowse sign nothing).
-    /// Chosen by name, never a default.
-    #[serde(default)]
-    pub unsigned: bool,
-    /// Skyvern: also accept a body re-serialized by a proxy when its canonical form matches.
-    #[serde(default)]
-    pub canonical_fallback: bool,
-    /// Skyvern: refuse deliveries whose (unsigned) `x-skyvern-timestamp` is further from now
-    /// than this many seconds.
-    #[serde(default)]
-    pub timestamp_tolerance_secs: Option<u64>,
-    /// The platform's run API base URL (runhook appends the platform's run path); default its
-    /// hosted API. Only with `confirm` or `reconcile_after_secs`.
-    #[serde(default)]
-    pub api_url: Option<String>,
-    /// The environment variable holding the run API key; required by `confirm` and
-    /// `reconcile_after_secs`.
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Fetch each run from the platform's run API before the handler runs, and hand the
-    /// handler the fetched run; a run the API does not know is dead-lettered `not_confirmed`.
-    #[serde(default, deserialize_with = "confirm_from_bool")]
-    pub confirm: Confirm,
-    /// Reconcile this provider's expected runs (`runhook expect`) whose webhook has not been
-    /// processed this many seconds after registration (the default window; `--within`
-    /// overrides it per run). Needs a Redis store.
-    #[serde(default)]
-    pub reconcile_after_secs: Option<u64>,
-}
-
-/// Whether a route confirms each delivery with the platform's run API (`confirm = true`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Confirm {
-    /// The POSTed body is processed as it came (after authentication).
-    #[default]
-    Off,
-    /// The run is fetched from the run API and the fetched run is processed.
-    FetchFirst,
-}
-
-fn confirm_from_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Confirm, D::Error> {
-    Ok(if bool::deserialize(d)? {
-        Confirm::FetchFirst
-    } else {
-        Confirm::Off
-    })
-}
-
-/// Where claims are kept, as `--store` or `store =` names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum StoreSpec {
-    /// In this process (`memory`, the default).
-    #[default]
-    Memory,
-    /// Redis at this `redis://` or `rediss://` URL, shared by every instance using it.
-    Redis(String),
-}
-
-impl StoreSpec {
-    /// The spec as given (`memory` or the URL, credentials included: not for logs).
-    pub fn as_str(&self) -> &str {
-        match self {
-            StoreSpec::Memory => "memory",
-            StoreSpec::Redis(url) => url,
-        }
-    }
-}
-
-impl std::str::FromStr for StoreSpec {
-    type Err = String;
-
-    fn from_str(spec: &str) -> Result<Self, String> {
-        if spec == "memory" {
-            Ok(StoreSpec::Memory)
-        } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-            Ok(StoreSpec::Redis(spec.to_string()))
-        } else {
-            // Only the scheme: the rest may hold a password.
-            let scheme = spec.split("://").next().unwrap_or_default();
-            Err(format!(
-                "--store {scheme}://...: expected `memory` or a redis:// URL"
-            ))
-        }
-    }
-}
-
-impl TryFrom<String> for StoreSpec {
-    type Error = String;
-
-    fn try_from(spec: String) -> Result<Self, String> {
-        spec.parse()
-    }
-}
-
-/// Where processed events go: exactly one of the three.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HandlerSpec {
-    /// Append each event as one JSON line to this file.
-    pub jsonl: Option<PathBuf>,
-    /// Run this shell command with the event JSON on standard input.
-    pub exec: Option<String>,
-    /// POST the event JSON to this URL.
-    pub forward: Option<String>,
-}
-
-/// Without the forward URL, whose path or query may hold a secret.
-impl std::fmt::Debug for HandlerSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerSpec")
-            .field("jsonl", &self.jsonl)
-            .field("exec", &self.exec)
-            .field("forward", &self.forward.as_ref().map(|_| "<url>"))
-            .finish()
-    }
-}
-
-/// Reads a `[handler]` table as the one handler it must name.
-fn handler_from_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<HandlerKind, D::Error> {
-    HandlerSpec::deserialize(de)?
-        .kind()
-        .map_err(serde::de::Error::custom)
-}
-
-/// The one handler a [`HandlerSpec`] names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandlerKind {
-    /// Append JSON lines to a file.
-    Jsonl(PathBuf),
-    /// Run a shell command per event.
-    Exec(String),
-    /// POST each event to a URL (shown by its origin only).
-    Forward(ForwardUrl),
-}
-
-impl HandlerSpec {
-    /// The handler named, or why the spec does not name exactly one.
-    pub fn kind(&self) -> Result<HandlerKind, String> {
-        let named = [
-            self.jsonl.clone().map(HandlerKind::Jsonl),
-            self.exec.clone().map(HandlerKind::Exec),
-            self.forward
-                .as_deref()
-                .map(ForwardUrl::parse)
-                .transpose()?
-                .map(HandlerKind::Forward),
-        ];
-        let mut named = named.into_iter().flatten();
-        match (named.next(), named.next()) {
-            (Some(kind), None) => Ok(kind),
-            (None, _) => Err("no handler: give one of --jsonl FILE, --exec CMD, --forward URL \
-                              (in runhook.toml: [handler] jsonl = ..., exec = ... or forward = ...)"
-                .into()),
-            (Some(_), Some(_)) => Err("give exactly one handler: --jsonl, --exec or --forward".into()),
         }
     }
 }
@@ -372,7 +198,7 @@ impl ServeConfig {
                 "--queue redis-stream needs a Redis store: give --store redis://HOST:PORT".into(),
             );
         }
-        self.check_forward()
+        ForwardSettings::check(self)
     }
 
     /// The store's Redis URL, if the store is Redis.
@@ -399,11 +225,11 @@ impl ServeConfig {
     }
 
     /// How failed handler attempts are retried. A forward with limits gets a longer attempt
-    /// timeout, covering its wait for permits ([`ServeConfig::forward_attempt_timeout`]).
+    /// timeout, covering its wait for permits ([`ForwardSettings::attempt_timeout`]).
     pub fn retry_policy(&self) -> RetryPolicy {
         let initial_backoff = Duration::from_millis(self.retry_backoff_ms);
-        let attempt_timeout = match (&self.handler, self.forward_settings()) {
-            (HandlerKind::Forward(_), Ok(settings)) => self.forward_attempt_timeout(&settings),
+        let attempt_timeout = match (&self.handler, ForwardSettings::of(self)) {
+            (HandlerKind::Forward(_), Ok(settings)) => settings.attempt_timeout(self),
             _ => self.handler_timeout(),
         };
         RetryPolicy {
@@ -411,114 +237,6 @@ impl ServeConfig {
             initial_backoff,
             max_backoff: RetryPolicy::default().max_backoff.max(initial_backoff),
             attempt_timeout,
-        }
-    }
-}
-
-impl RouteSpec {
-    /// A route for `provider` at `path` with the secrets in `secret_env`, other settings at
-    /// their defaults.
-    pub fn new(path: impl Into<String>, provider: Provider, secret_env: Vec<String>) -> Self {
-        Self {
-            path: path.into(),
-            provider,
-            secret_env,
-            header_name: None,
-            unsigned: false,
-            canonical_fallback: false,
-            timestamp_tolerance_secs: None,
-            api_url: None,
-            api_key_env: None,
-            confirm: Confirm::Off,
-            reconcile_after_secs: None,
-        }
-    }
-
-    /// The index of the `{secret}` segment in the path, if it has one.
-    fn secret_segment(&self) -> Result<Option<usize>, String> {
-        let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
-        let mut found = segments
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s == SECRET_SEGMENT);
-        match (found.next(), found.next()) {
-            (None, _) => Ok(None),
-            (Some((index, _)), None) => Ok(Some(index)),
-            (Some(_), Some(_)) => Err(format!("{}: more than one {SECRET_SEGMENT}", self.path)),
-        }
-    }
-
-    /// The scheme that authenticates this route's deliveries, with the secrets read from the
-    /// environment:
-    /// - `unsigned`: none (no secrets allowed);
-    /// - a `{secret}` segment in the path: that segment must equal a secret;
-    /// - Skyvern: the `x-skyvern-signature` HMAC keyed by the API key;
-    /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
-    /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
-    pub fn verifier(&self) -> Result<Box<dyn Verifier>, String> {
-        let route = &self.path;
-        if !route.starts_with('/') {
-            return Err(format!("route path {route} must start with /"));
-        }
-        let segment = self.secret_segment()?;
-        if self.unsigned {
-            if !self.secret_env.is_empty() || segment.is_some() {
-                return Err(format!(
-                    "{route}: an unsigned route takes no secret (drop --secret-env or {SECRET_SEGMENT})"
-                ));
-            }
-            tracing::warn!(route = %route, provider = %self.provider, "route accepts unauthenticated deliveries");
-            return Ok(Box::new(Unsigned::accept_without_authentication()));
-        }
-        if self.secret_env.is_empty() {
-            return Err(format!(
-                "{route}: no secret; give --secret-env VAR (or unsigned = true, chosen by name)"
-            ));
-        }
-        let keys = secrets::all_from_env(&self.secret_env).map_err(|e| format!("{route}: {e}"))?;
-        self.verifier_with(keys)
-    }
-
-    /// The scheme as [`RouteSpec::verifier`] chooses it, with `keys` as the accepted secrets
-    /// (ignored by an `unsigned` route).
-    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, String> {
-        let route = &self.path;
-        if self.unsigned {
-            return Ok(Box::new(Unsigned::accept_without_authentication()));
-        }
-        if let Some(index) = self.secret_segment()? {
-            return Ok(Box::new(PathSecret::at(
-                SegmentPosition::Index(index),
-                keys,
-            )));
-        }
-        let platform = Platform::of(self.provider);
-        match (platform.default_scheme, &self.header_name) {
-            (DefaultScheme::HeaderToken { header }, name) => {
-                HeaderToken::new(name.as_deref().unwrap_or(header), keys)
-                    .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
-                    .map_err(|e| format!("{route}: {e}"))
-            }
-            (_, Some(_)) => Err(format!(
-                "{route}: {} sends no credential header; header_name is for header-token \
-                 routes (webrun, smartbrowse)",
-                platform.display_name
-            )),
-            (DefaultScheme::SkyvernSignature, None) => {
-                let mut scheme = SkyvernSignature::new(keys);
-                if self.canonical_fallback {
-                    scheme = scheme.with_canonical_fallback();
-                }
-                if let Some(secs) = self.timestamp_tolerance_secs {
-                    scheme = scheme.with_timestamp_tolerance(Duration::from_secs(secs));
-                }
-                Ok(Box::new(scheme))
-            }
-            (DefaultScheme::PathSecret, None) => Err(format!(
-                "{route}: {} signs nothing; put a {SECRET_SEGMENT} segment in the path \
-                 (a hard-to-guess URL) or set unsigned",
-                platform.display_name
-            )),
         }
     }
 }
@@ -563,26 +281,10 @@ fn default_forward_retry_after_cap_secs() -> u64 {
     DEFAULT_RETRY_AFTER_CAP_SECS
 }
 
-fn provider_from_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {
-    let name = String::deserialize(d)?;
-    crate::cmd::provider_name(&name).map_err(serde::de::Error::custom)
-}
-
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(one) => vec![one],
-        OneOrMany::Many(many) => many,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use runhook::payload::Provider;
+
     use super::*;
 
     const EXAMPLE: &str = r#"
@@ -702,17 +404,5 @@ reconcile_after_secs = 60
         let twice = format!("{redis}{}", route.replace("/tf-checked", "/tf-other"));
         let err = ServeConfig::from_toml(&twice).unwrap_err();
         assert!(err.contains("already reconciles tinyfish"), "{err}");
-    }
-
-    #[test]
-    fn tinyfish_needs_a_path_secret_or_an_explicit_unsigned() {
-        let mut route = RouteSpec::new("/tf", Provider::TinyFish, vec!["PATH".into()]);
-        assert!(route.verifier().err().unwrap().contains("signs nothing"));
-        route.secret_env.clear();
-        assert!(route.verifier().err().unwrap().contains("no secret"));
-        route.unsigned = true;
-        assert!(route.verifier().is_ok());
-        route.path = "/tf/{secret}".into();
-        assert!(route.verifier().err().unwrap().contains("takes no secret"));
     }
 }
