@@ -193,53 +193,37 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
         }
         None => flags_config(args)?,
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
+    apply_flags(&mut config, args)?;
+    config.check()?;
+    Ok(config)
+}
+
+/// `config` with each setting given by a flag replaced by the flag's value.
+fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), String> {
     if let Some(store) = &args.store {
         config.store = store.parse()?;
-    }
-    if let Some(workers) = args.workers {
-        config.workers = workers;
-    }
-    if let Some(queue) = args.queue {
-        config.queue = queue;
-    }
-    if let Some(secs) = args.lease_secs {
-        config.lease_secs = secs;
     }
     if let Some(prefix) = &args.redis_prefix {
         config.redis_prefix.clone_from(prefix);
     }
-    if let Some(capacity) = args.queue_capacity {
-        config.queue_capacity = Some(capacity);
-    }
-    if let Some(deliveries) = args.max_deliveries {
-        config.max_deliveries = deliveries;
-    }
     if let Some(path) = &args.dead_letters {
         config.dead_letters = Some(path.clone());
     }
-    if let Some(attempts) = args.max_attempts {
-        config.max_attempts = attempts;
-    }
-    if let Some(ms) = args.retry_backoff_ms {
-        config.retry_backoff_ms = ms;
-    }
-    if let Some(secs) = args.drain_timeout {
-        config.drain_timeout_secs = secs;
-    }
-    if let Some(secs) = args.forward_retry_after_cap_secs {
-        config.forward_retry_after_cap_secs = secs;
-    }
-    if let Some(rate) = args.forward_rate_per_sec {
-        config.forward_rate_per_sec = Some(rate);
-    }
-    if let Some(n) = args.forward_concurrency {
-        config.forward_concurrency = Some(n);
-    }
-    config.check()?;
-    Ok(config)
+    config.listen = args.listen.unwrap_or(config.listen);
+    config.workers = args.workers.unwrap_or(config.workers);
+    config.queue = args.queue.unwrap_or(config.queue);
+    config.lease_secs = args.lease_secs.unwrap_or(config.lease_secs);
+    config.queue_capacity = args.queue_capacity.or(config.queue_capacity);
+    config.max_deliveries = args.max_deliveries.unwrap_or(config.max_deliveries);
+    config.max_attempts = args.max_attempts.unwrap_or(config.max_attempts);
+    config.retry_backoff_ms = args.retry_backoff_ms.unwrap_or(config.retry_backoff_ms);
+    config.drain_timeout_secs = args.drain_timeout.unwrap_or(config.drain_timeout_secs);
+    config.forward_retry_after_cap_secs = args
+        .forward_retry_after_cap_secs
+        .unwrap_or(config.forward_retry_after_cap_secs);
+    config.forward_rate_per_sec = args.forward_rate_per_sec.or(config.forward_rate_per_sec);
+    config.forward_concurrency = args.forward_concurrency.or(config.forward_concurrency);
+    Ok(())
 }
 
 /// A one-route configuration from `--path`, `--provider` and the handler flag.

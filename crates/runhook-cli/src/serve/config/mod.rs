@@ -320,22 +320,17 @@ secret_env = "TINYFISH_PATH_SECRET"
 
     #[test]
     fn refuses_unknown_keys_providers_and_handlers() {
-        let typo = EXAMPLE.replace("workers = 2", "worker = 2");
-        assert!(ServeConfig::from_toml(&typo)
-            .unwrap_err()
-            .contains("worker"));
-        let provider = EXAMPLE.replace("\"tinyfish\"", "\"tinyfsh\"");
-        assert!(ServeConfig::from_toml(&provider)
-            .unwrap_err()
-            .contains("tinyfsh"));
-        let two = EXAMPLE.replace("[handler]", "[handler]\nexec = \"cat\"");
-        assert!(ServeConfig::from_toml(&two)
-            .unwrap_err()
-            .contains("exactly one"));
-        let twice = EXAMPLE.replace("/webhooks/tinyfish/{secret}", "/webhooks/skyvern");
-        assert!(ServeConfig::from_toml(&twice)
-            .unwrap_err()
-            .contains("twice"));
+        let cases = [
+            // (replace this, with this, and the error names this)
+            ("workers = 2", "worker = 2", "worker"),
+            ("\"tinyfish\"", "\"tinyfsh\"", "tinyfsh"),
+            ("[handler]", "[handler]\nexec = \"cat\"", "exactly one"),
+            ("/webhooks/tinyfish/{secret}", "/webhooks/skyvern", "twice"),
+        ];
+        for (from, to, named) in cases {
+            let err = ServeConfig::from_toml(&EXAMPLE.replace(from, to)).unwrap_err();
+            assert!(err.contains(named), "{to}: {err}");
+        }
     }
 
     #[test]
