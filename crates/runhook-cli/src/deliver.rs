@@ -327,16 +327,14 @@ async fn post_once(
 /// error 111)`), never the URL (which may hold a path secret).
 fn reason(error: reqwest::Error) -> String {
     let error = error.without_url();
-    let mut innermost: &dyn std::error::Error = &error;
-    while let Some(cause) = innermost.source() {
-        innermost = cause;
-    }
-    let prefix = if error.is_connect() {
-        "cannot connect: "
+    let first: &dyn std::error::Error = &error;
+    let causes = std::iter::successors(Some(first), |cause| cause.source());
+    let innermost = causes.last().unwrap_or(first);
+    if error.is_connect() {
+        format!("cannot connect: {innermost}")
     } else {
-        ""
-    };
-    format!("{prefix}{innermost}")
+        innermost.to_string()
+    }
 }
 
 #[cfg(test)]

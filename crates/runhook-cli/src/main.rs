@@ -10,6 +10,7 @@ mod deliver;
 mod env;
 mod event_json;
 mod names;
+mod outage_store;
 mod serve;
 
 /// runhook: the receiving end of web-agent webhooks (Skyvern, TinyFish, WebRun, SmartBrowse).

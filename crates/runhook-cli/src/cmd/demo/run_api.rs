@@ -33,13 +33,7 @@ pub async fn start(
     let app = axum::Router::new()
         .route(path, axum::routing::get(answer))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("cannot start the run API stand-in: {e}"))?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
+    let (listener, base) = super::bind_localhost("cannot start the run API stand-in").await?;
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
