@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runhook::{sign_skyvern, Secret};
+use runhook::verify::sign_skyvern;
+use runhook::Secret;
 
 mod common;
 use common::{

@@ -20,8 +20,10 @@
 //! use runhook::{payload::{Provider, RunEvent}, HeaderToken, Receiver, Secret};
 //!
 //! # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let webrun = Receiver::builder(Provider::WebRun)
-//!     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+//! let webrun = Receiver::builder(
+//!     Provider::WebRun,
+//!     HeaderToken::authorization(Secret::new("Bearer webrun-token")?),
+//! )
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
@@ -40,12 +42,12 @@ use std::task::{Context, Poll};
 
 use std::rc::Rc;
 
-use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::HttpMessage as _;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
@@ -71,14 +73,18 @@ pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload
     let outcome = receiver
         .receive(&ActixHeaders(request.headers()), request.path(), body)
         .await;
-    respond(&outcome)
+    outcome.respond_to(request)
 }
 
-/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
-/// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
-/// connection, or one whose body was not read to its end, is dropped.
-pub fn respond(outcome: &Outcome) -> HttpResponse {
-    Rejection::from_outcome(outcome).error_response()
+/// An outcome is an actix-web answer: its status, `Retry-After` when set, and a short plain
+/// body; `Connection: close` after a body read timeout or a body over the limit, so that a
+/// stalled connection, or one whose body was not read to its end, is dropped.
+impl Responder for Outcome {
+    type Body = BoxBody;
+
+    fn respond_to(self, _request: &HttpRequest) -> HttpResponse {
+        Rejection::from_outcome(&self).error_response()
+    }
 }
 
 /// The extractor style: a genuine, new, parsed run, claimed for your handler. The receiver is
@@ -99,8 +105,10 @@ pub fn respond(outcome: &Outcome) -> HttpResponse {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(Provider::Skyvern)
-///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+/// let receiver = Receiver::builder(
+///     Provider::Skyvern,
+///     SkyvernSignature::new(Secret::new("sk_live_example")?),
+/// )
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().app_data(receiver).route("/webhooks/skyvern", web::post().to(on_run));
 /// # let _ = app; Ok(()) }
@@ -236,8 +244,9 @@ impl FromRequest for Webhook {
 ///
 /// ```
 /// use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
-/// use runhook::actix::WebhookMiddleware;
-/// use runhook::{payload::Provider, HeaderToken, Receiver, Secret, VerifiedRun};
+/// use runhook::actix::WebhookLayer;
+/// use runhook::{payload::Provider, HeaderToken, Receiver, Secret};
+/// use runhook::receiver::VerifiedRun;
 ///
 /// async fn on_run(request: HttpRequest, body: web::Json<serde_json::Value>) -> HttpResponse {
 ///     let run = request.extensions().get::<VerifiedRun>().cloned().expect("set by the middleware");
@@ -246,22 +255,24 @@ impl FromRequest for Webhook {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(Provider::WebRun)
-///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+/// let receiver = Receiver::builder(
+///     Provider::WebRun,
+///     HeaderToken::authorization(Secret::new("Bearer webrun-token")?),
+/// )
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().service(
 ///     web::resource("/webhooks/webrun")
-///         .wrap(WebhookMiddleware::new(receiver))
+///         .wrap(WebhookLayer::new(receiver))
 ///         .route(web::post().to(on_run)),
 /// );
 /// # let _ = app; Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct WebhookMiddleware {
+pub struct WebhookLayer {
     receiver: InlineReceiver,
 }
 
-impl WebhookMiddleware {
+impl WebhookLayer {
     /// The middleware for `receiver`'s route (built with
     /// [`build_inline`](crate::ReceiverBuilder::build_inline): your handlers are the handler).
     pub fn new(receiver: InlineReceiver) -> Self {
@@ -269,7 +280,7 @@ impl WebhookMiddleware {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for WebhookMiddleware
+impl<S, B> Transform<S, ServiceRequest> for WebhookLayer
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
@@ -288,7 +299,7 @@ where
     }
 }
 
-/// The service [`WebhookMiddleware`] wraps around yours.
+/// The service [`WebhookLayer`] wraps around yours.
 pub struct WebhookService<S> {
     receiver: InlineReceiver,
     service: Rc<S>,
@@ -337,7 +348,7 @@ where
     let claimed = match claimed {
         Ok(claimed) => claimed,
         Err(outcome) => {
-            let response = respond(&outcome);
+            let response = outcome.respond_to(request.request());
             return Ok(request.into_response(response).map_into_right_body());
         }
     };
@@ -360,7 +371,7 @@ async fn read_body(
     request: &HttpRequest,
     mut payload: Payload,
 ) -> Result<Bytes, Rejection> {
-    let declared = crate::content_length(&ActixHeaders(request.headers()));
+    let declared = crate::body::content_length(&ActixHeaders(request.headers()));
     match pipeline.read_body(&mut payload, declared).await {
         Ok(bytes) => Ok(bytes),
         Err(outcome) => {
@@ -377,7 +388,8 @@ async fn read_body(
 ///
 /// ```
 /// use runhook::actix::ActixHeaders;
-/// use runhook::{Delivery, HeaderToken, Secret, Verifier};
+/// use runhook::{HeaderToken, Secret, Verifier};
+/// use runhook::verify::Delivery;
 ///
 /// let request = actix_web::test::TestRequest::default()
 ///     .insert_header(("Authorization", "Bearer t0ken"))

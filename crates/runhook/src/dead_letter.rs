@@ -15,8 +15,10 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use bytes::Bytes;
 use runhook_core::payload::{PayloadError, Provider};
+use runhook_core::HeaderLookup;
 
 use crate::handler::BoxFuture;
+pub use crate::redrive::{redrive_file, RedriveReport};
 
 /// Why a delivery was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +246,28 @@ pub(crate) fn is_credential_header(name: &str) -> bool {
         || name.contains("token")
         || name.contains("secret")
         || name.contains("api-key")
+}
+
+/// The headers worth keeping with a dead letter or a queued delivery: all but credentials
+/// (the fixed list above and the route's own `credential_headers`, lowercase).
+pub(crate) fn kept_headers(
+    headers: &dyn HeaderLookup,
+    credential_headers: &[String],
+) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    headers.visit_all(&mut |name, value| {
+        let credential = is_credential_header(name)
+            || credential_headers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name));
+        if !credential {
+            kept.push((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        }
+    });
+    kept
 }
 
 /// Somewhere to keep dead letters.

@@ -11,7 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use runhook::{sign_skyvern, Secret};
+use runhook::verify::sign_skyvern;
+use runhook::Secret;
 
 /// An id no other test (or earlier run against a shared Redis) uses.
 pub fn unique(prefix: &str) -> String {

@@ -8,7 +8,7 @@ use runhook_core::AuthError;
 use runhook_store::StoreError;
 
 use crate::handler::HandlerError;
-use crate::memory_queue::Refused;
+use crate::handoff::Refused;
 
 /// What happened to a delivery, and what to answer.
 #[derive(Debug)]

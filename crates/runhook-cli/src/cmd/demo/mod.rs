@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use runhook::dead_letter::MemoryDeadLetters;
 use runhook::payload::{EventSource, RunEvent};
-use runhook::{MemoryDeadLetters, ShutdownReport};
+use runhook::ShutdownReport;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use runhook::dead_letter::MemoryDeadLetters;
 use runhook::payload::{Provider, RunEvent};
+use runhook::retry::RetryPolicy;
 use runhook::runs::ReconcilePolicy;
-use runhook::{MemoryDeadLetters, RetryPolicy};
 
 use super::script::{
     demo_secret, CONFIRM_PATH, RECONCILE_EVERY, SKYVERN_KEY, SMARTBROWSE_PATH, TINYFISH_API_KEY,

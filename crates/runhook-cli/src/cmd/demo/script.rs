@@ -8,7 +8,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
 use runhook::canonical::SkyvernRequest;
 use runhook::payload::Provider;
-use runhook::{Clock as _, Secret, SystemClock};
+use runhook::verify::{Clock as _, SystemClock};
+use runhook::Secret;
 
 use crate::deliver::{self, Credential};
 

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runhook::RetryPolicy;
+use runhook::retry::RetryPolicy;
 use serde::Deserialize;
 
 pub use handler::{HandlerKind, HandlerSpec};
@@ -250,7 +250,7 @@ fn default_workers() -> usize {
 }
 
 fn default_lease_secs() -> u64 {
-    runhook::DEFAULT_LEASE.as_secs()
+    runhook::receiver::DEFAULT_LEASE.as_secs()
 }
 
 fn default_redis_prefix() -> String {

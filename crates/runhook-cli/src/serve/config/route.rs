@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
-use runhook::{
-    HeaderToken, PathSecret, Secrets, SegmentPosition, SkyvernSignature, Unsigned, Verifier,
-};
+use runhook::verify::SegmentPosition;
+use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
 use serde::Deserialize;
 
 use crate::env;
