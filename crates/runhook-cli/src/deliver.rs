@@ -53,16 +53,20 @@ pub enum Credential {
     },
 }
 
+/// A secret that cannot be sent as a header's value; the message never includes the value.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the value for header `{0}` cannot be sent in a header (it holds a control character or a \
+     byte that is not visible ASCII)"
+)]
+pub struct NotAHeaderValue(HeaderName);
+
 impl Credential {
-    /// A [`Credential::Header`], refusing a value that cannot be sent in a header (the message
-    /// never includes the value).
-    pub fn header(name: HeaderName, value: Secret) -> Result<Self, String> {
+    /// A [`Credential::Header`], refusing a value that cannot be sent in a header.
+    pub fn header(name: HeaderName, value: Secret) -> Result<Self, NotAHeaderValue> {
         match header_value(&value) {
             Some(_) => Ok(Credential::Header { name, value }),
-            None => Err(format!(
-                "the value for header `{name}` cannot be sent in a header (it holds a control \
-                 character or a byte that is not visible ASCII)"
-            )),
+            None => Err(NotAHeaderValue(name)),
         }
     }
 }
@@ -437,7 +441,7 @@ mod tests {
             HeaderName::from_static("authorization"),
             Secret::new("Bearer s3\ncr3t")?,
         );
-        assert!(invalid.is_err_and(|message| !message.contains("s3")));
+        assert!(invalid.is_err_and(|error| !error.to_string().contains("s3")));
         Ok(())
     }
 }

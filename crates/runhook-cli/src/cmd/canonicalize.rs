@@ -41,17 +41,17 @@ pub fn run(args: CanonicalizeArgs) -> ExitCode {
     let written = if args.each_line {
         let input = match open_input(&args.input) {
             Ok(input) => input,
-            Err(message) => return usage(&message),
+            Err(error) => return usage(&error.to_string()),
         };
         match each_line(input, &mut stdout) {
             Ok(()) => Ok(()),
-            Err(Failed::Read(e)) => return usage(&read_error(&args.input, &e)),
+            Err(Failed::Read(e)) => return usage(&read_error(&args.input, e).to_string()),
             Err(Failed::Write(e)) => Err(e),
         }
     } else {
         let input = match read_input(&args.input) {
             Ok(input) => input,
-            Err(message) => return usage(&message),
+            Err(error) => return usage(&error.to_string()),
         };
         match canonicalize(&input) {
             Ok(canonical) => stdout.write_all(&canonical),

@@ -9,13 +9,48 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
 
-use crate::serve::app::{self, QueueSetup, ServedRoute, Shared};
-use crate::serve::config::{Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig};
-use crate::serve::handlers;
-use crate::serve::runs::RouteRuns;
+use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared};
+use crate::serve::config::{
+    ConfigFileError, Confirm, HandlerSpec, HandlerSpecError, QueueKind, RouteError, RouteSpec,
+    ServeConfig, ServeConfigError, StoreSpecError,
+};
+use crate::serve::handlers::{self, BuildHandlerError};
+use crate::serve::runs::{RouteRuns, RouteRunsError};
 
 /// Exit status for a configuration error (or a listener that cannot bind).
 const USAGE: u8 = 2;
+
+/// Why `runhook serve` cannot start; each is a configuration error (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `--config` cannot be read, or cannot run.
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
+    /// No route from the flags.
+    #[error("give --path and --provider (or --config FILE)")]
+    NoRoute,
+    /// The configuration (from flags, or with flags applied) cannot run.
+    #[error(transparent)]
+    Config(#[from] ServeConfigError),
+    /// `--store` names no store.
+    #[error(transparent)]
+    Store(#[from] StoreSpecError),
+    /// The handler flags name no usable handler.
+    #[error(transparent)]
+    HandlerSpec(#[from] HandlerSpecError),
+    /// The handler cannot be made ready.
+    #[error(transparent)]
+    Handler(#[from] BuildHandlerError),
+    /// A route cannot be authenticated.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A route's run API settings cannot be used.
+    #[error(transparent)]
+    RouteRuns(#[from] RouteRunsError),
+    /// A route or the store cannot be served.
+    #[error(transparent)]
+    App(#[from] AppError),
+}
 
 /// Arguments of `runhook serve`.
 #[derive(Debug, Args)]
@@ -161,7 +196,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     init_logs(args.log_format);
     let config = match config_from(&args) {
         Ok(config) => config,
-        Err(message) => return fail(&message),
+        Err(error) => return fail(&error.to_string()),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -184,13 +219,9 @@ pub fn init_logs(format: LogFormat) {
 }
 
 /// The configuration from `--config`, or from the flags, with flag overrides applied.
-fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
+fn config_from(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Some(path) => ServeConfig::from_file(path)?,
         None => flags_config(args)?,
     };
     apply_flags(&mut config, args)?;
@@ -199,7 +230,7 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
 }
 
 /// `config` with each setting given by a flag replaced by the flag's value.
-fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), String> {
+fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), StoreSpecError> {
     if let Some(store) = &args.store {
         config.store = store.parse()?;
     }
@@ -227,9 +258,9 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), String>
 }
 
 /// A one-route configuration from `--path`, `--provider` and the handler flag.
-fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
+fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     let (Some(path), Some(provider)) = (&args.path, args.provider) else {
-        return Err("give --path and --provider (or --config FILE)".into());
+        return Err(ServeError::NoRoute);
     };
     let mut route = RouteSpec::new(path.clone(), provider, args.secret_env.clone());
     route.header_name.clone_from(&args.header_name);
@@ -254,7 +285,7 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
 async fn serve(config: ServeConfig) -> ExitCode {
     let routes = match build_routes(&config).await {
         Ok(routes) => routes,
-        Err(message) => return fail(&message),
+        Err(error) => return fail(&error.to_string()),
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
@@ -293,7 +324,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
 }
 
 /// Every configured route, sharing one store, handler and dead-letter sink.
-async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
+async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeError> {
     let handler = handlers::build(config)?;
     let shared = Shared::from_config(config, handler).await?;
     let setup = QueueSetup::from_config(config);

@@ -53,11 +53,11 @@ pub struct SignArgs {
 pub fn run(args: SignArgs) -> ExitCode {
     let key = match env::secret(&args.secret_env) {
         Ok(key) => key,
-        Err(message) => return fail(USAGE, &message),
+        Err(error) => return fail(USAGE, &error.to_string()),
     };
     let payload = match read_input(&args.input) {
         Ok(payload) => payload,
-        Err(message) => return fail(USAGE, &message),
+        Err(error) => return fail(USAGE, &error.to_string()),
     };
     let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
     let request = match args.scheme {

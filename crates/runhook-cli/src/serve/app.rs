@@ -10,13 +10,37 @@ use axum::routing::{get, post};
 use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
 use runhook::receiver::BackgroundBuilder;
 use runhook::retry::RetryPolicy;
-use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::stream::RedisStreamQueue;
-use runhook::{Handler, Receiver, ShutdownReport, Verifier};
+use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
+use runhook::stream::{RedisStreamQueue, StreamError};
+use runhook::{BuildError, Handler, Receiver, ShutdownReport, Verifier};
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
 use super::runs::RouteRuns;
+
+/// Why a route, or the store every route shares, cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The Redis store cannot be used.
+    #[error("cannot use the Redis store: {0}")]
+    Store(StoreError),
+    /// A route's Redis stream cannot be used.
+    #[error("{route}: cannot use the Redis stream: {source}")]
+    Stream {
+        /// The route's path.
+        route: String,
+        /// Why not.
+        source: StreamError,
+    },
+    /// A route's receiver refused its settings.
+    #[error("{route}: {source}")]
+    Build {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: BuildError,
+    },
+}
 
 /// One receiving route as served.
 pub struct ServedRoute {
@@ -50,7 +74,7 @@ impl Shared {
     pub async fn from_config(
         config: &ServeConfig,
         handler: Arc<dyn Handler>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AppError> {
         let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letters {
             Some(path) => Arc::new(JsonLinesDeadLetters::new(path)),
             // Replaced per route by the route's dead-letter stream (see `route_with`).
@@ -79,7 +103,7 @@ impl Shared {
         spec: &RouteSpec,
         verifier: Box<dyn Verifier>,
         runs: RouteRuns,
-    ) -> Result<ServedRoute, String> {
+    ) -> Result<ServedRoute, AppError> {
         served(spec, self.builder(spec, verifier, runs))
     }
 
@@ -92,7 +116,7 @@ impl Shared {
         verifier: Box<dyn Verifier>,
         runs: RouteRuns,
         setup: &QueueSetup,
-    ) -> Result<ServedRoute, String> {
+    ) -> Result<ServedRoute, AppError> {
         let mut builder = self.builder(spec, verifier, runs).lease(setup.lease);
         if let Some(url) = &setup.stream_url {
             let queue = RedisStreamQueue::builder(spec.provider)
@@ -100,7 +124,10 @@ impl Shared {
                 .max_deliveries(setup.max_deliveries)
                 .connect(url)
                 .await
-                .map_err(|e| format!("{}: cannot use the Redis stream: {e}", spec.path))?;
+                .map_err(|source| AppError::Stream {
+                    route: spec.path.clone(),
+                    source,
+                })?;
             tracing::info!(route = %spec.path, stream = %queue.stream_key(), group = %queue.group(), consumer = %queue.consumer(), "hand-off on a Redis stream");
             if !setup.dead_letter_file {
                 builder = builder.dead_letters(Arc::new(queue.dead_letters()));
@@ -137,8 +164,11 @@ impl Shared {
     }
 }
 
-fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, String> {
-    let receiver = builder.build().map_err(|e| format!("{}: {e}", spec.path))?;
+fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, AppError> {
+    let receiver = builder.build().map_err(|source| AppError::Build {
+        route: spec.path.clone(),
+        source,
+    })?;
     Ok(ServedRoute {
         path: spec.path.clone(),
         receiver,
@@ -189,7 +219,7 @@ pub fn stream_key(prefix: &str, path: &str) -> String {
 pub async fn open_store(
     spec: &StoreSpec,
     prefix: &str,
-) -> Result<Arc<dyn IdempotencyStore>, String> {
+) -> Result<Arc<dyn IdempotencyStore>, AppError> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreSpec::Redis(url) => {
@@ -197,7 +227,7 @@ pub async fn open_store(
                 .prefix(format!("{prefix}:idem:"))
                 .connect(url)
                 .await
-                .map_err(|e| format!("cannot use the Redis store: {e}"))?;
+                .map_err(AppError::Store)?;
             Ok(Arc::new(store))
         }
     }

@@ -2,7 +2,7 @@
 //! forward to a URL ([`super::forward`]). Each gets the event as one JSON object ([`crate::event_json::record_line`]).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -12,16 +12,35 @@ use runhook::{Handler, HandlerError};
 use tokio::io::AsyncWriteExt as _;
 
 use super::config::{HandlerKind, ServeConfig};
-use super::forward::{self, ForwardSettings};
+use super::forward::{self, ForwardSettings, ForwardSettingsError, HttpClientError};
 use crate::event_json;
+
+/// Why the handler cannot be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildHandlerError {
+    /// The JSON-lines file cannot be opened for appending.
+    #[error("cannot open {} for appending: {source}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The forward settings cannot be used.
+    #[error(transparent)]
+    ForwardSettings(#[from] ForwardSettingsError),
+    /// The forward handler's client cannot be built.
+    #[error(transparent)]
+    HttpClient(#[from] HttpClientError),
+}
 
 /// The handler `config` names, ready to run. A JSON-lines file is opened (created if needed)
 /// now, so that a path that cannot be written fails at start rather than at the first event.
-pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
+pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, BuildHandlerError> {
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(command) => Ok(exec(command.clone())),
-        HandlerKind::Forward(url) => forward::handler(url, &ForwardSettings::of(config)?),
+        HandlerKind::Forward(url) => Ok(forward::handler(url, &ForwardSettings::of(config)?)?),
     }
 }
 
@@ -30,7 +49,7 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
 /// lock, so concurrent workers never interleave them. The file is written synchronously: an
 /// append of a few kilobytes lands in the page cache in microseconds, far less than a hop to
 /// tokio's blocking pool would cost.
-fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
+fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, BuildHandlerError> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     // Events hold whole payloads: readable by the owner only (when created here).
@@ -38,7 +57,10 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options
         .open(path)
-        .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))?;
+        .map_err(|source| BuildHandlerError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let file = Arc::new(std::sync::Mutex::new(file));
     Ok(Arc::new(move |event: Arc<RunEvent>| {
         let file = file.clone();

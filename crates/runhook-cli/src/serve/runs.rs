@@ -5,11 +5,43 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runhook::runs::{ReconcilePolicy, RunApiClient, RunSource};
+use runhook::runs::{ReconcilePolicy, RunApiClient, RunApiClientError, RunSource};
 use runhook::Secret;
 
-use super::config::{Confirm, RouteSpec};
-use crate::env;
+use super::config::{Confirm, RouteError, RouteSpec};
+use crate::env::{self, EnvError};
+
+/// Why a route's run API settings cannot be used; each message starts with the route's path.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteRunsError {
+    /// The settings do not check out.
+    #[error(transparent)]
+    Check(#[from] RouteError),
+    /// The API key could not be read from the environment.
+    #[error("{route}: {source}")]
+    Env {
+        /// The route's path.
+        route: String,
+        /// Why not.
+        source: EnvError,
+    },
+    /// The client refused the platform or the key.
+    #[error("{route}: {source}")]
+    Client {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: RunApiClientError,
+    },
+    /// The client refused `api_url` (never repeated: it may carry credentials).
+    #[error("{route}: api_url: {source}")]
+    ApiUrl {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: RunApiClientError,
+    },
+}
 
 /// What a route does with its platform's run API: nothing, confirm, reconcile, or both.
 #[derive(Default)]
@@ -22,11 +54,14 @@ pub struct RouteRuns {
 
 impl RouteRuns {
     /// `spec`'s run API settings, with the API key read from its `api_key_env`.
-    pub fn of(spec: &RouteSpec) -> Result<Self, String> {
+    pub fn of(spec: &RouteSpec) -> Result<Self, RouteRunsError> {
         spec.check_runs()?;
         match &spec.api_key_env {
             Some(var) if spec.uses_run_api() => {
-                let key = env::secret(var).map_err(|e| format!("{}: {e}", spec.path))?;
+                let key = env::secret(var).map_err(|source| RouteRunsError::Env {
+                    route: spec.path.clone(),
+                    source,
+                })?;
                 Self::with_key(spec, key, ReconcilePolicy::after)
             }
             _ => Ok(Self::default()),
@@ -39,20 +74,26 @@ impl RouteRuns {
         spec: &RouteSpec,
         key: Secret,
         policy: impl FnOnce(Duration) -> ReconcilePolicy,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RouteRunsError> {
         if !spec.uses_run_api() {
             return Ok(Self::default());
         }
         let route = &spec.path;
-        let mut builder =
-            RunApiClient::builder(spec.provider, key).map_err(|e| format!("{route}: {e}"))?;
+        let client = |source| RouteRunsError::Client {
+            route: route.clone(),
+            source,
+        };
+        let mut builder = RunApiClient::builder(spec.provider, key).map_err(client)?;
         if let Some(url) = &spec.api_url {
             // The error never repeats the URL: it may carry credentials.
             builder = builder
                 .base_url(url)
-                .map_err(|e| format!("{route}: api_url: {e}"))?;
+                .map_err(|source| RouteRunsError::ApiUrl {
+                    route: route.clone(),
+                    source,
+                })?;
         }
-        let client = builder.build().map_err(|e| format!("{route}: {e}"))?;
+        let client = builder.build().map_err(client)?;
         tracing::info!(route = %route, provider = %spec.provider, api = ?client, confirm = spec.confirm == Confirm::FetchFirst, reconcile_after_secs = ?spec.reconcile_after_secs, "run API in use");
         let source: Arc<dyn RunSource> = Arc::new(client);
         Ok(RouteRuns {
@@ -81,17 +122,25 @@ mod tests {
         let mut webrun = route(Provider::WebRun);
         webrun.confirm = Confirm::FetchFirst;
         webrun.api_key_env = Some("K".into());
-        assert!(webrun.check_runs().unwrap_err().contains("no run API"));
+        assert!(webrun
+            .check_runs()
+            .unwrap_err()
+            .to_string()
+            .contains("no run API"));
     }
 
     #[test]
     fn the_run_api_needs_a_key_variable_and_a_feature() {
         let mut tinyfish = route(Provider::TinyFish);
         tinyfish.reconcile_after_secs = Some(5);
-        assert!(tinyfish.check_runs().unwrap_err().contains("api_key_env"));
+        assert!(tinyfish
+            .check_runs()
+            .unwrap_err()
+            .to_string()
+            .contains("api_key_env"));
         tinyfish.api_key_env = Some("RUNHOOK_TEST_UNSET_KEY_VAR".into());
         assert!(tinyfish.check_runs().is_ok());
-        let err = RouteRuns::of(&tinyfish).err().unwrap();
+        let err = RouteRuns::of(&tinyfish).err().unwrap().to_string();
         assert!(
             err.contains("RUNHOOK_TEST_UNSET_KEY_VAR is not set"),
             "{err}"
@@ -100,6 +149,7 @@ mod tests {
         assert!(tinyfish
             .check_runs()
             .unwrap_err()
+            .to_string()
             .contains("neither is set"));
     }
 
@@ -115,7 +165,8 @@ mod tests {
             ReconcilePolicy::after,
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(err.contains("api_url"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         smartbrowse.api_url = Some("http://127.0.0.1:9".into());

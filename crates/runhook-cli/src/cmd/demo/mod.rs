@@ -18,15 +18,85 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use runhook::canonical::CanonicalError;
 use runhook::dead_letter::MemoryDeadLetters;
-use runhook::payload::{EventSource, RunEvent};
+use runhook::payload::{EventSource, PayloadError, Provider, RunEvent};
+use runhook::store::StoreError;
+use runhook::verify::ConfigError;
 use runhook::ShutdownReport;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::deliver::{self, Attempt, SenderKind};
-use crate::serve::app::{self, ServedRoute};
+use crate::deliver::{self, Attempt, NotAHeaderValue, SenderKind};
+use crate::serve::app::{self, AppError, ServedRoute};
+use crate::serve::config::RouteError;
+use crate::serve::runs::RouteRunsError;
 use script::{Act, Scene, CONFIRM_PATH, NEVER_ARRIVES_RUN, TINYFISH_API_KEY, WINDOW};
+
+/// Why the demo could not start or finish (exit status 2).
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    /// A localhost port could not be had.
+    #[error("{context}: {source}")]
+    Listen {
+        /// What the port was for.
+        context: &'static str,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// A listener's address could not be read.
+    #[error(transparent)]
+    Address(std::io::Error),
+    /// The provider table gives TinyFish no run API.
+    #[error("TinyFish has no run API in the provider table")]
+    NoRunApi,
+    /// A made-up secret was refused.
+    #[error(transparent)]
+    Secret(#[from] ConfigError),
+    /// A Skyvern body could not be signed.
+    #[error(transparent)]
+    Sign(#[from] CanonicalError),
+    /// A header credential was refused.
+    #[error(transparent)]
+    Credential(#[from] NotAHeaderValue),
+    /// A body could not be re-serialized.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A route could not be authenticated.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A route's run API settings were refused.
+    #[error(transparent)]
+    RouteRuns(#[from] RouteRunsError),
+    /// A route could not be served.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// A scene's body is not its platform's payload.
+    #[error("demo body for {platform}: {source}")]
+    Body {
+        /// The scene's platform.
+        platform: Provider,
+        /// Why not.
+        source: PayloadError,
+    },
+    /// A scene names a path no route serves.
+    #[error("no demo route {0}")]
+    NoRoute(String),
+    /// A run could not be expected.
+    #[error("cannot expect run {run_id}: {source}")]
+    Expect {
+        /// The run.
+        run_id: String,
+        /// Why not.
+        source: StoreError,
+    },
+    /// The server task failed.
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The server failed.
+    #[error("server: {0}")]
+    Server(std::io::Error),
+}
 
 /// Arguments of `runhook demo` (none).
 #[derive(Debug, Args)]
@@ -69,7 +139,7 @@ pub fn run(_args: DemoArgs) -> ExitCode {
 
 /// Starts the receiver and the run API stand-in, plays the script, waits for the
 /// reconciler, stops, and prints the table; whether everything was as expected.
-async fn demo() -> Result<bool, String> {
+async fn demo() -> Result<bool, DemoError> {
     let started = Instant::now();
     let calls = Calls::default();
     let (api_base, api_server) = start_run_api().await?;
@@ -96,7 +166,7 @@ async fn demo() -> Result<bool, String> {
 }
 
 /// The run API stand-in, knowing the run whose webhook never arrives, finished.
-async fn start_run_api() -> Result<(String, JoinHandle<()>), String> {
+async fn start_run_api() -> Result<(String, JoinHandle<()>), DemoError> {
     let run = serde_json::json!({
         "run_id": NEVER_ARRIVES_RUN, "status": "COMPLETED", "goal": "Find the cheapest flight price",
         "result": {"route": "LIS-FAO", "price": 38.5}, "error": null,
@@ -110,11 +180,11 @@ async fn start_run_api() -> Result<(String, JoinHandle<()>), String> {
 
 /// A listener on a free localhost port, and its base URL; `context` starts the message when
 /// the port cannot be had.
-async fn bind_localhost(context: &str) -> Result<(TcpListener, String), String> {
+async fn bind_localhost(context: &'static str) -> Result<(TcpListener, String), DemoError> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("{context}: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| DemoError::Listen { context, source })?;
+    let address = listener.local_addr().map_err(DemoError::Address)?;
     Ok((listener, format!("http://{address}")))
 }
 
@@ -150,13 +220,9 @@ fn serve(listener: TcpListener, routes: Arc<[ServedRoute]>) -> Server {
 }
 
 /// Stops `server`; the runs its routes did not process before their drain deadline.
-async fn stop(server: Server) -> Result<Vec<String>, String> {
+async fn stop(server: Server) -> Result<Vec<String>, DemoError> {
     let _ = server.stop.send(());
-    let reports = server
-        .task
-        .await
-        .map_err(|e| format!("server task: {e}"))?
-        .map_err(|e| format!("server: {e}"))?;
+    let reports = server.task.await?.map_err(DemoError::Server)?;
     Ok(reports
         .into_iter()
         .flat_map(|(_, report)| report.not_drained())
@@ -164,12 +230,21 @@ async fn stop(server: Server) -> Result<Vec<String>, String> {
 }
 
 /// Plays each scene at the receiver on `base`, in order.
-async fn play(scenes: &[Scene], routes: &[ServedRoute], base: &str) -> Result<Vec<Played>, String> {
+async fn play(
+    scenes: &[Scene],
+    routes: &[ServedRoute],
+    base: &str,
+) -> Result<Vec<Played>, DemoError> {
     let client = reqwest::Client::new();
     let mut played = Vec::with_capacity(scenes.len());
     for scene in scenes {
-        let event = RunEvent::parse_summary(scene.platform, scene.body.clone())
-            .map_err(|e| format!("demo body for {}: {e}", scene.platform))?;
+        let event =
+            RunEvent::parse_summary(scene.platform, scene.body.clone()).map_err(|source| {
+                DemoError::Body {
+                    platform: scene.platform,
+                    source,
+                }
+            })?;
         let attempts = match scene.act {
             Act::Post => {
                 let url = format!("{base}{}", scene.path);
@@ -191,17 +266,20 @@ async fn play(scenes: &[Scene], routes: &[ServedRoute], base: &str) -> Result<Ve
 }
 
 /// Registers the expectation of `scene`'s run with the route it would have been posted to.
-async fn expect(routes: &[ServedRoute], scene: &Scene, run_id: &str) -> Result<(), String> {
+async fn expect(routes: &[ServedRoute], scene: &Scene, run_id: &str) -> Result<(), DemoError> {
     let route = routes
         .iter()
         .find(|route| route.path == scene.path)
-        .ok_or_else(|| format!("no demo route {}", scene.path))?;
+        .ok_or_else(|| DemoError::NoRoute(scene.path.clone()))?;
     route
         .receiver
         .expect(run_id, WINDOW)
         .await
         .map(|_| ())
-        .map_err(|e| format!("cannot expect run {run_id}: {e}"))
+        .map_err(|source| DemoError::Expect {
+            run_id: run_id.into(),
+            source,
+        })
 }
 
 /// Waits (5 s at most) until the runs whose webhook never arrives are processed, once their

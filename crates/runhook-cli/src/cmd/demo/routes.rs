@@ -13,7 +13,7 @@ use super::script::{
     demo_secret, CONFIRM_PATH, RECONCILE_EVERY, SKYVERN_KEY, SMARTBROWSE_PATH, TINYFISH_API_KEY,
     TINYFISH_PATH, WEBRUN_AUTH,
 };
-use super::Calls;
+use super::{Calls, DemoError};
 use crate::outage_store::OutageOnce;
 use crate::serve::app::{ServedRoute, Shared};
 use crate::serve::config::{Confirm, RouteSpec};
@@ -25,7 +25,7 @@ pub fn demo_routes(
     calls: Calls,
     dead_letters: Arc<MemoryDeadLetters>,
     api_base: &str,
-) -> Result<Arc<[ServedRoute]>, String> {
+) -> Result<Arc<[ServedRoute]>, DemoError> {
     let shared = Shared {
         store: Arc::new(OutageOnce::for_provider(Provider::TinyFish)),
         handler: Arc::new(move |event: Arc<RunEvent>| {
@@ -45,7 +45,8 @@ pub fn demo_routes(
         .iter()
         .map(|(spec, secret)| {
             let runs = RouteRuns::with_key(spec, demo_secret(TINYFISH_API_KEY)?, policy)?;
-            shared.route(spec, spec.verifier_with(demo_secret(secret)?.into())?, runs)
+            let verifier = spec.verifier_with(demo_secret(secret)?.into())?;
+            Ok(shared.route(spec, verifier, runs)?)
         })
         .collect()
 }

@@ -11,6 +11,8 @@ use runhook::payload::Provider;
 use runhook::platform::Platform;
 use serde_json::Value;
 
+use super::DemoError;
+
 struct Runs {
     key: String,
     runs: HashMap<String, Value>,
@@ -21,11 +23,11 @@ struct Runs {
 pub async fn start(
     key: &str,
     runs: HashMap<String, Value>,
-) -> Result<(String, tokio::task::JoinHandle<()>), String> {
+) -> Result<(String, tokio::task::JoinHandle<()>), DemoError> {
     let path = Platform::of(Provider::TinyFish)
         .run_api
         .map(|api| api.run_path)
-        .ok_or("TinyFish has no run API in the provider table")?;
+        .ok_or(DemoError::NoRunApi)?;
     let state = Arc::new(Runs {
         key: key.to_string(),
         runs,

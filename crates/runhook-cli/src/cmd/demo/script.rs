@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
-use runhook::canonical::SkyvernRequest;
+use runhook::canonical::{CanonicalError, SkyvernRequest};
 use runhook::payload::Provider;
-use runhook::verify::{Clock as _, SystemClock};
+use runhook::verify::{Clock as _, ConfigError, SystemClock};
 use runhook::Secret;
 
+use super::DemoError;
 use crate::deliver::{self, Credential};
 
 /// The demo's secrets: made up here, used only between this process and itself.
@@ -121,7 +122,7 @@ impl Scene {
 }
 
 /// The deliveries, in order.
-pub fn script() -> Result<Vec<Scene>, String> {
+pub fn script() -> Result<Vec<Scene>, DemoError> {
     let now = SystemClock.now_unix();
     let mut scenes = skyvern_scenes(now)?;
     scenes.extend(header_and_path_scenes(now)?);
@@ -130,7 +131,7 @@ pub fn script() -> Result<Vec<Scene>, String> {
 }
 
 /// Skyvern's signed deliveries: genuine, replayed, forged, and re-serialized by a proxy.
-fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, String> {
+fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, DemoError> {
     let key = demo_secret(SKYVERN_KEY)?;
     let genuine = signed_by_skyvern(SKYVERN_COMPLETED, &key, now)?;
     let forged = signed_by_skyvern(SKYVERN_FAILED, &demo_secret("sk_attacker_guess")?, now)?;
@@ -166,8 +167,8 @@ fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, String> {
 }
 
 /// TinyFish through a store outage, WebRun's header token, SmartBrowse's secret path.
-fn header_and_path_scenes(now: i64) -> Result<Vec<Scene>, String> {
-    let with_header = |value: &str| -> Result<HeaderMap, String> {
+fn header_and_path_scenes(now: i64) -> Result<Vec<Scene>, DemoError> {
+    let with_header = |value: &str| -> Result<HeaderMap, DemoError> {
         let credential = Credential::header(
             HeaderName::from_static("authorization"),
             demo_secret(value)?,
@@ -244,14 +245,13 @@ fn run_api_scenes(now: i64) -> Vec<Scene> {
 }
 
 /// `value` as a demo secret.
-pub fn demo_secret(value: &str) -> Result<Secret, String> {
-    Secret::new(value).map_err(|e| e.to_string())
+pub fn demo_secret(value: &str) -> Result<Secret, ConfigError> {
+    Secret::new(value)
 }
 
 /// `json` as Skyvern sends it: in its canonical form, signed with `key` at `now`.
-fn signed_by_skyvern(json: &str, key: &Secret, now: i64) -> Result<Request, String> {
-    let request =
-        SkyvernRequest::from_json(key, json.as_bytes(), now).map_err(|e| e.to_string())?;
+fn signed_by_skyvern(json: &str, key: &Secret, now: i64) -> Result<Request, CanonicalError> {
+    let request = SkyvernRequest::from_json(key, json.as_bytes(), now)?;
     let headers = deliver::platform_headers(
         Provider::Skyvern,
         &Credential::SkyvernKey(key.clone()),
@@ -280,9 +280,7 @@ fn tinyfish_body(run_id: &str) -> Bytes {
 }
 
 /// `body` parsed and written back pretty-printed, as a re-serializing proxy would.
-fn reserialize(body: &[u8]) -> Result<Bytes, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    serde_json::to_vec_pretty(&value)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
+fn reserialize(body: &[u8]) -> Result<Bytes, serde_json::Error> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    serde_json::to_vec_pretty(&value).map(Bytes::from)
 }

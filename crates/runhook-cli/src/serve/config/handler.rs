@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::serve::forward::ForwardUrl;
+use crate::serve::forward::{ForwardUrl, ForwardUrlError};
 
 /// Where processed events go: exactly one of the three.
 #[derive(Clone, Default, Deserialize)]
@@ -47,9 +47,26 @@ pub enum HandlerKind {
     Forward(ForwardUrl),
 }
 
+/// Why a handler spec names no usable handler.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerSpecError {
+    /// None is named.
+    #[error(
+        "no handler: give one of --jsonl FILE, --exec CMD, --forward URL \
+         (in runhook.toml: [handler] jsonl = ..., exec = ... or forward = ...)"
+    )]
+    Missing,
+    /// More than one is named.
+    #[error("give exactly one handler: --jsonl, --exec or --forward")]
+    MoreThanOne,
+    /// The forward URL cannot be used.
+    #[error(transparent)]
+    Forward(#[from] ForwardUrlError),
+}
+
 impl HandlerSpec {
     /// The handler named, or why the spec does not name exactly one.
-    pub fn kind(&self) -> Result<HandlerKind, String> {
+    pub fn kind(&self) -> Result<HandlerKind, HandlerSpecError> {
         let named = [
             self.jsonl.clone().map(HandlerKind::Jsonl),
             self.exec.clone().map(HandlerKind::Exec),
@@ -62,10 +79,8 @@ impl HandlerSpec {
         let mut named = named.into_iter().flatten();
         match (named.next(), named.next()) {
             (Some(kind), None) => Ok(kind),
-            (None, _) => Err("no handler: give one of --jsonl FILE, --exec CMD, --forward URL \
-                              (in runhook.toml: [handler] jsonl = ..., exec = ... or forward = ...)"
-                .into()),
-            (Some(_), Some(_)) => Err("give exactly one handler: --jsonl, --exec or --forward".into()),
+            (None, _) => Err(HandlerSpecError::Missing),
+            (Some(_), Some(_)) => Err(HandlerSpecError::MoreThanOne),
         }
     }
 }

@@ -7,17 +7,18 @@ mod route;
 mod store;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runhook::payload::Provider;
 use runhook::retry::RetryPolicy;
 use serde::Deserialize;
 
-pub use handler::{HandlerKind, HandlerSpec};
-pub use route::{Confirm, RouteSpec};
-pub use store::StoreSpec;
+pub use handler::{HandlerKind, HandlerSpec, HandlerSpecError};
+pub use route::{Confirm, RouteError, RouteSpec};
+pub use store::{StoreSpec, StoreSpecError};
 
-use super::forward::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
+use super::forward::{ForwardSettings, ForwardSettingsError, DEFAULT_RETRY_AFTER_CAP_SECS};
 
 /// Everything `runhook serve` needs, as read from `runhook.toml` (or built from flags).
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +90,79 @@ pub struct ServeConfig {
     pub routes: Vec<RouteSpec>,
 }
 
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeConfigError {
+    /// `runhook.toml` does not parse, or names an unknown key or value.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// No route.
+    #[error("no routes: give --path and --provider, or [[route]] tables")]
+    NoRoutes,
+    /// Two routes with one path.
+    #[error("route path {0} is given twice")]
+    PathTwice(String),
+    /// A route on `/healthz` or `/metrics`.
+    #[error("route path {0} is reserved")]
+    PathReserved(String),
+    /// A route that cannot be served.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A route reconciling without a Redis store.
+    #[error(
+        "{0}: reconcile_after_secs needs a Redis store (--store redis://...): expected runs \
+         are registered with `runhook expect`, which reaches `serve` only through Redis"
+    )]
+    ReconcileWithoutRedis(String),
+    /// Two routes reconciling one provider's runs.
+    #[error(
+        "{route}: another route already reconciles {provider} runs; give \
+         reconcile_after_secs to one route per provider"
+    )]
+    ReconcileTwice {
+        /// The second route's path.
+        route: String,
+        /// The provider.
+        provider: Provider,
+    },
+    /// Zero workers, queue capacity, attempts or deliveries.
+    #[error("workers, queue capacity, attempts and deliveries must be at least 1")]
+    ZeroCount,
+    /// An empty Redis prefix, or one with spaces.
+    #[error("the Redis prefix must be non-empty, without spaces")]
+    RedisPrefix,
+    /// A zero lease.
+    #[error("the lease must be at least 1 second")]
+    ZeroLease,
+    /// A Redis stream queue on the memory store.
+    #[error("--queue redis-stream needs a Redis store: give --store redis://HOST:PORT")]
+    StreamWithoutRedis,
+    /// Forward settings that cannot be used.
+    #[error(transparent)]
+    Forward(#[from] ForwardSettingsError),
+}
+
+/// A `runhook.toml` that cannot be read, or cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// Its configuration cannot run.
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: ServeConfigError,
+    },
+}
+
 /// Where acknowledged deliveries wait for a worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -136,69 +210,77 @@ impl ServeConfig {
         }
     }
 
+    /// Reads and checks the `runhook.toml` at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigFileError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
     /// Reads and checks a `runhook.toml`.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Self, ServeConfigError> {
+        let config: Self = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
 
     /// Refuses a configuration that cannot run: no routes, a repeated path, no handler, zero
     /// workers.
-    pub fn check(&self) -> Result<(), String> {
-        if self.routes.is_empty() {
-            return Err("no routes: give --path and --provider, or [[route]] tables".into());
-        }
-        for (i, route) in self.routes.iter().enumerate() {
-            if self.routes[..i].iter().any(|r| r.path == route.path) {
-                return Err(format!("route path {} is given twice", route.path));
-            }
-            if route.path == "/healthz" || route.path == "/metrics" {
-                return Err(format!("route path {} is reserved", route.path));
-            }
-            route.check_runs()?;
-            if route.reconciles() {
-                if self.redis_url().is_none() {
-                    return Err(format!(
-                        "{}: reconcile_after_secs needs a Redis store (--store redis://...): \
-                         expected runs are registered with `runhook expect`, which reaches \
-                         `serve` only through Redis",
-                        route.path
-                    ));
-                }
-                let twice = self.routes[..i]
-                    .iter()
-                    .any(|r| r.reconciles() && r.provider == route.provider);
-                if twice {
-                    return Err(format!(
-                        "{}: another route already reconciles {} runs; give \
-                         reconcile_after_secs to one route per provider",
-                        route.path, route.provider
-                    ));
-                }
-            }
-        }
+    pub fn check(&self) -> Result<(), ServeConfigError> {
+        self.check_routes()?;
         if self.workers == 0
             || self.queue_capacity == Some(0)
             || self.max_attempts == 0
             || self.max_deliveries == 0
         {
-            return Err(
-                "workers, queue capacity, attempts and deliveries must be at least 1".into(),
-            );
+            return Err(ServeConfigError::ZeroCount);
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
-            return Err("the Redis prefix must be non-empty, without spaces".into());
+            return Err(ServeConfigError::RedisPrefix);
         }
         if self.lease_secs == 0 {
-            return Err("the lease must be at least 1 second".into());
+            return Err(ServeConfigError::ZeroLease);
         }
         if self.queue == QueueKind::RedisStream && self.redis_url().is_none() {
-            return Err(
-                "--queue redis-stream needs a Redis store: give --store redis://HOST:PORT".into(),
-            );
+            return Err(ServeConfigError::StreamWithoutRedis);
         }
-        ForwardSettings::check(self)
+        Ok(ForwardSettings::check(self)?)
+    }
+
+    /// Refuses routes that cannot run together: none, a path given twice or reserved, run API
+    /// settings that cannot work, reconciling without Redis or twice for one provider.
+    fn check_routes(&self) -> Result<(), ServeConfigError> {
+        if self.routes.is_empty() {
+            return Err(ServeConfigError::NoRoutes);
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let path = || route.path.clone();
+            if self.routes[..i].iter().any(|r| r.path == route.path) {
+                return Err(ServeConfigError::PathTwice(path()));
+            }
+            if route.path == "/healthz" || route.path == "/metrics" {
+                return Err(ServeConfigError::PathReserved(path()));
+            }
+            route.check_runs()?;
+            if route.reconciles() && self.redis_url().is_none() {
+                return Err(ServeConfigError::ReconcileWithoutRedis(path()));
+            }
+            let twice = self.routes[..i]
+                .iter()
+                .any(|r| r.reconciles() && r.provider == route.provider);
+            if route.reconciles() && twice {
+                return Err(ServeConfigError::ReconcileTwice {
+                    route: path(),
+                    provider: route.provider,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The store's Redis URL, if the store is Redis.
@@ -283,8 +365,6 @@ fn default_forward_retry_after_cap_secs() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use runhook::payload::Provider;
-
     use super::*;
 
     const EXAMPLE: &str = r#"
@@ -314,7 +394,7 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert_eq!(config.routes.len(), 2);
         assert_eq!(config.routes[0].secret_env.len(), 2);
         assert_eq!(config.routes[1].provider, Provider::TinyFish);
-        assert_eq!(config.routes[1].secret_segment(), Ok(Some(2)));
+        assert_eq!(config.routes[1].secret_segment().ok(), Some(Some(2)));
         assert_eq!(config.handler, HandlerKind::Jsonl("events.jsonl".into()));
     }
 
@@ -328,7 +408,9 @@ secret_env = "TINYFISH_PATH_SECRET"
             ("/webhooks/tinyfish/{secret}", "/webhooks/skyvern", "twice"),
         ];
         for (from, to, named) in cases {
-            let err = ServeConfig::from_toml(&EXAMPLE.replace(from, to)).unwrap_err();
+            let err = ServeConfig::from_toml(&EXAMPLE.replace(from, to))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named), "{to}: {err}");
         }
     }
@@ -341,11 +423,13 @@ secret_env = "TINYFISH_PATH_SECRET"
         }
         let err = "postgres://admin:hunter2@db/x"
             .parse::<StoreSpec>()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected `memory` or a redis:// URL"), "{err}");
         assert!(!err.contains("hunter2"), "the password leaked: {err}");
         let err = ServeConfig::from_toml(&EXAMPLE.replace("store = \"memory\"", "store = \"mem\""))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected `memory`"), "{err}");
     }
 
@@ -355,7 +439,7 @@ secret_env = "TINYFISH_PATH_SECRET"
             "workers = 2",
             "workers = 2\nqueue = \"redis-stream\"\nlease_secs = 2",
         );
-        let err = ServeConfig::from_toml(&stream).unwrap_err();
+        let err = ServeConfig::from_toml(&stream).unwrap_err().to_string();
         assert!(err.contains("needs a Redis store"), "{err}");
         let redis = stream.replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
         let config = ServeConfig::from_toml(&redis).unwrap();
@@ -366,7 +450,10 @@ secret_env = "TINYFISH_PATH_SECRET"
             QueueKind::Memory
         );
         let typo = EXAMPLE.replace("workers = 2", "workers = 2\nqueue = \"kafka\"");
-        assert!(ServeConfig::from_toml(&typo).unwrap_err().contains("kafka"));
+        assert!(ServeConfig::from_toml(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("kafka"));
     }
 
     #[test]
@@ -391,13 +478,13 @@ reconcile_after_secs = 60
         assert_eq!(config.routes[0].confirm, Confirm::Off);
 
         let memory = format!("{EXAMPLE}{route}");
-        let err = ServeConfig::from_toml(&memory).unwrap_err();
+        let err = ServeConfig::from_toml(&memory).unwrap_err().to_string();
         assert!(err.contains("needs a Redis store"), "{err}");
         let confirm_only = memory.replace("reconcile_after_secs = 60\n", "");
         assert!(ServeConfig::from_toml(&confirm_only).is_ok());
 
         let twice = format!("{redis}{}", route.replace("/tf-checked", "/tf-other"));
-        let err = ServeConfig::from_toml(&twice).unwrap_err();
+        let err = ServeConfig::from_toml(&twice).unwrap_err().to_string();
         assert!(err.contains("already reconciles tinyfish"), "{err}");
     }
 }

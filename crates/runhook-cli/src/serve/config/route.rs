@@ -5,14 +5,113 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
-use runhook::verify::SegmentPosition;
+use runhook::verify::{ConfigError, SegmentPosition};
 use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
 use serde::Deserialize;
 
-use crate::env;
+use crate::env::{self, EnvError};
 
 /// The placeholder for a secret path segment in a route path: `/webhooks/tinyfish/{secret}`.
 pub const SECRET_SEGMENT: &str = "{secret}";
+
+/// Why a route cannot be served as configured; each message starts with the route's path.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The path is not absolute.
+    #[error("route path {route} must start with /")]
+    NotAbsolute {
+        /// The route's path.
+        route: String,
+    },
+    /// The path has two `{secret}` segments.
+    #[error("{route}: more than one {SECRET_SEGMENT}")]
+    TwoSecretSegments {
+        /// The route's path.
+        route: String,
+    },
+    /// An unsigned route names a secret.
+    #[error("{route}: an unsigned route takes no secret (drop --secret-env or {SECRET_SEGMENT})")]
+    UnsignedWithSecret {
+        /// The route's path.
+        route: String,
+    },
+    /// A signed route names no secret.
+    #[error("{route}: no secret; give --secret-env VAR (or unsigned = true, chosen by name)")]
+    NoSecret {
+        /// The route's path.
+        route: String,
+    },
+    /// A secret could not be read from the environment.
+    #[error("{route}: {source}")]
+    Env {
+        /// The route's path.
+        route: String,
+        /// Why not.
+        source: EnvError,
+    },
+    /// The header token scheme refused its settings.
+    #[error("{route}: {source}")]
+    HeaderToken {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: ConfigError,
+    },
+    /// `header_name` on a platform that sends no credential header.
+    #[error(
+        "{route}: {platform} sends no credential header; header_name is for header-token \
+         routes (webrun, smartbrowse)"
+    )]
+    NoCredentialHeader {
+        /// The route's path.
+        route: String,
+        /// The platform's name.
+        platform: &'static str,
+    },
+    /// A platform that signs nothing, without a `{secret}` path or `unsigned`.
+    #[error(
+        "{route}: {platform} signs nothing; put a {SECRET_SEGMENT} segment in the path \
+         (a hard-to-guess URL) or set unsigned"
+    )]
+    SignsNothing {
+        /// The route's path.
+        route: String,
+        /// The platform's name.
+        platform: &'static str,
+    },
+    /// Run API settings with neither `confirm` nor `reconcile_after_secs`.
+    #[error(
+        "{route}: api_url and api_key_env are for confirm = true or reconcile_after_secs; \
+         neither is set"
+    )]
+    RunApiUnused {
+        /// The route's path.
+        route: String,
+    },
+    /// `confirm` or `reconcile_after_secs` on a platform without a run API.
+    #[error("{route}: {platform} documents no run API, so it can neither confirm nor reconcile")]
+    NoRunApi {
+        /// The route's path.
+        route: String,
+        /// The platform's name.
+        platform: &'static str,
+    },
+    /// `confirm` or `reconcile_after_secs` without `api_key_env`.
+    #[error(
+        "{route}: confirm and reconcile_after_secs call the run API: give api_key_env \
+         (--api-key-env VAR), the environment variable holding the API key"
+    )]
+    NoApiKeyEnv {
+        /// The route's path.
+        route: String,
+    },
+    /// `reconcile_after_secs = 0`.
+    #[error("{route}: reconcile_after_secs must be at least 1")]
+    ZeroWindow {
+        /// The route's path.
+        route: String,
+    },
+}
 
 /// One receiving route.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,37 +208,30 @@ impl RouteSpec {
 
     /// Refuses run API settings that cannot work: on a platform without a run API (WebRun),
     /// without `api_key_env`, a zero window, or API settings with neither feature on.
-    pub fn check_runs(&self) -> Result<(), String> {
-        let route = &self.path;
+    pub fn check_runs(&self) -> Result<(), RouteError> {
+        let route = self.path.clone();
+        let platform = Platform::of(self.provider);
         if !self.uses_run_api() {
             if self.api_url.is_some() || self.api_key_env.is_some() {
-                return Err(format!(
-                    "{route}: api_url and api_key_env are for confirm = true or \
-                     reconcile_after_secs; neither is set"
-                ));
+                return Err(RouteError::RunApiUnused { route });
             }
             return Ok(());
         }
-        if Platform::of(self.provider).run_api.is_none() {
-            return Err(format!(
-                "{route}: {} documents no run API, so it can neither confirm nor reconcile",
-                Platform::of(self.provider).display_name
-            ));
+        if platform.run_api.is_none() {
+            let platform = platform.display_name;
+            return Err(RouteError::NoRunApi { route, platform });
         }
         if self.api_key_env.is_none() {
-            return Err(format!(
-                "{route}: confirm and reconcile_after_secs call the run API: give api_key_env \
-                 (--api-key-env VAR), the environment variable holding the API key"
-            ));
+            return Err(RouteError::NoApiKeyEnv { route });
         }
         if self.reconcile_after_secs == Some(0) {
-            return Err(format!("{route}: reconcile_after_secs must be at least 1"));
+            return Err(RouteError::ZeroWindow { route });
         }
         Ok(())
     }
 
     /// The index of the `{secret}` segment in the path, if it has one.
-    pub(super) fn secret_segment(&self) -> Result<Option<usize>, String> {
+    pub(super) fn secret_segment(&self) -> Result<Option<usize>, RouteError> {
         let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
         let mut found = segments
             .iter()
@@ -148,7 +240,9 @@ impl RouteSpec {
         match (found.next(), found.next()) {
             (None, _) => Ok(None),
             (Some((index, _)), None) => Ok(Some(index)),
-            (Some(_), Some(_)) => Err(format!("{}: more than one {SECRET_SEGMENT}", self.path)),
+            (Some(_), Some(_)) => Err(RouteError::TwoSecretSegments {
+                route: self.path.clone(),
+            }),
         }
     }
 
@@ -159,34 +253,39 @@ impl RouteSpec {
     /// - Skyvern: the `x-skyvern-signature` HMAC keyed by the API key;
     /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
     /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
-    pub fn verifier(&self) -> Result<Box<dyn Verifier>, String> {
+    pub fn verifier(&self) -> Result<Box<dyn Verifier>, RouteError> {
         let route = &self.path;
         if !route.starts_with('/') {
-            return Err(format!("route path {route} must start with /"));
+            return Err(RouteError::NotAbsolute {
+                route: route.clone(),
+            });
         }
         let segment = self.secret_segment()?;
         if self.unsigned {
             if !self.secret_env.is_empty() || segment.is_some() {
-                return Err(format!(
-                    "{route}: an unsigned route takes no secret (drop --secret-env or {SECRET_SEGMENT})"
-                ));
+                return Err(RouteError::UnsignedWithSecret {
+                    route: route.clone(),
+                });
             }
             tracing::warn!(route = %route, provider = %self.provider, "route accepts unauthenticated deliveries");
             return Ok(Box::new(Unsigned::accept_without_authentication()));
         }
         if self.secret_env.is_empty() {
-            return Err(format!(
-                "{route}: no secret; give --secret-env VAR (or unsigned = true, chosen by name)"
-            ));
+            return Err(RouteError::NoSecret {
+                route: route.clone(),
+            });
         }
-        let keys = env::secrets(&self.secret_env).map_err(|e| format!("{route}: {e}"))?;
+        let keys = env::secrets(&self.secret_env).map_err(|source| RouteError::Env {
+            route: route.clone(),
+            source,
+        })?;
         self.verifier_with(keys)
     }
 
     /// The scheme as [`RouteSpec::verifier`] chooses it, with `keys` as the accepted secrets
     /// (ignored by an `unsigned` route).
-    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, String> {
-        let route = &self.path;
+    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, RouteError> {
+        let route = self.path.clone();
         if self.unsigned {
             return Ok(Box::new(Unsigned::accept_without_authentication()));
         }
@@ -201,13 +300,12 @@ impl RouteSpec {
             (DefaultScheme::HeaderToken { header }, name) => {
                 HeaderToken::new(name.as_deref().unwrap_or(header), keys)
                     .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
-                    .map_err(|e| format!("{route}: {e}"))
+                    .map_err(|source| RouteError::HeaderToken { route, source })
             }
-            (_, Some(_)) => Err(format!(
-                "{route}: {} sends no credential header; header_name is for header-token \
-                 routes (webrun, smartbrowse)",
-                platform.display_name
-            )),
+            (_, Some(_)) => Err(RouteError::NoCredentialHeader {
+                route,
+                platform: platform.display_name,
+            }),
             (DefaultScheme::SkyvernSignature, None) => {
                 let mut scheme = SkyvernSignature::new(keys);
                 if self.canonical_fallback {
@@ -218,11 +316,10 @@ impl RouteSpec {
                 }
                 Ok(Box::new(scheme))
             }
-            (DefaultScheme::PathSecret, None) => Err(format!(
-                "{route}: {} signs nothing; put a {SECRET_SEGMENT} segment in the path \
-                 (a hard-to-guess URL) or set unsigned",
-                platform.display_name
-            )),
+            (DefaultScheme::PathSecret, None) => Err(RouteError::SignsNothing {
+                route,
+                platform: platform.display_name,
+            }),
         }
     }
 }
@@ -252,12 +349,27 @@ mod tests {
     #[test]
     fn tinyfish_needs_a_path_secret_or_an_explicit_unsigned() {
         let mut route = RouteSpec::new("/tf", Provider::TinyFish, vec!["PATH".into()]);
-        assert!(route.verifier().err().unwrap().contains("signs nothing"));
+        assert!(route
+            .verifier()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("signs nothing"));
         route.secret_env.clear();
-        assert!(route.verifier().err().unwrap().contains("no secret"));
+        assert!(route
+            .verifier()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("no secret"));
         route.unsigned = true;
         assert!(route.verifier().is_ok());
         route.path = "/tf/{secret}".into();
-        assert!(route.verifier().err().unwrap().contains("takes no secret"));
+        assert!(route
+            .verifier()
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("takes no secret"));
     }
 }

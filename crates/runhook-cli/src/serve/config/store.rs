@@ -23,10 +23,18 @@ impl StoreSpec {
     }
 }
 
-impl std::str::FromStr for StoreSpec {
-    type Err = String;
+/// A store spec that is neither `memory` nor a Redis URL; it shows only the scheme (the
+/// rest may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--store {scheme}://...: expected `memory` or a redis:// URL")]
+pub struct StoreSpecError {
+    scheme: String,
+}
 
-    fn from_str(spec: &str) -> Result<Self, String> {
+impl std::str::FromStr for StoreSpec {
+    type Err = StoreSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, StoreSpecError> {
         if spec == "memory" {
             Ok(StoreSpec::Memory)
         } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -34,17 +42,17 @@ impl std::str::FromStr for StoreSpec {
         } else {
             // Only the scheme: the rest may hold a password.
             let scheme = spec.split("://").next().unwrap_or_default();
-            Err(format!(
-                "--store {scheme}://...: expected `memory` or a redis:// URL"
-            ))
+            Err(StoreSpecError {
+                scheme: scheme.into(),
+            })
         }
     }
 }
 
 impl TryFrom<String> for StoreSpec {
-    type Error = String;
+    type Error = StoreSpecError;
 
-    fn try_from(spec: String) -> Result<Self, String> {
+    fn try_from(spec: String) -> Result<Self, StoreSpecError> {
         spec.parse()
     }
 }

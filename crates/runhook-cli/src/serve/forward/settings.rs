@@ -19,6 +19,26 @@ const MAX_RATE_PER_SEC: f64 = 1_000_000.0;
 /// The slowest: one request every 1000 s.
 const MIN_RATE_PER_SEC: f64 = 0.001;
 
+/// Why forward settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardSettingsError {
+    /// `forward_concurrency = 0`.
+    #[error("forward concurrency must be at least 1")]
+    ZeroConcurrency,
+    /// A rate outside [`MIN_RATE_PER_SEC`, `MAX_RATE_PER_SEC`].
+    #[error(
+        "forward rate must be between {MIN_RATE_PER_SEC} and {MAX_RATE_PER_SEC} requests per \
+         second"
+    )]
+    Rate,
+    /// Forward settings without a forward handler.
+    #[error(
+        "forward_retry_after_cap_secs, forward_rate_per_sec and forward_concurrency apply to \
+         a forward handler only"
+    )]
+    NotForwarding,
+}
+
 /// How the forward handler talks to its target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForwardSettings {
@@ -39,22 +59,17 @@ impl ForwardSettings {
     }
 
     /// The forward handler's settings `config` gives, or why they cannot be used.
-    pub fn of(config: &ServeConfig) -> Result<Self, String> {
+    pub fn of(config: &ServeConfig) -> Result<Self, ForwardSettingsError> {
         let concurrency = match config.forward_concurrency {
             None => None,
-            Some(n) => Some(NonZeroUsize::new(n).ok_or("forward concurrency must be at least 1")?),
+            Some(n) => Some(NonZeroUsize::new(n).ok_or(ForwardSettingsError::ZeroConcurrency)?),
         };
         let interval = match config.forward_rate_per_sec {
             None => None,
             Some(rate) if (MIN_RATE_PER_SEC..=MAX_RATE_PER_SEC).contains(&rate) => {
                 Duration::try_from_secs_f64(1.0 / rate).ok()
             }
-            Some(_) => {
-                return Err(format!(
-                    "forward rate must be between {MIN_RATE_PER_SEC} and {MAX_RATE_PER_SEC} \
-                     requests per second"
-                ))
-            }
+            Some(_) => return Err(ForwardSettingsError::Rate),
         };
         Ok(Self {
             request_timeout: REQUEST_TIMEOUT.min(config.handler_timeout()),
@@ -66,15 +81,13 @@ impl ForwardSettings {
 
     /// Refuses forward settings in `config` that cannot be used, or given without a forward
     /// handler.
-    pub fn check(config: &ServeConfig) -> Result<(), String> {
+    pub fn check(config: &ServeConfig) -> Result<(), ForwardSettingsError> {
         let settings = Self::of(config)?;
         let forwarding = matches!(config.handler, HandlerKind::Forward(_));
         let any_set = settings.limited()
             || config.forward_retry_after_cap_secs != DEFAULT_RETRY_AFTER_CAP_SECS;
         if any_set && !forwarding {
-            return Err("forward_retry_after_cap_secs, forward_rate_per_sec and \
-                        forward_concurrency apply to a forward handler only"
-                .into());
+            return Err(ForwardSettingsError::NotForwarding);
         }
         Ok(())
     }
@@ -163,7 +176,7 @@ mod tests {
             "Debug shows the URL's path"
         );
         let bad = text.replace("https://hooks.example.com/in/s3cr3t", "ftp://h/s3cr3t");
-        let error = ServeConfig::from_toml(&bad).unwrap_err();
+        let error = ServeConfig::from_toml(&bad).unwrap_err().to_string();
         assert!(
             error.contains("http") && !error.contains("s3cr3t"),
             "{error}"
