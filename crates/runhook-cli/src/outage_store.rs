@@ -34,14 +34,12 @@ impl OutageOnce {
     }
 }
 
+/// What every store call answers.
+type Answer<T> = Result<T, StoreError>;
+
 #[async_trait]
 impl IdempotencyStore for OutageOnce {
-    async fn claim(
-        &self,
-        key: &str,
-        lease: Duration,
-        fingerprint: Fingerprint,
-    ) -> Result<Claim, StoreError> {
+    async fn claim(&self, key: &str, lease: Duration, fingerprint: Fingerprint) -> Answer<Claim> {
         if key.starts_with(&self.prefix) && !self.tripped.swap(true, Ordering::SeqCst) {
             return Err(StoreError::Unavailable {
                 reason: "demo: the store is briefly unreachable".into(),
@@ -50,24 +48,19 @@ impl IdempotencyStore for OutageOnce {
         self.inner.claim(key, lease, fingerprint).await
     }
 
-    async fn complete(
-        &self,
-        key: &str,
-        token: &Token,
-        keep_for: Duration,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, token: &Token, keep_for: Duration) -> Answer<()> {
         self.inner.complete(key, token, keep_for).await
     }
 
-    async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &Token) -> Answer<()> {
         self.inner.release(key, token).await
     }
 
-    async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
+    async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Answer<()> {
         self.inner.renew(key, token, lease).await
     }
 
-    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+    async fn state(&self, key: &str) -> Answer<KeyState> {
         self.inner.state(key).await
     }
 

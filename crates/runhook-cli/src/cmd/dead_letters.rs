@@ -18,8 +18,8 @@ use runhook::stream::{ListedDeadLetter, RedisStreamDeadLetters, RedisStreamQueue
 
 use super::serve::store_label;
 use crate::serve::app::{open_store, stream_key, AppError};
-use crate::serve::config::{ConfigFileError, ServeConfig};
-use crate::serve::handlers::{self, BuildHandlerError};
+use crate::serve::config::{ServeConfig, ServeConfigError};
+use crate::serve::handlers;
 
 /// Exit status when letters were kept (a redrive that did not hand everything back).
 const KEPT: u8 = 1;
@@ -140,13 +140,10 @@ enum DeadLettersError {
         /// Why.
         source: std::io::Error,
     },
-    /// `--config` cannot be read, or cannot run.
+    /// `--config` cannot be read or cannot run, or its handler cannot be made ready.
     #[error(transparent)]
-    Config(#[from] ConfigFileError),
-    /// Its handler cannot be made ready.
-    #[error(transparent)]
-    Handler(#[from] BuildHandlerError),
-    /// Its store cannot be used.
+    Config(#[from] ServeConfigError),
+    /// The store of `--config` cannot be used.
     #[error(transparent)]
     Store(#[from] AppError),
     /// The dead-letter stream cannot be reached (the URL shown without credentials).

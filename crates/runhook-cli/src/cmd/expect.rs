@@ -12,7 +12,7 @@ use runhook::store::{Expected, Window};
 
 use super::serve::store_label;
 use crate::serve::app::open_store;
-use crate::serve::config::{StoreSpec, StoreSpecError};
+use crate::serve::config::{ServeConfigError, StoreSpec};
 
 /// Exit status when some runs could not be recorded.
 const PARTLY: u8 = 1;
@@ -71,7 +71,7 @@ enum ExpectError {
     NoRunApi(&'static str),
     /// `--store` names no store.
     #[error(transparent)]
-    Store(#[from] StoreSpecError),
+    Store(#[from] ServeConfigError),
     /// `--store memory`.
     #[error(
         "--store memory: expectations must reach the `serve` instances; give their redis:// URL"

@@ -11,11 +11,10 @@ use runhook::payload::Provider;
 
 use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared};
 use crate::serve::config::{
-    ConfigFileError, Confirm, HandlerSpec, HandlerSpecError, QueueKind, RouteError, RouteSpec,
-    ServeConfig, ServeConfigError, StoreSpecError,
+    Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig, ServeConfigError,
 };
-use crate::serve::handlers::{self, BuildHandlerError};
-use crate::serve::runs::{RouteRuns, RouteRunsError};
+use crate::serve::handlers;
+use crate::serve::runs::RouteRuns;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
 const USAGE: u8 = 2;
@@ -23,30 +22,13 @@ const USAGE: u8 = 2;
 /// Why `runhook serve` cannot start; each is a configuration error (exit status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// `--config` cannot be read, or cannot run.
+    /// The configuration cannot run: from `--config`, from the flags or with the flags
+    /// applied; or a route's secrets, run API or handler cannot be used.
     #[error(transparent)]
-    File(#[from] ConfigFileError),
+    Config(#[from] ServeConfigError),
     /// No route from the flags.
     #[error("give --path and --provider (or --config FILE)")]
     NoRoute,
-    /// The configuration (from flags, or with flags applied) cannot run.
-    #[error(transparent)]
-    Config(#[from] ServeConfigError),
-    /// `--store` names no store.
-    #[error(transparent)]
-    Store(#[from] StoreSpecError),
-    /// The handler flags name no usable handler.
-    #[error(transparent)]
-    HandlerSpec(#[from] HandlerSpecError),
-    /// The handler cannot be made ready.
-    #[error(transparent)]
-    Handler(#[from] BuildHandlerError),
-    /// A route cannot be authenticated.
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    /// A route's run API settings cannot be used.
-    #[error(transparent)]
-    RouteRuns(#[from] RouteRunsError),
     /// A route or the store cannot be served.
     #[error(transparent)]
     App(#[from] AppError),
@@ -230,7 +212,7 @@ fn config_from(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
 }
 
 /// `config` with each setting given by a flag replaced by the flag's value.
-fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), StoreSpecError> {
+fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeConfigError> {
     if let Some(store) = &args.store {
         config.store = store.parse()?;
     }

@@ -97,15 +97,15 @@ enum Failure {
 /// Why the delivery could not be checked (exit status 2).
 #[derive(Debug, thiserror::Error)]
 enum UsageError {
+    /// The body could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// A `--header` without a colon.
     #[error("header `{0}` is not of the form `Name: value`")]
     HeaderForm(String),
     /// A `--header` whose name is not an HTTP header name.
     #[error("`{0}` is not a valid header name")]
     HeaderName(String),
-    /// The body could not be read.
-    #[error(transparent)]
-    Input(#[from] InputError),
     /// A secret could not be read, or is not a key.
     #[error(transparent)]
     Env(#[from] EnvError),

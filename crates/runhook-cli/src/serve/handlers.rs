@@ -2,7 +2,7 @@
 //! forward to a URL ([`super::forward`]). Each gets the event as one JSON object ([`crate::event_json::record_line`]).
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -11,32 +11,13 @@ use runhook::{Handler, HandlerError};
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::config::{HandlerKind, ServeConfig};
-use super::forward::{self, ForwardSettings, ForwardSettingsError, HttpClientError};
+use super::config::{HandlerKind, ServeConfig, ServeConfigError};
+use super::forward::{self, ForwardSettings};
 use crate::event_json;
-
-/// Why the handler cannot be made ready.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildHandlerError {
-    /// The JSON-lines file cannot be opened for appending.
-    #[error("cannot open {} for appending: {source}", path.display())]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why not.
-        source: std::io::Error,
-    },
-    /// The forward settings cannot be used.
-    #[error(transparent)]
-    ForwardSettings(#[from] ForwardSettingsError),
-    /// The forward handler's client cannot be built.
-    #[error(transparent)]
-    HttpClient(#[from] HttpClientError),
-}
 
 /// The handler `config` names, ready to run. A JSON-lines file is opened (created if needed)
 /// now, so that a path that cannot be written fails at start rather than at the first event.
-pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, BuildHandlerError> {
+pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError> {
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(command) => Ok(exec(command.clone())),
@@ -49,7 +30,7 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, BuildHandlerError
 /// lock, so concurrent workers never interleave them. The file is written synchronously: an
 /// append of a few kilobytes lands in the page cache in microseconds, far less than a hop to
 /// tokio's blocking pool would cost.
-fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, BuildHandlerError> {
+fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, ServeConfigError> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     // Events hold whole payloads: readable by the owner only (when created here).
@@ -57,7 +38,7 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, BuildHandlerError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options
         .open(path)
-        .map_err(|source| BuildHandlerError::Open {
+        .map_err(|source| ServeConfigError::Open {
             path: path.to_path_buf(),
             source,
         })?;

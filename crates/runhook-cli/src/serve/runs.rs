@@ -5,43 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runhook::runs::{ReconcilePolicy, RunApiClient, RunApiClientError, RunSource};
+use runhook::runs::{ReconcilePolicy, RunApiClient, RunSource};
 use runhook::Secret;
 
-use super::config::{Confirm, RouteError, RouteSpec};
-use crate::env::{self, EnvError};
-
-/// Why a route's run API settings cannot be used; each message starts with the route's path.
-#[derive(Debug, thiserror::Error)]
-pub enum RouteRunsError {
-    /// The settings do not check out.
-    #[error(transparent)]
-    Check(#[from] RouteError),
-    /// The API key could not be read from the environment.
-    #[error("{route}: {source}")]
-    Env {
-        /// The route's path.
-        route: String,
-        /// Why not.
-        source: EnvError,
-    },
-    /// The client refused the platform or the key.
-    #[error("{route}: {source}")]
-    Client {
-        /// The route's path.
-        route: String,
-        /// Why.
-        source: RunApiClientError,
-    },
-    /// The client refused `api_url` (never repeated: it may carry credentials).
-    #[error("{route}: api_url: {source}")]
-    ApiUrl {
-        /// The route's path.
-        route: String,
-        /// Why.
-        source: RunApiClientError,
-    },
-}
+use super::config::{Confirm, RouteSpec, ServeConfigError};
+use crate::env;
 
 /// What a route does with its platform's run API: nothing, confirm, reconcile, or both.
 #[derive(Default)]
@@ -54,11 +22,11 @@ pub struct RouteRuns {
 
 impl RouteRuns {
     /// `spec`'s run API settings, with the API key read from its `api_key_env`.
-    pub fn of(spec: &RouteSpec) -> Result<Self, RouteRunsError> {
+    pub fn of(spec: &RouteSpec) -> Result<Self, ServeConfigError> {
         spec.check_runs()?;
         match &spec.api_key_env {
             Some(var) if spec.uses_run_api() => {
-                let key = env::secret(var).map_err(|source| RouteRunsError::Env {
+                let key = env::secret(var).map_err(|source| ServeConfigError::Env {
                     route: spec.path.clone(),
                     source,
                 })?;
@@ -74,12 +42,12 @@ impl RouteRuns {
         spec: &RouteSpec,
         key: Secret,
         policy: impl FnOnce(Duration) -> ReconcilePolicy,
-    ) -> Result<Self, RouteRunsError> {
+    ) -> Result<Self, ServeConfigError> {
         if !spec.uses_run_api() {
             return Ok(Self::default());
         }
         let route = &spec.path;
-        let client = |source| RouteRunsError::Client {
+        let client = |source| ServeConfigError::Client {
             route: route.clone(),
             source,
         };
@@ -88,7 +56,7 @@ impl RouteRuns {
             // The error never repeats the URL: it may carry credentials.
             builder = builder
                 .base_url(url)
-                .map_err(|source| RouteRunsError::ApiUrl {
+                .map_err(|source| ServeConfigError::ApiUrl {
                     route: route.clone(),
                     source,
                 })?;

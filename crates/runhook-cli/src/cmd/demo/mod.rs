@@ -18,20 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use runhook::canonical::CanonicalError;
 use runhook::dead_letter::MemoryDeadLetters;
 use runhook::payload::{EventSource, PayloadError, Provider, RunEvent};
 use runhook::store::StoreError;
-use runhook::verify::ConfigError;
 use runhook::ShutdownReport;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::deliver::{self, Attempt, NotAHeaderValue, SenderKind};
+use crate::deliver::{self, Attempt, SenderKind};
 use crate::serve::app::{self, AppError, ServedRoute};
-use crate::serve::config::RouteError;
-use crate::serve::runs::RouteRunsError;
-use script::{Act, Scene, CONFIRM_PATH, NEVER_ARRIVES_RUN, TINYFISH_API_KEY, WINDOW};
+use crate::serve::config::ServeConfigError;
+use script::{Act, Scene, ScriptError, CONFIRM_PATH, NEVER_ARRIVES_RUN, TINYFISH_API_KEY, WINDOW};
 
 /// Why the demo could not start or finish (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -50,27 +47,27 @@ enum DemoError {
     /// The provider table gives TinyFish no run API.
     #[error("TinyFish has no run API in the provider table")]
     NoRunApi,
-    /// A made-up secret was refused.
+    /// A route's settings were refused.
     #[error(transparent)]
-    Secret(#[from] ConfigError),
-    /// A Skyvern body could not be signed.
-    #[error(transparent)]
-    Sign(#[from] CanonicalError),
-    /// A header credential was refused.
-    #[error(transparent)]
-    Credential(#[from] NotAHeaderValue),
-    /// A body could not be re-serialized.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// A route could not be authenticated.
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    /// A route's run API settings were refused.
-    #[error(transparent)]
-    RouteRuns(#[from] RouteRunsError),
+    Config {
+        /// Why.
+        #[from]
+        source: ServeConfigError,
+    },
     /// A route could not be served.
     #[error(transparent)]
-    App(#[from] AppError),
+    App {
+        /// Why.
+        #[from]
+        source: AppError,
+    },
+    /// The script could not be written.
+    #[error(transparent)]
+    Script {
+        /// Why.
+        #[from]
+        source: ScriptError,
+    },
     /// A scene's body is not its platform's payload.
     #[error("demo body for {platform}: {source}")]
     Body {

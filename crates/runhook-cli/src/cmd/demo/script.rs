@@ -11,8 +11,7 @@ use runhook::payload::Provider;
 use runhook::verify::{Clock as _, ConfigError, SystemClock};
 use runhook::Secret;
 
-use super::DemoError;
-use crate::deliver::{self, Credential};
+use crate::deliver::{self, Credential, NotAHeaderValue};
 
 /// The demo's secrets: made up here, used only between this process and itself.
 pub const SKYVERN_KEY: &str = "sk_demo_runhook_example";
@@ -49,6 +48,39 @@ const SMARTBROWSE_COMPLETED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-completed.json");
 const SMARTBROWSE_FAILED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-failed.json");
+
+/// Why the script could not be written (its secrets and bodies are constants: a bug).
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// A made-up secret was refused.
+    #[error(transparent)]
+    Secret {
+        /// Why.
+        #[from]
+        source: ConfigError,
+    },
+    /// A Skyvern body could not be signed.
+    #[error(transparent)]
+    Sign {
+        /// Why.
+        #[from]
+        source: CanonicalError,
+    },
+    /// A header credential was refused.
+    #[error(transparent)]
+    Credential {
+        /// Why.
+        #[from]
+        source: NotAHeaderValue,
+    },
+    /// A body could not be re-serialized.
+    #[error(transparent)]
+    Json {
+        /// Why.
+        #[from]
+        source: serde_json::Error,
+    },
+}
 
 /// What a scene does with its delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +154,7 @@ impl Scene {
 }
 
 /// The deliveries, in order.
-pub fn script() -> Result<Vec<Scene>, DemoError> {
+pub fn script() -> Result<Vec<Scene>, ScriptError> {
     let now = SystemClock.now_unix();
     let mut scenes = skyvern_scenes(now)?;
     scenes.extend(header_and_path_scenes(now)?);
@@ -131,7 +163,7 @@ pub fn script() -> Result<Vec<Scene>, DemoError> {
 }
 
 /// Skyvern's signed deliveries: genuine, replayed, forged, and re-serialized by a proxy.
-fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, DemoError> {
+fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
     let key = demo_secret(SKYVERN_KEY)?;
     let genuine = signed_by_skyvern(SKYVERN_COMPLETED, &key, now)?;
     let forged = signed_by_skyvern(SKYVERN_FAILED, &demo_secret("sk_attacker_guess")?, now)?;
@@ -167,8 +199,8 @@ fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, DemoError> {
 }
 
 /// TinyFish through a store outage, WebRun's header token, SmartBrowse's secret path.
-fn header_and_path_scenes(now: i64) -> Result<Vec<Scene>, DemoError> {
-    let with_header = |value: &str| -> Result<HeaderMap, DemoError> {
+fn header_and_path_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
+    let with_header = |value: &str| -> Result<HeaderMap, ScriptError> {
         let credential = Credential::header(
             HeaderName::from_static("authorization"),
             demo_secret(value)?,
@@ -245,8 +277,8 @@ fn run_api_scenes(now: i64) -> Vec<Scene> {
 }
 
 /// `value` as a demo secret.
-pub fn demo_secret(value: &str) -> Result<Secret, ConfigError> {
-    Secret::new(value)
+pub fn demo_secret(value: &str) -> Result<Secret, ScriptError> {
+    Ok(Secret::new(value)?)
 }
 
 /// `json` as Skyvern sends it: in its canonical form, signed with `key` at `now`.

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::serve::forward::{ForwardUrl, ForwardUrlError};
+use super::ServeConfigError;
+use crate::serve::forward::ForwardUrl;
 
 /// Where processed events go: exactly one of the three.
 #[derive(Clone, Default, Deserialize)]
@@ -47,26 +48,9 @@ pub enum HandlerKind {
     Forward(ForwardUrl),
 }
 
-/// Why a handler spec names no usable handler.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerSpecError {
-    /// None is named.
-    #[error(
-        "no handler: give one of --jsonl FILE, --exec CMD, --forward URL \
-         (in runhook.toml: [handler] jsonl = ..., exec = ... or forward = ...)"
-    )]
-    Missing,
-    /// More than one is named.
-    #[error("give exactly one handler: --jsonl, --exec or --forward")]
-    MoreThanOne,
-    /// The forward URL cannot be used.
-    #[error(transparent)]
-    Forward(#[from] ForwardUrlError),
-}
-
 impl HandlerSpec {
     /// The handler named, or why the spec does not name exactly one.
-    pub fn kind(&self) -> Result<HandlerKind, HandlerSpecError> {
+    pub fn kind(&self) -> Result<HandlerKind, ServeConfigError> {
         let named = [
             self.jsonl.clone().map(HandlerKind::Jsonl),
             self.exec.clone().map(HandlerKind::Exec),
@@ -79,8 +63,8 @@ impl HandlerSpec {
         let mut named = named.into_iter().flatten();
         match (named.next(), named.next()) {
             (Some(kind), None) => Ok(kind),
-            (None, _) => Err(HandlerSpecError::Missing),
-            (Some(_), Some(_)) => Err(HandlerSpecError::MoreThanOne),
+            (None, _) => Err(ServeConfigError::NoHandler),
+            (Some(_), Some(_)) => Err(ServeConfigError::MoreThanOne),
         }
     }
 }

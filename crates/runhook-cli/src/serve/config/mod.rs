@@ -2,6 +2,7 @@
 //! whole configuration and its checks are here; each route, the store and the handler have
 //! their own file.
 
+mod error;
 mod handler;
 mod route;
 mod store;
@@ -10,15 +11,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runhook::payload::Provider;
 use runhook::retry::RetryPolicy;
 use serde::Deserialize;
 
-pub use handler::{HandlerKind, HandlerSpec, HandlerSpecError};
-pub use route::{Confirm, RouteError, RouteSpec};
-pub use store::{StoreSpec, StoreSpecError};
+pub use error::ServeConfigError;
+pub use handler::{HandlerKind, HandlerSpec};
+pub use route::{Confirm, RouteSpec};
+pub use store::StoreSpec;
 
-use super::forward::{ForwardSettings, ForwardSettingsError, DEFAULT_RETRY_AFTER_CAP_SECS};
+use super::forward::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
 
 /// Everything `runhook serve` needs, as read from `runhook.toml` (or built from flags).
 #[derive(Debug, Clone, Deserialize)]
@@ -90,79 +91,6 @@ pub struct ServeConfig {
     pub routes: Vec<RouteSpec>,
 }
 
-/// Why a configuration cannot run.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeConfigError {
-    /// `runhook.toml` does not parse, or names an unknown key or value.
-    #[error(transparent)]
-    Toml(#[from] toml::de::Error),
-    /// No route.
-    #[error("no routes: give --path and --provider, or [[route]] tables")]
-    NoRoutes,
-    /// Two routes with one path.
-    #[error("route path {0} is given twice")]
-    PathTwice(String),
-    /// A route on `/healthz` or `/metrics`.
-    #[error("route path {0} is reserved")]
-    PathReserved(String),
-    /// A route that cannot be served.
-    #[error(transparent)]
-    Route(#[from] RouteError),
-    /// A route reconciling without a Redis store.
-    #[error(
-        "{0}: reconcile_after_secs needs a Redis store (--store redis://...): expected runs \
-         are registered with `runhook expect`, which reaches `serve` only through Redis"
-    )]
-    ReconcileWithoutRedis(String),
-    /// Two routes reconciling one provider's runs.
-    #[error(
-        "{route}: another route already reconciles {provider} runs; give \
-         reconcile_after_secs to one route per provider"
-    )]
-    ReconcileTwice {
-        /// The second route's path.
-        route: String,
-        /// The provider.
-        provider: Provider,
-    },
-    /// Zero workers, queue capacity, attempts or deliveries.
-    #[error("workers, queue capacity, attempts and deliveries must be at least 1")]
-    ZeroCount,
-    /// An empty Redis prefix, or one with spaces.
-    #[error("the Redis prefix must be non-empty, without spaces")]
-    RedisPrefix,
-    /// A zero lease.
-    #[error("the lease must be at least 1 second")]
-    ZeroLease,
-    /// A Redis stream queue on the memory store.
-    #[error("--queue redis-stream needs a Redis store: give --store redis://HOST:PORT")]
-    StreamWithoutRedis,
-    /// Forward settings that cannot be used.
-    #[error(transparent)]
-    Forward(#[from] ForwardSettingsError),
-}
-
-/// A `runhook.toml` that cannot be read, or cannot run.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigFileError {
-    /// The file cannot be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why not.
-        source: std::io::Error,
-    },
-    /// Its configuration cannot run.
-    #[error("{}: {source}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Why not.
-        source: ServeConfigError,
-    },
-}
-
 /// Where acknowledged deliveries wait for a worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -211,14 +139,14 @@ impl ServeConfig {
     }
 
     /// Reads and checks the `runhook.toml` at `path`.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+    pub fn from_file(path: &Path) -> Result<Self, ServeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|source| ConfigFileError::Invalid {
+        Self::from_toml(&text).map_err(|source| ServeConfigError::InFile {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -365,6 +293,8 @@ fn default_forward_retry_after_cap_secs() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use runhook::payload::Provider;
+
     use super::*;
 
     const EXAMPLE: &str = r#"
@@ -417,9 +347,12 @@ secret_env = "TINYFISH_PATH_SECRET"
 
     #[test]
     fn a_store_spec_is_memory_or_a_redis_url() {
-        assert_eq!("memory".parse::<StoreSpec>(), Ok(StoreSpec::Memory));
+        assert_eq!("memory".parse::<StoreSpec>().ok(), Some(StoreSpec::Memory));
         for url in ["redis://127.0.0.1:6379", "rediss://user:pw@host:6380/0"] {
-            assert_eq!(url.parse::<StoreSpec>(), Ok(StoreSpec::Redis(url.into())));
+            assert_eq!(
+                url.parse::<StoreSpec>().ok(),
+                Some(StoreSpec::Redis(url.into()))
+            );
         }
         let err = "postgres://admin:hunter2@db/x"
             .parse::<StoreSpec>()

@@ -5,113 +5,15 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
-use runhook::verify::{ConfigError, SegmentPosition};
+use runhook::verify::SegmentPosition;
 use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
 use serde::Deserialize;
 
-use crate::env::{self, EnvError};
+use super::ServeConfigError;
+use crate::env;
 
 /// The placeholder for a secret path segment in a route path: `/webhooks/tinyfish/{secret}`.
 pub const SECRET_SEGMENT: &str = "{secret}";
-
-/// Why a route cannot be served as configured; each message starts with the route's path.
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    /// The path is not absolute.
-    #[error("route path {route} must start with /")]
-    NotAbsolute {
-        /// The route's path.
-        route: String,
-    },
-    /// The path has two `{secret}` segments.
-    #[error("{route}: more than one {SECRET_SEGMENT}")]
-    TwoSecretSegments {
-        /// The route's path.
-        route: String,
-    },
-    /// An unsigned route names a secret.
-    #[error("{route}: an unsigned route takes no secret (drop --secret-env or {SECRET_SEGMENT})")]
-    UnsignedWithSecret {
-        /// The route's path.
-        route: String,
-    },
-    /// A signed route names no secret.
-    #[error("{route}: no secret; give --secret-env VAR (or unsigned = true, chosen by name)")]
-    NoSecret {
-        /// The route's path.
-        route: String,
-    },
-    /// A secret could not be read from the environment.
-    #[error("{route}: {source}")]
-    Env {
-        /// The route's path.
-        route: String,
-        /// Why not.
-        source: EnvError,
-    },
-    /// The header token scheme refused its settings.
-    #[error("{route}: {source}")]
-    HeaderToken {
-        /// The route's path.
-        route: String,
-        /// Why.
-        source: ConfigError,
-    },
-    /// `header_name` on a platform that sends no credential header.
-    #[error(
-        "{route}: {platform} sends no credential header; header_name is for header-token \
-         routes (webrun, smartbrowse)"
-    )]
-    NoCredentialHeader {
-        /// The route's path.
-        route: String,
-        /// The platform's name.
-        platform: &'static str,
-    },
-    /// A platform that signs nothing, without a `{secret}` path or `unsigned`.
-    #[error(
-        "{route}: {platform} signs nothing; put a {SECRET_SEGMENT} segment in the path \
-         (a hard-to-guess URL) or set unsigned"
-    )]
-    SignsNothing {
-        /// The route's path.
-        route: String,
-        /// The platform's name.
-        platform: &'static str,
-    },
-    /// Run API settings with neither `confirm` nor `reconcile_after_secs`.
-    #[error(
-        "{route}: api_url and api_key_env are for confirm = true or reconcile_after_secs; \
-         neither is set"
-    )]
-    RunApiUnused {
-        /// The route's path.
-        route: String,
-    },
-    /// `confirm` or `reconcile_after_secs` on a platform without a run API.
-    #[error("{route}: {platform} documents no run API, so it can neither confirm nor reconcile")]
-    NoRunApi {
-        /// The route's path.
-        route: String,
-        /// The platform's name.
-        platform: &'static str,
-    },
-    /// `confirm` or `reconcile_after_secs` without `api_key_env`.
-    #[error(
-        "{route}: confirm and reconcile_after_secs call the run API: give api_key_env \
-         (--api-key-env VAR), the environment variable holding the API key"
-    )]
-    NoApiKeyEnv {
-        /// The route's path.
-        route: String,
-    },
-    /// `reconcile_after_secs = 0`.
-    #[error("{route}: reconcile_after_secs must be at least 1")]
-    ZeroWindow {
-        /// The route's path.
-        route: String,
-    },
-}
 
 /// One receiving route.
 #[derive(Debug, Clone, Deserialize)]
@@ -208,30 +110,30 @@ impl RouteSpec {
 
     /// Refuses run API settings that cannot work: on a platform without a run API (WebRun),
     /// without `api_key_env`, a zero window, or API settings with neither feature on.
-    pub fn check_runs(&self) -> Result<(), RouteError> {
+    pub fn check_runs(&self) -> Result<(), ServeConfigError> {
         let route = self.path.clone();
         let platform = Platform::of(self.provider);
         if !self.uses_run_api() {
             if self.api_url.is_some() || self.api_key_env.is_some() {
-                return Err(RouteError::RunApiUnused { route });
+                return Err(ServeConfigError::RunApiUnused { route });
             }
             return Ok(());
         }
         if platform.run_api.is_none() {
             let platform = platform.display_name;
-            return Err(RouteError::NoRunApi { route, platform });
+            return Err(ServeConfigError::NoRunApi { route, platform });
         }
         if self.api_key_env.is_none() {
-            return Err(RouteError::NoApiKeyEnv { route });
+            return Err(ServeConfigError::NoApiKeyEnv { route });
         }
         if self.reconcile_after_secs == Some(0) {
-            return Err(RouteError::ZeroWindow { route });
+            return Err(ServeConfigError::ZeroWindow { route });
         }
         Ok(())
     }
 
     /// The index of the `{secret}` segment in the path, if it has one.
-    pub(super) fn secret_segment(&self) -> Result<Option<usize>, RouteError> {
+    pub(super) fn secret_segment(&self) -> Result<Option<usize>, ServeConfigError> {
         let segments: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
         let mut found = segments
             .iter()
@@ -240,7 +142,7 @@ impl RouteSpec {
         match (found.next(), found.next()) {
             (None, _) => Ok(None),
             (Some((index, _)), None) => Ok(Some(index)),
-            (Some(_), Some(_)) => Err(RouteError::TwoSecretSegments {
+            (Some(_), Some(_)) => Err(ServeConfigError::TwoSecretSegments {
                 route: self.path.clone(),
             }),
         }
@@ -253,17 +155,17 @@ impl RouteSpec {
     /// - Skyvern: the `x-skyvern-signature` HMAC keyed by the API key;
     /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
     /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
-    pub fn verifier(&self) -> Result<Box<dyn Verifier>, RouteError> {
+    pub fn verifier(&self) -> Result<Box<dyn Verifier>, ServeConfigError> {
         let route = &self.path;
         if !route.starts_with('/') {
-            return Err(RouteError::NotAbsolute {
+            return Err(ServeConfigError::NotAbsolute {
                 route: route.clone(),
             });
         }
         let segment = self.secret_segment()?;
         if self.unsigned {
             if !self.secret_env.is_empty() || segment.is_some() {
-                return Err(RouteError::UnsignedWithSecret {
+                return Err(ServeConfigError::UnsignedWithSecret {
                     route: route.clone(),
                 });
             }
@@ -271,11 +173,11 @@ impl RouteSpec {
             return Ok(Box::new(Unsigned::accept_without_authentication()));
         }
         if self.secret_env.is_empty() {
-            return Err(RouteError::NoSecret {
+            return Err(ServeConfigError::NoSecret {
                 route: route.clone(),
             });
         }
-        let keys = env::secrets(&self.secret_env).map_err(|source| RouteError::Env {
+        let keys = env::secrets(&self.secret_env).map_err(|source| ServeConfigError::Env {
             route: route.clone(),
             source,
         })?;
@@ -284,7 +186,7 @@ impl RouteSpec {
 
     /// The scheme as [`RouteSpec::verifier`] chooses it, with `keys` as the accepted secrets
     /// (ignored by an `unsigned` route).
-    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, RouteError> {
+    pub fn verifier_with(&self, keys: Secrets) -> Result<Box<dyn Verifier>, ServeConfigError> {
         let route = self.path.clone();
         if self.unsigned {
             return Ok(Box::new(Unsigned::accept_without_authentication()));
@@ -300,9 +202,9 @@ impl RouteSpec {
             (DefaultScheme::HeaderToken { header }, name) => {
                 HeaderToken::new(name.as_deref().unwrap_or(header), keys)
                     .map(|scheme| Box::new(scheme) as Box<dyn Verifier>)
-                    .map_err(|source| RouteError::HeaderToken { route, source })
+                    .map_err(|source| ServeConfigError::HeaderToken { route, source })
             }
-            (_, Some(_)) => Err(RouteError::NoCredentialHeader {
+            (_, Some(_)) => Err(ServeConfigError::NoCredentialHeader {
                 route,
                 platform: platform.display_name,
             }),
@@ -316,7 +218,7 @@ impl RouteSpec {
                 }
                 Ok(Box::new(scheme))
             }
-            (DefaultScheme::PathSecret, None) => Err(RouteError::SignsNothing {
+            (DefaultScheme::PathSecret, None) => Err(ServeConfigError::SignsNothing {
                 route,
                 platform: platform.display_name,
             }),

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use super::ServeConfigError;
+
 /// Where claims are kept, as `--store` or `store =` names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -23,18 +25,10 @@ impl StoreSpec {
     }
 }
 
-/// A store spec that is neither `memory` nor a Redis URL; it shows only the scheme (the
-/// rest may hold a password).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--store {scheme}://...: expected `memory` or a redis:// URL")]
-pub struct StoreSpecError {
-    scheme: String,
-}
-
 impl std::str::FromStr for StoreSpec {
-    type Err = StoreSpecError;
+    type Err = ServeConfigError;
 
-    fn from_str(spec: &str) -> Result<Self, StoreSpecError> {
+    fn from_str(spec: &str) -> Result<Self, ServeConfigError> {
         if spec == "memory" {
             Ok(StoreSpec::Memory)
         } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -42,7 +36,7 @@ impl std::str::FromStr for StoreSpec {
         } else {
             // Only the scheme: the rest may hold a password.
             let scheme = spec.split("://").next().unwrap_or_default();
-            Err(StoreSpecError {
+            Err(ServeConfigError::Store {
                 scheme: scheme.into(),
             })
         }
@@ -50,9 +44,9 @@ impl std::str::FromStr for StoreSpec {
 }
 
 impl TryFrom<String> for StoreSpec {
-    type Error = StoreSpecError;
+    type Error = ServeConfigError;
 
-    fn try_from(spec: String) -> Result<Self, StoreSpecError> {
+    fn try_from(spec: String) -> Result<Self, ServeConfigError> {
         spec.parse()
     }
 }
