@@ -82,49 +82,35 @@ pub trait Verifier: Send + Sync {
     }
 }
 
-impl<V: Verifier + ?Sized> Verifier for Box<V> {
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify(delivery)
-    }
+/// A verifier behind a pointer is a verifier: every method forwards to the pointee.
+macro_rules! forward_verifier {
+    ($($pointer:ident)::+) => {
+        impl<V: Verifier + ?Sized> Verifier for $($pointer)::+<V> {
+            fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+                (**self).verify(delivery)
+            }
 
-    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify_exact(delivery)
-    }
+            fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+                (**self).verify_exact(delivery)
+            }
 
-    fn has_fallback(&self) -> bool {
-        (**self).has_fallback()
-    }
+            fn has_fallback(&self) -> bool {
+                (**self).has_fallback()
+            }
 
-    fn credential_headers(&self) -> Vec<&str> {
-        (**self).credential_headers()
-    }
+            fn credential_headers(&self) -> Vec<&str> {
+                (**self).credential_headers()
+            }
 
-    fn schemes(&self) -> Vec<SchemeKind> {
-        (**self).schemes()
-    }
+            fn schemes(&self) -> Vec<SchemeKind> {
+                (**self).schemes()
+            }
+        }
+    };
 }
 
-impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify(delivery)
-    }
-
-    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify_exact(delivery)
-    }
-
-    fn has_fallback(&self) -> bool {
-        (**self).has_fallback()
-    }
-
-    fn credential_headers(&self) -> Vec<&str> {
-        (**self).credential_headers()
-    }
-
-    fn schemes(&self) -> Vec<SchemeKind> {
-        (**self).schemes()
-    }
-}
+forward_verifier!(Box);
+forward_verifier!(std::sync::Arc);
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,10 +20,8 @@
 //! use runhook::{payload::{Provider, RunEvent}, HeaderToken, Receiver, Secret};
 //!
 //! # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let webrun = Receiver::builder(
-//!     Provider::WebRun,
-//!     HeaderToken::authorization(Secret::new("Bearer webrun-token")?),
-//! )
+//! let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+//! let webrun = Receiver::builder(Provider::WebRun, verifier)
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
@@ -53,6 +51,7 @@ use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
 use crate::receiver::OutcomeKind;
+pub use crate::receiver::VerifiedRun;
 use crate::receiver::{ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
@@ -105,10 +104,8 @@ impl Responder for Outcome {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(
-///     Provider::Skyvern,
-///     SkyvernSignature::new(Secret::new("sk_live_example")?),
-/// )
+/// let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+/// let receiver = Receiver::builder(Provider::Skyvern, verifier)
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().app_data(receiver).route("/webhooks/skyvern", web::post().to(on_run));
 /// # let _ = app; Ok(()) }
@@ -238,7 +235,7 @@ impl FromRequest for Webhook {
 /// your existing handlers, which then run inline, with the same semantics as
 /// [`tower::WebhookLayer`](crate::tower) (the table there): the body is read once under the
 /// receiver's rules and handed on unchanged (a downstream `web::Json<T>` still works), a
-/// [`VerifiedRun`](crate::VerifiedRun) is in the request's extensions, a 2xx answer completes
+/// [`VerifiedRun`] is in the request's extensions, a 2xx answer completes
 /// the claim and any other answer or an error releases it; a duplicate still in flight gets
 /// 503 with `Retry-After`, one already done gets 200 without calling your handler.
 ///
@@ -255,10 +252,8 @@ impl FromRequest for Webhook {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(
-///     Provider::WebRun,
-///     HeaderToken::authorization(Secret::new("Bearer webrun-token")?),
-/// )
+/// let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+/// let receiver = Receiver::builder(Provider::WebRun, verifier)
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().service(
 ///     web::resource("/webhooks/webrun")

@@ -16,10 +16,8 @@
 //! use runhook::{payload::{Provider, RunEvent}, Receiver, Secret, SkyvernSignature};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let skyvern = Receiver::builder(
-//!     Provider::Skyvern,
-//!     SkyvernSignature::new(Secret::new("sk_live_example")?),
-//! )
+//! let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+//! let skyvern = Receiver::builder(Provider::Skyvern, verifier)
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
@@ -69,10 +67,8 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Response {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(
-///     Provider::WebRun,
-///     HeaderToken::authorization(Secret::new("Bearer webrun-token")?),
-/// )
+/// let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+/// let receiver = Receiver::builder(Provider::WebRun, verifier)
 ///     .build_inline()?; // your axum handler is the handler
 /// let app: Router = Router::new().route("/webhooks/webrun", post(on_run)).with_state(receiver);
 /// # let _ = app; Ok(()) }

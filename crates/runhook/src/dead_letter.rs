@@ -4,7 +4,7 @@
 //! was (the worker holds its claim and tries again later; a stream entry stays pending): a
 //! failing sink never costs a delivery. Letters are written as [`DeadLetterRecord`]s, which
 //! the listing and redrive tools read back ([`JsonLinesDeadLetters::read`],
-//! [`redrive_file`](crate::redrive_file), and the Redis stream's own).
+//! [`redrive_file`], and the Redis stream's own).
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -333,7 +333,7 @@ impl DeadLetterSink for MemoryDeadLetters {
 }
 
 /// Appends each dead letter to a file as one JSON line ([`DeadLetterRecord`]), creating it
-/// with mode 0600. Writers and [`redrive_file`](crate::redrive_file) lock the file, so that a
+/// with mode 0600. Writers and [`redrive_file`] lock the file, so that a
 /// redrive rewriting it never loses a letter appended meanwhile.
 #[derive(Debug)]
 pub struct JsonLinesDeadLetters {

@@ -6,7 +6,7 @@
 //!
 //! This crate re-exports [`runhook_core`] (secrets and authentication schemes) and adds the
 //! framework integrations behind cargo features: `axum` (whose `http::HeaderMap` implements
-//! [`HeaderLookup`] as is) and `actix` ([`actix::ActixHeaders`]).
+//! [`HeaderLookup`](verify::HeaderLookup) as is) and `actix` ([`actix::ActixHeaders`]).
 //!
 //! ```
 //! use runhook::{Secret, SkyvernSignature, Verifier};
@@ -34,18 +34,8 @@
 //!
 //! ## Response policy
 //!
-//! Every answer comes from an [`Outcome`]; the adapters only render it.
-//!
-//! | what happened | answer |
-//! |---|---|
-//! | genuine, new, handed off (or, inline: your handler's own answer) | 200 |
-//! | duplicate of a run already done | 200, no second handler call |
-//! | duplicate of a run in flight | 200 when its hand-off is durable ([`InFlightDuplicates`]); else 503 + `Retry-After` (always inline) |
-//! | not genuine | 401 |
-//! | body over the limit / not in within the read timeout | 413 / 408, connection closed |
-//! | genuine but not the provider's payload, or an unusable run id | 202, kept whole in the dead letters |
-//! | store, queue, key resolver or dead-letter sink unavailable; shutting down | 503 + `Retry-After` |
-//! | store misconfigured | 500 |
+//! Every answer comes from an [`Outcome`], whose documentation holds the whole policy table
+//! (status, `Retry-After`, closing the connection); the adapters only render it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -32,10 +32,8 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let receiver = Receiver::builder(
-//!     Provider::Skyvern,
-//!     SkyvernSignature::new(Secret::new("sk_live_example")?),
-//! )
+//! let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+//! let receiver = Receiver::builder(Provider::Skyvern, verifier)
 //!     .build_inline()?; // your endpoint is the handler
 //! let app: Router = Router::new()
 //!     .route("/webhooks/skyvern", post(on_run))

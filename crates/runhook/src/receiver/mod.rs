@@ -228,22 +228,39 @@ impl Receiver {
         } = &*self.inner;
         let received_at = SystemTime::now();
         let admission = (pipeline.admit(headers, path, body.clone(), *in_flight_duplicates)).await;
-        let Admitted { event, token, .. } = match admission {
-            Ok(admitted) => admitted,
+        let stored = match admission {
+            Ok(admitted) => Ok(admitted),
             Err(Stop::InFlight(outcome))
                 if *in_flight_duplicates == InFlightDuplicates::Acknowledge
                     && hand_off.is_durable() =>
             {
-                return self
-                    .append_in_flight_duplicate(headers, body, received_at, outcome)
-                    .await
+                Err(outcome)
             }
             Err(stop) => return stop.into_outcome(),
         };
+        // Either way the delivery is stored now: with its headers, minus credentials.
+        let kept = kept_headers(headers, &pipeline.credential_headers);
+        match stored {
+            Ok(admitted) => self.hand_off(admitted, kept, received_at).await,
+            Err(in_flight) => {
+                (self.append_in_flight_duplicate(in_flight, &body, &kept, received_at)).await
+            }
+        }
+    }
+
+    /// Hands a claimed run off: 200 once the hand-off took it, else the 503 of its refusal
+    /// (with the claim released).
+    async fn hand_off(
+        &self,
+        admitted: Admitted,
+        kept: Vec<(String, String)>,
+        received_at: SystemTime,
+    ) -> Outcome {
+        let Admitted { event, token, .. } = admitted;
         let probe = probe_of(&event);
-        let headers = kept_headers(headers, &pipeline.credential_headers);
-        let job = Job::claimed(event, token, received_at, headers);
-        let outcome = match hand_off.send_or_release(&*pipeline.store, job).await {
+        let job = Job::claimed(event, token, received_at, kept);
+        let store = &*self.inner.pipeline.store;
+        let outcome = match self.inner.hand_off.send_or_release(store, job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
             Err(refused) => refused_outcome(refused),
         };
@@ -251,15 +268,15 @@ impl Receiver {
     }
 
     /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
-    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
-    /// holding the run may die before its own hand-off. If that fails, the answer is the 503
-    /// of the refusal.
+    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]), with its
+    /// `body` and `kept` headers: the instance holding the run may die before its own
+    /// hand-off. If that fails, the answer is the 503 of the refusal.
     async fn append_in_flight_duplicate(
         &self,
-        headers: &(dyn HeaderLookup + Sync),
-        body: Bytes,
-        received_at: SystemTime,
         outcome: Outcome,
+        body: &[u8],
+        kept: &[(String, String)],
+        received_at: SystemTime,
     ) -> Outcome {
         let Some(probe) = outcome.probe.clone() else {
             return outcome;
@@ -269,8 +286,8 @@ impl Receiver {
             key: &probe.dedup_key,
             run_id: probe.run_id.as_deref(),
             received_at,
-            body: &body,
-            headers: &kept_headers(headers, &self.inner.pipeline.credential_headers),
+            body,
+            headers: kept,
         };
         match self
             .inner
