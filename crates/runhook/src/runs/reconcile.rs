@@ -17,7 +17,8 @@ use runhook_core::payload::{EventSource, Provider, RunEvent};
 use runhook_store::{Expectation, Expectations, IdempotencyStore, KeyState, StoreError, Window};
 
 use super::{Fetched, RunSource};
-use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::handoff::DeadLetters;
 use crate::stats::Counters;
 
 /// How a receiver reconciles its expected runs; see [`ReceiverBuilder::reconcile`].
@@ -128,7 +129,7 @@ pub(crate) struct Reconciler {
     pub provider: Provider,
     pub source: Arc<dyn RunSource>,
     pub store: Arc<dyn IdempotencyStore>,
-    pub dead_letters: Arc<dyn DeadLetterSink>,
+    pub dead_letters: DeadLetters,
     pub counters: Arc<Counters>,
     pub policy: ReconcilePolicy,
 }
@@ -291,13 +292,12 @@ impl Reconciler {
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => {
-                Counters::bump(&self.counters.dead_lettered);
                 Counters::bump(&self.counters.reconcile_given_up);
                 Letter::Written
             }
-            Err(err) => {
+            Err(_) => {
                 Counters::bump(&self.counters.dead_letter_write_failures);
-                tracing::error!(provider = %self.provider, run_id = %expectation.run_id, error = %err, "could not dead-letter a run that never completed; keeping its expectation");
+                tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, "keeping the expectation of a run that never completed until its dead letter is written");
                 Letter::Refused
             }
         }
