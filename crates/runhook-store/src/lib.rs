@@ -93,6 +93,10 @@ pub const DEFAULT_MAX_KEY_LEN: usize = 512;
 /// The longest lease or done window a store accepts (about 30 years).
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
+/// How long a run stays done (its later deliveries answered as duplicates) unless a receiver
+/// says otherwise: 7 days, longer than any sender's retries and replays.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// An idempotency store: the state machine of the [crate docs](crate).
 ///
 /// The trait is object-safe (`Arc<dyn IdempotencyStore>` works) and `Send + Sync`. Its async

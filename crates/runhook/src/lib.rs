@@ -45,7 +45,6 @@ pub mod dead_letter;
 pub mod handler;
 mod handoff;
 pub mod receiver;
-mod redrive;
 #[cfg(feature = "tower")]
 mod response;
 pub mod retry;

@@ -15,8 +15,9 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use tokio::time::Instant;
 
 use crate::dead_letter::DeadLetterReason;
+use crate::dead_letter::DeadLetters;
 use crate::handler::{BoxFuture, Handler};
-use crate::handoff::{DeadLetters, Job};
+use crate::handoff::Job;
 use crate::retry::{RetryAfter, RetryPolicy};
 use crate::runs::{FetchError, Fetched, RunSource};
 use crate::stats::Counters;

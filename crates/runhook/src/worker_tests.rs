@@ -10,9 +10,10 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
 use tokio::time::Instant;
 
 use super::{run_job, Settled, WorkerContext};
+use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterReason, MemoryDeadLetters};
 use crate::handler::{Handler, HandlerError};
-use crate::handoff::{DeadLetters, Job};
+use crate::handoff::Job;
 use crate::retry::RetryAfter;
 use crate::retry::RetryPolicy;
 use crate::stats::Counters;

@@ -1,10 +1,9 @@
 //! The claimed run's home: where the receive path and the reconciler hand a claimed run (the
 //! in-process queue, or with feature `redis` a Redis stream shared by every instance), what a
-//! hand-off answers ([`contract`]), the job itself ([`Job`]), and the one dead-letter writer.
+//! hand-off answers ([`contract`]), and the job itself ([`Job`]).
 //! One small enum, so that the receiver's code does not care which hand-off it has.
 
 pub(crate) mod contract;
-pub(crate) mod dead_letters;
 pub(crate) mod job;
 pub(crate) mod memory;
 
@@ -16,13 +15,8 @@ use runhook_store::IdempotencyStore;
 use crate::stream::StreamWorkers;
 pub use contract::ShutdownReport;
 pub(crate) use contract::{Duplicate, GivenBack, Refused};
-pub(crate) use dead_letters::DeadLetters;
 pub(crate) use job::Job;
 pub(crate) use memory::MemoryQueue;
-
-/// How long a processed run is remembered as done unless the builder's `dedup_window` says
-/// otherwise (7 days): the webhook path, the reconciler and file redrive all use it.
-pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The hand-off of one receiver, with its workers.
 pub(crate) enum HandOff {

@@ -47,15 +47,17 @@ use runhook_store::{IdempotencyStore, MemoryStore};
 use super::outcome::InFlightDuplicates;
 use super::pipeline::{Auth, Pipeline};
 use super::{BackgroundRoute, InlineReceiver, Receiver};
+use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
 use crate::handler::Handler;
-use crate::handoff::{DeadLetters, HandOff, MemoryQueue, DEFAULT_DEDUP_WINDOW};
+use crate::handoff::{HandOff, MemoryQueue};
 use crate::retry::RetryPolicy;
 use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
 use crate::stats::Counters;
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
 use crate::worker::WorkerContext;
+use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 /// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -317,12 +319,9 @@ impl ReceiverBuilder<WithHandler> {
     /// Builds the receiver and starts its workers (and its reconciler), inside a tokio
     /// runtime.
     pub fn build(self) -> Result<Receiver, BuildError> {
-        let ReceiverBuilder { mut route, style } = self;
+        let ReceiverBuilder { route, style } = self;
         #[cfg(feature = "redis")]
-        if let (Some(queue), None) = (&style.stream, &route.dead_letters) {
-            // A stream route keeps its dead letters in the stream's own, unless told otherwise.
-            route.dead_letters = Some(Arc::new(queue.dead_letters()));
-        }
+        let route = style.stream_dead_letters(route);
         let pipeline = route.pipeline()?;
         style.check_runs(&pipeline)?;
         let in_flight_duplicates = style.in_flight_duplicates(&pipeline);
@@ -349,6 +348,15 @@ impl ReceiverBuilder<WithHandler> {
 }
 
 impl WithHandler {
+    /// A stream route keeps its dead letters in the stream's own, unless told otherwise.
+    #[cfg(feature = "redis")]
+    fn stream_dead_letters(&self, mut route: RouteSettings) -> RouteSettings {
+        if let (Some(queue), None) = (&self.stream, &route.dead_letters) {
+            route.dead_letters = Some(Arc::new(queue.dead_letters()));
+        }
+        route
+    }
+
     /// Refuses confirmation or reconciliation that cannot work on this route.
     fn check_runs(&self, pipeline: &Pipeline) -> Result<(), BuildError> {
         let runs = self.confirm.is_some() || self.reconcile.is_some();

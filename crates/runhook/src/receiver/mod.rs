@@ -25,7 +25,7 @@ use runhook_core::platform::Platform;
 use runhook_core::{HeaderLookup, Secrets, Verifier};
 
 pub use crate::body::content_length;
-pub use crate::handoff::{ShutdownReport, DEFAULT_DEDUP_WINDOW};
+pub use crate::handoff::ShutdownReport;
 pub use builder::{
     BackgroundBuilder, BuildError, Inline, ReceiverBuilder, WithHandler, DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
@@ -35,6 +35,7 @@ pub(crate) use claim::HandlerAnswer;
 pub use claim::{ClaimedEvent, VerifiedRun};
 pub use outcome::{InFlightDuplicates, Outcome, OutcomeKind, Unavailable};
 pub use pipeline::KeyResolver;
+pub use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 use outcome::{probe_of, refused_outcome, with_probe};
 pub(crate) use pipeline::Pipeline;

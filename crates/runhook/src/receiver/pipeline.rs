@@ -19,8 +19,8 @@ use super::outcome::{
     probe_of, store_unavailable, with_probe, InFlightDuplicates, Outcome, OutcomeKind,
 };
 use crate::body::ReadError;
+use crate::dead_letter::DeadLetters;
 use crate::handler::{BoxFuture, HandlerError};
-use crate::handoff::DeadLetters;
 use crate::stats::Counters;
 
 /// Chooses the scheme for one delivery when one endpoint serves many accounts (secrets picked

@@ -17,8 +17,8 @@ use runhook_core::payload::{EventSource, Provider, RunEvent};
 use runhook_store::{Expectation, Expectations, IdempotencyStore, KeyState, StoreError, Window};
 
 use super::{Fetched, RunSource};
+use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
-use crate::handoff::DeadLetters;
 use crate::stats::Counters;
 
 /// How a receiver reconciles its expected runs; see [`ReceiverBuilder::reconcile`].

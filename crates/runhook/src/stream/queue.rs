@@ -17,7 +17,7 @@ use super::defaults::{
 };
 use super::entry::{NewEntry, Redriven, REDRIVE_SCRIPT};
 use super::error::{RedisCallError, StreamError};
-use crate::redrive::RedriveReport;
+use crate::dead_letter::RedriveReport;
 
 /// Appends an entry unless the stream holds `ARGV[1]` entries already (the backlog: processed
 /// entries are deleted). Returns the new id, or `false` when full.

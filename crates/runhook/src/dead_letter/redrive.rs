@@ -10,9 +10,9 @@ use std::sync::Arc;
 use runhook_core::payload::{Confirmation, EventSource, PayloadError, RunEvent};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 
-use crate::dead_letter::{open_locked, parse_lines, DeadLetterRecord};
+use super::{open_locked, parse_lines, DeadLetterRecord};
 use crate::handler::{Handler, HandlerError};
-use crate::handoff::DEFAULT_DEDUP_WINDOW;
+use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 /// What a redrive did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

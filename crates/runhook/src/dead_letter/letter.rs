@@ -1,24 +1,11 @@
-//! Where deliveries go that cannot be processed: kept whole for a person, never dropped.
-//!
-//! A sink that cannot take a letter returns an error, and the delivery is then kept where it
-//! was (the worker holds its claim and tries again later; a stream entry stays pending): a
-//! failing sink never costs a delivery. Letters are written as [`DeadLetterRecord`]s, which
-//! the listing and redrive tools read back ([`JsonLinesDeadLetters::read`],
-//! [`redrive_file`], and the Redis stream's own).
+//! A dead letter: why it was set aside, the delivery kept whole, and the JSON record the
+//! sinks write and the listing and redrive tools read back.
 
-use std::collections::VecDeque;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use runhook_core::payload::{EventSource, PayloadError, Provider};
-use runhook_core::HeaderLookup;
-
-use crate::handler::BoxFuture;
-pub use crate::redrive::{redrive_file, RedriveReport};
 
 /// Why a delivery was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,224 +233,14 @@ impl DeadLetterRecord {
     }
 }
 
-fn invalid_data(message: String) -> std::io::Error {
+pub(super) fn invalid_data(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message)
-}
-
-/// Headers whose values are credentials and are never written to a dead letter or a stream
-/// entry, whatever the route's scheme (the scheme adds its own header names).
-pub(crate) fn is_credential_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "authorization"
-        || name == "cookie"
-        || name == "set-cookie"
-        || name == "proxy-authorization"
-        || name.contains("signature")
-        || name.contains("token")
-        || name.contains("secret")
-        || name.contains("api-key")
-}
-
-/// The headers worth keeping with a dead letter or a queued delivery: all but credentials
-/// (the fixed list above and the route's own `credential_headers`, lowercase).
-pub(crate) fn kept_headers(
-    headers: &dyn HeaderLookup,
-    credential_headers: &[String],
-) -> Vec<(String, String)> {
-    let mut kept = Vec::new();
-    headers.visit_all(&mut |name, value| {
-        let credential = is_credential_header(name)
-            || credential_headers
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(name));
-        if !credential {
-            kept.push((
-                name.to_string(),
-                String::from_utf8_lossy(value).into_owned(),
-            ));
-        }
-    });
-    kept
-}
-
-/// Somewhere to keep dead letters.
-pub trait DeadLetterSink: Send + Sync + 'static {
-    /// Stores `letter`. An error means it was not stored: the caller keeps the delivery (its
-    /// claim, its stream entry) and tries again later.
-    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>>;
-}
-
-/// Keeps dead letters in memory, at most `capacity` of them. A full sink refuses new letters
-/// (the deliveries wait with their workers) rather than dropping old ones: take them out with
-/// [`MemoryDeadLetters::take`].
-#[derive(Debug)]
-pub struct MemoryDeadLetters {
-    capacity: usize,
-    letters: Mutex<VecDeque<DeadLetter>>,
-}
-
-impl MemoryDeadLetters {
-    /// A sink holding at most `capacity` letters (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            letters: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// A copy of the letters held, oldest first.
-    pub fn letters(&self) -> Vec<DeadLetter> {
-        self.lock().iter().cloned().collect()
-    }
-
-    /// Removes and returns every letter held, oldest first.
-    pub fn take(&self) -> Vec<DeadLetter> {
-        self.lock().drain(..).collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<DeadLetter>> {
-        self.letters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Default for MemoryDeadLetters {
-    fn default() -> Self {
-        Self::new(1000)
-    }
-}
-
-impl DeadLetterSink for MemoryDeadLetters {
-    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
-        let mut letters = self.lock();
-        let result = if letters.len() >= self.capacity {
-            Err(std::io::Error::other(format!(
-                "the in-memory dead-letter sink is full ({} letters)",
-                self.capacity
-            )))
-        } else {
-            letters.push_back(letter);
-            Ok(())
-        };
-        Box::pin(async move { result })
-    }
-}
-
-/// Appends each dead letter to a file as one JSON line ([`DeadLetterRecord`]), creating it
-/// with mode 0600. Writers and [`redrive_file`] lock the file, so that a
-/// redrive rewriting it never loses a letter appended meanwhile.
-#[derive(Debug)]
-pub struct JsonLinesDeadLetters {
-    path: PathBuf,
-}
-
-impl JsonLinesDeadLetters {
-    /// Appends to `path`, creating it when absent (on unix with mode `0600`: readable and
-    /// writable by the owner only; an existing file keeps its mode).
-    pub fn new(path: impl AsRef<Path>) -> Self {
-        Self {
-            path: path.as_ref().to_path_buf(),
-        }
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Every letter in the file at `path`, oldest first (an absent file holds none).
-    ///
-    /// # Errors
-    /// I/O errors, and a line that is not a [`DeadLetterRecord`] (with its line number).
-    pub fn read(path: impl AsRef<Path>) -> Result<Vec<DeadLetterRecord>, std::io::Error> {
-        let text = match std::fs::read_to_string(path.as_ref()) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        parse_lines(&text)
-    }
-}
-
-pub(crate) fn parse_lines(text: &str) -> Result<Vec<DeadLetterRecord>, std::io::Error> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line).map_err(|e| invalid_data(format!("line {}: {e}", n + 1)))
-        })
-        .collect()
-}
-
-/// Opens `path` for appending (mode 0600 when created) and locks it exclusively. If a
-/// redrive replaced the file between the open and the lock, opens the new one.
-pub(crate) fn open_locked(path: &Path) -> Result<std::fs::File, std::io::Error> {
-    loop {
-        let mut options = std::fs::OpenOptions::new();
-        // Readable too: a redrive reads the file through this handle, under the lock.
-        options.create(true).append(true).read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        file.lock()?;
-        if same_file(&file, path)? {
-            return Ok(file);
-        }
-    }
-}
-
-#[cfg(unix)]
-fn same_file(file: &std::fs::File, path: &Path) -> Result<bool, std::io::Error> {
-    use std::os::unix::fs::MetadataExt as _;
-    let (open, named) = (file.metadata()?, std::fs::metadata(path));
-    Ok(match named {
-        Ok(named) => open.ino() == named.ino() && open.dev() == named.dev(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e),
-    })
-}
-
-#[cfg(not(unix))]
-fn same_file(_file: &std::fs::File, _path: &Path) -> Result<bool, std::io::Error> {
-    Ok(true)
-}
-
-impl DeadLetterSink for JsonLinesDeadLetters {
-    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
-        let path = self.path.clone();
-        Box::pin(async move {
-            let mut line = serde_json::to_vec(&letter.record()).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            tokio::task::spawn_blocking(move || {
-                let mut file = open_locked(&path)?;
-                file.write_all(&line)?;
-                file.sync_data()
-            })
-            .await
-            .map_err(std::io::Error::other)?
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn letter(body: &[u8]) -> DeadLetter {
-        DeadLetter {
-            provider: Some(Provider::TinyFish),
-            dedup_key: Some("tinyfish:r1".into()),
-            run_id: Some("r1".into()),
-            reason: DeadLetterReason::HandlerFailed {
-                attempts: 3,
-                last_error: "boom".into(),
-            },
-            attempts: 3,
-            received_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_500),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: Bytes::copy_from_slice(body),
-            source: EventSource::Webhook,
-        }
-    }
+    use crate::dead_letter::letter;
 
     #[test]
     fn a_record_round_trips_text_and_binary_bodies() {
@@ -477,35 +254,5 @@ mod tests {
             assert_eq!(back.body_bytes().unwrap(), body);
             assert_eq!(back.provider(), Some(Provider::TinyFish));
         }
-    }
-
-    #[test]
-    fn a_full_memory_sink_refuses_rather_than_drops() {
-        let sink = MemoryDeadLetters::new(1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            sink.put(letter(b"a")).await.unwrap();
-            assert!(sink.put(letter(b"b")).await.is_err());
-            assert_eq!(sink.letters()[0].body, &b"a"[..]);
-            assert_eq!(sink.take().len(), 1);
-            sink.put(letter(b"c")).await.unwrap();
-        });
-    }
-
-    #[test]
-    fn credential_headers_are_recognised() {
-        for name in [
-            "Authorization",
-            "cookie",
-            "Set-Cookie",
-            "x-skyvern-signature",
-            "webhook-signature",
-            "x-api-key",
-        ] {
-            assert!(is_credential_header(name), "{name}");
-        }
-        assert!(!is_credential_header("content-type"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use super::{DeadLetter, DeadLetterSink};
 use crate::stats::Counters;
 
 /// A route's dead-letter sink with its counters.
