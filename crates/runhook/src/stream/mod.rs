@@ -168,11 +168,14 @@
 //! the rest and releases their claims. Their entries stay pending, and another instance takes
 //! them over after `min_idle` (or this one, when it starts again).
 
+mod arrival;
 mod call;
+mod claimed;
 mod dead_letters;
 mod defaults;
 mod entry;
 mod error;
+mod foreign;
 mod process;
 mod queue;
 mod reader;

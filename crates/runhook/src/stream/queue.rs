@@ -99,17 +99,17 @@ pub struct RedisStreamQueue {
 
 pub(crate) struct QueueInner {
     client: redis::Client,
-    conn: ConnectionManager,
-    key: String,
-    group: String,
-    consumer: String,
+    pub(super) conn: ConnectionManager,
+    pub(super) key: String,
+    pub(super) group: String,
+    pub(super) consumer: String,
     dead_key: String,
     dead_capacity: usize,
     read_batch: usize,
     block: Duration,
     pub(crate) min_idle: Option<Duration>,
     pub(crate) max_deliveries: u64,
-    timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisStreamQueue {
@@ -253,22 +253,6 @@ impl RedisStreamQueue {
         let mut conn = q.conn.clone();
         if let Err(err) = bounded(q.timeout, pipe.query_async::<()>(&mut conn)).await {
             tracing::warn!(stream = %q.key, id, error = %err, "could not acknowledge a processed entry; a takeover will find it done");
-        }
-    }
-
-    /// Resets the idle time of an entry being processed, so that it is not taken over.
-    pub(crate) async fn touch(&self, id: &str) {
-        let q = &*self.inner;
-        let mut cmd = redis::cmd("XCLAIM");
-        cmd.arg(&q.key)
-            .arg(&q.group)
-            .arg(&q.consumer)
-            .arg(0)
-            .arg(id)
-            .arg("JUSTID");
-        let mut conn = q.conn.clone();
-        if let Err(err) = bounded(q.timeout, cmd.query_async::<Value>(&mut conn)).await {
-            tracing::warn!(stream = %q.key, id, error = %err, "could not reset the idle time of a running entry");
         }
     }
 

@@ -11,9 +11,10 @@ use redis::streams::StreamId;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::arrival::Arrival;
 use super::defaults::DEPTH_EVERY;
 use super::error::RedisCallError;
-use super::process::{spawn_entry, Arrival};
+use super::process::spawn_entry;
 use super::shared::{lock, Shared};
 
 /// The delivery count assumed for a taken-over entry whose count could not be read: handed

@@ -1,0 +1,22 @@
+//! How an entry reached a worker, and what becomes of it once the worker is done: the
+//! vocabulary the reader, the claim check and the acknowledgement share.
+
+/// How an entry reached this reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Read as new (`XREADGROUP … >`): its token was given to no one else.
+    Fresh,
+    /// Taken over from a consumer that let it idle (`XAUTOCLAIM`), handed out this many
+    /// times in all.
+    TakenOver { deliveries: u64 },
+}
+
+/// What becomes of an entry once a worker is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Processed, dead-lettered or done elsewhere: acknowledged and deleted.
+    Acknowledge,
+    /// Held by someone else, or not settled here (a lost claim, a store or sink that did not
+    /// answer): left pending for whoever takes it next.
+    LeavePending,
+}

@@ -1,0 +1,42 @@
+//! An entry runhook cannot read: kept whole in the dead letters with what can be salvaged of
+//! it.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use redis::Value;
+
+use super::arrival::Next;
+use super::entry::{Malformed, Salvaged};
+use super::shared::Shared;
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::stats::Counters;
+
+/// An entry runhook did not write (or cannot read): dead-lettered whole, then acknowledged.
+/// If the letter cannot be written, the entry stays pending and is tried again later.
+pub(super) async fn foreign_entry(
+    sh: &Shared,
+    id: &str,
+    map: &HashMap<String, Value>,
+    why: Malformed,
+) -> Next {
+    tracing::error!(stream = %sh.queue.stream_key(), %id, %why, "a stream entry runhook cannot read; dead-lettering it");
+    let salvaged = Salvaged::from(map);
+    let letter = DeadLetter {
+        provider: salvaged.provider,
+        dedup_key: salvaged.key,
+        run_id: salvaged.run_id,
+        reason: DeadLetterReason::MalformedEntry { id: id.to_string() },
+        attempts: 0,
+        received_at: SystemTime::now(),
+        headers: Vec::new(),
+        body: salvaged.body,
+        source: runhook_core::payload::EventSource::Webhook,
+    };
+    if sh.ctx.dead_letters.put(letter).await.is_err() {
+        // Logged by the writer; the entry stays pending and is tried again later.
+        Counters::bump(&sh.ctx.counters.dead_letter_write_failures);
+        return Next::LeavePending;
+    }
+    Next::Acknowledge
+}
