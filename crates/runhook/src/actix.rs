@@ -50,6 +50,7 @@ use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
+pub use crate::middleware::WebhookLayer;
 use crate::receiver::OutcomeKind;
 pub use crate::receiver::VerifiedRun;
 use crate::receiver::{ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
@@ -231,9 +232,9 @@ impl FromRequest for Webhook {
     }
 }
 
-/// The middleware form (`App::wrap` / `Resource::wrap`): verifies and de-duplicates in front of
-/// your existing handlers, which then run inline, with the same semantics as
-/// [`tower::WebhookLayer`](crate::tower) (the table there): the body is read once under the
+/// The middleware form in actix-web (`App::wrap` / `Resource::wrap`): [`WebhookLayer`] verifies
+/// and de-duplicates in front of your existing handlers, which then run inline, with the same
+/// semantics as in tower (the table in [`crate::tower`]'s docs): the body is read once under the
 /// receiver's rules and handed on unchanged (a downstream `web::Json<T>` still works), a
 /// [`VerifiedRun`] is in the request's extensions, a 2xx answer completes
 /// the claim and any other answer or an error releases it; a duplicate still in flight gets
@@ -262,19 +263,6 @@ impl FromRequest for Webhook {
 /// );
 /// # let _ = app; Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct WebhookLayer {
-    receiver: InlineReceiver,
-}
-
-impl WebhookLayer {
-    /// The middleware for `receiver`'s route (built with
-    /// [`build_inline`](crate::ReceiverBuilder::build_inline): your handlers are the handler).
-    pub fn new(receiver: InlineReceiver) -> Self {
-        Self { receiver }
-    }
-}
-
 impl<S, B> Transform<S, ServiceRequest> for WebhookLayer
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,

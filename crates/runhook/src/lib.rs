@@ -44,6 +44,8 @@ mod body;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
+#[cfg(any(feature = "tower", feature = "actix"))]
+mod middleware;
 pub mod receiver;
 #[cfg(feature = "tower")]
 mod response;

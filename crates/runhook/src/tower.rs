@@ -52,6 +52,7 @@ use http_body_util::{BodyDataStream, Full};
 pub use tower_layer::Layer;
 pub use tower_service::Service;
 
+pub use crate::middleware::WebhookLayer;
 pub use crate::receiver::VerifiedRun;
 use crate::receiver::{HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 use crate::response::http_response;
@@ -120,21 +121,8 @@ where
     http_response(&outcome)
 }
 
-/// Verifies and de-duplicates in front of an inner service; see the [module docs](self).
-#[derive(Clone)]
-pub struct WebhookLayer {
-    receiver: InlineReceiver,
-}
-
-impl WebhookLayer {
-    /// The middleware for `receiver`'s route (built with
-    /// [`build_inline`](crate::ReceiverBuilder::build_inline): the inner service is the
-    /// handler).
-    pub fn new(receiver: InlineReceiver) -> Self {
-        Self { receiver }
-    }
-}
-
+/// The middleware form in tower: [`WebhookLayer`] wraps an inner service; see the
+/// [module docs](self).
 impl<S> Layer<S> for WebhookLayer {
     type Service = WebhookService<S>;
 

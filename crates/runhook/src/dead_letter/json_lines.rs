@@ -8,7 +8,7 @@ use super::{DeadLetter, DeadLetterRecord, DeadLetterSink};
 use crate::handler::BoxFuture;
 
 /// Appends each dead letter to a file as one JSON line ([`DeadLetterRecord`]), creating it
-/// with mode 0600. Writers and [`redrive_file`] lock the file, so that a
+/// with mode 0600. Writers and [`redrive_file`](super::redrive_file) lock the file, so that a
 /// redrive rewriting it never loses a letter appended meanwhile.
 #[derive(Debug)]
 pub struct JsonLinesDeadLetters {
