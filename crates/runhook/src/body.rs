@@ -168,30 +168,12 @@ mod tests {
 
     #[tokio::test]
     async fn reads_a_body_up_to_the_limit() {
-        let body = read_limited(
-            &mut stream(chunks(100, 7)),
-            None,
-            100,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(body.map(|b| b.len()), Ok(100));
-        let over = read_limited(
-            &mut stream(chunks(101, 7)),
-            None,
-            100,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(over, Err(ReadError::TooLarge));
-        let broken = read_limited(
-            &mut stream(vec![Err(())]),
-            None,
-            100,
-            Duration::from_secs(1),
-        )
-        .await;
-        assert_eq!(broken, Err(ReadError::Broken));
+        let read = |chunks| async move {
+            read_limited(&mut stream(chunks), None, 100, Duration::from_secs(1)).await
+        };
+        assert_eq!(read(chunks(100, 7)).await.map(|b| b.len()), Ok(100));
+        assert_eq!(read(chunks(101, 7)).await, Err(ReadError::TooLarge));
+        assert_eq!(read(vec![Err(())]).await, Err(ReadError::Broken));
     }
 
     #[tokio::test]
