@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
 mod common;
-use common::{start_serve_without, unique, Started as Serve};
+use common::{post_json, start_serve_without, unique, wait_for, Started as Serve, WithLogs};
 
 const TINYFISH_PATH: &str = "tfFw9KpzQ7forward";
 
@@ -23,15 +23,7 @@ const TRUST_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "runhook-forward-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("runhook-forward-{name}"))
 }
 
 /// `runhook serve` on a TinyFish path-secret route forwarding to `forward`, with `extra`
@@ -58,15 +50,8 @@ async fn deliver(serve: &Serve, run: &str) -> u16 {
     let body = format!(
         r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED","data":{{"id":"{run}"}}}}"#
     );
-    reqwest::Client::new()
-        .post(format!("{}/hooks/tinyfish/{TINYFISH_PATH}", serve.base))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let url = format!("{}/hooks/tinyfish/{TINYFISH_PATH}", serve.base);
+    post_json(&reqwest::Client::new(), &url, body.as_bytes()).await
 }
 
 /// One request the target got.
@@ -164,20 +149,11 @@ impl Target {
 
     /// The requests got, once there are at least `n` (waits up to `limit`).
     async fn hits_when(&self, n: usize, limit: Duration, serve: &Serve) -> Vec<Hit> {
-        let started = Instant::now();
-        loop {
-            let hits = self.hits();
-            if hits.len() >= n {
-                return hits;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the target got {} requests, expected {n}\n{}",
-                hits.len(),
-                serve.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n} requests at the target");
+        wait_for(limit, WithLogs(&what, serve), || {
+            Some(self.hits()).filter(|hits| hits.len() >= n)
+        })
+        .await
     }
 }
 
@@ -252,19 +228,27 @@ fn ok() -> Answer {
 
 /// The dead letters file's text, once it has at least `n` lines (waits up to 20 s).
 async fn dead_letters_when(path: &Path, n: usize, serve: &Serve) -> String {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().count() >= n {
-            return text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no dead letter yet\n{}",
-            serve.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        Duration::from_secs(20),
+        WithLogs("a dead letter", serve),
+        || {
+            Some(std::fs::read_to_string(path).unwrap_or_default())
+                .filter(|text| text.lines().count() >= n)
+        },
+    )
+    .await
+}
+
+/// The flags that make `serve` give up after two attempts (50 ms apart) into `letters`.
+fn two_attempts_into(letters: &Path) -> Vec<&str> {
+    vec![
+        "--max-attempts",
+        "2",
+        "--retry-backoff-ms",
+        "50",
+        "--dead-letters",
+        letters.to_str().unwrap(),
+    ]
 }
 
 #[tokio::test]
@@ -303,19 +287,7 @@ async fn forward_over_https_refuses_an_unknown_ca_and_dead_letters_the_run() {
     let url = format!("https://localhost:{}/events", address.port());
     let letters = dir.join("dead.jsonl");
     // No SSL_CERT_FILE: the platform's trust store, which does not know this CA.
-    let serve = serve(
-        &dir,
-        &url,
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let serve = serve(&dir, &url, &two_attempts_into(&letters), &[]);
     let run = unique("tls_unknown_run");
     assert_eq!(deliver(&serve, &run).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;
@@ -406,14 +378,7 @@ async fn a_redirect_is_not_followed() {
     let serve = serve(
         &dir,
         &format!("http://{address}/events"),
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
+        &two_attempts_into(&letters),
         &[],
     );
     assert_eq!(deliver(&serve, &unique("redirect_run")).await, 200);
@@ -438,19 +403,7 @@ async fn errors_and_dead_letters_never_show_the_path_or_query() {
     drop(closed);
     let url = format!("http://127.0.0.1:{port}/hook/s3cr3t?token=abc");
     let letters = dir.join("dead.jsonl");
-    let mut serve = serve(
-        &dir,
-        &url,
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let mut serve = serve(&dir, &url, &two_attempts_into(&letters), &[]);
     let run = unique("redact_run");
     assert_eq!(deliver(&serve, &run).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;

@@ -124,6 +124,15 @@ pub fn line_counts(file: &Path) -> HashMap<String, usize> {
     counts
 }
 
+/// What a wait waited for, followed by the logs of `serve` when the wait fails.
+pub struct WithLogs<'a>(pub &'a str, pub &'a Started);
+
+impl std::fmt::Display for WithLogs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.0, self.1.logs())
+    }
+}
+
 /// A connection to the tests' Redis (see [`runhook_testkit::redis`]).
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     runhook_testkit::redis::connection().await
