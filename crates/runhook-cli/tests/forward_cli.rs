@@ -14,7 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
 mod common;
-use common::{post_json, start_serve_without, unique, wait_for, Started as Serve, WithLogs};
+use common::{
+    post_json, start_serve_without, tinyfish_forward_route, unique, wait_for, Started as Serve,
+    WithLogs,
+};
 
 const TINYFISH_PATH: &str = "tfFw9KpzQ7forward";
 
@@ -29,16 +32,7 @@ fn scratch(name: &str) -> PathBuf {
 /// `runhook serve` on a TinyFish path-secret route forwarding to `forward`, with `extra`
 /// flags and `env`; the trust-store variables are never inherited.
 fn serve(dir: &Path, forward: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-    let mut args = vec![
-        "--path",
-        "/hooks/tinyfish/{secret}",
-        "--provider",
-        "tinyfish",
-        "--secret-env",
-        "TINYFISH_PATH_SECRET",
-        "--forward",
-        forward,
-    ];
+    let mut args = tinyfish_forward_route(forward);
     args.extend_from_slice(extra);
     let mut env = env.to_vec();
     env.push(("TINYFISH_PATH_SECRET", TINYFISH_PATH));
@@ -120,6 +114,19 @@ impl Target {
         let app = self.app(answer, hold);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         address
+    }
+
+    /// Serves plain HTTP (as [`Target::serve_http`]) and starts `serve` forwarding to it with
+    /// `extra` flags.
+    async fn forwarded_from(
+        &self,
+        dir: &Path,
+        answer: Answer,
+        hold: Duration,
+        extra: &[&str],
+    ) -> Serve {
+        let address = self.serve_http(answer, hold).await;
+        serve(dir, &format!("http://{address}/events"), extra, &[])
     }
 
     /// Serves HTTPS with `identity` on a free port; returns its address.
@@ -323,13 +330,9 @@ async fn gap_after(
             StatusCode::OK.into_response()
         }
     });
-    let address = target.serve_http(first, Duration::ZERO).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--retry-backoff-ms", "100"],
-        &[],
-    );
+    let serve = target
+        .forwarded_from(&dir, first, Duration::ZERO, &["--retry-backoff-ms", "100"])
+        .await;
     assert_eq!(deliver(&serve, &unique("retry_after_run")).await, 200);
     let hits = target.hits_when(2, Duration::from_secs(20), &serve).await;
     hits[1].at - hits[0].at
@@ -373,14 +376,10 @@ async fn a_redirect_is_not_followed() {
     let target = Target::new();
     let redirect =
         answer(|_| (StatusCode::FOUND, [(http::header::LOCATION, "/elsewhere")]).into_response());
-    let address = target.serve_http(redirect, Duration::ZERO).await;
     let letters = dir.join("dead.jsonl");
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &two_attempts_into(&letters),
-        &[],
-    );
+    let serve = target
+        .forwarded_from(&dir, redirect, Duration::ZERO, &two_attempts_into(&letters))
+        .await;
     assert_eq!(deliver(&serve, &unique("redirect_run")).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;
     assert!(text.contains("redirects are not followed"), "{text}");
@@ -432,21 +431,23 @@ async fn errors_and_dead_letters_never_show_the_path_or_query() {
     }
 }
 
+/// `n` runs delivered to `serve` (with `extra` flags) forwarding to a target that answers 200
+/// after `hold`; the target and the requests it got, once all `n` came.
+async fn forward_runs(name: &str, hold: Duration, extra: &[&str], n: usize) -> (Target, Vec<Hit>) {
+    let dir = scratch(name);
+    let target = Target::new();
+    let serve = target.forwarded_from(&dir, ok(), hold, extra).await;
+    for _ in 0..n {
+        assert_eq!(deliver(&serve, &unique(&format!("{name}_run"))).await, 200);
+    }
+    let hits = target.hits_when(n, Duration::from_secs(20), &serve).await;
+    (target, hits)
+}
+
 #[tokio::test]
 async fn the_concurrency_limit_holds() {
-    let dir = scratch("concurrency");
-    let target = Target::new();
-    let address = target.serve_http(ok(), Duration::from_millis(300)).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--workers", "6", "--forward-concurrency", "2"],
-        &[],
-    );
-    for _ in 0..6 {
-        assert_eq!(deliver(&serve, &unique("concurrency_run")).await, 200);
-    }
-    let hits = target.hits_when(6, Duration::from_secs(20), &serve).await;
+    let extra = ["--workers", "6", "--forward-concurrency", "2"];
+    let (target, hits) = forward_runs("concurrency", Duration::from_millis(300), &extra, 6).await;
     assert_eq!(hits.len(), 6);
     assert_eq!(
         target.max_in_flight.load(Ordering::SeqCst),
@@ -460,19 +461,8 @@ async fn the_concurrency_limit_holds() {
 
 #[tokio::test]
 async fn the_rate_limit_spaces_requests() {
-    let dir = scratch("rate");
-    let target = Target::new();
-    let address = target.serve_http(ok(), Duration::ZERO).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--workers", "8", "--forward-rate-per-sec", "4"],
-        &[],
-    );
-    for _ in 0..8 {
-        assert_eq!(deliver(&serve, &unique("rate_run")).await, 200);
-    }
-    let hits = target.hits_when(8, Duration::from_secs(20), &serve).await;
+    let extra = ["--workers", "8", "--forward-rate-per-sec", "4"];
+    let (_target, hits) = forward_runs("rate", Duration::ZERO, &extra, 8).await;
     let times: Vec<Instant> = hits.iter().map(|h| h.at).collect();
     // Eight requests 250 ms apart take 1.75 s.
     let span = times[7] - times[0];

@@ -18,8 +18,12 @@ mod common;
 #[path = "../../runhook/tests/support/run_api.rs"]
 mod run_api;
 
-use common::{redis, require_redis, skyvern_post, start_serve, unique, Started};
+use common::{
+    json_lines, post_json, redis, redis_url, require_redis, scratch, skyvern_post, start_serve,
+    unique, Started,
+};
 use run_api::{run_body, Answer, RunApi};
+use runhook_testkit::wait_until as wait_for;
 
 const TF_KEY: &str = "tf_api_key_runs_cli";
 const SB_KEY: &str = "sb_api_key_runs_cli";
@@ -43,8 +47,7 @@ struct Setup {
 impl Setup {
     fn new(name: &str) -> Self {
         require_redis();
-        let dir = std::env::temp_dir().join(unique(&format!("runhook-runs-{name}")));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch(&format!("runhook-runs-{name}"));
         Self {
             dir,
             prefix: unique(&format!("runs_{name}")),
@@ -59,8 +62,9 @@ impl Setup {
     /// [`Setup::serve`] with `top` (top-level TOML keys) added.
     fn serve_with(&self, jsonl: &str, top: &str, routes: &str) -> Started {
         let config = format!(
-            "store = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\ndead_letters = \"{}\"\n\
+            "store = \"{}\"\nredis_prefix = \"{}\"\ndead_letters = \"{}\"\n\
              retry_backoff_ms = 100\n{top}\n[handler]\njsonl = \"{}\"\n{routes}",
+            redis_url(),
             self.prefix,
             self.dir.join("dead.jsonl").display(),
             self.dir.join(jsonl).display(),
@@ -76,7 +80,7 @@ impl Setup {
         command.args([
             "expect",
             "--store",
-            "redis://127.0.0.1:6379",
+            &redis_url(),
             "--redis-prefix",
             &self.prefix,
             "--provider",
@@ -128,21 +132,11 @@ impl Drop for Setup {
 
 fn events(file: &Path) -> HashMap<String, Vec<Value>> {
     let mut by_run: HashMap<String, Vec<Value>> = HashMap::new();
-    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-        let event: Value = serde_json::from_str(line).unwrap();
+    for event in json_lines(file) {
         let run_id = event["run_id"].as_str().unwrap().to_string();
         by_run.entry(run_id).or_default().push(event);
     }
     by_run
-}
-
-/// Waits (at most `limit`) until `done` holds.
-async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// An unsigned TinyFish route at `path` on the run API at `api`, with `extra` TOML keys.
@@ -169,15 +163,7 @@ async fn post(url: &str, body: Vec<u8>) -> u16 {
 }
 
 async fn post_with(client: &reqwest::Client, url: &str, body: Vec<u8>) -> u16 {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_json(client, url, &body).await
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -657,78 +643,43 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
 
 #[test]
 fn serve_refuses_run_api_settings_that_cannot_work() {
-    let webrun = refused(
-        &[
-            "--path",
-            "/w",
-            "--provider",
+    // (provider, flags after `--path /t --provider P --unsigned`, what the error must say)
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
             "webrun",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "TF_API_KEY",
-        ],
-        &ENV,
-    );
-    assert!(webrun.contains("WebRun documents no run API"), "{webrun}");
-    let no_key = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--confirm", "--api-key-env", "TF_API_KEY"],
+            "WebRun documents no run API",
+        ),
+        ("tinyfish", &["--confirm"], "give api_key_env"),
+        (
             "tinyfish",
-            "--unsigned",
-            "--confirm",
-        ],
-        &ENV,
-    );
-    assert!(no_key.contains("give api_key_env"), "{no_key}");
-    let unset = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--confirm", "--api-key-env", "RUNHOOK_UNSET_KEY"],
+            "RUNHOOK_UNSET_KEY is not set",
+        ),
+        (
             "tinyfish",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "RUNHOOK_UNSET_KEY",
-        ],
-        &ENV,
-    );
-    assert!(unset.contains("RUNHOOK_UNSET_KEY is not set"), "{unset}");
-    let memory = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--reconcile-after-secs", "5", "--api-key-env", "TF_API_KEY"],
+            "needs a Redis store",
+        ),
+        (
             "tinyfish",
-            "--unsigned",
-            "--reconcile-after-secs",
-            "5",
-            "--api-key-env",
-            "TF_API_KEY",
-        ],
-        &ENV,
-    );
-    assert!(memory.contains("needs a Redis store"), "{memory}");
-    let url = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
-            "tinyfish",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "TF_API_KEY",
-            "--api-url",
-            "ftp://user:hunter2@example.com",
-        ],
-        &ENV,
-    );
-    assert!(url.contains("api_url") && !url.contains("hunter2"), "{url}");
-    for stderr in [webrun, no_key, unset, memory, url] {
+            &[
+                "--confirm",
+                "--api-key-env",
+                "TF_API_KEY",
+                "--api-url",
+                "ftp://user:hunter2@example.com",
+            ],
+            "api_url",
+        ),
+    ];
+    for (provider, flags, says) in cases {
+        let path = if provider == "webrun" { "/w" } else { "/t" };
+        let route = ["--path", path, "--provider", provider, "--unsigned"];
+        let stderr = refused(&[&route[..], flags].concat(), &ENV);
+        assert!(stderr.contains(says), "{stderr}");
+        // The URL's password is never shown.
+        assert!(!stderr.contains("hunter2"), "{stderr}");
         assert!(!stderr.contains(TF_KEY), "the key leaked: {stderr}");
     }
 }
@@ -742,13 +693,7 @@ fn expect_refuses_webrun_and_a_memory_store() {
             .output()
             .unwrap()
     };
-    let webrun = run(&[
-        "--store",
-        "redis://127.0.0.1:6379",
-        "--provider",
-        "webrun",
-        "r1",
-    ]);
+    let webrun = run(&["--store", &redis_url(), "--provider", "webrun", "r1"]);
     assert_eq!(webrun.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&webrun.stderr).contains("no run API"));
     let memory = run(&["--store", "memory", "--provider", "tinyfish", "r1"]);

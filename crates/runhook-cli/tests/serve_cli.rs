@@ -7,8 +7,8 @@ use std::time::Duration;
 
 mod common;
 use common::{
-    client, json_lines, redis_url, require_redis, skyvern_post, skyvern_route, start_serve, unique,
-    wait_for, Started as Serve, WithLogs,
+    client, json_lines, redis_url, require_redis, skyvern_post, skyvern_route, start_serve,
+    tinyfish_forward_route, unique, wait_for, Started as Serve, WithLogs,
 };
 use serde_json::Value;
 
@@ -242,17 +242,10 @@ async fn forward_handler_posts_the_event_and_retries_a_5xx() {
     let serve = Serve::start(
         &dir,
         &[
-            "--path",
-            "/hooks/tinyfish/{secret}",
-            "--provider",
-            "tinyfish",
-            "--secret-env",
-            "TINYFISH_PATH_SECRET",
-            "--forward",
-            &url,
-            "--retry-backoff-ms",
-            "50",
-        ],
+            tinyfish_forward_route(&url),
+            vec!["--retry-backoff-ms", "50"],
+        ]
+        .concat(),
     );
     let run = unique("tf_run");
     let body = format!(

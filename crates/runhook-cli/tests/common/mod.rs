@@ -198,6 +198,21 @@ pub fn skyvern_route(path: &str) -> Vec<&str> {
     ]
 }
 
+/// The `serve` flags of a TinyFish route (path secret in `TINYFISH_PATH_SECRET`) forwarding
+/// each run to `forward`.
+pub fn tinyfish_forward_route(forward: &str) -> Vec<&str> {
+    vec![
+        "--path",
+        "/hooks/tinyfish/{secret}",
+        "--provider",
+        "tinyfish",
+        "--secret-env",
+        "TINYFISH_PATH_SECRET",
+        "--forward",
+        forward,
+    ]
+}
+
 /// A client whose requests give up after 10 s.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
