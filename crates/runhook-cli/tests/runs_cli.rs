@@ -118,6 +118,58 @@ impl Setup {
         }
     }
 
+    /// Waits (at most `limit.0`, for `limit.1`) until `done` holds, then (at most `settle`)
+    /// until no expectation of `providers` is left, then `quiet` more for any late event.
+    async fn settle(
+        &self,
+        limit: (Duration, &str),
+        done: impl FnMut() -> bool,
+        providers: &[&str],
+        settle: Duration,
+        quiet: Duration,
+    ) {
+        wait_for(limit.0, limit.1, done).await;
+        for provider in providers {
+            self.wait_settled(provider, settle).await;
+        }
+        tokio::time::sleep(quiet).await;
+    }
+
+    /// [`Setup::settle`] for one TinyFish `run` in `events.jsonl`: processed within
+    /// `within_secs`, the expectations settled within `settle_secs`, 1.5 s of quiet.
+    async fn run_settled(&self, run: &str, within_secs: u64, settle_secs: u64) {
+        self.settle(
+            (Duration::from_secs(within_secs), "the run processed"),
+            || self.processed("events.jsonl").contains_key(run),
+            &["tinyfish"],
+            Duration::from_secs(settle_secs),
+            Duration::from_millis(1500),
+        )
+        .await;
+    }
+
+    /// [`Setup::settle`] for TinyFish `runs` in `events.jsonl`: all processed within 10 s,
+    /// the expectations settled within 10 s, 1.5 s of quiet.
+    async fn runs_settled(&self, runs: &[String], what: &str) {
+        self.settle(
+            (Duration::from_secs(10), what),
+            || self.processed("events.jsonl").len() == runs.len(),
+            &["tinyfish"],
+            Duration::from_secs(10),
+            Duration::from_millis(1500),
+        )
+        .await;
+    }
+
+    /// Scripts each TinyFish run in `runs` as completed on `api`, then expects them all
+    /// within `within_secs`; what `expect` said.
+    fn expect_completed(&self, api: &RunApi, runs: &[String], within_secs: u64) -> String {
+        for run in runs {
+            completed(api, Provider::TinyFish, run, "COMPLETED");
+        }
+        self.expect("tinyfish", runs, Some(within_secs))
+    }
+
     /// The processed events in `jsonl`, by run id.
     fn processed(&self, jsonl: &str) -> HashMap<String, Vec<Value>> {
         events(&self.dir.join(jsonl))
@@ -137,6 +189,15 @@ fn events(file: &Path) -> HashMap<String, Vec<Value>> {
         by_run.entry(run_id).or_default().push(event);
     }
     by_run
+}
+
+/// A fresh [`Setup`], a TinyFish run API stand-in, and `serve` on one TinyFish route
+/// (`/tinyfish`, writing `events.jsonl`) with `extra` TOML keys.
+async fn tinyfish_setup(name: &str, extra: &str) -> (Setup, RunApi, Started) {
+    let setup = Setup::new(name);
+    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
+    let serve = setup.serve("events.jsonl", &tinyfish_route("/tinyfish", &api, extra));
+    (setup, api, serve)
 }
 
 /// An unsigned TinyFish route at `path` on the run API at `api`, with `extra` TOML keys.
@@ -188,12 +249,7 @@ async fn metrics(serve: &Started) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
-    let setup = Setup::new("missed");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("missed", "reconcile_after_secs = 1").await;
     let run = unique("tf_missed");
     completed(&api, Provider::TinyFish, &run, "COMPLETED");
     // No --within: the route's reconcile_after_secs.
@@ -202,12 +258,7 @@ async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
     let again = setup.expect("tinyfish", std::slice::from_ref(&run), None);
     assert_eq!(again.trim(), format!("already expected tinyfish {run}"));
 
-    wait_for(Duration::from_secs(10), "the run processed", || {
-        setup.processed("events.jsonl").contains_key(&run)
-    })
-    .await;
-    setup.wait_settled("tinyfish", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.run_settled(&run, 10, 5).await;
     let processed = setup.processed("events.jsonl");
     let events = &processed[&run];
     assert_eq!(events.len(), 1, "{events:?}");
@@ -233,12 +284,7 @@ async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
-    let setup = Setup::new("running");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let _serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, _serve) = tinyfish_setup("running", "reconcile_after_secs = 1").await;
     let run = unique("tf_running");
     api.script(
         &run,
@@ -257,12 +303,7 @@ async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
     assert!(!setup.processed("events.jsonl").contains_key(&run));
     assert_eq!(api.calls(&run).len(), 1);
 
-    wait_for(Duration::from_secs(15), "the run processed", || {
-        setup.processed("events.jsonl").contains_key(&run)
-    })
-    .await;
-    setup.wait_settled("tinyfish", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.run_settled(&run, 15, 5).await;
     let events = &setup.processed("events.jsonl")[&run];
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["status"], "completed");
@@ -272,31 +313,16 @@ async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_in_time_is_processed_once_without_an_api_call() {
-    let setup = Setup::new("intime");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("intime", "reconcile_after_secs = 1").await;
     let runs = ids("tf_intime", 5);
-    for run in &runs {
-        // Had the reconciler fetched it, it would have been processed from the API.
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    setup.expect("tinyfish", &runs, Some(2));
+    // Had the reconciler fetched them, they would have been processed from the API.
+    setup.expect_completed(&api, &runs, 2);
     for run in &runs {
         let status = post(&format!("{}/tinyfish", serve.base), tinyfish_webhook(run)).await;
         assert_eq!(status, 200);
     }
-    wait_for(Duration::from_secs(10), "the webhooks processed", || {
-        setup.processed("events.jsonl").len() == runs.len()
-    })
-    .await;
     // Past their due time, the reconciler forgets them without fetching.
-    setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.runs_settled(&runs, "the webhooks processed").await;
     let processed = setup.processed("events.jsonl");
     for run in &runs {
         let events = &processed[run];
@@ -315,17 +341,9 @@ async fn a_webhook_in_time_is_processed_once_without_an_api_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_racing_its_reconciliation_is_processed_once() {
-    let setup = Setup::new("race");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("race", "reconcile_after_secs = 1").await;
     let runs = ids("tf_race", 30);
-    for run in &runs {
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    setup.expect("tinyfish", &runs, Some(1));
+    setup.expect_completed(&api, &runs, 1);
     // The webhooks arrive spread around the due time, while the reconciler polls.
     let url = format!("{}/tinyfish", serve.base);
     let mut posts = Vec::new();
@@ -339,14 +357,7 @@ async fn a_webhook_racing_its_reconciliation_is_processed_once() {
     for p in posts {
         assert_eq!(p.await.unwrap(), 200);
     }
-    wait_for(Duration::from_secs(10), "every run processed", || {
-        setup.processed("events.jsonl").len() == runs.len()
-    })
-    .await;
-    setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.runs_settled(&runs, "every run processed").await;
     let processed = setup.processed("events.jsonl");
     let mut sources: HashMap<String, usize> = HashMap::new();
     for run in &runs {
@@ -392,16 +403,18 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
     .status();
     assert_eq!(status, 200);
 
-    wait_for(Duration::from_secs(10), "both runs processed", || {
-        let processed = setup.processed("events.jsonl");
-        processed.contains_key(&sb_run) && processed.contains_key(&sk_run)
-    })
-    .await;
     setup
-        .wait_settled("smartbrowse", Duration::from_secs(5))
+        .settle(
+            (Duration::from_secs(10), "both runs processed"),
+            || {
+                let processed = setup.processed("events.jsonl");
+                processed.contains_key(&sb_run) && processed.contains_key(&sk_run)
+            },
+            &["smartbrowse", "skyvern"],
+            Duration::from_secs(5),
+            Duration::from_millis(1500),
+        )
         .await;
-    setup.wait_settled("skyvern", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let processed = setup.processed("events.jsonl");
     for (run, provider, api, key) in [
         (&sb_run, "smartbrowse", &smartbrowse, SB_KEY),
@@ -425,12 +438,7 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_hands_over_the_api_data_and_refuses_runs_it_does_not_know() {
-    let setup = Setup::new("confirm");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "confirm = true"),
-    );
+    let (setup, api, serve) = tinyfish_setup("confirm", "confirm = true").await;
     let known = unique("tf_known");
     let forged = unique("tf_forged");
     completed(&api, Provider::TinyFish, &known, "COMPLETED");
@@ -536,24 +544,22 @@ async fn two_instances_reconcile_many_expected_runs_once_in_all() {
     let _a = setup.serve("a.jsonl", &route);
     let _b = setup.serve("b.jsonl", &route);
     let runs = ids("tf_many", RUNS);
-    for run in &runs {
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    let said = setup.expect("tinyfish", &runs, Some(1));
+    let said = setup.expect_completed(&api, &runs, 1);
     assert_eq!(
         said.lines().filter(|l| l.starts_with("recorded ")).count(),
         RUNS
     );
 
     let total = || setup.processed("a.jsonl").len() + setup.processed("b.jsonl").len();
-    wait_for(Duration::from_secs(20), "every run processed", || {
-        total() >= RUNS
-    })
-    .await;
     setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
+        .settle(
+            (Duration::from_secs(20), "every run processed"),
+            || total() >= RUNS,
+            &["tinyfish"],
+            Duration::from_secs(10),
+            Duration::from_millis(2000),
+        )
         .await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
     let (a, b) = (setup.processed("a.jsonl"), setup.processed("b.jsonl"));
     for run in &runs {
         let times = a.get(run).map_or(0, Vec::len) + b.get(run).map_or(0, Vec::len);
