@@ -22,7 +22,7 @@ use common::{
     json_lines, post_json, redis, redis_url, require_redis, scratch, skyvern_post, start_serve,
     unique, Started,
 };
-use run_api::{run_body, Answer, RunApi};
+use run_api::RunApi;
 use runhook_testkit::wait_until as wait_for;
 
 const TF_KEY: &str = "tf_api_key_runs_cli";
@@ -165,7 +165,7 @@ impl Setup {
     /// within `within_secs`; what `expect` said.
     fn expect_completed(&self, api: &RunApi, runs: &[String], within_secs: u64) -> String {
         for run in runs {
-            completed(api, Provider::TinyFish, run, "COMPLETED");
+            api.script_statuses(run, &["COMPLETED"]);
         }
         self.expect("tinyfish", runs, Some(within_secs))
     }
@@ -231,13 +231,6 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| unique(&format!("{prefix}{i}"))).collect()
 }
 
-fn completed(api: &RunApi, provider: Provider, run_id: &str, status: &str) {
-    api.script(
-        run_id,
-        vec![Answer::Run(run_body(provider, run_id, status))],
-    );
-}
-
 async fn metrics(serve: &Started) -> String {
     reqwest::get(format!("{}/metrics", serve.base))
         .await
@@ -251,7 +244,7 @@ async fn metrics(serve: &Started) -> String {
 async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
     let (setup, api, serve) = tinyfish_setup("missed", "reconcile_after_secs = 1").await;
     let run = unique("tf_missed");
-    completed(&api, Provider::TinyFish, &run, "COMPLETED");
+    api.script_statuses(&run, &["COMPLETED"]);
     // No --within: the route's reconcile_after_secs.
     let said = setup.expect("tinyfish", std::slice::from_ref(&run), None);
     assert_eq!(said.trim(), format!("recorded tinyfish {run}"));
@@ -286,13 +279,7 @@ async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
 async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
     let (setup, api, _serve) = tinyfish_setup("running", "reconcile_after_secs = 1").await;
     let run = unique("tf_running");
-    api.script(
-        &run,
-        vec![
-            Answer::Run(run_body(Provider::TinyFish, &run, "RUNNING")),
-            Answer::Run(run_body(Provider::TinyFish, &run, "COMPLETED")),
-        ],
-    );
+    api.script_statuses(&run, &["RUNNING", "COMPLETED"]);
     setup.expect("tinyfish", std::slice::from_ref(&run), Some(1));
     wait_for(Duration::from_secs(10), "the first fetch", || {
         !api.calls(&run).is_empty()
@@ -385,8 +372,8 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
     let serve = setup.serve("events.jsonl", &routes);
     let sb_run = unique("sb_missed");
     let sk_run = unique("wr_missed");
-    completed(&smartbrowse, Provider::SmartBrowse, &sb_run, "completed");
-    completed(&skyvern, Provider::Skyvern, &sk_run, "completed");
+    smartbrowse.script_statuses(&sb_run, &["completed"]);
+    skyvern.script_statuses(&sk_run, &["completed"]);
     setup.expect("smartbrowse", std::slice::from_ref(&sb_run), Some(1));
     setup.expect("skyvern", std::slice::from_ref(&sk_run), Some(1));
     // A webhook for another Skyvern run on the same route is processed as usual.
@@ -441,7 +428,7 @@ async fn confirm_hands_over_the_api_data_and_refuses_runs_it_does_not_know() {
     let (setup, api, serve) = tinyfish_setup("confirm", "confirm = true").await;
     let known = unique("tf_known");
     let forged = unique("tf_forged");
-    completed(&api, Provider::TinyFish, &known, "COMPLETED");
+    api.script_statuses(&known, &["COMPLETED"]);
     let url = format!("{}/tinyfish", serve.base);
     assert_eq!(post(&url, tinyfish_webhook(&known)).await, 200);
     assert_eq!(post(&url, tinyfish_webhook(&forged)).await, 200);
@@ -513,10 +500,7 @@ async fn a_run_the_api_never_reports_finished_is_dead_lettered_not_confirmed() {
         &tinyfish_route("/tinyfish", &api, "confirm = true"),
     );
     let run = unique("tf_unfinished");
-    api.script(
-        &run,
-        vec![Answer::Run(run_body(Provider::TinyFish, &run, "RUNNING"))],
-    );
+    api.script_statuses(&run, &["RUNNING"]);
     let url = format!("{}/tinyfish", serve.base);
     assert_eq!(post(&url, tinyfish_webhook(&run)).await, 200);
     let dead = setup.dir.join("dead.jsonl");
@@ -597,7 +581,7 @@ async fn confirm_latency_from_post_to_processed() {
     for route in ["/plain", "/checked"] {
         let mut took = Vec::with_capacity(N);
         for run in ids("tf_latency", N) {
-            completed(&api, Provider::TinyFish, &run, "COMPLETED");
+            api.script_statuses(&run, &["COMPLETED"]);
             let needle = format!("\"run_id\":\"{run}\"");
             let (url, body) = (format!("{}{route}", serve.base), tinyfish_webhook(&run));
             let started = Instant::now();
