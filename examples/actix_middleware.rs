@@ -1,5 +1,5 @@
 //! runhook as middleware in front of an actix-web endpoint you already have:
-//! `WebhookMiddleware` wrapping `POST /webhooks/skyvern`, signed with `SKYVERN_API_KEY`.
+//! `WebhookLayer` wrapping `POST /webhooks/skyvern`, signed with `SKYVERN_API_KEY`.
 //!
 //! The middleware verifies the signature on the raw bytes and claims the run; the endpoint
 //! below is ordinary actix-web code that reads the body with `web::Json`. It prints
@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use runhook::actix::WebhookMiddleware;
+use runhook::actix::WebhookLayer;
 use runhook::Receiver;
 use runhook_examples::{listen_addr, secret_from_env, store_from_env, FailOnce, RunBody};
 
@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     HttpServer::new(move || {
         App::new().app_data(fail_once.clone()).service(
             web::resource("/webhooks/skyvern")
-                .wrap(WebhookMiddleware::new(skyvern.clone()))
+                .wrap(WebhookLayer::new(skyvern.clone()))
                 .route(web::post().to(endpoint)),
         )
     })

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_inline()?;
     let fail_once = Arc::new(FailOnce::default());
     // What the layer learned (the verified key, the dedup key, the parsed event) is also in
-    // the request's extensions: add `Extension(run): Extension<runhook::VerifiedRun>`.
+    // the request's extensions: add `Extension(run): Extension<runhook::receiver::VerifiedRun>`.
     let endpoint = move |Json(body): Json<RunBody>| {
         let fail_once = fail_once.clone();
         async move {

@@ -21,8 +21,7 @@ fn route(
     verifier: impl Verifier + 'static,
     store: &Arc<dyn IdempotencyStore>,
 ) -> Result<Receiver, runhook::BuildError> {
-    Receiver::builder(provider)
-        .verifier(verifier)
+    Receiver::builder(provider, verifier)
         .store(store.clone())
         .handler(print_processed)
         .build()

@@ -3,7 +3,8 @@
 //!
 //! Run with: `cargo run -p runhook-examples --example verify_delivery`
 
-use runhook::{Delivery, Secret, SkyvernSignature, Verifier};
+use runhook::verify::Delivery;
+use runhook::{Secret, SkyvernSignature, Verifier};
 
 /// The demo key the sample was signed with; a real receiver reads its key from the environment.
 const DEMO_API_KEY: &str = "sk_demo_runhook_example";

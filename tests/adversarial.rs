@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runhook::payload::{Provider, ProviderPayload, RunEvent};
+use runhook::receiver::DEFAULT_BODY_READ_TIMEOUT;
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{Receiver, ReceiverBuilder, Secret, SkyvernSignature, DEFAULT_BODY_READ_TIMEOUT};
+use runhook::{Receiver, ReceiverBuilder, Secret, SkyvernSignature};
 use serde_json::Value;
 use support::*;
 use tokio::sync::{watch, Notify};
@@ -86,7 +87,8 @@ impl Calls {
 }
 
 fn skyvern() -> ReceiverBuilder {
-    Receiver::builder(Provider::Skyvern).verifier(
+    Receiver::builder(
+        Provider::Skyvern,
         SkyvernSignature::new(Secret::new(SKYVERN_KEY).unwrap()).with_canonical_fallback(),
     )
 }
@@ -181,8 +183,8 @@ async fn still_serves(client: &reqwest::Client, server: &Server, calls: &Calls, 
 async fn deep_nesting_is_refused_without_stack_overflow(framework: Framework) {
     let calls = Calls::new(true);
     let receiver = skyvern()
-        .workers(1)
         .handler(calls.handler())
+        .workers(1)
         .build()
         .unwrap();
     let server = serve(framework, receiver.clone()).await;
@@ -242,8 +244,8 @@ async fn ten_megabyte_string_is_accepted_whole(framework: Framework) {
     let receiver = skyvern()
         .body_limit(16 * 1024 * 1024)
         .store(store.clone())
-        .workers(1)
         .handler(calls.handler())
+        .workers(1)
         .build()
         .unwrap();
     let server = serve(framework, receiver.clone()).await;
@@ -282,8 +284,8 @@ async fn million_key_object_is_processed(framework: Framework) {
     let calls = Calls::new(true);
     let receiver = skyvern()
         .body_limit(32 * 1024 * 1024)
-        .workers(1)
         .handler(calls.handler())
+        .workers(1)
         .build()
         .unwrap();
     let server = serve(framework, receiver.clone()).await;
@@ -322,8 +324,8 @@ async fn trickled_body_times_out(framework: Framework) {
     let calls = Calls::new(true);
     let receiver = skyvern()
         .body_read_timeout(Duration::from_secs(1))
-        .workers(1)
         .handler(calls.handler())
+        .workers(1)
         .build()
         .unwrap();
     assert_eq!(receiver.body_read_timeout(), Duration::from_secs(1));
@@ -457,8 +459,8 @@ async fn run_id_flood_keeps_the_store_bounded(framework: Framework) {
 async fn header_flood_is_refused(framework: Framework) {
     let calls = Calls::new(true);
     let receiver = skyvern()
-        .workers(1)
         .handler(calls.handler())
+        .workers(1)
         .build()
         .unwrap();
     let server = serve(framework, receiver.clone()).await;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use runhook::actix::ActixHeaders;
-use runhook::{
-    sign_skyvern, Delivery, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature, Verifier,
-};
+use runhook::verify::{sign_skyvern, Delivery};
+use runhook::{HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature, Verifier};
 
 const SKYVERN_KEY: &str = "sk_e2e_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-e2e-token";
@@ -33,7 +32,7 @@ fn schemes() -> Arc<Schemes> {
 }
 
 /// What a route answers: 200 with the matched key index, or the rejection's status and reason.
-fn answer(result: Result<runhook::Verified, runhook::AuthError>) -> (u16, String) {
+fn answer(result: Result<runhook::verify::Verified, runhook::verify::AuthError>) -> (u16, String) {
     match result {
         Ok(v) => (200, format!("key {}", v.key_index.unwrap_or(usize::MAX))),
         Err(e) => (e.status().as_u16(), e.to_string()),

@@ -1,5 +1,5 @@
 //! The middleware forms over real HTTP: `runhook::tower::WebhookLayer` on an axum router and
-//! `runhook::actix::WebhookMiddleware` on an actix-web resource, each in front of an ordinary
+//! `runhook::actix::WebhookLayer` on an actix-web resource, each in front of an ordinary
 //! handler that reads the body with the framework's own JSON extractor. Every scenario runs
 //! once per framework.
 
@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runhook::payload::Provider;
-use runhook::{sign_skyvern, InlineReceiver, Receiver, Secret, SkyvernSignature, VerifiedRun};
+use runhook::receiver::VerifiedRun;
+use runhook::verify::sign_skyvern;
+use runhook::{InlineReceiver, Receiver, Secret, SkyvernSignature};
 use serde_json::{json, Value};
 use servers::{spawn_actix, spawn_axum, Framework, Server};
 
@@ -57,10 +59,12 @@ fn run_id(run: &VerifiedRun) -> &str {
 }
 
 fn receiver() -> InlineReceiver {
-    Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .build_inline()
-        .unwrap()
+    Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(KEY).unwrap()),
+    )
+    .build_inline()
+    .unwrap()
 }
 
 async fn serve(framework: Framework, calls: Calls) -> Server {
@@ -99,7 +103,7 @@ async fn serve(framework: Framework, calls: Calls) -> Server {
             };
             cfg.service(
                 web::resource(PATH)
-                    .wrap(runhook::actix::WebhookMiddleware::new(receiver.clone()))
+                    .wrap(runhook::actix::WebhookLayer::new(receiver.clone()))
                     .route(web::post().to(handler)),
             );
         })),
@@ -223,19 +227,21 @@ per_framework!(
 async fn the_receiver_is_a_tower_service() {
     let processed = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = processed.clone();
-    let receiver = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .handler(move |event: Arc<runhook::payload::RunEvent>| {
-            let seen = seen.clone();
-            async move {
-                seen.lock()
-                    .unwrap()
-                    .push(event.run_id.clone().unwrap_or_default());
-                Ok::<(), std::io::Error>(())
-            }
-        })
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(KEY).unwrap()),
+    )
+    .handler(move |event: Arc<runhook::payload::RunEvent>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .push(event.run_id.clone().unwrap_or_default());
+            Ok::<(), std::io::Error>(())
+        }
+    })
+    .build()
+    .unwrap();
     let app = axum::Router::new().route_service(PATH, receiver.clone());
     let server = spawn_axum(app).await;
     let sent = body("wr_service_1");

@@ -17,11 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::ServiceConfig;
+use runhook::dead_letter::{DeadLetter, DeadLetterReason, MemoryDeadLetters};
 use runhook::payload::{Provider, RunEvent, RunStatus};
+use runhook::receiver::ClaimedEvent;
+use runhook::retry::RetryPolicy;
 use runhook::store::{Fingerprint, IdempotencyStore, MemoryStore, RedisStore};
+use runhook::verify::sign_skyvern;
 use runhook::{
-    sign_skyvern, ClaimedEvent, DeadLetter, DeadLetterReason, Handler, HeaderToken, InlineReceiver,
-    MemoryDeadLetters, PathSecret, Receiver, ReceiverBuilder, RetryPolicy, Secret,
+    Handler, HeaderToken, InlineReceiver, PathSecret, Receiver, ReceiverBuilder, Secret,
     SkyvernSignature, Stats,
 };
 use tokio::sync::{watch, Notify};
@@ -106,9 +109,10 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn skyvern_receiver() -> ReceiverBuilder {
-    Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(SKYVERN_KEY).unwrap()))
-        .retry(fast_retry())
+    Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(SKYVERN_KEY).unwrap()),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,7 +448,11 @@ async fn private_redis(test: &str) -> RedisServer {
 /// Scenario 1: A genuine delivery: 200 at once, exactly one handler call with the body as sent.
 async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver().handler(calls.handler()).build().unwrap();
+    let receiver = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
 
     let id = unique("tsk_genuine");
@@ -482,8 +490,9 @@ async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framewor
 async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Framework) {
     let calls = Calls::immediate();
     let receiver = skyvern_receiver()
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -519,8 +528,9 @@ async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Frame
 async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
     let calls = Calls::immediate();
     let receiver = skyvern_receiver()
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -566,8 +576,9 @@ async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
 async fn forged_signature_gets_401(framework: Framework) {
     let calls = Calls::immediate();
     let receiver = skyvern_receiver()
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -611,8 +622,9 @@ async fn body_over_the_limit_gets_413(framework: Framework) {
     let calls = Calls::immediate();
     let receiver = skyvern_receiver()
         .body_limit(1024)
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -665,19 +677,20 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
     let skyvern_letters = Arc::new(MemoryDeadLetters::default());
     let webrun_letters = Arc::new(MemoryDeadLetters::default());
     let skyvern = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry())
         .workers(1)
         .dead_letters(skyvern_letters.clone())
-        .handler(calls.handler())
         .build()
         .unwrap();
-    let webrun = Receiver::builder(Provider::WebRun)
-        .verifier(HeaderToken::authorization(
-            Secret::new(WEBRUN_AUTH).unwrap(),
-        ))
-        .dead_letters(webrun_letters.clone())
-        .handler(calls.handler())
-        .build()
-        .unwrap();
+    let webrun = Receiver::builder(
+        Provider::WebRun,
+        HeaderToken::authorization(Secret::new(WEBRUN_AUTH).unwrap()),
+    )
+    .dead_letters(webrun_letters.clone())
+    .handler(calls.handler())
+    .build()
+    .unwrap();
     let ctx = Ctx::start(
         framework,
         vec![
@@ -807,8 +820,9 @@ async fn redis_down_gets_503(framework: Framework) {
     let calls = Calls::gated();
     let receiver = skyvern_receiver()
         .store(Arc::new(store))
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -851,9 +865,10 @@ async fn redis_down_gets_503(framework: Framework) {
 async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
     let calls = Calls::gated();
     let receiver = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry())
         .queue_capacity(1)
         .workers(1)
-        .handler(calls.handler())
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -888,8 +903,9 @@ async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
 async fn shutdown_drains_acknowledged_deliveries(framework: Framework) {
     let calls = Calls::slow(Duration::from_millis(100));
     let receiver = skyvern_receiver()
-        .workers(2)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(2)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -927,8 +943,9 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
     let receiver = skyvern_receiver()
         .store(store.clone())
         .dead_letters(letters.clone())
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -957,7 +974,10 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
             .find(|l| l.dedup_key.as_deref() == Some(skyvern_key(id).as_str()))
             .expect("a dead letter per undrained delivery");
         assert_eq!(letter.body, skyvern_body(id));
-        assert_eq!(letter.reason, runhook::DeadLetterReason::NotDrained);
+        assert_eq!(
+            letter.reason,
+            runhook::dead_letter::DeadLetterReason::NotDrained
+        );
         assert_eq!(letter.run_id.as_deref(), Some(id.as_str()));
     }
     assert_eq!(calls.finished(), 0);
@@ -980,7 +1000,11 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
 /// well under the sender's timeout (bound: 2 s).
 async fn ack_does_not_wait_for_the_handler(framework: Framework) {
     let calls = Calls::slow(Duration::from_secs(30));
-    let receiver = skyvern_receiver().handler(calls.handler()).build().unwrap();
+    let receiver = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
 
     let id = unique("tsk_slow");
@@ -1131,24 +1155,24 @@ async fn extractor_style(framework: Framework) {
 /// handlers: genuine → 200 and one call each, wrong credentials → 401, duplicate → 200.
 async fn webrun_and_tinyfish_deliveries(framework: Framework) {
     let calls = Calls::immediate();
-    let webrun = Receiver::builder(Provider::WebRun)
-        .verifier(HeaderToken::authorization(
-            Secret::new(WEBRUN_AUTH).unwrap(),
-        ))
-        .workers(1)
-        .retry(fast_retry())
-        .handler(calls.handler())
-        .build()
-        .unwrap();
-    let tinyfish = Receiver::builder(Provider::TinyFish)
-        .verifier(PathSecret::last_segment(
-            Secret::new(TINYFISH_SECRET).unwrap(),
-        ))
-        .workers(1)
-        .retry(fast_retry())
-        .handler(calls.handler())
-        .build()
-        .unwrap();
+    let webrun = Receiver::builder(
+        Provider::WebRun,
+        HeaderToken::authorization(Secret::new(WEBRUN_AUTH).unwrap()),
+    )
+    .handler(calls.handler())
+    .workers(1)
+    .retry(fast_retry())
+    .build()
+    .unwrap();
+    let tinyfish = Receiver::builder(
+        Provider::TinyFish,
+        PathSecret::last_segment(Secret::new(TINYFISH_SECRET).unwrap()),
+    )
+    .handler(calls.handler())
+    .workers(1)
+    .retry(fast_retry())
+    .build()
+    .unwrap();
     let ctx = Ctx::start(
         framework,
         vec![
@@ -1247,8 +1271,9 @@ async fn long_handler_keeps_its_claim(framework: Framework) {
     let calls = Calls::gated();
     let receiver = skyvern_receiver()
         .lease(lease)
-        .workers(1)
         .handler(calls.handler())
+        .retry(fast_retry())
+        .workers(1)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -1296,9 +1321,10 @@ async fn failing_handler_is_retried_then_dead_lettered(framework: Framework) {
         }
     };
     let receiver = skyvern_receiver()
+        .handler(handler)
+        .retry(fast_retry())
         .workers(1)
         .dead_letters(letters.clone())
-        .handler(handler)
         .build()
         .unwrap();
     let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
@@ -1388,8 +1414,9 @@ mod regressions {
         let store = Arc::new(MemoryStore::new());
         let receiver = skyvern_receiver()
             .store(store.clone())
-            .workers(1)
             .handler(calls.handler())
+            .retry(fast_retry())
+            .workers(1)
             .build()
             .unwrap();
         let ctx = Ctx::start(Framework::Axum, vec![(SKYVERN_ROUTE, receiver.clone())]).await;

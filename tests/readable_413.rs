@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runhook::payload::{Provider, RunEvent};
-use runhook::{Receiver, Secret, SkyvernSignature, DEFAULT_BODY_LIMIT};
+use runhook::receiver::DEFAULT_BODY_LIMIT;
+use runhook::{Receiver, Secret, SkyvernSignature};
 
 #[macro_use]
 #[path = "support/servers.rs"]
@@ -24,11 +25,13 @@ const MIB: usize = 1024 * 1024;
 
 /// A Skyvern receiver with the default limits.
 fn receiver() -> Receiver {
-    Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new("sk_413_key").unwrap()))
-        .handler(|_: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
-        .build()
-        .unwrap()
+    Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new("sk_413_key").unwrap()),
+    )
+    .handler(|_: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
+    .build()
+    .unwrap()
 }
 
 async fn serve(framework: Framework, receiver: Receiver) -> Server {

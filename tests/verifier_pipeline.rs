@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runhook::canonical::canonicalize;
+use runhook::dead_letter::MemoryDeadLetters;
 use runhook::payload::{Provider, RunEvent};
-use runhook::{
-    sign_skyvern, AuthError, Delivery, HeaderToken, MemoryDeadLetters, Receiver, Secret,
-    SkyvernSignature, Unsigned, Verified, Verifier, DEFAULT_BODY_LIMIT,
-};
+use runhook::receiver::DEFAULT_BODY_LIMIT;
+use runhook::verify::{sign_skyvern, AuthError, Delivery, Verified};
+use runhook::{HeaderToken, Receiver, Secret, SkyvernSignature, Unsigned, Verifier};
 use tokio::sync::Notify;
 
 #[macro_use]
@@ -92,11 +92,13 @@ async fn post(url: String, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Str
 async fn reserialized_body_is_accepted_through_the_fallback(framework: Framework) {
     let calls = Arc::new(Calls::default());
     let key = Secret::new(SKYVERN_KEY).unwrap();
-    let receiver = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(key.clone()).with_canonical_fallback())
-        .handler(calls.handler())
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(key.clone()).with_canonical_fallback(),
+    )
+    .handler(calls.handler())
+    .build()
+    .unwrap();
     let server = serve(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
 
     let id = unique("tsk_reserialized");
@@ -166,13 +168,11 @@ impl Verifier for SlowFallback {
 /// and the other request, for 1.5 s.)
 async fn slow_fallback_does_not_block_the_async_workers(framework: Framework) {
     let calls = Arc::new(Calls::default());
-    let slow = Receiver::builder(Provider::Skyvern)
-        .verifier(SlowFallback)
+    let slow = Receiver::builder(Provider::Skyvern, SlowFallback)
         .handler(calls.handler())
         .build()
         .unwrap();
-    let fast = Receiver::builder(Provider::Skyvern)
-        .verifier(Unsigned::accept_without_authentication())
+    let fast = Receiver::builder(Provider::Skyvern, Unsigned::accept_without_authentication())
         .handler(calls.handler())
         .build()
         .unwrap();
@@ -209,12 +209,14 @@ async fn custom_credential_header_stays_out_of_dead_letters(framework: Framework
     const TOKEN: &str = "hook-credential-value-7Qm2";
     let letters = Arc::new(MemoryDeadLetters::default());
     let calls = Arc::new(Calls::default());
-    let receiver = Receiver::builder(Provider::WebRun)
-        .verifier(HeaderToken::new("X-Hook-Auth", Secret::new(TOKEN).unwrap()).unwrap())
-        .dead_letters(letters.clone())
-        .handler(calls.handler())
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::WebRun,
+        HeaderToken::new("X-Hook-Auth", Secret::new(TOKEN).unwrap()).unwrap(),
+    )
+    .dead_letters(letters.clone())
+    .handler(calls.handler())
+    .build()
+    .unwrap();
     let server = serve(framework, vec![(WEBRUN_ROUTE, receiver.clone())]).await;
     let no_task_id = br#"{"event":"task_completed","sessionId":"s-1"}"#.to_vec();
     let answer = post(

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use runhook::{sign_skyvern, Secret};
+use runhook::verify::sign_skyvern;
+use runhook::Secret;
 use serde_json::Value;
 
 const KEY: &str = "sk_test_middleware_examples";

@@ -33,10 +33,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use runhook::payload::{Provider, RunEvent};
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{
-    sign_skyvern, AnyOf, FixedClock, HeaderToken, InlineReceiver, Outcome, OutcomeKind, PathSecret,
-    Receiver, ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned,
-};
+use runhook::{AnyOf, HeaderToken, InlineReceiver, Outcome, OutcomeKind, PathSecret, Receiver, ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned};
+use runhook::verify::{sign_skyvern, FixedClock};
 use runhook_fuzz::{hmac_sha256, Message};
 use tokio::runtime::Runtime;
 
@@ -93,45 +91,37 @@ fn routes() -> Vec<(ReceiverBuilder, bool)> {
     );
     vec![
         (
-            Receiver::builder(Provider::Skyvern)
-                .verifier(SkyvernSignature::new(secret(SKYVERN_KEY)).with_canonical_fallback()),
+            Receiver::builder(Provider::Skyvern, SkyvernSignature::new(secret(SKYVERN_KEY)).with_canonical_fallback()),
             true,
         ),
         (
-            Receiver::builder(Provider::TinyFish)
-                .verifier(Unsigned::accept_without_authentication()),
+            Receiver::builder(Provider::TinyFish, Unsigned::accept_without_authentication()),
             true,
         ),
-        (Receiver::builder(Provider::WebRun).verifier(token()), true),
+        (Receiver::builder(Provider::WebRun, token()), true),
         (
-            Receiver::builder(Provider::WebRunAi).verifier(token()),
+            Receiver::builder(Provider::WebRunAi, token()),
             true,
         ),
         (
-            Receiver::builder(Provider::SmartBrowse).verifier(
-                AnyOf::new(vec![
+            Receiver::builder(Provider::SmartBrowse, AnyOf::new(vec![
                     Box::new(PathSecret::last_segment(secret(PATH_SECRET))),
                     Box::new(token()),
                 ])
-                .unwrap(),
-            ),
+                .unwrap(),),
             true,
         ),
         (
-            Receiver::builder(Provider::SmartBrowse).verifier(
-                StandardWebhooks::new(Secret::from_standard_webhooks(STANDARD_KEY).unwrap())
-                    .with_clock(FixedClock(STANDARD_NOW)),
-            ),
+            Receiver::builder(Provider::SmartBrowse, StandardWebhooks::new(Secret::from_standard_webhooks(STANDARD_KEY).unwrap())
+                    .with_clock(FixedClock(STANDARD_NOW)),),
             true,
         ),
         (
-            Receiver::builder(Provider::Skyvern)
-                .verifier(SkyvernSignature::new(secret(SKYVERN_KEY))),
+            Receiver::builder(Provider::Skyvern, SkyvernSignature::new(secret(SKYVERN_KEY))),
             false,
         ),
         (
-            Receiver::builder(Provider::TinyFish)
-                .verifier(Unsigned::accept_without_authentication())
+            Receiver::builder(Provider::TinyFish, Unsigned::accept_without_authentication())
                 .body_limit(512)
                 .store(small_store),
             true,

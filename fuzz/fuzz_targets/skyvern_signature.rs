@@ -85,9 +85,9 @@ fuzz_target!(|data: &[u8]| {
                 hex::decode(presented.to_ascii_lowercase()).expect("accepted a non-hex signature");
             let index = verified.key_index.expect("Skyvern reports its key");
             let key = KEYS[index].as_bytes();
-            let matched: Vec<u8> = match verified.body {
+            let matched: Vec<u8> = match &verified.body {
                 BodyMatch::Exact => message.body.to_vec(),
-                BodyMatch::Canonical => {
+                BodyMatch::Canonical { signed: reported } => {
                     assert!(fallback, "canonical match without the fallback");
                     let canonical = canonical
                         .clone()
@@ -96,6 +96,7 @@ fuzz_target!(|data: &[u8]| {
                         canonical, *message.body,
                         "canonical match reported for exact"
                     );
+                    assert_eq!(reported[..], canonical[..], "reported other signed bytes");
                     canonical
                 }
                 other => panic!("unexpected body match {other:?}"),

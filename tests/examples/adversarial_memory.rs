@@ -93,19 +93,19 @@ fn serve_case(case: &str, framework: Framework) {
     runtime.block_on(async {
         let handled = Arc::new(AtomicU64::new(0));
         let counter = handled.clone();
-        let mut builder = Receiver::builder(Provider::Skyvern)
-            .verifier(
-                SkyvernSignature::new(Secret::new(SKYVERN_KEY).unwrap()).with_canonical_fallback(),
-            )
-            .handler(move |event: Arc<RunEvent>| {
-                let counter = counter.clone();
-                async move {
-                    // The whole typed payload, as a handler that uses the result reads it.
-                    let _ = event.payload();
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Ok::<(), std::io::Error>(())
-                }
-            });
+        let mut builder = Receiver::builder(
+            Provider::Skyvern,
+            SkyvernSignature::new(Secret::new(SKYVERN_KEY).unwrap()).with_canonical_fallback(),
+        )
+        .handler(move |event: Arc<RunEvent>| {
+            let counter = counter.clone();
+            async move {
+                // The whole typed payload, as a handler that uses the result reads it.
+                let _ = event.payload();
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), std::io::Error>(())
+            }
+        });
         builder = match case {
             "string_10mb" | "million_keys" | "repeated_key_1m" => {
                 builder.body_limit(32 * 1024 * 1024)

@@ -9,7 +9,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use runhook::{sign_skyvern, Receiver, Secret};
+use runhook::verify::sign_skyvern;
+use runhook::{Receiver, Secret};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 

@@ -51,7 +51,8 @@ use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac as _};
 use runhook::canonical::canonicalize;
 use runhook::payload::{Provider, RunEvent};
-use runhook::{sign_skyvern, Receiver, Secret, SkyvernSignature};
+use runhook::verify::sign_skyvern;
+use runhook::{Receiver, Secret, SkyvernSignature};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -246,17 +247,19 @@ fn hand_written(processed: Arc<Processed>) -> axum::Router {
 
 /// The SDK with its defaults and a no-op handler that counts.
 fn sdk(processed: Arc<Processed>) -> axum::Router {
-    let receiver = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .handler(move |_event: Arc<RunEvent>| {
-            let processed = processed.clone();
-            async move {
-                processed.bump();
-                Ok::<(), std::io::Error>(())
-            }
-        })
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(KEY).unwrap()),
+    )
+    .handler(move |_event: Arc<RunEvent>| {
+        let processed = processed.clone();
+        async move {
+            processed.bump();
+            Ok::<(), std::io::Error>(())
+        }
+    })
+    .build()
+    .unwrap();
     axum::Router::new().route(PATH, runhook::axum::post(receiver))
 }
 

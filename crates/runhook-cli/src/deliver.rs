@@ -11,7 +11,8 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rand::RngExt as _;
 use runhook::payload::Provider;
-use runhook::{sign_skyvern, Secret, SkyvernSignature};
+use runhook::verify::sign_skyvern;
+use runhook::{Secret, SkyvernSignature};
 use runhook_core::platform::{Platform, RetryOn, SenderProfile};
 
 /// Which of a platform's two sender profiles to imitate.
@@ -308,7 +309,7 @@ async fn post_once(
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
-                .and_then(|value| runhook::parse_retry_after(value, SystemTime::now()));
+                .and_then(|value| runhook::verify::parse_retry_after(value, SystemTime::now()));
             // The status is the answer; a body cut short changes nothing for the sender.
             let reply = response.bytes().await.unwrap_or_default();
             let excerpt = &reply[..reply.len().min(REPLY_EXCERPT)];

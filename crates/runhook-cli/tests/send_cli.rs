@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use runhook::canonical::canonicalize;
 use runhook::payload::{DedupProbe, Provider};
-use runhook::{Delivery, Secret, SkyvernSignature, Verifier};
+use runhook::verify::Delivery;
+use runhook::{Secret, SkyvernSignature, Verifier};
 
 const SKYVERN_KEY: &str = "sk_test_send_cli_7Qm2";
 const WEBRUN_AUTH: &str = "Bearer wr_token_send_cli_9Zx4";

@@ -82,49 +82,35 @@ pub trait Verifier: Send + Sync {
     }
 }
 
-impl<V: Verifier + ?Sized> Verifier for Box<V> {
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify(delivery)
-    }
+/// A verifier behind a pointer is a verifier: every method forwards to the pointee.
+macro_rules! forward_verifier {
+    ($($pointer:ident)::+) => {
+        impl<V: Verifier + ?Sized> Verifier for $($pointer)::+<V> {
+            fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+                (**self).verify(delivery)
+            }
 
-    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify_exact(delivery)
-    }
+            fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
+                (**self).verify_exact(delivery)
+            }
 
-    fn has_fallback(&self) -> bool {
-        (**self).has_fallback()
-    }
+            fn has_fallback(&self) -> bool {
+                (**self).has_fallback()
+            }
 
-    fn credential_headers(&self) -> Vec<&str> {
-        (**self).credential_headers()
-    }
+            fn credential_headers(&self) -> Vec<&str> {
+                (**self).credential_headers()
+            }
 
-    fn schemes(&self) -> Vec<SchemeKind> {
-        (**self).schemes()
-    }
+            fn schemes(&self) -> Vec<SchemeKind> {
+                (**self).schemes()
+            }
+        }
+    };
 }
 
-impl<V: Verifier + ?Sized> Verifier for std::sync::Arc<V> {
-    fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify(delivery)
-    }
-
-    fn verify_exact(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        (**self).verify_exact(delivery)
-    }
-
-    fn has_fallback(&self) -> bool {
-        (**self).has_fallback()
-    }
-
-    fn credential_headers(&self) -> Vec<&str> {
-        (**self).credential_headers()
-    }
-
-    fn schemes(&self) -> Vec<SchemeKind> {
-        (**self).schemes()
-    }
-}
+forward_verifier!(Box);
+forward_verifier!(std::sync::Arc);
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,14 +127,21 @@ pub struct Verified {
     pub timestamp: TimestampCheck,
     /// The sender's message id when the scheme has one (Standard Webhooks' `webhook-id`).
     pub message_id: Option<String>,
-    /// How the signature relates to the body bytes received.
+    /// How the signature relates to the body bytes received (with the canonical bytes the
+    /// signature covers, when it matched only those).
     pub body: BodyMatch,
-    /// For [`BodyMatch::Canonical`]: the canonical bytes the signature covers (what the sender
-    /// signed); `None` otherwise.
-    pub signed_body: Option<bytes::Bytes>,
 }
 
 impl Verified {
+    /// The bytes the sender signed when they differ from the body received (a canonical-only
+    /// match); `None` when the signature covers the body as received, or nothing signs it.
+    pub fn signed_body(&self) -> Option<&bytes::Bytes> {
+        match &self.body {
+            BodyMatch::Canonical { signed } => Some(signed),
+            BodyMatch::Exact | BodyMatch::NotSigned => None,
+        }
+    }
+
     pub(crate) fn new(scheme: SchemeKind, key_index: usize) -> Self {
         // Schemes that sign the body match its exact bytes unless they say otherwise; the
         // others leave the body unauthenticated.
@@ -163,13 +156,12 @@ impl Verified {
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
             body,
-            signed_body: None,
         }
     }
 }
 
 /// How a successful verification's signature relates to the body bytes received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BodyMatch {
     /// The signature covers the body bytes exactly as received.
@@ -178,7 +170,10 @@ pub enum BodyMatch {
     /// it ([`crate::SkyvernSignature::with_canonical_fallback`]): the body was re-serialized
     /// on its way (proxy, gateway, framework). Its content is what was signed; its bytes are
     /// not, so anything computed from the raw bytes (a hash, a byte-for-byte replay) differs.
-    Canonical,
+    Canonical {
+        /// The canonical bytes the signature covers: what the sender signed.
+        signed: bytes::Bytes,
+    },
     /// The scheme does not sign the body (header token, path secret, unsigned).
     NotSigned,
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runhook::payload::{Provider, RunEvent};
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::{Receiver, RedisStreamQueue, Secret, SkyvernSignature};
+use runhook::stream::RedisStreamQueue;
+use runhook::{Receiver, Secret, SkyvernSignature};
 
 mod support;
 
@@ -33,13 +34,15 @@ async fn server(
     store: Arc<dyn IdempotencyStore>,
     stream: Option<RedisStreamQueue>,
 ) -> (SocketAddr, Receiver) {
-    let mut builder = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .store(store)
-        .handler(|_event: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
-        .queue_capacity(1 << 20)
-        // Short, so that a bench run leaves nothing behind for a week.
-        .dedup_window(Duration::from_secs(600));
+    let mut builder = Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(KEY).unwrap()),
+    )
+    .store(store)
+    .handler(|_event: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
+    .queue_capacity(1 << 20)
+    // Short, so that a bench run leaves nothing behind for a week.
+    .dedup_window(Duration::from_secs(600));
     if let Some(queue) = stream {
         builder = builder.redis_stream(queue);
     }

@@ -40,17 +40,19 @@ async fn ceiling() -> SocketAddr {
 /// The ready handler; with `handler_sleeps`, every handler call sleeps 30 s (the ack must not
 /// notice: it never waits on the handler).
 async fn runhook_ready(handler_sleeps: bool) -> SocketAddr {
-    let receiver = Receiver::builder(Provider::Skyvern)
-        .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-        .handler(move |_event: Arc<RunEvent>| async move {
-            if handler_sleeps {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .queue_capacity(1 << 20)
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::Skyvern,
+        SkyvernSignature::new(Secret::new(KEY).unwrap()),
+    )
+    .handler(move |_event: Arc<RunEvent>| async move {
+        if handler_sleeps {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .queue_capacity(1 << 20)
+    .build()
+    .unwrap();
     serve(axum::Router::new().route("/webhooks/skyvern", runhook::axum::post(receiver))).await
 }
 

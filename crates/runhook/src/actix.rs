@@ -20,8 +20,8 @@
 //! use runhook::{payload::{Provider, RunEvent}, HeaderToken, Receiver, Secret};
 //!
 //! # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let webrun = Receiver::builder(Provider::WebRun)
-//!     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+//! let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+//! let webrun = Receiver::builder(Provider::WebRun, verifier)
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
@@ -40,17 +40,18 @@ use std::task::{Context, Poll};
 
 use std::rc::Rc;
 
-use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::HttpMessage as _;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Responder, ResponseError};
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use runhook_core::HeaderLookup;
 
 use crate::receiver::OutcomeKind;
+pub use crate::receiver::VerifiedRun;
 use crate::receiver::{ClaimedEvent, HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
@@ -71,14 +72,18 @@ pub async fn handle(receiver: &Receiver, request: &HttpRequest, payload: Payload
     let outcome = receiver
         .receive(&ActixHeaders(request.headers()), request.path(), body)
         .await;
-    respond(&outcome)
+    outcome.respond_to(request)
 }
 
-/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
-/// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
-/// connection, or one whose body was not read to its end, is dropped.
-pub fn respond(outcome: &Outcome) -> HttpResponse {
-    Rejection::from_outcome(outcome).error_response()
+/// An outcome is an actix-web answer: its status, `Retry-After` when set, and a short plain
+/// body; `Connection: close` after a body read timeout or a body over the limit, so that a
+/// stalled connection, or one whose body was not read to its end, is dropped.
+impl Responder for Outcome {
+    type Body = BoxBody;
+
+    fn respond_to(self, _request: &HttpRequest) -> HttpResponse {
+        Rejection::from_outcome(&self).error_response()
+    }
 }
 
 /// The extractor style: a genuine, new, parsed run, claimed for your handler. The receiver is
@@ -99,8 +104,8 @@ pub fn respond(outcome: &Outcome) -> HttpResponse {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(Provider::Skyvern)
-///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+/// let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+/// let receiver = Receiver::builder(Provider::Skyvern, verifier)
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().app_data(receiver).route("/webhooks/skyvern", web::post().to(on_run));
 /// # let _ = app; Ok(()) }
@@ -230,14 +235,15 @@ impl FromRequest for Webhook {
 /// your existing handlers, which then run inline, with the same semantics as
 /// [`tower::WebhookLayer`](crate::tower) (the table there): the body is read once under the
 /// receiver's rules and handed on unchanged (a downstream `web::Json<T>` still works), a
-/// [`VerifiedRun`](crate::VerifiedRun) is in the request's extensions, a 2xx answer completes
+/// [`VerifiedRun`] is in the request's extensions, a 2xx answer completes
 /// the claim and any other answer or an error releases it; a duplicate still in flight gets
 /// 503 with `Retry-After`, one already done gets 200 without calling your handler.
 ///
 /// ```
 /// use actix_web::{web, App, HttpMessage, HttpRequest, HttpResponse};
-/// use runhook::actix::WebhookMiddleware;
-/// use runhook::{payload::Provider, HeaderToken, Receiver, Secret, VerifiedRun};
+/// use runhook::actix::WebhookLayer;
+/// use runhook::{payload::Provider, HeaderToken, Receiver, Secret};
+/// use runhook::receiver::VerifiedRun;
 ///
 /// async fn on_run(request: HttpRequest, body: web::Json<serde_json::Value>) -> HttpResponse {
 ///     let run = request.extensions().get::<VerifiedRun>().cloned().expect("set by the middleware");
@@ -246,22 +252,22 @@ impl FromRequest for Webhook {
 /// }
 ///
 /// # #[actix_web::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(Provider::WebRun)
-///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+/// let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+/// let receiver = Receiver::builder(Provider::WebRun, verifier)
 ///     .build_inline()?; // your actix handler is the handler
 /// let app = App::new().service(
 ///     web::resource("/webhooks/webrun")
-///         .wrap(WebhookMiddleware::new(receiver))
+///         .wrap(WebhookLayer::new(receiver))
 ///         .route(web::post().to(on_run)),
 /// );
 /// # let _ = app; Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct WebhookMiddleware {
+pub struct WebhookLayer {
     receiver: InlineReceiver,
 }
 
-impl WebhookMiddleware {
+impl WebhookLayer {
     /// The middleware for `receiver`'s route (built with
     /// [`build_inline`](crate::ReceiverBuilder::build_inline): your handlers are the handler).
     pub fn new(receiver: InlineReceiver) -> Self {
@@ -269,7 +275,7 @@ impl WebhookMiddleware {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for WebhookMiddleware
+impl<S, B> Transform<S, ServiceRequest> for WebhookLayer
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
@@ -288,7 +294,7 @@ where
     }
 }
 
-/// The service [`WebhookMiddleware`] wraps around yours.
+/// The service [`WebhookLayer`] wraps around yours.
 pub struct WebhookService<S> {
     receiver: InlineReceiver,
     service: Rc<S>,
@@ -337,7 +343,7 @@ where
     let claimed = match claimed {
         Ok(claimed) => claimed,
         Err(outcome) => {
-            let response = respond(&outcome);
+            let response = outcome.respond_to(request.request());
             return Ok(request.into_response(response).map_into_right_body());
         }
     };
@@ -360,7 +366,7 @@ async fn read_body(
     request: &HttpRequest,
     mut payload: Payload,
 ) -> Result<Bytes, Rejection> {
-    let declared = crate::content_length(&ActixHeaders(request.headers()));
+    let declared = crate::body::content_length(&ActixHeaders(request.headers()));
     match pipeline.read_body(&mut payload, declared).await {
         Ok(bytes) => Ok(bytes),
         Err(outcome) => {
@@ -377,7 +383,8 @@ async fn read_body(
 ///
 /// ```
 /// use runhook::actix::ActixHeaders;
-/// use runhook::{Delivery, HeaderToken, Secret, Verifier};
+/// use runhook::{HeaderToken, Secret, Verifier};
+/// use runhook::verify::Delivery;
 ///
 /// let request = actix_web::test::TestRequest::default()
 ///     .insert_header(("Authorization", "Bearer t0ken"))

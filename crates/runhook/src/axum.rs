@@ -16,8 +16,8 @@
 //! use runhook::{payload::{Provider, RunEvent}, Receiver, Secret, SkyvernSignature};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let skyvern = Receiver::builder(Provider::Skyvern)
-//!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+//! let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+//! let skyvern = Receiver::builder(Provider::Skyvern, verifier)
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {} {}", event.provider, event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
@@ -29,11 +29,12 @@
 
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
 use crate::receiver::{ClaimedEvent, InlineReceiver, Outcome, Receiver};
 use crate::tower::{read_request, request_path};
+pub use crate::tower::{VerifiedRun, WebhookLayer, WebhookService};
 
 /// A `POST` route that receives, acknowledges and hands each delivery to the receiver's
 /// handler in the background: the receiver as a service
@@ -66,8 +67,8 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Response {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let receiver = Receiver::builder(Provider::WebRun)
-///     .verifier(HeaderToken::authorization(Secret::new("Bearer webrun-token")?))
+/// let verifier = HeaderToken::authorization(Secret::new("Bearer webrun-token")?);
+/// let receiver = Receiver::builder(Provider::WebRun, verifier)
 ///     .build_inline()?; // your axum handler is the handler
 /// let app: Router = Router::new().route("/webhooks/webrun", post(on_run)).with_state(receiver);
 /// # let _ = app; Ok(()) }
@@ -86,19 +87,21 @@ where
         let receiver = InlineReceiver::from_ref(state);
         let (parts, body) = read_request(receiver.pipeline(), request)
             .await
-            .map_err(|outcome| respond(&outcome))?;
+            .map_err(IntoResponse::into_response)?;
         let path = request_path(&parts);
         receiver
             .claim_event(&parts.headers, &path, body)
             .await
             .map(Webhook)
-            .map_err(|outcome| respond(&outcome))
+            .map_err(IntoResponse::into_response)
     }
 }
 
-/// The response for `outcome`: its status, `Retry-After` when set, and a short plain body;
+/// An outcome is an axum answer: its status, `Retry-After` when set, and a short plain body;
 /// `Connection: close` after a body read timeout or a body over the limit, so that a stalled
 /// connection, or one whose body was not read to its end, is dropped.
-pub fn respond(outcome: &Outcome) -> Response {
-    crate::response::http_response::<Body>(outcome)
+impl IntoResponse for Outcome {
+    fn into_response(self) -> Response {
+        crate::response::http_response::<Body>(&self)
+    }
 }

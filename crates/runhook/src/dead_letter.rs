@@ -4,7 +4,7 @@
 //! was (the worker holds its claim and tries again later; a stream entry stays pending): a
 //! failing sink never costs a delivery. Letters are written as [`DeadLetterRecord`]s, which
 //! the listing and redrive tools read back ([`JsonLinesDeadLetters::read`],
-//! [`redrive_file`](crate::redrive_file), and the Redis stream's own).
+//! [`redrive_file`], and the Redis stream's own).
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -15,8 +15,10 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use bytes::Bytes;
 use runhook_core::payload::{PayloadError, Provider};
+use runhook_core::HeaderLookup;
 
 use crate::handler::BoxFuture;
+pub use crate::redrive::{redrive_file, RedriveReport};
 
 /// Why a delivery was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +248,28 @@ pub(crate) fn is_credential_header(name: &str) -> bool {
         || name.contains("api-key")
 }
 
+/// The headers worth keeping with a dead letter or a queued delivery: all but credentials
+/// (the fixed list above and the route's own `credential_headers`, lowercase).
+pub(crate) fn kept_headers(
+    headers: &dyn HeaderLookup,
+    credential_headers: &[String],
+) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    headers.visit_all(&mut |name, value| {
+        let credential = is_credential_header(name)
+            || credential_headers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(name));
+        if !credential {
+            kept.push((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        }
+    });
+    kept
+}
+
 /// Somewhere to keep dead letters.
 pub trait DeadLetterSink: Send + Sync + 'static {
     /// Stores `letter`. An error means it was not stored: the caller keeps the delivery (its
@@ -309,7 +333,7 @@ impl DeadLetterSink for MemoryDeadLetters {
 }
 
 /// Appends each dead letter to a file as one JSON line ([`DeadLetterRecord`]), creating it
-/// with mode 0600. Writers and [`redrive_file`](crate::redrive_file) lock the file, so that a
+/// with mode 0600. Writers and [`redrive_file`] lock the file, so that a
 /// redrive rewriting it never loses a letter appended meanwhile.
 #[derive(Debug)]
 pub struct JsonLinesDeadLetters {

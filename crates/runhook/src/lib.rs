@@ -6,10 +6,11 @@
 //!
 //! This crate re-exports [`runhook_core`] (secrets and authentication schemes) and adds the
 //! framework integrations behind cargo features: `axum` (whose `http::HeaderMap` implements
-//! [`HeaderLookup`] as is) and `actix` ([`actix::ActixHeaders`]).
+//! [`HeaderLookup`](verify::HeaderLookup) as is) and `actix` ([`actix::ActixHeaders`]).
 //!
 //! ```
-//! use runhook::{sign_skyvern, Delivery, Secret, SkyvernSignature, Verifier};
+//! use runhook::{Secret, SkyvernSignature, Verifier};
+//! use runhook::verify::{sign_skyvern, Delivery};
 //!
 //! let key = Secret::new("sk_live_example")?;
 //! let body = br#"{"run_id":"tsk_1","status":"completed"}"#;
@@ -26,42 +27,28 @@
 //!   failing. Mounted with `runhook::axum::post`, `runhook::actix::post`, or as a tower
 //!   `Service`.
 //! - [`InlineReceiver`] (built with [`ReceiverBuilder::build_inline`]) behind a middleware,
-//!   `tower::WebhookLayer` or `actix::WebhookMiddleware`: your existing handler runs inline; a
+//!   `tower::WebhookLayer` or `actix::WebhookLayer`: your existing handler runs inline; a
 //!   2xx completes the claim, anything else releases it.
 //! - The same [`InlineReceiver`] behind an extractor (`axum::Webhook`, `actix::Webhook`): you
 //!   get the claimed run and complete it yourself.
 //!
 //! ## Response policy
 //!
-//! Every answer comes from an [`Outcome`]; the adapters only render it.
-//!
-//! | what happened | answer |
-//! |---|---|
-//! | genuine, new, handed off (or, inline: your handler's own answer) | 200 |
-//! | duplicate of a run already done | 200, no second handler call |
-//! | duplicate of a run in flight | 200 when its hand-off is durable ([`InFlightDuplicates`]); else 503 + `Retry-After` (always inline) |
-//! | not genuine | 401 |
-//! | body over the limit / not in within the read timeout | 413 / 408, connection closed |
-//! | genuine but not the provider's payload, or an unusable run id | 202, kept whole in the dead letters |
-//! | store, queue, key resolver or dead-letter sink unavailable; shutting down | 503 + `Retry-After` |
-//! | store misconfigured | 500 |
+//! Every answer comes from an [`Outcome`], whose documentation holds the whole policy table
+//! (status, `Retry-After`, closing the connection); the adapters only render it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use runhook_core::*;
-pub use runhook_store as store;
-
 mod body;
-mod dead_letter;
-mod handler;
+pub mod dead_letter;
+pub mod handler;
 mod handoff;
-mod memory_queue;
-mod receiver;
+pub mod receiver;
 mod redrive;
 #[cfg(feature = "tower")]
 mod response;
-mod retry_after;
+pub mod retry;
 pub mod runs;
 mod stats;
 #[cfg(feature = "redis")]
@@ -69,25 +56,31 @@ mod stats;
 pub mod stream;
 mod worker;
 
-pub use body::content_length;
-pub use dead_letter::{
-    DeadLetter, DeadLetterReason, DeadLetterRecord, DeadLetterSink, JsonLinesDeadLetters,
-    MemoryDeadLetters,
-};
-pub use handler::{BoxFuture, Handler, HandlerError};
+// The entry points: the receivers, their builder, what they answer, the handler they run.
+pub use handler::{Handler, HandlerError};
 pub use receiver::{
-    BuildError, ClaimedEvent, InFlightDuplicates, InlineReceiver, KeyResolver, Outcome,
-    OutcomeKind, Receiver, ReceiverBuilder, ShutdownReport, Unavailable, VerifiedRun,
-    DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
+    BuildError, InlineReceiver, Outcome, OutcomeKind, Receiver, ReceiverBuilder, ShutdownReport,
 };
-pub use redrive::{redrive_file, RedriveReport};
-pub use retry_after::RetryAfter;
 pub use stats::Stats;
-pub use worker::RetryPolicy;
+// The schemes and their keys.
+pub use runhook_core::{
+    AnyOf, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature, StandardWebhooks, Unsigned,
+    Verifier,
+};
 
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use stream::{RedisStreamDeadLetters, RedisStreamQueue, RedisStreamQueueBuilder, StreamError};
+pub use runhook_core::{canonical, payload, platform};
+pub use runhook_store as store;
+
+/// Authentication in detail: the delivery a scheme checks, what it established, the errors,
+/// clocks for timestamp windows, and the signing helpers senders (and tests) use.
+pub mod verify {
+    pub use runhook_core::{
+        parse_retry_after, sign_skyvern, sign_standard_webhooks, single_header, AuthError,
+        BodyMatch, Clock, ConfigError, Delivery, FixedClock, HeaderLookup, PublicKeys, SchemeKind,
+        SegmentPosition, SingleHeader, StandardWebhooksKeys, StandardWebhooksPublicKey,
+        SystemClock, TimestampCheck, Verified,
+    };
+}
 
 #[cfg(feature = "actix")]
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]

@@ -12,6 +12,7 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore};
 
 use crate::dead_letter::{open_locked, parse_lines, DeadLetterRecord};
 use crate::handler::Handler;
+use crate::handoff::DEFAULT_DEDUP_WINDOW;
 
 /// What a redrive did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,11 +109,7 @@ async fn redrive_one(
     let outcome = handler.handle(Arc::new(event)).await;
     if let (Some(store), Some(token)) = (store, token) {
         let settled = match &outcome {
-            Ok(()) => {
-                store
-                    .complete(&key, &token, std::time::Duration::from_secs(7 * 24 * 3600))
-                    .await
-            }
+            Ok(()) => store.complete(&key, &token, DEFAULT_DEDUP_WINDOW).await,
             Err(_) => store.release(&key, &token).await,
         };
         if let Err(err) = settled {

@@ -8,7 +8,7 @@ use crate::receiver::Outcome;
 /// The answer for `outcome`: its status, `Retry-After` (whole seconds, at least 1) when set, a
 /// short plain body, and `Connection: close` after a body read timeout or a body over the
 /// limit, so that a stalled connection, or one whose body was not read to its end, is dropped.
-pub fn http_response<B: From<String>>(outcome: &Outcome) -> http::Response<B> {
+pub(crate) fn http_response<B: From<String>>(outcome: &Outcome) -> http::Response<B> {
     let mut response = http::Response::new(B::from(outcome.body_text()));
     *response.status_mut() = outcome.status;
     let headers = response.headers_mut();

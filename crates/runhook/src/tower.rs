@@ -32,8 +32,8 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let receiver = Receiver::builder(Provider::Skyvern)
-//!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+//! let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+//! let receiver = Receiver::builder(Provider::Skyvern, verifier)
 //!     .build_inline()?; // your endpoint is the handler
 //! let app: Router = Router::new()
 //!     .route("/webhooks/skyvern", post(on_run))
@@ -68,7 +68,7 @@ where
     B: http_body::Body<Data = Bytes>,
 {
     let (parts, body) = request.into_parts();
-    let declared = crate::content_length(&parts.headers);
+    let declared = crate::body::content_length(&parts.headers);
     let mut chunks = Box::pin(BodyDataStream::new(body));
     let body = pipeline.read_body(&mut chunks, declared).await?;
     Ok((parts, body))
@@ -136,10 +136,10 @@ impl WebhookLayer {
 }
 
 impl<S> Layer<S> for WebhookLayer {
-    type Service = Webhook<S>;
+    type Service = WebhookService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Webhook {
+        WebhookService {
             receiver: self.receiver.clone(),
             inner,
         }
@@ -148,12 +148,12 @@ impl<S> Layer<S> for WebhookLayer {
 
 /// The service [`WebhookLayer`] wraps around `S`.
 #[derive(Clone)]
-pub struct Webhook<S> {
+pub struct WebhookService<S> {
     receiver: InlineReceiver,
     inner: S,
 }
 
-impl<S, B, R> Service<Request<B>> for Webhook<S>
+impl<S, B, R> Service<Request<B>> for WebhookService<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send,

@@ -7,103 +7,24 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use rand::RngExt as _;
 use runhook_core::payload::RunEvent;
-use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use tokio::time::Instant;
 
-use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use crate::dead_letter::DeadLetterReason;
 use crate::handler::{BoxFuture, Handler};
-use crate::retry_after::RetryAfter;
+use crate::handoff::{DeadLetters, Job};
+use crate::retry::{RetryAfter, RetryPolicy};
 use crate::runs::{FetchError, Fetched, RunSource};
 use crate::stats::Counters;
-
-/// How failed handler attempts are retried.
-///
-/// A handler may ask for a longer pause before its next attempt by failing with a
-/// [`RetryAfter`](crate::RetryAfter): the worker then waits the longer of
-/// [`RetryPolicy::backoff`] and the hint, with the claim held. Attempts still count toward
-/// `max_attempts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, including the first (at least 1).
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubled for each further one.
-    pub initial_backoff: Duration,
-    /// The longest delay between attempts.
-    pub max_backoff: Duration,
-    /// How long one attempt may run before it counts as failed.
-    pub attempt_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 5 attempts, 1 s doubling to at most 60 s, with 5 minutes per attempt.
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
-            attempt_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause after failed attempt number `attempt` (1-based): exponential, capped, with
-    /// jitter (a random point in the upper half) so that retries of many runs spread out.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(30);
-        let full = self
-            .initial_backoff
-            .saturating_mul(1u32 << exponent)
-            .min(self.max_backoff);
-        let half = full / 2;
-        half + full
-            .saturating_sub(half)
-            .mul_f64(rand::rng().random::<f64>())
-    }
-}
 
 /// Called in the same tick that renews a running job's lease, by the hand-off that needs to
 /// hear that the job is still alive (the Redis stream resets its entry's idle time, so that
 /// the entry is not taken over while its handler runs or backs off).
 pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// One acknowledged delivery, claimed, waiting for or held by a worker. Its event was read on
-/// the receive path (or from the stream entry), so that workers never parse a body again.
-#[derive(Clone)]
-pub(crate) struct Job {
-    /// The run: provider, dedup key, run id, the raw body (and the signed canonical bytes).
-    pub event: Arc<RunEvent>,
-    pub token: Token,
-    /// When the claim was taken or last renewed.
-    pub held_since: Instant,
-    pub received_at: SystemTime,
-    pub headers: Arc<[(String, String)]>,
-}
-
-impl Job {
-    /// The run's de-duplication key.
-    pub(crate) fn key(&self) -> &str {
-        &self.event.dedup_key
-    }
-
-    pub(crate) fn dead_letter(&self, reason: DeadLetterReason, attempts: u32) -> DeadLetter {
-        DeadLetter {
-            provider: Some(self.event.provider),
-            dedup_key: Some(self.event.dedup_key.clone()),
-            run_id: self.event.run_id.clone(),
-            reason,
-            attempts,
-            received_at: self.received_at,
-            headers: self.headers.to_vec(),
-            body: self.event.raw_body.clone(),
-        }
-    }
-}
 
 /// How a worker let go of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +49,7 @@ pub(crate) struct LeaseLost;
 pub(crate) struct WorkerContext {
     pub store: Arc<dyn IdempotencyStore>,
     pub handler: Arc<dyn Handler>,
-    pub dead_letters: Arc<dyn DeadLetterSink>,
+    pub dead_letters: DeadLetters,
     pub retry: RetryPolicy,
     pub lease: Duration,
     pub keep_for: Duration,
@@ -443,13 +364,12 @@ impl Worker<'_> {
         let ctx = self.ctx;
         let letter = self.job.dead_letter(reason, attempts);
         let mut pause = Duration::from_millis(500);
-        while let Err(err) = ctx.dead_letters.put(letter.clone()).await {
+        while ctx.dead_letters.put(letter.clone()).await.is_err() {
             Counters::bump(&ctx.counters.dead_letter_write_failures);
-            tracing::error!(key = %self.job.key(), error = %err, retry_in_ms = pause.as_millis() as u64, "could not write a dead letter; keeping the delivery and trying again");
+            tracing::warn!(key = %self.job.key(), retry_in_ms = pause.as_millis() as u64, "keeping the delivery and trying the dead letter again");
             self.keep_held(tokio::time::sleep(pause)).await?;
             pause = (pause * 2).min(Duration::from_secs(30));
         }
-        Counters::bump(&ctx.counters.dead_lettered);
         ctx.release(&self.job).await;
         Ok(Settled::DeadLettered)
     }

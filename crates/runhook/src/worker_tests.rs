@@ -9,10 +9,12 @@ use runhook_core::payload::{Provider, RunEvent};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
 use tokio::time::Instant;
 
-use super::{run_job, Job, RetryPolicy, Settled, WorkerContext};
+use super::{run_job, Settled, WorkerContext};
 use crate::dead_letter::{DeadLetterReason, MemoryDeadLetters};
 use crate::handler::{Handler, HandlerError};
-use crate::retry_after::RetryAfter;
+use crate::handoff::{DeadLetters, Job};
+use crate::retry::RetryAfter;
+use crate::retry::RetryPolicy;
 use crate::stats::Counters;
 
 const LEASE: Duration = Duration::from_millis(150);
@@ -64,22 +66,20 @@ async fn setup(handler: impl Handler, retry: RetryPolicy) -> Setup {
     else {
         panic!("a fresh store refused the claim");
     };
-    let job = Job {
-        event: Arc::new(event),
-        token,
-        held_since: Instant::now(),
-        received_at: SystemTime::now(),
-        headers: Arc::new([]),
-    };
+    let job = Job::claimed(event, token, SystemTime::now(), Vec::new());
+    let counters = Arc::new(Counters::default());
     let ctx = WorkerContext {
         confirm: None,
         store: store.clone(),
         handler: Arc::new(handler),
-        dead_letters: dead_letters.clone(),
+        dead_letters: DeadLetters {
+            sink: dead_letters.clone(),
+            counters: counters.clone(),
+        },
         retry,
         lease: LEASE,
         keep_for: Duration::from_secs(60),
-        counters: Arc::new(Counters::default()),
+        counters,
         busy: Default::default(),
     };
     Setup {

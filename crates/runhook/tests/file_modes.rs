@@ -6,8 +6,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use runhook::dead_letter::JsonLinesDeadLetters;
 use runhook::payload::{Provider, RunEvent};
-use runhook::{JsonLinesDeadLetters, Receiver, Unsigned};
+use runhook::{Receiver, Unsigned};
 
 #[tokio::test]
 async fn a_new_dead_letter_file_is_private_to_its_owner() {
@@ -15,8 +16,7 @@ async fn a_new_dead_letter_file_is_private_to_its_owner() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("dead-letters.jsonl");
     let _ = std::fs::remove_file(&path);
-    let receiver = Receiver::builder(Provider::Skyvern)
-        .verifier(Unsigned::accept_without_authentication())
+    let receiver = Receiver::builder(Provider::Skyvern, Unsigned::accept_without_authentication())
         .dead_letters(Arc::new(JsonLinesDeadLetters::new(&path)))
         .handler(|_: Arc<RunEvent>| async { Ok::<(), std::io::Error>(()) })
         .build()

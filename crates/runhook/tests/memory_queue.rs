@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
+use runhook::dead_letter::{DeadLetter, DeadLetterSink, MemoryDeadLetters};
+use runhook::handler::BoxFuture;
 use runhook::payload::{Provider, RunEvent};
+use runhook::retry::RetryPolicy;
 use runhook::store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
-use runhook::{
-    BoxFuture, DeadLetter, DeadLetterSink, MemoryDeadLetters, Receiver, RetryPolicy, Unsigned,
-};
+use runhook::{Receiver, Unsigned};
 
 /// A sink that refuses its first `failures` letters, then keeps them in memory.
 struct Flaky {
@@ -46,19 +47,21 @@ async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter
         failures: AtomicU32::new(2),
         kept: MemoryDeadLetters::default(),
     });
-    let receiver = Receiver::builder(Provider::TinyFish)
-        .verifier(Unsigned::accept_without_authentication())
-        .store(store.clone())
-        .dead_letters(sink.clone())
-        .retry(RetryPolicy {
-            max_attempts: 1,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(10),
-            attempt_timeout: Duration::from_secs(5),
-        })
-        .handler(|_event: Arc<RunEvent>| async { Err::<(), _>(std::io::Error::other("boom")) })
-        .build()
-        .unwrap();
+    let receiver = Receiver::builder(
+        Provider::TinyFish,
+        Unsigned::accept_without_authentication(),
+    )
+    .store(store.clone())
+    .dead_letters(sink.clone())
+    .handler(|_event: Arc<RunEvent>| async { Err::<(), _>(std::io::Error::other("boom")) })
+    .retry(RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        attempt_timeout: Duration::from_secs(5),
+    })
+    .build()
+    .unwrap();
     let body =
         Bytes::from_static(br#"{"event":"run.completed","run_id":"flaky_1","status":"COMPLETED"}"#);
     let outcome = receiver
@@ -100,7 +103,7 @@ async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter
 
 #[tokio::test]
 async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failures() {
-    use runhook::{redrive_file, JsonLinesDeadLetters};
+    use runhook::dead_letter::{redrive_file, JsonLinesDeadLetters};
     let dir = std::env::temp_dir().join(format!(
         "runhook-redrive-{}-{}",
         std::process::id(),
@@ -118,7 +121,7 @@ async fn redriving_a_dead_letter_file_runs_the_handler_and_keeps_only_the_failur
             provider: Some(Provider::TinyFish),
             dedup_key: Some(format!("tinyfish:{run}")),
             run_id: Some(run.into()),
-            reason: runhook::DeadLetterReason::NotDrained,
+            reason: runhook::dead_letter::DeadLetterReason::NotDrained,
             attempts: 0,
             received_at: std::time::SystemTime::now(),
             headers: Vec::new(),

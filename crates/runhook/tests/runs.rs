@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use run_api::{run_body, Answer, RunApi};
+use runhook::dead_letter::{DeadLetter, MemoryDeadLetters};
 use runhook::payload::{Confirmation, EventSource, Provider, RunEvent};
+use runhook::retry::RetryPolicy;
 use runhook::runs::{FetchError, Fetched, ReconcilePolicy, RunApiClient, RunSource};
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{DeadLetter, MemoryDeadLetters, PathSecret, Receiver, RetryPolicy, Secret, Unsigned};
+use runhook::{PathSecret, Receiver, Secret, Unsigned};
 use runhook_testkit::{redis_url, require_redis, unique, wait_for};
 use serde_json::json;
 
@@ -182,14 +184,16 @@ async fn confirming_tinyfish(
     calls: &Calls,
     letters: Arc<MemoryDeadLetters>,
 ) -> Receiver {
-    Receiver::builder(Provider::TinyFish)
-        .verifier(Unsigned::accept_without_authentication())
-        .confirm(client(Provider::TinyFish, api))
-        .retry(quick_retries())
-        .dead_letters(letters)
-        .handler(calls.handler())
-        .build()
-        .unwrap()
+    Receiver::builder(
+        Provider::TinyFish,
+        Unsigned::accept_without_authentication(),
+    )
+    .handler(calls.handler())
+    .confirm(client(Provider::TinyFish, api))
+    .retry(quick_retries())
+    .dead_letters(letters)
+    .build()
+    .unwrap()
 }
 
 fn posted(run_id: &str) -> Bytes {
@@ -267,12 +271,11 @@ async fn reconciling(
     policy: ReconcilePolicy,
 ) -> Receiver {
     let verifier = PathSecret::last_segment(Secret::new("path-secret").unwrap());
-    Receiver::builder(provider)
-        .verifier(verifier)
+    Receiver::builder(provider, verifier)
         .store(store)
         .dead_letters(letters)
-        .reconcile(client(provider, api), policy)
         .handler(calls.handler())
+        .reconcile(client(provider, api), policy)
         .build()
         .unwrap()
 }
@@ -412,10 +415,9 @@ async fn a_webhook_racing_the_reconciler_is_processed_once() {
 #[tokio::test]
 async fn webrun_can_be_neither_confirmed_nor_reconciled() {
     let api = RunApi::start(Provider::TinyFish, KEY).await;
-    let built = Receiver::builder(Provider::WebRun)
-        .verifier(Unsigned::accept_without_authentication())
-        .confirm(client(Provider::TinyFish, &api) as Arc<dyn RunSource>)
+    let built = Receiver::builder(Provider::WebRun, Unsigned::accept_without_authentication())
         .handler(Calls::default().handler())
+        .confirm(client(Provider::TinyFish, &api) as Arc<dyn RunSource>)
         .build();
     assert!(matches!(
         built.err(),

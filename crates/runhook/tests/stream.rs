@@ -12,11 +12,11 @@ use http::HeaderMap;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamPendingReply;
 use runhook::payload::{Provider, RunEvent};
+use runhook::retry::RetryPolicy;
 use runhook::store::{Claim, Fingerprint, IdempotencyStore, RedisStore, Token};
-use runhook::{
-    sign_skyvern, Receiver, RedisStreamQueue, RedisStreamQueueBuilder, RetryPolicy, Secret,
-    SkyvernSignature,
-};
+use runhook::stream::{RedisStreamQueue, RedisStreamQueueBuilder};
+use runhook::verify::sign_skyvern;
+use runhook::{Receiver, Secret, SkyvernSignature};
 
 const URL: &str = "redis://127.0.0.1:6379";
 const KEY: &str = "sk_test_stream_queue";
@@ -99,19 +99,21 @@ impl Env {
         queue: RedisStreamQueue,
         lease: Duration,
         handler: impl runhook::Handler,
-    ) -> runhook::ReceiverBuilder {
-        Receiver::builder(Provider::Skyvern)
-            .verifier(SkyvernSignature::new(Secret::new(KEY).unwrap()))
-            .store(self.store.clone())
-            .redis_stream(queue)
-            .lease(lease)
-            .retry(RetryPolicy {
-                max_attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(10),
-                attempt_timeout: Duration::from_secs(30),
-            })
-            .handler(handler)
+    ) -> runhook::receiver::BackgroundBuilder {
+        Receiver::builder(
+            Provider::Skyvern,
+            SkyvernSignature::new(Secret::new(KEY).unwrap()),
+        )
+        .store(self.store.clone())
+        .handler(handler)
+        .redis_stream(queue)
+        .lease(lease)
+        .retry(RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            attempt_timeout: Duration::from_secs(30),
+        })
     }
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
@@ -216,7 +218,7 @@ type Calls = Arc<Mutex<Vec<String>>>;
 fn recording(
     calls: &Calls,
     gate: Option<Arc<tokio::sync::Semaphore>>,
-) -> impl Fn(Arc<RunEvent>) -> runhook::BoxFuture<'static, Result<(), std::io::Error>> {
+) -> impl Fn(Arc<RunEvent>) -> runhook::handler::BoxFuture<'static, Result<(), std::io::Error>> {
     let calls = calls.clone();
     move |event: Arc<RunEvent>| {
         let (calls, gate) = (calls.clone(), gate.clone());

@@ -158,7 +158,7 @@ pub fn reserialized_explanation_with(
 ) -> Option<String> {
     let scheme = SkyvernSignature::new(keys).with_canonical_fallback();
     let verified = scheme.verify(&Delivery::new(headers, body)).ok()?;
-    (verified.body == BodyMatch::Canonical).then(|| {
+    matches!(verified.body, BodyMatch::Canonical { .. }).then(|| {
         "the raw body bytes do not match, but the body's canonical form does: the payload is \
 genuine, and it was re-serialized on its way (a proxy, gateway, framework or log parsed the JSON \
 and wrote it out again)\n\

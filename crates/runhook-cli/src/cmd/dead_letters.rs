@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use runhook::dead_letter::{DeadLetterRecord, JsonLinesDeadLetters, RedriveReport};
 use runhook::payload::Provider;
 use runhook::stream::RedisStreamDeadLetters;
-use runhook::{DeadLetterRecord, JsonLinesDeadLetters, RedisStreamQueue, RedriveReport};
+use runhook::stream::RedisStreamQueue;
 
 use super::serve::store_label;
 use crate::serve::app::{open_store, stream_key};
@@ -205,9 +206,10 @@ async fn redrive(args: &RedriveArgs) -> Result<ExitCode, String> {
                 Some(_) => Some(open_store(&config.store, &config.redis_prefix).await?),
                 None => None,
             };
-            let report = runhook::redrive_file(&path, &args.dedup_keys, handler, store)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let report =
+                runhook::dead_letter::redrive_file(&path, &args.dedup_keys, handler, store)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
             (report, present)
         }
         Source::Stream { url, stream } => {
@@ -323,7 +325,7 @@ fn fail(message: &str) -> ExitCode {
 mod tests {
     use std::time::SystemTime;
 
-    use runhook::{DeadLetter, DeadLetterReason, DeadLetterSink};
+    use runhook::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
 
     use super::*;
 

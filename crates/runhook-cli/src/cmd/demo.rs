@@ -16,12 +16,15 @@ use bytes::Bytes;
 use clap::Args;
 use http::{HeaderMap, HeaderName};
 use runhook::canonical::SkyvernRequest;
+use runhook::dead_letter::MemoryDeadLetters;
 use runhook::payload::{EventSource, Provider, RunEvent};
+use runhook::retry::RetryPolicy;
 use runhook::runs::ReconcilePolicy;
 use runhook::store::{
     Claim, Expectations, Fingerprint, IdempotencyStore, KeyState, MemoryStore, StoreError, Token,
 };
-use runhook::{Clock as _, MemoryDeadLetters, RetryPolicy, Secret, Secrets, SystemClock};
+use runhook::verify::{Clock as _, SystemClock};
+use runhook::{Secret, Secrets};
 use runhook_core::platform::Platform;
 
 use super::canonicalize::reserialized_explanation_with;

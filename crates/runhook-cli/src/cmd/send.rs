@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName};
 use runhook::canonical::canonicalize;
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
-use runhook::{Clock as _, SystemClock};
+use runhook::verify::{Clock as _, SystemClock};
 
 use super::input::read_input;
 use super::secrets;

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::routing::{get, post};
+use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
+use runhook::receiver::BackgroundBuilder;
+use runhook::retry::RetryPolicy;
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::{
-    DeadLetterSink, Handler, JsonLinesDeadLetters, MemoryDeadLetters, Receiver, ReceiverBuilder,
-    RedisStreamQueue, RetryPolicy, ShutdownReport, Verifier,
-};
+use runhook::stream::RedisStreamQueue;
+use runhook::{Handler, Receiver, ShutdownReport, Verifier};
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
@@ -109,10 +110,9 @@ impl Shared {
         served(spec, builder)
     }
 
-    fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> ReceiverBuilder {
+    fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> BackgroundBuilder {
         let handler = self.handler.clone();
-        let builder = Receiver::builder(spec.provider)
-            .verifier(verifier)
+        let builder = Receiver::builder(spec.provider, verifier)
             .store(self.store.clone())
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
@@ -125,7 +125,7 @@ impl Shared {
     }
 }
 
-fn served(spec: &RouteSpec, builder: ReceiverBuilder) -> Result<ServedRoute, String> {
+fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, String> {
     let receiver = builder.build().map_err(|e| format!("{}: {e}", spec.path))?;
     Ok(ServedRoute {
         path: spec.path.clone(),

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
-use runhook::{
-    HeaderToken, PathSecret, RetryPolicy, Secrets, SegmentPosition, SkyvernSignature, Unsigned,
-    Verifier,
-};
+use runhook::retry::RetryPolicy;
+use runhook::verify::SegmentPosition;
+use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
 use serde::Deserialize;
 
 use super::forward::{ForwardUrl, DEFAULT_RETRY_AFTER_CAP_SECS};
@@ -532,7 +531,7 @@ fn default_workers() -> usize {
 }
 
 fn default_lease_secs() -> u64 {
-    runhook::DEFAULT_LEASE.as_secs()
+    runhook::receiver::DEFAULT_LEASE.as_secs()
 }
 
 fn default_redis_prefix() -> String {

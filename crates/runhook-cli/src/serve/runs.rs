@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runhook::platform::Platform;
+use runhook::receiver::BackgroundBuilder;
 use runhook::runs::{ReconcilePolicy, RunApiClient, RunSource};
-use runhook::{ReceiverBuilder, Secret};
+use runhook::Secret;
 
 use super::config::{Confirm, RouteSpec};
 use crate::cmd::secrets;
@@ -22,7 +23,7 @@ pub struct RouteRuns {
 
 impl RouteRuns {
     /// `builder` with these settings.
-    pub fn apply(self, mut builder: ReceiverBuilder) -> ReceiverBuilder {
+    pub fn apply(self, mut builder: BackgroundBuilder) -> BackgroundBuilder {
         if let Some(source) = self.confirm {
             builder = builder.confirm(source);
         }

@@ -71,8 +71,8 @@ impl SkyvernSignature {
     /// does: the delivery went through a proxy, gateway or framework that re-serialized the
     /// JSON. Off by default.
     ///
-    /// Such a success reports [`BodyMatch::Canonical`], with the canonical bytes that matched in
-    /// [`Verified::signed_body`]: the payload is genuine, but the bytes are not the ones Skyvern
+    /// Such a success reports [`BodyMatch::Canonical`] carrying the canonical bytes that
+    /// matched: the payload is genuine, but the bytes are not the ones Skyvern
     /// sent. Tried only after the exact bytes fail, so it costs nothing on the normal path; a
     /// body that is not JSON Skyvern could have sent, or whose canonical form is longer than
     /// [`SkyvernSignature::with_canonical_max_len`] (default 2 MiB), is rejected as before.
@@ -95,7 +95,7 @@ impl SkyvernSignature {
     ///
     /// let lenient = SkyvernSignature::new(key).with_canonical_fallback();
     /// let verified = lenient.verify(&Delivery::new(&headers, reserialized))?;
-    /// assert_eq!(verified.body, BodyMatch::Canonical);
+    /// assert!(matches!(verified.body, BodyMatch::Canonical { .. }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_canonical_fallback(mut self) -> Self {
@@ -170,8 +170,8 @@ impl SkyvernSignature {
                 hmac_sha256(key, body).ct_eq(&presented)
             })
         };
-        let (index, body, signed_body) = match matching(delivery.body) {
-            Some(index) => (index, BodyMatch::Exact, None),
+        let (index, body) = match matching(delivery.body) {
+            Some(index) => (index, BodyMatch::Exact),
             None => (fallback && self.canonical_fallback)
                 .then(|| {
                     crate::canonical::canonicalize_bounded(delivery.body, self.max_canonical_len)
@@ -180,7 +180,10 @@ impl SkyvernSignature {
                 .flatten()
                 .filter(|canonical| canonical.as_slice() != delivery.body)
                 .and_then(|canonical| matching(&canonical).map(|index| (index, canonical)))
-                .map(|(index, canonical)| (index, BodyMatch::Canonical, Some(canonical.into())))
+                .map(|(index, canonical)| {
+                    let signed = canonical.into();
+                    (index, BodyMatch::Canonical { signed })
+                })
                 .ok_or(AuthError::SignatureMismatch {
                     scheme: SchemeKind::Skyvern,
                 })?,
@@ -188,7 +191,6 @@ impl SkyvernSignature {
         let mut verified = Verified::new(SchemeKind::Skyvern, index);
         verified.timestamp = timestamp;
         verified.body = body;
-        verified.signed_body = signed_body;
         Ok(verified)
     }
 }
@@ -371,10 +373,10 @@ mod tests {
             Err(AuthError::SignatureMismatch { .. })
         ));
         let canonical = check(&lenient, &headers, reserialized).unwrap();
-        assert_eq!(canonical.body, BodyMatch::Canonical);
+        assert!(matches!(canonical.body, BodyMatch::Canonical { .. }));
         assert_eq!(canonical.key_index, Some(0));
-        assert_eq!(canonical.signed_body.as_deref(), Some(&signed[..]));
-        assert_eq!(exact.signed_body, None);
+        assert_eq!(canonical.signed_body().map(|b| &b[..]), Some(&signed[..]));
+        assert_eq!(exact.signed_body(), None);
         // The exact check alone does not fall back.
         assert!(!strict.has_fallback() && lenient.has_fallback());
         assert!(matches!(
@@ -421,7 +423,7 @@ mod tests {
         ));
         let roomy = bounded.with_canonical_max_len(canonical.len());
         let verified = check(&roomy, &headers, body.as_bytes()).unwrap();
-        assert_eq!(verified.body, BodyMatch::Canonical);
+        assert!(matches!(verified.body, BodyMatch::Canonical { .. }));
         assert_eq!(SkyvernSignature::DEFAULT_CANONICAL_MAX_LEN, 2 * 1024 * 1024);
     }
 

@@ -40,7 +40,6 @@ impl Verifier for Unsigned {
             timestamp: TimestampCheck::NotChecked,
             message_id: None,
             body: BodyMatch::NotSigned,
-            signed_body: None,
         })
     }
 

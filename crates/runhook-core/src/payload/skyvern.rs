@@ -17,82 +17,56 @@ pub struct SkyvernRun {
     /// The run's id (`tsk_v2_…`, `wr_…`); the de-duplication key.
     pub run_id: String,
     /// Same as `run_id` for task runs.
-    #[serde(default)]
     pub task_id: Option<String>,
     /// `completed`, `failed`, `terminated`, `timed_out` or `canceled`.
-    #[serde(default)]
     pub status: Option<String>,
     /// Data extracted by the run; with an error-code mapping, failed runs carry `output.error`.
-    #[serde(default)]
     pub output: Option<Value>,
     /// An AI-written description of what was done.
-    #[serde(default)]
     pub summary: Option<String>,
     /// The prompt of the original request.
-    #[serde(default)]
     pub prompt: Option<String>,
     /// The URL of the original request.
-    #[serde(default)]
     pub url: Option<String>,
     /// Files downloaded during the run.
-    #[serde(default)]
     pub downloaded_files: Option<Vec<Value>>,
     /// Video recording of the browser session.
-    #[serde(default)]
     pub recording_url: Option<String>,
     /// Screenshots, latest first.
-    #[serde(default)]
     pub screenshot_urls: Option<Vec<String>>,
     /// Why the run failed.
-    #[serde(default)]
     pub failure_reason: Option<String>,
     /// Errors met during the run.
-    #[serde(default)]
     pub errors: Option<Vec<Value>>,
     /// Steps executed.
-    #[serde(default)]
     pub step_count: Option<u64>,
     /// `task_v2`, `openai_cua`, `anthropic_cua`, `workflow_run`, ...
-    #[serde(default)]
     pub run_type: Option<String>,
     /// Link to the run in Skyvern Cloud.
-    #[serde(default)]
     pub app_url: Option<String>,
     /// The organization that owns the run.
-    #[serde(default)]
     pub organization_id: Option<String>,
     /// The associated workflow run.
-    #[serde(default)]
     pub workflow_run_id: Option<String>,
     /// The internal workflow id.
-    #[serde(default)]
     pub workflow_id: Option<String>,
     /// The permanent workflow id used to run the workflow.
-    #[serde(default)]
     pub workflow_permanent_id: Option<String>,
     /// The proxy location used (e.g. `RESIDENTIAL`).
-    #[serde(default)]
     pub proxy_location: Option<String>,
     /// The webhook URL that received this payload.
-    #[serde(default)]
     pub webhook_callback_url: Option<String>,
     /// Always null in a delivered payload, per Skyvern.
-    #[serde(default)]
     pub webhook_failure_reason: Option<String>,
     /// When the run was created.
-    #[serde(default)]
     pub created_at: Option<String>,
     /// When the run was last updated.
-    #[serde(default)]
     pub modified_at: Option<String>,
     /// When the run entered the queue.
-    #[serde(default)]
     pub queued_at: Option<String>,
     /// When execution began.
-    #[serde(default)]
     pub started_at: Option<String>,
     /// When execution completed.
-    #[serde(default)]
     pub finished_at: Option<String>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -104,18 +78,13 @@ pub struct SkyvernRun {
 #[derive(Deserialize)]
 struct Summary<R> {
     run_id: String,
-    // No `#[serde(default)]` on fields of type `R`: it would ask `R: Default`, and a missing
-    // `Option` field is `None` anyway.
+    // A missing `Option` field is `None` without `#[serde(default)]` (which, on a field of
+    // type `R`, would ask `R: Default`).
     output: Option<R>,
-    #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
     failure_reason: Option<String>,
-    #[serde(default)]
     created_at: Option<String>,
-    #[serde(default)]
     started_at: Option<String>,
-    #[serde(default)]
     finished_at: Option<String>,
 }
 

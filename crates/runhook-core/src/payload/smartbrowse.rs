@@ -14,39 +14,28 @@ use crate::payload::PayloadError;
 #[non_exhaustive]
 pub struct SmartBrowseRun {
     /// `completed`, `failed` or `cancelled`.
-    #[serde(default)]
     pub event: Option<String>,
     /// When the event happened (ISO 8601, UTC).
-    #[serde(default)]
     pub timestamp: Option<String>,
     /// The run's id; the de-duplication key.
     pub run_id: String,
     /// The recipe that ran.
-    #[serde(default)]
     pub recipe_id: Option<String>,
     /// `completed`, `failed` or `cancelled`.
-    #[serde(default)]
     pub status: Option<String>,
     /// Pages extracted.
-    #[serde(default)]
     pub pages_extracted: Option<u64>,
     /// Items extracted.
-    #[serde(default)]
     pub items_extracted: Option<u64>,
     /// Credits the run used.
-    #[serde(default)]
     pub credits_used: Option<f64>,
     /// `replay`, or empty.
-    #[serde(default)]
     pub mode: Option<String>,
     /// How far the page drifted from the recipe (0 to 1).
-    #[serde(default)]
     pub drift: Option<f64>,
     /// Warnings raised during the run.
-    #[serde(default)]
     pub warnings: Option<Vec<Value>>,
     /// The error; empty when the run succeeded.
-    #[serde(default)]
     pub error: Option<String>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -58,14 +47,10 @@ pub struct SmartBrowseRun {
 #[derive(Deserialize)]
 struct Summary<R> {
     result: Option<R>,
-    #[serde(default)]
     event: Option<String>,
-    #[serde(default)]
     timestamp: Option<String>,
     run_id: String,
-    #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
     error: Option<String>,
 }
 

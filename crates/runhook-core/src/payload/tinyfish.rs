@@ -16,15 +16,12 @@ use crate::payload::PayloadError;
 #[non_exhaustive]
 pub struct TinyFishRun {
     /// `run.completed`, `run.failed` or `run.cancelled`.
-    #[serde(default)]
     pub event: Option<String>,
     /// The run's id; the de-duplication key.
     pub run_id: String,
     /// `COMPLETED`, `FAILED` or `CANCELLED`.
-    #[serde(default)]
     pub status: Option<String>,
     /// The run; a failure may carry only `error` and `result`.
-    #[serde(default)]
     pub data: Option<TinyFishRunData>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -36,34 +33,24 @@ pub struct TinyFishRun {
 #[non_exhaustive]
 pub struct TinyFishRunData {
     /// The run's id (repeated).
-    #[serde(default)]
     pub run_id: Option<String>,
     /// The run's status (repeated).
-    #[serde(default)]
     pub status: Option<String>,
     /// The goal the run was given.
-    #[serde(default)]
     pub goal: Option<String>,
     /// When the run was created.
-    #[serde(default)]
     pub created_at: Option<String>,
     /// When the run started.
-    #[serde(default)]
     pub started_at: Option<String>,
     /// When the run finished.
-    #[serde(default)]
     pub finished_at: Option<String>,
     /// How many steps the agent took.
-    #[serde(default)]
     pub num_of_steps: Option<u64>,
     /// Extracted data, when completed.
-    #[serde(default)]
     pub result: Option<Value>,
     /// Error details, when failed.
-    #[serde(default)]
     pub error: Option<TinyFishError>,
     /// The actions the agent took.
-    #[serde(default)]
     pub steps: Option<Vec<TinyFishStep>>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -75,10 +62,8 @@ pub struct TinyFishRunData {
 #[non_exhaustive]
 pub struct TinyFishError {
     /// What went wrong.
-    #[serde(default)]
     pub message: Option<String>,
     /// The kind of failure, e.g. `AGENT_FAILURE`.
-    #[serde(default)]
     pub category: Option<String>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -90,22 +75,16 @@ pub struct TinyFishError {
 #[non_exhaustive]
 pub struct TinyFishStep {
     /// The step's id.
-    #[serde(default)]
     pub id: Option<String>,
     /// When it happened.
-    #[serde(default)]
     pub timestamp: Option<String>,
     /// The step's status.
-    #[serde(default)]
     pub status: Option<String>,
     /// What the agent did, in words.
-    #[serde(default)]
     pub action: Option<String>,
     /// Always null in webhooks (screenshots are fetched separately).
-    #[serde(default)]
     pub screenshot: Option<Value>,
     /// How long it took, e.g. `1.2s`.
-    #[serde(default)]
     pub duration: Option<String>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -115,37 +94,28 @@ pub struct TinyFishStep {
 /// The fields of the unified view, read without building `result` and `steps`.
 #[derive(Deserialize)]
 struct Summary<R> {
-    #[serde(default)]
     event: Option<String>,
     run_id: String,
-    #[serde(default)]
     status: Option<String>,
-    // No `#[serde(default)]` where `R` appears (it would ask `R: Default`); a missing
-    // `Option` field is `None` anyway.
+    // A missing `Option` field is `None` without `#[serde(default)]` (which, where `R`
+    // appears, would ask `R: Default`).
     data: Option<SummaryData<R>>,
 }
 
 #[derive(Deserialize)]
 struct SummaryData<R> {
-    #[serde(default)]
     status: Option<String>,
     /// How `result` is read: where it lies in a strict-JSON body (`&RawValue`), or skipped.
     result: Option<R>,
-    #[serde(default)]
     created_at: Option<String>,
-    #[serde(default)]
     started_at: Option<String>,
-    #[serde(default)]
     finished_at: Option<String>,
-    #[serde(default)]
     error: Option<SummaryError>,
 }
 
 #[derive(Deserialize)]
 struct SummaryError {
-    #[serde(default)]
     message: Option<String>,
-    #[serde(default)]
     category: Option<String>,
 }
 

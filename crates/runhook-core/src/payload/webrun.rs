@@ -31,10 +31,8 @@ pub struct WebRunFullResponse {
     #[serde(rename = "taskId")]
     pub task_id: String,
     /// The AI's answer and token counts.
-    #[serde(default)]
     pub data: Option<WebRunData>,
     /// Billing usage.
-    #[serde(default)]
     pub usage: Option<WebRunUsage>,
     /// When the task completed (ISO 8601).
     #[serde(rename = "completedAt", default)]
@@ -50,19 +48,14 @@ pub struct WebRunFullResponse {
 pub struct WebRunData {
     /// The AI's answer; for structured output, JSON inside a string
     /// (see [`WebRunData::message_json`]).
-    #[serde(default)]
     pub message: Option<String>,
     /// Prompt tokens used.
-    #[serde(default)]
     pub prompt_tokens: Option<u64>,
     /// Completion tokens used.
-    #[serde(default)]
     pub completion_tokens: Option<u64>,
     /// Total tokens used.
-    #[serde(default)]
     pub total_tokens: Option<u64>,
     /// Seconds the completion took.
-    #[serde(default)]
     pub completion_time: Option<f64>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -92,7 +85,6 @@ pub struct WebRunUsage {
     #[serde(rename = "computeTime", default)]
     pub compute_time: Option<f64>,
     /// Cost in US dollars.
-    #[serde(default)]
     pub cost: Option<f64>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
@@ -125,7 +117,6 @@ pub struct WebRunPing {
 struct Summary {
     #[serde(rename = "type", default)]
     kind: Option<String>,
-    #[serde(default)]
     event: Option<String>,
     #[serde(rename = "taskId")]
     task_id: String,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use runhook::canonical::canonicalize;
-use runhook::{sign_skyvern, Secret};
+use runhook::verify::sign_skyvern;
+use runhook::Secret;
 
 /// The Skyvern API key every bench signs with.
 pub const KEY: &str = "sk_bench_receiver";

@@ -1,4 +1,39 @@
 //! Configuring a route: [`ReceiverBuilder`], its defaults, and what it refuses to build.
+//!
+//! The builder's type says which receiver it makes. [`ReceiverBuilder<Inline>`] (from
+//! [`Receiver::builder`] and the platform constructors) holds the settings every route has and
+//! builds an [`InlineReceiver`]; [`ReceiverBuilder::handler`] turns it into a
+//! [`BackgroundBuilder`], which alone has the settings of the background workers and builds a
+//! [`Receiver`]. A background-only setting cannot be called on the inline builder:
+//!
+//! ```compile_fail
+//! use runhook::Receiver;
+//! # fn demo(key: runhook::Secret) {
+//! // `workers` belongs to the background workers: an inline receiver has none.
+//! let _ = Receiver::skyvern(key).workers(8).build_inline();
+//! # }
+//! ```
+//!
+//! Nor can a background receiver be built without a handler, an inline one with a handler
+//! (the inline styles never call it), or any receiver without a verifier:
+//!
+//! ```compile_fail
+//! # fn demo(key: runhook::Secret) {
+//! let _ = runhook::Receiver::skyvern(key).build(); // no handler
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! # fn demo(key: runhook::Secret) {
+//! let handler = |_| async { Ok::<(), std::io::Error>(()) };
+//! let _ = runhook::Receiver::skyvern(key).handler(handler).build_inline();
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! use runhook::{payload::Provider, Receiver};
+//! let _ = Receiver::builder(Provider::Skyvern).build_inline(); // no verifier
+//! ```
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,17 +45,17 @@ use runhook_core::{SchemeKind, Verifier};
 use runhook_store::{IdempotencyStore, MemoryStore};
 
 use super::outcome::InFlightDuplicates;
-use super::pipeline::{Auth, KeyResolver, Pipeline};
-use super::{Background, InlineReceiver, Receiver};
+use super::pipeline::{Auth, Pipeline};
+use super::{BackgroundRoute, InlineReceiver, Receiver};
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
 use crate::handler::Handler;
-use crate::handoff::HandOff;
-use crate::memory_queue::MemoryQueue;
+use crate::handoff::{DeadLetters, HandOff, MemoryQueue, DEFAULT_DEDUP_WINDOW};
+use crate::retry::RetryPolicy;
 use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
 use crate::stats::Counters;
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
-use crate::worker::{RetryPolicy, WorkerContext};
+use crate::worker::WorkerContext;
 
 /// The largest body accepted unless [`ReceiverBuilder::body_limit`] says otherwise: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -41,19 +76,27 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
-/// Configures a [`Receiver`]; see [`Receiver::builder`].
-pub struct ReceiverBuilder {
-    provider: Provider,
-    auth: Option<Auth>,
-    store: Option<Arc<dyn IdempotencyStore>>,
-    handler: Option<Arc<dyn Handler>>,
-    dead_letters: Option<Arc<dyn DeadLetterSink>>,
-    body_limit: usize,
-    body_read_timeout: Duration,
+/// Configures a route; see [`Receiver::builder`]. `Style` is [`Inline`] until a handler is
+/// given ([`ReceiverBuilder::handler`]), then [`WithHandler`].
+#[must_use = "a builder does nothing until it is built"]
+pub struct ReceiverBuilder<Style = Inline> {
+    route: RouteSettings,
+    style: Style,
+}
+
+/// The builder of a [`Receiver`]: a route with a handler and its background workers.
+pub type BackgroundBuilder = ReceiverBuilder<WithHandler>;
+
+/// A builder without a handler: it builds an [`InlineReceiver`] (your code is the handler), or
+/// becomes a [`BackgroundBuilder`] with [`ReceiverBuilder::handler`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inline;
+
+/// A builder with a handler, and the settings of the workers that run it.
+pub struct WithHandler {
+    handler: Arc<dyn Handler>,
     queue_capacity: Option<usize>,
     workers: usize,
-    lease: Duration,
-    keep_for: Duration,
     retry: RetryPolicy,
     in_flight_duplicates: Option<InFlightDuplicates>,
     confirm: Option<Arc<dyn RunSource>>,
@@ -62,27 +105,26 @@ pub struct ReceiverBuilder {
     stream: Option<RedisStreamQueue>,
 }
 
-/// A receiver that cannot be built as configured.
+/// What every route has, whichever receiver it becomes.
+struct RouteSettings {
+    provider: Provider,
+    auth: Auth,
+    store: Option<Arc<dyn IdempotencyStore>>,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+    body_limit: usize,
+    body_read_timeout: Duration,
+    lease: Duration,
+    keep_for: Duration,
+}
+
+/// A receiver that cannot be built as configured: what only the values, not the types, can
+/// tell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// No authentication was configured (use `Unsigned` explicitly for none).
-    #[error("no authentication configured: call .verifier(...) or .key_resolver(...)")]
-    NoAuth,
     /// Not called inside a tokio runtime (the workers are tokio tasks).
     #[error("a receiver must be built inside a tokio runtime")]
     NoRuntime,
-    /// A Redis stream was given to a receiver without a handler: nothing would read it.
-    #[error("a Redis stream hand-off needs a handler: call .handler(...)")]
-    StreamWithoutHandler,
-    /// [`ReceiverBuilder::build`] without a handler: nothing would process the runs.
-    #[error(
-        "no handler: call .handler(...), or .build_inline() for the extractor or middleware style"
-    )]
-    NoHandler,
-    /// [`ReceiverBuilder::build_inline`] with a handler: the inline styles never call it.
-    #[error("an inline receiver (extractor, middleware) runs your code, not a handler: drop .handler(...) or call .build()")]
-    HandlerNotUsedInline,
     /// The verifier checks a credential the route's platform never sends (a Skyvern route
     /// checking a header token would refuse every genuine delivery); see
     /// [`Platform::schemes`].
@@ -101,68 +143,71 @@ pub enum BuildError {
     /// Reconciliation with a store that keeps no expectations.
     #[error("reconciliation keeps its expected runs in the idempotency store, and this store keeps none")]
     StoreKeepsNoExpectations,
-    /// Confirmation or reconciliation on an inline receiver: both run in the background.
-    #[error("confirm and reconcile run with the background workers: use .build() with a handler")]
-    RunsNeedBackground,
 }
 
-impl ReceiverBuilder {
+impl ReceiverBuilder<Inline> {
     /// A builder with the defaults, for [`Receiver::builder`].
-    pub(super) fn new(provider: Provider) -> Self {
+    pub(super) fn new(provider: Provider, auth: Auth) -> Self {
         Self {
-            provider,
-            auth: None,
-            store: None,
-            handler: None,
-            dead_letters: None,
-            body_limit: DEFAULT_BODY_LIMIT,
-            body_read_timeout: Platform::of(provider).answer_within(),
-            queue_capacity: None,
-            workers: 4,
-            lease: DEFAULT_LEASE,
-            keep_for: Duration::from_secs(7 * 24 * 3600),
-            retry: RetryPolicy::default(),
-            in_flight_duplicates: None,
-            confirm: None,
-            reconcile: None,
-            #[cfg(feature = "redis")]
-            stream: None,
+            route: RouteSettings {
+                provider,
+                auth,
+                store: None,
+                dead_letters: None,
+                body_limit: DEFAULT_BODY_LIMIT,
+                body_read_timeout: Platform::of(provider).answer_within(),
+                lease: DEFAULT_LEASE,
+                keep_for: DEFAULT_DEDUP_WINDOW,
+            },
+            style: Inline,
         }
     }
 
-    /// Authenticates every delivery with `verifier` (a scheme or an [`AnyOf`](crate::AnyOf)).
-    pub fn verifier(mut self, verifier: impl Verifier + 'static) -> Self {
-        self.auth = Some(Auth::Fixed(Arc::new(verifier)));
-        self
+    /// The code that processes each run, in the background: the builder becomes a
+    /// [`BackgroundBuilder`], with the workers' settings, that builds a [`Receiver`].
+    pub fn handler(self, handler: impl Handler) -> BackgroundBuilder {
+        ReceiverBuilder {
+            route: self.route,
+            style: WithHandler {
+                handler: Arc::new(handler),
+                queue_capacity: None,
+                workers: 4,
+                retry: RetryPolicy::default(),
+                in_flight_duplicates: None,
+                confirm: None,
+                reconcile: None,
+                #[cfg(feature = "redis")]
+                stream: None,
+            },
+        }
     }
 
-    /// Chooses the scheme per delivery (one endpoint, many accounts).
-    pub fn key_resolver(mut self, resolver: impl KeyResolver) -> Self {
-        self.auth = Some(Auth::Resolved(Arc::new(resolver)));
-        self
+    /// Builds a receiver for the inline styles (the extractor, the middleware): the caller's
+    /// own code is the handler, and a duplicate of a run in flight is always asked to retry.
+    pub fn build_inline(self) -> Result<InlineReceiver, BuildError> {
+        let pipeline = self.route.pipeline()?;
+        Ok(InlineReceiver {
+            pipeline: Arc::new(pipeline),
+        })
     }
+}
 
+impl<Style> ReceiverBuilder<Style> {
     /// The idempotency store (default: a [`MemoryStore`] of this process).
     pub fn store(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The code that processes each run, in the background.
-    pub fn handler(mut self, handler: impl Handler) -> Self {
-        self.handler = Some(Arc::new(handler));
+        self.route.store = Some(store);
         self
     }
 
     /// Where unprocessable deliveries go (default: the last 1000 kept in memory).
     pub fn dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
-        self.dead_letters = Some(sink);
+        self.route.dead_letters = Some(sink);
         self
     }
 
     /// The largest body accepted, in bytes (default 2 MiB); larger ones get 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = bytes;
+        self.route.body_limit = bytes;
         self
     }
 
@@ -174,23 +219,7 @@ impl ReceiverBuilder {
     /// It bounds the whole body, not the pause between two pieces of it: a byte every second
     /// would otherwise keep a request open indefinitely.
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.body_read_timeout = timeout;
-        self
-    }
-
-    /// How many acknowledged deliveries may wait for a worker: the in-process queue's size
-    /// (default [`DEFAULT_QUEUE_CAPACITY`], 1024), or the bound of a Redis stream's backlog
-    /// (default [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY)). Past it,
-    /// deliveries get 503 with `Retry-After` and their claims are released; nothing
-    /// acknowledged is ever dropped to make room.
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = Some(capacity.max(1));
-        self
-    }
-
-    /// How many handler calls run at once (default 4).
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
+        self.route.body_read_timeout = timeout;
         self
     }
 
@@ -203,19 +232,38 @@ impl ReceiverBuilder {
     /// run is taken over (then the stalled attempt is stopped at its next renewal, never
     /// counted as processed).
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.route.lease = lease;
         self
     }
 
-    /// How long a processed run is remembered as done (default 7 days).
+    /// How long a processed run is remembered as done (default
+    /// [`DEFAULT_DEDUP_WINDOW`](crate::receiver::DEFAULT_DEDUP_WINDOW), 7 days).
     pub fn dedup_window(mut self, keep_for: Duration) -> Self {
-        self.keep_for = keep_for;
+        self.route.keep_for = keep_for;
+        self
+    }
+}
+
+impl ReceiverBuilder<WithHandler> {
+    /// How many acknowledged deliveries may wait for a worker: the in-process queue's size
+    /// (default [`DEFAULT_QUEUE_CAPACITY`], 1024), or the bound of a Redis stream's backlog
+    /// (default [`DEFAULT_STREAM_CAPACITY`](crate::stream::DEFAULT_STREAM_CAPACITY)). Past it,
+    /// deliveries get 503 with `Retry-After` and their claims are released; nothing
+    /// acknowledged is ever dropped to make room.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.style.queue_capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// How many handler calls run at once (default 4).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.style.workers = workers;
         self
     }
 
     /// How failed handler attempts are retried.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.style.retry = retry;
         self
     }
 
@@ -226,12 +274,11 @@ impl ReceiverBuilder {
     /// [`ReceiverBuilder::queue_capacity`] bounds its backlog. Unless
     /// [`ReceiverBuilder::dead_letters`] says otherwise, dead letters go to the queue's
     /// dead-letter stream. Use a shared store ([`RedisStore`](crate::store::RedisStore)) with
-    /// it, so that instances see each other's claims. It needs a handler:
-    /// [`ReceiverBuilder::build`] refuses a stream without one.
+    /// it, so that instances see each other's claims.
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
-        self.stream = Some(queue);
+        self.style.stream = Some(queue);
         self
     }
 
@@ -244,7 +291,7 @@ impl ReceiverBuilder {
     /// claimable). The inline styles (extractor, middleware) always ask to retry: their
     /// handler may still fail.
     pub fn in_flight_duplicates(mut self, answer: InFlightDuplicates) -> Self {
-        self.in_flight_duplicates = Some(answer);
+        self.style.in_flight_duplicates = Some(answer);
         self
     }
 
@@ -254,7 +301,7 @@ impl ReceiverBuilder {
     /// policy's backoff. `source` is usually a
     /// [`RunApiClient`](crate::runs::RunApiClient) (feature `runs`).
     pub fn confirm(mut self, source: Arc<dyn RunSource>) -> Self {
-        self.confirm = Some(source);
+        self.style.confirm = Some(source);
         self
     }
 
@@ -263,73 +310,32 @@ impl ReceiverBuilder {
     /// [`crate::runs`]). The expectations live in the store, which must keep them
     /// ([`BuildError::StoreKeepsNoExpectations`]).
     pub fn reconcile(mut self, source: Arc<dyn RunSource>, policy: ReconcilePolicy) -> Self {
-        self.reconcile = Some((source, policy));
+        self.style.reconcile = Some((source, policy));
         self
     }
 
-    /// Builds the receiver and starts its workers (inside a tokio runtime). A handler is
-    /// required ([`BuildError::NoHandler`]); for the extractor or middleware styles, whose
-    /// handler is yours, use [`ReceiverBuilder::build_inline`].
-    pub fn build(mut self) -> Result<Receiver, BuildError> {
-        let handler = self.handler.take().ok_or(BuildError::NoHandler)?;
+    /// Builds the receiver and starts its workers (and its reconciler), inside a tokio
+    /// runtime.
+    pub fn build(self) -> Result<Receiver, BuildError> {
+        let ReceiverBuilder { mut route, style } = self;
         #[cfg(feature = "redis")]
-        let stream = self.stream.take();
-        #[cfg(not(feature = "redis"))]
-        let stream: Option<std::convert::Infallible> = None;
-        // A stream route keeps its dead letters in the stream's own, unless told otherwise.
-        #[cfg(feature = "redis")]
-        if let (Some(queue), None) = (&stream, &self.dead_letters) {
-            self.dead_letters = Some(Arc::new(queue.dead_letters()));
+        if let (Some(queue), None) = (&style.stream, &route.dead_letters) {
+            // A stream route keeps its dead letters in the stream's own, unless told otherwise.
+            route.dead_letters = Some(Arc::new(queue.dead_letters()));
         }
-        let pipeline = self.pipeline()?;
-        let runs = self.confirm.is_some() || self.reconcile.is_some();
-        if runs && Platform::of(self.provider).run_api.is_none() {
-            return Err(BuildError::NoRunApi(self.provider));
-        }
-        if self.reconcile.is_some() && pipeline.store.expectations().is_none() {
-            return Err(BuildError::StoreKeepsNoExpectations);
-        }
-        let in_flight_duplicates = self.in_flight_duplicates.unwrap_or(
-            if !pipeline.store.is_shared() || stream.is_some() {
-                InFlightDuplicates::Acknowledge
-            } else {
-                InFlightDuplicates::AskToRetry
-            },
-        );
-        let context = WorkerContext {
-            store: pipeline.store.clone(),
-            handler,
-            dead_letters: pipeline.dead_letters.clone(),
-            retry: self.retry,
-            lease: self.lease,
-            keep_for: self.keep_for,
-            counters: pipeline.counters.clone(),
-            confirm: self.confirm.take(),
-            busy: Default::default(),
-        };
-        let hand_off = match stream {
-            #[cfg(feature = "redis")]
-            Some(queue) => {
-                let capacity = self
-                    .queue_capacity
-                    .unwrap_or(crate::stream::DEFAULT_STREAM_CAPACITY);
-                HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity))
-            }
-            _ => HandOff::Memory(MemoryQueue::start(
-                context,
-                self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
-                self.workers,
-            )),
-        };
-        let reconciler = self.reconcile.take().map(|(source, policy)| Reconciler {
+        let pipeline = route.pipeline()?;
+        style.check_runs(&pipeline)?;
+        let in_flight_duplicates = style.in_flight_duplicates(&pipeline);
+        let reconciler = style.reconcile.clone().map(|(source, policy)| Reconciler {
             provider: pipeline.provider,
             source,
             store: pipeline.store.clone(),
-            dead_letters: pipeline.dead_letters.clone(),
+            dead_letters: pipeline.dead_letters.sink.clone(),
             counters: pipeline.counters.clone(),
             policy,
         });
-        let inner = Arc::new(Background {
+        let hand_off = style.start_hand_off(&pipeline);
+        let inner = Arc::new(BackgroundRoute {
             pipeline,
             hand_off,
             in_flight_duplicates,
@@ -340,61 +346,97 @@ impl ReceiverBuilder {
         }
         Ok(Receiver { inner })
     }
+}
 
-    /// Builds a receiver for the inline styles (the extractor, the middleware): the caller's
-    /// own code is the handler, so none may be given ([`BuildError::HandlerNotUsedInline`]),
-    /// nor a Redis stream; a duplicate of a run in flight is always asked to retry.
-    pub fn build_inline(mut self) -> Result<InlineReceiver, BuildError> {
-        if self.handler.is_some() {
-            return Err(BuildError::HandlerNotUsedInline);
+impl WithHandler {
+    /// Refuses confirmation or reconciliation that cannot work on this route.
+    fn check_runs(&self, pipeline: &Pipeline) -> Result<(), BuildError> {
+        let runs = self.confirm.is_some() || self.reconcile.is_some();
+        if runs && Platform::of(pipeline.provider).run_api.is_none() {
+            return Err(BuildError::NoRunApi(pipeline.provider));
         }
-        if self.confirm.is_some() || self.reconcile.is_some() {
-            return Err(BuildError::RunsNeedBackground);
+        if self.reconcile.is_some() && pipeline.store.expectations().is_none() {
+            return Err(BuildError::StoreKeepsNoExpectations);
         }
-        #[cfg(feature = "redis")]
-        if self.stream.is_some() {
-            return Err(BuildError::StreamWithoutHandler);
-        }
-        let pipeline = self.pipeline()?;
-        Ok(InlineReceiver {
-            pipeline: Arc::new(pipeline),
-        })
+        Ok(())
     }
 
-    /// The part both receivers share.
-    fn pipeline(&mut self) -> Result<Pipeline, BuildError> {
-        let auth = self.auth.take().ok_or(BuildError::NoAuth)?;
-        if let Auth::Fixed(verifier) = &auth {
-            check_schemes(self.provider, &verifier.schemes())?;
+    /// The answer to duplicates of runs in flight: as set, or what the hand-off and the
+    /// store make safe ([`ReceiverBuilder::in_flight_duplicates`]).
+    fn in_flight_duplicates(&self, pipeline: &Pipeline) -> InFlightDuplicates {
+        #[cfg(feature = "redis")]
+        let durable = self.stream.is_some();
+        #[cfg(not(feature = "redis"))]
+        let durable = false;
+        self.in_flight_duplicates
+            .unwrap_or(if !pipeline.store.is_shared() || durable {
+                InFlightDuplicates::Acknowledge
+            } else {
+                InFlightDuplicates::AskToRetry
+            })
+    }
+
+    /// Starts the workers on the in-process queue, or on the Redis stream.
+    fn start_hand_off(self, pipeline: &Pipeline) -> HandOff {
+        let context = WorkerContext {
+            store: pipeline.store.clone(),
+            handler: self.handler,
+            dead_letters: pipeline.dead_letters.clone(),
+            retry: self.retry,
+            lease: pipeline.lease,
+            keep_for: pipeline.keep_for,
+            counters: pipeline.counters.clone(),
+            confirm: self.confirm,
+            busy: Default::default(),
+        };
+        #[cfg(feature = "redis")]
+        if let Some(queue) = self.stream {
+            let capacity = self
+                .queue_capacity
+                .unwrap_or(crate::stream::DEFAULT_STREAM_CAPACITY);
+            return HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity));
         }
-        let credential_headers = match &auth {
-            Auth::Fixed(verifier) => verifier
-                .credential_headers()
-                .into_iter()
-                .map(str::to_ascii_lowercase)
-                .collect(),
+        let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        HandOff::Memory(MemoryQueue::start(context, capacity, self.workers))
+    }
+}
+
+impl RouteSettings {
+    /// The part both receivers share.
+    fn pipeline(self) -> Result<Pipeline, BuildError> {
+        let credential_headers = match &self.auth {
+            Auth::Fixed(verifier) => {
+                check_schemes(self.provider, &verifier.schemes())?;
+                verifier
+                    .credential_headers()
+                    .into_iter()
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            }
             Auth::Resolved(resolver) => resolver.credential_headers(),
         };
         tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let store = self
             .store
-            .take()
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn IdempotencyStore>);
-        let dead_letters = self
+        let sink = self
             .dead_letters
-            .take()
             .unwrap_or_else(|| Arc::new(MemoryDeadLetters::default()) as Arc<dyn DeadLetterSink>);
+        let counters = Arc::new(Counters::default());
         Ok(Pipeline {
             provider: self.provider,
-            auth,
+            auth: self.auth,
             store,
-            dead_letters,
+            dead_letters: DeadLetters {
+                sink,
+                counters: counters.clone(),
+            },
             body_limit: self.body_limit,
             body_read_timeout: self.body_read_timeout,
             lease: self.lease,
             shutting_down: AtomicBool::new(false),
             keep_for: self.keep_for,
-            counters: Arc::new(Counters::default()),
+            counters,
             credential_headers,
         })
     }
@@ -425,31 +467,30 @@ mod tests {
     use crate::{Secret, SkyvernSignature};
 
     fn skyvern() -> ReceiverBuilder {
-        Receiver::builder(Provider::Skyvern).verifier(SkyvernSignature::new(
-            Secret::new("sk_builder_test").unwrap(),
-        ))
+        Receiver::builder(
+            Provider::Skyvern,
+            SkyvernSignature::new(Secret::new("sk_builder_test").unwrap()),
+        )
     }
 
+    /// What each style would not use is refused by the types (the `compile_fail` examples in
+    /// the module docs); what is left builds.
     #[tokio::test]
-    async fn each_style_refuses_what_it_would_not_use() {
-        assert_eq!(skyvern().build().err(), Some(BuildError::NoHandler));
-        let with_handler = skyvern().handler(|_| async { Ok::<(), std::io::Error>(()) });
-        assert_eq!(
-            with_handler.build_inline().err(),
-            Some(BuildError::HandlerNotUsedInline)
-        );
+    async fn each_style_builds_with_what_it_uses() {
         assert!(skyvern().build_inline().is_ok());
-        assert_eq!(
-            Receiver::builder(Provider::Skyvern).build_inline().err(),
-            Some(BuildError::NoAuth)
-        );
+        let with_handler = skyvern().handler(|_| async { Ok::<(), std::io::Error>(()) });
+        assert!(with_handler.workers(2).build().is_ok());
+    }
+
+    #[test]
+    fn outside_a_runtime_nothing_is_built() {
+        assert_eq!(skyvern().build_inline().err(), Some(BuildError::NoRuntime));
     }
 
     #[tokio::test]
     async fn a_route_refuses_a_scheme_its_platform_never_sends() {
         let token = || crate::HeaderToken::authorization(Secret::new("tok").unwrap());
-        let refused = Receiver::builder(Provider::Skyvern)
-            .verifier(token())
+        let refused = Receiver::builder(Provider::Skyvern, token())
             .build_inline()
             .err();
         assert!(
@@ -469,13 +510,11 @@ mod tests {
             Box::new(token()),
         ])
         .unwrap();
-        let refused = Receiver::builder(Provider::TinyFish)
-            .verifier(any)
+        let refused = Receiver::builder(Provider::TinyFish, any)
             .build_inline()
             .err();
         assert!(matches!(refused, Some(BuildError::SchemeNotSent { .. })));
-        assert!(Receiver::builder(Provider::WebRun)
-            .verifier(token())
+        assert!(Receiver::builder(Provider::WebRun, token())
             .build_inline()
             .is_ok());
     }
@@ -487,7 +526,7 @@ mod tests {
         let body = br#"{"run_id":"r1","status":"completed"}"#;
         let signed: HeaderMap = HeaderMap::from_iter([(
             http::HeaderName::from_static("x-skyvern-signature"),
-            crate::sign_skyvern(&key, body).parse().unwrap(),
+            crate::verify::sign_skyvern(&key, body).parse().unwrap(),
         )]);
         let authorization: HeaderMap =
             HeaderMap::from_iter([(http::header::AUTHORIZATION, "k_platform".parse().unwrap())]);

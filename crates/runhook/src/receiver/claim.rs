@@ -10,7 +10,7 @@ use runhook_store::{IdempotencyStore, StoreError, Token};
 
 use crate::stats::Counters;
 
-/// What the middleware forms ([`tower::WebhookLayer`](crate::tower), `actix::WebhookMiddleware`)
+/// What the middleware forms ([`tower::WebhookLayer`](crate::tower), `actix::WebhookLayer`)
 /// learned about a delivery, in the request's extensions for the service behind them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

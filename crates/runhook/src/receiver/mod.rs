@@ -7,10 +7,12 @@
 //! (built with [`ReceiverBuilder::build_inline`]) hands each claimed run to the caller, for
 //! the extractor and middleware styles. Neither can be used as the other.
 
+mod authenticate;
 mod builder;
 mod claim;
 mod outcome;
 mod pipeline;
+mod summary;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,11 +22,13 @@ use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::Provider;
 use runhook_core::platform::Platform;
-use runhook_core::{HeaderLookup, Secrets};
+use runhook_core::{HeaderLookup, Secrets, Verifier};
 
+pub use crate::body::content_length;
+pub use crate::handoff::{ShutdownReport, DEFAULT_DEDUP_WINDOW};
 pub use builder::{
-    BuildError, ReceiverBuilder, DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE,
-    DEFAULT_QUEUE_CAPACITY,
+    BackgroundBuilder, BuildError, Inline, ReceiverBuilder, WithHandler, DEFAULT_BODY_LIMIT,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
 };
 #[cfg(any(feature = "tower", feature = "actix"))]
 pub(crate) use claim::HandlerAnswer;
@@ -34,56 +38,78 @@ pub use pipeline::KeyResolver;
 
 use outcome::{probe_of, refused_outcome, with_probe};
 pub(crate) use pipeline::Pipeline;
-use pipeline::{kept_headers, Admission, Admitted};
+use pipeline::{Admitted, Auth, Stop};
 
+use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
-use crate::handoff::{Duplicate, HandOff};
+use crate::handoff::{Duplicate, HandOff, Job};
 use crate::runs::{Submit, Submitted};
 use crate::stats::{Counters, Stats};
-use crate::worker::Job;
 use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Expected, Fingerprint, StoreError, Window};
 
-/// What [`Receiver::shutdown`] could not finish before its deadline, by de-duplication key.
-/// Every key's claim was released, so that a retry, a redrive or a takeover can win at once.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// In-process queue: acknowledged but not processed, and now in the dead letters with
-    /// their bodies (reason `not_drained`).
-    pub dead_lettered: Vec<String>,
-    /// Redis stream: not processed here, and still pending in the stream, where another
-    /// instance takes them over.
-    pub left_pending: Vec<String>,
-    /// In-process queue: not processed, and the dead-letter sink refused them too. These are
-    /// lost unless their senders retry; they are logged at error level.
-    pub lost: Vec<String>,
+/// The accessors both receivers share, written once: `$receiver`'s pipeline is at
+/// `self.$($field).+`.
+macro_rules! route_accessors {
+    ($receiver:ident, $($field:ident).+) => {
+        impl $receiver {
+            /// The provider this route receives.
+            pub fn provider(&self) -> Provider {
+                self.$($field).+.provider
+            }
+
+            /// The body limit in bytes; the adapters stop reading past it and answer 413.
+            pub fn body_limit(&self) -> usize {
+                self.$($field).+.body_limit
+            }
+
+            /// How long the adapters wait for the whole body; past it they answer 408 and
+            /// close the connection.
+            pub fn body_read_timeout(&self) -> Duration {
+                self.$($field).+.body_read_timeout
+            }
+
+            /// Reads a request body whole under this receiver's rules, for any framework: at
+            /// most [`body_limit`](Self::body_limit) bytes, within
+            /// [`body_read_timeout`](Self::body_read_timeout). A body over the limit is
+            /// drained first (a bounded amount, so that the sender reads the 413 rather than
+            /// a reset). `content_length` is the request's declared length, if it has a valid
+            /// one ([`content_length`](crate::receiver::content_length) reads it). `Err` is
+            /// the answer to send, already counted; what is left of `chunks` then is unread.
+            pub async fn read_body<S, E>(
+                &self,
+                chunks: &mut S,
+                content_length: Option<u64>,
+            ) -> Result<Bytes, Outcome>
+            where
+                S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+            {
+                self.$($field).+.read_body(chunks, content_length).await
+            }
+
+            /// The steps this receiver's deliveries go through, for the adapters.
+            #[cfg(any(feature = "tower", feature = "actix"))]
+            pub(crate) fn pipeline(&self) -> &Pipeline {
+                &self.$($field).+
+            }
+        }
+    };
 }
 
-impl ShutdownReport {
-    /// Whether everything acknowledged was processed before the deadline.
-    pub fn drained(&self) -> bool {
-        self.dead_lettered.is_empty() && self.left_pending.is_empty() && self.lost.is_empty()
-    }
-
-    /// Every key not processed here, whatever became of it.
-    pub fn not_drained(&self) -> Vec<String> {
-        let mut keys = self.dead_lettered.clone();
-        keys.extend(self.left_pending.iter().cloned());
-        keys.extend(self.lost.iter().cloned());
-        keys
-    }
-}
+route_accessors!(Receiver, inner.pipeline);
+route_accessors!(InlineReceiver, pipeline);
 
 /// One route's receiving pipeline with its background workers: each delivery is acknowledged
 /// as soon as it is safely handed off, and the handler runs later. Cheap to clone (an `Arc`
 /// inside).
 #[derive(Clone)]
 pub struct Receiver {
-    inner: Arc<Background>,
+    inner: Arc<BackgroundRoute>,
 }
 
-struct Background {
+/// A background route's state: its pipeline, its hand-off with the workers behind it, and how
+/// it answers duplicates of runs in flight.
+struct BackgroundRoute {
     pipeline: Pipeline,
     hand_off: HandOff,
     /// How a duplicate of a run in flight is answered.
@@ -91,25 +117,38 @@ struct Background {
 }
 
 impl Receiver {
-    /// Starts configuring the route that receives `provider`'s deliveries.
+    /// Starts configuring the route that receives `provider`'s deliveries, each authenticated
+    /// by `verifier` (a scheme, or an [`AnyOf`](crate::AnyOf); [`Unsigned`](crate::Unsigned)
+    /// by name for none). Give it a handler for a background [`Receiver`], or build an
+    /// [`InlineReceiver`] for the extractor and middleware styles.
     ///
     /// ```
     /// use std::sync::Arc;
     /// use runhook::{payload::{Provider, RunEvent}, Receiver, Secret, SkyvernSignature};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let receiver = Receiver::builder(Provider::Skyvern)
-    ///     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+    /// let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+    /// let receiver = Receiver::builder(Provider::Skyvern, verifier)
     ///     .handler(|event: Arc<RunEvent>| async move {
     ///         println!("processed {} {}", event.provider, event.dedup_key);
     ///         Ok::<(), std::io::Error>(())
     ///     })
+    ///     .workers(8)
     ///     .build()?;
     /// // In a handler: receiver.receive(&headers, path, body).await gives the answer.
     /// # let _ = receiver; Ok(()) }
     /// ```
-    pub fn builder(provider: Provider) -> ReceiverBuilder {
-        ReceiverBuilder::new(provider)
+    pub fn builder(provider: Provider, verifier: impl Verifier + 'static) -> ReceiverBuilder {
+        ReceiverBuilder::new(provider, Auth::Fixed(Arc::new(verifier)))
+    }
+
+    /// Like [`Receiver::builder`], with the scheme chosen per delivery by `resolver` (one
+    /// endpoint, many accounts).
+    pub fn builder_with_resolver(
+        provider: Provider,
+        resolver: impl KeyResolver,
+    ) -> ReceiverBuilder {
+        ReceiverBuilder::new(provider, Auth::Resolved(Arc::new(resolver)))
     }
 
     /// A builder for `provider` that authenticates with the platform's default scheme
@@ -127,7 +166,7 @@ impl Receiver {
     /// ```
     pub fn for_platform(provider: Provider, secrets: impl Into<Secrets>) -> ReceiverBuilder {
         let scheme = Platform::of(provider).default_scheme;
-        Self::builder(provider).verifier(scheme.verifier(secrets))
+        Self::builder(provider, scheme.verifier(secrets))
     }
 
     /// A Skyvern route: `x-skyvern-signature` checked against `api_keys` (the account's API
@@ -153,45 +192,6 @@ impl Receiver {
     /// [`HeaderToken`](crate::HeaderToken).
     pub fn smartbrowse(tokens: impl Into<Secrets>) -> ReceiverBuilder {
         Self::for_platform(Provider::SmartBrowse, tokens)
-    }
-
-    /// The provider this route receives.
-    pub fn provider(&self) -> Provider {
-        self.inner.pipeline.provider
-    }
-
-    /// The body limit in bytes; adapters stop reading past it and answer 413.
-    pub fn body_limit(&self) -> usize {
-        self.inner.pipeline.body_limit
-    }
-
-    /// How long the adapters wait for the whole body; past it they answer 408 and close the
-    /// connection.
-    pub fn body_read_timeout(&self) -> Duration {
-        self.inner.pipeline.body_read_timeout
-    }
-
-    /// Reads a request body whole under this receiver's rules, for any framework: at most
-    /// [`Receiver::body_limit`] bytes, within [`Receiver::body_read_timeout`]. A body over the
-    /// limit is drained first (a bounded amount, so that the sender reads the 413 rather than a
-    /// reset). `content_length` is the request's declared length, if it has a valid one
-    /// ([`content_length`](crate::content_length) reads it). `Err` is the answer to send,
-    /// already counted; what is left of `chunks` then is unread.
-    pub async fn read_body<S, E>(
-        &self,
-        chunks: &mut S,
-        content_length: Option<u64>,
-    ) -> Result<Bytes, Outcome>
-    where
-        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
-    {
-        self.inner.pipeline.read_body(chunks, content_length).await
-    }
-
-    /// The steps this receiver's deliveries go through, for the adapters.
-    #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn pipeline(&self) -> &Pipeline {
-        &self.inner.pipeline
     }
 
     /// Counters so far and the current queue depth.
@@ -221,54 +221,62 @@ impl Receiver {
         path: &str,
         body: Bytes,
     ) -> Outcome {
-        let (inner, hand_off) = (&self.inner.pipeline, &self.inner.hand_off);
+        let BackgroundRoute {
+            pipeline,
+            hand_off,
+            in_flight_duplicates,
+        } = &*self.inner;
         let received_at = SystemTime::now();
-        let in_flight = self.inner.in_flight_duplicates;
-        let admission = inner.admit(headers, path, body.clone(), in_flight).await;
-        let Admitted { event, token, .. } = match admission {
-            Admission::New(admitted) => admitted,
-            Admission::InFlight(outcome)
-                if in_flight == InFlightDuplicates::Acknowledge && hand_off.is_durable() =>
+        let admission = (pipeline.admit(headers, path, body.clone(), *in_flight_duplicates)).await;
+        let stored = match admission {
+            Ok(admitted) => Ok(admitted),
+            Err(Stop::InFlight(outcome))
+                if *in_flight_duplicates == InFlightDuplicates::Acknowledge
+                    && hand_off.is_durable() =>
             {
-                return self
-                    .append_in_flight_duplicate(hand_off, headers, body, received_at, outcome)
-                    .await
+                Err(outcome)
             }
-            Admission::InFlight(outcome) | Admission::Answered(outcome) => return outcome,
+            Err(stop) => return stop.into_outcome(),
         };
+        // Either way the delivery is stored now: with its headers, minus credentials.
+        let kept = kept_headers(headers, &pipeline.credential_headers);
+        match stored {
+            Ok(admitted) => self.hand_off(admitted, kept, received_at).await,
+            Err(in_flight) => {
+                (self.append_in_flight_duplicate(in_flight, &body, &kept, received_at)).await
+            }
+        }
+    }
+
+    /// Hands a claimed run off: 200 once the hand-off took it, else the 503 of its refusal
+    /// (with the claim released).
+    async fn hand_off(
+        &self,
+        admitted: Admitted,
+        kept: Vec<(String, String)>,
+        received_at: SystemTime,
+    ) -> Outcome {
+        let Admitted { event, token, .. } = admitted;
         let probe = probe_of(&event);
-        let job = Job {
-            event: Arc::new(event),
-            token,
-            held_since: tokio::time::Instant::now(),
-            received_at,
-            headers: kept_headers(headers, &inner.credential_headers).into(),
-        };
-        let outcome = match hand_off.send(job).await {
+        let job = Job::claimed(event, token, received_at, kept);
+        let store = &*self.inner.pipeline.store;
+        let outcome = match self.inner.hand_off.send_or_release(store, job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
-            Err(given_back) => {
-                let (refused, job) = *given_back;
-                // Give the claim back so that the sender's retry can win.
-                if let Err(err) = inner.store.release(job.key(), &job.token).await {
-                    tracing::warn!(key = %job.key(), error = %err, "could not release a claim after a refused hand-off");
-                }
-                refused_outcome(refused)
-            }
+            Err(refused) => refused_outcome(refused),
         };
         with_probe(outcome, probe)
     }
 
     /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
-    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]): the instance
-    /// holding the run may die before its own hand-off. If that fails, the answer is the 503
-    /// of the refusal.
+    /// 200 only once it is appended too ([`HandOff::guard_in_flight_duplicate`]), with its
+    /// `body` and `kept` headers: the instance holding the run may die before its own
+    /// hand-off. If that fails, the answer is the 503 of the refusal.
     async fn append_in_flight_duplicate(
         &self,
-        hand_off: &HandOff,
-        headers: &(dyn HeaderLookup + Sync),
-        body: Bytes,
-        received_at: SystemTime,
         outcome: Outcome,
+        body: &[u8],
+        kept: &[(String, String)],
+        received_at: SystemTime,
     ) -> Outcome {
         let Some(probe) = outcome.probe.clone() else {
             return outcome;
@@ -278,10 +286,15 @@ impl Receiver {
             key: &probe.dedup_key,
             run_id: probe.run_id.as_deref(),
             received_at,
-            body: &body,
-            headers: &kept_headers(headers, &self.inner.pipeline.credential_headers),
+            body,
+            headers: kept,
         };
-        match hand_off.guard_in_flight_duplicate(duplicate).await {
+        match self
+            .inner
+            .hand_off
+            .guard_in_flight_duplicate(duplicate)
+            .await
+        {
             Ok(()) => outcome,
             Err(refused) => with_probe(refused_outcome(refused), probe),
         }
@@ -315,7 +328,7 @@ impl Receiver {
     }
 }
 
-impl Submit for Background {
+impl Submit for BackgroundRoute {
     fn submit(&self, event: RunEvent) -> BoxFuture<'_, Submitted> {
         Box::pin(async move {
             let pipeline = &self.pipeline;
@@ -329,20 +342,10 @@ impl Submit for Background {
                 Ok(_) => return Submitted::Taken,
                 Err(err) => return Submitted::Refused(err.to_string()),
             };
-            let job = Job {
-                event: Arc::new(event),
-                token,
-                held_since: tokio::time::Instant::now(),
-                received_at: SystemTime::now(),
-                headers: Arc::from(Vec::new()),
-            };
-            match self.hand_off.send(job).await {
+            let job = Job::claimed(event, token, SystemTime::now(), Vec::new());
+            match self.hand_off.send_or_release(&*pipeline.store, job).await {
                 Ok(()) => Submitted::HandedOff,
-                Err(given_back) => {
-                    let (refused, job) = *given_back;
-                    if let Err(err) = pipeline.store.release(job.key(), &job.token).await {
-                        tracing::warn!(key = %job.key(), error = %err, "could not release the claim of a reconciled run");
-                    }
+                Err(refused) => {
                     Submitted::Refused(format!("the hand-off refused it ({refused:?})"))
                 }
             }
@@ -363,39 +366,6 @@ pub struct InlineReceiver {
 }
 
 impl InlineReceiver {
-    /// The provider this route receives.
-    pub fn provider(&self) -> Provider {
-        self.pipeline.provider
-    }
-
-    /// The body limit in bytes.
-    pub fn body_limit(&self) -> usize {
-        self.pipeline.body_limit
-    }
-
-    /// How long a whole body may take to arrive.
-    pub fn body_read_timeout(&self) -> Duration {
-        self.pipeline.body_read_timeout
-    }
-
-    /// Reads a request body whole under this receiver's rules; see [`Receiver::read_body`].
-    pub async fn read_body<S, E>(
-        &self,
-        chunks: &mut S,
-        content_length: Option<u64>,
-    ) -> Result<Bytes, Outcome>
-    where
-        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
-    {
-        self.pipeline.read_body(chunks, content_length).await
-    }
-
-    /// The steps this receiver's deliveries go through, for the adapters.
-    #[cfg(any(feature = "tower", feature = "actix"))]
-    pub(crate) fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
     /// Counters so far (the queue depth is always 0: nothing is queued).
     pub fn stats(&self) -> Stats {
         self.pipeline.counters.snapshot(0)

@@ -8,9 +8,37 @@ use runhook_core::AuthError;
 use runhook_store::StoreError;
 
 use crate::handler::HandlerError;
-use crate::memory_queue::Refused;
+use crate::handoff::Refused;
 
-/// What happened to a delivery, and what to answer.
+/// What happened to a delivery, and what to answer: the response policy, written here once.
+///
+/// Status, `Retry-After` and whether the connection is closed are decided here; the adapters
+/// only render an outcome (`IntoResponse` with axum, `Responder` with actix-web, an
+/// `http::Response` with tower). `Retry-After` is sent in whole seconds, at least 1.
+///
+/// | outcome | status | `Retry-After` | closes |
+/// |---|---|---|---|
+/// | new run, handed off (inline: your handler's own answer) | 200 | | |
+/// | duplicate of a run done | 200 | | |
+/// | duplicate of a run in flight, acknowledged ([`InFlightDuplicates`]) | 200 | | |
+/// | duplicate of a run in flight, not acknowledged (always inline) | 503 | lease time left, 1–60 s (5 s if unknown) | |
+/// | not genuine (any `AuthError`; a resolver that finds no account) | 401 | | |
+/// | body over the limit | 413 | | yes |
+/// | body not complete within the read timeout | 408 | | yes |
+/// | transport failed while reading the body | 400 | | |
+/// | genuine, not the provider's payload (dead-lettered) | 202 | | |
+/// | genuine, run id unusable as a key (dead-lettered) | 202 | | |
+/// | ... and the dead-letter sink refused it | 503 | 1 s | |
+/// | store unavailable (down, timed out) | 503 | 1 s | |
+/// | store full of in-flight claims | 503 | until the earliest lease may lapse | |
+/// | store misconfigured (bad duration, corrupt record, config) | 500 | | |
+/// | key resolver failed | 503 | 1 s | |
+/// | queue or stream backlog full | 503 | 2 s | |
+/// | stream unavailable (Redis failed or timed out on `XADD`) | 503 | 2 s | |
+/// | shutting down (or the queue closed) | 503 | 5 s | |
+///
+/// Every rejection body is short plain text ([`Outcome::body_text`]) that never echoes a secret
+/// or a store error; those go to the log.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Outcome {
@@ -229,6 +257,55 @@ mod tests {
     use runhook_core::platform::Platform;
 
     use super::*;
+
+    /// The policy table in `Outcome`'s docs, row by row, against the constructors that
+    /// build each answer: a change to one without the other fails here.
+    #[test]
+    fn the_documented_policy_is_the_one_answered() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let store_down = StoreError::Unavailable {
+            reason: "down".into(),
+        };
+        let sink_refused = Unavailable::DeadLetters(std::io::Error::other("full"));
+        let full = StoreError::Full {
+            capacity: 1,
+            retry_after: Duration::from_secs(7),
+        };
+        let rows: [(Outcome, u16, Option<Duration>, bool); 10] = [
+            (Outcome::too_large(1024), 413, None, true),
+            (
+                Outcome::body_timeout(Duration::from_secs(10)),
+                408,
+                None,
+                true,
+            ),
+            (
+                Outcome::unavailable(sink_refused, Duration::from_secs(1)),
+                503,
+                secs(1),
+                false,
+            ),
+            (store_unavailable(store_down), 503, secs(1), false),
+            (
+                store_unavailable(StoreError::InvalidConfig {
+                    reason: "bad".into(),
+                }),
+                500,
+                None,
+                false,
+            ),
+            (store_unavailable(full), 503, secs(7), false),
+            (refused_outcome(Refused::Full), 503, secs(2), false),
+            (refused_outcome(Refused::Unavailable), 503, secs(2), false),
+            (refused_outcome(Refused::Closed), 503, secs(5), false),
+            (Outcome::shutting_down(), 503, secs(5), false),
+        ];
+        for (outcome, status, retry_after, closes) in rows {
+            assert_eq!(outcome.status.as_u16(), status, "{:?}", outcome.kind);
+            assert_eq!(outcome.retry_after, retry_after, "{:?}", outcome.kind);
+            assert_eq!(outcome.closes_connection(), closes, "{:?}", outcome.kind);
+        }
+    }
 
     /// The answers runhook gives, against the set Skyvern's server retries (403, 408, 425, 429,
     /// 5xx): what is final must not be retried, what is passing must be, with a wait.

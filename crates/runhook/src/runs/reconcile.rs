@@ -90,7 +90,7 @@ impl ReconcilePolicy {
 /// What the reconciler does with a finished run: the receiver's claim and hand-off.
 pub(crate) trait Submit: Send + Sync + 'static {
     /// Claims `event`'s run and hands it off, as the receive path does for a webhook.
-    fn submit(&self, event: RunEvent) -> crate::BoxFuture<'_, Submitted>;
+    fn submit(&self, event: RunEvent) -> crate::handler::BoxFuture<'_, Submitted>;
     /// Whether the receiver is shutting down.
     fn shutting_down(&self) -> bool;
 }

@@ -6,19 +6,20 @@
 //! use std::sync::Arc;
 //! use runhook::payload::{Provider, RunEvent};
 //! use runhook::store::RedisStore;
-//! use runhook::{Receiver, RedisStreamQueue, Secret, SkyvernSignature};
+//! use runhook::{Receiver, Secret, SkyvernSignature};
+//! use runhook::stream::RedisStreamQueue;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = "redis://127.0.0.1:6379";
 //! let queue = RedisStreamQueue::builder(Provider::Skyvern).connect(url).await?;
-//! let receiver = Receiver::builder(Provider::Skyvern)
-//!     .verifier(SkyvernSignature::new(Secret::new("sk_live_example")?))
+//! let verifier = SkyvernSignature::new(Secret::new("sk_live_example")?);
+//! let receiver = Receiver::builder(Provider::Skyvern, verifier)
 //!     .store(Arc::new(RedisStore::connect(url).await?))
-//!     .redis_stream(queue)
 //!     .handler(|event: Arc<RunEvent>| async move {
 //!         println!("processed {}", event.dedup_key);
 //!         Ok::<(), std::io::Error>(())
 //!     })
+//!     .redis_stream(queue)
 //!     .build()?;
 //! # let _ = receiver; Ok(()) }
 //! ```

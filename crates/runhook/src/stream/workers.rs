@@ -21,10 +21,11 @@ use super::{DEPTH_EVERY, ERROR_PAUSE};
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::handler::BoxFuture;
 use crate::handoff::Duplicate;
-use crate::memory_queue::{GivenBack, Refused};
-use crate::receiver::ShutdownReport;
+use crate::handoff::Job;
+use crate::handoff::ShutdownReport;
+use crate::handoff::{GivenBack, Refused};
 use crate::stats::Counters;
-use crate::worker::{dead_letter_job, run_job, Job, Settled, Touch, WorkerContext};
+use crate::worker::{dead_letter_job, run_job, Settled, Touch, WorkerContext};
 
 /// The reader and workers of one receiver on its stream.
 pub(crate) struct StreamWorkers {

@@ -5,7 +5,7 @@
 //! - Only a 2xx is success. A 3xx is a failed attempt: redirects are never followed (the
 //!   event, and whatever the URL carries, would go to a host nobody configured).
 //! - A 429 or 503 with `Retry-After` (seconds or an HTTP-date) fails the attempt with a
-//!   [`runhook::RetryAfter`] hint, capped, so the worker waits at least that long.
+//!   [`runhook::retry::RetryAfter`] hint, capped, so the worker waits at least that long.
 //! - Errors and logs name the target by its origin only (`scheme://host:port`): the path
 //!   and query may hold a secret.
 //! - Optional limits (at most N at once, at most R per second) apply to every route's workers
@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use runhook::payload::RunEvent;
-use runhook::{Handler, HandlerError, RetryAfter};
+use runhook::retry::RetryAfter;
+use runhook::{Handler, HandlerError};
 
 pub use settings::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
 pub use target::ForwardUrl;
@@ -115,7 +116,7 @@ impl Forward {
             .get(http::header::RETRY_AFTER)
             .filter(|_| asks_to_wait)
             .and_then(|value| {
-                runhook::parse_retry_after(value, SystemTime::now())
+                runhook::verify::parse_retry_after(value, SystemTime::now())
                     .map(|wait| wait.min(self.retry_after_cap))
             });
         Err(match hint {

@@ -1,10 +1,59 @@
-//! A handler error that tells the worker how long to wait before the next attempt (a
+//! How failed handler attempts are retried: the policy ([`RetryPolicy`]), and the handler
+//! error that asks for a longer pause before the next attempt ([`RetryAfter`], a
 //! `Retry-After` the handler's own upstream answered).
 
 use std::fmt;
 use std::time::Duration;
 
+use rand::RngExt as _;
+
 use crate::handler::HandlerError;
+
+/// How failed handler attempts are retried.
+///
+/// A handler may ask for a longer pause before its next attempt by failing with a
+/// [`RetryAfter`]: the worker then waits the longer of
+/// [`RetryPolicy::backoff`] and the hint, with the claim held. Attempts still count toward
+/// `max_attempts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub initial_backoff: Duration,
+    /// The longest delay between attempts.
+    pub max_backoff: Duration,
+    /// How long one attempt may run before it counts as failed.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, 1 s doubling to at most 60 s, with 5 minutes per attempt.
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt number `attempt` (1-based): exponential, capped, with
+    /// jitter (a random point in the upper half) so that retries of many runs spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_backoff);
+        let half = full / 2;
+        half + full
+            .saturating_sub(half)
+            .mul_f64(rand::rng().random::<f64>())
+    }
+}
 
 /// A failed attempt that asks for the next one no sooner than [`RetryAfter::after`].
 ///
@@ -21,7 +70,8 @@ use crate::handler::HandlerError;
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use runhook::{payload::RunEvent, Handler, HandlerError, RetryAfter};
+/// use runhook::{payload::RunEvent, Handler, HandlerError};
+/// use runhook::retry::RetryAfter;
 ///
 /// async fn call_upstream(_event: &RunEvent) -> Result<(), HandlerError> {
 ///     // The upstream answered 429 with `Retry-After: 2`.

@@ -7,26 +7,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use super::contract::{GivenBack, Refused, ShutdownReport};
+use super::Job;
 use crate::dead_letter::DeadLetterReason;
-use crate::receiver::ShutdownReport;
-use crate::worker::{dead_letter_job, run_job, Job, Settled, WorkerContext};
-
-/// A job the hand-off gave back (boxed: refusals are rare, and the `Ok` path stays small), so
-/// that its claim can be released.
-pub(crate) type GivenBack = Box<(Refused, Job)>;
-
-/// Why a job could not be handed off.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    /// The queue (or the stream's backlog) is at its capacity.
-    Full,
-    /// The hand-off is shutting down.
-    Closed,
-    /// The hand-off's backend (Redis) failed or timed out; the reason is logged where it
-    /// happened.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    Unavailable,
-}
+use crate::worker::{dead_letter_job, run_job, Settled, WorkerContext};
 
 /// The queue and its workers. The queue is a multi-consumer channel: an idle worker is woken
 /// directly by the job that arrives, with no lock between the workers.
@@ -98,12 +82,9 @@ impl MemoryQueue {
         for job in left {
             let letter = job.dead_letter(DeadLetterReason::NotDrained, 0);
             match self.context.dead_letters.put(letter).await {
-                Ok(()) => {
-                    crate::stats::Counters::bump(&self.context.counters.dead_lettered);
-                    report.dead_lettered.push(job.key().to_string());
-                }
-                Err(err) => {
-                    tracing::error!(key = %job.key(), error = %err, "shutting down: could not dead-letter an undrained delivery; it is lost unless its sender retries");
+                Ok(()) => report.dead_lettered.push(job.key().to_string()),
+                Err(_) => {
+                    tracing::error!(key = %job.key(), "shutting down: an undrained delivery is lost unless its sender retries");
                     report.lost.push(job.key().to_string());
                 }
             }

@@ -1,16 +1,28 @@
-//! Where the receive path hands a claimed delivery: the in-process queue, or (feature `redis`)
-//! a Redis stream shared by every instance. One small enum, so that the receiver's code does
-//! not care which.
+//! The claimed run's home: where the receive path and the reconciler hand a claimed run (the
+//! in-process queue, or with feature `redis` a Redis stream shared by every instance), what a
+//! hand-off answers ([`contract`]), the job itself ([`Job`]), and the one dead-letter writer.
+//! One small enum, so that the receiver's code does not care which hand-off it has.
 
-use std::time::{Duration, SystemTime};
+pub(crate) mod contract;
+pub(crate) mod dead_letters;
+pub(crate) mod job;
+pub(crate) mod memory;
 
-use runhook_core::payload::Provider;
+use std::time::Duration;
 
-use crate::memory_queue::{GivenBack, MemoryQueue, Refused};
-use crate::receiver::ShutdownReport;
+use runhook_store::IdempotencyStore;
+
 #[cfg(feature = "redis")]
 use crate::stream::StreamWorkers;
-use crate::worker::Job;
+pub use contract::ShutdownReport;
+pub(crate) use contract::{Duplicate, GivenBack, Refused};
+pub(crate) use dead_letters::DeadLetters;
+pub(crate) use job::Job;
+pub(crate) use memory::MemoryQueue;
+
+/// How long a processed run is remembered as done unless the builder's `dedup_window` says
+/// otherwise (7 days): the webhook path, the reconciler and file redrive all use it.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The hand-off of one receiver, with its workers.
 pub(crate) enum HandOff {
@@ -21,27 +33,32 @@ pub(crate) enum HandOff {
     Stream(StreamWorkers),
 }
 
-/// A duplicate of a run in flight, to be made as durable as the run before it is answered
-/// 200. It carries no claim token: it never holds the run.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) struct Duplicate<'a> {
-    pub provider: Provider,
-    pub key: &'a str,
-    pub run_id: Option<&'a str>,
-    pub received_at: SystemTime,
-    pub body: &'a [u8],
-    pub headers: &'a [(String, String)],
-}
-
 impl HandOff {
     /// Hands `job` off; the delivery may be acknowledged once this returned `Ok`. A refusal
     /// gives the job back so that its claim can be released.
-    pub async fn send(&self, job: Job) -> Result<(), GivenBack> {
+    async fn send(&self, job: Job) -> Result<(), GivenBack> {
         match self {
             HandOff::Memory(queue) => queue.try_send(job),
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.send(job).await,
         }
+    }
+
+    /// Hands `job` off, or, when the hand-off refuses it, releases its claim in `store` first
+    /// (so that the sender's retry can win) and says why.
+    pub async fn send_or_release(
+        &self,
+        store: &dyn IdempotencyStore,
+        job: Job,
+    ) -> Result<(), Refused> {
+        let Err(given_back) = self.send(job).await else {
+            return Ok(());
+        };
+        let (refused, job) = *given_back;
+        if let Err(err) = store.release(job.key(), &job.token).await {
+            tracing::warn!(key = %job.key(), error = %err, "could not release a claim after a refused hand-off");
+        }
+        Err(refused)
     }
 
     /// Makes a duplicate of a run in flight as durable as the run itself, before it is

@@ -1,0 +1,85 @@
+//! The first stage of a delivery: choosing the scheme that checks it, and checking its raw
+//! bytes (the exact check inline; a fallback, such as Skyvern's canonical form, off the async
+//! workers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use runhook_core::{AuthError, Delivery, HeaderLookup, Verified, Verifier};
+
+use super::outcome::{Outcome, OutcomeKind, Unavailable};
+use super::pipeline::{Auth, Pipeline};
+use crate::stats::Counters;
+
+impl Pipeline {
+    /// Authenticates the delivery on its bytes exactly as received: what proved it genuine,
+    /// or the answer (401, or 503 when the keys cannot be looked up).
+    pub(super) async fn authenticate(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: &Bytes,
+    ) -> Result<Verified, Outcome> {
+        let verifier = self.verifier_for(path, body).await?;
+        let exact = verifier.verify_exact(&Delivery::new(headers, body).with_path(path));
+        let verified = match exact {
+            Err(exact) if verifier.has_fallback() => {
+                verify_blocking(verifier, headers, path, body, exact).await
+            }
+            verified => verified,
+        };
+        let verified = verified.map_err(|err| {
+            tracing::info!(provider = %self.provider, reason = %err, "rejected a delivery");
+            unauthorized(err)
+        })?;
+        if verified.signed_body().is_some() {
+            Counters::bump(&self.counters.canonical_fallback_matches);
+            tracing::info!(provider = %self.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
+        }
+        Ok(verified)
+    }
+
+    /// The route's scheme, or the one its key resolver picks for this delivery.
+    async fn verifier_for(&self, path: &str, body: &[u8]) -> Result<Arc<dyn Verifier>, Outcome> {
+        let resolver = match &self.auth {
+            Auth::Fixed(verifier) => return Ok(verifier.clone()),
+            Auth::Resolved(resolver) => resolver,
+        };
+        match resolver.resolve(path, body).await {
+            Ok(Some(verifier)) => Ok(verifier),
+            Ok(None) => Err(unauthorized(AuthError::NoSchemeMatched(Vec::new()))),
+            Err(err) => {
+                tracing::error!(error = %err, "key resolver failed");
+                Err(Outcome::unavailable(
+                    Unavailable::KeyResolver(err),
+                    Duration::from_secs(1),
+                ))
+            }
+        }
+    }
+}
+
+/// The answer for a delivery that is not genuine.
+fn unauthorized(err: AuthError) -> Outcome {
+    Outcome::new(err.status(), OutcomeKind::Unauthorized(err))
+}
+
+/// `verifier`'s whole check, fallback included, on tokio's blocking pool: the fallback may
+/// canonicalize the whole body. `exact` is the inline check's error, answered if the task
+/// cannot run.
+async fn verify_blocking(
+    verifier: Arc<dyn Verifier>,
+    headers: &(dyn HeaderLookup + Sync),
+    path: &str,
+    body: &Bytes,
+    exact: AuthError,
+) -> Result<Verified, AuthError> {
+    let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
+    headers.visit_all(&mut |name, value| owned.push((name.to_string(), value.to_vec())));
+    let (path, body) = (path.to_string(), body.clone());
+    let check = tokio::task::spawn_blocking(move || {
+        verifier.verify(&Delivery::new(&owned, &body).with_path(&path))
+    });
+    check.await.unwrap_or(Err(exact))
+}
