@@ -5,7 +5,7 @@
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
 use runhook::Receiver;
-use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
+use runhook_examples::{listen_addr, print_processed, secret_from_env, shut_down, store_from_env};
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +22,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .bind(addr)?
     .run()
     .await?;
-    let report = webrun.shutdown(std::time::Duration::from_secs(10)).await;
-    eprintln!("stopped; not drained: {:?}", report.not_drained());
+    shut_down(&[webrun]).await;
     Ok(())
 }

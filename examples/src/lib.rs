@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use runhook::payload::RunEvent;
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::{Secret, Secrets};
+use runhook::{Receiver, Secret, Secrets};
 
 /// `127.0.0.1:$PORT`, port 3000 unless `PORT` says otherwise.
 pub fn listen_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
@@ -19,6 +19,30 @@ pub fn listen_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Serves `app` on [`listen_addr`] (saying where on standard error) until Ctrl-C.
+pub async fn serve_axum(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(listen_addr()?).await?;
+    eprintln!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Shuts each of `receivers` down (10 s to drain each), saying what was not drained.
+pub async fn shut_down(receivers: &[Receiver]) {
+    for receiver in receivers {
+        let report = receiver.shutdown(std::time::Duration::from_secs(10)).await;
+        eprintln!(
+            "{} stopped; not drained: {:?}",
+            receiver.provider(),
+            report.not_drained()
+        );
+    }
 }
 
 /// The secret in environment variable `var` (refusing an unset or empty one).
