@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix_web::web::ServiceConfig;
 use runhook::dead_letter::{DeadLetter, DeadLetterReason, MemoryDeadLetters};
 use runhook::payload::{Provider, RunEvent, RunStatus};
-use runhook::receiver::ClaimedEvent;
+use runhook::receiver::{BackgroundBuilder, ClaimedEvent};
 use runhook::retry::RetryPolicy;
 use runhook::store::{Fingerprint, IdempotencyStore, MemoryStore, RedisStore};
 use runhook::verify::sign_skyvern;
@@ -106,6 +106,21 @@ fn fast_retry() -> RetryPolicy {
         max_backoff: Duration::from_millis(40),
         attempt_timeout: Duration::from_secs(60),
     }
+}
+
+/// Serves on `framework` a Skyvern receiver with `calls`'s handler, fast retries and the
+/// settings `tune` adds; the receiver and a client for it.
+async fn serve_skyvern(
+    framework: Framework,
+    calls: &Arc<Calls>,
+    tune: impl FnOnce(BackgroundBuilder) -> BackgroundBuilder,
+) -> (Receiver, Ctx) {
+    let builder = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry());
+    let receiver = tune(builder).build().unwrap();
+    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    (receiver, ctx)
 }
 
 fn skyvern_receiver() -> ReceiverBuilder {
@@ -311,6 +326,13 @@ impl Ctx {
         post(&self.client, self.url(path), headers, body).await
     }
 
+    /// `body` sent with Skyvern's signature of `signed` (the same bytes or others).
+    async fn signed(&self, signed: &[u8], body: impl Into<reqwest::Body>) -> Reply {
+        let signature = skyvern_signature(signed);
+        self.post(SKYVERN_ROUTE, &[(SIGNATURE, &signature)], body)
+            .await
+    }
+
     /// A genuine Skyvern delivery of `body`.
     async fn skyvern(&self, body: Vec<u8>) -> Reply {
         let signature = skyvern_signature(&body);
@@ -448,12 +470,7 @@ async fn private_redis(test: &str) -> RedisServer {
 /// Scenario 1: A genuine delivery: 200 at once, exactly one handler call with the body as sent.
 async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b).await;
 
     let id = unique("tsk_genuine");
     let body = skyvern_body(&id);
@@ -489,13 +506,7 @@ async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framewor
 /// same run with another body is a duplicate too, and counted as one with a different body.
 async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
     let id = unique("tsk_dup");
     let body = skyvern_body(&id);
@@ -527,13 +538,7 @@ async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Frame
 /// call.
 async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
     let id = unique("tsk_concurrent");
     let body = skyvern_body(&id);
@@ -575,13 +580,7 @@ async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
 /// genuine delivery of the same run afterwards is processed).
 async fn forged_signature_gets_401(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
     let id = unique("tsk_forged");
     let body = skyvern_body(&id);
@@ -620,14 +619,8 @@ async fn forged_signature_gets_401(framework: Framework) {
 /// body within the limit is read and processed.
 async fn body_over_the_limit_gets_413(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .body_limit(1024)
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.body_limit(1024).workers(1)).await;
     let too_large = "body larger than 1024 bytes";
 
     let big_id = unique("tsk_big");
@@ -647,22 +640,14 @@ async fn body_over_the_limit_gets_413(framework: Framework) {
     // Exactly at the limit, chunked: accepted.
     let id = unique("tsk_at_limit");
     let body = padded_skyvern_body(&id, 1024);
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&body))],
-        streamed(&body, 300),
-    )
-    .await
-    .assert(200, ACCEPTED);
+    ctx.signed(&body, streamed(&body, 300))
+        .await
+        .assert(200, ACCEPTED);
     // One byte over, chunked: refused.
     let over = padded_skyvern_body(&unique("tsk_over"), 1025);
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&over))],
-        streamed(&over, 300),
-    )
-    .await
-    .assert(413, too_large);
+    ctx.signed(&over, streamed(&over, 300))
+        .await
+        .assert(413, too_large);
 
     let sentinel = ctx.flush(&calls).await;
     assert_eq!(calls.keys(), [skyvern_key(&id), sentinel]);
@@ -717,13 +702,9 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
         .assert(202, FOR_REVIEW);
 
     let not_json = b"run finished: ok, {not json".to_vec();
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&not_json))],
-        not_json.clone(),
-    )
-    .await
-    .assert(202, FOR_REVIEW);
+    ctx.signed(&not_json, not_json.clone())
+        .await
+        .assert(202, FOR_REVIEW);
 
     // WebRun: the credential is the auth header itself; the letter must not keep it.
     let no_task_id = br#"{"event":"task_completed","sessionId":"s-1"}"#.to_vec();
@@ -818,14 +799,8 @@ async fn redis_down_gets_503(framework: Framework) {
         .await
         .expect("connect to the private Redis");
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .store(Arc::new(store))
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.store(Arc::new(store)).workers(1)).await;
 
     let id = unique("tsk_redis");
     let body = skyvern_body(&id);
@@ -864,14 +839,8 @@ async fn redis_down_gets_503(framework: Framework) {
 /// delivery is accepted and processed when re-sent later.
 async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .queue_capacity(1)
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.queue_capacity(1).workers(1)).await;
 
     let (a, b, c) = (unique("tsk_q_a"), unique("tsk_q_b"), unique("tsk_q_c"));
     ctx.skyvern(skyvern_body(&a)).await.assert(200, ACCEPTED);
@@ -902,13 +871,7 @@ async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
 /// Scenario 9a: Shutdown drains what was acknowledged; a delivery after it gets 503.
 async fn shutdown_drains_acknowledged_deliveries(framework: Framework) {
     let calls = Calls::slow(Duration::from_millis(100));
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(2)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(2)).await;
 
     let ids: Vec<String> = (0..5).map(|_| unique("tsk_drain")).collect();
     for id in &ids {
@@ -940,15 +903,12 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
     let calls = Calls::gated();
     let store = Arc::new(MemoryStore::new());
     let letters = Arc::new(MemoryDeadLetters::default());
-    let receiver = skyvern_receiver()
-        .store(store.clone())
-        .dead_letters(letters.clone())
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| {
+        b.store(store.clone())
+            .dead_letters(letters.clone())
+            .workers(1)
+    })
+    .await;
 
     let (busy, queued) = (unique("tsk_busy"), unique("tsk_queued"));
     ctx.skyvern(skyvern_body(&busy)).await.assert(200, ACCEPTED);
@@ -1000,12 +960,7 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
 /// well under the sender's timeout (bound: 2 s).
 async fn ack_does_not_wait_for_the_handler(framework: Framework) {
     let calls = Calls::slow(Duration::from_secs(30));
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) = serve_skyvern(framework, &calls, |b| b).await;
 
     let id = unique("tsk_slow");
     let started = Instant::now();
@@ -1269,14 +1224,7 @@ async fn webrun_and_tinyfish_deliveries(framework: Framework) {
 async fn long_handler_keeps_its_claim(framework: Framework) {
     let lease = Duration::from_millis(600);
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .lease(lease)
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) = serve_skyvern(framework, &calls, |b| b.lease(lease).workers(1)).await;
 
     let id = unique("tsk_long");
     let body = skyvern_body(&id);
@@ -1412,14 +1360,10 @@ mod regressions {
     async fn shutdown_deadline_releases_the_busy_claim_and_stops_its_handler() {
         let calls = Calls::gated();
         let store = Arc::new(MemoryStore::new());
-        let receiver = skyvern_receiver()
-            .store(store.clone())
-            .handler(calls.handler())
-            .retry(fast_retry())
-            .workers(1)
-            .build()
-            .unwrap();
-        let ctx = Ctx::start(Framework::Axum, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+        let (receiver, ctx) = serve_skyvern(Framework::Axum, &calls, |b| {
+            b.store(store.clone()).workers(1)
+        })
+        .await;
 
         let busy = unique("tsk_busy");
         ctx.skyvern(skyvern_body(&busy)).await.assert(200, ACCEPTED);
