@@ -17,14 +17,9 @@ use runhook::receiver::DEFAULT_BODY_READ_TIMEOUT;
 use runhook::store::{IdempotencyStore, MemoryStore};
 use runhook::{Receiver, ReceiverBuilder, Secret, SkyvernSignature};
 use serde_json::Value;
+use support::answers::*;
 use support::*;
 use tokio::sync::{watch, Notify};
-
-const ACCEPTED: &str = "accepted";
-const DUPLICATE: &str = "duplicate: already received";
-const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
-const UNUSABLE_ID: &str = "accepted for review: the run id cannot be used";
-const UNAVAILABLE: &str = "temporarily unavailable, retry later";
 
 /// How long a wait for the pipeline may take before a test fails: generous, it only bounds a
 /// broken run (the large bodies are parsed by unoptimized code in tests).

@@ -12,7 +12,7 @@
 //! seen, every earlier delivery has been fully processed, and any extra call would be visible.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,25 +32,15 @@ use tokio::sync::{watch, Notify};
 #[macro_use]
 #[path = "support/servers.rs"]
 mod servers;
+use runhook_testkit::skyvern::SIGNATURE_HEADER as SIGNATURE;
+use runhook_testkit::unique;
+use servers::answers::*;
+use servers::routes::*;
 use servers::{serve, spawn_actix, spawn_axum, Framework, Server};
 
 const SKYVERN_KEY: &str = "sk_e2e_pipeline_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-pipeline-token";
 const TINYFISH_SECRET: &str = "tf7Qm2Kx9sLwPzR4";
-
-const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
-const WEBRUN_ROUTE: &str = "/webhooks/webrun";
-/// The same pattern syntax in axum 0.8 and actix-web 4.
-const TINYFISH_ROUTE: &str = "/webhooks/tinyfish/{secret}";
-
-const SIGNATURE: &str = "x-skyvern-signature";
-
-/// The plain bodies of the response policy's answers (`Outcome::body_text`).
-const ACCEPTED: &str = "accepted";
-const DUPLICATE: &str = "duplicate: already received";
-const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
-const UNAVAILABLE: &str = "temporarily unavailable, retry later";
-const SHUTTING_DOWN: &str = "shutting down, retry later";
 
 /// How long any wait for the pipeline may take before the test fails (generous: a wait
 /// normally ends within milliseconds; this only bounds a broken run).
@@ -58,16 +48,6 @@ const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: ids, bodies, receivers.
-
-/// A run id no other test (or concurrent test process) uses.
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn skyvern_key(run_id: &str) -> String {
     format!("skyvern:{run_id}")

@@ -17,12 +17,12 @@ use tokio::sync::Notify;
 #[macro_use]
 #[path = "support/servers.rs"]
 mod servers;
+use runhook_testkit::skyvern::SIGNATURE_HEADER as SIGNATURE;
+use runhook_testkit::unique;
+use servers::routes::*;
 use servers::{serve, Framework};
 
 const SKYVERN_KEY: &str = "sk_verifier_pipeline_key";
-const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
-const WEBRUN_ROUTE: &str = "/webhooks/webrun";
-const SIGNATURE: &str = "x-skyvern-signature";
 
 /// Every handler call, in order.
 #[derive(Default)]
@@ -64,12 +64,6 @@ impl Calls {
         .await;
         found.unwrap_or_else(|_| panic!("no handler call for {run_id}"))
     }
-}
-
-fn unique(tag: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{tag}_{}_{n}", std::process::id())
 }
 
 async fn post(url: String, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {

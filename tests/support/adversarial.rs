@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 #[path = "servers.rs"]
 mod servers;
-pub use servers::{Framework, Server};
+pub use servers::{answers, Framework, Server};
 
 /// The Skyvern API key of every receiver here.
 pub const SKYVERN_KEY: &str = "sk_adversarial_key";

@@ -9,6 +9,33 @@ use std::sync::Arc;
 use actix_web::web::ServiceConfig;
 use runhook::Receiver;
 
+/// The plain bodies of the response policy's answers (`Outcome::body_text`).
+pub mod answers {
+    /// 200: accepted, handed to the handler.
+    pub const ACCEPTED: &str = "accepted";
+    /// 200: a run already received.
+    pub const DUPLICATE: &str = "duplicate: already received";
+    /// 202: genuine, but not the provider's payload.
+    pub const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
+    /// 202: genuine, but its run id cannot be a key.
+    pub const UNUSABLE_ID: &str = "accepted for review: the run id cannot be used";
+    /// 503: the store or the queue cannot take it now.
+    pub const UNAVAILABLE: &str = "temporarily unavailable, retry later";
+    /// 503: the receiver is shutting down.
+    pub const SHUTTING_DOWN: &str = "shutting down, retry later";
+}
+
+/// The routes the tests serve: Skyvern's, WebRun's, and TinyFish's with its path secret (the
+/// same pattern syntax in axum 0.8 and actix-web 4).
+pub mod routes {
+    /// Skyvern's route.
+    pub const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
+    /// WebRun's route.
+    pub const WEBRUN_ROUTE: &str = "/webhooks/webrun";
+    /// TinyFish's route, the secret its last segment.
+    pub const TINYFISH_ROUTE: &str = "/webhooks/tinyfish/{secret}";
+}
+
 /// The framework a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
