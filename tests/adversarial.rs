@@ -88,46 +88,13 @@ fn skyvern() -> ReceiverBuilder {
     )
 }
 
-/// An HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn assert(&self, status: u16, text: &str) {
-        assert_eq!(
-            (self.status, self.text.as_str()),
-            (status, text),
-            "{self:?}"
-        );
-    }
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
 async fn post(client: &reqwest::Client, server: &Server, signature: &str, body: Vec<u8>) -> Reply {
-    let response = client
-        .post(server.url(ROUTE))
-        .header("content-type", "application/json")
-        .header(SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST failed: {e:?}"));
-    Reply {
-        status: response.status().as_u16(),
-        retry_after: response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string()),
-        text: response.text().await.unwrap(),
-    }
+    let headers = [("content-type", "application/json"), (SIGNATURE, signature)];
+    support::post(client, &server.url(ROUTE), &headers, body).await
 }
 
 /// A genuine delivery of `body`.

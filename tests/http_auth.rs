@@ -10,6 +10,9 @@ use runhook::actix::ActixHeaders;
 use runhook::verify::{sign_skyvern, Delivery};
 use runhook::{HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature, Verifier};
 
+#[path = "support/servers.rs"]
+mod servers;
+
 const SKYVERN_KEY: &str = "sk_e2e_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-e2e-token";
 const PATH_SECRET: &str = "pz7Qm2Kx9sLw";
@@ -105,14 +108,9 @@ async fn post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let client = reqwest::Client::new();
-    let mut request = client.post(format!("http://{addr}{path}")).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    let url = format!("http://{addr}{path}");
+    let reply = servers::post(&reqwest::Client::new(), &url, headers, body).await;
+    (reply.status, reply.text)
 }
 
 /// Runs the same deliveries against one server and checks every answer.

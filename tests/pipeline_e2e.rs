@@ -36,7 +36,7 @@ use runhook_testkit::skyvern::SIGNATURE_HEADER as SIGNATURE;
 use runhook_testkit::unique;
 use servers::answers::*;
 use servers::routes::*;
-use servers::{serve, spawn_actix, spawn_axum, Framework, Server};
+use servers::{post, serve, spawn_actix, spawn_axum, Framework, Reply, Server};
 
 const SKYVERN_KEY: &str = "sk_e2e_pipeline_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-pipeline-token";
@@ -244,36 +244,6 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // Servers and the client.
 
-/// An HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn assert(&self, status: u16, text: &str) {
-        assert_eq!(
-            (self.status, self.text.as_str()),
-            (status, text),
-            "{self:?}"
-        );
-    }
-
-    /// `Retry-After` as whole seconds; fails when absent.
-    #[track_caller]
-    fn retry_after_secs(&self) -> u64 {
-        let value = self.retry_after.as_deref().unwrap_or_else(|| {
-            panic!("expected a Retry-After header: {self:?}");
-        });
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("Retry-After is not a number of seconds: {self:?}"))
-    }
-}
-
 /// One server and a client for it.
 struct Ctx {
     server: Server,
@@ -303,7 +273,7 @@ impl Ctx {
         headers: &[(&str, &str)],
         body: impl Into<reqwest::Body>,
     ) -> Reply {
-        post(&self.client, self.url(path), headers, body).await
+        post(&self.client, &self.url(path), headers, body).await
     }
 
     /// `body` sent with Skyvern's signature of `signed` (the same bytes or others).
@@ -329,33 +299,6 @@ impl Ctx {
         let key = skyvern_key(&id);
         calls.wait_for_key(&key).await;
         key
-    }
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> Reply {
-    let mut request = client.post(&url).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url} failed: {e:?}"));
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    Reply {
-        status,
-        retry_after,
-        text,
     }
 }
 
@@ -527,7 +470,7 @@ async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
         .map(|_| {
             let (client, url) = (ctx.client.clone(), ctx.url(SKYVERN_ROUTE));
             let (body, signature) = (body.clone(), signature.clone());
-            tokio::spawn(async move { post(&client, url, &[(SIGNATURE, &signature)], body).await })
+            tokio::spawn(async move { post(&client, &url, &[(SIGNATURE, &signature)], body).await })
         })
         .collect();
     let mut replies = Vec::new();
@@ -1462,7 +1405,7 @@ mod regressions {
                 let (client, url) = (ctx.client.clone(), ctx.url(SKYVERN_ROUTE));
                 let (body, signature) = (body.clone(), skyvern_signature(&body));
                 tokio::spawn(
-                    async move { post(&client, url, &[(SIGNATURE, &signature)], body).await },
+                    async move { post(&client, &url, &[(SIGNATURE, &signature)], body).await },
                 )
             };
             calls.wait_for_key(&skyvern_key(&id)).await;

@@ -71,13 +71,8 @@ async fn post(url: String, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Str
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let mut request = client.post(&url).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    let reply = servers::post(&client, &url, headers, body).await;
+    (reply.status, reply.text)
 }
 
 /// A body re-serialized on its way (spaces, `30.0`, an escaped character) is accepted through

@@ -36,6 +36,65 @@ pub mod routes {
     pub const TINYFISH_ROUTE: &str = "/webhooks/tinyfish/{secret}";
 }
 
+/// An HTTP answer: its status, its `Retry-After` if any, and its text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub text: String,
+}
+
+impl Reply {
+    /// Asserts the status and the text.
+    #[track_caller]
+    pub fn assert(&self, status: u16, text: &str) {
+        assert_eq!(
+            (self.status, self.text.as_str()),
+            (status, text),
+            "{self:?}"
+        );
+    }
+
+    /// `Retry-After` as whole seconds; fails when absent.
+    #[track_caller]
+    pub fn retry_after_secs(&self) -> u64 {
+        let value = self.retry_after.as_deref().unwrap_or_else(|| {
+            panic!("expected a Retry-After header: {self:?}");
+        });
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After is not a number of seconds: {self:?}"))
+    }
+}
+
+/// POSTs `body` with `headers` to `url`; the answer.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Reply {
+    let mut request = client.post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url} failed: {e:?}"));
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        retry_after,
+        text,
+    }
+}
+
 /// The framework a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
