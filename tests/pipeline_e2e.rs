@@ -49,6 +49,13 @@ const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Fixtures: ids, bodies, receivers.
 
+/// A run id no other test uses (see [`unique`]) and its Skyvern body.
+fn fresh_run(tag: &str) -> (String, Vec<u8>) {
+    let id = unique(tag);
+    let body = skyvern_body(&id);
+    (id, body)
+}
+
 fn skyvern_key(run_id: &str) -> String {
     format!("skyvern:{run_id}")
 }
@@ -395,8 +402,7 @@ async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framewor
     let calls = Calls::immediate();
     let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b).await;
 
-    let id = unique("tsk_genuine");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_genuine");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
 
     calls
@@ -431,8 +437,7 @@ async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Frame
     let calls = Calls::immediate();
     let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_dup");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_dup");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     let sentinel = ctx.flush(&calls).await; // the first delivery's claim is now complete
 
@@ -463,8 +468,7 @@ async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
     let calls = Calls::immediate();
     let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_concurrent");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_concurrent");
     let signature = skyvern_signature(&body);
     let copies: Vec<_> = (0..100)
         .map(|_| {
@@ -505,8 +509,7 @@ async fn forged_signature_gets_401(framework: Framework) {
     let calls = Calls::immediate();
     let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_forged");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_forged");
     let forged = sign_skyvern(&Secret::new("sk_attacker_key").unwrap(), &body);
     let reply = ctx
         .post(SKYVERN_ROUTE, &[(SIGNATURE, &forged)], body.clone())
@@ -725,8 +728,7 @@ async fn redis_down_gets_503(framework: Framework) {
     let (_receiver, ctx) =
         serve_skyvern(framework, &calls, |b| b.store(Arc::new(store)).workers(1)).await;
 
-    let id = unique("tsk_redis");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_redis");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     calls.wait_for_key(&skyvern_key(&id)).await;
 
@@ -978,8 +980,7 @@ async fn extractor_style(framework: Framework) {
     let server = extractor_server(framework, receiver.clone(), calls.clone()).await;
     let ctx = Ctx::new(server);
 
-    let id = unique("tsk_extract");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_extract");
     ctx.skyvern(body.clone()).await.assert(200, "ok");
     assert_eq!(calls.keys(), [skyvern_key(&id)]);
     assert_eq!(&calls.events()[0].raw_body[..], &body[..]);
@@ -1149,8 +1150,7 @@ async fn long_handler_keeps_its_claim(framework: Framework) {
     let calls = Calls::gated();
     let (_receiver, ctx) = serve_skyvern(framework, &calls, |b| b.lease(lease).workers(1)).await;
 
-    let id = unique("tsk_long");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_long");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     calls.wait_for_key(&skyvern_key(&id)).await;
     tokio::time::sleep(lease * 2).await; // the first lease has lapsed: only renewal keeps it
@@ -1399,8 +1399,7 @@ mod regressions {
             let calls = Calls::gated();
             let receiver = skyvern_receiver().build_inline().unwrap();
             let ctx = Ctx::new(extractor_server(framework, receiver, calls.clone()).await);
-            let id = unique("tsk_fail_late");
-            let body = skyvern_body(&id);
+            let (id, body) = fresh_run("tsk_fail_late");
             let first = {
                 let (client, url) = (ctx.client.clone(), ctx.url(SKYVERN_ROUTE));
                 let (body, signature) = (body.clone(), skyvern_signature(&body));
