@@ -553,10 +553,12 @@ async fn an_attempt_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_send_nothing() {
+    let (tinyfish, skyvern) = (
+        fixture("tinyfish-completed.json"),
+        fixture("skyvern-canceled.json"),
+    );
     let server = Server::start(|_| answer(200)).await;
     let url = server.url();
-    let tinyfish = fixture("tinyfish-completed.json");
-    let skyvern = fixture("skyvern-canceled.json");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--provider", "skyvern", &skyvern], "--secret-env"),
         (

@@ -287,16 +287,7 @@ async fn a_missed_webhook_is_reconciled_once_for_every_platform() {
         (Provider::Skyvern, "completed"),
         (Provider::SmartBrowse, "completed"),
     ] {
-        let api = RunApi::start(provider, KEY).await;
-        let calls = Calls::default();
-        let receiver = in_memory(
-            provider,
-            &api,
-            &calls,
-            Default::default(),
-            quick_reconcile(),
-        )
-        .await;
+        let (api, calls, receiver) = quickly_reconciling(provider).await;
         let run = unique("missed");
         api.script_statuses(&run, &[done]);
         receiver
@@ -319,16 +310,7 @@ async fn a_missed_webhook_is_reconciled_once_for_every_platform() {
 
 #[tokio::test]
 async fn a_webhook_in_time_costs_no_api_call_and_a_running_run_waits() {
-    let api = RunApi::start(Provider::TinyFish, KEY).await;
-    let calls = Calls::default();
-    let receiver = in_memory(
-        Provider::TinyFish,
-        &api,
-        &calls,
-        Default::default(),
-        quick_reconcile(),
-    )
-    .await;
+    let (api, calls, receiver) = quickly_reconciling(Provider::TinyFish).await;
     let on_time = unique("on_time");
     receiver
         .expect(&on_time, Duration::from_millis(300))
@@ -424,6 +406,21 @@ async fn webrun_can_be_neither_confirmed_nor_reconciled() {
         Some(runhook::BuildError::NoRunApi(Provider::WebRun))
     ));
     assert!(RunApiClient::builder(Provider::WebRun, Secret::new(KEY).unwrap()).is_err());
+}
+
+/// `provider`'s run API stand-in, and [`in_memory`] on it with the quick reconcile policy.
+async fn quickly_reconciling(provider: Provider) -> (RunApi, Calls, Receiver) {
+    let api = RunApi::start(provider, KEY).await;
+    let calls = Calls::default();
+    let receiver = in_memory(
+        provider,
+        &api,
+        &calls,
+        Default::default(),
+        quick_reconcile(),
+    )
+    .await;
+    (api, calls, receiver)
 }
 
 /// [`reconciling`] with a store of its own in memory.
