@@ -48,15 +48,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, Mac as _};
 use runhook::canonical::canonicalize;
 use runhook::payload::{Provider, RunEvent};
 use runhook::verify::sign_skyvern;
 use runhook::{Receiver, Secret, SkyvernSignature};
-use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+#[path = "../../runhook/benches/support/hand_written.rs"]
+mod hand_written;
+use hand_written::verify_and_parse;
 
 /// The Skyvern API key every request is signed with.
 const KEY: &str = "sk_bench_steady_state";
@@ -212,22 +213,9 @@ fn hand_written(processed: Arc<Processed>) -> axum::Router {
         let seen = seen.clone();
         let tx = tx.clone();
         async move {
-            let Some(sig) = headers.get("x-skyvern-signature") else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let Ok(sig) = hex::decode(sig.as_bytes()) else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-            mac.update(&body);
-            if !bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&sig)) {
-                return StatusCode::UNAUTHORIZED;
-            }
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            let Some(run_id) = value["run_id"].as_str().map(str::to_owned) else {
-                return StatusCode::BAD_REQUEST;
+            let (value, run_id) = match verify_and_parse(KEY, &headers, &body) {
+                Ok(parsed) => parsed,
+                Err(status) => return status,
             };
             if !seen.lock().unwrap().insert(run_id.clone()) {
                 return StatusCode::OK;

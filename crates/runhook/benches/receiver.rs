@@ -19,15 +19,15 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, Mac as _};
 use runhook::payload::{Provider, RunEvent};
 use runhook::{Receiver, Secret, SkyvernSignature};
-use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
 
 mod support;
 
-use support::{compact_body, deliveries, env_count, load, median, serve, Round, CONCURRENCY, KEY};
+use support::hand_written::verify_and_parse;
+use support::{
+    compact_body, deliveries, env_count, load, serve, summarize, Round, CONCURRENCY, KEY,
+};
 
 async fn ceiling() -> SocketAddr {
     serve(axum::Router::new().route(
@@ -65,22 +65,9 @@ async fn hand_written() -> SocketAddr {
         let seen = seen.clone();
         let tx = tx.clone();
         async move {
-            let Some(sig) = headers.get("x-skyvern-signature") else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let Ok(sig) = hex::decode(sig.as_bytes()) else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-            mac.update(&body);
-            if !bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&sig)) {
-                return StatusCode::UNAUTHORIZED;
-            }
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            let Some(run_id) = value["run_id"].as_str().map(str::to_owned) else {
-                return StatusCode::BAD_REQUEST;
+            let (value, run_id) = match verify_and_parse(KEY, &headers, &body) {
+                Ok(parsed) => parsed,
+                Err(status) => return status,
             };
             if !seen.lock().unwrap().insert(run_id) {
                 return StatusCode::OK;
@@ -125,23 +112,7 @@ fn main() {
                 results[i].push(load(&client, *addr, work).await);
             }
         }
-        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-        let summary: Vec<(&str, f64, f64, f64)> = servers
-            .iter()
-            .zip(results)
-            .map(|((name, _), rounds)| {
-                (
-                    *name,
-                    median(rounds.iter().map(|r| r.rps).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p50)).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p99)).collect()),
-                )
-            })
-            .collect();
-        println!("{:<20} {:>10} {:>9} {:>9}", "server", "req/s", "p50 ms", "p99 ms");
-        for (name, rps, p50, p99) in &summary {
-            println!("{name:<20} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
-        }
+        let summary = summarize(servers.iter().map(|(name, _)| *name), results, 20);
         let rps = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.1);
         let p99 = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.3);
         println!(
