@@ -38,16 +38,15 @@
 //! stay in a shedding regime (most answers 503, its workers starved by the connections), while
 //! another round of the same receiver keeps up with no 503 at all.
 
-use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use runhook::canonical::canonicalize;
 use runhook::payload::{Provider, RunEvent};
 use runhook::verify::sign_skyvern;
@@ -57,7 +56,6 @@ use tokio::net::TcpStream;
 
 #[path = "../../runhook/benches/support/hand_written.rs"]
 mod hand_written;
-use hand_written::verify_and_parse;
 
 /// The Skyvern API key every request is signed with.
 const KEY: &str = "sk_bench_steady_state";
@@ -201,36 +199,14 @@ fn serve_in_process(kind: &str) {
 
 /// The careful hand-written receiver (see the module docs).
 fn hand_written(processed: Arc<Processed>) -> axum::Router {
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(CHANNEL);
+    let (router, mut rx) = hand_written::route(KEY, PATH, CHANNEL);
     tokio::spawn(async move {
         while let Some(value) = rx.recv().await {
             drop(value);
             processed.bump();
         }
     });
-    let handler = move |headers: HeaderMap, body: Bytes| {
-        let seen = seen.clone();
-        let tx = tx.clone();
-        async move {
-            let (value, run_id) = match verify_and_parse(KEY, &headers, &body) {
-                Ok(parsed) => parsed,
-                Err(status) => return status,
-            };
-            if !seen.lock().unwrap().insert(run_id.clone()) {
-                return StatusCode::OK;
-            }
-            match tx.try_send(value) {
-                Ok(()) => StatusCode::OK,
-                Err(_) => {
-                    // Shed: forget the run so that the sender's retry is new again.
-                    seen.lock().unwrap().remove(&run_id);
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
-        }
-    };
-    axum::Router::new().route(PATH, axum::routing::post(handler))
+    router
 }
 
 /// The SDK with its defaults and a no-op handler that counts.

@@ -97,10 +97,7 @@ fn main() {
                 server(redis_store().await, Some(queue)).await,
             ),
         ];
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()
-            .unwrap();
+        let client = support::load_client();
         let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             for (i, (name, (addr, receiver))) in servers.iter().enumerate() {

@@ -12,19 +12,17 @@
 //! Run: `cargo bench -p runhook --features axum --bench receiver`
 //! (`RUNHOOK_BENCH_REQUESTS`, default 4000 per server per round; `RUNHOOK_BENCH_ROUNDS`, 3).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use runhook::payload::{Provider, RunEvent};
 use runhook::{Receiver, Secret, SkyvernSignature};
 
 mod support;
 
-use support::hand_written::verify_and_parse;
 use support::{
     compact_body, deliveries, env_count, load, serve, summarize, Round, CONCURRENCY, KEY,
 };
@@ -58,27 +56,9 @@ async fn runhook_ready(handler_sleeps: bool) -> SocketAddr {
 
 /// The careful hand-written receiver.
 async fn hand_written() -> SocketAddr {
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(1 << 20);
+    let (router, mut rx) = support::hand_written::route(KEY, "/webhooks/skyvern", 1 << 20);
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let handler = move |headers: HeaderMap, body: Bytes| {
-        let seen = seen.clone();
-        let tx = tx.clone();
-        async move {
-            let (value, run_id) = match verify_and_parse(KEY, &headers, &body) {
-                Ok(parsed) => parsed,
-                Err(status) => return status,
-            };
-            if !seen.lock().unwrap().insert(run_id) {
-                return StatusCode::OK;
-            }
-            match tx.try_send(value) {
-                Ok(()) => StatusCode::OK,
-                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-            }
-        }
-    };
-    serve(axum::Router::new().route("/webhooks/skyvern", axum::routing::post(handler))).await
+    serve(router).await
 }
 
 fn main() {
@@ -101,10 +81,7 @@ fn main() {
             ("runhook_ready", runhook_ready(false).await),
             ("runhook_slow_handler", runhook_ready(true).await),
         ];
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()
-            .unwrap();
+        let client = support::load_client();
         let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             for (i, (name, addr)) in servers.iter().enumerate() {

@@ -47,6 +47,14 @@ pub fn deliveries(template: &str, tag: &str, count: usize) -> Vec<(Bytes, String
         .collect()
 }
 
+/// The client [`load`] sends with: keep-alive, [`CONCURRENCY`] idle connections kept.
+pub fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap()
+}
+
 /// The figures of one round against one server.
 pub struct Round {
     /// Requests per second.
