@@ -4,14 +4,11 @@
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
 use runhook::Receiver;
-use runhook_examples::{print_processed, secret_from_env, serve_axum, shut_down, store_from_env};
+use runhook_examples::{printing_receiver, secret_from_env, serve_axum, shut_down};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let skyvern = Receiver::skyvern(secret_from_env("SKYVERN_API_KEY")?)
-        .store(store_from_env().await?)
-        .handler(print_processed)
-        .build()?;
+    let skyvern = printing_receiver(Receiver::skyvern(secret_from_env("SKYVERN_API_KEY")?)).await?;
     let app = axum::Router::new().route("/webhooks/skyvern", runhook::axum::post(skyvern.clone()));
     serve_axum(app).await?;
     shut_down(&[skyvern]).await;

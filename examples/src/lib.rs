@@ -61,6 +61,16 @@ pub async fn store_from_env() -> Result<Arc<dyn IdempotencyStore>, Box<dyn std::
     })
 }
 
+/// `builder` with [`store_from_env`]'s store and [`print_processed`] as its handler, built.
+pub async fn printing_receiver(
+    builder: runhook::ReceiverBuilder,
+) -> Result<Receiver, Box<dyn std::error::Error>> {
+    Ok(builder
+        .store(store_from_env().await?)
+        .handler(print_processed)
+        .build()?)
+}
+
 /// The examples' handler: prints `processed <provider> <run_id>` and flushes stdout.
 pub async fn print_processed(event: Arc<RunEvent>) -> Result<(), std::io::Error> {
     let mut out = std::io::stdout().lock();
