@@ -1315,24 +1315,18 @@ mod regressions {
     /// A memory store whose `release` takes 100 ms, as a remote store's call may.
     struct SlowRelease(MemoryStore);
 
+    /// What a store call returns.
+    type Outcome<T> = Result<T, StoreError>;
+
     #[async_trait::async_trait]
     impl IdempotencyStore for SlowRelease {
-        async fn claim(
-            &self,
-            key: &str,
-            lease: Duration,
-            fingerprint: Fingerprint,
-        ) -> Result<Claim, StoreError> {
-            self.0.claim(key, lease, fingerprint).await
+        // Forwarded as they are (short names keep each signature on one line).
+        async fn claim(&self, key: &str, lease: Duration, fp: Fingerprint) -> Outcome<Claim> {
+            self.0.claim(key, lease, fp).await
         }
 
-        async fn complete(
-            &self,
-            key: &str,
-            token: &Token,
-            keep_for: Duration,
-        ) -> Result<(), StoreError> {
-            self.0.complete(key, token, keep_for).await
+        async fn complete(&self, key: &str, token: &Token, keep: Duration) -> Outcome<()> {
+            self.0.complete(key, token, keep).await
         }
 
         async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
