@@ -1214,16 +1214,15 @@ async fn failing_handler_is_retried_then_dead_lettered(framework: Framework) {
     let letter = &letters.letters()[0];
     assert_eq!(letter.dedup_key.as_deref(), Some(&*skyvern_key(&broken)));
     assert_eq!(&letter.body[..], &skyvern_body(&broken)[..]);
-    match &letter.reason {
-        DeadLetterReason::HandlerFailed {
-            attempts,
-            last_error,
-        } => {
-            assert_eq!(*attempts, 3);
-            assert!(last_error.contains("broken: always fails"), "{last_error}");
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
+    let DeadLetterReason::HandlerFailed {
+        attempts,
+        last_error,
+    } = &letter.reason
+    else {
+        panic!("unexpected reason {:?}", letter.reason);
+    };
+    assert_eq!(*attempts, 3);
+    assert!(last_error.contains("broken: always fails"), "{last_error}");
     let (fk, bk) = (skyvern_key(&flaky), skyvern_key(&broken));
     assert_eq!(
         calls.keys(),
