@@ -53,16 +53,20 @@ pub enum Credential {
     },
 }
 
+/// A secret that cannot be sent as a header's value; the message never includes the value.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the value for header `{0}` cannot be sent in a header (it holds a control character or a \
+     byte that is not visible ASCII)"
+)]
+pub struct NotAHeaderValue(HeaderName);
+
 impl Credential {
-    /// A [`Credential::Header`], refusing a value that cannot be sent in a header (the message
-    /// never includes the value).
-    pub fn header(name: HeaderName, value: Secret) -> Result<Self, String> {
+    /// A [`Credential::Header`], refusing a value that cannot be sent in a header.
+    pub fn header(name: HeaderName, value: Secret) -> Result<Self, NotAHeaderValue> {
         match header_value(&value) {
             Some(_) => Ok(Credential::Header { name, value }),
-            None => Err(format!(
-                "the value for header `{name}` cannot be sent in a header (it holds a control \
-                 character or a byte that is not visible ASCII)"
-            )),
+            None => Err(NotAHeaderValue(name)),
         }
     }
 }
@@ -328,16 +332,14 @@ async fn post_once(
 /// error 111)`), never the URL (which may hold a path secret).
 fn reason(error: reqwest::Error) -> String {
     let error = error.without_url();
-    let mut innermost: &dyn std::error::Error = &error;
-    while let Some(cause) = innermost.source() {
-        innermost = cause;
-    }
-    let prefix = if error.is_connect() {
-        "cannot connect: "
+    let first: &dyn std::error::Error = &error;
+    let causes = std::iter::successors(Some(first), |cause| cause.source());
+    let innermost = causes.last().unwrap_or(first);
+    if error.is_connect() {
+        format!("cannot connect: {innermost}")
     } else {
-        ""
-    };
-    format!("{prefix}{innermost}")
+        innermost.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -439,7 +441,7 @@ mod tests {
             HeaderName::from_static("authorization"),
             Secret::new("Bearer s3\ncr3t")?,
         );
-        assert!(invalid.is_err_and(|message| !message.contains("s3")));
+        assert!(invalid.is_err_and(|error| !error.to_string().contains("s3")));
         Ok(())
     }
 }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod deliver;
+mod env;
 mod event_json;
+mod names;
+mod outage_store;
 mod serve;
 
 /// runhook: the receiving end of web-agent webhooks (Skyvern, TinyFish, WebRun, SmartBrowse).

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use runhook_core::payload::{PayloadError, Provider};
+use runhook_core::payload::{EventSource, PayloadError, Provider};
 use runhook_core::HeaderLookup;
 
 use crate::handler::BoxFuture;
@@ -143,6 +143,8 @@ pub struct DeadLetter {
     pub headers: Vec<(String, String)>,
     /// The body exactly as received.
     pub body: Bytes,
+    /// How the run reached the receiver (a redrive hands it back with the same source).
+    pub source: EventSource,
 }
 
 impl DeadLetter {
@@ -166,6 +168,7 @@ impl DeadLetter {
             headers: self.headers.clone(),
             body,
             body_base64,
+            source: Some(self.source.as_str().to_string()),
         }
     }
 
@@ -206,6 +209,10 @@ pub struct DeadLetterRecord {
     /// The body in base64, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
+    /// How the run reached the receiver (`webhook` or `reconciled`); absent in letters
+    /// written before it was recorded, which are read as webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl DeadLetterRecord {
@@ -227,6 +234,15 @@ impl DeadLetterRecord {
     /// The provider, when it is one runhook knows.
     pub fn provider(&self) -> Option<Provider> {
         self.provider.as_deref().and_then(Provider::from_name)
+    }
+
+    /// How the run reached the receiver: [`EventSource::Reconciled`] when the letter says so,
+    /// else a webhook.
+    pub fn source(&self) -> EventSource {
+        match self.source.as_deref() {
+            Some(name) if name == EventSource::Reconciled.as_str() => EventSource::Reconciled,
+            _ => EventSource::Webhook,
+        }
     }
 }
 
@@ -445,6 +461,7 @@ mod tests {
             received_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_500),
             headers: vec![("content-type".into(), "application/json".into())],
             body: Bytes::copy_from_slice(body),
+            source: EventSource::Webhook,
         }
     }
 

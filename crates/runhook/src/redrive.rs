@@ -1,17 +1,17 @@
 //! Redrive from a dead-letter file: run a handler on letters again, then rewrite the file
 //! without those that succeeded. (A Redis stream's letters are redriven into the stream
-//! itself: [`RedisStreamQueue::redrive`](crate::RedisStreamQueue::redrive).)
+//! itself: [`RedisStreamQueue::redrive`](crate::stream::RedisStreamQueue::redrive).)
 
 use std::collections::HashSet;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use runhook_core::payload::RunEvent;
-use runhook_store::{Claim, Fingerprint, IdempotencyStore};
+use runhook_core::payload::{Confirmation, EventSource, PayloadError, RunEvent};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 
 use crate::dead_letter::{open_locked, parse_lines, DeadLetterRecord};
-use crate::handler::Handler;
+use crate::handler::{Handler, HandlerError};
 use crate::handoff::DEFAULT_DEDUP_WINDOW;
 
 /// What a redrive did.
@@ -68,7 +68,7 @@ pub async fn redrive_file(
                 report.already_done.push(key.unwrap_or_default());
                 done_lines.insert(line.to_string());
             }
-            Err(why) => report.kept.push((key, why)),
+            Err(why) => report.kept.push((key, why.to_string())),
         }
     }
     if !done_lines.is_empty() {
@@ -82,27 +82,54 @@ enum Redriven {
     AlreadyDone,
 }
 
+/// Why a letter was kept.
+#[derive(Debug, thiserror::Error)]
+enum Kept {
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(Option<String>),
+    #[error("{0}")]
+    Body(std::io::Error),
+    #[error("{0}")]
+    Unparseable(PayloadError),
+    #[error("{0}")]
+    Store(StoreError),
+    #[error("the run is in flight elsewhere")]
+    InFlight,
+    #[error("{0}")]
+    HandlerFailed(HandlerError),
+}
+
+/// The letter's run, as it reached the receiver (a reconciled run stays reconciled).
+fn event_of(record: &DeadLetterRecord) -> Result<(RunEvent, bytes::Bytes), Kept> {
+    let provider = record
+        .provider()
+        .ok_or_else(|| Kept::UnknownProvider(record.provider.clone()))?;
+    let body = record.body_bytes().map_err(Kept::Body)?;
+    let mut event = RunEvent::parse_summary(provider, body.clone()).map_err(Kept::Unparseable)?;
+    if record.source() == EventSource::Reconciled {
+        event.source = EventSource::Reconciled;
+        event.confirmation = Confirmation::Confirmed;
+    }
+    Ok((event, body))
+}
+
 async fn redrive_one(
     record: &DeadLetterRecord,
     handler: &dyn Handler,
     store: Option<&dyn IdempotencyStore>,
-) -> Result<Redriven, String> {
-    let provider = record
-        .provider()
-        .ok_or_else(|| format!("unknown provider {:?}", record.provider))?;
-    let body = record.body_bytes().map_err(|e| e.to_string())?;
-    let event = RunEvent::parse_summary(provider, body.clone()).map_err(|e| e.to_string())?;
+) -> Result<Redriven, Kept> {
+    let (event, body) = event_of(record)?;
     let lease = crate::receiver::DEFAULT_LEASE;
     let token = match store {
         None => None,
         Some(store) => match store
             .claim(&event.dedup_key, lease, Fingerprint::of(&body))
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(Kept::Store)?
         {
             Claim::Acquired(token) => Some(token),
             Claim::Done { .. } => return Ok(Redriven::AlreadyDone),
-            Claim::InFlight { .. } => return Err("the run is in flight elsewhere".into()),
+            Claim::InFlight { .. } => return Err(Kept::InFlight),
         },
     };
     let key = event.dedup_key.clone();
@@ -118,20 +145,24 @@ async fn redrive_one(
     }
     outcome
         .map(|()| Redriven::Processed)
-        .map_err(|e| e.to_string())
+        .map_err(Kept::HandlerFailed)
 }
 
 async fn read_locked(path: &Path) -> Result<String, std::io::Error> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut file = open_locked(&path)?;
-        let mut text = String::new();
-        file.seek(std::io::SeekFrom::Start(0))?;
-        file.read_to_string(&mut text)?;
-        Ok(text)
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(move || locked_text(&path).map(|(_file, text)| text))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The file at `path`, locked against writers (held while the returned file lives), and its
+/// whole text.
+fn locked_text(path: &Path) -> Result<(std::fs::File, String), std::io::Error> {
+    let mut file = open_locked(path)?;
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.read_to_string(&mut text)?;
+    Ok((file, text))
 }
 
 /// Rewrites `path` without the lines in `remove` (each removed once), under the writers'
@@ -140,10 +171,7 @@ async fn read_locked(path: &Path) -> Result<String, std::io::Error> {
 async fn rewrite_without(path: &Path, remove: HashSet<String>) -> Result<(), std::io::Error> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut file = open_locked(&path)?;
-        let mut text = String::new();
-        file.seek(std::io::SeekFrom::Start(0))?;
-        file.read_to_string(&mut text)?;
+        let (file, text) = locked_text(&path)?;
         let mut remove = remove;
         let mut kept = String::with_capacity(text.len());
         for line in text.lines() {

@@ -1,88 +1,63 @@
 //! The Redis stream hand-off against a real Redis on 127.0.0.1:6379 (a missing Redis fails
-//! every test, saying how to start one). Every test uses its own key prefix.
+//! every test, saying how to start one). Every test uses its own key prefix. What every
+//! hand-off promises (exactly once, a lost lease, the attempts cap, redrive, shutdown,
+//! backpressure) is tested in `tests/handoff_contract/`; here, what only the stream does.
 
 #![cfg(feature = "redis")]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::HeaderMap;
-use redis::aio::MultiplexedConnection;
-use redis::streams::StreamPendingReply;
 use runhook::payload::{Provider, RunEvent};
+use runhook::receiver::BackgroundBuilder;
 use runhook::retry::RetryPolicy;
-use runhook::store::{Claim, Fingerprint, IdempotencyStore, RedisStore, Token};
+use runhook::store::{Claim, IdempotencyStore, RedisStore, Token};
 use runhook::stream::{RedisStreamQueue, RedisStreamQueueBuilder};
-use runhook::verify::sign_skyvern;
 use runhook::{Receiver, Secret, SkyvernSignature};
+use tokio::sync::Semaphore;
 
-const URL: &str = "redis://127.0.0.1:6379";
-const KEY: &str = "sk_test_stream_queue";
+#[path = "handoff_contract/kit.rs"]
+mod kit;
+
+use kit::{body, eventually, fp, signed, unique, KEY, URL};
+
 const GROUP: &str = "runhook";
-
-/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
-/// pass), saying how to start one.
-fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-    );
-}
-
-macro_rules! require_redis {
-    () => {
-        require_redis()
-    };
-}
-
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// One test's keys: a store prefix and a stream key under one unique prefix.
 struct Env {
-    prefix: String,
+    keys: kit::Keys,
     stream: String,
     store: Arc<RedisStore>,
-    raw: MultiplexedConnection,
+}
+
+impl std::ops::Deref for Env {
+    type Target = kit::Keys;
+
+    fn deref(&self) -> &kit::Keys {
+        &self.keys
+    }
 }
 
 impl Env {
+    /// Fails the test when Redis is missing.
     async fn new(tag: &str) -> Self {
-        let prefix = format!("runhook-test-{}:", unique(tag));
-        let store = RedisStore::builder()
-            .prefix(format!("{prefix}idem:"))
-            .connect(URL)
-            .await
-            .unwrap();
-        let raw = redis::Client::open(URL)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let keys = kit::Keys::new(tag).await;
         Self {
-            stream: format!("{prefix}stream"),
-            prefix,
-            store: Arc::new(store),
-            raw,
+            stream: format!("{}stream", keys.prefix),
+            store: Arc::new(keys.store().await),
+            keys,
         }
+    }
+
+    /// An env for `tag` and its queue, configured by `configure`.
+    async fn with_queue(
+        tag: &str,
+        configure: impl FnOnce(RedisStreamQueueBuilder) -> RedisStreamQueueBuilder,
+    ) -> (Self, RedisStreamQueue) {
+        let env = Self::new(tag).await;
+        let queue = env.queue(configure).await;
+        (env, queue)
     }
 
     async fn queue(
@@ -99,7 +74,7 @@ impl Env {
         queue: RedisStreamQueue,
         lease: Duration,
         handler: impl runhook::Handler,
-    ) -> runhook::receiver::BackgroundBuilder {
+    ) -> BackgroundBuilder {
         Receiver::builder(
             Provider::Skyvern,
             SkyvernSignature::new(Secret::new(KEY).unwrap()),
@@ -116,20 +91,52 @@ impl Env {
         })
     }
 
-    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        let mut raw = self.raw.clone();
-        cmd.query_async(&mut raw).await.unwrap()
-    }
-
-    async fn xlen(&self, key: &str) -> usize {
-        self.cmd(redis::cmd("XLEN").arg(key)).await
-    }
-
     async fn pending(&self) -> usize {
-        let reply: StreamPendingReply = self
-            .cmd(redis::cmd("XPENDING").arg(&self.stream).arg(GROUP))
-            .await;
-        reply.count()
+        self.keys.pending(&self.stream).await
+    }
+
+    /// What a delivery of `run` finds in the store now (claiming it for 1 s if free).
+    async fn claim_now(&self, run: &str) -> Claim {
+        let key = kit::dedup_key(run);
+        let fingerprint = fp(run);
+        let lease = Duration::from_secs(1);
+        self.store.claim(&key, lease, fingerprint).await.unwrap()
+    }
+
+    /// Claims `run` for `lease`, as another instance's receive path would.
+    async fn acquire(&self, run: &str, lease: Duration) -> Token {
+        let key = kit::dedup_key(run);
+        match self.store.claim(&key, lease, fp(run)).await.unwrap() {
+            Claim::Acquired(token) => token,
+            other => panic!("first claim: {other:?}"),
+        }
+    }
+
+    /// A receiver on `queue` whose handler records each call, and the calls.
+    fn recorded(&self, queue: RedisStreamQueue, lease: Duration) -> (Calls, Receiver) {
+        let calls = Calls::default();
+        let handler = recording(&calls, None);
+        let receiver = self.receiver(queue, lease, handler).build().unwrap();
+        (calls, receiver)
+    }
+
+    /// A receiver's builder on `queue` whose handler waits at the returned gate, then records
+    /// the call.
+    fn gated(
+        &self,
+        queue: RedisStreamQueue,
+        lease: Duration,
+    ) -> (Calls, Arc<Semaphore>, BackgroundBuilder) {
+        let calls = Calls::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let builder = self.receiver(queue, lease, recording(&calls, Some(gate.clone())));
+        (calls, gate, builder)
+    }
+
+    /// Shuts `receiver` down and removes the test's keys.
+    async fn finish(&self, receiver: Receiver, deadline: Duration) {
+        receiver.shutdown(deadline).await;
+        self.cleanup().await;
     }
 
     /// The first 10 pending entries: (id, consumer, idle ms, deliveries).
@@ -183,33 +190,6 @@ impl Env {
             )
             .await;
     }
-
-    async fn cleanup(&self) {
-        let keys: Vec<String> = self
-            .cmd(redis::cmd("KEYS").arg(format!("{}*", self.prefix)))
-            .await;
-        if !keys.is_empty() {
-            let _: () = self.cmd(redis::cmd("DEL").arg(keys)).await;
-        }
-    }
-}
-
-fn body(run: &str) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"run_id":"{run}","task_id":"{run}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    ))
-}
-
-fn signed(run: &str) -> (HeaderMap, Bytes) {
-    let body = body(run);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-skyvern-signature",
-        sign_skyvern(&Secret::new(KEY).unwrap(), &body)
-            .parse()
-            .unwrap(),
-    );
-    (headers, body)
 }
 
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -235,34 +215,11 @@ fn recording(
     }
 }
 
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn fp(run: &str) -> Fingerprint {
-    Fingerprint::of(&body(run))
-}
-
 #[tokio::test]
 async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted() {
-    require_redis!();
-    let env = Env::new("ack").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(5),
-            recording(&calls, Some(gate.clone())),
-        )
-        .workers(1)
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("ack", |q| q).await;
+    let (calls, gate, builder) = env.gated(queue, Duration::from_secs(5));
+    let receiver = builder.workers(1).build().unwrap();
 
     let runs: Vec<String> = (0..4).map(|i| unique(&format!("run{i}"))).collect();
     for (i, run) in runs.iter().enumerate() {
@@ -298,11 +255,7 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
     expected.sort();
     assert_eq!(seen, expected);
     for run in &runs {
-        let claim = env
-            .store
-            .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(run))
-            .await
-            .unwrap();
+        let claim = env.claim_now(run).await;
         assert_eq!(claim, Claim::Done { same_payload: true });
     }
     assert_eq!(receiver.stats().processed, 4);
@@ -312,14 +265,8 @@ async fn acknowledged_only_once_in_the_stream_then_processed_acked_and_deleted()
 
 #[tokio::test]
 async fn a_failed_xadd_answers_503_and_releases_the_claim() {
-    require_redis!();
-    let env = Env::new("xadd-fails").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("xadd-fails", |q| q).await;
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(5));
     // Something else now owns the key: XADD answers WRONGTYPE.
     let _: () = env.cmd(redis::cmd("DEL").arg(&env.stream)).await;
     let _: () = env.cmd(redis::cmd("SET").arg(&env.stream).arg("x")).await;
@@ -330,11 +277,7 @@ async fn a_failed_xadd_answers_503_and_releases_the_claim() {
     assert_eq!(outcome.status, 503, "{outcome:?}");
     assert!(outcome.retry_after.is_some());
     // The claim was given back: the sender's retry can win.
-    let claim = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap();
+    let claim = env.claim_now(&run).await;
     assert!(claim.is_acquired(), "{claim:?}");
     assert!(calls.lock().unwrap().is_empty());
     env.cleanup().await;
@@ -342,30 +285,17 @@ async fn a_failed_xadd_answers_503_and_releases_the_claim() {
 
 #[tokio::test]
 async fn an_entry_of_a_crashed_consumer_is_taken_over_and_processed_exactly_once() {
-    require_redis!();
-    let env = Env::new("takeover").await;
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(1500))).await;
+    let (env, queue) =
+        Env::with_queue("takeover", |q| q.min_idle(Duration::from_millis(1500))).await;
     // The crashed instance: it claimed the run (1 s lease), appended it, read it, and died.
     let run = unique("run");
-    let key = format!("skyvern:{run}");
-    let Claim::Acquired(token) = env
-        .store
-        .claim(&key, Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap()
-    else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, Duration::from_secs(1)).await;
     env.xadd(&run, Some(token)).await;
     env.read_as("crashed-consumer").await;
     assert_eq!(env.pending().await, 1);
 
     let started = Instant::now();
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(1), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(1));
     eventually(
         "taken over and processed",
         Duration::from_secs(8),
@@ -382,28 +312,21 @@ async fn an_entry_of_a_crashed_consumer_is_taken_over_and_processed_exactly_once
     assert_eq!(*calls.lock().unwrap(), vec![run.clone()]);
     assert_eq!(env.xlen(&env.stream).await, 0);
     assert_eq!(
-        env.store
-            .claim(&key, Duration::from_secs(1), fp(&run))
-            .await
-            .unwrap(),
+        env.claim_now(&run).await,
         Claim::Done { same_payload: true }
     );
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processed_twice() {
-    require_redis!();
-    let env = Env::new("live-holder").await;
     // A min_idle far below the lease: the takeover happens while the holder is alive.
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(300))).await;
+    let (env, queue) =
+        Env::with_queue("live-holder", |q| q.min_idle(Duration::from_millis(300))).await;
     let run = unique("run");
     let key = format!("skyvern:{run}");
     let lease = Duration::from_secs(1);
-    let Claim::Acquired(token) = env.store.claim(&key, lease, fp(&run)).await.unwrap() else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, lease).await;
     env.xadd(&run, Some(token)).await;
     env.read_as("slow-live-consumer").await;
     // The live worker keeps renewing its lease with the entry's token.
@@ -417,11 +340,7 @@ async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processe
         })
     };
 
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, lease, recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, lease);
     // Several takeover scans pass: each finds the run in flight and leaves the entry pending.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(calls.lock().unwrap().is_empty(), "processed while held");
@@ -441,26 +360,16 @@ async fn a_taken_over_entry_whose_claim_is_held_by_a_live_worker_is_not_processe
     )
     .await;
     assert!(calls.lock().unwrap().is_empty());
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
-    require_redis!();
-    let env = Env::new("done").await;
-    let queue = env.queue(|q| q).await;
+    let (env, queue) = Env::with_queue("done", |q| q).await;
     // Processed elsewhere already; one fresh entry carries its old token, one none.
     let run = unique("run");
     let key = format!("skyvern:{run}");
-    let Claim::Acquired(token) = env
-        .store
-        .claim(&key, Duration::from_secs(5), fp(&run))
-        .await
-        .unwrap()
-    else {
-        panic!("first claim")
-    };
+    let token = env.acquire(&run, Duration::from_secs(5)).await;
     env.store
         .complete(&key, &token, Duration::from_secs(60))
         .await
@@ -468,11 +377,7 @@ async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
     env.xadd(&run, Some(token)).await;
     env.xadd(&run, None).await;
 
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_secs(5), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_secs(5));
     eventually(
         "both entries acknowledged",
         Duration::from_secs(5),
@@ -481,25 +386,14 @@ async fn entries_of_done_runs_are_acknowledged_without_a_handler_call() {
     .await;
     assert!(calls.lock().unwrap().is_empty());
     assert_eq!(receiver.stats().processed, 0);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_duplicate_in_flight_is_appended_before_its_200_and_processed_once() {
-    require_redis!();
-    let env = Env::new("dup").await;
-    let queue = env.queue(|q| q.min_idle(Duration::from_millis(500))).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(2),
-            recording(&calls, Some(gate.clone())),
-        )
-        .build()
-        .unwrap();
+    let (env, queue) = Env::with_queue("dup", |q| q.min_idle(Duration::from_millis(500))).await;
+    let (calls, gate, builder) = env.gated(queue, Duration::from_secs(2));
+    let receiver = builder.build().unwrap();
     let run = unique("run");
     let (headers, body) = signed(&run);
     assert_eq!(
@@ -524,15 +418,12 @@ async fn a_duplicate_in_flight_is_appended_before_its_200_and_processed_once() {
     })
     .await;
     assert_eq!(*calls.lock().unwrap(), vec![run]);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
-    require_redis!();
-    let env = Env::new("dead").await;
-    let queue = env.queue(|q| q).await;
+    let (env, queue) = Env::with_queue("dead", |q| q).await;
     let dead_key = queue.dead_letter_key().to_string();
     assert_eq!(dead_key, format!("{}:dead", env.stream));
     let attempts = Arc::new(AtomicU32::new(0));
@@ -577,114 +468,14 @@ async fn dead_letters_reach_the_dead_letter_stream_and_release_the_claim() {
     assert!(headers.iter().all(|(name, _)| name != "authorization"));
     assert_eq!(env.pending().await, 0);
     // Released: a later delivery of the run is processed again.
-    let claim = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(1), fp(&run))
-        .await
-        .unwrap();
+    let claim = env.claim_now(&run).await;
     assert!(claim.is_acquired(), "{claim:?}");
     assert_eq!(receiver.stats().dead_lettered, 1);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
-}
-
-#[tokio::test]
-async fn a_full_backlog_answers_503_and_never_drops_an_acknowledged_entry() {
-    require_redis!();
-    let env = Env::new("backpressure").await;
-    let capacity = 20;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    // The one worker waits at the gate: every delivery stays in the stream meanwhile.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let receiver = env
-        .receiver(
-            queue,
-            Duration::from_secs(30),
-            recording(&calls, Some(gate.clone())),
-        )
-        .workers(1)
-        .queue_capacity(capacity)
-        .build()
-        .unwrap();
-    let mut acked = Vec::new();
-    let mut refused = Vec::new();
-    for i in 0..100 {
-        let run = unique(&format!("run{i}"));
-        let (headers, body) = signed(&run);
-        let outcome = receiver.receive(&headers, "/h", body).await;
-        match outcome.status.as_u16() {
-            200 => acked.push(run),
-            503 => {
-                assert!(outcome.retry_after.is_some(), "503 without Retry-After");
-                refused.push(run);
-            }
-            other => panic!("unexpected status {other}"),
-        }
-        assert!(env.xlen(&env.stream).await <= capacity);
-    }
-    // At most the capacity (plus the one the worker took and holds) were acknowledged.
-    assert!(acked.len() <= capacity + 1, "acked {}", acked.len());
-    assert!(acked.len() >= capacity, "acked {}", acked.len());
-    assert_eq!(acked.len() + refused.len(), 100);
-    // A refused delivery's claim was released: its retry can win.
-    let claim = env
-        .store
-        .claim(
-            &format!("skyvern:{}", refused[0]),
-            Duration::from_secs(1),
-            fp(&refused[0]),
-        )
-        .await
-        .unwrap();
-    assert!(claim.is_acquired(), "{claim:?}");
-    env.store
-        .release(&format!("skyvern:{}", refused[0]), &claim.token().unwrap())
-        .await
-        .unwrap();
-    // Open the gate: every acknowledged run is processed, none lost to trimming.
-    gate.add_permits(10_000);
-    eventually(
-        "every acknowledged run processed",
-        Duration::from_secs(20),
-        async || calls.lock().unwrap().len() == acked.len() && env.xlen(&env.stream).await == 0,
-    )
-    .await;
-    // The senders retry the refused ones: each is processed once.
-    for run in &refused {
-        let (headers, body) = signed(run);
-        let mut status = 503;
-        for _ in 0..50 {
-            status = receiver
-                .receive(&headers, "/h", body.clone())
-                .await
-                .status
-                .as_u16();
-            if status == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(status, 200, "retry of {run}");
-    }
-    eventually(
-        "every retried run processed",
-        Duration::from_secs(20),
-        async || calls.lock().unwrap().len() == acked.len() + refused.len(),
-    )
-    .await;
-    let mut seen = calls.lock().unwrap().clone();
-    seen.sort();
-    let mut expected: Vec<String> = acked.iter().chain(&refused).cloned().collect();
-    expected.sort();
-    assert_eq!(seen, expected, "each run processed exactly once");
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn shutdown_leaves_unfinished_entries_for_another_instance() {
-    require_redis!();
     let env = Env::new("shutdown").await;
     let lease = Duration::from_secs(1);
     let first_calls = Calls::default();
@@ -713,16 +504,10 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     // The claim was released, the entry stays pending.
     assert_eq!(env.pending().await, 1);
 
-    let second_calls = Calls::default();
-    let second = env
-        .receiver(
-            env.queue(|q| q.consumer("second").min_idle(Duration::from_millis(1200)))
-                .await,
-            lease,
-            recording(&second_calls, None),
-        )
-        .build()
-        .unwrap();
+    let second_queue = env
+        .queue(|q| q.consumer("second").min_idle(Duration::from_millis(1200)))
+        .await;
+    let (second_calls, second) = env.recorded(second_queue, lease);
     eventually(
         "taken over by the second instance",
         Duration::from_secs(6),
@@ -730,8 +515,7 @@ async fn shutdown_leaves_unfinished_entries_for_another_instance() {
     )
     .await;
     assert!(first_calls.lock().unwrap().is_empty());
-    second.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(second, Duration::from_secs(5)).await;
 }
 
 /// Hands the entry `id` to consumer `name` once more (as a takeover does), raising its
@@ -753,10 +537,8 @@ async fn redeliver_as(env: &Env, name: &str) {
 
 #[tokio::test]
 async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redriven_once() {
-    require_redis!();
     let env = Env::new("poison").await;
     let run = unique("poison");
-    let calls = Calls::default();
     let queue = env
         .queue(|q| {
             q.consumer("survivor")
@@ -770,14 +552,7 @@ async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redri
     redeliver_as(&env, "crashed-2").await;
     redeliver_as(&env, "crashed-3").await;
     let letters = queue.dead_letters();
-    let receiver = env
-        .receiver(
-            queue.clone(),
-            Duration::from_secs(5),
-            recording(&calls, None),
-        )
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue.clone(), Duration::from_secs(5));
     eventually(
         "the poison entry is set aside",
         Duration::from_secs(10),
@@ -812,15 +587,12 @@ async fn a_poison_entry_is_dead_lettered_without_another_handler_call_then_redri
     assert!(letters.list().await.unwrap().is_empty());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(calls.lock().unwrap().clone(), vec![run.clone()]);
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
-    require_redis!();
-    let env = Env::new("deadfull").await;
-    let queue = env.queue(|q| q.dead_letter_capacity(1)).await;
+    let (env, queue) = Env::with_queue("deadfull", |q| q.dead_letter_capacity(1)).await;
     let letters = queue.dead_letters();
     let failing = |_event: Arc<RunEvent>| async { Err::<(), _>(std::io::Error::other("boom")) };
     let receiver = env
@@ -880,61 +652,15 @@ async fn a_full_dead_letter_stream_keeps_the_entry_until_the_letter_fits() {
         listed[0].record.dedup_key.as_deref(),
         Some(format!("skyvern:{waiting}").as_str())
     );
-    receiver.shutdown(Duration::from_secs(5)).await;
-    env.cleanup().await;
-}
-
-#[tokio::test]
-async fn a_lost_claim_stops_the_attempt_and_is_never_counted_as_processed() {
-    require_redis!();
-    let env = Env::new("lostlease").await;
-    let queue = env.queue(|q| q).await;
-    let calls = Calls::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let lease = Duration::from_millis(900);
-    let receiver = env
-        .receiver(queue, lease, recording(&calls, Some(gate.clone())))
-        .build()
-        .unwrap();
-    let run = unique("lost");
-    let (headers, body) = signed(&run);
-    assert_eq!(receiver.receive(&headers, "/h", body).await.status, 200);
-    // While the handler waits, someone else takes the run over (its claim is overwritten).
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let key = format!("{}idem:skyvern:{run}", env.prefix);
-    let _: () = env.cmd(redis::cmd("DEL").arg(&key)).await;
-    let thief = env
-        .store
-        .claim(&format!("skyvern:{run}"), Duration::from_secs(30), fp(&run))
-        .await
-        .unwrap();
-    assert!(thief.is_acquired());
-    eventually(
-        "the renewal finds another holder",
-        Duration::from_secs(5),
-        async || receiver.stats().lost_leases == 1,
-    )
-    .await;
-    gate.add_permits(10);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        calls.lock().unwrap().is_empty(),
-        "the stopped attempt went on"
-    );
-    assert_eq!(receiver.stats().processed, 0);
-    // The entry stays pending for whoever holds the run.
-    assert_eq!(env.pending().await, 1);
-    receiver.shutdown(Duration::from_secs(2)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
-    require_redis!();
-    let env = Env::new("forget").await;
-    let queue = env
-        .queue(|q| q.consumer("alive").min_idle(Duration::from_millis(200)))
-        .await;
+    let (env, queue) = Env::with_queue("forget", |q| {
+        q.consumer("alive").min_idle(Duration::from_millis(200))
+    })
+    .await;
     // A crashed instance's consumer that holds nothing (its entry was acknowledged), and one
     // that still holds an entry.
     let (done, held) = (unique("done"), unique("held"));
@@ -962,11 +688,7 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
             .await;
         reply.consumers.into_iter().map(|c| c.name).collect()
     };
-    let calls = Calls::default();
-    let receiver = env
-        .receiver(queue, Duration::from_millis(150), recording(&calls, None))
-        .build()
-        .unwrap();
+    let (calls, receiver) = env.recorded(queue, Duration::from_millis(150));
     eventually(
         "the empty crashed consumer is removed",
         Duration::from_secs(10),
@@ -982,6 +704,88 @@ async fn consumers_of_crashed_instances_are_removed_once_they_hold_nothing() {
     )
     .await;
     assert!(consumers().await.contains(&"alive".to_string()));
-    receiver.shutdown(Duration::from_secs(2)).await;
-    env.cleanup().await;
+    env.finish(receiver, Duration::from_secs(2)).await;
+}
+
+/// A run API that knows every run as finished, with the body its webhook would have.
+#[cfg(feature = "runs")]
+struct FinishedRuns;
+
+#[cfg(feature = "runs")]
+impl runhook::runs::RunSource for FinishedRuns {
+    fn fetch<'a>(
+        &'a self,
+        run_id: &'a str,
+    ) -> runhook::handler::BoxFuture<'a, Result<runhook::runs::Fetched, runhook::runs::FetchError>>
+    {
+        let event = RunEvent::parse_summary(Provider::Skyvern, body(run_id)).unwrap();
+        Box::pin(async move { Ok(runhook::runs::Fetched::Terminal(Box::new(event))) })
+    }
+}
+
+#[cfg(feature = "runs")]
+#[tokio::test]
+async fn a_redriven_reconciled_run_comes_back_reconciled() {
+    use runhook::payload::EventSource;
+    use runhook::runs::ReconcilePolicy;
+    let (env, queue) = Env::with_queue("redrive-source", |q| q).await;
+    let letters = queue.dead_letters();
+    // The handler fails until it is fixed; it records each event's source once it works.
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(EventSource, bool)>>> = Arc::default();
+    let handler = {
+        let (fixed, seen) = (fixed.clone(), seen.clone());
+        move |event: Arc<RunEvent>| {
+            let works = fixed.load(Ordering::SeqCst);
+            if works {
+                let confirmed = event.confirmation.is_confirmed();
+                seen.lock().unwrap().push((event.source, confirmed));
+            }
+            async move {
+                match works {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other("not yet")),
+                }
+            }
+        }
+    };
+    let policy = ReconcilePolicy::after(Duration::from_millis(100))
+        .every(Duration::from_millis(25))
+        .pauses(Duration::from_millis(100), Duration::from_millis(200));
+    let receiver = env
+        .receiver(queue.clone(), Duration::from_secs(5), handler)
+        .reconcile(Arc::new(FinishedRuns), policy)
+        .build()
+        .unwrap();
+    // No webhook comes: the reconciler fetches the run, and its handler fails every attempt.
+    let run = unique("reconciled");
+    receiver
+        .expect(&run, Duration::from_millis(100))
+        .await
+        .unwrap();
+    eventually(
+        "the reconciled run is dead-lettered",
+        Duration::from_secs(10),
+        async || env.xlen(queue.dead_letter_key()).await == 1 && env.pending().await == 0,
+    )
+    .await;
+    let listed = letters.list().await.unwrap();
+    assert_eq!(listed[0].record.source.as_deref(), Some("reconciled"));
+    assert_eq!(listed[0].record.source(), EventSource::Reconciled);
+
+    fixed.store(true, Ordering::SeqCst);
+    let report = queue.redrive(&[]).await.unwrap();
+    assert_eq!(report.redriven, vec![format!("skyvern:{run}")]);
+    eventually(
+        "the redriven run is processed",
+        Duration::from_secs(10),
+        async || !seen.lock().unwrap().is_empty() && env.xlen(&env.stream).await == 0,
+    )
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(EventSource::Reconciled, true)],
+        "the redriven run keeps its source"
+    );
+    env.finish(receiver, Duration::from_secs(5)).await;
 }

@@ -10,7 +10,7 @@ use runhook_core::canonical::{canonicalize, canonicalize_into, CanonicalError};
 use runhook_core::{BodyMatch, Delivery, HeaderLookup, Secrets, SkyvernSignature, Verifier};
 
 use super::input::{open_input, read_error, read_input};
-use super::secrets;
+use crate::env;
 
 /// Exit status for an input without a canonical form.
 const NOT_CANONICAL: u8 = 1;
@@ -41,17 +41,17 @@ pub fn run(args: CanonicalizeArgs) -> ExitCode {
     let written = if args.each_line {
         let input = match open_input(&args.input) {
             Ok(input) => input,
-            Err(message) => return usage(&message),
+            Err(error) => return usage(&error.to_string()),
         };
         match each_line(input, &mut stdout) {
             Ok(()) => Ok(()),
-            Err(Failed::Read(e)) => return usage(&read_error(&args.input, &e)),
+            Err(Failed::Read(e)) => return usage(&read_error(&args.input, e).to_string()),
             Err(Failed::Write(e)) => Err(e),
         }
     } else {
         let input = match read_input(&args.input) {
             Ok(input) => input,
-            Err(message) => return usage(&message),
+            Err(error) => return usage(&error.to_string()),
         };
         match canonicalize(&input) {
             Ok(canonical) => stdout.write_all(&canonical),
@@ -147,7 +147,7 @@ pub fn reserialized_explanation(
     headers: &dyn HeaderLookup,
     body: &[u8],
 ) -> Option<String> {
-    reserialized_explanation_with(secrets::all_from_env(secret_env).ok()?, headers, body)
+    reserialized_explanation_with(env::secrets(secret_env).ok()?, headers, body)
 }
 
 /// [`reserialized_explanation`] with the keys given rather than read from the environment.

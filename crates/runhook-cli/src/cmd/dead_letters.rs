@@ -14,12 +14,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use runhook::dead_letter::{DeadLetterRecord, JsonLinesDeadLetters, RedriveReport};
 use runhook::payload::Provider;
-use runhook::stream::RedisStreamDeadLetters;
-use runhook::stream::RedisStreamQueue;
+use runhook::stream::{ListedDeadLetter, RedisStreamDeadLetters, RedisStreamQueue, StreamError};
 
 use super::serve::store_label;
-use crate::serve::app::{open_store, stream_key};
-use crate::serve::config::ServeConfig;
+use crate::serve::app::{open_store, stream_key, AppError};
+use crate::serve::config::{ServeConfig, ServeConfigError};
 use crate::serve::handlers;
 
 /// Exit status when letters were kept (a redrive that did not hand everything back).
@@ -107,6 +106,83 @@ struct RedriveArgs {
     dedup_keys: Vec<String>,
 }
 
+/// Why letters could not be listed or redriven (exit status 2).
+#[derive(Debug, thiserror::Error)]
+enum DeadLettersError {
+    /// Neither a file nor a stream.
+    #[error("give --file FILE, or --store redis://... and --path ROUTE")]
+    NoSource,
+    /// `--store` is not a Redis URL (shown without credentials).
+    #[error("--store {0}: expected a redis:// or rediss:// URL")]
+    NotRedis(String),
+    /// An empty Redis prefix, or one with spaces.
+    #[error("the Redis prefix must be non-empty, without spaces")]
+    RedisPrefix,
+    /// `redrive --file` without `--config`.
+    #[error("redrive --file needs --config runhook.toml (its [handler] processes the letters)")]
+    NoConfig,
+    /// The file does not exist.
+    #[error("{}: no such file", .0.display())]
+    NoSuchFile(PathBuf),
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The file's redrive failed.
+    #[error("{}: {source}", path.display())]
+    RedriveFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--config` cannot be read or cannot run, or its handler cannot be made ready.
+    #[error(transparent)]
+    Config(#[from] ServeConfigError),
+    /// The store of `--config` cannot be used.
+    #[error(transparent)]
+    Store(#[from] AppError),
+    /// The dead-letter stream cannot be reached (the URL shown without credentials).
+    #[error("{label}: {source}")]
+    Connect {
+        /// The store, without credentials.
+        label: String,
+        /// Why not.
+        source: StreamError,
+    },
+    /// The dead-letter stream cannot be listed.
+    #[error("cannot list {stream}:dead: {source}")]
+    List {
+        /// The route's stream.
+        stream: String,
+        /// Why not.
+        source: StreamError,
+    },
+    /// The route's stream cannot be used.
+    #[error("cannot use the stream {stream}: {source}")]
+    Stream {
+        /// The route's stream.
+        stream: String,
+        /// Why not.
+        source: StreamError,
+    },
+    /// The stream's redrive failed.
+    #[error("redriving {stream}:dead: {source}")]
+    RedriveStream {
+        /// The route's stream.
+        stream: String,
+        /// Why.
+        source: StreamError,
+    },
+    /// Standard output cannot be written.
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+}
+
 /// Where the letters are, checked.
 enum Source {
     File(PathBuf),
@@ -118,22 +194,19 @@ enum Source {
 }
 
 impl Source {
-    fn from_args(args: &SourceArgs) -> Result<Self, String> {
+    fn from_args(args: &SourceArgs) -> Result<Self, DeadLettersError> {
         if let Some(file) = &args.file {
             return Ok(Source::File(file.clone()));
         }
         let (Some(url), Some(path)) = (&args.store, &args.path) else {
-            return Err("give --file FILE, or --store redis://... and --path ROUTE".into());
+            return Err(DeadLettersError::NoSource);
         };
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(format!(
-                "--store {}: expected a redis:// or rediss:// URL",
-                store_label(url)
-            ));
+            return Err(DeadLettersError::NotRedis(store_label(url)));
         }
         let prefix = args.redis_prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
         if prefix.is_empty() || prefix.contains(char::is_whitespace) {
-            return Err("the Redis prefix must be non-empty, without spaces".into());
+            return Err(DeadLettersError::RedisPrefix);
         }
         Ok(Source::Stream {
             url: url.clone(),
@@ -154,27 +227,24 @@ pub fn run(args: DeadLettersArgs) -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
-        Err(message) => fail(&message),
+        Err(error) => fail(&error.to_string()),
     }
 }
 
-async fn list(args: &ListArgs) -> Result<ExitCode, String> {
+async fn list(args: &ListArgs) -> Result<ExitCode, DeadLettersError> {
     let letters: Vec<(Option<String>, DeadLetterRecord)> = match Source::from_args(&args.source)? {
         Source::File(path) => read_file(&path)?
             .into_iter()
             .map(|record| (None, record))
             .collect(),
-        Source::Stream { url, stream } => dead_stream(&url, &stream)
+        Source::Stream { url, stream } => list_stream(&url, &stream)
             .await?
-            .list()
-            .await
-            .map_err(|e| format!("cannot list {stream}:dead: {e}"))?
             .into_iter()
             .map(|letter| (Some(letter.id), letter.record))
             .collect(),
     };
     let mut out = std::io::stdout().lock();
-    write_letters(&mut out, &letters).map_err(|e| format!("cannot write: {e}"))?;
+    write_letters(&mut out, &letters).map_err(DeadLettersError::Write)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -193,52 +263,10 @@ fn write_letters(
     out.flush()
 }
 
-async fn redrive(args: &RedriveArgs) -> Result<ExitCode, String> {
+async fn redrive(args: &RedriveArgs) -> Result<ExitCode, DeadLettersError> {
     let (report, present) = match Source::from_args(&args.source)? {
-        Source::File(path) => {
-            let Some(config) = &args.config else {
-                return Err("redrive --file needs --config runhook.toml (its [handler] processes the letters)".into());
-            };
-            let present = keys_of(read_file(&path)?.iter());
-            let config = read_config(config)?;
-            let handler = handlers::build(&config)?;
-            let store = match config.redis_url() {
-                Some(_) => Some(open_store(&config.store, &config.redis_prefix).await?),
-                None => None,
-            };
-            let report =
-                runhook::dead_letter::redrive_file(&path, &args.dedup_keys, handler, store)
-                    .await
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            (report, present)
-        }
-        Source::Stream { url, stream } => {
-            let letters = dead_stream(&url, &stream)
-                .await?
-                .list()
-                .await
-                .map_err(|e| format!("cannot list {stream}:dead: {e}"))?;
-            let present = keys_of(letters.iter().map(|l| &l.record));
-            if letters.is_empty() {
-                // Nothing to move: do not create the stream and group of a mistyped route.
-                (RedriveReport::default(), present)
-            } else {
-                // The provider only names a default stream key; the key is given here.
-                let queue = RedisStreamQueue::builder(Provider::Skyvern)
-                    .stream_key(stream.clone())
-                    .connect(&url)
-                    .await
-                    .map_err(|e| format!("cannot use the stream {stream}: {e}"))?;
-                let report = queue
-                    .redrive(&args.dedup_keys)
-                    .await
-                    .map_err(|e| format!("redriving {stream}:dead: {e}"))?;
-                if !report.redriven.is_empty() {
-                    println!("handed back to {stream}: a running `runhook serve` for the route processes them");
-                }
-                (report, present)
-            }
-        }
+        Source::File(path) => redrive_file(&path, args).await?,
+        Source::Stream { url, stream } => redrive_stream(&url, &stream, args).await?,
     };
     let missing: Vec<&String> = args
         .dedup_keys
@@ -246,13 +274,72 @@ async fn redrive(args: &RedriveArgs) -> Result<ExitCode, String> {
         .filter(|k| !present.contains(k.as_str()))
         .collect();
     let mut out = std::io::stdout().lock();
-    let kept =
-        write_report(&mut out, &report, &missing).map_err(|e| format!("cannot write: {e}"))?;
+    let kept = write_report(&mut out, &report, &missing).map_err(DeadLettersError::Write)?;
     Ok(if kept {
         ExitCode::from(KEPT)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs the handler of `--config` on the letters of the file at `path`; what became of them,
+/// and the dedup keys the file held.
+async fn redrive_file(
+    path: &Path,
+    args: &RedriveArgs,
+) -> Result<(RedriveReport, HashSet<String>), DeadLettersError> {
+    let Some(config) = &args.config else {
+        return Err(DeadLettersError::NoConfig);
+    };
+    let present = keys_of(read_file(path)?.iter());
+    let config = ServeConfig::from_file(config)?;
+    let handler = handlers::build(&config)?;
+    let store = match config.redis_url() {
+        Some(_) => Some(open_store(&config.store, &config.redis_prefix).await?),
+        None => None,
+    };
+    let report = runhook::dead_letter::redrive_file(path, &args.dedup_keys, handler, store)
+        .await
+        .map_err(|source| DeadLettersError::RedriveFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok((report, present))
+}
+
+/// Moves the letters of `stream`'s dead-letter stream back into it; what became of them, and
+/// the dedup keys the dead-letter stream held.
+async fn redrive_stream(
+    url: &str,
+    stream: &str,
+    args: &RedriveArgs,
+) -> Result<(RedriveReport, HashSet<String>), DeadLettersError> {
+    let letters = list_stream(url, stream).await?;
+    let present = keys_of(letters.iter().map(|l| &l.record));
+    if letters.is_empty() {
+        // Nothing to move: do not create the stream and group of a mistyped route.
+        return Ok((RedriveReport::default(), present));
+    }
+    let stream_error = |source| DeadLettersError::Stream {
+        stream: stream.into(),
+        source,
+    };
+    // The provider only names a default stream key; the key is given here.
+    let queue = RedisStreamQueue::builder(Provider::Skyvern)
+        .stream_key(stream.to_string())
+        .connect(url)
+        .await
+        .map_err(stream_error)?;
+    let report = queue.redrive(&args.dedup_keys).await.map_err(|source| {
+        DeadLettersError::RedriveStream {
+            stream: stream.into(),
+            source,
+        }
+    })?;
+    if !report.redriven.is_empty() {
+        println!("handed back to {stream}: a running `runhook serve` for the route processes them");
+    }
+    Ok((report, present))
 }
 
 /// Prints what a redrive did; returns whether anything was kept or not found.
@@ -297,23 +384,31 @@ fn keys_of<'a>(records: impl Iterator<Item = &'a DeadLetterRecord>) -> HashSet<S
 }
 
 /// The letters of a file that must exist (a mistyped path is an error, not an empty list).
-fn read_file(path: &Path) -> Result<Vec<DeadLetterRecord>, String> {
+fn read_file(path: &Path) -> Result<Vec<DeadLetterRecord>, DeadLettersError> {
     if !path.exists() {
-        return Err(format!("{}: no such file", path.display()));
+        return Err(DeadLettersError::NoSuchFile(path.to_path_buf()));
     }
-    JsonLinesDeadLetters::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    JsonLinesDeadLetters::read(path).map_err(|source| DeadLettersError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-fn read_config(path: &Path) -> Result<ServeConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-async fn dead_stream(url: &str, stream: &str) -> Result<RedisStreamDeadLetters, String> {
-    RedisStreamDeadLetters::connect(url, format!("{stream}:dead"))
+/// The letters in the dead-letter stream of the route's `stream`.
+async fn list_stream(url: &str, stream: &str) -> Result<Vec<ListedDeadLetter>, DeadLettersError> {
+    let letters = RedisStreamDeadLetters::connect(url, format!("{stream}:dead"))
         .await
-        .map_err(|e| format!("{}: {e}", store_label(url)))
+        .map_err(|source| DeadLettersError::Connect {
+            label: store_label(url),
+            source,
+        })?;
+    letters
+        .list()
+        .await
+        .map_err(|source| DeadLettersError::List {
+            stream: stream.into(),
+            source,
+        })
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -339,6 +434,7 @@ mod tests {
             received_at: SystemTime::now(),
             headers: vec![("content-type".into(), "application/json".into())],
             body: bytes::Bytes::copy_from_slice(body),
+            source: runhook::payload::EventSource::Webhook,
         }
     }
 
@@ -389,7 +485,9 @@ mod tests {
     /// A file that does not exist is a usage error rather than an empty listing.
     #[test]
     fn missing_file_is_an_error() {
-        let err = read_file(Path::new("/nonexistent/runhook/dead.jsonl")).unwrap_err();
+        let err = read_file(Path::new("/nonexistent/runhook/dead.jsonl"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no such file"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use runhook::store::{Expected, Window};
 
 use super::serve::store_label;
 use crate::serve::app::open_store;
-use crate::serve::config::StoreSpec;
+use crate::serve::config::{ServeConfigError, StoreSpec};
 
 /// Exit status when some runs could not be recorded.
 const PARTLY: u8 = 1;
@@ -34,7 +34,7 @@ pub struct ExpectArgs {
     store: String,
     /// The platform the runs were started on: skyvern, tinyfish or smartbrowse (WebRun
     /// documents no run API).
-    #[arg(long, value_parser = super::provider_name)]
+    #[arg(long, value_parser = crate::names::provider_name)]
     provider: Provider,
     /// How long each webhook may take, in seconds, before the run is fetched [default: the
     /// reconciling route's reconcile_after_secs].
@@ -50,8 +50,8 @@ pub struct ExpectArgs {
 
 /// Runs `runhook expect`.
 pub fn run(args: ExpectArgs) -> ExitCode {
-    if let Err(message) = check(&args) {
-        return fail(&message);
+    if let Err(error) = check(&args) {
+        return fail(&error.to_string());
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,20 +63,30 @@ pub fn run(args: ExpectArgs) -> ExitCode {
     runtime.block_on(expect(args))
 }
 
-fn check(args: &ExpectArgs) -> Result<(), String> {
-    if Platform::of(args.provider).run_api.is_none() {
-        return Err(format!(
-            "{} documents no run API: its runs cannot be reconciled",
-            Platform::of(args.provider).display_name
-        ));
+/// Why runs cannot be expected as asked (exit status 2).
+#[derive(Debug, thiserror::Error)]
+enum ExpectError {
+    /// The platform has no run API.
+    #[error("{0} documents no run API: its runs cannot be reconciled")]
+    NoRunApi(&'static str),
+    /// `--store` names no store.
+    #[error(transparent)]
+    Store(#[from] ServeConfigError),
+    /// `--store memory`.
+    #[error(
+        "--store memory: expectations must reach the `serve` instances; give their redis:// URL"
+    )]
+    Memory,
+}
+
+fn check(args: &ExpectArgs) -> Result<(), ExpectError> {
+    let platform = Platform::of(args.provider);
+    if platform.run_api.is_none() {
+        return Err(ExpectError::NoRunApi(platform.display_name));
     }
     match args.store.parse::<StoreSpec>()? {
         StoreSpec::Redis(_) => Ok(()),
-        StoreSpec::Memory => Err(
-            "--store memory: expectations must reach the `serve` instances; give their \
-             redis:// URL"
-                .into(),
-        ),
+        StoreSpec::Memory => Err(ExpectError::Memory),
     }
 }
 

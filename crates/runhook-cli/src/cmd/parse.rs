@@ -14,7 +14,7 @@ use super::input::read_input;
 pub struct ParseArgs {
     /// Which payload the body is: skyvern, tinyfish, webrun (full_response or just_ping),
     /// webrun-ai (ai_response) or smartbrowse.
-    #[arg(long, value_parser = super::provider_name)]
+    #[arg(long, value_parser = crate::names::provider_name)]
     provider: Provider,
     /// The body file (`-`, the default, for standard input).
     #[arg(default_value = "-")]

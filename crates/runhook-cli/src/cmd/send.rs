@@ -12,16 +12,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::Args;
 use http::{HeaderMap, HeaderName};
-use runhook::canonical::canonicalize;
-use runhook::payload::Provider;
+use runhook::canonical::{canonicalize, CanonicalError};
+use runhook::payload::{PayloadError, Provider};
 use runhook::platform::{DefaultScheme, Platform};
 use runhook::verify::{Clock as _, SystemClock};
 
-use super::input::read_input;
-use super::secrets;
+use super::input::{read_input, InputError};
+use crate::env::{self, EnvError};
 use runhook_core::platform::SenderProfile;
 
-use crate::deliver::{self, deliver, Attempt, Credential, SenderKind};
+use crate::deliver::{self, deliver, Attempt, Credential, NotAHeaderValue, SenderKind};
 
 /// Exit status when a delivery did not end with a 2xx.
 const NOT_DELIVERED: u8 = 1;
@@ -51,7 +51,7 @@ line, and is never printed."
 )]
 pub struct SendArgs {
     /// The platform to imitate: skyvern, tinyfish, webrun, webrun-ai or smartbrowse.
-    #[arg(long, value_parser = super::provider_name)]
+    #[arg(long, value_parser = crate::names::provider_name)]
     provider: Provider,
     /// The receiver's URL (plain http://).
     #[arg(long, value_name = "URL")]
@@ -92,6 +92,129 @@ pub struct SendArgs {
     files: Vec<PathBuf>,
 }
 
+/// Why nothing was sent: a usage or configuration error (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// `--count` with other than one file.
+    #[error("--count takes exactly one template FILE")]
+    CountFiles,
+    /// A body could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// `--to` is not a URL.
+    #[error("--to `{url}`: {source}")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// Why not.
+        source: UrlParseError,
+    },
+    /// `--to` is an `https://` URL.
+    #[error(
+        "--to `{0}`: this build sends plain HTTP only; use an http:// URL (a local receiver or \
+         a TLS-terminating proxy)"
+    )]
+    Https(String),
+    /// `--to` is neither.
+    #[error("--to `{url}`: `{scheme}` is not http")]
+    NotHttp {
+        /// The URL given.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    /// A secret could not be read.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// A header token that cannot be sent in a header.
+    #[error("environment variable {var}: {source}")]
+    HeaderValue {
+        /// The variable.
+        var: String,
+        /// Why not.
+        source: NotAHeaderValue,
+    },
+    /// `--header-name` for a platform that sends no credential header.
+    #[error("{0} sends no credential header; --header-name is for webrun and smartbrowse")]
+    NoCredentialHeader(Provider),
+    /// `--secret-env` for a platform that signs nothing.
+    #[error(
+        "{0} sends no credential (its deliveries are unsigned; a path secret goes in the --to \
+         URL); drop --secret-env"
+    )]
+    Unsigned(Provider),
+    /// Skyvern without `--secret-env`.
+    #[error(
+        "skyvern signs every delivery: name the variable holding the API key with --secret-env"
+    )]
+    NoSkyvernKey,
+    /// A payload Skyvern could not send (it has no canonical form).
+    #[error(
+        "Skyvern could not send this payload ({}: {source}); --raw sends it as it is",
+        .source.python_exception()
+    )]
+    NotSendable {
+        /// Why not.
+        source: CanonicalError,
+    },
+    /// The load template is not the platform's payload.
+    #[error("the template is not a {provider} payload: {source}")]
+    NotATemplate {
+        /// The platform.
+        provider: Provider,
+        /// Why not.
+        source: PayloadError,
+    },
+    /// The load template names no run.
+    #[error("the template's {0} payload carries no run id")]
+    NoRunId(Provider),
+    /// The load template's run id cannot be replaced.
+    #[error(
+        "cannot replace the run id in the template: write the field {0} reads it from as a \
+         plain JSON string (no escapes)"
+    )]
+    IdNotReplaceable(Provider),
+    /// A `webrun-ai` load template that is not an object.
+    #[error(
+        "a webrun-ai template must be a JSON object: its dedup key is the body's hash, which \
+         runhook varies with a `{field}` field",
+        field = load::LOAD_ID_FIELD
+    )]
+    NotAnObject,
+    /// The load's semaphore closed (a bug).
+    #[error("internal error: {0}")]
+    Internal(#[from] tokio::sync::AcquireError),
+}
+
+/// Why a text is not a URL (the `url` crate's error, as reqwest re-exports its `Url` only).
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// A flag's value that is not what the flag takes.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    /// Not a header name.
+    #[error("`{0}` is not a header name")]
+    HeaderName(String),
+    /// Not a number.
+    #[error("`{0}` is not a number of seconds")]
+    Seconds(String),
+    /// Not above zero.
+    #[error("`{0}` is not a positive number of seconds")]
+    PositiveSeconds(String),
+    /// Not a whole number above zero.
+    #[error("`{0}` is not a positive whole number")]
+    Positive(String),
+    /// Not in `[0, 1]`.
+    #[error("`{0}` is not a ratio between 0.0 and 1.0")]
+    Ratio(String),
+}
+
 /// Runs `runhook send`.
 pub fn run(args: SendArgs) -> ExitCode {
     match send(args) {
@@ -106,7 +229,7 @@ pub fn run(args: SendArgs) -> ExitCode {
 
 /// Sends what `args` asks for: `Ok(true)` if every delivery was answered 2xx, `Err` for a
 /// usage or configuration error found before anything was sent.
-fn send(args: SendArgs) -> Result<bool, String> {
+fn send(args: SendArgs) -> Result<bool, SendError> {
     let sender = Sender {
         provider: args.provider,
         credential: credential(&args)?,
@@ -121,7 +244,7 @@ fn send(args: SendArgs) -> Result<bool, String> {
     let job = match args.count {
         Some(count) => {
             let [file] = files.as_slice() else {
-                return Err("--count takes exactly one template FILE".into());
+                return Err(SendError::CountFiles);
             };
             let load = load::Load {
                 count,
@@ -134,12 +257,11 @@ fn send(args: SendArgs) -> Result<bool, String> {
             let bodies = files
                 .iter()
                 .map(|file| Ok((display_name(file), sender.body(&read_input(file)?)?)))
-                .collect::<Result<_, String>>()?;
+                .collect::<Result<_, SendError>>()?;
             Job::Each(sender, bodies)
         }
     };
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(SendError::Runtime)?;
     match job {
         Job::Load(load, template) => runtime.block_on(load.run(target, template)),
         Job::Each(sender, bodies) => Ok(runtime.block_on(send_each(&target, &sender, bodies))),
@@ -170,7 +292,7 @@ struct Schedule {
 }
 
 impl Target {
-    fn new(args: &SendArgs) -> Result<Self, String> {
+    fn new(args: &SendArgs) -> Result<Self, SendError> {
         check_url(&args.to)?;
         let mut profile = args.sender.profile(args.provider);
         if let Some(timeout) = args.timeout {
@@ -180,7 +302,7 @@ impl Target {
             // Senders post once to the configured URL; a redirect is an answer, not a detour.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(SendError::HttpClient)?;
         Ok(Self {
             client,
             url: args.to.clone(),
@@ -207,20 +329,23 @@ impl Target {
     }
 }
 
-fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("--to `{url}`: {e}"))?;
+fn check_url(url: &str) -> Result<(), SendError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| SendError::Url {
+        url: url.into(),
+        source,
+    })?;
     match parsed.scheme() {
         "http" => Ok(()),
-        "https" => Err(format!(
-            "--to `{url}`: this build sends plain HTTP only; use an http:// URL (a local receiver \
-             or a TLS-terminating proxy)"
-        )),
-        scheme => Err(format!("--to `{url}`: `{scheme}` is not http")),
+        "https" => Err(SendError::Https(url.into())),
+        scheme => Err(SendError::NotHttp {
+            url: url.into(),
+            scheme: scheme.into(),
+        }),
     }
 }
 
 /// What authenticates the deliveries, from `--secret-env` and `--header-name`.
-fn credential(args: &SendArgs) -> Result<Credential, String> {
+fn credential(args: &SendArgs) -> Result<Credential, SendError> {
     let provider = args.provider;
     let var = args.secret_env.as_deref();
     // What the platform can send comes from the provider table.
@@ -232,24 +357,20 @@ fn credential(args: &SendArgs) -> Result<Credential, String> {
                     Some(name) => name.clone(),
                     None => HeaderName::from_static(header),
                 };
-                Credential::header(name, secrets::from_env(var)?)
-                    .map_err(|e| format!("environment variable {var}: {e}"))
+                Credential::header(name, env::secret(var)?).map_err(|source| {
+                    SendError::HeaderValue {
+                        var: var.into(),
+                        source,
+                    }
+                })
             }
         },
-        _ if args.header_name.is_some() => Err(format!(
-            "{provider} sends no credential header; --header-name is for webrun and smartbrowse"
-        )),
-        DefaultScheme::PathSecret if var.is_some() => Err(format!(
-            "{provider} sends no credential (its deliveries are unsigned; a path secret goes in \
-             the --to URL); drop --secret-env"
-        )),
+        _ if args.header_name.is_some() => Err(SendError::NoCredentialHeader(provider)),
+        DefaultScheme::PathSecret if var.is_some() => Err(SendError::Unsigned(provider)),
         DefaultScheme::PathSecret => Ok(Credential::None),
         DefaultScheme::SkyvernSignature => {
-            let var = var.ok_or(
-                "skyvern signs every delivery: name the variable holding the API key with \
-                 --secret-env",
-            )?;
-            Ok(Credential::SkyvernKey(secrets::from_env(var)?))
+            let var = var.ok_or(SendError::NoSkyvernKey)?;
+            Ok(Credential::SkyvernKey(env::secret(var)?))
         }
     }
 }
@@ -270,16 +391,13 @@ struct Prepared {
 impl Sender {
     /// The body the platform sends for `payload`: Skyvern the canonical form of the JSON
     /// (unless `--raw`), the others the bytes as they are.
-    fn body(&self, payload: &[u8]) -> Result<Bytes, String> {
+    fn body(&self, payload: &[u8]) -> Result<Bytes, SendError> {
         if self.provider != Provider::Skyvern || self.raw {
             return Ok(Bytes::copy_from_slice(payload));
         }
         match canonicalize(payload) {
             Ok(body) => Ok(body.into()),
-            Err(e) => Err(format!(
-                "Skyvern could not send this payload ({}: {e}); --raw sends it as it is",
-                e.python_exception()
-            )),
+            Err(source) => Err(SendError::NotSendable { source }),
         }
     }
 
@@ -290,7 +408,7 @@ impl Sender {
     }
 
     /// The request the platform sends for `payload` at `unix_now`.
-    fn prepare(&self, payload: &[u8], unix_now: i64) -> Result<Prepared, String> {
+    fn prepare(&self, payload: &[u8], unix_now: i64) -> Result<Prepared, SendError> {
         Ok(self.request(self.body(payload)?, unix_now))
     }
 }
@@ -392,30 +510,28 @@ fn now() -> i64 {
     SystemClock.now_unix()
 }
 
-fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a header name"))
+fn header_name(name: &str) -> Result<HeaderName, ValueError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| ValueError::HeaderName(name.into()))
 }
 
-fn seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+fn seconds(text: &str) -> Result<Duration, ValueError> {
+    let seconds: f64 = text.parse().map_err(|_| ValueError::Seconds(text.into()))?;
     match Duration::try_from_secs_f64(seconds) {
         Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err(format!("`{text}` is not a positive number of seconds")),
+        _ => Err(ValueError::PositiveSeconds(text.into())),
     }
 }
 
-fn positive(text: &str) -> Result<usize, String> {
+fn positive(text: &str) -> Result<usize, ValueError> {
     match text.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("`{text}` is not a positive whole number")),
+        _ => Err(ValueError::Positive(text.into())),
     }
 }
 
-fn ratio(text: &str) -> Result<f64, String> {
+fn ratio(text: &str) -> Result<f64, ValueError> {
     match text.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!("`{text}` is not a ratio between 0.0 and 1.0")),
+        _ => Err(ValueError::Ratio(text.into())),
     }
 }

@@ -9,12 +9,30 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
 
-use crate::serve::app::{self, QueueSetup, ServedRoute, Shared};
-use crate::serve::config::{Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig};
+use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared};
+use crate::serve::config::{
+    Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig, ServeConfigError,
+};
 use crate::serve::handlers;
+use crate::serve::runs::RouteRuns;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
 const USAGE: u8 = 2;
+
+/// Why `runhook serve` cannot start; each is a configuration error (exit status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration cannot run: from `--config`, from the flags or with the flags
+    /// applied; or a route's secrets, run API or handler cannot be used.
+    #[error(transparent)]
+    Config(#[from] ServeConfigError),
+    /// No route from the flags.
+    #[error("give --path and --provider (or --config FILE)")]
+    NoRoute,
+    /// A route or the store cannot be served.
+    #[error(transparent)]
+    App(#[from] AppError),
+}
 
 /// Arguments of `runhook serve`.
 #[derive(Debug, Args)]
@@ -37,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", requires = "provider")]
     path: Option<String>,
     /// The platform posting to the route.
-    #[arg(long, value_parser = super::provider_name, requires = "path")]
+    #[arg(long, value_parser = crate::names::provider_name, requires = "path")]
     provider: Option<Provider>,
     /// Environment variable holding an accepted secret; repeat during a key rotation.
     #[arg(long = "secret-env", value_name = "VAR")]
@@ -160,7 +178,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     init_logs(args.log_format);
     let config = match config_from(&args) {
         Ok(config) => config,
-        Err(message) => return fail(&message),
+        Err(error) => return fail(&error.to_string()),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -183,68 +201,48 @@ pub fn init_logs(format: LogFormat) {
 }
 
 /// The configuration from `--config`, or from the flags, with flag overrides applied.
-fn config_from(args: &ServeArgs) -> Result<ServeConfig, String> {
+fn config_from(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            ServeConfig::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Some(path) => ServeConfig::from_file(path)?,
         None => flags_config(args)?,
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(store) = &args.store {
-        config.store = store.parse()?;
-    }
-    if let Some(workers) = args.workers {
-        config.workers = workers;
-    }
-    if let Some(queue) = args.queue {
-        config.queue = queue;
-    }
-    if let Some(secs) = args.lease_secs {
-        config.lease_secs = secs;
-    }
-    if let Some(prefix) = &args.redis_prefix {
-        config.redis_prefix.clone_from(prefix);
-    }
-    if let Some(capacity) = args.queue_capacity {
-        config.queue_capacity = Some(capacity);
-    }
-    if let Some(deliveries) = args.max_deliveries {
-        config.max_deliveries = deliveries;
-    }
-    if let Some(path) = &args.dead_letters {
-        config.dead_letters = Some(path.clone());
-    }
-    if let Some(attempts) = args.max_attempts {
-        config.max_attempts = attempts;
-    }
-    if let Some(ms) = args.retry_backoff_ms {
-        config.retry_backoff_ms = ms;
-    }
-    if let Some(secs) = args.drain_timeout {
-        config.drain_timeout_secs = secs;
-    }
-    if let Some(secs) = args.forward_retry_after_cap_secs {
-        config.forward_retry_after_cap_secs = secs;
-    }
-    if let Some(rate) = args.forward_rate_per_sec {
-        config.forward_rate_per_sec = Some(rate);
-    }
-    if let Some(n) = args.forward_concurrency {
-        config.forward_concurrency = Some(n);
-    }
+    apply_flags(&mut config, args)?;
     config.check()?;
     Ok(config)
 }
 
+/// `config` with each setting given by a flag replaced by the flag's value.
+fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeConfigError> {
+    if let Some(store) = &args.store {
+        config.store = store.parse()?;
+    }
+    if let Some(prefix) = &args.redis_prefix {
+        config.redis_prefix.clone_from(prefix);
+    }
+    if let Some(path) = &args.dead_letters {
+        config.dead_letters = Some(path.clone());
+    }
+    config.listen = args.listen.unwrap_or(config.listen);
+    config.workers = args.workers.unwrap_or(config.workers);
+    config.queue = args.queue.unwrap_or(config.queue);
+    config.lease_secs = args.lease_secs.unwrap_or(config.lease_secs);
+    config.queue_capacity = args.queue_capacity.or(config.queue_capacity);
+    config.max_deliveries = args.max_deliveries.unwrap_or(config.max_deliveries);
+    config.max_attempts = args.max_attempts.unwrap_or(config.max_attempts);
+    config.retry_backoff_ms = args.retry_backoff_ms.unwrap_or(config.retry_backoff_ms);
+    config.drain_timeout_secs = args.drain_timeout.unwrap_or(config.drain_timeout_secs);
+    config.forward_retry_after_cap_secs = args
+        .forward_retry_after_cap_secs
+        .unwrap_or(config.forward_retry_after_cap_secs);
+    config.forward_rate_per_sec = args.forward_rate_per_sec.or(config.forward_rate_per_sec);
+    config.forward_concurrency = args.forward_concurrency.or(config.forward_concurrency);
+    Ok(())
+}
+
 /// A one-route configuration from `--path`, `--provider` and the handler flag.
-fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
+fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     let (Some(path), Some(provider)) = (&args.path, args.provider) else {
-        return Err("give --path and --provider (or --config FILE)".into());
+        return Err(ServeError::NoRoute);
     };
     let mut route = RouteSpec::new(path.clone(), provider, args.secret_env.clone());
     route.header_name.clone_from(&args.header_name);
@@ -269,7 +267,7 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, String> {
 async fn serve(config: ServeConfig) -> ExitCode {
     let routes = match build_routes(&config).await {
         Ok(routes) => routes,
-        Err(message) => return fail(&message),
+        Err(error) => return fail(&error.to_string()),
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
@@ -308,7 +306,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
 }
 
 /// Every configured route, sharing one store, handler and dead-letter sink.
-async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String> {
+async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeError> {
     let handler = handlers::build(config)?;
     let shared = Shared::from_config(config, handler).await?;
     let setup = QueueSetup::from_config(config);
@@ -316,7 +314,7 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, String
     for spec in &config.routes {
         routes.push(
             shared
-                .route_with(spec, spec.verifier()?, spec.runs()?, &setup)
+                .route_with(spec, spec.verifier()?, RouteRuns::of(spec)?, &setup)
                 .await?,
         );
     }

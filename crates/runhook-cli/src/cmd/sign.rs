@@ -9,7 +9,7 @@ use runhook_core::canonical::SkyvernRequest;
 use runhook_core::{Clock as _, SystemClock};
 
 use super::input::read_input;
-use super::secrets;
+use crate::env;
 
 /// Exit status for a payload that cannot be signed (not JSON Skyvern could send).
 const UNSIGNABLE: u8 = 1;
@@ -51,13 +51,13 @@ pub struct SignArgs {
 
 /// Runs `runhook sign`.
 pub fn run(args: SignArgs) -> ExitCode {
-    let key = match secrets::from_env(&args.secret_env) {
+    let key = match env::secret(&args.secret_env) {
         Ok(key) => key,
-        Err(message) => return fail(USAGE, &message),
+        Err(error) => return fail(USAGE, &error.to_string()),
     };
     let payload = match read_input(&args.input) {
         Ok(payload) => payload,
-        Err(message) => return fail(USAGE, &message),
+        Err(error) => return fail(USAGE, &error.to_string()),
     };
     let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
     let request = match args.scheme {

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook_core::{
-    AuthError, Delivery, FixedClock, HeaderToken, PathSecret, PublicKeys, Secret, Secrets,
-    SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
+    AuthError, ConfigError, Delivery, FixedClock, HeaderToken, PathSecret, PublicKeys, Secret,
+    Secrets, SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
     StandardWebhooksPublicKey, TimestampCheck, Verified, Verifier,
 };
 
-use super::input::read_input;
-use super::secrets;
+use super::input::{read_input, InputError};
+use crate::env::{self, EnvError};
 
 /// Exit status for a rejected delivery.
 const REJECTED: u8 = 1;
@@ -91,12 +91,32 @@ pub fn run(args: VerifyArgs) -> ExitCode {
 
 enum Failure {
     Rejected(String),
-    Usage(String),
+    Usage(UsageError),
+}
+
+/// Why the delivery could not be checked (exit status 2).
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    /// The body could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A `--header` without a colon.
+    #[error("header `{0}` is not of the form `Name: value`")]
+    HeaderForm(String),
+    /// A `--header` whose name is not an HTTP header name.
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    /// A secret could not be read, or is not a key.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// The scheme refused its keys.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 fn check(args: &VerifyArgs) -> Result<String, Failure> {
     let headers = parse_headers(&args.headers).map_err(Failure::Usage)?;
-    let body = read_input(&args.body).map_err(Failure::Usage)?;
+    let body = read_input(&args.body).map_err(|e| Failure::Usage(e.into()))?;
     let scheme = build_scheme(args).map_err(Failure::Usage)?;
     let delivery = Delivery::new(&headers, &body).with_path(&args.path);
     match scheme.verify(&delivery) {
@@ -114,66 +134,34 @@ fn check(args: &VerifyArgs) -> Result<String, Failure> {
     }
 }
 
-fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
+fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, UsageError> {
     let clock = args.at.map(FixedClock);
+    let tolerance = args.tolerance.map(Duration::from_secs);
     Ok(match args.scheme {
         SchemeArg::Skyvern => {
-            let mut scheme = SkyvernSignature::new(secrets::all_from_env(&args.secret_env)?);
-            if let Some(seconds) = args.tolerance {
-                scheme = scheme.with_timestamp_tolerance(Duration::from_secs(seconds));
+            let mut scheme = SkyvernSignature::new(env::secrets(&args.secret_env)?);
+            if let Some(tolerance) = tolerance {
+                scheme = scheme.with_timestamp_tolerance(tolerance);
             }
             if let Some(clock) = clock {
                 scheme = scheme.with_clock(clock);
             }
             Box::new(scheme)
         }
-        SchemeArg::HeaderToken => Box::new(
-            HeaderToken::new(&args.header_name, secrets::all_from_env(&args.secret_env)?)
-                .map_err(|e| e.to_string())?,
-        ),
+        SchemeArg::HeaderToken => Box::new(HeaderToken::new(
+            &args.header_name,
+            env::secrets(&args.secret_env)?,
+        )?),
         SchemeArg::PathSecret => {
             let position = args
                 .segment
                 .map_or(SegmentPosition::Last, SegmentPosition::Index);
-            Box::new(PathSecret::at(
-                position,
-                secrets::all_from_env(&args.secret_env)?,
-            ))
+            Box::new(PathSecret::at(position, env::secrets(&args.secret_env)?))
         }
         SchemeArg::StandardWebhooks => {
-            let (mut symmetric, mut public) = (Vec::new(), Vec::new());
-            for var in &args.secret_env {
-                let text = secrets::from_env(var)?;
-                let text = std::str::from_utf8(text.expose())
-                    .map_err(|_| format!("environment variable {var} is not valid UTF-8"))?;
-                let text = text.trim();
-                if text.starts_with("whpk_") {
-                    public.push(
-                        StandardWebhooksPublicKey::from_standard_webhooks(text)
-                            .map_err(|e| format!("environment variable {var}: {e}"))?,
-                    );
-                } else {
-                    symmetric.push(
-                        Secret::from_standard_webhooks(text)
-                            .map_err(|e| format!("environment variable {var}: {e}"))?,
-                    );
-                }
-            }
-            let keys = match (symmetric.is_empty(), public.is_empty()) {
-                (false, true) => StandardWebhooksKeys::Symmetric(
-                    Secrets::new(symmetric).map_err(|e| e.to_string())?,
-                ),
-                (true, false) => StandardWebhooksKeys::Public(
-                    PublicKeys::new(public).map_err(|e| e.to_string())?,
-                ),
-                _ => StandardWebhooksKeys::Both {
-                    symmetric: Secrets::new(symmetric).map_err(|e| e.to_string())?,
-                    public: PublicKeys::new(public).map_err(|e| e.to_string())?,
-                },
-            };
-            let mut scheme = StandardWebhooks::with_keys(keys);
-            if let Some(seconds) = args.tolerance {
-                scheme = scheme.with_tolerance(Duration::from_secs(seconds));
+            let mut scheme = StandardWebhooks::with_keys(standard_webhooks_keys(&args.secret_env)?);
+            if let Some(tolerance) = tolerance {
+                scheme = scheme.with_tolerance(tolerance);
             }
             if let Some(clock) = clock {
                 scheme = scheme.with_clock(clock);
@@ -183,13 +171,43 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, String> {
     })
 }
 
+/// The Standard Webhooks keys in `vars`: `whpk_...` public keys (`v1a`), the rest
+/// `whsec_...` secrets (`v1`).
+fn standard_webhooks_keys(vars: &[String]) -> Result<StandardWebhooksKeys, UsageError> {
+    let (mut symmetric, mut public) = (Vec::new(), Vec::new());
+    for var in vars {
+        let not_a_key = |source| EnvError::NotASecret {
+            var: var.clone(),
+            source,
+        };
+        let text = env::secret(var)?;
+        let text = std::str::from_utf8(text.expose())
+            .map_err(|_| EnvError::NotUtf8(var.clone()))?
+            .trim();
+        if text.starts_with("whpk_") {
+            public
+                .push(StandardWebhooksPublicKey::from_standard_webhooks(text).map_err(not_a_key)?);
+        } else {
+            symmetric.push(Secret::from_standard_webhooks(text).map_err(not_a_key)?);
+        }
+    }
+    Ok(match (symmetric.is_empty(), public.is_empty()) {
+        (false, true) => StandardWebhooksKeys::Symmetric(Secrets::new(symmetric)?),
+        (true, false) => StandardWebhooksKeys::Public(PublicKeys::new(public)?),
+        _ => StandardWebhooksKeys::Both {
+            symmetric: Secrets::new(symmetric)?,
+            public: PublicKeys::new(public)?,
+        },
+    })
+}
+
 /// Parses `Name: value` arguments into header pairs.
-fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, UsageError> {
     raw.iter()
         .map(|line| {
             let (name, value) = line
                 .split_once(':')
-                .ok_or_else(|| format!("header `{line}` is not of the form `Name: value`"))?;
+                .ok_or_else(|| UsageError::HeaderForm(line.clone()))?;
             let name = name.trim();
             http_header_name(name)?;
             Ok((name.to_string(), value.trim().to_string()))
@@ -197,7 +215,7 @@ fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn http_header_name(name: &str) -> Result<(), String> {
+fn http_header_name(name: &str) -> Result<(), UsageError> {
     let valid = !name.is_empty()
         && name
             .bytes()
@@ -205,7 +223,7 @@ fn http_header_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("`{name}` is not a valid header name"))
+        Err(UsageError::HeaderName(name.into()))
     }
 }
 

@@ -10,13 +10,37 @@ use axum::routing::{get, post};
 use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
 use runhook::receiver::BackgroundBuilder;
 use runhook::retry::RetryPolicy;
-use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::stream::RedisStreamQueue;
-use runhook::{Handler, Receiver, ShutdownReport, Verifier};
+use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
+use runhook::stream::{RedisStreamQueue, StreamError};
+use runhook::{BuildError, Handler, Receiver, ShutdownReport, Verifier};
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
 use super::runs::RouteRuns;
+
+/// Why a route, or the store every route shares, cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The Redis store cannot be used.
+    #[error("cannot use the Redis store: {0}")]
+    Store(StoreError),
+    /// A route's Redis stream cannot be used.
+    #[error("{route}: cannot use the Redis stream: {source}")]
+    Stream {
+        /// The route's path.
+        route: String,
+        /// Why not.
+        source: StreamError,
+    },
+    /// A route's receiver refused its settings.
+    #[error("{route}: {source}")]
+    Build {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: BuildError,
+    },
+}
 
 /// One receiving route as served.
 pub struct ServedRoute {
@@ -50,7 +74,7 @@ impl Shared {
     pub async fn from_config(
         config: &ServeConfig,
         handler: Arc<dyn Handler>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AppError> {
         let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letters {
             Some(path) => Arc::new(JsonLinesDeadLetters::new(path)),
             // Replaced per route by the route's dead-letter stream (see `route_with`).
@@ -79,8 +103,8 @@ impl Shared {
         spec: &RouteSpec,
         verifier: Box<dyn Verifier>,
         runs: RouteRuns,
-    ) -> Result<ServedRoute, String> {
-        served(spec, runs.apply(self.builder(spec, verifier)))
+    ) -> Result<ServedRoute, AppError> {
+        served(spec, self.builder(spec, verifier, runs))
     }
 
     /// The route `spec` authenticated by `verifier`, handing off and holding claims as
@@ -92,15 +116,18 @@ impl Shared {
         verifier: Box<dyn Verifier>,
         runs: RouteRuns,
         setup: &QueueSetup,
-    ) -> Result<ServedRoute, String> {
-        let mut builder = runs.apply(self.builder(spec, verifier)).lease(setup.lease);
+    ) -> Result<ServedRoute, AppError> {
+        let mut builder = self.builder(spec, verifier, runs).lease(setup.lease);
         if let Some(url) = &setup.stream_url {
             let queue = RedisStreamQueue::builder(spec.provider)
                 .stream_key(stream_key(&setup.redis_prefix, &spec.path))
                 .max_deliveries(setup.max_deliveries)
                 .connect(url)
                 .await
-                .map_err(|e| format!("{}: cannot use the Redis stream: {e}", spec.path))?;
+                .map_err(|source| AppError::Stream {
+                    route: spec.path.clone(),
+                    source,
+                })?;
             tracing::info!(route = %spec.path, stream = %queue.stream_key(), group = %queue.group(), consumer = %queue.consumer(), "hand-off on a Redis stream");
             if !setup.dead_letter_file {
                 builder = builder.dead_letters(Arc::new(queue.dead_letters()));
@@ -110,23 +137,38 @@ impl Shared {
         served(spec, builder)
     }
 
-    fn builder(&self, spec: &RouteSpec, verifier: Box<dyn Verifier>) -> BackgroundBuilder {
+    /// The route's receiver as every route has it, confirming and reconciling as `runs` says.
+    fn builder(
+        &self,
+        spec: &RouteSpec,
+        verifier: Box<dyn Verifier>,
+        runs: RouteRuns,
+    ) -> BackgroundBuilder {
         let handler = self.handler.clone();
-        let builder = Receiver::builder(spec.provider, verifier)
+        let mut builder = Receiver::builder(spec.provider, verifier)
             .store(self.store.clone())
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
             .retry(self.retry);
-        match self.queue_capacity {
-            Some(capacity) => builder.queue_capacity(capacity),
-            None => builder,
+        if let Some(capacity) = self.queue_capacity {
+            builder = builder.queue_capacity(capacity);
         }
+        if let Some(source) = runs.confirm {
+            builder = builder.confirm(source);
+        }
+        if let Some((source, policy)) = runs.reconcile {
+            builder = builder.reconcile(source, policy);
+        }
+        builder
     }
 }
 
-fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, String> {
-    let receiver = builder.build().map_err(|e| format!("{}: {e}", spec.path))?;
+fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, AppError> {
+    let receiver = builder.build().map_err(|source| AppError::Build {
+        route: spec.path.clone(),
+        source,
+    })?;
     Ok(ServedRoute {
         path: spec.path.clone(),
         receiver,
@@ -177,7 +219,7 @@ pub fn stream_key(prefix: &str, path: &str) -> String {
 pub async fn open_store(
     spec: &StoreSpec,
     prefix: &str,
-) -> Result<Arc<dyn IdempotencyStore>, String> {
+) -> Result<Arc<dyn IdempotencyStore>, AppError> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreSpec::Redis(url) => {
@@ -185,7 +227,7 @@ pub async fn open_store(
                 .prefix(format!("{prefix}:idem:"))
                 .connect(url)
                 .await
-                .map_err(|e| format!("cannot use the Redis store: {e}"))?;
+                .map_err(AppError::Store)?;
             Ok(Arc::new(store))
         }
     }

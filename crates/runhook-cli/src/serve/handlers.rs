@@ -11,17 +11,17 @@ use runhook::{Handler, HandlerError};
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::config::{HandlerKind, ServeConfig};
-use super::forward;
+use super::config::{HandlerKind, ServeConfig, ServeConfigError};
+use super::forward::{self, ForwardSettings};
 use crate::event_json;
 
 /// The handler `config` names, ready to run. A JSON-lines file is opened (created if needed)
 /// now, so that a path that cannot be written fails at start rather than at the first event.
-pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
+pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError> {
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(command) => Ok(exec(command.clone())),
-        HandlerKind::Forward(url) => forward::handler(url, &config.forward_settings()?),
+        HandlerKind::Forward(url) => Ok(forward::handler(url, &ForwardSettings::of(config)?)?),
     }
 }
 
@@ -30,7 +30,7 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, String> {
 /// lock, so concurrent workers never interleave them. The file is written synchronously: an
 /// append of a few kilobytes lands in the page cache in microseconds, far less than a hop to
 /// tokio's blocking pool would cost.
-fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
+fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, ServeConfigError> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     // Events hold whole payloads: readable by the owner only (when created here).
@@ -38,7 +38,10 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, String> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options
         .open(path)
-        .map_err(|e| format!("cannot open {} for appending: {e}", path.display()))?;
+        .map_err(|source| ServeConfigError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let file = Arc::new(std::sync::Mutex::new(file));
     Ok(Arc::new(move |event: Arc<RunEvent>| {
         let file = file.clone();

@@ -58,6 +58,7 @@ impl Job {
             received_at: self.received_at,
             headers: self.headers.to_vec(),
             body: self.event.raw_body.clone(),
+            source: self.event.source,
         }
     }
 }

@@ -330,7 +330,7 @@ impl ReceiverBuilder<WithHandler> {
             provider: pipeline.provider,
             source,
             store: pipeline.store.clone(),
-            dead_letters: pipeline.dead_letters.sink.clone(),
+            dead_letters: pipeline.dead_letters.clone(),
             counters: pipeline.counters.clone(),
             policy,
         });

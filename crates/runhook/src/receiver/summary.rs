@@ -100,6 +100,7 @@ impl Pipeline {
             received_at: SystemTime::now(),
             headers: kept_headers(headers, &self.credential_headers),
             body,
+            source: runhook_core::payload::EventSource::Webhook,
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => Outcome::new(StatusCode::ACCEPTED, kind),

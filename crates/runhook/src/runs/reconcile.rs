@@ -17,7 +17,8 @@ use runhook_core::payload::{EventSource, Provider, RunEvent};
 use runhook_store::{Expectation, Expectations, IdempotencyStore, KeyState, StoreError, Window};
 
 use super::{Fetched, RunSource};
-use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::handoff::DeadLetters;
 use crate::stats::Counters;
 
 /// How a receiver reconciles its expected runs; see [`ReceiverBuilder::reconcile`].
@@ -105,12 +106,30 @@ pub(crate) enum Submitted {
     Refused(String),
 }
 
+/// What becomes of a due expectation, decided before the expectation store is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Done with: its run was handled (here, by its webhook, or given up on).
+    Forget,
+    /// Looked at again at this time.
+    Reschedule(SystemTime),
+}
+
+/// Whether the dead-letter sink took a given-up run's letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Letter {
+    /// Written: the run is given up.
+    Written,
+    /// Refused: the expectation is kept.
+    Refused,
+}
+
 /// One receiver's reconciler.
 pub(crate) struct Reconciler {
     pub provider: Provider,
     pub source: Arc<dyn RunSource>,
     pub store: Arc<dyn IdempotencyStore>,
-    pub dead_letters: Arc<dyn DeadLetterSink>,
+    pub dead_letters: DeadLetters,
     pub counters: Arc<Counters>,
     pub policy: ReconcilePolicy,
 }
@@ -159,68 +178,104 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Forgets, re-schedules, hands off or gives up on one due expectation.
+    /// Forgets, re-schedules, hands off or gives up on one due expectation: decides first,
+    /// then acts on the store once.
     async fn settle(
         &self,
         receiver: &dyn Submit,
         expectations: &dyn Expectations,
         mut expectation: Expectation,
     ) -> Result<(), StoreError> {
-        let scope = self.scope();
-        let key = expectation.dedup_key.clone();
+        let next = self.decide(receiver, &mut expectation).await?;
+        self.apply(expectations, &expectation, next).await
+    }
+
+    /// What to do with one due expectation (updating its window and check count on the way):
+    /// looks at the store, and fetches and submits the run when no one has it.
+    async fn decide(
+        &self,
+        receiver: &dyn Submit,
+        expectation: &mut Expectation,
+    ) -> Result<Next, StoreError> {
         // A registration without a window gets the route's now, without a fetch.
         if expectation.window == Window::RouteDefault {
             expectation.window = Window::Within(self.policy.after);
-            let due = expectation.first_due();
-            return expectations.reschedule(scope, &expectation, due).await;
+            return Ok(Next::Reschedule(expectation.first_due()));
         }
-        match self.store.state(&key).await? {
-            KeyState::Done => return expectations.forget(scope, &key).await,
-            KeyState::InFlight => {
-                let later = SystemTime::now() + self.policy.first_pause;
-                return expectations.reschedule(scope, &expectation, later).await;
-            }
+        match self.store.state(&expectation.dedup_key).await? {
+            KeyState::Done => return Ok(Next::Forget),
+            KeyState::InFlight => return Ok(Next::Reschedule(self.soon())),
             KeyState::Absent => {}
         }
         expectation.checks += 1;
         let last_answer = match self.source.fetch(&expectation.run_id).await {
             Ok(Fetched::Terminal(event)) => {
-                let mut event = *event;
-                event.source = EventSource::Reconciled;
-                match receiver.submit(event).await {
-                    Submitted::HandedOff => {
-                        Counters::bump(&self.counters.reconciled);
-                        tracing::info!(provider = %self.provider, run_id = %expectation.run_id, "no webhook came in time: reconciled the run from its run API");
-                        return expectations.forget(scope, &key).await;
-                    }
-                    Submitted::Taken => return expectations.forget(scope, &key).await,
-                    Submitted::Refused(reason) => {
-                        tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, %reason, "could not hand a reconciled run off; trying again soon");
-                        let soon = SystemTime::now() + self.policy.first_pause;
-                        return expectations.reschedule(scope, &expectation, soon).await;
-                    }
-                }
+                return Ok(self.hand_off(receiver, expectation, *event).await);
             }
             Ok(Fetched::Pending { status }) => format!("still {status}"),
             Ok(Fetched::Unknown) => "the run API does not know the run (404)".to_string(),
             Err(err) => err.to_string(),
         };
-        let now = SystemTime::now();
-        if now >= expectation.first_due() + self.policy.horizon {
-            if self.give_up(&expectation, last_answer).await {
-                return expectations.forget(scope, &key).await;
-            }
-            // Not written: keep the expectation, and try again after a pause.
-            let later = now + self.policy.first_pause;
-            return expectations.reschedule(scope, &expectation, later).await;
-        }
-        let next = now + self.policy.pause_after(expectation.checks);
-        expectations.reschedule(scope, &expectation, next).await
+        Ok(self.not_finished(expectation, last_answer).await)
     }
 
-    /// Dead-letters a run that never finished within the horizon (no body: none came);
-    /// `false` when the sink refused the letter.
-    async fn give_up(&self, expectation: &Expectation, last_answer: String) -> bool {
+    /// A run not finished (or not known) yet: fetched again after a pause, or given up past
+    /// the horizon.
+    async fn not_finished(&self, expectation: &Expectation, last_answer: String) -> Next {
+        let now = SystemTime::now();
+        if now < expectation.first_due() + self.policy.horizon {
+            return Next::Reschedule(now + self.policy.pause_after(expectation.checks));
+        }
+        match self.give_up(expectation, last_answer).await {
+            Letter::Written => Next::Forget,
+            // Not written: keep the expectation, and try again after a pause.
+            Letter::Refused => Next::Reschedule(now + self.policy.first_pause),
+        }
+    }
+
+    /// Submits a finished run as reconciled; forget it once someone has it.
+    async fn hand_off(
+        &self,
+        receiver: &dyn Submit,
+        expectation: &Expectation,
+        mut event: RunEvent,
+    ) -> Next {
+        event.source = EventSource::Reconciled;
+        match receiver.submit(event).await {
+            Submitted::HandedOff => {
+                Counters::bump(&self.counters.reconciled);
+                tracing::info!(provider = %self.provider, run_id = %expectation.run_id, "no webhook came in time: reconciled the run from its run API");
+                Next::Forget
+            }
+            Submitted::Taken => Next::Forget,
+            Submitted::Refused(reason) => {
+                tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, %reason, "could not hand a reconciled run off; trying again soon");
+                Next::Reschedule(self.soon())
+            }
+        }
+    }
+
+    /// Acts on the decision: the one place the expectation store is written.
+    async fn apply(
+        &self,
+        expectations: &dyn Expectations,
+        expectation: &Expectation,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        let scope = self.scope();
+        match next {
+            Next::Forget => expectations.forget(scope, &expectation.dedup_key).await,
+            Next::Reschedule(at) => expectations.reschedule(scope, expectation, at).await,
+        }
+    }
+
+    /// A short pause from now: the next look at a run in flight or refused.
+    fn soon(&self) -> SystemTime {
+        SystemTime::now() + self.policy.first_pause
+    }
+
+    /// Dead-letters a run that never finished within the horizon (no body: none came).
+    async fn give_up(&self, expectation: &Expectation, last_answer: String) -> Letter {
         tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, checks = expectation.checks, %last_answer, "an expected run never completed: giving up");
         let letter = DeadLetter {
             provider: Some(self.provider),
@@ -234,17 +289,17 @@ impl Reconciler {
             received_at: expectation.registered_at,
             headers: Vec::new(),
             body: bytes::Bytes::new(),
+            source: EventSource::Reconciled,
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => {
-                Counters::bump(&self.counters.dead_lettered);
                 Counters::bump(&self.counters.reconcile_given_up);
-                true
+                Letter::Written
             }
-            Err(err) => {
+            Err(_) => {
                 Counters::bump(&self.counters.dead_letter_write_failures);
-                tracing::error!(provider = %self.provider, run_id = %expectation.run_id, error = %err, "could not dead-letter a run that never completed; keeping its expectation");
-                false
+                tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, "keeping the expectation of a run that never completed until its dead letter is written");
+                Letter::Refused
             }
         }
     }

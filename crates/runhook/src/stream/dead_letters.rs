@@ -2,33 +2,42 @@
 //! into the stream is [`RedisStreamQueue::redrive`](super::RedisStreamQueue::redrive)).
 
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::Value;
 
-use super::{bounded, connection, StreamError, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_TIMEOUT};
+use super::call::{bounded, connection};
+use super::defaults::{DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_TIMEOUT};
+use super::entry::{epoch_millis, letter, Fields};
+use super::error::StreamError;
 use crate::dead_letter::{DeadLetter, DeadLetterRecord, DeadLetterSink};
 use crate::handler::BoxFuture;
 
-/// Appends a letter unless the stream holds `ARGV[1]` letters already.
+/// Appends a letter unless the stream holds `ARGV[1]` letters already. Returns the new id, or
+/// `false` when full.
 const PUT_SCRIPT: &str = r"
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
-  return redis.error_reply('RUNHOOK the dead-letter stream is full')
-end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 ";
+
+/// A letter the dead-letter stream refused: it holds its capacity.
+#[derive(Debug, thiserror::Error)]
+#[error("the dead-letter stream {key} is full ({capacity} letters)")]
+struct Full {
+    key: String,
+    capacity: usize,
+}
 
 /// How many letters one `XRANGE` page asks for.
 const PAGE: usize = 500;
 
 /// A dead-letter sink that appends each letter to a Redis stream, bounded by refusing letters
-/// once it holds its capacity (never by trimming). Fields: `provider`, `dedup_key`, `run_id`
-/// (empty when unknown), `reason`, `reason_code`, `attempts`, `received_at` (RFC 3339),
-/// `received_at_ms`, `headers` (a JSON array of `[name, value]` pairs, credentials left out)
-/// and `body` (the raw bytes). List them with [`RedisStreamDeadLetters::list`].
+/// once it holds its capacity (never by trimming). Its fields are listed in the
+/// [module documentation](super#entries-and-dead-letters). List the letters with
+/// [`RedisStreamDeadLetters::list`].
 #[derive(Clone)]
 pub struct RedisStreamDeadLetters {
     conn: ConnectionManager,
@@ -86,9 +95,7 @@ impl RedisStreamDeadLetters {
         let client = redis::Client::open(url).map_err(|e| StreamError::InvalidConfig {
             reason: format!("Redis URL: {e}"),
         })?;
-        let conn = connection(&client, DEFAULT_TIMEOUT)
-            .await
-            .map_err(|reason| StreamError::Unavailable { reason })?;
+        let conn = connection(&client, DEFAULT_TIMEOUT).await?;
         Ok(Self::over(
             conn,
             key,
@@ -127,8 +134,7 @@ impl RedisStreamDeadLetters {
                     .arg(PAGE)
                     .query_async(&mut conn),
             )
-            .await
-            .map_err(|reason| StreamError::Unavailable { reason })?;
+            .await?;
             let full = page.ids.len() == PAGE;
             for entry in page.ids {
                 start = format!("({}", entry.id);
@@ -160,22 +166,16 @@ impl RedisStreamDeadLetters {
                 .query_async(&mut conn),
         )
         .await
-        .map_err(|reason| StreamError::Unavailable { reason })
+        .map_err(StreamError::from)
     }
 }
 
 /// A letter's fields read back into a record (the body as text when it is UTF-8).
 fn record_of(map: &HashMap<String, Value>) -> DeadLetterRecord {
-    let text = |name: &str| -> Option<String> {
-        map.get(name)
-            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-            .filter(|t| !t.is_empty())
-    };
-    let body = map
-        .get("body")
-        .and_then(|v| redis::from_redis_value_ref::<Vec<u8>>(v).ok())
-        .unwrap_or_default();
-    let (body, body_base64) = match String::from_utf8(body) {
+    let fields = Fields(map);
+    let text = |name| fields.text(name).ok().filter(|t| !t.is_empty());
+    let body = fields.bytes(letter::BODY).unwrap_or_default();
+    let (body, body_base64) = match String::from_utf8(body.to_vec()) {
         Ok(text) => (Some(text), None),
         Err(bytes) => (
             None,
@@ -183,60 +183,70 @@ fn record_of(map: &HashMap<String, Value>) -> DeadLetterRecord {
         ),
     };
     DeadLetterRecord {
-        provider: text("provider"),
-        dedup_key: text("dedup_key"),
+        provider: text(letter::PROVIDER),
+        dedup_key: text(letter::DEDUP_KEY),
         // Written as "" when the run has no id of its own (webrun-ai).
-        run_id: text("run_id").filter(|id| !id.is_empty()),
-        reason: text("reason").unwrap_or_default(),
-        reason_code: text("reason_code").unwrap_or_default(),
-        attempts: text("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
-        received_at: text("received_at").unwrap_or_default(),
-        headers: text("headers")
+        run_id: text(letter::RUN_ID),
+        reason: text(letter::REASON).unwrap_or_default(),
+        reason_code: text(letter::REASON_CODE).unwrap_or_default(),
+        attempts: text(letter::ATTEMPTS)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0),
+        received_at: text(letter::RECEIVED_AT).unwrap_or_default(),
+        headers: text(letter::HEADERS)
             .and_then(|h| serde_json::from_str(&h).ok())
             .unwrap_or_default(),
         body,
         body_base64,
+        source: text(letter::SOURCE),
     }
 }
 
 impl DeadLetterSink for RedisStreamDeadLetters {
-    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
+    fn put(&self, dead: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
         Box::pin(async move {
-            let record = letter.record();
-            let headers = serde_json::to_string(&letter.headers).map_err(std::io::Error::other)?;
-            let at_ms = letter
-                .received_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let record = dead.record();
+            let headers = serde_json::to_string(&dead.headers).map_err(std::io::Error::other)?;
             let script = redis::Script::new(PUT_SCRIPT);
             let mut invocation = script.key(&self.key);
             invocation
                 .arg(self.capacity)
-                .arg("provider")
+                .arg(letter::PROVIDER)
                 .arg(record.provider.unwrap_or_default())
-                .arg("dedup_key")
+                .arg(letter::DEDUP_KEY)
                 .arg(record.dedup_key.unwrap_or_default())
-                .arg("run_id")
+                .arg(letter::RUN_ID)
                 .arg(record.run_id.unwrap_or_default())
-                .arg("reason")
+                .arg(letter::REASON)
                 .arg(record.reason)
-                .arg("reason_code")
+                .arg(letter::REASON_CODE)
                 .arg(record.reason_code)
-                .arg("attempts")
+                .arg(letter::ATTEMPTS)
                 .arg(record.attempts)
-                .arg("received_at")
+                .arg(letter::RECEIVED_AT)
                 .arg(record.received_at)
-                .arg("received_at_ms")
-                .arg(at_ms)
-                .arg("headers")
+                .arg(letter::RECEIVED_AT_MS)
+                .arg(epoch_millis(dead.received_at))
+                .arg(letter::HEADERS)
                 .arg(headers)
-                .arg("body")
-                .arg(&letter.body[..]);
+                .arg(letter::BODY)
+                .arg(&dead.body[..])
+                .arg(letter::SOURCE)
+                .arg(dead.source.as_str());
             let mut conn = self.conn.clone();
-            bounded(self.timeout, invocation.invoke_async::<Value>(&mut conn))
-                .await
-                .map(|_| ())
-                .map_err(std::io::Error::other)
+            match bounded(
+                self.timeout,
+                invocation.invoke_async::<Option<String>>(&mut conn),
+            )
+            .await
+            {
+                Ok(Some(_id)) => Ok(()),
+                Ok(None) => Err(std::io::Error::other(Full {
+                    key: self.key.clone(),
+                    capacity: self.capacity,
+                })),
+                Err(err) => Err(std::io::Error::other(err)),
+            }
         })
     }
 }

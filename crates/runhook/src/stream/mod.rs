@@ -29,7 +29,8 @@
 //! 1. The receive path authenticates the delivery and claims its dedup key in the idempotency
 //!    store (token `T`, lease `L`), then appends it to the stream, unless the stream's backlog
 //!    is at its capacity, in one atomic step (a Lua script: `XLEN`, then
-//!    `XADD <stream> * provider … key … run_id … token T at … body … headers …`).
+//!    `XADD <stream> * <fields>`, the fields of [the entry](#entries-and-dead-letters) with
+//!    `token` `T`).
 //!    **Only after `XADD` succeeded is the delivery answered 200.** If the backlog is full, or
 //!    Redis fails or times out, the claim is released and the answer is 503 with
 //!    `Retry-After`, so that the sender's retry can win.
@@ -119,6 +120,25 @@
 //! and tries again later. List them with [`RedisStreamDeadLetters::list`], and hand them back
 //! to the stream with [`RedisStreamQueue::redrive`].
 //!
+//! # Entries and dead letters
+//!
+//! An entry's fields: `provider`; `key` (the dedup key); `run_id` (empty when the run has
+//! none); `token` (the claim's token, empty for a duplicate or a redriven letter); `at` (when
+//! the delivery was received, ms since the epoch); `body` (the raw bytes); `headers` (a JSON
+//! array of `[name, value]` pairs, credentials left out); `source` (`webhook`, or
+//! `reconciled` when the body came from the platform's run API; an entry without it is read
+//! as a webhook's). An entry that lacks `provider`, `key`, `token`, `body` or `headers`, or
+//! whose body is not the named run's payload, is not one runhook wrote: it is dead-lettered
+//! whole (reason `malformed_entry`) and acknowledged.
+//!
+//! A dead letter's fields: `provider`, `dedup_key`, `run_id` (empty when unknown), `reason`,
+//! `reason_code`, `attempts`, `received_at` (RFC 3339), `received_at_ms`, `headers`, `body`
+//! and `source`. A redrive writes a letter back as an entry with the same provider, key, run
+//! id, receipt time, body, headers and source, and no token.
+//!
+//! These names are written and read in one place in the code, and the redrive script is
+//! built from them.
+//!
 //! # Several instances
 //!
 //! Give every instance the same Redis, the same stream key and the same group, and its own
@@ -133,7 +153,7 @@
 //!
 //! # Connections
 //!
-//! Two per queue: a shared, auto-reconnecting [`ConnectionManager`] for `XADD`, `XACK`,
+//! Two per queue: a shared, auto-reconnecting [`ConnectionManager`](redis::aio::ConnectionManager) for `XADD`, `XACK`,
 //! `XAUTOCLAIM` and `XCLAIM`, and one more for the reader's blocking `XREADGROUP`. Redis runs
 //! a connection's commands in order, so a `BLOCK`ed read on the shared connection would hold
 //! every acknowledgement (`XADD`) behind it for up to the block time; one reader per receiver
@@ -148,119 +168,22 @@
 //! the rest and releases their claims. Their entries stay pending, and another instance takes
 //! them over after `min_idle` (or this one, when it starts again).
 
-use std::time::Duration;
-
-use rand::RngExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
-
+mod call;
 mod dead_letters;
+mod defaults;
+mod entry;
+mod error;
+mod process;
 mod queue;
+mod reader;
+mod shared;
 mod workers;
 
 pub use dead_letters::{ListedDeadLetter, RedisStreamDeadLetters};
+pub use defaults::{
+    stream_key, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_GROUP, DEFAULT_KEY_PREFIX,
+    DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE, DEFAULT_STREAM_CAPACITY,
+};
+pub use error::StreamError;
 pub use queue::{RedisStreamQueue, RedisStreamQueueBuilder};
 pub(crate) use workers::StreamWorkers;
-
-/// The default bound of a stream's backlog when the receiver sets no
-/// [`queue_capacity`](crate::ReceiverBuilder::queue_capacity): past it, deliveries get 503.
-pub const DEFAULT_STREAM_CAPACITY: usize = 10_000;
-
-/// The default bound of the dead-letter stream: past it, letters are refused (and their
-/// deliveries kept where they are) until some are redriven or removed.
-pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 10_000;
-
-/// How many times an entry may be handed to workers before it is set aside as poison.
-pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
-
-/// The default consumer group.
-pub const DEFAULT_GROUP: &str = "runhook";
-
-/// The default namespace: the stream of a provider's receiver is
-/// `runhook:stream:<provider>` unless [`RedisStreamQueueBuilder::namespace`] or
-/// [`RedisStreamQueueBuilder::stream_key`] says otherwise.
-pub const DEFAULT_NAMESPACE: &str = "runhook";
-
-/// The default stream key prefix, `<DEFAULT_NAMESPACE>:stream:`.
-pub const DEFAULT_KEY_PREFIX: &str = "runhook:stream:";
-
-/// The stream key of `name` (a provider, or a route path) in `namespace`:
-/// `<namespace>:stream:<name>`.
-pub fn stream_key(namespace: &str, name: &str) -> String {
-    format!("{namespace}:stream:{name}")
-}
-
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_READ_BATCH: usize = 16;
-/// How often the reader refreshes the backlog figure of `Stats::queue_depth`.
-pub(crate) const DEPTH_EVERY: Duration = Duration::from_secs(2);
-/// Pause after a failed read before the next one.
-pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(500);
-
-/// A stream queue (or dead-letter stream) that cannot be set up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StreamError {
-    /// The configuration cannot work (a malformed Redis URL, an empty key, a zero bound).
-    #[error("Redis stream misconfigured: {reason}")]
-    InvalidConfig {
-        /// What is wrong.
-        reason: String,
-    },
-    /// Redis could not be reached or refused a command.
-    #[error("Redis stream unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong, for logs.
-        reason: String,
-    },
-}
-
-pub(crate) async fn connection(
-    client: &redis::Client,
-    timeout: Duration,
-) -> Result<ConnectionManager, String> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(None)
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500));
-    match tokio::time::timeout(
-        timeout,
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("connecting to Redis: {e}")),
-        Err(_) => Err(format!("no connection to Redis within {timeout:?}")),
-    }
-}
-
-/// One Redis call bounded by `timeout`, its error as text.
-pub(crate) async fn bounded<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, RedisError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no reply from Redis within {timeout:?}")),
-    }
-}
-
-pub(crate) fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let tag: u32 = rand::rng().random();
-    format!("{host}-{}-{tag:08x}", std::process::id())
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}

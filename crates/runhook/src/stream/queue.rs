@@ -2,20 +2,21 @@
 //! send.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{RedisError, Value};
-use runhook_core::payload::{EventSource, Provider};
-use runhook_store::Token;
+use redis::Value;
+use runhook_core::payload::Provider;
 
+use super::call::{bounded, connection, millis};
 use super::dead_letters::RedisStreamDeadLetters;
-use super::{
-    bounded, connection, default_consumer, millis, stream_key, StreamError, DEFAULT_BLOCK,
-    DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_GROUP, DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE,
-    DEFAULT_READ_BATCH, DEFAULT_TIMEOUT,
+use super::defaults::{
+    default_consumer, stream_key, DEFAULT_BLOCK, DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_GROUP,
+    DEFAULT_MAX_DELIVERIES, DEFAULT_NAMESPACE, DEFAULT_READ_BATCH, DEFAULT_TIMEOUT,
 };
+use super::entry::{NewEntry, Redriven, REDRIVE_SCRIPT};
+use super::error::{RedisCallError, StreamError};
 use crate::redrive::RedriveReport;
 
 /// Appends an entry unless the stream holds `ARGV[1]` entries already (the backlog: processed
@@ -43,45 +44,18 @@ end
 return 0
 ";
 
-/// Moves dead letter `ARGV[1]` from `KEYS[1]` (the dead-letter stream) back into `KEYS[2]`
-/// (the stream) as an entry without a token, in one step. Returns the new id, or `false` when
-/// the letter is gone.
-const REDRIVE_SCRIPT: &str = r"
-local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #e == 0 then return false end
-local f = {}
-local fields = e[1][2]
-for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
-if (f['provider'] or '') == '' or (f['dedup_key'] or '') == '' or f['body'] == nil then
-  return redis.error_reply('RUNHOOK the letter has no provider, key or body')
-end
-local id = redis.call('XADD', KEYS[2], '*', 'provider', f['provider'], 'key', f['dedup_key'],
-  'run_id', f['run_id'] or '', 'token', '', 'at', f['received_at_ms'] or '0',
-  'body', f['body'], 'headers', f['headers'] or '[]')
-redis.call('XDEL', KEYS[1], ARGV[1])
-return id
-";
-
-/// One entry as the receive path (or a redrive) writes it.
-pub(crate) struct NewEntry<'a> {
-    pub provider: Provider,
-    pub key: &'a str,
-    pub run_id: Option<&'a str>,
-    /// `None` for a duplicate of a run in flight.
-    pub token: Option<&'a Token>,
-    pub received_at: SystemTime,
-    pub body: &'a [u8],
-    pub headers: &'a [(String, String)],
-    /// `reconciled` when the body came from the run API.
-    pub source: EventSource,
-}
-
 /// Why an entry was not appended.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum AddRefused {
     /// The backlog is at its capacity.
+    #[error("the backlog is at its capacity")]
     Full,
     /// Redis failed or timed out.
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] RedisCallError),
+    /// The entry's headers could not be written as JSON.
+    #[error("encoding the entry: {0}")]
+    Unencodable(#[from] serde_json::Error),
 }
 
 /// One entry's place in the group's pending list.
@@ -218,25 +192,20 @@ impl RedisStreamQueue {
     pub async fn redrive(&self, keys: &[String]) -> Result<RedriveReport, StreamError> {
         let letters = self.dead_letters().list().await?;
         let mut report = RedriveReport::default();
-        let script = redis::Script::new(REDRIVE_SCRIPT);
         for letter in letters {
             let key = letter.record.dedup_key.clone();
             if !keys.is_empty() && !key.as_ref().is_some_and(|k| keys.contains(k)) {
                 continue;
             }
             let mut conn = self.inner.conn.clone();
-            let mut invocation = script.key(&self.inner.dead_key);
+            let mut invocation = REDRIVE_SCRIPT.key(&self.inner.dead_key);
             invocation.key(&self.inner.key).arg(&letter.id);
-            match bounded(
-                self.inner.timeout,
-                invocation.invoke_async::<Option<String>>(&mut conn),
-            )
-            .await
-            {
-                Ok(Some(_)) => report.redriven.push(key.unwrap_or_default()),
-                Ok(None) => {}
-                Err(err) if err.contains("RUNHOOK") => report.kept.push((key, err)),
-                Err(reason) => return Err(StreamError::Unavailable { reason }),
+            match bounded(self.inner.timeout, invocation.invoke_async(&mut conn)).await? {
+                Redriven::Moved(_) => report.redriven.push(key.unwrap_or_default()),
+                Redriven::Gone => {}
+                Redriven::Incomplete => report
+                    .kept
+                    .push((key, "the letter has no provider, key or body".into())),
             }
         }
         Ok(report)
@@ -249,43 +218,21 @@ impl RedisStreamQueue {
         capacity: usize,
     ) -> Result<(), AddRefused> {
         let q = &*self.inner;
-        let headers = serde_json::to_string(entry.headers)
-            .map_err(|e| AddRefused::Unavailable(e.to_string()))?;
-        let token = entry.token.map(Token::to_string).unwrap_or_default();
-        let at = entry
-            .received_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let script = redis::Script::new(ADD_SCRIPT);
         let mut invocation = script.key(&q.key);
-        invocation
-            .arg(capacity)
-            .arg("provider")
-            .arg(entry.provider.as_str())
-            .arg("key")
-            .arg(entry.key)
-            .arg("run_id")
-            .arg(entry.run_id.unwrap_or(""))
-            .arg("token")
-            .arg(token)
-            .arg("at")
-            .arg(at)
-            .arg("body")
-            .arg(entry.body)
-            .arg("headers")
-            .arg(headers)
-            .arg("source")
-            .arg(entry.source.as_str());
+        invocation.arg(capacity);
+        entry.encode(|name, value| {
+            invocation.arg(name).arg(value);
+        })?;
         let mut conn = q.conn.clone();
         match bounded(
             q.timeout,
             invocation.invoke_async::<Option<String>>(&mut conn),
         )
-        .await
+        .await?
         {
-            Ok(Some(_id)) => Ok(()),
-            Ok(None) => Err(AddRefused::Full),
-            Err(reason) => Err(AddRefused::Unavailable(reason)),
+            Some(_id) => Ok(()),
+            None => Err(AddRefused::Full),
         }
     }
 
@@ -331,7 +278,7 @@ impl RedisStreamQueue {
         min_idle: Duration,
         cursor: &str,
         count: usize,
-    ) -> Result<StreamAutoClaimReply, String> {
+    ) -> Result<StreamAutoClaimReply, RedisCallError> {
         let q = &*self.inner;
         let mut cmd = redis::cmd("XAUTOCLAIM");
         cmd.arg(&q.key)
@@ -351,7 +298,7 @@ impl RedisStreamQueue {
         &self,
         conn: &mut ConnectionManager,
         count: usize,
-    ) -> Result<Vec<StreamId>, RedisError> {
+    ) -> Result<Vec<StreamId>, RedisCallError> {
         let q = &*self.inner;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -364,17 +311,11 @@ impl RedisStreamQueue {
             .arg("STREAMS")
             .arg(&q.key)
             .arg(">");
-        let read = tokio::time::timeout(
+        let read = bounded(
             q.block + q.timeout,
             cmd.query_async::<Option<StreamReadReply>>(conn),
         )
-        .await
-        .map_err(|_| {
-            RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no reply to XREADGROUP",
-            ))
-        })??;
+        .await?;
         Ok(read
             .map(|reply| reply.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default())
@@ -382,7 +323,7 @@ impl RedisStreamQueue {
 
     /// The backlog: entries not yet processed, by any instance (processed entries are
     /// deleted, so this is the stream's length).
-    pub(crate) async fn backlog(&self) -> Result<u64, String> {
+    pub(crate) async fn backlog(&self) -> Result<u64, RedisCallError> {
         let q = &*self.inner;
         let mut conn = q.conn.clone();
         bounded(
@@ -396,7 +337,7 @@ impl RedisStreamQueue {
     pub(crate) async fn delivery_counts(
         &self,
         ids: &[String],
-    ) -> Result<Vec<PendingEntry>, String> {
+    ) -> Result<Vec<PendingEntry>, RedisCallError> {
         let q = &*self.inner;
         let mut pipe = redis::pipe();
         for id in ids {
@@ -418,7 +359,7 @@ impl RedisStreamQueue {
     }
 
     /// The group's consumers.
-    pub(crate) async fn consumers(&self) -> Result<Vec<ConsumerInfo>, String> {
+    pub(crate) async fn consumers(&self) -> Result<Vec<ConsumerInfo>, RedisCallError> {
         let q = &*self.inner;
         let mut conn = q.conn.clone();
         let reply: redis::streams::StreamInfoConsumersReply = bounded(
@@ -443,7 +384,11 @@ impl RedisStreamQueue {
 
     /// Removes another consumer (one that crashed) if it still holds nothing and has been
     /// idle for `idle` at least, checked and done in one script.
-    pub(crate) async fn forget_consumer(&self, name: &str, idle: Duration) -> Result<bool, String> {
+    pub(crate) async fn forget_consumer(
+        &self,
+        name: &str,
+        idle: Duration,
+    ) -> Result<bool, RedisCallError> {
         let q = &*self.inner;
         let script = redis::Script::new(FORGET_SCRIPT);
         let mut invocation = script.key(&q.key);
@@ -485,7 +430,7 @@ impl RedisStreamQueue {
         }
     }
 
-    pub(crate) async fn reader_connection(&self) -> Result<ConnectionManager, String> {
+    pub(crate) async fn reader_connection(&self) -> Result<ConnectionManager, RedisCallError> {
         connection(&self.inner.client, self.inner.timeout).await
     }
 }
@@ -601,9 +546,7 @@ impl RedisStreamQueueBuilder {
         let client = redis::Client::open(url).map_err(|e| StreamError::InvalidConfig {
             reason: format!("Redis URL: {e}"),
         })?;
-        let conn = connection(&client, self.timeout)
-            .await
-            .map_err(|reason| StreamError::Unavailable { reason })?;
+        let conn = connection(&client, self.timeout).await?;
         let queue = RedisStreamQueue {
             inner: Arc::new(QueueInner {
                 client,
@@ -622,15 +565,13 @@ impl RedisStreamQueueBuilder {
                 timeout: self.timeout,
             }),
         };
-        ensure_group(&queue)
-            .await
-            .map_err(|reason| StreamError::Unavailable { reason })?;
+        ensure_group(&queue).await?;
         Ok(queue)
     }
 }
 
 /// `XGROUP CREATE … 0 MKSTREAM`, an existing group kept.
-pub(crate) async fn ensure_group(queue: &RedisStreamQueue) -> Result<(), String> {
+pub(crate) async fn ensure_group(queue: &RedisStreamQueue) -> Result<(), RedisCallError> {
     let q = &*queue.inner;
     let mut cmd = redis::cmd("XGROUP");
     cmd.arg("CREATE")
@@ -639,10 +580,8 @@ pub(crate) async fn ensure_group(queue: &RedisStreamQueue) -> Result<(), String>
         .arg("0")
         .arg("MKSTREAM");
     let mut conn = q.conn.clone();
-    match tokio::time::timeout(q.timeout, cmd.query_async::<Value>(&mut conn)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
-        Ok(Err(e)) => Err(format!("creating the consumer group: {e}")),
-        Err(_) => Err(format!("no reply from Redis within {:?}", q.timeout)),
+    match bounded(q.timeout, cmd.query_async::<Value>(&mut conn)).await {
+        Err(err) if !err.is_busy_group() => Err(err),
+        _ => Ok(()),
     }
 }

@@ -11,6 +11,8 @@ use runhook::payload::Provider;
 use runhook::platform::Platform;
 use serde_json::Value;
 
+use super::DemoError;
+
 struct Runs {
     key: String,
     runs: HashMap<String, Value>,
@@ -21,11 +23,11 @@ struct Runs {
 pub async fn start(
     key: &str,
     runs: HashMap<String, Value>,
-) -> Result<(String, tokio::task::JoinHandle<()>), String> {
+) -> Result<(String, tokio::task::JoinHandle<()>), DemoError> {
     let path = Platform::of(Provider::TinyFish)
         .run_api
         .map(|api| api.run_path)
-        .ok_or("TinyFish has no run API in the provider table")?;
+        .ok_or(DemoError::NoRunApi)?;
     let state = Arc::new(Runs {
         key: key.to_string(),
         runs,
@@ -33,13 +35,7 @@ pub async fn start(
     let app = axum::Router::new()
         .route(path, axum::routing::get(answer))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("cannot start the run API stand-in: {e}"))?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
+    let (listener, base) = super::bind_localhost("cannot start the run API stand-in").await?;
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

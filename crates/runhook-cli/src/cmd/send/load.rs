@@ -11,12 +11,12 @@ use runhook::payload::{DedupProbe, Provider};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
-use super::{delivered, millis, now, say, Prepared, Sender, Target};
+use super::{delivered, millis, now, say, Prepared, SendError, Sender, Target};
 use crate::deliver::{Attempt, AttemptResult};
 
 /// The field added to `webrun-ai` bodies, which carry no id: it gives each body a new hash,
 /// which is their dedup key.
-const LOAD_ID_FIELD: &str = "runhook_load_id";
+pub(super) const LOAD_ID_FIELD: &str = "runhook_load_id";
 
 /// The template file and how a fresh run id goes into it.
 pub(super) struct Template {
@@ -38,17 +38,15 @@ enum IdSlot {
 impl Template {
     /// A template from `text`, checked: its run id can be replaced (or, for `webrun-ai`, it is
     /// an object) and the platform can send the result.
-    pub(super) fn new(sender: Sender, text: Vec<u8>) -> Result<Self, String> {
+    pub(super) fn new(sender: Sender, text: Vec<u8>) -> Result<Self, SendError> {
         let provider = sender.provider;
         let id = match provider {
             Provider::WebRunAi => IdSlot::Inject,
             _ => {
                 let probe = DedupProbe::read(provider, &text)
-                    .map_err(|e| format!("the template is not a {provider} payload: {e}"))?;
+                    .map_err(|source| SendError::NotATemplate { provider, source })?;
                 // Every platform but webrun-ai (handled above) names its runs.
-                let run_id = probe.run_id.ok_or_else(|| {
-                    format!("the template's {provider} payload carries no run id")
-                })?;
+                let run_id = probe.run_id.ok_or(SendError::NoRunId(provider))?;
                 IdSlot::Replace(json_string(&run_id))
             }
         };
@@ -62,16 +60,13 @@ impl Template {
         Ok(template)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), SendError> {
         let payload = self.payload(0)?;
         if matches!(self.id, IdSlot::Replace(_)) {
             let provider = self.sender.provider;
             let carried = DedupProbe::read(provider, &payload).map(|probe| probe.run_id);
             if carried.ok().flatten().as_deref() != Some(self.run_id(0).as_str()) {
-                return Err(format!(
-                    "cannot replace the run id in the template: write the field {provider} reads \
-                     it from as a plain JSON string (no escapes)"
-                ));
+                return Err(SendError::IdNotReplaceable(provider));
             }
         }
         self.sender.prepare(&payload, now()).map(drop)
@@ -83,22 +78,17 @@ impl Template {
     }
 
     /// The payload of the `index`th unique delivery.
-    fn payload(&self, index: usize) -> Result<Vec<u8>, String> {
+    fn payload(&self, index: usize) -> Result<Vec<u8>, SendError> {
         let id = self.run_id(index);
         match &self.id {
             IdSlot::Replace(old) => Ok(replace_all(&self.text, old, &json_string(&id))),
-            IdSlot::Inject => inject_field(&self.text, &id).ok_or_else(|| {
-                format!(
-                    "a webrun-ai template must be a JSON object: its dedup key is the body's \
-                     hash, which runhook varies with a `{LOAD_ID_FIELD}` field"
-                )
-            }),
+            IdSlot::Inject => inject_field(&self.text, &id).ok_or(SendError::NotAnObject),
         }
     }
 
     /// The request of the `index`th unique delivery, sent at `unix_now`: the same arguments
     /// give the same bytes, which is how a duplicate resends an earlier delivery exactly.
-    fn delivery(&self, index: usize, unix_now: i64) -> Result<Prepared, String> {
+    fn delivery(&self, index: usize, unix_now: i64) -> Result<Prepared, SendError> {
         self.sender.prepare(&self.payload(index)?, unix_now)
     }
 }
@@ -190,7 +180,7 @@ pub(super) struct Load {
 impl Load {
     /// Sends the load with a progress bar on standard error, then prints the summary;
     /// `Ok(true)` if every delivery was answered 2xx.
-    pub(super) async fn run(self, target: Target, template: Template) -> Result<bool, String> {
+    pub(super) async fn run(self, target: Target, template: Template) -> Result<bool, SendError> {
         let plan = plan(self.count, self.duplicates, &mut rand::rng());
         let target = Arc::new(target);
         let bar = progress_bar(self.count);
@@ -201,10 +191,7 @@ impl Load {
         let mut sent_at: Vec<i64> = Vec::new();
         let started = Instant::now();
         for slot in plan {
-            let permit = Arc::clone(&permits)
-                .acquire_owned()
-                .await
-                .map_err(|e| format!("internal error: {e}"))?;
+            let permit = Arc::clone(&permits).acquire_owned().await?;
             let prepared = match slot {
                 Slot::Original(index) => {
                     let at = now();

@@ -22,8 +22,8 @@ use runhook::payload::RunEvent;
 use runhook::retry::RetryAfter;
 use runhook::{Handler, HandlerError};
 
-pub use settings::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
-pub use target::ForwardUrl;
+pub use settings::{ForwardSettings, ForwardSettingsError, DEFAULT_RETRY_AFTER_CAP_SECS};
+pub use target::{ForwardUrl, ForwardUrlError};
 
 use crate::event_json;
 use limits::Limits;
@@ -31,16 +31,22 @@ use limits::Limits;
 /// The header carrying the run's de-duplication key.
 const DEDUP_KEY_HEADER: &str = "x-runhook-dedup-key";
 
+/// The forward handler's HTTP client could not be built: the error and its causes, without
+/// the URL.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(String);
+
 /// The forward handler for `target`.
 pub fn handler(
     target: &ForwardUrl,
     settings: &ForwardSettings,
-) -> Result<Arc<dyn Handler>, String> {
+) -> Result<Arc<dyn Handler>, HttpClientError> {
     let client = reqwest::Client::builder()
         .timeout(settings.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", target::describe(e)))?;
+        .map_err(|e| HttpClientError(target::describe(e)))?;
     tracing::info!(
         forward_to = %target.origin(),
         request_timeout_ms = settings.request_timeout.as_millis() as u64,

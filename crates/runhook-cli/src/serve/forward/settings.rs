@@ -19,6 +19,26 @@ const MAX_RATE_PER_SEC: f64 = 1_000_000.0;
 /// The slowest: one request every 1000 s.
 const MIN_RATE_PER_SEC: f64 = 0.001;
 
+/// Why forward settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardSettingsError {
+    /// `forward_concurrency = 0`.
+    #[error("forward concurrency must be at least 1")]
+    ZeroConcurrency,
+    /// A rate outside [`MIN_RATE_PER_SEC`, `MAX_RATE_PER_SEC`].
+    #[error(
+        "forward rate must be between {MIN_RATE_PER_SEC} and {MAX_RATE_PER_SEC} requests per \
+         second"
+    )]
+    Rate,
+    /// Forward settings without a forward handler.
+    #[error(
+        "forward_retry_after_cap_secs, forward_rate_per_sec and forward_concurrency apply to \
+         a forward handler only"
+    )]
+    NotForwarding,
+}
+
 /// How the forward handler talks to its target.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForwardSettings {
@@ -37,68 +57,61 @@ impl ForwardSettings {
     pub fn limited(&self) -> bool {
         self.concurrency.is_some() || self.interval.is_some()
     }
-}
 
-impl ServeConfig {
-    /// The forward handler's settings, or why they cannot be used.
-    pub fn forward_settings(&self) -> Result<ForwardSettings, String> {
-        let concurrency = match self.forward_concurrency {
+    /// The forward handler's settings `config` gives, or why they cannot be used.
+    pub fn of(config: &ServeConfig) -> Result<Self, ForwardSettingsError> {
+        let concurrency = match config.forward_concurrency {
             None => None,
-            Some(n) => Some(NonZeroUsize::new(n).ok_or("forward concurrency must be at least 1")?),
+            Some(n) => Some(NonZeroUsize::new(n).ok_or(ForwardSettingsError::ZeroConcurrency)?),
         };
-        let interval = match self.forward_rate_per_sec {
+        let interval = match config.forward_rate_per_sec {
             None => None,
             Some(rate) if (MIN_RATE_PER_SEC..=MAX_RATE_PER_SEC).contains(&rate) => {
                 Duration::try_from_secs_f64(1.0 / rate).ok()
             }
-            Some(_) => {
-                return Err(format!(
-                    "forward rate must be between {MIN_RATE_PER_SEC} and {MAX_RATE_PER_SEC} \
-                     requests per second"
-                ))
-            }
+            Some(_) => return Err(ForwardSettingsError::Rate),
         };
-        Ok(ForwardSettings {
-            request_timeout: REQUEST_TIMEOUT.min(self.handler_timeout()),
-            retry_after_cap: Duration::from_secs(self.forward_retry_after_cap_secs),
+        Ok(Self {
+            request_timeout: REQUEST_TIMEOUT.min(config.handler_timeout()),
+            retry_after_cap: Duration::from_secs(config.forward_retry_after_cap_secs),
             concurrency,
             interval,
         })
     }
 
-    /// Refuses forward settings that cannot be used, or given without a forward handler.
-    pub(crate) fn check_forward(&self) -> Result<(), String> {
-        let settings = self.forward_settings()?;
-        let forwarding = matches!(self.handler, HandlerKind::Forward(_));
-        let any_set =
-            settings.limited() || self.forward_retry_after_cap_secs != DEFAULT_RETRY_AFTER_CAP_SECS;
+    /// Refuses forward settings in `config` that cannot be used, or given without a forward
+    /// handler.
+    pub fn check(config: &ServeConfig) -> Result<(), ForwardSettingsError> {
+        let settings = Self::of(config)?;
+        let forwarding = matches!(config.handler, HandlerKind::Forward(_));
+        let any_set = settings.limited()
+            || config.forward_retry_after_cap_secs != DEFAULT_RETRY_AFTER_CAP_SECS;
         if any_set && !forwarding {
-            return Err("forward_retry_after_cap_secs, forward_rate_per_sec and \
-                        forward_concurrency apply to a forward handler only"
-                .into());
+            return Err(ForwardSettingsError::NotForwarding);
         }
         Ok(())
     }
 
-    /// How long the worker lets one forward attempt run: the handler timeout, stretched when
+    /// How long the worker lets one forward attempt run under `config`: the handler timeout,
+    /// stretched when
     /// limits may make a request wait for its permits first. Each worker has one request at a
     /// time and both waits are first come, first served, so a request never waits longer than
     /// every other worker's whole request (and rate slot) before its own; the attempt gets
     /// that much on top of its own request, so that a run is never failed, nor dead-lettered,
     /// only because the limiter made it queue. The request itself stays bounded by
     /// `request_timeout`.
-    pub(crate) fn forward_attempt_timeout(&self, settings: &ForwardSettings) -> Duration {
-        let handler_timeout = self.handler_timeout();
-        if !settings.limited() {
+    pub fn attempt_timeout(&self, config: &ServeConfig) -> Duration {
+        let handler_timeout = config.handler_timeout();
+        if !self.limited() {
             return handler_timeout;
         }
-        let workers = self
+        let workers = config
             .workers
-            .saturating_mul(self.routes.len().max(1))
+            .saturating_mul(config.routes.len().max(1))
             .min(u32::MAX as usize) as u32;
-        let per_request = settings.request_timeout + settings.interval.unwrap_or_default();
+        let per_request = self.request_timeout + self.interval.unwrap_or_default();
         let queued = per_request.saturating_mul(workers);
-        handler_timeout.max(settings.request_timeout.saturating_add(queued))
+        handler_timeout.max(self.request_timeout.saturating_add(queued))
     }
 }
 
@@ -123,21 +136,21 @@ mod tests {
     fn limits_are_checked() {
         let mut c = forward();
         c.forward_concurrency = Some(0);
-        assert!(c.check_forward().is_err());
+        assert!(ForwardSettings::check(&c).is_err());
         for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
             let mut c = forward();
             c.forward_rate_per_sec = Some(rate);
-            assert!(c.check_forward().is_err(), "{rate}");
+            assert!(ForwardSettings::check(&c).is_err(), "{rate}");
         }
         let mut c = forward();
         c.forward_rate_per_sec = Some(4.0);
         c.forward_concurrency = Some(2);
-        let settings = c.forward_settings().unwrap();
+        let settings = ForwardSettings::of(&c).unwrap();
         assert_eq!(settings.interval, Some(Duration::from_millis(250)));
         assert_eq!(settings.concurrency, NonZeroUsize::new(2));
         let mut c = config(HandlerKind::Exec("true".into()));
         c.forward_concurrency = Some(2);
-        assert!(c.check_forward().is_err());
+        assert!(ForwardSettings::check(&c).is_err());
     }
 
     #[test]
@@ -154,7 +167,7 @@ mod tests {
             secret_env = "K"
         "#;
         let c = ServeConfig::from_toml(text).unwrap();
-        let settings = c.forward_settings().unwrap();
+        let settings = ForwardSettings::of(&c).unwrap();
         assert_eq!(settings.retry_after_cap, Duration::from_secs(5));
         assert_eq!(settings.interval, Some(Duration::from_secs(2)));
         assert_eq!(settings.concurrency, NonZeroUsize::new(3));
@@ -163,7 +176,7 @@ mod tests {
             "Debug shows the URL's path"
         );
         let bad = text.replace("https://hooks.example.com/in/s3cr3t", "ftp://h/s3cr3t");
-        let error = ServeConfig::from_toml(&bad).unwrap_err();
+        let error = ServeConfig::from_toml(&bad).unwrap_err().to_string();
         assert!(
             error.contains("http") && !error.contains("s3cr3t"),
             "{error}"
@@ -175,15 +188,12 @@ mod tests {
         let mut c = forward();
         c.handler_timeout_secs = 10;
         c.workers = 8;
-        let unlimited = c.forward_settings().unwrap();
-        assert_eq!(
-            c.forward_attempt_timeout(&unlimited),
-            Duration::from_secs(10)
-        );
+        let unlimited = ForwardSettings::of(&c).unwrap();
+        assert_eq!(unlimited.attempt_timeout(&c), Duration::from_secs(10));
         c.forward_concurrency = Some(1);
         c.forward_rate_per_sec = Some(1.0);
-        let limited = c.forward_settings().unwrap();
+        let limited = ForwardSettings::of(&c).unwrap();
         // Its own 10 s request, after 8 others of 10 s + 1 s each.
-        assert_eq!(c.forward_attempt_timeout(&limited), Duration::from_secs(98));
+        assert_eq!(limited.attempt_timeout(&c), Duration::from_secs(98));
     }
 }

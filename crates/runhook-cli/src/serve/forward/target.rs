@@ -3,6 +3,24 @@
 
 use std::fmt;
 
+/// Why a text is not a URL (the `url` crate's error, as reqwest re-exports its `Url` only).
+type UrlParseError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// Why a `--forward` URL cannot be used; never repeating the URL (its path or query may hold
+/// a secret).
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardUrlError {
+    /// It does not parse.
+    #[error("--forward: not a URL: {0}")]
+    NotAUrl(UrlParseError),
+    /// Its scheme is neither `http` nor `https`.
+    #[error("--forward: a {0}:// URL; only http:// and https:// are forwarded to")]
+    Scheme(String),
+    /// It names no host.
+    #[error("--forward: the URL has no host")]
+    NoHost,
+}
+
 /// The URL `--forward` names. Its `Debug` and `Display` show only the origin.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ForwardUrl(reqwest::Url);
@@ -10,16 +28,13 @@ pub struct ForwardUrl(reqwest::Url);
 impl ForwardUrl {
     /// Reads `text` as an `http://` or `https://` URL with a host. The error never repeats the
     /// text (its path or query may hold a secret).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(text).map_err(|e| format!("--forward: not a URL: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, ForwardUrlError> {
+        let url = reqwest::Url::parse(text).map_err(ForwardUrlError::NotAUrl)?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "--forward: a {}:// URL; only http:// and https:// are forwarded to",
-                url.scheme()
-            ));
+            return Err(ForwardUrlError::Scheme(url.scheme().into()));
         }
         if url.host_str().is_none() {
-            return Err("--forward: the URL has no host".into());
+            return Err(ForwardUrlError::NoHost);
         }
         Ok(Self(url))
     }
@@ -97,7 +112,7 @@ mod tests {
             "http://[bad/s3cr3t",
             "unix:/s3cr3t",
         ] {
-            let error = ForwardUrl::parse(text).unwrap_err();
+            let error = ForwardUrl::parse(text).unwrap_err().to_string();
             assert!(!error.contains("s3cr3t"), "{error}");
         }
     }

@@ -1,0 +1,70 @@
+//! Where `runhook serve` sends processed events: the `[handler]` table or a handler flag.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ServeConfigError;
+use crate::serve::forward::ForwardUrl;
+
+/// Where processed events go: exactly one of the three.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerSpec {
+    /// Append each event as one JSON line to this file.
+    pub jsonl: Option<PathBuf>,
+    /// Run this shell command with the event JSON on standard input.
+    pub exec: Option<String>,
+    /// POST the event JSON to this URL.
+    pub forward: Option<String>,
+}
+
+/// Without the forward URL, whose path or query may hold a secret.
+impl std::fmt::Debug for HandlerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerSpec")
+            .field("jsonl", &self.jsonl)
+            .field("exec", &self.exec)
+            .field("forward", &self.forward.as_ref().map(|_| "<url>"))
+            .finish()
+    }
+}
+
+/// Reads a `[handler]` table as the one handler it must name.
+pub(super) fn from_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<HandlerKind, D::Error> {
+    HandlerSpec::deserialize(de)?
+        .kind()
+        .map_err(serde::de::Error::custom)
+}
+
+/// The one handler a [`HandlerSpec`] names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// Append JSON lines to a file.
+    Jsonl(PathBuf),
+    /// Run a shell command per event.
+    Exec(String),
+    /// POST each event to a URL (shown by its origin only).
+    Forward(ForwardUrl),
+}
+
+impl HandlerSpec {
+    /// The handler named, or why the spec does not name exactly one.
+    pub fn kind(&self) -> Result<HandlerKind, ServeConfigError> {
+        let named = [
+            self.jsonl.clone().map(HandlerKind::Jsonl),
+            self.exec.clone().map(HandlerKind::Exec),
+            self.forward
+                .as_deref()
+                .map(ForwardUrl::parse)
+                .transpose()?
+                .map(HandlerKind::Forward),
+        ];
+        let mut named = named.into_iter().flatten();
+        match (named.next(), named.next()) {
+            (Some(kind), None) => Ok(kind),
+            (None, _) => Err(ServeConfigError::NoHandler),
+            (Some(_), Some(_)) => Err(ServeConfigError::MoreThanOne),
+        }
+    }
+}

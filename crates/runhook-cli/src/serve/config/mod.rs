@@ -1,0 +1,423 @@
+//! What `runhook serve` runs: routes, store, handler, from flags or from a TOML file. The
+//! whole configuration and its checks are here; each route, the store and the handler have
+//! their own file.
+
+mod error;
+mod handler;
+mod route;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runhook::retry::RetryPolicy;
+use serde::Deserialize;
+
+pub use error::ServeConfigError;
+pub use handler::{HandlerKind, HandlerSpec};
+pub use route::{Confirm, RouteSpec};
+pub use store::StoreSpec;
+
+use super::forward::{ForwardSettings, DEFAULT_RETRY_AFTER_CAP_SECS};
+
+/// Everything `runhook serve` needs, as read from `runhook.toml` (or built from flags).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `memory` or a `redis://` URL.
+    #[serde(default)]
+    pub store: StoreSpec,
+    /// Background workers per route.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Acknowledged deliveries waiting for a worker, per route, before new ones get 503
+    /// (default: 1024 for the in-process queue, 10 000 for a Redis stream's backlog).
+    #[serde(default)]
+    pub queue_capacity: Option<usize>,
+    /// Where acknowledged deliveries wait for a worker: `memory` (this process) or
+    /// `redis-stream` (a Redis stream per route, shared by every instance; needs a Redis
+    /// store).
+    #[serde(default)]
+    pub queue: QueueKind,
+    /// How long a claim is held before another worker or instance may take the run over, in
+    /// seconds (renewed every third of it while a handler runs).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// The namespace of every Redis key: `<prefix>:idem:` for claims, `<prefix>:stream:<path>`
+    /// for a route's stream. Deployments sharing one Redis need different ones.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
+    /// With a Redis stream: how many times an entry may be handed to workers (each time its
+    /// process died) before it is set aside as poison.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u64,
+    /// Where processed events go.
+    #[serde(deserialize_with = "handler::from_spec")]
+    pub handler: HandlerKind,
+    /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
+    /// when absent.
+    #[serde(default)]
+    pub dead_letters: Option<PathBuf>,
+    /// How long a shutdown waits for the queue to drain, in seconds.
+    #[serde(default = "default_drain_secs")]
+    pub drain_timeout_secs: u64,
+    /// Handler attempts per event, the first included, before it is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Pause after the first failed attempt, in milliseconds; doubled for each further one.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// How long one handler attempt may run, in seconds.
+    #[serde(default = "default_handler_timeout_secs")]
+    pub handler_timeout_secs: u64,
+    /// `forward` only: the longest `Retry-After` (on a 429 or 503) honoured, in seconds; a
+    /// longer one is cut to this (0: `Retry-After` is ignored).
+    #[serde(default = "default_forward_retry_after_cap_secs")]
+    pub forward_retry_after_cap_secs: u64,
+    /// `forward` only: at most this many requests per second toward the target, spaced evenly,
+    /// for every route together (absent: no limit).
+    #[serde(default)]
+    pub forward_rate_per_sec: Option<f64>,
+    /// `forward` only: at most this many requests to the target at once, for every route
+    /// together (absent: one per worker).
+    #[serde(default)]
+    pub forward_concurrency: Option<usize>,
+    /// The routes, at least one.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Where acknowledged deliveries wait for a worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueKind {
+    /// A bounded queue in this process: fast, lost if the process dies.
+    #[default]
+    Memory,
+    /// A Redis stream per route (`<redis_prefix>:stream:<route path>`) read by a consumer group:
+    /// acknowledged only once in Redis, taken over by another instance after a crash.
+    RedisStream,
+}
+
+impl QueueKind {
+    /// The name used on the command line and in `runhook.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Memory => "memory",
+            QueueKind::RedisStream => "redis-stream",
+        }
+    }
+}
+
+impl ServeConfig {
+    /// `routes` and `handler` with every other setting at its default.
+    pub fn new(routes: Vec<RouteSpec>, handler: HandlerKind) -> Self {
+        Self {
+            listen: default_listen(),
+            store: StoreSpec::Memory,
+            workers: default_workers(),
+            queue_capacity: None,
+            queue: QueueKind::default(),
+            lease_secs: default_lease_secs(),
+            redis_prefix: default_redis_prefix(),
+            max_deliveries: default_max_deliveries(),
+            handler,
+            dead_letters: None,
+            drain_timeout_secs: default_drain_secs(),
+            max_attempts: default_max_attempts(),
+            retry_backoff_ms: default_retry_backoff_ms(),
+            handler_timeout_secs: default_handler_timeout_secs(),
+            forward_retry_after_cap_secs: default_forward_retry_after_cap_secs(),
+            forward_rate_per_sec: None,
+            forward_concurrency: None,
+            routes,
+        }
+    }
+
+    /// Reads and checks the `runhook.toml` at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ServeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ServeConfigError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Reads and checks a `runhook.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, ServeConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses a configuration that cannot run: no routes, a repeated path, no handler, zero
+    /// workers.
+    pub fn check(&self) -> Result<(), ServeConfigError> {
+        self.check_routes()?;
+        if self.workers == 0
+            || self.queue_capacity == Some(0)
+            || self.max_attempts == 0
+            || self.max_deliveries == 0
+        {
+            return Err(ServeConfigError::ZeroCount);
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err(ServeConfigError::RedisPrefix);
+        }
+        if self.lease_secs == 0 {
+            return Err(ServeConfigError::ZeroLease);
+        }
+        if self.queue == QueueKind::RedisStream && self.redis_url().is_none() {
+            return Err(ServeConfigError::StreamWithoutRedis);
+        }
+        Ok(ForwardSettings::check(self)?)
+    }
+
+    /// Refuses routes that cannot run together: none, a path given twice or reserved, run API
+    /// settings that cannot work, reconciling without Redis or twice for one provider.
+    fn check_routes(&self) -> Result<(), ServeConfigError> {
+        if self.routes.is_empty() {
+            return Err(ServeConfigError::NoRoutes);
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let path = || route.path.clone();
+            if self.routes[..i].iter().any(|r| r.path == route.path) {
+                return Err(ServeConfigError::PathTwice(path()));
+            }
+            if route.path == "/healthz" || route.path == "/metrics" {
+                return Err(ServeConfigError::PathReserved(path()));
+            }
+            route.check_runs()?;
+            if route.reconciles() && self.redis_url().is_none() {
+                return Err(ServeConfigError::ReconcileWithoutRedis(path()));
+            }
+            let twice = self.routes[..i]
+                .iter()
+                .any(|r| r.reconciles() && r.provider == route.provider);
+            if route.reconciles() && twice {
+                return Err(ServeConfigError::ReconcileTwice {
+                    route: path(),
+                    provider: route.provider,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's Redis URL, if the store is Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        match &self.store {
+            StoreSpec::Memory => None,
+            StoreSpec::Redis(url) => Some(url),
+        }
+    }
+
+    /// How long a claim is held.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    /// How long a shutdown waits for the queue to drain.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// How long one handler attempt may run, as configured.
+    pub fn handler_timeout(&self) -> Duration {
+        Duration::from_secs(self.handler_timeout_secs)
+    }
+
+    /// How failed handler attempts are retried. A forward with limits gets a longer attempt
+    /// timeout, covering its wait for permits ([`ForwardSettings::attempt_timeout`]).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let initial_backoff = Duration::from_millis(self.retry_backoff_ms);
+        let attempt_timeout = match (&self.handler, ForwardSettings::of(self)) {
+            (HandlerKind::Forward(_), Ok(settings)) => settings.attempt_timeout(self),
+            _ => self.handler_timeout(),
+        };
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff,
+            max_backoff: RetryPolicy::default().max_backoff.max(initial_backoff),
+            attempt_timeout,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_workers() -> usize {
+    4
+}
+
+fn default_lease_secs() -> u64 {
+    runhook::receiver::DEFAULT_LEASE.as_secs()
+}
+
+fn default_redis_prefix() -> String {
+    runhook::stream::DEFAULT_NAMESPACE.into()
+}
+
+fn default_max_deliveries() -> u64 {
+    runhook::stream::DEFAULT_MAX_DELIVERIES
+}
+
+fn default_drain_secs() -> u64 {
+    30
+}
+
+fn default_max_attempts() -> u32 {
+    RetryPolicy::default().max_attempts
+}
+
+fn default_retry_backoff_ms() -> u64 {
+    RetryPolicy::default().initial_backoff.as_millis() as u64
+}
+
+fn default_handler_timeout_secs() -> u64 {
+    RetryPolicy::default().attempt_timeout.as_secs()
+}
+
+fn default_forward_retry_after_cap_secs() -> u64 {
+    DEFAULT_RETRY_AFTER_CAP_SECS
+}
+
+#[cfg(test)]
+mod tests {
+    use runhook::payload::Provider;
+
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+listen = "127.0.0.1:9000"
+store = "memory"
+workers = 2
+
+[handler]
+jsonl = "events.jsonl"
+
+[[route]]
+path = "/webhooks/skyvern"
+provider = "skyvern"
+secret_env = ["SKYVERN_KEY_NEW", "SKYVERN_KEY_OLD"]
+
+[[route]]
+path = "/webhooks/tinyfish/{secret}"
+provider = "tinyfish"
+secret_env = "TINYFISH_PATH_SECRET"
+"#;
+
+    #[test]
+    fn reads_a_config_file() {
+        let config = ServeConfig::from_toml(EXAMPLE).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.routes.len(), 2);
+        assert_eq!(config.routes[0].secret_env.len(), 2);
+        assert_eq!(config.routes[1].provider, Provider::TinyFish);
+        assert_eq!(config.routes[1].secret_segment().ok(), Some(Some(2)));
+        assert_eq!(config.handler, HandlerKind::Jsonl("events.jsonl".into()));
+    }
+
+    #[test]
+    fn refuses_unknown_keys_providers_and_handlers() {
+        let cases = [
+            // (replace this, with this, and the error names this)
+            ("workers = 2", "worker = 2", "worker"),
+            ("\"tinyfish\"", "\"tinyfsh\"", "tinyfsh"),
+            ("[handler]", "[handler]\nexec = \"cat\"", "exactly one"),
+            ("/webhooks/tinyfish/{secret}", "/webhooks/skyvern", "twice"),
+        ];
+        for (from, to, named) in cases {
+            let err = ServeConfig::from_toml(&EXAMPLE.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_store_spec_is_memory_or_a_redis_url() {
+        assert_eq!("memory".parse::<StoreSpec>().ok(), Some(StoreSpec::Memory));
+        for url in ["redis://127.0.0.1:6379", "rediss://user:pw@host:6380/0"] {
+            assert_eq!(
+                url.parse::<StoreSpec>().ok(),
+                Some(StoreSpec::Redis(url.into()))
+            );
+        }
+        let err = "postgres://admin:hunter2@db/x"
+            .parse::<StoreSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected `memory` or a redis:// URL"), "{err}");
+        assert!(!err.contains("hunter2"), "the password leaked: {err}");
+        let err = ServeConfig::from_toml(&EXAMPLE.replace("store = \"memory\"", "store = \"mem\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected `memory`"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_stream_queue_needs_a_redis_store() {
+        let stream = EXAMPLE.replace(
+            "workers = 2",
+            "workers = 2\nqueue = \"redis-stream\"\nlease_secs = 2",
+        );
+        let err = ServeConfig::from_toml(&stream).unwrap_err().to_string();
+        assert!(err.contains("needs a Redis store"), "{err}");
+        let redis = stream.replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        let config = ServeConfig::from_toml(&redis).unwrap();
+        assert_eq!(config.queue, QueueKind::RedisStream);
+        assert_eq!(config.lease(), Duration::from_secs(2));
+        assert_eq!(
+            ServeConfig::from_toml(EXAMPLE).unwrap().queue,
+            QueueKind::Memory
+        );
+        let typo = EXAMPLE.replace("workers = 2", "workers = 2\nqueue = \"kafka\"");
+        assert!(ServeConfig::from_toml(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("kafka"));
+    }
+
+    #[test]
+    fn reads_run_api_keys_and_reconciles_only_on_redis_once_per_provider() {
+        let route = r#"
+[[route]]
+path = "/tf-checked"
+provider = "tinyfish"
+unsigned = true
+api_url = "http://127.0.0.1:9"
+api_key_env = "TF_API_KEY"
+confirm = true
+reconcile_after_secs = 60
+"#;
+        let redis = format!("{EXAMPLE}{route}")
+            .replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        let config = ServeConfig::from_toml(&redis).unwrap();
+        let checked = &config.routes[2];
+        assert_eq!(checked.confirm, Confirm::FetchFirst);
+        assert_eq!(checked.reconcile_after_secs, Some(60));
+        assert_eq!(checked.api_key_env.as_deref(), Some("TF_API_KEY"));
+        assert_eq!(config.routes[0].confirm, Confirm::Off);
+
+        let memory = format!("{EXAMPLE}{route}");
+        let err = ServeConfig::from_toml(&memory).unwrap_err().to_string();
+        assert!(err.contains("needs a Redis store"), "{err}");
+        let confirm_only = memory.replace("reconcile_after_secs = 60\n", "");
+        assert!(ServeConfig::from_toml(&confirm_only).is_ok());
+
+        let twice = format!("{redis}{}", route.replace("/tf-checked", "/tf-other"));
+        let err = ServeConfig::from_toml(&twice).unwrap_err().to_string();
+        assert!(err.contains("already reconciles tinyfish"), "{err}");
+    }
+}
