@@ -135,7 +135,8 @@ async fn exercise(addr: SocketAddr) {
         ("authorization", "Bearer other"),
     ];
     // (path, headers, body, status, what the answer says)
-    let cases: [(&str, &[(&str, &str)], Vec<u8>, u16, Says); 9] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Vec<u8>, u16, Says);
+    let cases: [Case; 9] = [
         // Genuine: accepted with the current key (index 1 of the rotation list).
         (
             skyvern,
