@@ -9,8 +9,12 @@ use std::sync::Arc;
 use actix_web::web::ServiceConfig;
 use runhook::Receiver;
 
-/// The plain bodies of the response policy's answers (`Outcome::body_text`).
+/// The plain bodies of the response policy's answers (`Outcome::body_text`); the 503s, which
+/// ask for a retry, in [`answers::retry_later`].
 pub mod answers {
+    #[allow(unused_imports)] // not every test reads the 503s
+    pub use self::retry_later::*;
+
     /// 200: accepted, handed to the handler.
     pub const ACCEPTED: &str = "accepted";
     /// 200: a run already received.
@@ -19,10 +23,14 @@ pub mod answers {
     pub const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
     /// 202: genuine, but its run id cannot be a key.
     pub const UNUSABLE_ID: &str = "accepted for review: the run id cannot be used";
-    /// 503: the store or the queue cannot take it now.
-    pub const UNAVAILABLE: &str = "temporarily unavailable, retry later";
-    /// 503: the receiver is shutting down.
-    pub const SHUTTING_DOWN: &str = "shutting down, retry later";
+
+    /// The 503s.
+    pub mod retry_later {
+        /// The store or the queue cannot take it now.
+        pub const UNAVAILABLE: &str = "temporarily unavailable, retry later";
+        /// The receiver is shutting down.
+        pub const SHUTTING_DOWN: &str = "shutting down, retry later";
+    }
 }
 
 /// The routes the tests serve: Skyvern's, WebRun's, and TinyFish's with its path secret (the

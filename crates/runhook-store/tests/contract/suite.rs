@@ -415,20 +415,14 @@ pub async fn expectations_are_handed_out_once_while_held(store: Store) {
 
 macro_rules! contract_tests {
     ($make:path) => {
+        // The cases, a theme a line: claims, leases, tokens, keys, expectations.
         contract_tests!(@each $make,
-            one_winner_among_64_concurrent_claims,
-            lapsed_lease_makes_the_key_claimable,
-            stale_token_is_refused_and_the_successor_keeps_the_key,
-            complete_after_the_lease_lapsed_is_refused,
-            release_lets_the_next_claim_win,
-            fingerprints_are_reported,
-            renew_extends_the_lease,
-            done_window_expires,
-            forged_token_is_refused,
+            one_winner_among_64_concurrent_claims, fingerprints_are_reported,
+            lapsed_lease_makes_the_key_claimable, complete_after_the_lease_lapsed_is_refused,
+            release_lets_the_next_claim_win, renew_extends_the_lease, done_window_expires,
+            stale_token_is_refused_and_the_successor_keeps_the_key, forged_token_is_refused,
             token_text_form_works_elsewhere,
-            keys_are_independent,
-            bad_input_is_rejected,
-            state_follows_the_key,
+            keys_are_independent, bad_input_is_rejected, state_follows_the_key,
             expectations_are_handed_out_once_while_held,
         );
 
