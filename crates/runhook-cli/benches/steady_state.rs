@@ -398,7 +398,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 /// Every request's bytes, made before timing: a distinct run id each, signed.
 fn requests(count: usize, addr_placeholder: &str) -> Vec<Bytes> {
-    let pretty = include_bytes!("../../../testdata/skyvern-run-pretty.json");
+    let pretty = runhook_testkit::fixture::SKYVERN_RUN_PRETTY;
     let compact = String::from_utf8(canonicalize(pretty).unwrap()).unwrap();
     let value: serde_json::Value = serde_json::from_str(&compact).unwrap();
     let run_id = value["run_id"].as_str().unwrap().to_owned();

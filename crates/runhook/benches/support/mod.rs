@@ -31,7 +31,7 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
 
 /// The compact (as Skyvern sends it) form of `testdata/skyvern-run-pretty.json`.
 pub fn compact_body() -> String {
-    let pretty = include_bytes!("../../../../testdata/skyvern-run-pretty.json");
+    let pretty = runhook_testkit::fixture::SKYVERN_RUN_PRETTY;
     String::from_utf8(canonicalize(pretty).unwrap()).unwrap()
 }
 
