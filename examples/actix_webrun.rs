@@ -5,14 +5,12 @@
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
 use runhook::Receiver;
-use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
+use runhook_examples::{listen_addr, printing_receiver, secret_from_env, shut_down};
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let webrun = Receiver::webrun(secret_from_env("WEBRUN_WEBHOOK_AUTH")?)
-        .store(store_from_env().await?)
-        .handler(print_processed)
-        .build()?;
+    let webrun =
+        printing_receiver(Receiver::webrun(secret_from_env("WEBRUN_WEBHOOK_AUTH")?)).await?;
     let routes = webrun.clone();
     let addr = listen_addr()?;
     eprintln!("listening on http://{addr}");
@@ -22,7 +20,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .bind(addr)?
     .run()
     .await?;
-    let report = webrun.shutdown(std::time::Duration::from_secs(10)).await;
-    eprintln!("stopped; not drained: {:?}", report.not_drained());
+    shut_down(&[webrun]).await;
     Ok(())
 }

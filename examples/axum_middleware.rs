@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::{routing::post, Json, Router};
 use runhook::tower::WebhookLayer;
 use runhook::Receiver;
-use runhook_examples::{listen_addr, secret_from_env, store_from_env, FailOnce, RunBody};
+use runhook_examples::{secret_from_env, serve_axum, store_from_env, FailOnce, RunBody};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,12 +38,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/webhooks/skyvern", post(endpoint))
         .layer(WebhookLayer::new(skyvern));
-    let listener = tokio::net::TcpListener::bind(listen_addr()?).await?;
-    eprintln!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    serve_axum(app).await
 }

@@ -9,12 +9,11 @@
 //! (`PORT`, default 3000; `REDIS_URL` to use Redis as the idempotency store).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::store::IdempotencyStore;
 use runhook::{HeaderToken, PathSecret, Receiver, SkyvernSignature, Verifier};
-use runhook_examples::{listen_addr, print_processed, secret_from_env, store_from_env};
+use runhook_examples::{print_processed, secret_from_env, serve_axum, shut_down, store_from_env};
 
 fn route(
     provider: Provider,
@@ -30,27 +29,15 @@ fn route(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = store_from_env().await?;
+    let skyvern = SkyvernSignature::new(secret_from_env("SKYVERN_API_KEY")?);
+    let webrun = HeaderToken::authorization(secret_from_env("WEBRUN_WEBHOOK_AUTH")?);
+    let smartbrowse = HeaderToken::authorization(secret_from_env("SMARTBROWSE_WEBHOOK_TOKEN")?);
+    let tinyfish = PathSecret::last_segment(secret_from_env("TINYFISH_PATH_SECRET")?);
     let receivers = [
-        route(
-            Provider::Skyvern,
-            SkyvernSignature::new(secret_from_env("SKYVERN_API_KEY")?),
-            &store,
-        )?,
-        route(
-            Provider::WebRun,
-            HeaderToken::authorization(secret_from_env("WEBRUN_WEBHOOK_AUTH")?),
-            &store,
-        )?,
-        route(
-            Provider::SmartBrowse,
-            HeaderToken::authorization(secret_from_env("SMARTBROWSE_WEBHOOK_TOKEN")?),
-            &store,
-        )?,
-        route(
-            Provider::TinyFish,
-            PathSecret::last_segment(secret_from_env("TINYFISH_PATH_SECRET")?),
-            &store,
-        )?,
+        route(Provider::Skyvern, skyvern, &store)?,
+        route(Provider::WebRun, webrun, &store)?,
+        route(Provider::SmartBrowse, smartbrowse, &store)?,
+        route(Provider::TinyFish, tinyfish, &store)?,
     ];
     let [skyvern, webrun, smartbrowse, tinyfish] = receivers.clone();
     let app = axum::Router::new()
@@ -58,20 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/webhooks/webrun", runhook::axum::post(webrun))
         .route("/webhooks/smartbrowse", runhook::axum::post(smartbrowse))
         .route("/webhooks/tinyfish/{secret}", runhook::axum::post(tinyfish));
-    let listener = tokio::net::TcpListener::bind(listen_addr()?).await?;
-    eprintln!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    for receiver in receivers {
-        let report = receiver.shutdown(Duration::from_secs(10)).await;
-        eprintln!(
-            "{} stopped; not drained: {:?}",
-            receiver.provider(),
-            report.not_drained()
-        );
-    }
+    serve_axum(app).await?;
+    shut_down(&receivers).await;
     Ok(())
 }

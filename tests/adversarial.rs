@@ -17,14 +17,9 @@ use runhook::receiver::DEFAULT_BODY_READ_TIMEOUT;
 use runhook::store::{IdempotencyStore, MemoryStore};
 use runhook::{Receiver, ReceiverBuilder, Secret, SkyvernSignature};
 use serde_json::Value;
+use support::answers::*;
 use support::*;
 use tokio::sync::{watch, Notify};
-
-const ACCEPTED: &str = "accepted";
-const DUPLICATE: &str = "duplicate: already received";
-const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
-const UNUSABLE_ID: &str = "accepted for review: the run id cannot be used";
-const UNAVAILABLE: &str = "temporarily unavailable, retry later";
 
 /// How long a wait for the pipeline may take before a test fails: generous, it only bounds a
 /// broken run (the large bodies are parsed by unoptimized code in tests).
@@ -93,46 +88,29 @@ fn skyvern() -> ReceiverBuilder {
     )
 }
 
-/// An HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn assert(&self, status: u16, text: &str) {
-        assert_eq!(
-            (self.status, self.text.as_str()),
-            (status, text),
-            "{self:?}"
-        );
-    }
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
 async fn post(client: &reqwest::Client, server: &Server, signature: &str, body: Vec<u8>) -> Reply {
-    let response = client
-        .post(server.url(ROUTE))
-        .header("content-type", "application/json")
-        .header(SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST failed: {e:?}"));
-    Reply {
-        status: response.status().as_u16(),
-        retry_after: response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_string()),
-        text: response.text().await.unwrap(),
-    }
+    let headers = [("content-type", "application/json"), (SIGNATURE, signature)];
+    support::post(client, &server.url(ROUTE), &headers, body).await
+}
+
+/// Serves on `framework` a Skyvern receiver with one worker, an open handler and the
+/// settings `tune` adds; the handler's calls, the receiver, the server and a client.
+async fn one_worker(
+    framework: Framework,
+    tune: impl FnOnce(ReceiverBuilder) -> ReceiverBuilder,
+) -> (Arc<Calls>, Receiver, Server, reqwest::Client) {
+    let calls = Calls::new(true);
+    let receiver = tune(skyvern())
+        .handler(calls.handler())
+        .workers(1)
+        .build()
+        .unwrap();
+    let server = serve(framework, receiver.clone()).await;
+    (calls, receiver, server, client())
 }
 
 /// A genuine delivery of `body`.
@@ -181,14 +159,7 @@ async fn still_serves(client: &reqwest::Client, server: &Server, calls: &Calls, 
 /// fallback has tried the body too. Nesting a genuine sender can produce (Skyvern's own
 /// normalization gives up near 500 levels) is accepted and processed whole.
 async fn deep_nesting_is_refused_without_stack_overflow(framework: Framework) {
-    let calls = Calls::new(true);
-    let receiver = skyvern()
-        .handler(calls.handler())
-        .workers(1)
-        .build()
-        .unwrap();
-    let server = serve(framework, receiver.clone()).await;
-    let client = client();
+    let (calls, receiver, server, client) = one_worker(framework, |b| b).await;
 
     for (run_id, deep) in [
         ("tsk_deep_arrays", nested_arrays(DEEP)),
@@ -281,15 +252,8 @@ async fn ten_megabyte_string_is_accepted_whole(framework: Framework) {
 /// A million distinct keys in one object, under a raised cap, and one key repeated a million
 /// times: both accepted and processed, every key kept (the last value of a repeated one).
 async fn million_key_object_is_processed(framework: Framework) {
-    let calls = Calls::new(true);
-    let receiver = skyvern()
-        .body_limit(32 * 1024 * 1024)
-        .handler(calls.handler())
-        .workers(1)
-        .build()
-        .unwrap();
-    let server = serve(framework, receiver.clone()).await;
-    let client = client();
+    let (calls, _receiver, server, client) =
+        one_worker(framework, |b| b.body_limit(32 * 1024 * 1024)).await;
 
     let wide = many_keys_body("tsk_wide", MANY_KEYS);
     assert!(wide.len() < 32 * 1024 * 1024);
@@ -321,16 +285,9 @@ async fn million_key_object_is_processed(framework: Framework) {
 /// connection closed, while the server goes on answering other deliveries in the meantime
 /// (nothing is held for the slow sender). The default timeout is the senders' own, 10 s.
 async fn trickled_body_times_out(framework: Framework) {
-    let calls = Calls::new(true);
-    let receiver = skyvern()
-        .body_read_timeout(Duration::from_secs(1))
-        .handler(calls.handler())
-        .workers(1)
-        .build()
-        .unwrap();
+    let (calls, receiver, server, client) =
+        one_worker(framework, |b| b.body_read_timeout(Duration::from_secs(1))).await;
     assert_eq!(receiver.body_read_timeout(), Duration::from_secs(1));
-    let server = serve(framework, receiver.clone()).await;
-    let client = client();
 
     // 2 000 bytes at one every 20 ms: 40 s to send in full, far past the timeout.
     let slow = tokio::spawn(trickle(server.addr, 2_000, Duration::from_millis(20)));
@@ -407,17 +364,9 @@ async fn run_id_flood_keeps_the_store_bounded(framework: Framework) {
                 let body = skyvern_body(&format!("tsk_flood_{batch}_{i}"));
                 let signature = skyvern_signature(&body);
                 tokio::spawn(async move {
-                    let response = client
-                        .post(url)
-                        .header(SIGNATURE, signature)
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
-                    (
-                        response.status().as_u16(),
-                        response.headers().contains_key("retry-after"),
-                    )
+                    let headers = [(SIGNATURE, signature.as_str())];
+                    let reply = support::post(&client, &url, &headers, body).await;
+                    (reply.status, reply.retry_after.is_some())
                 })
             })
             .collect();
@@ -457,14 +406,7 @@ async fn run_id_flood_keeps_the_store_bounded(framework: Framework) {
 /// (431 or 400) before runhook sees it; many conflicting signature headers within those limits
 /// are a 401. The server goes on serving.
 async fn header_flood_is_refused(framework: Framework) {
-    let calls = Calls::new(true);
-    let receiver = skyvern()
-        .handler(calls.handler())
-        .workers(1)
-        .build()
-        .unwrap();
-    let server = serve(framework, receiver.clone()).await;
-    let client = client();
+    let (calls, receiver, server, client) = one_worker(framework, |b| b).await;
 
     let body = skyvern_body("tsk_flooded");
     let many: Vec<(String, String)> = (0..5_000)

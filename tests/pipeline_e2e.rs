@@ -12,14 +12,14 @@
 //! seen, every earlier delivery has been fully processed, and any extra call would be visible.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::ServiceConfig;
 use runhook::dead_letter::{DeadLetter, DeadLetterReason, MemoryDeadLetters};
 use runhook::payload::{Provider, RunEvent, RunStatus};
-use runhook::receiver::ClaimedEvent;
+use runhook::receiver::{BackgroundBuilder, ClaimedEvent};
 use runhook::retry::RetryPolicy;
 use runhook::store::{Fingerprint, IdempotencyStore, MemoryStore, RedisStore};
 use runhook::verify::sign_skyvern;
@@ -32,25 +32,15 @@ use tokio::sync::{watch, Notify};
 #[macro_use]
 #[path = "support/servers.rs"]
 mod servers;
-use servers::{serve, spawn_actix, spawn_axum, Framework, Server};
+use runhook_testkit::skyvern::SIGNATURE_HEADER as SIGNATURE;
+use runhook_testkit::unique;
+use servers::answers::*;
+use servers::routes::*;
+use servers::{post, serve, spawn_actix, spawn_axum, Framework, Reply, Server};
 
 const SKYVERN_KEY: &str = "sk_e2e_pipeline_key";
 const WEBRUN_AUTH: &str = "Bearer webrun-pipeline-token";
 const TINYFISH_SECRET: &str = "tf7Qm2Kx9sLwPzR4";
-
-const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
-const WEBRUN_ROUTE: &str = "/webhooks/webrun";
-/// The same pattern syntax in axum 0.8 and actix-web 4.
-const TINYFISH_ROUTE: &str = "/webhooks/tinyfish/{secret}";
-
-const SIGNATURE: &str = "x-skyvern-signature";
-
-/// The plain bodies of the response policy's answers (`Outcome::body_text`).
-const ACCEPTED: &str = "accepted";
-const DUPLICATE: &str = "duplicate: already received";
-const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
-const UNAVAILABLE: &str = "temporarily unavailable, retry later";
-const SHUTTING_DOWN: &str = "shutting down, retry later";
 
 /// How long any wait for the pipeline may take before the test fails (generous: a wait
 /// normally ends within milliseconds; this only bounds a broken run).
@@ -59,14 +49,11 @@ const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Fixtures: ids, bodies, receivers.
 
-/// A run id no other test (or concurrent test process) uses.
-fn unique(tag: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+/// A run id no other test uses (see [`unique`]) and its Skyvern body.
+fn fresh_run(tag: &str) -> (String, Vec<u8>) {
+    let id = unique(tag);
+    let body = skyvern_body(&id);
+    (id, body)
 }
 
 fn skyvern_key(run_id: &str) -> String {
@@ -106,6 +93,21 @@ fn fast_retry() -> RetryPolicy {
         max_backoff: Duration::from_millis(40),
         attempt_timeout: Duration::from_secs(60),
     }
+}
+
+/// Serves on `framework` a Skyvern receiver with `calls`'s handler, fast retries and the
+/// settings `tune` adds; the receiver and a client for it.
+async fn serve_skyvern(
+    framework: Framework,
+    calls: &Arc<Calls>,
+    tune: impl FnOnce(BackgroundBuilder) -> BackgroundBuilder,
+) -> (Receiver, Ctx) {
+    let builder = skyvern_receiver()
+        .handler(calls.handler())
+        .retry(fast_retry());
+    let receiver = tune(builder).build().unwrap();
+    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    (receiver, ctx)
 }
 
 fn skyvern_receiver() -> ReceiverBuilder {
@@ -249,36 +251,6 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // Servers and the client.
 
-/// An HTTP answer.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn assert(&self, status: u16, text: &str) {
-        assert_eq!(
-            (self.status, self.text.as_str()),
-            (status, text),
-            "{self:?}"
-        );
-    }
-
-    /// `Retry-After` as whole seconds; fails when absent.
-    #[track_caller]
-    fn retry_after_secs(&self) -> u64 {
-        let value = self.retry_after.as_deref().unwrap_or_else(|| {
-            panic!("expected a Retry-After header: {self:?}");
-        });
-        value
-            .parse()
-            .unwrap_or_else(|_| panic!("Retry-After is not a number of seconds: {self:?}"))
-    }
-}
-
 /// One server and a client for it.
 struct Ctx {
     server: Server,
@@ -308,7 +280,14 @@ impl Ctx {
         headers: &[(&str, &str)],
         body: impl Into<reqwest::Body>,
     ) -> Reply {
-        post(&self.client, self.url(path), headers, body).await
+        post(&self.client, &self.url(path), headers, body).await
+    }
+
+    /// `body` sent with Skyvern's signature of `signed` (the same bytes or others).
+    async fn signed(&self, signed: &[u8], body: impl Into<reqwest::Body>) -> Reply {
+        let signature = skyvern_signature(signed);
+        self.post(SKYVERN_ROUTE, &[(SIGNATURE, &signature)], body)
+            .await
     }
 
     /// A genuine Skyvern delivery of `body`.
@@ -327,33 +306,6 @@ impl Ctx {
         let key = skyvern_key(&id);
         calls.wait_for_key(&key).await;
         key
-    }
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> Reply {
-    let mut request = client.post(&url).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url} failed: {e:?}"));
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    Reply {
-        status,
-        retry_after,
-        text,
     }
 }
 
@@ -448,15 +400,9 @@ async fn private_redis(test: &str) -> RedisServer {
 /// Scenario 1: A genuine delivery: 200 at once, exactly one handler call with the body as sent.
 async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b).await;
 
-    let id = unique("tsk_genuine");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_genuine");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
 
     calls
@@ -489,16 +435,9 @@ async fn genuine_delivery_is_acknowledged_and_processed_once(framework: Framewor
 /// same run with another body is a duplicate too, and counted as one with a different body.
 async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_dup");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_dup");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     let sentinel = ctx.flush(&calls).await; // the first delivery's claim is now complete
 
@@ -527,22 +466,15 @@ async fn duplicate_after_processing_gets_200_and_no_second_call(framework: Frame
 /// call.
 async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_concurrent");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_concurrent");
     let signature = skyvern_signature(&body);
     let copies: Vec<_> = (0..100)
         .map(|_| {
             let (client, url) = (ctx.client.clone(), ctx.url(SKYVERN_ROUTE));
             let (body, signature) = (body.clone(), signature.clone());
-            tokio::spawn(async move { post(&client, url, &[(SIGNATURE, &signature)], body).await })
+            tokio::spawn(async move { post(&client, &url, &[(SIGNATURE, &signature)], body).await })
         })
         .collect();
     let mut replies = Vec::new();
@@ -575,16 +507,9 @@ async fn concurrent_copies_give_exactly_one_call(framework: Framework) {
 /// genuine delivery of the same run afterwards is processed).
 async fn forged_signature_gets_401(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(1)).await;
 
-    let id = unique("tsk_forged");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_forged");
     let forged = sign_skyvern(&Secret::new("sk_attacker_key").unwrap(), &body);
     let reply = ctx
         .post(SKYVERN_ROUTE, &[(SIGNATURE, &forged)], body.clone())
@@ -620,14 +545,8 @@ async fn forged_signature_gets_401(framework: Framework) {
 /// body within the limit is read and processed.
 async fn body_over_the_limit_gets_413(framework: Framework) {
     let calls = Calls::immediate();
-    let receiver = skyvern_receiver()
-        .body_limit(1024)
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.body_limit(1024).workers(1)).await;
     let too_large = "body larger than 1024 bytes";
 
     let big_id = unique("tsk_big");
@@ -647,22 +566,14 @@ async fn body_over_the_limit_gets_413(framework: Framework) {
     // Exactly at the limit, chunked: accepted.
     let id = unique("tsk_at_limit");
     let body = padded_skyvern_body(&id, 1024);
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&body))],
-        streamed(&body, 300),
-    )
-    .await
-    .assert(200, ACCEPTED);
+    ctx.signed(&body, streamed(&body, 300))
+        .await
+        .assert(200, ACCEPTED);
     // One byte over, chunked: refused.
     let over = padded_skyvern_body(&unique("tsk_over"), 1025);
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&over))],
-        streamed(&over, 300),
-    )
-    .await
-    .assert(413, too_large);
+    ctx.signed(&over, streamed(&over, 300))
+        .await
+        .assert(413, too_large);
 
     let sentinel = ctx.flush(&calls).await;
     assert_eq!(calls.keys(), [skyvern_key(&id), sentinel]);
@@ -717,13 +628,9 @@ async fn genuine_garbage_gets_202_and_is_dead_lettered(framework: Framework) {
         .assert(202, FOR_REVIEW);
 
     let not_json = b"run finished: ok, {not json".to_vec();
-    ctx.post(
-        SKYVERN_ROUTE,
-        &[(SIGNATURE, &skyvern_signature(&not_json))],
-        not_json.clone(),
-    )
-    .await
-    .assert(202, FOR_REVIEW);
+    ctx.signed(&not_json, not_json.clone())
+        .await
+        .assert(202, FOR_REVIEW);
 
     // WebRun: the credential is the auth header itself; the letter must not keep it.
     let no_task_id = br#"{"event":"task_completed","sessionId":"s-1"}"#.to_vec();
@@ -818,17 +725,10 @@ async fn redis_down_gets_503(framework: Framework) {
         .await
         .expect("connect to the private Redis");
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .store(Arc::new(store))
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.store(Arc::new(store)).workers(1)).await;
 
-    let id = unique("tsk_redis");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_redis");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     calls.wait_for_key(&skyvern_key(&id)).await;
 
@@ -864,14 +764,8 @@ async fn redis_down_gets_503(framework: Framework) {
 /// delivery is accepted and processed when re-sent later.
 async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .queue_capacity(1)
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) =
+        serve_skyvern(framework, &calls, |b| b.queue_capacity(1).workers(1)).await;
 
     let (a, b, c) = (unique("tsk_q_a"), unique("tsk_q_b"), unique("tsk_q_c"));
     ctx.skyvern(skyvern_body(&a)).await.assert(200, ACCEPTED);
@@ -902,13 +796,7 @@ async fn full_queue_gets_503_and_releases_the_claim(framework: Framework) {
 /// Scenario 9a: Shutdown drains what was acknowledged; a delivery after it gets 503.
 async fn shutdown_drains_acknowledged_deliveries(framework: Framework) {
     let calls = Calls::slow(Duration::from_millis(100));
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(2)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| b.workers(2)).await;
 
     let ids: Vec<String> = (0..5).map(|_| unique("tsk_drain")).collect();
     for id in &ids {
@@ -940,15 +828,12 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
     let calls = Calls::gated();
     let store = Arc::new(MemoryStore::new());
     let letters = Arc::new(MemoryDeadLetters::default());
-    let receiver = skyvern_receiver()
-        .store(store.clone())
-        .dead_letters(letters.clone())
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (receiver, ctx) = serve_skyvern(framework, &calls, |b| {
+        b.store(store.clone())
+            .dead_letters(letters.clone())
+            .workers(1)
+    })
+    .await;
 
     let (busy, queued) = (unique("tsk_busy"), unique("tsk_queued"));
     ctx.skyvern(skyvern_body(&busy)).await.assert(200, ACCEPTED);
@@ -1000,12 +885,7 @@ async fn shutdown_past_its_deadline_dead_letters_undrained_deliveries(framework:
 /// well under the sender's timeout (bound: 2 s).
 async fn ack_does_not_wait_for_the_handler(framework: Framework) {
     let calls = Calls::slow(Duration::from_secs(30));
-    let receiver = skyvern_receiver()
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) = serve_skyvern(framework, &calls, |b| b).await;
 
     let id = unique("tsk_slow");
     let started = Instant::now();
@@ -1100,8 +980,7 @@ async fn extractor_style(framework: Framework) {
     let server = extractor_server(framework, receiver.clone(), calls.clone()).await;
     let ctx = Ctx::new(server);
 
-    let id = unique("tsk_extract");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_extract");
     ctx.skyvern(body.clone()).await.assert(200, "ok");
     assert_eq!(calls.keys(), [skyvern_key(&id)]);
     assert_eq!(&calls.events()[0].raw_body[..], &body[..]);
@@ -1269,17 +1148,9 @@ async fn webrun_and_tinyfish_deliveries(framework: Framework) {
 async fn long_handler_keeps_its_claim(framework: Framework) {
     let lease = Duration::from_millis(600);
     let calls = Calls::gated();
-    let receiver = skyvern_receiver()
-        .lease(lease)
-        .handler(calls.handler())
-        .retry(fast_retry())
-        .workers(1)
-        .build()
-        .unwrap();
-    let ctx = Ctx::start(framework, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+    let (_receiver, ctx) = serve_skyvern(framework, &calls, |b| b.lease(lease).workers(1)).await;
 
-    let id = unique("tsk_long");
-    let body = skyvern_body(&id);
+    let (id, body) = fresh_run("tsk_long");
     ctx.skyvern(body.clone()).await.assert(200, ACCEPTED);
     calls.wait_for_key(&skyvern_key(&id)).await;
     tokio::time::sleep(lease * 2).await; // the first lease has lapsed: only renewal keeps it
@@ -1343,16 +1214,15 @@ async fn failing_handler_is_retried_then_dead_lettered(framework: Framework) {
     let letter = &letters.letters()[0];
     assert_eq!(letter.dedup_key.as_deref(), Some(&*skyvern_key(&broken)));
     assert_eq!(&letter.body[..], &skyvern_body(&broken)[..]);
-    match &letter.reason {
-        DeadLetterReason::HandlerFailed {
-            attempts,
-            last_error,
-        } => {
-            assert_eq!(*attempts, 3);
-            assert!(last_error.contains("broken: always fails"), "{last_error}");
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
+    let DeadLetterReason::HandlerFailed {
+        attempts,
+        last_error,
+    } = &letter.reason
+    else {
+        panic!("unexpected reason {:?}", letter.reason);
+    };
+    assert_eq!(*attempts, 3);
+    assert!(last_error.contains("broken: always fails"), "{last_error}");
     let (fk, bk) = (skyvern_key(&flaky), skyvern_key(&broken));
     assert_eq!(
         calls.keys(),
@@ -1412,14 +1282,10 @@ mod regressions {
     async fn shutdown_deadline_releases_the_busy_claim_and_stops_its_handler() {
         let calls = Calls::gated();
         let store = Arc::new(MemoryStore::new());
-        let receiver = skyvern_receiver()
-            .store(store.clone())
-            .handler(calls.handler())
-            .retry(fast_retry())
-            .workers(1)
-            .build()
-            .unwrap();
-        let ctx = Ctx::start(Framework::Axum, vec![(SKYVERN_ROUTE, receiver.clone())]).await;
+        let (receiver, ctx) = serve_skyvern(Framework::Axum, &calls, |b| {
+            b.store(store.clone()).workers(1)
+        })
+        .await;
 
         let busy = unique("tsk_busy");
         ctx.skyvern(skyvern_body(&busy)).await.assert(200, ACCEPTED);
@@ -1448,24 +1314,18 @@ mod regressions {
     /// A memory store whose `release` takes 100 ms, as a remote store's call may.
     struct SlowRelease(MemoryStore);
 
+    /// What a store call returns.
+    type Outcome<T> = Result<T, StoreError>;
+
     #[async_trait::async_trait]
     impl IdempotencyStore for SlowRelease {
-        async fn claim(
-            &self,
-            key: &str,
-            lease: Duration,
-            fingerprint: Fingerprint,
-        ) -> Result<Claim, StoreError> {
-            self.0.claim(key, lease, fingerprint).await
+        // Forwarded as they are (short names keep each signature on one line).
+        async fn claim(&self, key: &str, lease: Duration, fp: Fingerprint) -> Outcome<Claim> {
+            self.0.claim(key, lease, fp).await
         }
 
-        async fn complete(
-            &self,
-            key: &str,
-            token: &Token,
-            keep_for: Duration,
-        ) -> Result<(), StoreError> {
-            self.0.complete(key, token, keep_for).await
+        async fn complete(&self, key: &str, token: &Token, keep: Duration) -> Outcome<()> {
+            self.0.complete(key, token, keep).await
         }
 
         async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
@@ -1532,13 +1392,12 @@ mod regressions {
             let calls = Calls::gated();
             let receiver = skyvern_receiver().build_inline().unwrap();
             let ctx = Ctx::new(extractor_server(framework, receiver, calls.clone()).await);
-            let id = unique("tsk_fail_late");
-            let body = skyvern_body(&id);
+            let (id, body) = fresh_run("tsk_fail_late");
             let first = {
                 let (client, url) = (ctx.client.clone(), ctx.url(SKYVERN_ROUTE));
                 let (body, signature) = (body.clone(), skyvern_signature(&body));
                 tokio::spawn(
-                    async move { post(&client, url, &[(SIGNATURE, &signature)], body).await },
+                    async move { post(&client, &url, &[(SIGNATURE, &signature)], body).await },
                 )
             };
             calls.wait_for_key(&skyvern_key(&id)).await;

@@ -17,12 +17,12 @@ use tokio::sync::Notify;
 #[macro_use]
 #[path = "support/servers.rs"]
 mod servers;
+use runhook_testkit::skyvern::SIGNATURE_HEADER as SIGNATURE;
+use runhook_testkit::unique;
+use servers::routes::*;
 use servers::{serve, Framework};
 
 const SKYVERN_KEY: &str = "sk_verifier_pipeline_key";
-const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
-const WEBRUN_ROUTE: &str = "/webhooks/webrun";
-const SIGNATURE: &str = "x-skyvern-signature";
 
 /// Every handler call, in order.
 #[derive(Default)]
@@ -66,24 +66,13 @@ impl Calls {
     }
 }
 
-fn unique(tag: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{tag}_{}_{n}", std::process::id())
-}
-
 async fn post(url: String, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, String) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let mut request = client.post(&url).body(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    let reply = servers::post(&client, &url, headers, body).await;
+    (reply.status, reply.text)
 }
 
 /// A body re-serialized on its way (spaces, `30.0`, an escaped character) is accepted through

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use runhook::payload::RunEvent;
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore};
-use runhook::{Secret, Secrets};
+use runhook::{Receiver, Secret, Secrets};
 
 /// `127.0.0.1:$PORT`, port 3000 unless `PORT` says otherwise.
 pub fn listen_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
@@ -19,6 +19,30 @@ pub fn listen_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
         Err(_) => 3000,
     };
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Serves `app` on [`listen_addr`] (saying where on standard error) until Ctrl-C.
+pub async fn serve_axum(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(listen_addr()?).await?;
+    eprintln!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Shuts each of `receivers` down (10 s to drain each), saying what was not drained.
+pub async fn shut_down(receivers: &[Receiver]) {
+    for receiver in receivers {
+        let report = receiver.shutdown(std::time::Duration::from_secs(10)).await;
+        eprintln!(
+            "{} stopped; not drained: {:?}",
+            receiver.provider(),
+            report.not_drained()
+        );
+    }
 }
 
 /// The secret in environment variable `var` (refusing an unset or empty one).
@@ -35,6 +59,16 @@ pub async fn store_from_env() -> Result<Arc<dyn IdempotencyStore>, Box<dyn std::
         Ok(url) => Arc::new(RedisStore::connect(&url).await?),
         Err(_) => Arc::new(MemoryStore::new()),
     })
+}
+
+/// `builder` with [`store_from_env`]'s store and [`print_processed`] as its handler, built.
+pub async fn printing_receiver(
+    builder: runhook::ReceiverBuilder,
+) -> Result<Receiver, Box<dyn std::error::Error>> {
+    Ok(builder
+        .store(store_from_env().await?)
+        .handler(print_processed)
+        .build()?)
 }
 
 /// The examples' handler: prints `processed <provider> <run_id>` and flushes stdout.

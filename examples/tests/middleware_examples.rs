@@ -7,15 +7,14 @@
 //! before running tests); run alone, a missing one is built first.
 
 use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use runhook::verify::sign_skyvern;
-use runhook::Secret;
+use runhook_testkit::fixture::SKYVERN_COMPLETED_DELIVERY;
+use runhook_testkit::skyvern::signature;
+use runhook_testkit::{free_port, redis_url, require_redis, unique, wait_for, wait_until_blocking};
 use serde_json::Value;
 
 const KEY: &str = "sk_test_middleware_examples";
@@ -50,11 +49,7 @@ impl Example {
     /// Starts example `name` (with Redis as its store when `redis` is set) and waits until it
     /// accepts connections.
     fn start(name: &str, redis: Store) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut command = Command::new(example_binary(name));
         command
             .env("SKYVERN_API_KEY", KEY)
@@ -64,7 +59,7 @@ impl Example {
             .stderr(Stdio::null());
         if let Store::Redis = redis {
             require_redis();
-            command.env("REDIS_URL", "redis://127.0.0.1:6379");
+            command.env("REDIS_URL", redis_url());
         }
         let mut child = command.spawn().unwrap();
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -75,12 +70,10 @@ impl Example {
                 lines.lock().unwrap().push(line);
             }
         });
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{name} never listened");
+        wait_until_blocking(WAIT, format!("{name} to listen"), || {
             assert!(child.try_wait().unwrap().is_none(), "{name} exited early");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -93,21 +86,14 @@ impl Example {
     async fn processed(&self, run_id: &str) -> usize {
         let marker = unique("marker");
         assert_eq!(self.post_signed(&skyvern_body(&marker)).await.0, 200);
-        let deadline = Instant::now() + WAIT;
         let line = |id: &str| format!("processed skyvern {id}");
-        loop {
-            {
-                let lines = self.stdout.lock().unwrap();
-                if lines.contains(&line(&marker)) {
-                    return lines.iter().filter(|l| **l == line(run_id)).count();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the marker run was never printed"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_for(WAIT, "the marker run printed", || {
+            let lines = self.stdout.lock().unwrap();
+            lines
+                .contains(&line(&marker))
+                .then(|| lines.iter().filter(|l| **l == line(run_id)).count())
+        })
+        .await
     }
 
     async fn post(&self, body: Vec<u8>, signature: Option<&str>) -> (u16, String) {
@@ -125,8 +111,7 @@ impl Example {
     }
 
     async fn post_signed(&self, body: &[u8]) -> (u16, String) {
-        let signature = sign_skyvern(&Secret::new(KEY).unwrap(), body);
-        self.post(body.to_vec(), Some(&signature)).await
+        self.post(body.to_vec(), Some(&signature(KEY, body))).await
     }
 }
 
@@ -144,38 +129,10 @@ enum Store {
     Redis,
 }
 
-fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379; start one with \
-         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no`"
-    );
-}
-
-/// A run id no other test (or earlier run of this one, with Redis) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// The example delivery in `examples/deliveries/` (a real Skyvern body, pretty-printed as
 /// Skyvern sends it) with `run_id` as its run.
 fn skyvern_body(run_id: &str) -> Vec<u8> {
-    let mut body: Value =
-        serde_json::from_str(include_str!("../deliveries/skyvern-completed.json")).unwrap();
+    let mut body: Value = serde_json::from_str(SKYVERN_COMPLETED_DELIVERY).unwrap();
     body["run_id"] = run_id.into();
     body["task_id"] = run_id.into();
     serde_json::to_vec_pretty(&body).unwrap()
@@ -220,11 +177,11 @@ async fn bad_signatures_get_401_and_are_never_handled(name: &str) {
     let example = Example::start(name, Store::Memory);
     let run = unique("forged");
     let body = skyvern_body(&run);
-    let forged = sign_skyvern(&Secret::new("sk_not_the_key").unwrap(), &body);
+    let forged = signature("sk_not_the_key", &body);
     assert_eq!(example.post(body.clone(), Some(&forged)).await.0, 401);
     assert_eq!(example.post(body.clone(), None).await.0, 401);
     // The same JSON re-serialized (compact) no longer carries the signature of its bytes.
-    let genuine = sign_skyvern(&Secret::new(KEY).unwrap(), &body);
+    let genuine = signature(KEY, &body);
     let compact = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
     assert_ne!(compact, body);
     assert_eq!(example.post(compact, Some(&genuine)).await.0, 401);

@@ -207,14 +207,8 @@ async fn run_case(case: &str, addr: std::net::SocketAddr) -> Answers {
     let send = |body: Vec<u8>, signature: String| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let response = client
-                .post(url)
-                .header(SIGNATURE, signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            Some(response.status().as_u16())
+            let reply = support::post(&client, &url, &[(SIGNATURE, &signature)], body).await;
+            Some(reply.status)
         }
     };
     let genuine = |body: Vec<u8>| {

@@ -16,7 +16,8 @@ use tokio::net::TcpStream;
 
 #[path = "servers.rs"]
 mod servers;
-pub use servers::{Framework, Server};
+#[allow(unused_imports)] // the memory example does not read the answers
+pub use servers::{answers, post, Framework, Reply, Server};
 
 /// The Skyvern API key of every receiver here.
 pub const SKYVERN_KEY: &str = "sk_adversarial_key";

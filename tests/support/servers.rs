@@ -9,6 +9,100 @@ use std::sync::Arc;
 use actix_web::web::ServiceConfig;
 use runhook::Receiver;
 
+/// The plain bodies of the response policy's answers (`Outcome::body_text`); the 503s, which
+/// ask for a retry, in [`answers::retry_later`].
+pub mod answers {
+    #[allow(unused_imports)] // not every test reads the 503s
+    pub use self::retry_later::*;
+
+    /// 200: accepted, handed to the handler.
+    pub const ACCEPTED: &str = "accepted";
+    /// 200: a run already received.
+    pub const DUPLICATE: &str = "duplicate: already received";
+    /// 202: genuine, but not the provider's payload.
+    pub const FOR_REVIEW: &str = "accepted for review: not a recognised payload";
+    /// 202: genuine, but its run id cannot be a key.
+    pub const UNUSABLE_ID: &str = "accepted for review: the run id cannot be used";
+
+    /// The 503s.
+    pub mod retry_later {
+        /// The store or the queue cannot take it now.
+        pub const UNAVAILABLE: &str = "temporarily unavailable, retry later";
+        /// The receiver is shutting down.
+        pub const SHUTTING_DOWN: &str = "shutting down, retry later";
+    }
+}
+
+/// The routes the tests serve: Skyvern's, WebRun's, and TinyFish's with its path secret (the
+/// same pattern syntax in axum 0.8 and actix-web 4).
+pub mod routes {
+    /// Skyvern's route.
+    pub const SKYVERN_ROUTE: &str = "/webhooks/skyvern";
+    /// WebRun's route.
+    pub const WEBRUN_ROUTE: &str = "/webhooks/webrun";
+    /// TinyFish's route, the secret its last segment.
+    pub const TINYFISH_ROUTE: &str = "/webhooks/tinyfish/{secret}";
+}
+
+/// An HTTP answer: its status, its `Retry-After` if any, and its text.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub text: String,
+}
+
+impl Reply {
+    /// Asserts the status and the text.
+    #[track_caller]
+    pub fn assert(&self, status: u16, text: &str) {
+        assert_eq!(
+            (self.status, self.text.as_str()),
+            (status, text),
+            "{self:?}"
+        );
+    }
+
+    /// `Retry-After` as whole seconds; fails when absent.
+    #[track_caller]
+    pub fn retry_after_secs(&self) -> u64 {
+        let value = self.retry_after.as_deref().unwrap_or_else(|| {
+            panic!("expected a Retry-After header: {self:?}");
+        });
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After is not a number of seconds: {self:?}"))
+    }
+}
+
+/// POSTs `body` with `headers` to `url`; the answer.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Reply {
+    let mut request = client.post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url} failed: {e:?}"));
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    Reply {
+        status,
+        retry_after,
+        text,
+    }
+}
+
 /// The framework a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {

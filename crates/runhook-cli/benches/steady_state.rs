@@ -38,25 +38,24 @@
 //! stay in a shedding regime (most answers 503, its workers starved by the connections), while
 //! another round of the same receiver keeps up with no 503 at all.
 
-use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, Mac as _};
+use axum::http::StatusCode;
 use runhook::canonical::canonicalize;
 use runhook::payload::{Provider, RunEvent};
 use runhook::verify::sign_skyvern;
 use runhook::{Receiver, Secret, SkyvernSignature};
-use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+#[path = "../../runhook/benches/support/hand_written.rs"]
+mod hand_written;
 
 /// The Skyvern API key every request is signed with.
 const KEY: &str = "sk_bench_steady_state";
@@ -200,49 +199,14 @@ fn serve_in_process(kind: &str) {
 
 /// The careful hand-written receiver (see the module docs).
 fn hand_written(processed: Arc<Processed>) -> axum::Router {
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(CHANNEL);
+    let (router, mut rx) = hand_written::route(KEY, PATH, CHANNEL);
     tokio::spawn(async move {
         while let Some(value) = rx.recv().await {
             drop(value);
             processed.bump();
         }
     });
-    let handler = move |headers: HeaderMap, body: Bytes| {
-        let seen = seen.clone();
-        let tx = tx.clone();
-        async move {
-            let Some(sig) = headers.get("x-skyvern-signature") else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let Ok(sig) = hex::decode(sig.as_bytes()) else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-            mac.update(&body);
-            if !bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&sig)) {
-                return StatusCode::UNAUTHORIZED;
-            }
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            let Some(run_id) = value["run_id"].as_str().map(str::to_owned) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            if !seen.lock().unwrap().insert(run_id.clone()) {
-                return StatusCode::OK;
-            }
-            match tx.try_send(value) {
-                Ok(()) => StatusCode::OK,
-                Err(_) => {
-                    // Shed: forget the run so that the sender's retry is new again.
-                    seen.lock().unwrap().remove(&run_id);
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
-        }
-    };
-    axum::Router::new().route(PATH, axum::routing::post(handler))
+    router
 }
 
 /// The SDK with its defaults and a no-op handler that counts.
@@ -434,7 +398,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 /// Every request's bytes, made before timing: a distinct run id each, signed.
 fn requests(count: usize, addr_placeholder: &str) -> Vec<Bytes> {
-    let pretty = include_bytes!("../../../testdata/skyvern-run-pretty.json");
+    let pretty = runhook_testkit::fixture::SKYVERN_RUN_PRETTY;
     let compact = String::from_utf8(canonicalize(pretty).unwrap()).unwrap();
     let value: serde_json::Value = serde_json::from_str(&compact).unwrap();
     let run_id = value["run_id"].as_str().unwrap().to_owned();

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use runhook_core::{sign_skyvern, Secret};
 
-const VECTORS: &str = include_str!("../../../testdata/skyvern-canonical.jsonl");
+const VECTORS: &str = runhook_testkit::fixture::SKYVERN_CANONICAL_VECTORS;
 
 fn runhook(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runhook"));

@@ -6,38 +6,24 @@
 //! Needs Redis on 127.0.0.1:6379: the tests fail without it.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 use common::{
-    line_counts, require_redis, skyvern_body, skyvern_post, start_serve, unique, Started as Serve,
+    delete_matching, line_counts, redis, redis_url, require_redis, runhook, scratch, skyvern_body,
+    skyvern_post, skyvern_route, start_serve, unique, Started as Serve,
 };
+use runhook_testkit::wait_until_blocking as wait_for;
 
 const SKYVERN_KEY: &str = "sk_test_dead_letters_cli";
-const REDIS: &str = "redis://127.0.0.1:6379";
-
-/// A fresh directory for one test's files.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("runhook-dead-letters-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 impl Serve {
     fn start(dir: &Path, args: &[String]) -> Self {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         start_serve(dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)])
-    }
-
-    /// SIGTERM, then the exit status within `limit`.
-    fn stop(mut self, limit: Duration) -> (ExitStatus, String) {
-        let status = self.terminate(limit);
-        (status, self.logs())
     }
 }
 
@@ -48,11 +34,7 @@ fn post(base: &str, path: &str, body: &[u8]) -> u16 {
 
 /// Posts a signed Skyvern delivery; the status code, or the error.
 fn try_post(base: &str, path: &str, body: &[u8]) -> Result<u16, reqwest::Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         skyvern_post(
             &reqwest::Client::new(),
             &format!("{base}{path}"),
@@ -68,11 +50,7 @@ fn try_post(base: &str, path: &str, body: &[u8]) -> Result<u16, reqwest::Error> 
 
 /// Runs `runhook dead-letters ARGS`: exit code, standard output, standard error.
 fn dead_letters(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_runhook"))
-        .arg("dead-letters")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = runhook(&[&["dead-letters"], args].concat());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8(out.stdout).unwrap(),
@@ -92,31 +70,18 @@ fn list(args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
-/// Waits up to `limit` for `done`; panics with `what` otherwise.
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Deletes every Redis key starting with `prefix`.
 fn delete_keys(prefix: &str) {
-    let mut conn = redis::Client::open(REDIS)
+    block_on(async { delete_matching(&mut redis().await, &format!("{prefix}*")).await });
+}
+
+/// Runs `future` to its end on a runtime of its own (these tests are synchronous).
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut conn)
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
-    }
+        .block_on(future)
 }
 
 /// A run whose handler kills its own `serve` (SIGKILL to `$PPID`) on every delivery is set
@@ -129,7 +94,7 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
     let started = Instant::now();
     const MAX_DELIVERIES: usize = 3;
     let tag = unique("poison");
-    let dir = scratch(&tag);
+    let dir = scratch(&format!("runhook-dead-letters-{tag}"));
     let prefix = format!("dltest_{tag}");
     let path = format!("/webhooks/{tag}/skyvern");
     let calls = dir.join("calls.log");
@@ -142,18 +107,15 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
         attempts = attempts.display(),
         calls = calls.display(),
     );
+    let store = redis_url();
+    let max_deliveries = MAX_DELIVERIES.to_string();
     let args = |exec: &str| -> Vec<String> {
-        [
-            "--path",
-            &path,
-            "--provider",
-            "skyvern",
-            "--secret-env",
-            "SKYVERN_API_KEY",
+        let mut args = skyvern_route(&path);
+        args.extend([
             "--exec",
             exec,
             "--store",
-            REDIS,
+            &store,
             "--queue",
             "redis-stream",
             "--lease-secs",
@@ -161,13 +123,12 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
             "--redis-prefix",
             &prefix,
             "--max-deliveries",
-            &MAX_DELIVERIES.to_string(),
+            &max_deliveries,
             // One worker: the poison run never shares its process with another run.
             "--workers",
             "1",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        ]);
+        args.into_iter().map(str::to_owned).collect()
     };
     let crash_args = args(&crashing);
     let mut serve = Serve::start(&dir, &crash_args);
@@ -202,7 +163,7 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
 
     // The orchestrator: restart serve whenever it dies, until the poison run is set aside.
     let dead_key = format!("{prefix}:stream:{path}:dead");
-    let mut conn = redis::Client::open(REDIS)
+    let mut conn = redis::Client::open(store.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
@@ -252,7 +213,14 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
         "serve died again"
     );
 
-    let source = ["--store", REDIS, "--path", &path, "--redis-prefix", &prefix];
+    let source = [
+        "--store",
+        &store,
+        "--path",
+        &path,
+        "--redis-prefix",
+        &prefix,
+    ];
     let letters = list(&source);
     assert_eq!(letters.len(), 1, "{letters:?}");
     let letter = &letters[0];
@@ -277,7 +245,7 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
     );
 
     // The fix: a handler that does not crash; the letter goes back to the stream.
-    let (status, logs) = serve.stop(Duration::from_secs(20));
+    let (status, logs) = serve.stop();
     assert!(status.success(), "{status:?}\n{logs}");
     let fixed = format!(r#"echo "$RUNHOOK_RUN_ID" >> {}"#, calls.display());
     let serve = Serve::start(&dir, &args(&fixed));
@@ -304,7 +272,7 @@ fn poison_run_is_set_aside_listed_and_redriven_once() {
         assert_eq!(counts.get(run), Some(&1), "{run}: {counts:?}");
     }
     assert_eq!(counts.len(), good.len() + 1, "{counts:?}");
-    let (status, logs) = serve.stop(Duration::from_secs(20));
+    let (status, logs) = serve.stop();
     assert!(status.success(), "{status:?}\n{logs}");
     delete_keys(&prefix);
     eprintln!("poison test took {:?}", started.elapsed());
@@ -320,7 +288,7 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
     require_redis();
     let started = Instant::now();
     let tag = unique("drain");
-    let dir = scratch(&tag);
+    let dir = scratch(&format!("runhook-dead-letters-{tag}"));
     let path = format!("/webhooks/{tag}/skyvern");
     let processed = dir.join("processed.log");
     let dead = dir.join("dead.jsonl");
@@ -329,24 +297,10 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
         r#"sleep 3; echo "$RUNHOOK_RUN_ID" >> {}"#,
         processed.display()
     );
-    let args: Vec<String> = [
-        "--path",
-        &path,
-        "--provider",
-        "skyvern",
-        "--secret-env",
-        "SKYVERN_API_KEY",
-        "--exec",
-        &slow,
-        "--dead-letters",
-        dead.to_str().unwrap(),
-        "--drain-timeout",
-        "1",
-        "--workers",
-        "4",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let mut args = skyvern_route(&path);
+    args.extend(["--exec", &slow, "--dead-letters", dead.to_str().unwrap()]);
+    args.extend(["--drain-timeout", "1", "--workers", "4"]);
+    let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
     let serve = Serve::start(&dir, &args);
     for run in &runs {
         assert_eq!(post(&serve.base, &path, &skyvern_body(run)), 200, "{run}");
@@ -356,7 +310,7 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
         !line_counts(&processed).is_empty()
     });
     let stopping = Instant::now();
-    let (status, logs) = serve.stop(Duration::from_secs(20));
+    let (status, logs) = serve.stop();
     eprintln!("serve exited {:?} after SIGTERM", stopping.elapsed());
     assert_eq!(status.code(), Some(1), "{logs}");
     // A handler still running after the exit would append within 3 s: wait for it.
@@ -419,7 +373,7 @@ fn undrained_runs_are_dead_lettered_and_redriven_from_the_file() {
     let config = dir.join("runhook.toml");
     // With a Redis store: each redriven run is claimed and completed there.
     let prefix = format!("dltest_{tag}");
-    let top = format!("store = {REDIS:?}\nredis_prefix = {prefix:?}\n");
+    let top = format!("store = {:?}\nredis_prefix = {prefix:?}\n", redis_url());
     std::fs::write(&config, config_toml(&top, &path, &quick)).unwrap();
     let redrive = |keys: &[&str]| {
         let mut args = vec![

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +14,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
 mod common;
-use common::{start_serve_without, unique, Started as Serve};
+use common::{
+    post_json, start_serve_without, tinyfish_forward_route, unique, wait_for, Started as Serve,
+    WithLogs,
+};
 
 const TINYFISH_PATH: &str = "tfFw9KpzQ7forward";
 
@@ -23,30 +26,13 @@ const TRUST_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "runhook-forward-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("runhook-forward-{name}"))
 }
 
 /// `runhook serve` on a TinyFish path-secret route forwarding to `forward`, with `extra`
 /// flags and `env`; the trust-store variables are never inherited.
 fn serve(dir: &Path, forward: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-    let mut args = vec![
-        "--path",
-        "/hooks/tinyfish/{secret}",
-        "--provider",
-        "tinyfish",
-        "--secret-env",
-        "TINYFISH_PATH_SECRET",
-        "--forward",
-        forward,
-    ];
+    let mut args = tinyfish_forward_route(forward);
     args.extend_from_slice(extra);
     let mut env = env.to_vec();
     env.push(("TINYFISH_PATH_SECRET", TINYFISH_PATH));
@@ -58,15 +44,8 @@ async fn deliver(serve: &Serve, run: &str) -> u16 {
     let body = format!(
         r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED","data":{{"id":"{run}"}}}}"#
     );
-    reqwest::Client::new()
-        .post(format!("{}/hooks/tinyfish/{TINYFISH_PATH}", serve.base))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let url = format!("{}/hooks/tinyfish/{TINYFISH_PATH}", serve.base);
+    post_json(&reqwest::Client::new(), &url, body.as_bytes()).await
 }
 
 /// One request the target got.
@@ -137,6 +116,19 @@ impl Target {
         address
     }
 
+    /// Serves plain HTTP (as [`Target::serve_http`]) and starts `serve` forwarding to it with
+    /// `extra` flags.
+    async fn forwarded_from(
+        &self,
+        dir: &Path,
+        answer: Answer,
+        hold: Duration,
+        extra: &[&str],
+    ) -> Serve {
+        let address = self.serve_http(answer, hold).await;
+        serve(dir, &format!("http://{address}/events"), extra, &[])
+    }
+
     /// Serves HTTPS with `identity` on a free port; returns its address.
     async fn serve_https(&self, identity: &Identity, answer: Answer) -> SocketAddr {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -164,20 +156,11 @@ impl Target {
 
     /// The requests got, once there are at least `n` (waits up to `limit`).
     async fn hits_when(&self, n: usize, limit: Duration, serve: &Serve) -> Vec<Hit> {
-        let started = Instant::now();
-        loop {
-            let hits = self.hits();
-            if hits.len() >= n {
-                return hits;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the target got {} requests, expected {n}\n{}",
-                hits.len(),
-                serve.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n} requests at the target");
+        wait_for(limit, WithLogs(&what, serve), || {
+            Some(self.hits()).filter(|hits| hits.len() >= n)
+        })
+        .await
     }
 }
 
@@ -252,19 +235,27 @@ fn ok() -> Answer {
 
 /// The dead letters file's text, once it has at least `n` lines (waits up to 20 s).
 async fn dead_letters_when(path: &Path, n: usize, serve: &Serve) -> String {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().count() >= n {
-            return text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no dead letter yet\n{}",
-            serve.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        Duration::from_secs(20),
+        WithLogs("a dead letter", serve),
+        || {
+            Some(std::fs::read_to_string(path).unwrap_or_default())
+                .filter(|text| text.lines().count() >= n)
+        },
+    )
+    .await
+}
+
+/// The flags that make `serve` give up after two attempts (50 ms apart) into `letters`.
+fn two_attempts_into(letters: &Path) -> Vec<&str> {
+    vec![
+        "--max-attempts",
+        "2",
+        "--retry-backoff-ms",
+        "50",
+        "--dead-letters",
+        letters.to_str().unwrap(),
+    ]
 }
 
 #[tokio::test]
@@ -303,19 +294,7 @@ async fn forward_over_https_refuses_an_unknown_ca_and_dead_letters_the_run() {
     let url = format!("https://localhost:{}/events", address.port());
     let letters = dir.join("dead.jsonl");
     // No SSL_CERT_FILE: the platform's trust store, which does not know this CA.
-    let serve = serve(
-        &dir,
-        &url,
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let serve = serve(&dir, &url, &two_attempts_into(&letters), &[]);
     let run = unique("tls_unknown_run");
     assert_eq!(deliver(&serve, &run).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;
@@ -351,13 +330,9 @@ async fn gap_after(
             StatusCode::OK.into_response()
         }
     });
-    let address = target.serve_http(first, Duration::ZERO).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--retry-backoff-ms", "100"],
-        &[],
-    );
+    let serve = target
+        .forwarded_from(&dir, first, Duration::ZERO, &["--retry-backoff-ms", "100"])
+        .await;
     assert_eq!(deliver(&serve, &unique("retry_after_run")).await, 200);
     let hits = target.hits_when(2, Duration::from_secs(20), &serve).await;
     hits[1].at - hits[0].at
@@ -401,21 +376,10 @@ async fn a_redirect_is_not_followed() {
     let target = Target::new();
     let redirect =
         answer(|_| (StatusCode::FOUND, [(http::header::LOCATION, "/elsewhere")]).into_response());
-    let address = target.serve_http(redirect, Duration::ZERO).await;
     let letters = dir.join("dead.jsonl");
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let serve = target
+        .forwarded_from(&dir, redirect, Duration::ZERO, &two_attempts_into(&letters))
+        .await;
     assert_eq!(deliver(&serve, &unique("redirect_run")).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;
     assert!(text.contains("redirects are not followed"), "{text}");
@@ -438,19 +402,7 @@ async fn errors_and_dead_letters_never_show_the_path_or_query() {
     drop(closed);
     let url = format!("http://127.0.0.1:{port}/hook/s3cr3t?token=abc");
     let letters = dir.join("dead.jsonl");
-    let mut serve = serve(
-        &dir,
-        &url,
-        &[
-            "--max-attempts",
-            "2",
-            "--retry-backoff-ms",
-            "50",
-            "--dead-letters",
-            letters.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let mut serve = serve(&dir, &url, &two_attempts_into(&letters), &[]);
     let run = unique("redact_run");
     assert_eq!(deliver(&serve, &run).await, 200);
     let text = dead_letters_when(&letters, 1, &serve).await;
@@ -479,21 +431,23 @@ async fn errors_and_dead_letters_never_show_the_path_or_query() {
     }
 }
 
+/// `n` runs delivered to `serve` (with `extra` flags) forwarding to a target that answers 200
+/// after `hold`; the target and the requests it got, once all `n` came.
+async fn forward_runs(name: &str, hold: Duration, extra: &[&str], n: usize) -> (Target, Vec<Hit>) {
+    let dir = scratch(name);
+    let target = Target::new();
+    let serve = target.forwarded_from(&dir, ok(), hold, extra).await;
+    for _ in 0..n {
+        assert_eq!(deliver(&serve, &unique(&format!("{name}_run"))).await, 200);
+    }
+    let hits = target.hits_when(n, Duration::from_secs(20), &serve).await;
+    (target, hits)
+}
+
 #[tokio::test]
 async fn the_concurrency_limit_holds() {
-    let dir = scratch("concurrency");
-    let target = Target::new();
-    let address = target.serve_http(ok(), Duration::from_millis(300)).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--workers", "6", "--forward-concurrency", "2"],
-        &[],
-    );
-    for _ in 0..6 {
-        assert_eq!(deliver(&serve, &unique("concurrency_run")).await, 200);
-    }
-    let hits = target.hits_when(6, Duration::from_secs(20), &serve).await;
+    let extra = ["--workers", "6", "--forward-concurrency", "2"];
+    let (target, hits) = forward_runs("concurrency", Duration::from_millis(300), &extra, 6).await;
     assert_eq!(hits.len(), 6);
     assert_eq!(
         target.max_in_flight.load(Ordering::SeqCst),
@@ -507,19 +461,8 @@ async fn the_concurrency_limit_holds() {
 
 #[tokio::test]
 async fn the_rate_limit_spaces_requests() {
-    let dir = scratch("rate");
-    let target = Target::new();
-    let address = target.serve_http(ok(), Duration::ZERO).await;
-    let serve = serve(
-        &dir,
-        &format!("http://{address}/events"),
-        &["--workers", "8", "--forward-rate-per-sec", "4"],
-        &[],
-    );
-    for _ in 0..8 {
-        assert_eq!(deliver(&serve, &unique("rate_run")).await, 200);
-    }
-    let hits = target.hits_when(8, Duration::from_secs(20), &serve).await;
+    let extra = ["--workers", "8", "--forward-rate-per-sec", "4"];
+    let (_target, hits) = forward_runs("rate", Duration::ZERO, &extra, 8).await;
     let times: Vec<Instant> = hits.iter().map(|h| h.at).collect();
     // Eight requests 250 ms apart take 1.75 s.
     let span = times[7] - times[0];

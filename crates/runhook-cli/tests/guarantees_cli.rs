@@ -5,17 +5,16 @@
 //!
 //! Needs Redis on 127.0.0.1:6379 (fails without).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 mod common;
 use common::{
-    line_counts, redis, require_redis, skyvern_body, skyvern_post, start_serve, unique,
-    Started as Serve,
+    client, delete_matching, json_lines, keys, line_counts, post_json, redis, redis_url,
+    require_redis, scratch, skyvern_body, skyvern_post, skyvern_route, start_serve, unique,
+    wait_for, xlen, Started as Serve,
 };
 
 const SKYVERN_KEY: &str = "sk_test_guarantees_cli";
@@ -29,19 +28,6 @@ impl Serve {
         ];
         start_serve(dir, args, &env)
     }
-
-    /// SIGTERM, then asserts a clean exit within 20 s.
-    fn stop(mut self) {
-        let status = self.terminate(Duration::from_secs(20));
-        assert!(status.success(), "{}", self.logs());
-    }
-}
-
-/// A fresh directory for one test's files.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("runhook-guarantees-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn tinyfish_body(run_id: &str) -> Vec<u8> {
@@ -49,13 +35,6 @@ fn tinyfish_body(run_id: &str) -> Vec<u8> {
         r#"{{"event":"run.completed","run_id":"{run_id}","status":"COMPLETED","data":{{"id":"{run_id}","result":{{"ok":true}}}}}}"#
     )
     .into_bytes()
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// Posts a signed Skyvern delivery; the status and the `Retry-After` header, if any.
@@ -71,81 +50,18 @@ async fn post_skyvern(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16,
     (response.status().as_u16(), retry_after)
 }
 
-/// Posts a TinyFish delivery (authenticated by the secret in the URL); the status.
-async fn post_tinyfish(client: &reqwest::Client, url: &str, body: &[u8]) -> u16 {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// The JSON lines of `file`.
-fn json_lines(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Waits (at most 20 s) until `done` holds for what `read` returns, and returns that.
-async fn wait_for<T>(what: &str, read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
-    let started = Instant::now();
-    loop {
-        let value = read();
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn read_until<T>(what: &str, read: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    wait_for(Duration::from_secs(20), what, || {
+        Some(read()).filter(|v| done(v))
+    })
+    .await
 }
 
-/// Every key matching `pattern`.
-async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await
-            .unwrap();
-        found.extend(batch);
-        if next == 0 {
-            return found;
-        }
-        cursor = next;
-    }
-}
-
-/// Deletes every key under `prefix:`.
-async fn delete_prefix(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) {
-    let found = keys(conn, &format!("{prefix}:*")).await;
-    if !found.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(found)
-            .query_async(conn)
-            .await
-            .unwrap();
-    }
-}
-
-async fn xlen(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> usize {
-    redis::cmd("XLEN")
-        .arg(stream)
+/// Whether `key` exists.
+async fn exists(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
         .query_async(conn)
         .await
         .unwrap()
@@ -214,7 +130,7 @@ async fn backlog_scenario(
     );
 
     std::fs::write(gate, "").unwrap();
-    let counts = wait_for(
+    let counts = read_until(
         "the acknowledged runs",
         || line_counts(calls),
         |c| accepted.iter().all(|r| c.contains_key(r)),
@@ -243,7 +159,7 @@ async fn backlog_scenario(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let counts = wait_for(
+    let counts = read_until(
         "every run",
         || line_counts(calls),
         |c| runs.iter().all(|r| c.contains_key(r)),
@@ -269,13 +185,51 @@ async fn backlog_scenario(
     accepted.len()
 }
 
-/// The handler command: waits for the gate file, then records the run id.
-fn gated_command(gate: &Path, calls: &Path) -> String {
-    format!(
-        r#"while [ ! -f {} ]; do sleep 0.05; done; echo "$RUNHOOK_RUN_ID" >> {}"#,
-        gate.display(),
-        calls.display()
-    )
+/// One backlog test's files and route: a handler stuck behind `gate` until the test opens it,
+/// recording each run id in `calls`.
+struct Backlog {
+    tag: String,
+    dir: std::path::PathBuf,
+    gate: std::path::PathBuf,
+    calls: std::path::PathBuf,
+    path: String,
+}
+
+impl Backlog {
+    fn new(tag: &str) -> Self {
+        let tag = unique(tag);
+        let dir = scratch(&format!("runhook-guarantees-{tag}"));
+        Self {
+            gate: dir.join("gate"),
+            calls: dir.join("calls"),
+            path: format!("/webhooks/{tag}/skyvern"),
+            tag,
+            dir,
+        }
+    }
+
+    /// `serve` on the gated route with one worker, `--queue-capacity capacity` and `extra`.
+    fn serve(&self, capacity: usize, extra: &[&str]) -> Serve {
+        // The handler command: waits for the gate file, then records the run id.
+        let command = format!(
+            r#"while [ ! -f {} ]; do sleep 0.05; done; echo "$RUNHOOK_RUN_ID" >> {}"#,
+            self.gate.display(),
+            self.calls.display()
+        );
+        let capacity = capacity.to_string();
+        let mut args = skyvern_route(&self.path);
+        args.extend(["--exec", &command, "--workers", "1"]);
+        args.extend(["--queue-capacity", &capacity]);
+        args.extend_from_slice(extra);
+        Serve::start(&self.dir, &args)
+    }
+
+    /// [`backlog_scenario`] with `n` runs; the runs and how many were accepted at once.
+    async fn run(&self, serve: &Serve, n: usize) -> (Vec<String>, usize) {
+        let runs: Vec<String> = (0..n).map(|i| format!("{}_{i}", self.tag)).collect();
+        let accepted = backlog_scenario(serve, &self.path, &self.gate, &self.calls, &runs).await;
+        (runs, accepted)
+    }
 }
 
 /// A Redis stream backlog at `--queue-capacity` refuses new deliveries (503, `Retry-After`,
@@ -285,35 +239,19 @@ fn gated_command(gate: &Path, calls: &Path) -> String {
 async fn stream_backlog_past_capacity_answers_503_and_loses_nothing() {
     require_redis();
     const CAPACITY: usize = 20;
-    let tag = unique("backlog");
-    let dir = scratch(&tag);
-    let (gate, calls) = (dir.join("gate"), dir.join("calls"));
-    let path = format!("/webhooks/{tag}/skyvern");
-    let prefix = tag.clone();
-    let stream = format!("{prefix}:stream:{path}");
-    let command = gated_command(&gate, &calls);
-    let capacity = CAPACITY.to_string();
-    let serve = Serve::start(
-        &dir,
+    let backlog = Backlog::new("backlog");
+    let prefix = backlog.tag.clone();
+    let stream = format!("{prefix}:stream:{}", backlog.path);
+    let url = redis_url();
+    let serve = backlog.serve(
+        CAPACITY,
         &[
-            "--path",
-            &path,
-            "--provider",
-            "skyvern",
-            "--secret-env",
-            "SKYVERN_API_KEY",
-            "--exec",
-            &command,
             "--store",
-            "redis://127.0.0.1:6379",
+            &url,
             "--queue",
             "redis-stream",
             "--redis-prefix",
             &prefix,
-            "--workers",
-            "1",
-            "--queue-capacity",
-            &capacity,
         ],
     );
 
@@ -333,8 +271,7 @@ async fn stream_backlog_past_capacity_answers_503_and_loses_nothing() {
         })
     };
 
-    let runs: Vec<String> = (0..100).map(|i| format!("{tag}_{i}")).collect();
-    let accepted = backlog_scenario(&serve, &path, &gate, &calls, &runs).await;
+    let (runs, accepted) = backlog.run(&serve, 100).await;
     stop.store(true, Ordering::Relaxed);
     let (max_len, samples) = watcher.await.unwrap();
     eprintln!(
@@ -352,42 +289,18 @@ async fn stream_backlog_past_capacity_answers_503_and_loses_nothing() {
     let mut conn = redis().await;
     let dead = format!("{stream}:dead");
     assert_eq!(xlen(&mut conn, &dead).await, 0, "dead letters were written");
-    serve.stop();
-    delete_prefix(&mut conn, &prefix).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    serve.stop_ok();
+    delete_matching(&mut conn, &format!("{prefix}:*")).await;
+    let _ = std::fs::remove_dir_all(&backlog.dir);
 }
 
 /// The in-process queue at `--queue-capacity` refuses the same way, and loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_queue_past_capacity_answers_503_and_loses_nothing() {
     const CAPACITY: usize = 5;
-    let tag = unique("membacklog");
-    let dir = scratch(&tag);
-    let (gate, calls) = (dir.join("gate"), dir.join("calls"));
-    let path = format!("/webhooks/{tag}/skyvern");
-    let command = gated_command(&gate, &calls);
-    let capacity = CAPACITY.to_string();
-    let serve = Serve::start(
-        &dir,
-        &[
-            "--path",
-            &path,
-            "--provider",
-            "skyvern",
-            "--secret-env",
-            "SKYVERN_API_KEY",
-            "--exec",
-            &command,
-            "--queue",
-            "memory",
-            "--workers",
-            "1",
-            "--queue-capacity",
-            &capacity,
-        ],
-    );
-    let runs: Vec<String> = (0..40).map(|i| format!("{tag}_{i}")).collect();
-    let accepted = backlog_scenario(&serve, &path, &gate, &calls, &runs).await;
+    let backlog = Backlog::new("membacklog");
+    let serve = backlog.serve(CAPACITY, &["--queue", "memory"]);
+    let (runs, accepted) = backlog.run(&serve, 40).await;
     eprintln!(
         "memory queue: {accepted} of {} accepted while the worker was stuck (capacity {CAPACITY}, 1 worker)",
         runs.len()
@@ -397,15 +310,8 @@ async fn memory_queue_past_capacity_answers_503_and_loses_nothing() {
         (CAPACITY..=CAPACITY + 1).contains(&accepted),
         "{accepted} accepted with capacity {CAPACITY} and 1 worker"
     );
-    serve.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The store and queue settings of one run-id-length case.
-struct Setup {
-    name: &'static str,
-    store: &'static str,
-    queue: &'static str,
+    serve.stop_ok();
+    let _ = std::fs::remove_dir_all(&backlog.dir);
 }
 
 /// A run id of exactly 256 bytes is processed (Skyvern and TinyFish); a 300-byte one is
@@ -413,26 +319,15 @@ struct Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_ids_up_to_256_bytes_are_processed_longer_ones_dead_lettered() {
     require_redis();
+    // The store and queue settings of each case.
     let setups = [
-        Setup {
-            name: "memory store",
-            store: "memory",
-            queue: "memory",
-        },
-        Setup {
-            name: "redis store",
-            store: "redis://127.0.0.1:6379",
-            queue: "memory",
-        },
-        Setup {
-            name: "redis stream",
-            store: "redis://127.0.0.1:6379",
-            queue: "redis-stream",
-        },
+        ("memory store", "memory".to_owned(), "memory"),
+        ("redis store", redis_url(), "memory"),
+        ("redis stream", redis_url(), "redis-stream"),
     ];
-    for setup in setups {
+    for (name, store, queue) in setups {
         let tag = unique("runid");
-        let dir = scratch(&tag);
+        let dir = scratch(&format!("runhook-guarantees-{tag}"));
         let (events, dead) = (dir.join("events.jsonl"), dir.join("dead.jsonl"));
         let config = dir.join("runhook.toml");
         let skyvern_path = format!("/webhooks/{tag}/skyvern");
@@ -459,8 +354,6 @@ path = "{tinyfish_path}"
 provider = "tinyfish"
 secret_env = "TINYFISH_PATH_SECRET"
 "#,
-                store = setup.store,
-                queue = setup.queue,
                 dead = dead.display(),
                 events = events.display(),
             ),
@@ -484,43 +377,29 @@ secret_env = "TINYFISH_PATH_SECRET"
         let (tf_ok, tf_long) = (id("t", 256), id("t", 300));
         assert_eq!((sky_ok.len(), sky_long.len()), (256, 300));
 
-        let name = setup.name;
-        assert_eq!(
-            post_skyvern(&client, &skyvern_url, &skyvern_body(&sky_ok))
-                .await
-                .0,
-            200,
-            "{name}: {:?}",
-            std::fs::read_to_string(&dead)
-        );
-        assert_eq!(
-            post_tinyfish(&client, &tinyfish_url, &tinyfish_body(&tf_ok)).await,
-            200,
-            "{name}: {:?}",
-            std::fs::read_to_string(&dead)
-        );
-        assert_eq!(
-            post_skyvern(&client, &skyvern_url, &skyvern_body(&sky_long))
-                .await
-                .0,
-            202,
-            "{name}"
-        );
-        assert_eq!(
-            post_tinyfish(&client, &tinyfish_url, &tinyfish_body(&tf_long)).await,
-            202,
-            "{name}"
-        );
-        // A redelivery of a too-long id is answered the same way, not refused.
-        assert_eq!(
-            post_skyvern(&client, &skyvern_url, &skyvern_body(&sky_long))
-                .await
-                .0,
-            202,
-            "{name}"
-        );
+        let deliveries = [
+            (&skyvern_url, skyvern_body(&sky_ok), 200),
+            (&tinyfish_url, tinyfish_body(&tf_ok), 200),
+            (&skyvern_url, skyvern_body(&sky_long), 202),
+            (&tinyfish_url, tinyfish_body(&tf_long), 202),
+            // A redelivery of a too-long id is answered the same way, not refused.
+            (&skyvern_url, skyvern_body(&sky_long), 202),
+        ];
+        for (url, body, expected) in deliveries {
+            let status = if url == &skyvern_url {
+                post_skyvern(&client, url, &body).await.0
+            } else {
+                post_json(&client, url, &body).await
+            };
+            assert_eq!(
+                status,
+                expected,
+                "{name}: {url}: {:?}",
+                std::fs::read_to_string(&dead)
+            );
+        }
 
-        let processed = wait_for(
+        let processed = read_until(
             "two processed events",
             || json_lines(&events),
             |lines| lines.len() >= 2,
@@ -541,7 +420,8 @@ secret_env = "TINYFISH_PATH_SECRET"
             vec![("skyvern", sky_ok.as_str()), ("tinyfish", tf_ok.as_str())],
             "{name}"
         );
-        let letters = wait_for("three dead letters", || json_lines(&dead), |l| l.len() >= 3).await;
+        let letters =
+            read_until("three dead letters", || json_lines(&dead), |l| l.len() >= 3).await;
         for (letter, (run, body)) in letters.iter().zip([
             (&sky_long, skyvern_body(&sky_long)),
             (&tf_long, tinyfish_body(&tf_long)),
@@ -559,10 +439,10 @@ secret_env = "TINYFISH_PATH_SECRET"
             assert_eq!(letter["body"], String::from_utf8(body).unwrap(), "{name}");
             assert_eq!(letter["run_id"].as_str(), Some(run.as_str()), "{name}");
         }
-        serve.stop();
+        serve.stop_ok();
         assert_eq!(json_lines(&events).len(), 2, "{name}: late events");
-        if setup.store != "memory" {
-            delete_prefix(&mut redis().await, &tag).await;
+        if store != "memory" {
+            delete_matching(&mut redis().await, &format!("{tag}:*")).await;
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -575,31 +455,17 @@ secret_env = "TINYFISH_PATH_SECRET"
 async fn redis_prefixes_keep_two_deployments_apart() {
     require_redis();
     let tag = unique("prefix");
-    let dir = scratch(&tag);
+    let dir = scratch(&format!("runhook-guarantees-{tag}"));
     let path = format!("/webhooks/{tag}/skyvern");
     let prefixes = [format!("{tag}A"), format!("{tag}B")];
     let events = [dir.join("a.jsonl"), dir.join("b.jsonl")];
+    let url = redis_url();
     let serves: Vec<Serve> = (0..2)
         .map(|i| {
-            Serve::start(
-                &dir,
-                &[
-                    "--path",
-                    &path,
-                    "--provider",
-                    "skyvern",
-                    "--secret-env",
-                    "SKYVERN_API_KEY",
-                    "--jsonl",
-                    events[i].to_str().unwrap(),
-                    "--store",
-                    "redis://127.0.0.1:6379",
-                    "--queue",
-                    "redis-stream",
-                    "--redis-prefix",
-                    &prefixes[i],
-                ],
-            )
+            let mut args = skyvern_route(&path);
+            args.extend(["--jsonl", events[i].to_str().unwrap(), "--store", &url]);
+            args.extend(["--queue", "redis-stream", "--redis-prefix", &prefixes[i]]);
+            Serve::start(&dir, &args)
         })
         .collect();
     let client = client();
@@ -620,7 +486,7 @@ async fn redis_prefixes_keep_two_deployments_apart() {
     }
     let expected = own[0].len() + shared.len();
     for i in 0..2 {
-        let lines = wait_for(
+        let lines = read_until(
             "the events",
             || json_lines(&events[i]),
             |l| l.len() >= expected,
@@ -642,28 +508,17 @@ async fn redis_prefixes_keep_two_deployments_apart() {
         let (mine, theirs) = (&prefixes[i], &prefixes[1 - i]);
         let stream = format!("{mine}:stream:{path}");
         let len: usize = xlen(&mut conn, &stream).await;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&stream)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(exists, "no stream {stream} (length {len})");
+        assert!(
+            exists(&mut conn, &stream).await,
+            "no stream {stream} (length {len})"
+        );
         for run in own[i].iter().chain(&shared) {
             let claim = format!("{mine}:idem:skyvern:{run}");
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(&claim)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            assert!(exists, "no claim {claim}");
+            assert!(exists(&mut conn, &claim).await, "no claim {claim}");
         }
         for run in &own[i] {
             let claim = format!("{theirs}:idem:skyvern:{run}");
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(&claim)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let exists = exists(&mut conn, &claim).await;
             assert!(
                 !exists,
                 "{claim}: a run sent to one deployment claimed in the other"
@@ -679,10 +534,10 @@ async fn redis_prefixes_keep_two_deployments_apart() {
         .collect();
     assert!(stray.is_empty(), "keys outside the prefixes: {stray:?}");
     for serve in serves {
-        serve.stop();
+        serve.stop_ok();
     }
     for prefix in &prefixes {
-        delete_prefix(&mut conn, prefix).await;
+        delete_matching(&mut conn, &format!("{prefix}:*")).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,8 +18,12 @@ mod common;
 #[path = "../../runhook/tests/support/run_api.rs"]
 mod run_api;
 
-use common::{redis, require_redis, skyvern_post, start_serve, unique, Started};
-use run_api::{run_body, Answer, RunApi};
+use common::{
+    json_lines, post_json, redis, redis_url, require_redis, scratch, skyvern_post, start_serve,
+    unique, Started,
+};
+use run_api::RunApi;
+use runhook_testkit::wait_until as wait_for;
 
 const TF_KEY: &str = "tf_api_key_runs_cli";
 const SB_KEY: &str = "sb_api_key_runs_cli";
@@ -43,8 +47,7 @@ struct Setup {
 impl Setup {
     fn new(name: &str) -> Self {
         require_redis();
-        let dir = std::env::temp_dir().join(unique(&format!("runhook-runs-{name}")));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch(&format!("runhook-runs-{name}"));
         Self {
             dir,
             prefix: unique(&format!("runs_{name}")),
@@ -59,8 +62,9 @@ impl Setup {
     /// [`Setup::serve`] with `top` (top-level TOML keys) added.
     fn serve_with(&self, jsonl: &str, top: &str, routes: &str) -> Started {
         let config = format!(
-            "store = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\ndead_letters = \"{}\"\n\
+            "store = \"{}\"\nredis_prefix = \"{}\"\ndead_letters = \"{}\"\n\
              retry_backoff_ms = 100\n{top}\n[handler]\njsonl = \"{}\"\n{routes}",
+            redis_url(),
             self.prefix,
             self.dir.join("dead.jsonl").display(),
             self.dir.join(jsonl).display(),
@@ -76,7 +80,7 @@ impl Setup {
         command.args([
             "expect",
             "--store",
-            "redis://127.0.0.1:6379",
+            &redis_url(),
             "--redis-prefix",
             &self.prefix,
             "--provider",
@@ -114,6 +118,58 @@ impl Setup {
         }
     }
 
+    /// Waits (at most `limit.0`, for `limit.1`) until `done` holds, then (at most `settle`)
+    /// until no expectation of `providers` is left, then `quiet` more for any late event.
+    async fn settle(
+        &self,
+        limit: (Duration, &str),
+        done: impl FnMut() -> bool,
+        providers: &[&str],
+        settle: Duration,
+        quiet: Duration,
+    ) {
+        wait_for(limit.0, limit.1, done).await;
+        for provider in providers {
+            self.wait_settled(provider, settle).await;
+        }
+        tokio::time::sleep(quiet).await;
+    }
+
+    /// [`Setup::settle`] for one TinyFish `run` in `events.jsonl`: processed within
+    /// `within_secs`, the expectations settled within `settle_secs`, 1.5 s of quiet.
+    async fn run_settled(&self, run: &str, within_secs: u64, settle_secs: u64) {
+        self.settle(
+            (Duration::from_secs(within_secs), "the run processed"),
+            || self.processed("events.jsonl").contains_key(run),
+            &["tinyfish"],
+            Duration::from_secs(settle_secs),
+            Duration::from_millis(1500),
+        )
+        .await;
+    }
+
+    /// [`Setup::settle`] for TinyFish `runs` in `events.jsonl`: all processed within 10 s,
+    /// the expectations settled within 10 s, 1.5 s of quiet.
+    async fn runs_settled(&self, runs: &[String], what: &str) {
+        self.settle(
+            (Duration::from_secs(10), what),
+            || self.processed("events.jsonl").len() == runs.len(),
+            &["tinyfish"],
+            Duration::from_secs(10),
+            Duration::from_millis(1500),
+        )
+        .await;
+    }
+
+    /// Scripts each TinyFish run in `runs` as completed on `api`, then expects them all
+    /// within `within_secs`; what `expect` said.
+    fn expect_completed(&self, api: &RunApi, runs: &[String], within_secs: u64) -> String {
+        for run in runs {
+            api.script_statuses(run, &["COMPLETED"]);
+        }
+        self.expect("tinyfish", runs, Some(within_secs))
+    }
+
     /// The processed events in `jsonl`, by run id.
     fn processed(&self, jsonl: &str) -> HashMap<String, Vec<Value>> {
         events(&self.dir.join(jsonl))
@@ -128,21 +184,20 @@ impl Drop for Setup {
 
 fn events(file: &Path) -> HashMap<String, Vec<Value>> {
     let mut by_run: HashMap<String, Vec<Value>> = HashMap::new();
-    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-        let event: Value = serde_json::from_str(line).unwrap();
+    for event in json_lines(file) {
         let run_id = event["run_id"].as_str().unwrap().to_string();
         by_run.entry(run_id).or_default().push(event);
     }
     by_run
 }
 
-/// Waits (at most `limit`) until `done` holds.
-async fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A fresh [`Setup`], a TinyFish run API stand-in, and `serve` on one TinyFish route
+/// (`/tinyfish`, writing `events.jsonl`) with `extra` TOML keys.
+async fn tinyfish_setup(name: &str, extra: &str) -> (Setup, RunApi, Started) {
+    let setup = Setup::new(name);
+    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
+    let serve = setup.serve("events.jsonl", &tinyfish_route("/tinyfish", &api, extra));
+    (setup, api, serve)
 }
 
 /// An unsigned TinyFish route at `path` on the run API at `api`, with `extra` TOML keys.
@@ -169,26 +224,11 @@ async fn post(url: &str, body: Vec<u8>) -> u16 {
 }
 
 async fn post_with(client: &reqwest::Client, url: &str, body: Vec<u8>) -> u16 {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_json(client, url, &body).await
 }
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| unique(&format!("{prefix}{i}"))).collect()
-}
-
-fn completed(api: &RunApi, provider: Provider, run_id: &str, status: &str) {
-    api.script(
-        run_id,
-        vec![Answer::Run(run_body(provider, run_id, status))],
-    );
 }
 
 async fn metrics(serve: &Started) -> String {
@@ -202,26 +242,16 @@ async fn metrics(serve: &Started) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
-    let setup = Setup::new("missed");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("missed", "reconcile_after_secs = 1").await;
     let run = unique("tf_missed");
-    completed(&api, Provider::TinyFish, &run, "COMPLETED");
+    api.script_statuses(&run, &["COMPLETED"]);
     // No --within: the route's reconcile_after_secs.
     let said = setup.expect("tinyfish", std::slice::from_ref(&run), None);
     assert_eq!(said.trim(), format!("recorded tinyfish {run}"));
     let again = setup.expect("tinyfish", std::slice::from_ref(&run), None);
     assert_eq!(again.trim(), format!("already expected tinyfish {run}"));
 
-    wait_for(Duration::from_secs(10), "the run processed", || {
-        setup.processed("events.jsonl").contains_key(&run)
-    })
-    .await;
-    setup.wait_settled("tinyfish", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.run_settled(&run, 10, 5).await;
     let processed = setup.processed("events.jsonl");
     let events = &processed[&run];
     assert_eq!(events.len(), 1, "{events:?}");
@@ -247,20 +277,9 @@ async fn an_expected_run_whose_webhook_never_comes_is_reconciled_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
-    let setup = Setup::new("running");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let _serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, _serve) = tinyfish_setup("running", "reconcile_after_secs = 1").await;
     let run = unique("tf_running");
-    api.script(
-        &run,
-        vec![
-            Answer::Run(run_body(Provider::TinyFish, &run, "RUNNING")),
-            Answer::Run(run_body(Provider::TinyFish, &run, "COMPLETED")),
-        ],
-    );
+    api.script_statuses(&run, &["RUNNING", "COMPLETED"]);
     setup.expect("tinyfish", std::slice::from_ref(&run), Some(1));
     wait_for(Duration::from_secs(10), "the first fetch", || {
         !api.calls(&run).is_empty()
@@ -271,12 +290,7 @@ async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
     assert!(!setup.processed("events.jsonl").contains_key(&run));
     assert_eq!(api.calls(&run).len(), 1);
 
-    wait_for(Duration::from_secs(15), "the run processed", || {
-        setup.processed("events.jsonl").contains_key(&run)
-    })
-    .await;
-    setup.wait_settled("tinyfish", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.run_settled(&run, 15, 5).await;
     let events = &setup.processed("events.jsonl")[&run];
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["status"], "completed");
@@ -286,31 +300,16 @@ async fn a_run_still_running_is_processed_only_once_it_is_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_in_time_is_processed_once_without_an_api_call() {
-    let setup = Setup::new("intime");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("intime", "reconcile_after_secs = 1").await;
     let runs = ids("tf_intime", 5);
-    for run in &runs {
-        // Had the reconciler fetched it, it would have been processed from the API.
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    setup.expect("tinyfish", &runs, Some(2));
+    // Had the reconciler fetched them, they would have been processed from the API.
+    setup.expect_completed(&api, &runs, 2);
     for run in &runs {
         let status = post(&format!("{}/tinyfish", serve.base), tinyfish_webhook(run)).await;
         assert_eq!(status, 200);
     }
-    wait_for(Duration::from_secs(10), "the webhooks processed", || {
-        setup.processed("events.jsonl").len() == runs.len()
-    })
-    .await;
     // Past their due time, the reconciler forgets them without fetching.
-    setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.runs_settled(&runs, "the webhooks processed").await;
     let processed = setup.processed("events.jsonl");
     for run in &runs {
         let events = &processed[run];
@@ -329,17 +328,9 @@ async fn a_webhook_in_time_is_processed_once_without_an_api_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_racing_its_reconciliation_is_processed_once() {
-    let setup = Setup::new("race");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "reconcile_after_secs = 1"),
-    );
+    let (setup, api, serve) = tinyfish_setup("race", "reconcile_after_secs = 1").await;
     let runs = ids("tf_race", 30);
-    for run in &runs {
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    setup.expect("tinyfish", &runs, Some(1));
+    setup.expect_completed(&api, &runs, 1);
     // The webhooks arrive spread around the due time, while the reconciler polls.
     let url = format!("{}/tinyfish", serve.base);
     let mut posts = Vec::new();
@@ -353,14 +344,7 @@ async fn a_webhook_racing_its_reconciliation_is_processed_once() {
     for p in posts {
         assert_eq!(p.await.unwrap(), 200);
     }
-    wait_for(Duration::from_secs(10), "every run processed", || {
-        setup.processed("events.jsonl").len() == runs.len()
-    })
-    .await;
-    setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    setup.runs_settled(&runs, "every run processed").await;
     let processed = setup.processed("events.jsonl");
     let mut sources: HashMap<String, usize> = HashMap::new();
     for run in &runs {
@@ -388,8 +372,8 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
     let serve = setup.serve("events.jsonl", &routes);
     let sb_run = unique("sb_missed");
     let sk_run = unique("wr_missed");
-    completed(&smartbrowse, Provider::SmartBrowse, &sb_run, "completed");
-    completed(&skyvern, Provider::Skyvern, &sk_run, "completed");
+    smartbrowse.script_statuses(&sb_run, &["completed"]);
+    skyvern.script_statuses(&sk_run, &["completed"]);
     setup.expect("smartbrowse", std::slice::from_ref(&sb_run), Some(1));
     setup.expect("skyvern", std::slice::from_ref(&sk_run), Some(1));
     // A webhook for another Skyvern run on the same route is processed as usual.
@@ -406,16 +390,18 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
     .status();
     assert_eq!(status, 200);
 
-    wait_for(Duration::from_secs(10), "both runs processed", || {
-        let processed = setup.processed("events.jsonl");
-        processed.contains_key(&sb_run) && processed.contains_key(&sk_run)
-    })
-    .await;
     setup
-        .wait_settled("smartbrowse", Duration::from_secs(5))
+        .settle(
+            (Duration::from_secs(10), "both runs processed"),
+            || {
+                let processed = setup.processed("events.jsonl");
+                processed.contains_key(&sb_run) && processed.contains_key(&sk_run)
+            },
+            &["smartbrowse", "skyvern"],
+            Duration::from_secs(5),
+            Duration::from_millis(1500),
+        )
         .await;
-    setup.wait_settled("skyvern", Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let processed = setup.processed("events.jsonl");
     for (run, provider, api, key) in [
         (&sb_run, "smartbrowse", &smartbrowse, SB_KEY),
@@ -439,15 +425,10 @@ async fn missed_smartbrowse_and_skyvern_runs_are_each_reconciled_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_hands_over_the_api_data_and_refuses_runs_it_does_not_know() {
-    let setup = Setup::new("confirm");
-    let api = RunApi::start(Provider::TinyFish, TF_KEY).await;
-    let serve = setup.serve(
-        "events.jsonl",
-        &tinyfish_route("/tinyfish", &api, "confirm = true"),
-    );
+    let (setup, api, serve) = tinyfish_setup("confirm", "confirm = true").await;
     let known = unique("tf_known");
     let forged = unique("tf_forged");
-    completed(&api, Provider::TinyFish, &known, "COMPLETED");
+    api.script_statuses(&known, &["COMPLETED"]);
     let url = format!("{}/tinyfish", serve.base);
     assert_eq!(post(&url, tinyfish_webhook(&known)).await, 200);
     assert_eq!(post(&url, tinyfish_webhook(&forged)).await, 200);
@@ -519,10 +500,7 @@ async fn a_run_the_api_never_reports_finished_is_dead_lettered_not_confirmed() {
         &tinyfish_route("/tinyfish", &api, "confirm = true"),
     );
     let run = unique("tf_unfinished");
-    api.script(
-        &run,
-        vec![Answer::Run(run_body(Provider::TinyFish, &run, "RUNNING"))],
-    );
+    api.script_statuses(&run, &["RUNNING"]);
     let url = format!("{}/tinyfish", serve.base);
     assert_eq!(post(&url, tinyfish_webhook(&run)).await, 200);
     let dead = setup.dir.join("dead.jsonl");
@@ -550,24 +528,22 @@ async fn two_instances_reconcile_many_expected_runs_once_in_all() {
     let _a = setup.serve("a.jsonl", &route);
     let _b = setup.serve("b.jsonl", &route);
     let runs = ids("tf_many", RUNS);
-    for run in &runs {
-        completed(&api, Provider::TinyFish, run, "COMPLETED");
-    }
-    let said = setup.expect("tinyfish", &runs, Some(1));
+    let said = setup.expect_completed(&api, &runs, 1);
     assert_eq!(
         said.lines().filter(|l| l.starts_with("recorded ")).count(),
         RUNS
     );
 
     let total = || setup.processed("a.jsonl").len() + setup.processed("b.jsonl").len();
-    wait_for(Duration::from_secs(20), "every run processed", || {
-        total() >= RUNS
-    })
-    .await;
     setup
-        .wait_settled("tinyfish", Duration::from_secs(10))
+        .settle(
+            (Duration::from_secs(20), "every run processed"),
+            || total() >= RUNS,
+            &["tinyfish"],
+            Duration::from_secs(10),
+            Duration::from_millis(2000),
+        )
         .await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
     let (a, b) = (setup.processed("a.jsonl"), setup.processed("b.jsonl"));
     for run in &runs {
         let times = a.get(run).map_or(0, Vec::len) + b.get(run).map_or(0, Vec::len);
@@ -605,7 +581,7 @@ async fn confirm_latency_from_post_to_processed() {
     for route in ["/plain", "/checked"] {
         let mut took = Vec::with_capacity(N);
         for run in ids("tf_latency", N) {
-            completed(&api, Provider::TinyFish, &run, "COMPLETED");
+            api.script_statuses(&run, &["COMPLETED"]);
             let needle = format!("\"run_id\":\"{run}\"");
             let (url, body) = (format!("{}{route}", serve.base), tinyfish_webhook(&run));
             let started = Instant::now();
@@ -657,78 +633,43 @@ fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
 
 #[test]
 fn serve_refuses_run_api_settings_that_cannot_work() {
-    let webrun = refused(
-        &[
-            "--path",
-            "/w",
-            "--provider",
+    // (provider, flags after `--path /t --provider P --unsigned`, what the error must say)
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
             "webrun",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "TF_API_KEY",
-        ],
-        &ENV,
-    );
-    assert!(webrun.contains("WebRun documents no run API"), "{webrun}");
-    let no_key = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--confirm", "--api-key-env", "TF_API_KEY"],
+            "WebRun documents no run API",
+        ),
+        ("tinyfish", &["--confirm"], "give api_key_env"),
+        (
             "tinyfish",
-            "--unsigned",
-            "--confirm",
-        ],
-        &ENV,
-    );
-    assert!(no_key.contains("give api_key_env"), "{no_key}");
-    let unset = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--confirm", "--api-key-env", "RUNHOOK_UNSET_KEY"],
+            "RUNHOOK_UNSET_KEY is not set",
+        ),
+        (
             "tinyfish",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "RUNHOOK_UNSET_KEY",
-        ],
-        &ENV,
-    );
-    assert!(unset.contains("RUNHOOK_UNSET_KEY is not set"), "{unset}");
-    let memory = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
+            &["--reconcile-after-secs", "5", "--api-key-env", "TF_API_KEY"],
+            "needs a Redis store",
+        ),
+        (
             "tinyfish",
-            "--unsigned",
-            "--reconcile-after-secs",
-            "5",
-            "--api-key-env",
-            "TF_API_KEY",
-        ],
-        &ENV,
-    );
-    assert!(memory.contains("needs a Redis store"), "{memory}");
-    let url = refused(
-        &[
-            "--path",
-            "/t",
-            "--provider",
-            "tinyfish",
-            "--unsigned",
-            "--confirm",
-            "--api-key-env",
-            "TF_API_KEY",
-            "--api-url",
-            "ftp://user:hunter2@example.com",
-        ],
-        &ENV,
-    );
-    assert!(url.contains("api_url") && !url.contains("hunter2"), "{url}");
-    for stderr in [webrun, no_key, unset, memory, url] {
+            &[
+                "--confirm",
+                "--api-key-env",
+                "TF_API_KEY",
+                "--api-url",
+                "ftp://user:hunter2@example.com",
+            ],
+            "api_url",
+        ),
+    ];
+    for (provider, flags, says) in cases {
+        let path = if provider == "webrun" { "/w" } else { "/t" };
+        let route = ["--path", path, "--provider", provider, "--unsigned"];
+        let stderr = refused(&[&route[..], flags].concat(), &ENV);
+        assert!(stderr.contains(says), "{stderr}");
+        // The URL's password is never shown.
+        assert!(!stderr.contains("hunter2"), "{stderr}");
         assert!(!stderr.contains(TF_KEY), "the key leaked: {stderr}");
     }
 }
@@ -742,13 +683,7 @@ fn expect_refuses_webrun_and_a_memory_store() {
             .output()
             .unwrap()
     };
-    let webrun = run(&[
-        "--store",
-        "redis://127.0.0.1:6379",
-        "--provider",
-        "webrun",
-        "r1",
-    ]);
+    let webrun = run(&["--store", &redis_url(), "--provider", "webrun", "r1"]);
     assert_eq!(webrun.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&webrun.stderr).contains("no run API"));
     let memory = run(&["--store", "memory", "--provider", "tinyfish", "r1"]);

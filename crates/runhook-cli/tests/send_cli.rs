@@ -48,6 +48,11 @@ fn answer(status: u16) -> Reply {
     }
 }
 
+/// A script answering `first` to the first request and 200 to the others.
+fn first_then_ok(first: Reply) -> impl Fn(usize) -> Reply + Send + Sync + 'static {
+    move |n| if n == 0 { first } else { answer(200) }
+}
+
 /// An answer with `Retry-After: {retry_after}`.
 fn answer_after(status: u16, retry_after: &'static str) -> Reply {
     Reply {
@@ -163,6 +168,11 @@ impl Run {
         );
     }
 
+    /// Asserts the standard output says `text`.
+    fn assert_says(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{}", self.stdout);
+    }
+
     fn assert_no_secret(&self) {
         for secret in [SKYVERN_KEY, WEBRUN_AUTH, "wr_token_send_cli_9Zx4"] {
             assert!(!self.stdout.contains(secret), "{}", self.stdout);
@@ -185,6 +195,30 @@ async fn send(args: &[&str]) -> Run {
         stdout: String::from_utf8(output.stdout).unwrap(),
         stderr: String::from_utf8(output.stderr).unwrap(),
     }
+}
+
+/// `runhook send --provider PROVIDER --to URL ARGS`.
+async fn send_to(provider: &str, url: &str, args: &[&str]) -> Run {
+    send(&[&["--provider", provider, "--to", url], args].concat()).await
+}
+
+/// A server answering as `script` says, and `runhook send` of the TinyFish fixture `file` to it.
+async fn tinyfish_to(
+    script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    file: &str,
+) -> (Server, Run) {
+    send_to_new(script, "tinyfish", &[&fixture(file)]).await
+}
+
+/// A server answering as `script` says, and `runhook send --provider PROVIDER ARGS` to it.
+async fn send_to_new(
+    script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    provider: &str,
+    args: &[&str],
+) -> (Server, Run) {
+    let server = Server::start(script).await;
+    let run = send_to(provider, &server.url(), args).await;
+    (server, run)
 }
 
 /// Asserts `actual` is `expected` give or take the generous tolerance of a behaviour check.
@@ -215,87 +249,43 @@ fn schedule(seconds: &[u64]) -> Vec<Duration> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tinyfish_retries_a_5xx_four_times_after_1_2_and_4_seconds() {
-    let server = Server::start(|_| answer(503)).await;
-    let run = send(&[
-        "--provider",
-        "tinyfish",
-        "--to",
-        &server.url(),
-        &fixture("tinyfish-completed.json"),
-    ])
-    .await;
+    let (server, run) = tinyfish_to(|_| answer(503), "tinyfish-completed.json").await;
     run.assert_exit(1);
     assert_eq!(server.received().len(), 4);
     for (gap, expected) in server.gaps().into_iter().zip(schedule(&[1, 2, 4])) {
         assert_about(gap, expected, "gap between attempts");
     }
     assert_eq!(run.attempt_lines().len(), 4, "{}", run.stdout);
-    assert!(run.stdout.contains("attempt 4/4"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains(
-            "not delivered: HTTP 503 Service Unavailable after 4 attempts; no retry left"
-        ),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("attempt 4/4");
+    run.assert_says("not delivered: HTTP 503 Service Unavailable after 4 attempts; no retry left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tinyfish_stops_once_answered_2xx() {
-    let server = Server::start(|n| answer(if n == 0 { 503 } else { 200 })).await;
-    let run = send(&[
-        "--provider",
-        "tinyfish",
-        "--to",
-        &server.url(),
-        &fixture("tinyfish-failed.json"),
-    ])
-    .await;
+    let (server, run) = tinyfish_to(first_then_ok(answer(503)), "tinyfish-failed.json").await;
     run.assert_exit(0);
     assert_eq!(server.received().len(), 2);
     assert_about(server.gaps()[0], Duration::from_secs(1), "gap");
-    assert!(
-        run.stdout
-            .contains("delivered (HTTP 200 OK) after 2 attempts"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("delivered (HTTP 200 OK) after 2 attempts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tinyfish_never_retries_a_4xx() {
-    let server = Server::start(|_| answer(400)).await;
-    let run = send(&[
-        "--provider",
-        "tinyfish",
-        "--to",
-        &server.url(),
-        &fixture("tinyfish-completed.json"),
-    ])
-    .await;
+    let (server, run) = tinyfish_to(|_| answer(400), "tinyfish-completed.json").await;
     run.assert_exit(1);
     assert_eq!(server.received().len(), 1);
-    assert!(
-        run.stdout.contains("tinyfish never retries HTTP 400"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("tinyfish never retries HTTP 400");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tinyfish_retries_network_errors() {
     // A port that was just free: connections to it are refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let run = send(&[
-        "--provider",
+    let closed = format!("127.0.0.1:{}", runhook_testkit::free_port());
+    let run = send_to(
         "tinyfish",
-        "--to",
         &format!("http://{closed}/hooks"),
-        &fixture("tinyfish-completed.json"),
-    ])
+        &[&fixture("tinyfish-completed.json")],
+    )
     .await;
     run.assert_exit(1);
     let lines = run.attempt_lines();
@@ -349,58 +339,32 @@ async fn skyvern_retries_a_5xx_three_times_after_jittered_doubling_pauses() {
     // 1 s × 2ⁿ plus 0–1 s of jitter: 1–2 s, then 2–3 s (upper bounds loose for a busy host).
     assert_between(gaps[0], 1.0, 2.5, "first pause");
     assert_between(gaps[1], 2.0, 3.5, "second pause");
-    assert!(run.stdout.contains("attempt 3/3"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains(
-            "not delivered: HTTP 503 Service Unavailable after 3 attempts; no retry left"
-        ),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("attempt 3/3");
+    run.assert_says("not delivered: HTTP 503 Service Unavailable after 3 attempts; no retry left");
     // Every attempt is the same signed request, signature and timestamp included.
     let log = server.received();
     for received in log.iter() {
         assert_genuine_skyvern(received);
-        assert_eq!(received.body, log[0].body);
-        for header in ["x-skyvern-signature", "x-skyvern-timestamp"] {
-            assert_eq!(received.headers[header], log[0].headers[header]);
-        }
+        assert_same_request(received, &log[0]);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skyvern_waits_what_retry_after_asks() {
-    let server = Server::start(|n| {
-        if n == 0 {
-            answer_after(503, "3")
-        } else {
-            answer(200)
-        }
-    })
-    .await;
+    let server = Server::start(first_then_ok(answer_after(503, "3"))).await;
     let run = send_skyvern(&server, &[]).await;
     run.assert_exit(0);
     let gaps = server.gaps();
     assert_eq!(gaps.len(), 1, "{}", run.stdout);
     assert_between(gaps[0], 3.0, 4.0, "pause asked by Retry-After");
-    assert!(
-        run.stdout
-            .contains("retrying in 3.000 s, as Retry-After asks"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("delivered (HTTP 200 OK) after 2 attempts"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("retrying in 3.000 s, as Retry-After asks");
+    run.assert_says("delivered (HTTP 200 OK) after 2 attempts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skyvern_retries_403_and_429() {
     for status in [403, 429] {
-        let server = Server::start(move |n| answer(if n == 0 { status } else { 200 })).await;
+        let server = Server::start(first_then_ok(answer(status))).await;
         let run = send_skyvern(&server, &[]).await;
         run.assert_exit(0);
         assert_eq!(server.received().len(), 2, "{status}: {}", run.stdout);
@@ -415,12 +379,7 @@ async fn skyvern_never_retries_400_or_401() {
         let run = send_skyvern(&server, &[]).await;
         run.assert_exit(1);
         assert_eq!(server.received().len(), 1, "{status}: {}", run.stdout);
-        assert!(
-            run.stdout
-                .contains(&format!("skyvern never retries HTTP {status}")),
-            "{}",
-            run.stdout
-        );
+        run.assert_says(&format!("skyvern never retries HTTP {status}"));
     }
 }
 
@@ -430,35 +389,28 @@ async fn skyvern_as_documented_makes_one_attempt() {
     let run = send_skyvern(&server, &["--sender", "documented"]).await;
     run.assert_exit(1);
     assert_eq!(server.received().len(), 1);
-    assert!(run.stdout.contains("attempt 1/1"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("skyvern as documented does not retry"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("attempt 1/1");
+    run.assert_says("skyvern as documented does not retry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tinyfish_ignores_retry_after() {
-    let server = Server::start(|n| {
-        if n == 0 {
-            answer_after(503, "5")
-        } else {
-            answer(200)
-        }
-    })
-    .await;
-    let run = send(&[
-        "--provider",
-        "tinyfish",
-        "--to",
-        &server.url(),
-        &fixture("tinyfish-completed.json"),
-    ])
+    let (server, run) = tinyfish_to(
+        first_then_ok(answer_after(503, "5")),
+        "tinyfish-completed.json",
+    )
     .await;
     run.assert_exit(0);
     assert_eq!(server.received().len(), 2);
     assert_about(server.gaps()[0], Duration::from_secs(1), "gap");
+}
+
+/// Asserts `copy` is `first` again: the same body, signature and timestamp.
+fn assert_same_request(copy: &Received, first: &Received) {
+    assert_eq!(copy.body, first.body);
+    for header in ["x-skyvern-signature", "x-skyvern-timestamp"] {
+        assert_eq!(copy.headers[header], first.headers[header]);
+    }
 }
 
 fn assert_genuine_skyvern(received: &Received) {
@@ -475,15 +427,11 @@ async fn skyvern_sends_the_canonical_body_signed() {
         "{}/../../testdata/skyvern-run-pretty.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    let run = send(&[
-        "--provider",
+    let run = send_to(
         "skyvern",
-        "--secret-env",
-        "SKYVERN_KEY",
-        "--to",
         &server.url(),
-        &file,
-    ])
+        &["--secret-env", "SKYVERN_KEY", &file],
+    )
     .await;
     run.assert_exit(0);
     run.assert_no_secret();
@@ -534,29 +482,20 @@ async fn webrun_and_smartbrowse_carry_their_header_and_the_file_as_it_is() {
     let url = server.url();
     let webrun = fixture("webrun-full-response.json");
     let smartbrowse = fixture("smartbrowse-completed.json");
-    let run = send(&[
-        "--provider",
-        "webrun",
-        "--secret-env",
-        "WEBRUN_AUTH",
-        "--to",
-        &url,
-        &webrun,
-    ])
-    .await;
+    let run = send_to("webrun", &url, &["--secret-env", "WEBRUN_AUTH", &webrun]).await;
     run.assert_exit(0);
     run.assert_no_secret();
-    let run = send(&[
-        "--provider",
+    let run = send_to(
         "smartbrowse",
-        "--secret-env",
-        "WEBRUN_AUTH",
-        "--header-name",
-        "X-Webhook-Token",
-        "--to",
         &url,
-        &smartbrowse,
-    ])
+        &[
+            "--secret-env",
+            "WEBRUN_AUTH",
+            "--header-name",
+            "X-Webhook-Token",
+            &smartbrowse,
+        ],
+    )
     .await;
     run.assert_exit(0);
     run.assert_no_secret();
@@ -571,16 +510,15 @@ async fn webrun_and_smartbrowse_carry_their_header_and_the_file_as_it_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_file_is_one_delivery_and_the_exit_status_reports_any_failure() {
-    let server = Server::start(|n| answer(if n == 1 { 500 } else { 200 })).await;
-    let run = send(&[
-        "--provider",
+    let (server, run) = send_to_new(
+        |n| answer(if n == 1 { 500 } else { 200 }),
         "smartbrowse",
-        "--to",
-        &server.url(),
-        &fixture("smartbrowse-completed.json"),
-        &fixture("smartbrowse-failed.json"),
-        &fixture("smartbrowse-cancelled.json"),
-    ])
+        &[
+            &fixture("smartbrowse-completed.json"),
+            &fixture("smartbrowse-failed.json"),
+            &fixture("smartbrowse-cancelled.json"),
+        ],
+    )
     .await;
     run.assert_exit(1);
     assert_eq!(server.received().len(), 3);
@@ -602,32 +540,25 @@ async fn an_attempt_times_out() {
     })
     .await;
     let started = Instant::now();
-    let run = send(&[
-        "--provider",
+    let run = send_to(
         "webrun",
-        "--timeout",
-        "0.3",
-        "--to",
         &server.url(),
-        &fixture("webrun-just-ping.json"),
-    ])
+        &["--timeout", "0.3", &fixture("webrun-just-ping.json")],
+    )
     .await;
     run.assert_exit(1);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(
-        run.stdout
-            .contains("not delivered: timed out after 1 attempt"),
-        "{}",
-        run.stdout
-    );
+    run.assert_says("not delivered: timed out after 1 attempt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_send_nothing() {
+    let (tinyfish, skyvern) = (
+        fixture("tinyfish-completed.json"),
+        fixture("skyvern-canceled.json"),
+    );
     let server = Server::start(|_| answer(200)).await;
     let url = server.url();
-    let tinyfish = fixture("tinyfish-completed.json");
-    let skyvern = fixture("skyvern-canceled.json");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--provider", "skyvern", &skyvern], "--secret-env"),
         (
@@ -694,14 +625,7 @@ async fn usage_errors_send_nothing() {
         assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
         run.assert_no_secret();
     }
-    let https = send(&[
-        "--provider",
-        "tinyfish",
-        "--to",
-        "https://127.0.0.1:1/",
-        &tinyfish,
-    ])
-    .await;
+    let https = send_to("tinyfish", "https://127.0.0.1:1/", &[&tinyfish]).await;
     https.assert_exit(2);
     assert!(
         https.stderr.starts_with("runhook send: "),
@@ -712,15 +636,11 @@ async fn usage_errors_send_nothing() {
     // Skyvern could never send text that is not JSON: without --raw it is refused.
     let garbage = std::env::temp_dir().join(format!("runhook-send-{}.txt", std::process::id()));
     std::fs::write(&garbage, b"not JSON").unwrap();
-    let run = send(&[
-        "--provider",
+    let run = send_to(
         "skyvern",
-        "--secret-env",
-        "SKYVERN_KEY",
-        "--to",
         &url,
-        garbage.to_str().unwrap(),
-    ])
+        &["--secret-env", "SKYVERN_KEY", garbage.to_str().unwrap()],
+    )
     .await;
     let _ = std::fs::remove_file(&garbage);
     run.assert_exit(2);
@@ -730,20 +650,19 @@ async fn usage_errors_send_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_sends_fresh_run_ids_and_the_asked_share_of_duplicates() {
-    let server = Server::start(|_| answer(200)).await;
-    let run = send(&[
-        "--provider",
+    let (server, run) = send_to_new(
+        |_| answer(200),
         "tinyfish",
-        "--to",
-        &server.url(),
-        "--count",
-        "50",
-        "--duplicates",
-        "0.3",
-        "--concurrency",
-        "8",
-        &fixture("tinyfish-completed.json"),
-    ])
+        &[
+            "--count",
+            "50",
+            "--duplicates",
+            "0.3",
+            "--concurrency",
+            "8",
+            &fixture("tinyfish-completed.json"),
+        ],
+    )
     .await;
     run.assert_exit(0);
     let log = server.received();
@@ -816,26 +735,18 @@ async fn load_duplicates_resend_the_exact_signed_request() {
         let body: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
         assert_eq!(body["task_id"], body["run_id"]);
         for copy in copies {
-            assert_eq!(copy.body, first.body);
-            for header in ["x-skyvern-signature", "x-skyvern-timestamp"] {
-                assert_eq!(copy.headers[header], first.headers[header]);
-            }
+            assert_same_request(copy, first);
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_for_webrun_ai_varies_the_body_hash() {
-    let server = Server::start(|_| answer(200)).await;
-    let run = send(&[
-        "--provider",
+    let (server, run) = send_to_new(
+        |_| answer(200),
         "webrun-ai",
-        "--to",
-        &server.url(),
-        "--count",
-        "10",
-        &fixture("webrun-ai-response.json"),
-    ])
+        &["--count", "10", &fixture("webrun-ai-response.json")],
+    )
     .await;
     run.assert_exit(0);
     let keys: HashSet<String> = server

@@ -2,13 +2,14 @@
 //! shared-store case.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{require_redis, skyvern_post, start_serve, unique, Started as Serve};
+use common::{
+    client, json_lines, redis_url, require_redis, skyvern_post, skyvern_route, start_serve,
+    tinyfish_forward_route, unique, wait_for, Started as Serve, WithLogs,
+};
 use serde_json::Value;
 
 const SKYVERN_KEY: &str = "sk_test_serve_cli";
@@ -17,15 +18,7 @@ const TINYFISH_PATH: &str = "tf8x4KpzQ7serve";
 
 /// A fresh directory for one test's files.
 fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "runhook-serve-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("runhook-serve-{name}"))
 }
 
 impl Serve {
@@ -42,19 +35,6 @@ impl Serve {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-
-    /// Sends SIGTERM and waits (at most 20 s) for the exit.
-    fn stop(mut self) -> (ExitStatus, String) {
-        let status = self.terminate(Duration::from_secs(20));
-        (status, self.logs())
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn skyvern_body(run_id: &str) -> Vec<u8> {
@@ -75,11 +55,7 @@ async fn post_skyvern(serve: &Serve, path: &str, key: &str, body: &[u8]) -> u16 
 }
 
 async fn post(serve: &Serve, path: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
-    let mut request = client().post(serve.url(path)).body(body.to_vec());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.unwrap().status().as_u16()
+    common::post(&client(), &serve.url(path), headers, body).await
 }
 
 async fn get_text(serve: &Serve, path: &str) -> (u16, String) {
@@ -88,25 +64,12 @@ async fn get_text(serve: &Serve, path: &str) -> (u16, String) {
 }
 
 /// The JSON lines of `path`, once there are at least `n` (waits up to 15 s).
-fn lines_when(path: &Path, n: usize) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{} has {} lines, expected {n}",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+async fn lines_when(path: &Path, n: usize) -> Vec<Value> {
+    let what = format!("{n} lines in {}", path.display());
+    wait_for(Duration::from_secs(15), &what, || {
+        Some(json_lines(path)).filter(|lines| lines.len() >= n)
+    })
+    .await
 }
 
 /// The value of one metric line (`name{labels} value`) whose text starts with `prefix`.
@@ -125,15 +88,10 @@ async fn jsonl_handler_processes_each_run_once_and_reports_metrics() {
     let serve = Serve::start(
         &dir,
         &[
-            "--path",
-            "/webhooks/skyvern",
-            "--provider",
-            "skyvern",
-            "--secret-env",
-            "SKYVERN_API_KEY",
-            "--jsonl",
-            events.to_str().unwrap(),
-        ],
+            skyvern_route("/webhooks/skyvern"),
+            vec!["--jsonl", events.to_str().unwrap()],
+        ]
+        .concat(),
     );
     assert_eq!(get_text(&serve, "/healthz").await, (200, "ok\n".into()));
 
@@ -145,7 +103,7 @@ async fn jsonl_handler_processes_each_run_once_and_reports_metrics() {
     assert_eq!(post_skyvern(&serve, route, "sk_forged", &body).await, 401);
     assert_eq!(post(&serve, route, &[], b"{}").await, 401);
 
-    let lines = lines_when(&events, 1);
+    let lines = lines_when(&events, 1).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     let event = &lines[0];
     assert_eq!(event["provider"], "skyvern");
@@ -228,14 +186,15 @@ async fn exec_handler_retries_a_failing_command_then_succeeds() {
         401
     );
 
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let text = loop {
+        // Polled until processed, at most 15 s.
         let (_, text) = get_text(&serve, "/metrics").await;
         if metric(&text, "runhook_processed_total") == 1 {
             break text;
         }
         assert!(started.elapsed() < Duration::from_secs(15), "{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(runhook_testkit::POLL).await;
     };
     assert_eq!(metric(&text, "runhook_failed_total"), 1);
     let logged = std::fs::read_to_string(&calls).unwrap();
@@ -283,17 +242,10 @@ async fn forward_handler_posts_the_event_and_retries_a_5xx() {
     let serve = Serve::start(
         &dir,
         &[
-            "--path",
-            "/hooks/tinyfish/{secret}",
-            "--provider",
-            "tinyfish",
-            "--secret-env",
-            "TINYFISH_PATH_SECRET",
-            "--forward",
-            &url,
-            "--retry-backoff-ms",
-            "50",
-        ],
+            tinyfish_forward_route(&url),
+            vec!["--retry-backoff-ms", "50"],
+        ]
+        .concat(),
     );
     let run = unique("tf_run");
     let body = format!(
@@ -306,15 +258,12 @@ async fn forward_handler_posts_the_event_and_retries_a_5xx() {
         401
     );
 
-    let started = Instant::now();
-    while seen.lock().unwrap().len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{}",
-            serve.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        Duration::from_secs(15),
+        WithLogs("two forwards", &serve),
+        || (seen.lock().unwrap().len() >= 2).then_some(()),
+    )
+    .await;
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "one 500, one 200");
     for (key, event) in &seen {
@@ -400,6 +349,7 @@ unsigned = true
     assert_eq!(post(&serve, "/webhooks/other", &[], b"{}").await, 404);
 
     let mut keys: Vec<String> = lines_when(&events, 3)
+        .await
         .iter()
         .map(|e| e["dedup_key"].as_str().unwrap().to_string())
         .collect();
@@ -421,65 +371,45 @@ unsigned = true
 
 #[test]
 fn configuration_errors_exit_2_with_the_reason() {
-    let cases: [(&[&str], &str); 4] = [
+    // (provider, secret variable, further flags, what the error says)
+    let cases: [(&str, &str, &[&str], &str); 4] = [
         (
-            &[
-                "--path",
-                "/tf",
-                "--provider",
-                "tinyfish",
-                "--secret-env",
-                "TINYFISH_PATH_SECRET",
-                "--jsonl",
-                "/dev/null",
-            ],
+            "tinyfish",
+            "TINYFISH_PATH_SECRET",
+            &["--jsonl", "/dev/null"],
             "TinyFish signs nothing",
         ),
+        ("skyvern", "SKYVERN_API_KEY", &[], "no handler"),
         (
-            &[
-                "--path",
-                "/s",
-                "--provider",
-                "skyvern",
-                "--secret-env",
-                "SKYVERN_API_KEY",
-            ],
-            "no handler",
-        ),
-        (
-            &[
-                "--path",
-                "/s",
-                "--provider",
-                "skyvern",
-                "--secret-env",
-                "UNSET_RUNHOOK_VAR",
-                "--jsonl",
-                "/dev/null",
-            ],
+            "skyvern",
+            "UNSET_RUNHOOK_VAR",
+            &["--jsonl", "/dev/null"],
             "UNSET_RUNHOOK_VAR is not set",
         ),
         (
+            "skyvern",
+            "SKYVERN_API_KEY",
+            &["--jsonl", "/dev/null", "--store", "postgres://x"],
+            "expected `memory` or a redis:// URL",
+        ),
+    ];
+    for (provider, secret, extra, reason) in cases {
+        let args = [
             &[
                 "--path",
                 "/s",
                 "--provider",
-                "skyvern",
+                provider,
                 "--secret-env",
-                "SKYVERN_API_KEY",
-                "--jsonl",
-                "/dev/null",
-                "--store",
-                "postgres://x",
+                secret,
             ],
-            "expected `memory` or a redis:// URL",
-        ),
-    ];
-    for (args, reason) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_runhook"))
+            extra,
+        ]
+        .concat();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_runhook"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(&args)
             .env("SKYVERN_API_KEY", SKYVERN_KEY)
             .env("TINYFISH_PATH_SECRET", TINYFISH_PATH)
             .env_remove("UNSET_RUNHOOK_VAR")
@@ -499,17 +429,10 @@ async fn sigterm_drains_the_queue_before_exiting() {
     let serve = Serve::start(
         &dir,
         &[
-            "--path",
-            "/webhooks/skyvern",
-            "--provider",
-            "skyvern",
-            "--secret-env",
-            "SKYVERN_API_KEY",
-            "--exec",
-            &command,
-            "--workers",
-            "1",
-        ],
+            skyvern_route("/webhooks/skyvern"),
+            vec!["--exec", &command, "--workers", "1"],
+        ]
+        .concat(),
     );
     let runs: Vec<String> = (0..4).map(|i| unique(&format!("tsk_drain{i}"))).collect();
     for run in &runs {
@@ -529,18 +452,9 @@ async fn two_instances_sharing_redis_process_a_run_once() {
     require_redis();
     let dir = scratch("redis");
     let events = dir.join("events.jsonl");
-    let args = [
-        "--path",
-        "/webhooks/skyvern",
-        "--provider",
-        "skyvern",
-        "--secret-env",
-        "SKYVERN_API_KEY",
-        "--jsonl",
-        events.to_str().unwrap(),
-        "--store",
-        "redis://127.0.0.1:6379",
-    ];
+    let store = redis_url();
+    let mut args = skyvern_route("/webhooks/skyvern");
+    args.extend(["--jsonl", events.to_str().unwrap(), "--store", &store]);
     let first = Serve::start(&dir, &args);
     let second = Serve::start(&dir, &args);
     let runs: Vec<String> = (0..10).map(|i| unique(&format!("tsk_shared{i}"))).collect();
@@ -554,9 +468,9 @@ async fn two_instances_sharing_redis_process_a_run_once() {
         assert_eq!(a, 200);
         assert!(b == 200 || b == 503, "{b}");
     }
-    let lines = lines_when(&events, runs.len());
-    std::thread::sleep(Duration::from_millis(300));
-    let lines_after = lines_when(&events, runs.len());
+    let lines = lines_when(&events, runs.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines_after = lines_when(&events, runs.len()).await;
     assert_eq!(lines.len(), lines_after.len());
     let mut processed: Vec<&str> = lines_after
         .iter()

@@ -14,13 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runhook::verify::sign_skyvern;
-use runhook::Secret;
-
 mod common;
 use common::{
-    line_counts, redis, require_redis, skyvern_body, start_serve, unique, Started as Serve,
+    delete_matching, line_counts, redis, redis_url, require_redis, scratch, skyvern_body,
+    skyvern_route, start_serve, unique, xlen, Started as Serve,
 };
+use runhook_testkit::skyvern::signed_headers;
 
 const SKYVERN_KEY: &str = "sk_test_stream_cli";
 const WORKERS: usize = 4;
@@ -55,12 +54,6 @@ impl Serve {
             .unwrap();
         assert!(status.success());
         self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status within 20 s.
-    fn stop(mut self) -> (bool, String) {
-        let status = self.terminate(Duration::from_secs(20));
-        (status.success(), self.logs())
     }
 }
 
@@ -105,7 +98,7 @@ async fn deliver(
     body: Vec<u8>,
     tally: &Tally,
 ) {
-    let signature = sign_skyvern(&Secret::new(SKYVERN_KEY).unwrap(), &body);
+    let headers = signed_headers(SKYVERN_KEY, &body);
     for attempt in 0..20u64 {
         let base = {
             let up = instances.lock().unwrap();
@@ -115,10 +108,11 @@ async fn deliver(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let sent = client
-            .post(format!("{base}{path}"))
-            .header("content-type", "application/json")
-            .header("x-skyvern-signature", &signature)
+        let sent = headers
+            .iter()
+            .fold(client.post(format!("{base}{path}")), |r, (name, value)| {
+                r.header(*name, value)
+            })
             .body(body.clone())
             .send()
             .await;
@@ -197,8 +191,7 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     require_redis();
     let started = Instant::now();
     let tag = unique("e2e");
-    let dir = std::env::temp_dir().join(format!("runhook-stream-cli-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&format!("runhook-stream-cli-{tag}"));
     let calls_file = dir.join("calls.log");
     let path = format!("/webhooks/{tag}/skyvern");
     let stream = format!("runhook:stream:{path}");
@@ -207,22 +200,10 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
         calls_file.display()
     );
     let workers = WORKERS.to_string();
-    let mut args: Vec<&str> = vec![
-        "--path",
-        &path,
-        "--provider",
-        "skyvern",
-        "--secret-env",
-        "SKYVERN_API_KEY",
-        "--exec",
-        &command,
-        "--store",
-        "redis://127.0.0.1:6379",
-        "--queue",
-        "redis-stream",
-        "--workers",
-        &workers,
-    ];
+    let store = redis_url();
+    let mut args = skyvern_route(&path);
+    args.extend(["--exec", &command, "--store", &store]);
+    args.extend(["--queue", "redis-stream", "--workers", &workers]);
     if let Some(lease) = lease_secs {
         args.extend(["--lease-secs", lease]);
     }
@@ -316,11 +297,7 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     // checked above is the processing; settling gets its own, later bound.
     let deadline = Instant::now().max(deadline) + Duration::from_secs(30);
     loop {
-        let len: usize = redis::cmd("XLEN")
-            .arg(&stream)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let len = xlen(&mut conn, &stream).await;
         if len == 0 {
             break;
         }
@@ -373,34 +350,16 @@ async fn kill_9_scenario(lease_secs: Option<&str>, within: Duration) -> Duration
     assert!(extra <= WORKERS, "{extra} extra handler calls");
 
     for serve in [second, restarted] {
-        let (ok, logs) = serve.stop();
-        assert!(ok, "{logs}");
+        serve.stop_ok();
     }
     eprintln!("stopped at {:.1?}", started.elapsed());
     // The stream and this test's claim records (kept 7 days by default).
-    let mut keys = vec![stream.clone(), format!("{stream}:dead")];
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("runhook:idem:skyvern:{tag}_*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.extend(found);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
     let _: () = redis::cmd("DEL")
-        .arg(keys)
+        .arg(&[stream.clone(), format!("{stream}:dead")][..])
         .query_async(&mut conn)
         .await
         .unwrap();
+    delete_matching(&mut conn, &format!("runhook:idem:skyvern:{tag}_*")).await;
     let _ = std::fs::remove_dir_all(&dir);
     failover
 }

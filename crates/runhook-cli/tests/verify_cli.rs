@@ -2,7 +2,7 @@
 //! configuration error, with the precise reason printed.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -32,6 +32,35 @@ fn runhook(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().unwrap()
 }
 
+/// `runhook verify --scheme SCHEME (--secret-env S)… --body BODY MORE` with `env`.
+fn verify(
+    scheme: &str,
+    secret_envs: &[&str],
+    body: &Path,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut args = vec!["verify", "--scheme", scheme];
+    for name in secret_envs {
+        args.extend(["--secret-env", name]);
+    }
+    args.extend(["--body", body.to_str().unwrap()]);
+    args.extend_from_slice(more);
+    runhook(&args, env)
+}
+
+/// Asserts `out` exited `code` and printed `text` on its standard output.
+fn assert_says(out: &Output, code: i32, text: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(stdout(out).contains(text), "{}", stdout(out));
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -49,23 +78,16 @@ fn skyvern(signature_header: Option<&str>, body: &[u8], extra: &[&str]) -> Outpu
         body,
     );
     let header = signature_header.map(|s| format!("x-skyvern-signature: {s}"));
-    let mut args = vec![
-        "verify",
-        "--scheme",
-        "skyvern",
-        "--secret-env",
-        "RUNHOOK_TEST_OLD",
-        "--secret-env",
-        "RUNHOOK_TEST_NEW",
-        "--body",
-        path.to_str().unwrap(),
-    ];
+    let mut more = Vec::new();
     if let Some(header) = &header {
-        args.extend(["--header", header.as_str()]);
+        more.extend(["--header", header.as_str()]);
     }
-    args.extend(extra);
-    runhook(
-        &args,
+    more.extend(extra);
+    verify(
+        "skyvern",
+        &["RUNHOOK_TEST_OLD", "RUNHOOK_TEST_NEW"],
+        &path,
+        &more,
         &[("RUNHOOK_TEST_OLD", KEY_OLD), ("RUNHOOK_TEST_NEW", KEY_NEW)],
     )
 }
@@ -111,12 +133,7 @@ fn skyvern_trailing_newline_gets_a_hint() {
     let mut body = BODY.to_vec();
     body.push(b'\n');
     let out = skyvern(Some(&signature), &body, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("ends with a newline"),
-        "{}",
-        stdout(&out)
-    );
+    assert_says(&out, 1, "ends with a newline");
 }
 
 #[test]
@@ -124,65 +141,42 @@ fn skyvern_timestamp_window_is_optional_and_explained() {
     let signature = sign_skyvern(&Secret::new(KEY_OLD).unwrap(), BODY);
     let path = body_file("sky-ts.json", BODY);
     let run = |ts: &str| {
-        runhook(
-            &[
-                "verify",
-                "--scheme",
-                "skyvern",
-                "--secret-env",
-                "K",
-                "--body",
-                path.to_str().unwrap(),
-                "--header",
-                &format!("x-skyvern-signature: {signature}"),
-                "--header",
-                &format!("X-Skyvern-Timestamp: {ts}"),
-                "--tolerance",
-                "300",
-                "--at",
-                "1769873016",
-            ],
-            &[("K", KEY_OLD)],
-        )
+        let more = [
+            "--header",
+            &format!("x-skyvern-signature: {signature}"),
+            "--header",
+            &format!("X-Skyvern-Timestamp: {ts}"),
+            "--tolerance",
+            "300",
+            "--at",
+            "1769873016",
+        ];
+        verify("skyvern", &["K"], &path, &more, &[("K", KEY_OLD)])
     };
-    let ok = run("1769873100");
-    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
-    assert!(stdout(&ok).contains("does not cover it"), "{}", stdout(&ok));
-    let stale = run("1769800000");
-    assert_eq!(stale.status.code(), Some(1));
-    assert!(
-        stdout(&stale).contains("outside the 300 s tolerance"),
-        "{}",
-        stdout(&stale)
-    );
-    let absurd = run("99999999999999999999");
-    assert_eq!(absurd.status.code(), Some(1));
-    assert!(
-        stdout(&absurd).contains("out of range"),
-        "{}",
-        stdout(&absurd)
-    );
+    for (timestamp, code, says) in [
+        ("1769873100", 0, "does not cover it"),
+        ("1769800000", 1, "outside the 300 s tolerance"),
+        ("99999999999999999999", 1, "out of range"),
+    ] {
+        assert_says(&run(timestamp), code, says);
+    }
 }
 
 #[test]
 fn header_token_checks_the_named_header() {
     let path = body_file("token.json", BODY);
     let run = |headers: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "--scheme",
-            "header-token",
-            "--secret-env",
-            "TOKEN",
-            "--header-name",
-            "X-Recipe-Token",
-            "--body",
-            path.to_str().unwrap(),
-        ];
+        let mut more = vec!["--header-name", "X-Recipe-Token"];
         for h in headers {
-            args.extend(["--header", h]);
+            more.extend(["--header", h]);
         }
-        runhook(&args, &[("TOKEN", "Bearer sb-token")])
+        verify(
+            "header-token",
+            &["TOKEN"],
+            &path,
+            &more,
+            &[("TOKEN", "Bearer sb-token")],
+        )
     };
     let ok = run(&["x-recipe-token: Bearer sb-token"]);
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
@@ -196,8 +190,7 @@ fn header_token_checks_the_named_header() {
         )
     );
     let twice = run(&["x-recipe-token: Bearer sb-token", "X-Recipe-Token: other"]);
-    assert_eq!(twice.status.code(), Some(1));
-    assert!(stdout(&twice).contains("more than once"));
+    assert_says(&twice, 1, "more than once");
     let missing = run(&["authorization: Bearer sb-token"]);
     assert_eq!(
         (missing.status.code(), stdout(&missing).trim()),
@@ -209,19 +202,14 @@ fn header_token_checks_the_named_header() {
 fn path_secret_checks_the_segment() {
     let path = body_file("path.json", BODY);
     let run = |request_path: &str, extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "--scheme",
+        let more = [&["--path", request_path], extra].concat();
+        verify(
             "path-secret",
-            "--secret-env",
-            "SEG",
-            "--body",
-            path.to_str().unwrap(),
-            "--path",
-            request_path,
-        ];
-        args.extend(extra);
-        runhook(&args, &[("SEG", "8x4KpzQ7")])
+            &["SEG"],
+            &path,
+            &more,
+            &[("SEG", "8x4KpzQ7")],
+        )
     };
     assert_eq!(run("/webhooks/sb/8x4KpzQ7", &[]).status.code(), Some(0));
     assert_eq!(
@@ -231,8 +219,22 @@ fn path_secret_checks_the_segment() {
         Some(0)
     );
     let wrong = run("/webhooks/sb/8x4KpzQ", &[]);
-    assert_eq!(wrong.status.code(), Some(1));
-    assert!(stdout(&wrong).contains("does not match"));
+    assert_says(&wrong, 1, "does not match");
+}
+
+/// The `--header` flags of a Standard Webhooks delivery, checked `--at` the time `at`.
+fn standard_webhooks_flags(id: &str, timestamp: &str, signature: &str, at: &str) -> Vec<String> {
+    let headers = [
+        format!("webhook-id: {id}"),
+        format!("webhook-timestamp: {timestamp}"),
+        format!("webhook-signature: {signature}"),
+    ];
+    let mut flags: Vec<String> = headers
+        .into_iter()
+        .flat_map(|h| ["--header".to_owned(), h])
+        .collect();
+    flags.extend(["--at".to_owned(), at.to_owned()]);
+    flags
 }
 
 #[test]
@@ -242,33 +244,18 @@ fn standard_webhooks_checks_signature_and_time() {
     let signature = sign_standard_webhooks(&key, "msg_1", 1_700_000_000, BODY);
     let path = body_file("sw.json", BODY);
     let run = |at: &str| {
-        runhook(
-            &[
-                "verify",
-                "--scheme",
-                "standard-webhooks",
-                "--secret-env",
-                "WHSEC",
-                "--body",
-                path.to_str().unwrap(),
-                "--header",
-                "webhook-id: msg_1",
-                "--header",
-                "webhook-timestamp: 1700000000",
-                "--header",
-                &format!("webhook-signature: {signature}"),
-                "--at",
-                at,
-            ],
+        let flags = standard_webhooks_flags("msg_1", "1700000000", &signature, at);
+        let more: Vec<&str> = flags.iter().map(String::as_str).collect();
+        verify(
+            "standard-webhooks",
+            &["WHSEC"],
+            &path,
+            &more,
             &[("WHSEC", secret)],
         )
     };
-    let ok = run("1700000100");
-    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
-    assert!(stdout(&ok).contains("message id msg_1"));
-    let late = run("1700000400");
-    assert_eq!(late.status.code(), Some(1));
-    assert!(stdout(&late).contains("tolerance"));
+    assert_says(&run("1700000100"), 0, "message id msg_1");
+    assert_says(&run("1700000400"), 1, "tolerance");
 }
 
 /// `v1a` (ed25519) with a `whpk_` public key, beside a `whsec_` secret: the reference vector
@@ -280,26 +267,14 @@ fn standard_webhooks_v1a_verifies_with_a_public_key() {
     let body = br#"{"test": 2432232314}"#;
     let path = body_file("sw-v1a.json", body);
     let run = |signature: &str| {
-        runhook(
-            &[
-                "verify",
-                "--scheme",
-                "standard-webhooks",
-                "--secret-env",
-                "WHSEC",
-                "--secret-env",
-                "WHPK",
-                "--body",
-                path.to_str().unwrap(),
-                "--header",
-                "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
-                "--header",
-                "webhook-timestamp: 1614265330",
-                "--header",
-                &format!("webhook-signature: {signature}"),
-                "--at",
-                "1614265330",
-            ],
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let flags = standard_webhooks_flags(id, "1614265330", signature, "1614265330");
+        let more: Vec<&str> = flags.iter().map(String::as_str).collect();
+        verify(
+            "standard-webhooks",
+            &["WHSEC", "WHPK"],
+            &path,
+            &more,
             &[
                 ("WHSEC", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
                 ("WHPK", public),
@@ -398,16 +373,11 @@ fn configuration_errors_exit_2() {
     }
     let no_secret = runhook(&["verify", "--scheme", "skyvern", "--body", body], &[]);
     assert_eq!(no_secret.status.code(), Some(2));
-    let bad_whsec = runhook(
-        &[
-            "verify",
-            "--scheme",
-            "standard-webhooks",
-            "--secret-env",
-            "W",
-            "--body",
-            body,
-        ],
+    let bad_whsec = verify(
+        "standard-webhooks",
+        &["W"],
+        &path,
+        &[],
         &[("W", "whsec_***")],
     );
     assert_eq!(bad_whsec.status.code(), Some(2));

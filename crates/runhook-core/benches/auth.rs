@@ -5,11 +5,12 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Criterion, Throughput};
 use hmac::{Hmac, Mac as _};
 use runhook_core::{
-    sign_skyvern, sign_standard_webhooks, Delivery, FixedClock, HeaderToken, Secret, Secrets,
-    SkyvernSignature, StandardWebhooks, Verifier,
+    sign_skyvern, sign_standard_webhooks, Delivery, FixedClock, HeaderLookup, HeaderToken, Secret,
+    Secrets, SkyvernSignature, StandardWebhooks, Verifier,
 };
 use sha2::Sha256;
 
@@ -20,6 +21,40 @@ fn hand_rolled(key: &[u8], body: &[u8], header: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes()) == header
+}
+
+/// Benches `verifier` accepting `headers` and [`BODY`], as `name` in `on` (a group or the
+/// whole run).
+fn bench_verify<M: Measurement>(
+    on: &mut impl BenchOn<M>,
+    name: &str,
+    verifier: &impl Verifier,
+    headers: &dyn HeaderLookup,
+) {
+    on.bench(name, &mut |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&Delivery::new(headers, BODY)))
+                .unwrap()
+        })
+    });
+}
+
+/// Where a bench function can go: a group, or the whole run.
+trait BenchOn<M: Measurement> {
+    fn bench(&mut self, name: &str, f: &mut dyn FnMut(&mut Bencher<'_, M>));
+}
+
+impl<M: Measurement> BenchOn<M> for BenchmarkGroup<'_, M> {
+    fn bench(&mut self, name: &str, f: &mut dyn FnMut(&mut Bencher<'_, M>)) {
+        self.bench_function(name, f);
+    }
+}
+
+impl BenchOn<WallTime> for Criterion {
+    fn bench(&mut self, name: &str, f: &mut dyn FnMut(&mut Bencher<'_, WallTime>)) {
+        self.bench_function(name, f);
+    }
 }
 
 fn skyvern(c: &mut Criterion) {
@@ -36,20 +71,8 @@ fn skyvern(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("skyvern_verify");
     group.throughput(Throughput::Bytes(BODY.len() as u64));
-    group.bench_function("runhook_one_key", |b| {
-        b.iter(|| {
-            one_key
-                .verify(black_box(&Delivery::new(&headers, BODY)))
-                .unwrap()
-        })
-    });
-    group.bench_function("runhook_two_keys", |b| {
-        b.iter(|| {
-            rotation
-                .verify(black_box(&Delivery::new(&headers, BODY)))
-                .unwrap()
-        })
-    });
+    bench_verify(&mut group, "runhook_one_key", &one_key, &headers);
+    bench_verify(&mut group, "runhook_two_keys", &rotation, &headers);
     group.bench_function("hand_rolled_hex_eq", |b| {
         b.iter(|| assert!(hand_rolled(b"sk_bench_key", black_box(BODY), &signature)))
     });
@@ -59,13 +82,7 @@ fn skyvern(c: &mut Criterion) {
 fn others(c: &mut Criterion) {
     let token = HeaderToken::authorization(Secret::new("Bearer bench-token").unwrap());
     let headers = [("authorization", "Bearer bench-token")];
-    c.bench_function("header_token_verify", |b| {
-        b.iter(|| {
-            token
-                .verify(black_box(&Delivery::new(&headers, BODY)))
-                .unwrap()
-        })
-    });
+    bench_verify(c, "header_token_verify", &token, &headers);
 
     let key = Secret::from_standard_webhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     let signature = sign_standard_webhooks(&key, "msg_1", 1_700_000_000, BODY);
@@ -77,13 +94,7 @@ fn others(c: &mut Criterion) {
     let scheme = StandardWebhooks::new(key).with_clock(FixedClock(1_700_000_000));
     let mut group = c.benchmark_group("standard_webhooks_verify");
     group.throughput(Throughput::Bytes(BODY.len() as u64));
-    group.bench_function("runhook", |b| {
-        b.iter(|| {
-            scheme
-                .verify(black_box(&Delivery::new(&headers, BODY)))
-                .unwrap()
-        })
-    });
+    bench_verify(&mut group, "runhook", &scheme, &headers);
     group.finish();
 }
 

@@ -182,11 +182,7 @@ impl Spell {
             Node::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
-                    self.ws(out);
-                    if i > 0 {
-                        out.push(',');
-                        self.ws(out);
-                    }
+                    self.separator(i, out);
                     self.node(item, out);
                 }
                 self.ws(out);
@@ -195,11 +191,7 @@ impl Spell {
             Node::Object(members) => {
                 out.push('{');
                 for (i, (key, value)) in members.iter().enumerate() {
-                    self.ws(out);
-                    if i > 0 {
-                        out.push(',');
-                        self.ws(out);
-                    }
+                    self.separator(i, out);
                     self.string(key, out);
                     self.ws(out);
                     out.push(':');
@@ -209,6 +201,16 @@ impl Spell {
                 self.ws(out);
                 out.push('}');
             }
+        }
+    }
+
+    /// White space before the `i`th item of an array or object, and the comma after the
+    /// previous one.
+    fn separator(&mut self, i: usize, out: &mut String) {
+        self.ws(out);
+        if i > 0 {
+            out.push(',');
+            self.ws(out);
         }
     }
 
@@ -222,13 +224,10 @@ impl Spell {
 }
 
 fn int_value(text: &str) -> Value {
-    if let Ok(n) = text.parse::<i64>() {
-        Value::Number(n.into())
-    } else if let Ok(n) = text.parse::<u64>() {
-        Value::Number(n.into())
-    } else {
-        Value::String(text.to_owned())
-    }
+    text.parse::<i64>()
+        .map(Value::from)
+        .or_else(|_| text.parse::<u64>().map(Value::from))
+        .unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// The value `parse_lenient` documents for `node`, computed independently of the crate

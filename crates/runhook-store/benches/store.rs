@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, MemoryStore};
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -120,6 +123,23 @@ fn claim_complete(store: &dyn IdempotencyStore, key: &str, fp: Fingerprint) {
     ready(store.complete(key, &token, KEEP)).unwrap();
 }
 
+/// Benches `step` as `claim+complete/1-thread/label` in `group`, giving it the number of the
+/// iteration; how many iterations ran.
+fn bench_steps(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    label: &str,
+    mut step: impl FnMut(u64),
+) -> u64 {
+    let mut next = 0u64;
+    group.bench_function(BenchmarkId::new("claim+complete/1-thread", label), |b| {
+        b.iter(|| {
+            step(next);
+            next += 1;
+        })
+    });
+    next
+}
+
 fn memory(c: &mut Criterion) {
     let fp = Fingerprint::of(b"{\"run_id\":\"wr_1\",\"status\":\"completed\"}");
     let mut group = c.benchmark_group("memory");
@@ -133,12 +153,8 @@ fn memory(c: &mut Criterion) {
     for (label, capacity) in [("default-capacity", 100_000), ("capacity-4096", 4096)] {
         let store: Arc<dyn IdempotencyStore> =
             Arc::new(MemoryStore::builder().capacity(capacity).build());
-        let mut next = 0usize;
-        group.bench_function(BenchmarkId::new("claim+complete/1-thread", label), |b| {
-            b.iter(|| {
-                claim_complete(&*store, &ring[next & (ring.len() - 1)], fp);
-                next += 1;
-            })
+        bench_steps(&mut group, label, |n| {
+            claim_complete(&*store, &ring[n as usize & (ring.len() - 1)], fp);
         });
     }
 
@@ -146,31 +162,17 @@ fn memory(c: &mut Criterion) {
     // has them), rather than read from 2^20 strings that stream through the caches.
     let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
     let mut key = UuidKey::new();
-    let mut next = 0u64;
-    group.bench_function(
-        BenchmarkId::new("claim+complete/1-thread", "default-capacity-uuid-keys"),
-        |b| {
-            b.iter(|| {
-                claim_complete(&*store, key.at(next & ((1 << 20) - 1)), fp);
-                next += 1;
-            })
-        },
-    );
+    bench_steps(&mut group, "default-capacity-uuid-keys", |n| {
+        claim_complete(&*store, key.at(n & ((1 << 20) - 1)), fp);
+    });
 
     // The realistic case: run-id-shaped keys of the real length, built per call.
     let memory = Arc::new(MemoryStore::new());
     let store: Arc<dyn IdempotencyStore> = memory.clone();
     let mut key = RunIdKey::new();
-    let mut next = 0u64;
-    group.bench_function(
-        BenchmarkId::new("claim+complete/1-thread", "default-capacity-run-ids"),
-        |b| {
-            b.iter(|| {
-                claim_complete(&*store, key.next(1 << 20), fp);
-                next += 1;
-            })
-        },
-    );
+    let next = bench_steps(&mut group, "default-capacity-run-ids", |_| {
+        claim_complete(&*store, key.next(1 << 20), fp);
+    });
     // It was measured in its steady state: full, so completes evicted records (a full shard
     // forgets up to 16 at once, so it holds within 16 of its share).
     if next > 100_000 {

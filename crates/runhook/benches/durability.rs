@@ -27,7 +27,9 @@ use runhook::{Receiver, Secret, SkyvernSignature};
 
 mod support;
 
-use support::{compact_body, deliveries, env_count, load, median, serve, Round, CONCURRENCY, KEY};
+use support::{
+    compact_body, deliveries, env_count, load, serve, summarize, Round, CONCURRENCY, KEY,
+};
 
 /// One configuration's receiver on its own server.
 async fn server(
@@ -95,10 +97,7 @@ fn main() {
                 server(redis_store().await, Some(queue)).await,
             ),
         ];
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()
-            .unwrap();
+        let client = support::load_client();
         let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             for (i, (name, (addr, receiver))) in servers.iter().enumerate() {
@@ -108,26 +107,7 @@ fn main() {
                 drain(receiver).await;
             }
         }
-        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-        let summary: Vec<(&str, f64, f64, f64)> = servers
-            .iter()
-            .zip(results)
-            .map(|((name, _), rounds)| {
-                (
-                    *name,
-                    median(rounds.iter().map(|r| r.rps).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p50)).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p99)).collect()),
-                )
-            })
-            .collect();
-        println!(
-            "{:<15} {:>10} {:>9} {:>9}",
-            "server", "req/s", "p50 ms", "p99 ms"
-        );
-        for (name, rps, p50, p99) in &summary {
-            println!("{name:<15} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
-        }
+        let summary = summarize(servers.iter().map(|(name, _)| *name), results, 15);
         let get = |name: &str| *summary.iter().find(|s| s.0 == name).unwrap();
         let (a, b, c) = (
             get("memory_inproc"),

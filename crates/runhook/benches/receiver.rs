@@ -12,22 +12,20 @@
 //! Run: `cargo bench -p runhook --features axum --bench receiver`
 //! (`RUNHOOK_BENCH_REQUESTS`, default 4000 per server per round; `RUNHOOK_BENCH_ROUNDS`, 3).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use hmac::{Hmac, Mac as _};
+use axum::http::StatusCode;
 use runhook::payload::{Provider, RunEvent};
 use runhook::{Receiver, Secret, SkyvernSignature};
-use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
 
 mod support;
 
-use support::{compact_body, deliveries, env_count, load, median, serve, Round, CONCURRENCY, KEY};
+use support::{
+    compact_body, deliveries, env_count, load, serve, summarize, Round, CONCURRENCY, KEY,
+};
 
 async fn ceiling() -> SocketAddr {
     serve(axum::Router::new().route(
@@ -58,40 +56,9 @@ async fn runhook_ready(handler_sleeps: bool) -> SocketAddr {
 
 /// The careful hand-written receiver.
 async fn hand_written() -> SocketAddr {
-    let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<serde_json::Value>(1 << 20);
+    let (router, mut rx) = support::hand_written::route(KEY, "/webhooks/skyvern", 1 << 20);
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let handler = move |headers: HeaderMap, body: Bytes| {
-        let seen = seen.clone();
-        let tx = tx.clone();
-        async move {
-            let Some(sig) = headers.get("x-skyvern-signature") else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let Ok(sig) = hex::decode(sig.as_bytes()) else {
-                return StatusCode::UNAUTHORIZED;
-            };
-            let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-            mac.update(&body);
-            if !bool::from(mac.finalize().into_bytes().as_slice().ct_eq(&sig)) {
-                return StatusCode::UNAUTHORIZED;
-            }
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            let Some(run_id) = value["run_id"].as_str().map(str::to_owned) else {
-                return StatusCode::BAD_REQUEST;
-            };
-            if !seen.lock().unwrap().insert(run_id) {
-                return StatusCode::OK;
-            }
-            match tx.try_send(value) {
-                Ok(()) => StatusCode::OK,
-                Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-            }
-        }
-    };
-    serve(axum::Router::new().route("/webhooks/skyvern", axum::routing::post(handler))).await
+    serve(router).await
 }
 
 fn main() {
@@ -114,10 +81,7 @@ fn main() {
             ("runhook_ready", runhook_ready(false).await),
             ("runhook_slow_handler", runhook_ready(true).await),
         ];
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONCURRENCY)
-            .build()
-            .unwrap();
+        let client = support::load_client();
         let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             for (i, (name, addr)) in servers.iter().enumerate() {
@@ -125,23 +89,7 @@ fn main() {
                 results[i].push(load(&client, *addr, work).await);
             }
         }
-        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-        let summary: Vec<(&str, f64, f64, f64)> = servers
-            .iter()
-            .zip(results)
-            .map(|((name, _), rounds)| {
-                (
-                    *name,
-                    median(rounds.iter().map(|r| r.rps).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p50)).collect()),
-                    median(rounds.iter().map(|r| ms(&r.p99)).collect()),
-                )
-            })
-            .collect();
-        println!("{:<20} {:>10} {:>9} {:>9}", "server", "req/s", "p50 ms", "p99 ms");
-        for (name, rps, p50, p99) in &summary {
-            println!("{name:<20} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
-        }
+        let summary = summarize(servers.iter().map(|(name, _)| *name), results, 20);
         let rps = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.1);
         let p99 = |name: &str| summary.iter().find(|s| s.0 == name).map_or(0.0, |s| s.3);
         println!(

@@ -19,6 +19,7 @@ use runhook::retry::RetryPolicy;
 use runhook::runs::{FetchError, Fetched, ReconcilePolicy, RunApiClient, RunSource};
 use runhook::store::{IdempotencyStore, MemoryStore};
 use runhook::{PathSecret, Receiver, Secret, Unsigned};
+use runhook_testkit::{redis_url, require_redis, unique, wait_for};
 use serde_json::json;
 
 const KEY: &str = "api_key_for_tests";
@@ -61,46 +62,17 @@ impl Calls {
     }
 
     async fn wait_for(&self, run_id: &str, count: usize) -> Vec<Arc<RunEvent>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let got = self.of(run_id);
-            if got.len() >= count {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{run_id} processed {} times",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{run_id} processed {count} times");
+        wait_for(WAIT, what, || {
+            Some(self.of(run_id)).filter(|got| got.len() >= count)
+        })
+        .await
     }
 }
 
 /// The first dead letter `letters` receives.
 async fn first_letter(letters: &MemoryDeadLetters) -> DeadLetter {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(letter) = letters.take().into_iter().next() {
-            return letter;
-        }
-        assert!(Instant::now() < deadline, "no dead letter came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    wait_for(WAIT, "a dead letter", || letters.take().into_iter().next()).await
 }
 
 fn quick_retries() -> RetryPolicy {
@@ -131,13 +103,7 @@ async fn the_client_reads_finished_pending_and_unknown_runs_with_the_api_key() {
         let api = RunApi::start(provider, KEY).await;
         let client = client(provider, &api);
         let run = unique("run");
-        api.script(
-            &run,
-            vec![
-                Answer::Run(run_body(provider, &run, running)),
-                Answer::Run(run_body(provider, &run, done)),
-            ],
-        );
+        api.script_statuses(&run, &[running, done]);
         assert!(matches!(
             client.fetch(&run).await.unwrap(),
             Fetched::Pending { status } if status == running
@@ -246,14 +212,7 @@ async fn a_confirmed_route_hands_the_handler_the_api_run_and_never_an_unknown_on
     let receiver = confirming_tinyfish(&api, &calls, letters.clone()).await;
 
     let known = unique("known");
-    api.script(
-        &known,
-        vec![Answer::Run(run_body(
-            Provider::TinyFish,
-            &known,
-            "COMPLETED",
-        ))],
-    );
+    api.script_statuses(&known, &["COMPLETED"]);
     let outcome = receiver
         .receive(&HeaderMap::new(), "/hook", posted(&known))
         .await;
@@ -328,20 +287,9 @@ async fn a_missed_webhook_is_reconciled_once_for_every_platform() {
         (Provider::Skyvern, "completed"),
         (Provider::SmartBrowse, "completed"),
     ] {
-        let api = RunApi::start(provider, KEY).await;
-        let calls = Calls::default();
-        let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
-        let receiver = reconciling(
-            provider,
-            &api,
-            &calls,
-            store,
-            Default::default(),
-            quick_reconcile(),
-        )
-        .await;
+        let (api, calls, receiver) = quickly_reconciling(provider).await;
         let run = unique("missed");
-        api.script(&run, vec![Answer::Run(run_body(provider, &run, done))]);
+        api.script_statuses(&run, &[done]);
         receiver
             .expect(&run, Duration::from_millis(100))
             .await
@@ -362,18 +310,7 @@ async fn a_missed_webhook_is_reconciled_once_for_every_platform() {
 
 #[tokio::test]
 async fn a_webhook_in_time_costs_no_api_call_and_a_running_run_waits() {
-    let api = RunApi::start(Provider::TinyFish, KEY).await;
-    let calls = Calls::default();
-    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
-    let receiver = reconciling(
-        Provider::TinyFish,
-        &api,
-        &calls,
-        store,
-        Default::default(),
-        quick_reconcile(),
-    )
-    .await;
+    let (api, calls, receiver) = quickly_reconciling(Provider::TinyFish).await;
     let on_time = unique("on_time");
     receiver
         .expect(&on_time, Duration::from_millis(300))
@@ -387,14 +324,7 @@ async fn a_webhook_in_time_costs_no_api_call_and_a_running_run_waits() {
     calls.wait_for(&on_time, 1).await;
 
     let running = unique("running");
-    api.script(
-        &running,
-        vec![
-            Answer::Run(run_body(Provider::TinyFish, &running, "RUNNING")),
-            Answer::Run(run_body(Provider::TinyFish, &running, "RUNNING")),
-            Answer::Run(run_body(Provider::TinyFish, &running, "COMPLETED")),
-        ],
-    );
+    api.script_statuses(&running, &["RUNNING", "RUNNING", "COMPLETED"]);
     receiver
         .expect(&running, Duration::from_millis(50))
         .await
@@ -413,22 +343,10 @@ async fn a_run_that_never_finishes_is_given_up_and_dead_lettered() {
     let api = RunApi::start(Provider::Skyvern, KEY).await;
     let calls = Calls::default();
     let letters = Arc::new(MemoryDeadLetters::default());
-    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
     let policy = quick_reconcile().horizon(Duration::from_millis(400));
-    let receiver = reconciling(
-        Provider::Skyvern,
-        &api,
-        &calls,
-        store,
-        letters.clone(),
-        policy,
-    )
-    .await;
+    let receiver = in_memory(Provider::Skyvern, &api, &calls, letters.clone(), policy).await;
     let run = unique("stuck");
-    api.script(
-        &run,
-        vec![Answer::Run(run_body(Provider::Skyvern, &run, "running"))],
-    );
+    api.script_statuses(&run, &["running"]);
     receiver
         .expect(&run, Duration::from_millis(50))
         .await
@@ -453,23 +371,11 @@ async fn a_run_that_never_finishes_is_given_up_and_dead_lettered() {
 async fn a_webhook_racing_the_reconciler_is_processed_once() {
     let api = RunApi::start(Provider::TinyFish, KEY).await;
     let calls = Calls::default();
-    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
     let policy = ReconcilePolicy::after(Duration::ZERO).every(Duration::from_millis(10));
-    let receiver = reconciling(
-        Provider::TinyFish,
-        &api,
-        &calls,
-        store,
-        Default::default(),
-        policy,
-    )
-    .await;
+    let receiver = in_memory(Provider::TinyFish, &api, &calls, Default::default(), policy).await;
     let runs: Vec<String> = (0..40).map(|_| unique("race")).collect();
     for run in &runs {
-        api.script(
-            run,
-            vec![Answer::Run(run_body(Provider::TinyFish, run, "COMPLETED"))],
-        );
+        api.script_statuses(run, &["COMPLETED"]);
         receiver.expect(run, Duration::ZERO).await.unwrap();
         let receiver = receiver.clone();
         let body = posted(run);
@@ -502,16 +408,40 @@ async fn webrun_can_be_neither_confirmed_nor_reconciled() {
     assert!(RunApiClient::builder(Provider::WebRun, Secret::new(KEY).unwrap()).is_err());
 }
 
+/// `provider`'s run API stand-in, and [`in_memory`] on it with the quick reconcile policy.
+async fn quickly_reconciling(provider: Provider) -> (RunApi, Calls, Receiver) {
+    let api = RunApi::start(provider, KEY).await;
+    let calls = Calls::default();
+    let receiver = in_memory(
+        provider,
+        &api,
+        &calls,
+        Default::default(),
+        quick_reconcile(),
+    )
+    .await;
+    (api, calls, receiver)
+}
+
+/// [`reconciling`] with a store of its own in memory.
+async fn in_memory(
+    provider: Provider,
+    api: &RunApi,
+    calls: &Calls,
+    letters: Arc<MemoryDeadLetters>,
+    policy: ReconcilePolicy,
+) -> Receiver {
+    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryStore::new());
+    reconciling(provider, api, calls, store, letters, policy).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Two instances on one Redis.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_reconcile_each_run_once_in_all() {
     use runhook::store::RedisStore;
-    assert!(
-        std::net::TcpStream::connect("127.0.0.1:6379").is_ok(),
-        "this test needs Redis on 127.0.0.1:6379"
-    );
+    require_redis();
     let prefix = unique("runs_two_instances");
     let api = RunApi::start(Provider::TinyFish, KEY).await;
     let calls = Calls::default();
@@ -519,7 +449,7 @@ async fn two_instances_on_one_redis_reconcile_each_run_once_in_all() {
     for _ in 0..2 {
         let store = RedisStore::builder()
             .prefix(format!("{prefix}:idem:"))
-            .connect("redis://127.0.0.1:6379")
+            .connect(&redis_url())
             .await
             .unwrap();
         let store: Arc<dyn IdempotencyStore> = Arc::new(store);
@@ -538,10 +468,7 @@ async fn two_instances_on_one_redis_reconcile_each_run_once_in_all() {
     }
     let runs: Vec<String> = (0..60).map(|_| unique("shared")).collect();
     for (i, run) in runs.iter().enumerate() {
-        api.script(
-            run,
-            vec![Answer::Run(run_body(Provider::TinyFish, run, "COMPLETED"))],
-        );
+        api.script_statuses(run, &["COMPLETED"]);
         receivers[i % 2]
             .expect(run, Duration::from_millis(50))
             .await

@@ -2,46 +2,17 @@
 //! stopping the real binary on a free port, signed Skyvern deliveries, and reading what the
 //! handlers wrote.
 
-#![allow(dead_code)] // each test file uses its own subset
+#![allow(dead_code, unused_imports)] // each test file uses its own subset
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use runhook::verify::sign_skyvern;
-use runhook::Secret;
-
-/// An id no other test (or earlier run against a shared Redis) uses.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Panics, saying how to start one, unless Redis answers on 127.0.0.1:6379: a test that
-/// needs Redis never passes without it.
-pub fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379; start one with \
-         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no`"
-    );
-}
+pub use runhook_testkit::skyvern::{completed_body as skyvern_body, signed_post as skyvern_post};
+pub use runhook_testkit::{redis_url, require_redis, temp_dir as scratch, unique, wait_for};
+use serde_json::Value;
 
 /// A `runhook serve` just started: the process, its base URL, and the file its logs go to.
 /// Killed when dropped.
@@ -55,6 +26,18 @@ impl Started {
     /// What it has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (within 20 s) and the logs.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let status = self.terminate(Duration::from_secs(20));
+        (status, self.logs())
+    }
+
+    /// [`Started::stop`], asserting a clean exit.
+    pub fn stop_ok(self) {
+        let (status, logs) = self.stop();
+        assert!(status.success(), "{status:?}\n{logs}");
     }
 
     /// Sends SIGTERM, then waits at most `limit` for the exit.
@@ -132,29 +115,6 @@ pub fn start_serve_without(
     }
 }
 
-/// A Skyvern run-completed body for `run_id`.
-pub fn skyvern_body(run_id: &str) -> Vec<u8> {
-    format!(
-        r#"{{"run_id":"{run_id}","task_id":"{run_id}","status":"completed","output":{{"n":1}},"failure_reason":null}}"#
-    )
-    .into_bytes()
-}
-
-/// A JSON POST of `body` to `url`, signed the Skyvern way with `key`.
-pub fn skyvern_post(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    body: &[u8],
-) -> reqwest::RequestBuilder {
-    let signature = sign_skyvern(&Secret::new(key).unwrap(), body);
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-skyvern-signature", signature)
-        .body(body.to_vec())
-}
-
 /// How many times each line occurs in `file` (absent: none).
 pub fn line_counts(file: &Path) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -164,11 +124,126 @@ pub fn line_counts(file: &Path) -> HashMap<String, usize> {
     counts
 }
 
-/// An async connection to the Redis on 127.0.0.1:6379.
+/// What a wait waited for, followed by the logs of `serve` when the wait fails.
+pub struct WithLogs<'a>(pub &'a str, pub &'a Started);
+
+impl std::fmt::Display for WithLogs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.0, self.1.logs())
+    }
+}
+
+/// A connection to the tests' Redis (see [`runhook_testkit::redis`]).
 pub async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open("redis://127.0.0.1:6379")
+    runhook_testkit::redis::connection().await
+}
+
+/// Every key matching `pattern`.
+pub async fn keys(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        found.extend(batch);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes every key matching `pattern`.
+pub async fn delete_matching(conn: &mut redis::aio::MultiplexedConnection, pattern: &str) {
+    let found = keys(conn, pattern).await;
+    if !found.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(found)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// The length of the stream at `key`.
+pub async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> usize {
+    redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
+}
+
+/// The JSON lines of `file` (absent: none).
+pub fn json_lines(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The `serve` flags of a Skyvern route at `path` whose key is in `SKYVERN_API_KEY`.
+pub fn skyvern_route(path: &str) -> Vec<&str> {
+    vec![
+        "--path",
+        path,
+        "--provider",
+        "skyvern",
+        "--secret-env",
+        "SKYVERN_API_KEY",
+    ]
+}
+
+/// The `serve` flags of a TinyFish route (path secret in `TINYFISH_PATH_SECRET`) forwarding
+/// each run to `forward`.
+pub fn tinyfish_forward_route(forward: &str) -> Vec<&str> {
+    vec![
+        "--path",
+        "/hooks/tinyfish/{secret}",
+        "--provider",
+        "tinyfish",
+        "--secret-env",
+        "TINYFISH_PATH_SECRET",
+        "--forward",
+        forward,
+    ]
+}
+
+/// A client whose requests give up after 10 s.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
         .unwrap()
-        .get_multiplexed_async_connection()
-        .await
+}
+
+/// POSTs `body` with `headers` to `url`; the status.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> u16 {
+    let mut request = client.post(url).body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// POSTs `body` as JSON to `url`; the status.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &[u8]) -> u16 {
+    post(client, url, &[("content-type", "application/json")], body).await
+}
+
+/// Runs `runhook ARGS`; its output (whatever the exit).
+pub fn runhook(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .args(args)
+        .output()
         .unwrap()
 }

@@ -2,45 +2,29 @@
 //! server started by the test, replies lost after the command was applied, a one-node
 //! cluster.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use runhook_store::{Claim, RedisStore, StoreError};
+use runhook_testkit::redis::HOW_TO_START;
+use runhook_testkit::{free_port, redis_url, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::suite::{acquire, fp, Store, KEEP, LONG};
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A prefix no other test or run shares, so tests run in parallel and again.
 fn unique_prefix(test: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "runhook-test:{test}:{}-{nanos}-{}:",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("runhook-test:{}:", unique(test))
 }
 
 /// Fails the test on a missing Redis (a test that cannot run must not pass), saying how to
 /// start one. Callers still return afterwards, so that the signature stays `()`.
 fn missing(what: &str, test: &str) {
-    panic!(
-        "Redis test `{test}`: {what}. Start Redis with \
-         `redis-server --daemonize yes --port 6379 --save \"\" --appendonly no` \
-         (or set REDIS_URL)"
-    );
+    panic!("Redis test `{test}`: {what}. Start Redis with `{HOW_TO_START}` (or set REDIS_URL)");
 }
 
 async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
@@ -75,6 +59,18 @@ async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The value at `key` and its time to live in milliseconds.
+async fn value_and_pttl(raw: &mut redis::aio::MultiplexedConnection, key: &str) -> (String, i64) {
+    redis::pipe()
+        .cmd("GET")
+        .arg(key)
+        .cmd("PTTL")
+        .arg(key)
+        .query_async(raw)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn records_live_under_the_prefix_with_their_ttls() {
     let test = "records_under_prefix";
@@ -90,14 +86,7 @@ async fn records_live_under_the_prefix_with_their_ttls() {
     let key = format!("{prefix}skyvern:wr_1");
 
     let token = acquire(&store, "skyvern:wr_1", LONG, "body").await;
-    let (value, pttl): (String, i64) = redis::pipe()
-        .cmd("GET")
-        .arg(&key)
-        .cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let (value, pttl) = value_and_pttl(&mut raw, &key).await;
     assert!(value.starts_with(&format!("i{token}")), "{value}");
     assert!(value.ends_with(&fp("body").to_string()), "{value}");
     assert!(pttl > 25_000 && pttl <= 30_000, "{pttl}");
@@ -106,14 +95,7 @@ async fn records_live_under_the_prefix_with_their_ttls() {
         .complete("skyvern:wr_1", &token, Duration::from_secs(5))
         .await
         .unwrap();
-    let (value, pttl): (String, i64) = redis::pipe()
-        .cmd("GET")
-        .arg(&key)
-        .cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut raw)
-        .await
-        .unwrap();
+    let (value, pttl) = value_and_pttl(&mut raw, &key).await;
     assert!(value.starts_with(&format!("d{token}")), "{value}");
     assert!(pttl > 3_000 && pttl <= 5_000, "{pttl}");
 
@@ -139,14 +121,6 @@ async fn malformed_url_is_a_config_error() {
 
 // ---------------------------------------------------------------------------------------------
 // A redis-server of the test's own.
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,

@@ -24,6 +24,53 @@ pub fn fp(body: &str) -> Fingerprint {
     Fingerprint::of(body.as_bytes())
 }
 
+/// Runs `work` on `n` tasks released at once, each with its own handle on `store`; what each
+/// returned.
+async fn all_at_once<T, F>(store: &Store, n: usize, work: impl Fn(Store) -> F) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, work) = (barrier.clone(), work(store.clone()));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+/// What `store` answers a claim of `key` with `LONG` and the fingerprint of `"body"`.
+async fn claim_body(store: &Store, key: &str) -> Claim {
+    store.claim(key, LONG, fp("body")).await.unwrap()
+}
+
+/// A call a token may be refused.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Complete,
+    Release,
+    Renew,
+}
+
+/// Asserts `store` refuses `op` with `token` on `key`: not the holder.
+async fn not_holder(store: &Store, key: &str, token: &Token, op: Op) {
+    let answer = match op {
+        Op::Complete => store.complete(key, token, KEEP).await,
+        Op::Release => store.release(key, token).await,
+        Op::Renew => store.renew(key, token, LONG).await,
+    };
+    assert_eq!(answer, Err(StoreError::NotHolder), "{op:?}");
+}
+
 pub async fn acquire(store: &Store, key: &str, lease: Duration, body: &str) -> Token {
     match store.claim(key, lease, fp(body)).await {
         Ok(Claim::Acquired(t)) => t,
@@ -32,20 +79,14 @@ pub async fn acquire(store: &Store, key: &str, lease: Duration, body: &str) -> T
 }
 
 pub async fn one_winner_among_64_concurrent_claims(store: Store) {
-    let barrier = Arc::new(Barrier::new(64));
-    let tasks: Vec<_> = (0..64)
-        .map(|_| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.claim("run-1", LONG, fp("body")).await.unwrap()
-            })
-        })
-        .collect();
+    let claims = all_at_once(&store, 64, |store| async move {
+        store.claim("run-1", LONG, fp("body")).await.unwrap()
+    })
+    .await;
     let mut acquired = 0;
     let mut in_flight = 0;
-    for t in tasks {
-        match t.await.unwrap() {
+    for claim in claims {
+        match claim {
             Claim::Acquired(_) => acquired += 1,
             Claim::InFlight {
                 same_payload: true, ..
@@ -78,21 +119,12 @@ pub async fn stale_token_is_refused_and_the_successor_keeps_the_key(store: Store
     let stale = acquire(&store, "run-1", SHORT, "body").await;
     tokio::time::sleep(PAST_SHORT).await;
     let current = acquire(&store, "run-1", LONG, "body").await;
-    assert_eq!(
-        store.complete("run-1", &stale, KEEP).await,
-        Err(StoreError::NotHolder)
-    );
-    assert_eq!(
-        store.release("run-1", &stale).await,
-        Err(StoreError::NotHolder)
-    );
-    assert_eq!(
-        store.renew("run-1", &stale, LONG).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-1", &stale, Op::Complete).await;
+    not_holder(&store, "run-1", &stale, Op::Release).await;
+    not_holder(&store, "run-1", &stale, Op::Renew).await;
     // The successor's claim is untouched.
     assert!(matches!(
-        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        claim_body(&store, "run-1").await,
         Claim::InFlight { .. }
     ));
     store.complete("run-1", &current, KEEP).await.unwrap();
@@ -105,10 +137,7 @@ pub async fn stale_token_is_refused_and_the_successor_keeps_the_key(store: Store
 pub async fn complete_after_the_lease_lapsed_is_refused(store: Store) {
     let token = acquire(&store, "run-1", SHORT, "body").await;
     tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(
-        store.complete("run-1", &token, KEEP).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-1", &token, Op::Complete).await;
     // Nothing was written: the key is claimable, not done.
     acquire(&store, "run-1", LONG, "body").await;
 }
@@ -118,42 +147,28 @@ pub async fn release_lets_the_next_claim_win(store: Store) {
     store.release("run-1", &first).await.unwrap();
     let second = acquire(&store, "run-1", LONG, "body").await;
     assert_ne!(first, second);
-    assert_eq!(
-        store.release("run-1", &first).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-1", &first, Op::Release).await;
     store.complete("run-1", &second, KEEP).await.unwrap();
 }
 
 pub async fn fingerprints_are_reported(store: Store) {
     let token = acquire(&store, "run-1", LONG, "first").await;
-    assert_eq!(
-        store
-            .claim("run-1", LONG, fp("first"))
-            .await
-            .unwrap()
-            .same_payload(),
-        Some(true)
-    );
-    assert_eq!(
-        store
-            .claim("run-1", LONG, fp("other"))
-            .await
-            .unwrap()
-            .same_payload(),
-        Some(false)
-    );
+    let claim = |body: &'static str| store.claim("run-1", LONG, fp(body));
+    for (body, same) in [("first", true), ("other", false)] {
+        assert_eq!(
+            claim(body).await.unwrap().same_payload(),
+            Some(same),
+            "{body}"
+        );
+    }
     store.complete("run-1", &token, KEEP).await.unwrap();
-    assert_eq!(
-        store.claim("run-1", LONG, fp("first")).await.unwrap(),
-        Claim::Done { same_payload: true }
-    );
-    assert_eq!(
-        store.claim("run-1", LONG, fp("other")).await.unwrap(),
-        Claim::Done {
-            same_payload: false
-        }
-    );
+    for (body, same_payload) in [("first", true), ("other", false)] {
+        assert_eq!(
+            claim(body).await.unwrap(),
+            Claim::Done { same_payload },
+            "{body}"
+        );
+    }
 }
 
 pub async fn renew_extends_the_lease(store: Store) {
@@ -172,7 +187,7 @@ pub async fn renew_extends_the_lease(store: Store) {
     // Past the original lease: still held.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(matches!(
-        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        claim_body(&store, "run-1").await,
         Claim::InFlight { .. }
     ));
     store.complete("run-1", &token, KEEP).await.unwrap();
@@ -182,7 +197,7 @@ pub async fn done_window_expires(store: Store) {
     let token = acquire(&store, "run-1", LONG, "body").await;
     store.complete("run-1", &token, SHORT).await.unwrap();
     assert!(matches!(
-        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        claim_body(&store, "run-1").await,
         Claim::Done { .. }
     ));
     tokio::time::sleep(PAST_SHORT).await;
@@ -192,23 +207,14 @@ pub async fn done_window_expires(store: Store) {
 pub async fn forged_token_is_refused(store: Store) {
     let token = acquire(&store, "run-1", LONG, "body").await;
     let forged = Token::random();
-    assert_eq!(
-        store.complete("run-1", &forged, KEEP).await,
-        Err(StoreError::NotHolder)
-    );
-    assert_eq!(
-        store.release("run-1", &forged).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-1", &forged, Op::Complete).await;
+    not_holder(&store, "run-1", &forged, Op::Release).await;
     // Refusals wrote nothing: the real holder still completes.
     store.complete("run-1", &token, KEEP).await.unwrap();
     // A token acts once.
-    assert_eq!(
-        store.complete("run-1", &token, KEEP).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-1", &token, Op::Complete).await;
     assert!(matches!(
-        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        claim_body(&store, "run-1").await,
         Claim::Done { .. }
     ));
 }
@@ -227,10 +233,7 @@ pub async fn keys_are_independent(store: Store) {
         store.claim("run-b", LONG, fp("body")).await.unwrap(),
         Claim::InFlight { .. }
     ));
-    assert_eq!(
-        store.complete("run-b", &a, KEEP).await,
-        Err(StoreError::NotHolder)
-    );
+    not_holder(&store, "run-b", &a, Op::Complete).await;
     store.release("run-b", &b).await.unwrap();
 }
 
@@ -349,31 +352,22 @@ pub async fn expectations_are_handed_out_once_while_held(store: Store) {
     expectations.expect("tinyfish", &later).await.unwrap();
     assert_eq!(expectations.waiting("tinyfish").await.unwrap(), 41);
     // Eight takers at once: each due expectation goes to exactly one of them.
-    let barrier = Arc::new(Barrier::new(8));
-    let takers: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let expectations = store.expectations().unwrap();
-                let mut got = Vec::new();
-                loop {
-                    let batch = expectations
-                        .take_due("tinyfish", std::time::SystemTime::now(), LONG, 3)
-                        .await
-                        .unwrap();
-                    if batch.is_empty() {
-                        return got;
-                    }
-                    got.extend(batch.into_iter().map(|e| e.run_id));
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for taker in takers {
-        all.extend(taker.await.unwrap());
-    }
+    let takers = all_at_once(&store, 8, |store| async move {
+        let expectations = store.expectations().unwrap();
+        let mut got = Vec::new();
+        loop {
+            let batch = expectations
+                .take_due("tinyfish", std::time::SystemTime::now(), LONG, 3)
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            got.extend(batch.into_iter().map(|e| e.run_id));
+        }
+    })
+    .await;
+    let mut all: Vec<String> = takers.into_iter().flatten().collect();
     all.sort();
     let mut expected: Vec<String> = (0..40).map(|r| format!("r{r}")).collect();
     expected.sort();
@@ -421,20 +415,14 @@ pub async fn expectations_are_handed_out_once_while_held(store: Store) {
 
 macro_rules! contract_tests {
     ($make:path) => {
+        // The cases, a theme a line: claims, leases, tokens, keys, expectations.
         contract_tests!(@each $make,
-            one_winner_among_64_concurrent_claims,
-            lapsed_lease_makes_the_key_claimable,
-            stale_token_is_refused_and_the_successor_keeps_the_key,
-            complete_after_the_lease_lapsed_is_refused,
-            release_lets_the_next_claim_win,
-            fingerprints_are_reported,
-            renew_extends_the_lease,
-            done_window_expires,
-            forged_token_is_refused,
+            one_winner_among_64_concurrent_claims, fingerprints_are_reported,
+            lapsed_lease_makes_the_key_claimable, complete_after_the_lease_lapsed_is_refused,
+            release_lets_the_next_claim_win, renew_extends_the_lease, done_window_expires,
+            stale_token_is_refused_and_the_successor_keeps_the_key, forged_token_is_refused,
             token_text_form_works_elsewhere,
-            keys_are_independent,
-            bad_input_is_rejected,
-            state_follows_the_key,
+            keys_are_independent, bad_input_is_rejected, state_follows_the_key,
             expectations_are_handed_out_once_while_held,
         );
 

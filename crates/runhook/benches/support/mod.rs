@@ -5,6 +5,8 @@
 // Each bench uses a part of this module.
 #![allow(dead_code)]
 
+pub mod hand_written;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
 
 /// The compact (as Skyvern sends it) form of `testdata/skyvern-run-pretty.json`.
 pub fn compact_body() -> String {
-    let pretty = include_bytes!("../../../../testdata/skyvern-run-pretty.json");
+    let pretty = runhook_testkit::fixture::SKYVERN_RUN_PRETTY;
     String::from_utf8(canonicalize(pretty).unwrap()).unwrap()
 }
 
@@ -43,6 +45,14 @@ pub fn deliveries(template: &str, tag: &str, count: usize) -> Vec<(Bytes, String
             (Bytes::from(body), signature)
         })
         .collect()
+}
+
+/// The client [`load`] sends with: keep-alive, [`CONCURRENCY`] idle connections kept.
+pub fn load_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap()
 }
 
 /// The figures of one round against one server.
@@ -98,6 +108,35 @@ pub async fn load(client: &reqwest::Client, addr: SocketAddr, work: Vec<(Bytes, 
         p50: latencies[latencies.len() / 2],
         p99: latencies[latencies.len() * 99 / 100],
     }
+}
+
+/// Each server's median requests per second, p50 and p99 (in ms) over its `rounds`, printed
+/// as a table whose first column is `width` wide; `names` in the order of `rounds`.
+pub fn summarize<'a>(
+    names: impl Iterator<Item = &'a str>,
+    rounds: Vec<Vec<Round>>,
+    width: usize,
+) -> Vec<(&'a str, f64, f64, f64)> {
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let summary: Vec<(&str, f64, f64, f64)> = names
+        .zip(rounds)
+        .map(|(name, rounds)| {
+            (
+                name,
+                median(rounds.iter().map(|r| r.rps).collect()),
+                median(rounds.iter().map(|r| ms(&r.p50)).collect()),
+                median(rounds.iter().map(|r| ms(&r.p99)).collect()),
+            )
+        })
+        .collect();
+    println!(
+        "{:<width$} {:>10} {:>9} {:>9}",
+        "server", "req/s", "p50 ms", "p99 ms"
+    );
+    for (name, rps, p50, p99) in &summary {
+        println!("{name:<width$} {rps:>10.0} {p50:>9.2} {p99:>9.2}");
+    }
+    summary
 }
 
 /// The median of `values`.

@@ -87,6 +87,17 @@ impl RunApi {
             .insert(run_id.to_string(), answers.into());
     }
 
+    /// Scripts run `run_id` to be reported with each of `statuses` in turn (as
+    /// [`RunApi::script`]: the last one repeats).
+    pub fn script_statuses(&self, run_id: &str, statuses: &[&str]) {
+        let provider = self.state.provider;
+        let answers = statuses
+            .iter()
+            .map(|status| Answer::Run(run_body(provider, run_id, status)))
+            .collect();
+        self.script(run_id, answers);
+    }
+
     /// Every call for `run_id` so far.
     pub fn calls(&self, run_id: &str) -> Vec<Call> {
         let calls = self.state.calls.lock().unwrap();
