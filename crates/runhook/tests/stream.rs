@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 #[path = "handoff_contract/kit.rs"]
 mod kit;
 
-use kit::{body, eventually, fp, signed, unique, KEY, URL};
+use kit::{body, eventually, fp, redis_url, signed, unique, KEY};
 
 const GROUP: &str = "runhook";
 
@@ -65,7 +65,7 @@ impl Env {
         configure: impl FnOnce(RedisStreamQueueBuilder) -> RedisStreamQueueBuilder,
     ) -> RedisStreamQueue {
         let builder = RedisStreamQueue::builder(Provider::Skyvern).stream_key(&self.stream);
-        configure(builder).connect(URL).await.unwrap()
+        configure(builder).connect(&redis_url()).await.unwrap()
     }
 
     /// A receiver on this env's store and `queue`, with a short lease.

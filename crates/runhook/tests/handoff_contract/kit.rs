@@ -1,51 +1,20 @@
-//! What the hand-off tests share: unique names, the Redis check, signed Skyvern deliveries and
-//! waiting for a condition. Also included by `tests/stream.rs`.
+//! What the hand-off tests share beyond the workspace's test kit (unique names and the Redis
+//! check come from `runhook_testkit`): signed Skyvern deliveries and waiting for a condition.
+//! Also included by `tests/stream.rs`.
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use runhook::store::Fingerprint;
 use runhook::verify::sign_skyvern;
 use runhook::Secret;
-
-/// The Redis the tests use.
-pub const URL: &str = "redis://127.0.0.1:6379";
+pub use runhook_testkit::{redis_url, require_redis, unique};
 
 /// The Skyvern signing key of the tests' receivers.
 pub const KEY: &str = "sk_test_handoff";
-
-/// Fails the test unless Redis answers on 127.0.0.1:6379 (a test that cannot run must not
-/// pass), saying how to start one.
-pub fn require_redis() {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    assert!(
-        up,
-        "this test needs Redis on 127.0.0.1:6379 and nothing answers there; start one with:\n  \
-         redis-server --daemonize yes --port 6379 --save \"\" --appendonly no"
-    );
-}
-
-/// A name no other test or run shares.
-pub fn unique(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// A Skyvern run-completed body for `run`.
 pub fn body(run: &str) -> Bytes {
@@ -99,7 +68,7 @@ impl Keys {
     /// A fresh prefix for `test` (failing the test when Redis is missing).
     pub async fn new(test: &str) -> Self {
         require_redis();
-        let raw = redis::Client::open(URL)
+        let raw = redis::Client::open(redis_url())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
@@ -114,7 +83,7 @@ impl Keys {
     pub async fn store(&self) -> runhook::store::RedisStore {
         runhook::store::RedisStore::builder()
             .prefix(format!("{}idem:", self.prefix))
-            .connect(URL)
+            .connect(&redis_url())
             .await
             .unwrap()
     }

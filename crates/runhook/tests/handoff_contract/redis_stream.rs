@@ -10,7 +10,7 @@ use runhook::receiver::BackgroundBuilder;
 use runhook::stream::RedisStreamQueue;
 use runhook::{Handler, Receiver};
 
-use crate::kit::{Keys, URL};
+use crate::kit::{redis_url, Keys};
 use crate::suite::{Backend, Stealing};
 
 pub struct RedisStream {
@@ -34,7 +34,7 @@ impl Backend for RedisStream {
         let keys = Keys::new(test).await;
         let queue = RedisStreamQueue::builder(Provider::Skyvern)
             .stream_key(format!("{}stream", keys.prefix))
-            .connect(URL)
+            .connect(&redis_url())
             .await
             .unwrap();
         Self {
