@@ -33,8 +33,11 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use runhook::payload::{Provider, RunEvent};
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{AnyOf, HeaderToken, InlineReceiver, Outcome, OutcomeKind, PathSecret, Receiver, ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned};
 use runhook::verify::{sign_skyvern, FixedClock};
+use runhook::{
+    AnyOf, HeaderToken, InlineReceiver, Outcome, OutcomeKind, PathSecret, Receiver,
+    ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Unsigned,
+};
 use runhook_fuzz::{hmac_sha256, Message};
 use tokio::runtime::Runtime;
 
@@ -91,46 +94,61 @@ fn routes() -> Vec<(ReceiverBuilder, bool)> {
     );
     vec![
         (
-            Receiver::builder(Provider::Skyvern, SkyvernSignature::new(secret(SKYVERN_KEY)).with_canonical_fallback()),
+            Receiver::builder(
+                Provider::Skyvern,
+                SkyvernSignature::new(secret(SKYVERN_KEY)).with_canonical_fallback(),
+            ),
             true,
         ),
         (
-            Receiver::builder(Provider::TinyFish, Unsigned::accept_without_authentication()),
+            Receiver::builder(
+                Provider::TinyFish,
+                Unsigned::accept_without_authentication(),
+            ),
             true,
         ),
         (Receiver::builder(Provider::WebRun, token()), true),
+        (Receiver::builder(Provider::WebRunAi, token()), true),
         (
-            Receiver::builder(Provider::WebRunAi, token()),
-            true,
-        ),
-        (
-            Receiver::builder(Provider::SmartBrowse, AnyOf::new(vec![
+            Receiver::builder(
+                Provider::SmartBrowse,
+                AnyOf::new(vec![
                     Box::new(PathSecret::last_segment(secret(PATH_SECRET))),
                     Box::new(token()),
                 ])
-                .unwrap(),),
+                .unwrap(),
+            ),
             true,
         ),
         (
-            Receiver::builder(Provider::SmartBrowse, StandardWebhooks::new(Secret::from_standard_webhooks(STANDARD_KEY).unwrap())
-                    .with_clock(FixedClock(STANDARD_NOW)),),
+            Receiver::builder(
+                Provider::SmartBrowse,
+                StandardWebhooks::new(Secret::from_standard_webhooks(STANDARD_KEY).unwrap())
+                    .with_clock(FixedClock(STANDARD_NOW)),
+            ),
             true,
         ),
         (
-            Receiver::builder(Provider::Skyvern, SkyvernSignature::new(secret(SKYVERN_KEY))),
+            Receiver::builder(
+                Provider::Skyvern,
+                SkyvernSignature::new(secret(SKYVERN_KEY)),
+            ),
             false,
         ),
         (
-            Receiver::builder(Provider::TinyFish, Unsigned::accept_without_authentication())
-                .body_limit(512)
-                .store(small_store),
+            Receiver::builder(
+                Provider::TinyFish,
+                Unsigned::accept_without_authentication(),
+            )
+            .body_limit(512)
+            .store(small_store),
             true,
         ),
     ]
 }
 
 fn build((builder, with_handler): (ReceiverBuilder, bool)) -> Route {
-    let builder = builder.workers(2).lease(Duration::from_secs(60));
+    let builder = builder.lease(Duration::from_secs(60));
     if !with_handler {
         return Route::Inline(builder.build_inline().expect("an inline receiver"));
     }
@@ -140,6 +158,7 @@ fn build((builder, with_handler): (ReceiverBuilder, bool)) -> Route {
             let _ = event.result();
             Ok::<(), std::io::Error>(())
         })
+        .workers(2)
         .build()
         .expect("a receiver");
     Route::Background(receiver)
