@@ -77,14 +77,11 @@ macro_rules! route_accessors {
             /// a reset). `content_length` is the request's declared length, if it has a valid
             /// one ([`content_length`](crate::receiver::content_length) reads it). `Err` is
             /// the answer to send, already counted; what is left of `chunks` then is unread.
-            pub async fn read_body<S, E>(
+            pub async fn read_body<E>(
                 &self,
-                chunks: &mut S,
+                chunks: &mut (impl futures_util::Stream<Item = Result<Bytes, E>> + Unpin),
                 content_length: Option<u64>,
-            ) -> Result<Bytes, Outcome>
-            where
-                S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
-            {
+            ) -> Result<Bytes, Outcome> {
                 self.$($field).+.read_body(chunks, content_length).await
             }
 

@@ -154,7 +154,7 @@ impl Pipeline {
         self.check_open(&body).map_err(Stop::Answered)?;
         let verified = (self.authenticate(headers, path, &body).await).map_err(Stop::Answered)?;
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
-        let token = self.claim(headers, &event, in_flight).await?;
+        let token = self.claim(&event, in_flight, headers).await?;
         Ok(Admitted {
             verified,
             event,
@@ -180,9 +180,9 @@ impl Pipeline {
     /// the delivery is answered (a duplicate, an unusable key set aside, the store's refusal).
     async fn claim(
         &self,
-        headers: &(dyn HeaderLookup + Sync),
         event: &RunEvent,
         in_flight: InFlightDuplicates,
+        headers: &(dyn HeaderLookup + Sync),
     ) -> Result<Token, Stop> {
         let probe = probe_of(event);
         let fingerprint = Fingerprint::of(&event.raw_body);
