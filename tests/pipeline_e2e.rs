@@ -1034,24 +1034,26 @@ async fn extractor_style(framework: Framework) {
 /// handlers: genuine → 200 and one call each, wrong credentials → 401, duplicate → 200.
 async fn webrun_and_tinyfish_deliveries(framework: Framework) {
     let calls = Calls::immediate();
-    let webrun = Receiver::builder(
+    let one_worker = |provider, verifier: Box<dyn runhook::Verifier>| {
+        Receiver::builder(provider, verifier)
+            .handler(calls.handler())
+            .workers(1)
+            .retry(fast_retry())
+            .build()
+            .unwrap()
+    };
+    let webrun = one_worker(
         Provider::WebRun,
-        HeaderToken::authorization(Secret::new(WEBRUN_AUTH).unwrap()),
-    )
-    .handler(calls.handler())
-    .workers(1)
-    .retry(fast_retry())
-    .build()
-    .unwrap();
-    let tinyfish = Receiver::builder(
+        Box::new(HeaderToken::authorization(
+            Secret::new(WEBRUN_AUTH).unwrap(),
+        )),
+    );
+    let tinyfish = one_worker(
         Provider::TinyFish,
-        PathSecret::last_segment(Secret::new(TINYFISH_SECRET).unwrap()),
-    )
-    .handler(calls.handler())
-    .workers(1)
-    .retry(fast_retry())
-    .build()
-    .unwrap();
+        Box::new(PathSecret::last_segment(
+            Secret::new(TINYFISH_SECRET).unwrap(),
+        )),
+    );
     let ctx = Ctx::start(
         framework,
         vec![
