@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
 
-use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared};
+use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared, StopSignals};
 use crate::serve::config::{
     Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig, ServeConfigError,
 };
@@ -18,6 +19,9 @@ use crate::serve::runs::RouteRuns;
 
 /// Exit status for a configuration error (or a listener that cannot bind).
 const USAGE: u8 = 2;
+
+/// How long the runtime's own shutdown may take once the drain is over.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// Why `runhook serve` cannot start; each is a configuration error (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +45,9 @@ runhook serve --path /webhooks/skyvern --provider skyvern --secret-env SKYVERN_A
 Many routes from a file: runhook serve --config runhook.toml (see README.md).\n\
 A {secret} segment in a path makes the secret a path secret: --path '/hooks/tinyfish/{secret}'.\n\
 Secrets are read from the environment variables named by --secret-env, never from the command line.\n\
-GET /healthz answers ok; GET /metrics answers Prometheus text. SIGTERM or SIGINT stops accepting, \
-drains the queue and exits 0.\n\
+GET /healthz answers ok; GET /metrics answers Prometheus text. SIGTERM, SIGINT or SIGHUP stops \
+accepting, finishes the requests under way and drains the queue within --drain-timeout (closing \
+slower connections), then exits; a second signal ends the drain at once.\n\
 Exit status: 0 stopped cleanly, 1 stopped with events not processed, 2 configuration error.")]
 pub struct ServeArgs {
     /// A runhook.toml with [[route]] tables (instead of --path/--provider and a handler flag).
@@ -156,7 +161,8 @@ pub struct ServeArgs {
     /// Pause after the first failed attempt, in milliseconds (doubling after each).
     #[arg(long, value_name = "MS")]
     retry_backoff_ms: Option<u64>,
-    /// How long a shutdown waits for the queue to drain, in seconds.
+    /// How long a shutdown waits for the requests under way and the queue, in seconds; past
+    /// it, open connections are closed and what is not processed is dead-lettered.
     #[arg(long, value_name = "SECS")]
     drain_timeout: Option<u64>,
     /// Log format on standard error.
@@ -184,7 +190,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // Connections still open past the drain deadline are closed here, without waiting for
+    // them (nor long for blocking work).
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
 
 /// Structured logs on standard error; `RUST_LOG` filters (default `info`).
@@ -263,11 +273,15 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     Ok(ServeConfig::new(vec![route], handler))
 }
 
-/// Builds the routes, binds, serves until SIGTERM or SIGINT, drains, and reports.
+/// Builds the routes, binds, serves until SIGTERM, SIGINT or SIGHUP, drains, and reports.
 async fn serve(config: ServeConfig) -> ExitCode {
     let routes = match build_routes(&config).await {
         Ok(routes) => routes,
         Err(error) => return fail(&error.to_string()),
+    };
+    let signals = match listen_for_signals() {
+        Ok(signals) => signals,
+        Err(e) => return fail(&format!("cannot listen for stop signals: {e}")),
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
@@ -279,11 +293,10 @@ async fn serve(config: ServeConfig) -> ExitCode {
     }
     tracing::info!(%address, store = %store_label(config.store.as_str()), queue = config.queue.as_str(), "listening");
     println!("listening on http://{address}");
-    let reports =
-        match app::serve_until(listener, routes, stop_signal(), config.drain_timeout()).await {
-            Ok(reports) => reports,
-            Err(e) => return fail(&format!("server error: {e}")),
-        };
+    let reports = match app::serve_until(listener, routes, signals, config.drain_timeout()).await {
+        Ok(reports) => reports,
+        Err(e) => return fail(&format!("server error: {e}")),
+    };
     let mut drained = true;
     for (route, report) in reports {
         if !report.dead_lettered.is_empty() {
@@ -332,27 +345,62 @@ pub(crate) fn store_label(store: &str) -> String {
     }
 }
 
-/// Completes at the first SIGTERM or SIGINT.
-async fn stop_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+/// Counts SIGTERM, SIGINT and SIGHUP from now on (SIGHUP no longer kills the process): the
+/// first begins the shutdown, a second ends the drain at once.
+fn listen_for_signals() -> std::io::Result<StopSignals> {
+    let (count, signals) = StopSignals::new();
+    let mut incoming = Incoming::new()?;
+    tokio::spawn(async move {
+        while let Some(name) = incoming.next().await {
+            count.send_modify(|seen| *seen += 1);
+            if *count.borrow() == 1 {
+                tracing::info!(signal = name, "stop signal: no longer accepting; draining the queue (a second signal ends the drain)");
+            } else {
+                tracing::warn!(signal = name, "second stop signal: ending the drain now");
             }
         }
+    });
+    Ok(signals)
+}
+
+/// The stop signals this platform has.
+struct Incoming {
+    #[cfg(unix)]
+    unix: [(tokio::signal::unix::Signal, &'static str); 3],
+}
+
+impl Incoming {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                unix: [
+                    (signal(SignalKind::terminate())?, "SIGTERM"),
+                    (signal(SignalKind::interrupt())?, "SIGINT"),
+                    (signal(SignalKind::hangup())?, "SIGHUP"),
+                ],
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("stop signal: no longer accepting; draining the queue");
+
+    /// The name of the next signal (`None`: no more can come).
+    async fn next(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        {
+            let [(term, _), (int, _), (hup, _)] = &mut self.unix;
+            tokio::select! {
+                Some(()) = term.recv() => Some("SIGTERM"),
+                Some(()) = int.recv() => Some("SIGINT"),
+                Some(()) = hup.recv() => Some("SIGHUP"),
+                else => None,
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await.ok().map(|()| "Ctrl-C")
+    }
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -1,7 +1,7 @@
 //! The HTTP side of `runhook serve` (and of `runhook demo`): one POST route per receiver,
 //! `GET /healthz` and `GET /metrics`, and an orderly shutdown.
 
-use std::future::Future;
+use std::future::IntoFuture as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use runhook::retry::RetryPolicy;
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
 use runhook::stream::{RedisStreamQueue, StreamError};
 use runhook::{BuildError, Handler, Receiver, ShutdownReport, Verifier};
+use tokio::sync::{oneshot, watch};
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
@@ -279,20 +280,97 @@ pub fn render_metrics(routes: &[ServedRoute]) -> String {
     metrics::render(&numbers)
 }
 
-/// Serves `routes` on `listener` until `shutdown` completes, then stops accepting, finishes
-/// the requests under way, and lets each route drain its queue for at most `drain`.
+/// How a server is told to stop: each stop signal counts one. The first begins the shutdown
+/// (stop accepting, finish the requests under way, drain the queues); a second ends it at once.
+/// Cheap to clone; a server whose [`StopSender`] is dropped stops as if signalled twice.
+#[derive(Clone)]
+pub struct StopSignals(watch::Receiver<u32>);
+
+/// Counts the stop signals of one [`StopSignals`].
+pub type StopSender = watch::Sender<u32>;
+
+impl StopSignals {
+    /// No signal yet, and the sender that counts them.
+    pub fn new() -> (StopSender, Self) {
+        let (sender, receiver) = watch::channel(0);
+        (sender, Self(receiver))
+    }
+
+    /// Completes once `count` signals have come (or the sender is gone).
+    async fn reached(&self, count: u32) {
+        let mut receiver = self.0.clone();
+        let _ = receiver.wait_for(|seen| *seen >= count).await;
+    }
+
+    /// Completes at the first signal.
+    pub async fn first(&self) {
+        self.reached(1).await;
+    }
+
+    /// Completes at the second signal: stop waiting, the drain is over.
+    pub async fn second(&self) {
+        self.reached(2).await;
+    }
+}
+
+/// Serves `routes` on `listener` until the first of `signals`, then stops accepting, lets the
+/// requests under way finish and each route drain its queue, all within `drain` of the signal.
+/// Connections still open at that deadline (slow or stalled clients) are dropped; what a
+/// route has not processed by then is dead-lettered or left pending (see
+/// [`Receiver::shutdown`]). A second signal brings that deadline forward to now.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     routes: Arc<[ServedRoute]>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    signals: StopSignals,
     drain: Duration,
 ) -> std::io::Result<Vec<(String, ShutdownReport)>> {
-    axum::serve(listener, router(routes.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    let mut reports = Vec::with_capacity(routes.len());
-    for route in routes.iter() {
-        reports.push((route.path.clone(), route.receiver.shutdown(drain).await));
+    let (began, began_at) = oneshot::channel::<tokio::time::Instant>();
+    let first = signals.clone();
+    let stop = async move {
+        first.first().await;
+        let _ = began.send(tokio::time::Instant::now());
+    };
+    let serving = axum::serve(listener, router(routes.clone()))
+        .with_graceful_shutdown(stop)
+        .into_future();
+    let mut serving = Box::pin(serving);
+    // Whether the server is still waiting for connections once the shutdown has begun.
+    let (ends, waiting) = tokio::select! {
+        result = &mut serving => {
+            result?;
+            (tokio::time::Instant::now() + drain, false)
+        }
+        Ok(at) = began_at => (at + drain, true),
+    };
+    if waiting {
+        tokio::select! {
+            result = &mut serving => result?,
+            () = tokio::time::sleep_until(ends) => {
+                tracing::warn!("drain deadline reached with connections still open: closing them");
+            }
+            () = signals.second() => {
+                tracing::warn!("second stop signal: closing the connections still open");
+            }
+        }
     }
-    Ok(reports)
+    // Dropping the server stops waiting for its connections; those still open are closed
+    // when the runtime stops.
+    drop(serving);
+    Ok(drain_routes(&routes, ends, &signals).await)
+}
+
+/// Each route's queue drained until `ends` (or the second signal), one route after another
+/// (their workers all run meanwhile).
+async fn drain_routes(
+    routes: &[ServedRoute],
+    ends: tokio::time::Instant,
+    signals: &StopSignals,
+) -> Vec<(String, ShutdownReport)> {
+    let mut reports = Vec::with_capacity(routes.len());
+    for route in routes {
+        let left = ends.saturating_duration_since(tokio::time::Instant::now());
+        let report = route.receiver.shutdown_or(left, signals.second()).await;
+        reports.push((route.path.clone(), report));
+    }
+    reports
 }

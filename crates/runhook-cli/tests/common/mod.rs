@@ -42,20 +42,32 @@ impl Started {
 
     /// Sends SIGTERM, then waits at most `limit` for the exit.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        self.signal("TERM");
+        match self.wait_exit(limit) {
+            Some(status) => status,
+            None => panic!("serve did not exit within {limit:?}"),
+        }
+    }
+
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`...) with `kill`.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Its exit status, when it exits within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                return Some(status);
             }
-            assert!(
-                started.elapsed() < limit,
-                "serve did not exit within {limit:?}"
-            );
+            if started.elapsed() >= limit {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::contract::{GivenBack, Refused, ShutdownReport};
-use super::Job;
+use super::{DrainEnd, Job};
 use crate::dead_letter::DeadLetterReason;
 use crate::worker::{dead_letter_job, run_job, Settled, WorkerContext};
 
@@ -52,18 +52,18 @@ impl MemoryQueue {
     /// stops them, and dead-letters every job not processed (those still queued and those
     /// whose handler was still running), with its body, then releases its claim so that a
     /// retry or a redrive can win.
-    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+    pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
         // Closed: nothing new is queued, and the workers stop once the queue is empty.
         self.sender.close();
         let mut handles: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        let drained = tokio::time::timeout(deadline, async {
-            for handle in handles.iter_mut() {
-                let _ = handle.await;
-            }
-        })
-        .await
-        .is_ok();
+        let drained = end
+            .run(async {
+                for handle in handles.iter_mut() {
+                    let _ = handle.await;
+                }
+            })
+            .await;
         let mut report = ShutdownReport::default();
         if drained {
             return report;

@@ -7,9 +7,12 @@ pub(crate) mod contract;
 pub(crate) mod job;
 pub(crate) mod memory;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use runhook_store::IdempotencyStore;
+use tokio::time::Instant;
 
 #[cfg(feature = "redis")]
 use crate::stream::StreamWorkers;
@@ -93,11 +96,44 @@ impl HandOff {
 
     /// Stops taking jobs, lets the workers finish until `deadline`, and reports what was not
     /// processed (dead-lettered, or left pending in the stream).
-    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+    /// The drain also ends when `end` says so.
+    pub async fn shutdown(&self, end: DrainEnd<'_>) -> ShutdownReport {
         match self {
-            HandOff::Memory(queue) => queue.shutdown(deadline).await,
+            HandOff::Memory(queue) => queue.shutdown(end).await,
             #[cfg(feature = "redis")]
-            HandOff::Stream(stream) => stream.shutdown(deadline).await,
+            HandOff::Stream(stream) => stream.shutdown(end).await,
         }
+    }
+}
+
+/// When a shutdown's drain ends: at a deadline, or sooner when the caller cuts it short.
+pub(crate) struct DrainEnd<'a> {
+    ends: Instant,
+    cut: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+}
+
+impl<'a> DrainEnd<'a> {
+    /// `deadline` from now, or when `cut` completes, whichever comes first.
+    pub(crate) fn new(deadline: Duration, cut: impl Future<Output = ()> + Send + 'a) -> Self {
+        Self {
+            ends: Instant::now() + deadline,
+            cut: Box::pin(cut),
+        }
+    }
+
+    /// Runs `work` until it completes (`true`) or the drain ends (`false`).
+    pub(crate) async fn run<F: Future>(&mut self, work: F) -> bool {
+        let cut = tokio::select! {
+            biased;
+            _ = work => return true,
+            () = tokio::time::sleep_until(self.ends) => false,
+            () = &mut self.cut => true,
+        };
+        if cut {
+            // Cut: the drain has ended for every later step too (and `cut` is done).
+            self.ends = Instant::now();
+            self.cut = Box::pin(std::future::pending());
+        }
+        false
     }
 }

@@ -14,6 +14,7 @@ mod outcome;
 mod pipeline;
 mod summary;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -43,7 +44,7 @@ use pipeline::{Admitted, Auth, Stop};
 
 use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
-use crate::handoff::{Duplicate, HandOff, Job};
+use crate::handoff::{DrainEnd, Duplicate, HandOff, Job};
 use crate::runs::{Submit, Submitted};
 use crate::stats::{Counters, Stats};
 use runhook_core::payload::RunEvent;
@@ -320,9 +321,21 @@ impl Receiver {
     /// Stops accepting (new deliveries get 503), lets the workers drain the queue for at most
     /// `deadline`, and reports what was not processed.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.shutdown_or(deadline, std::future::pending()).await
+    }
+
+    /// [`Receiver::shutdown`], whose drain also ends as soon as `cut` completes (a second
+    /// stop signal, say): what was not processed then is reported, dead-lettered or left
+    /// pending, exactly as past the deadline.
+    pub async fn shutdown_or(
+        &self,
+        deadline: Duration,
+        cut: impl Future<Output = ()> + Send,
+    ) -> ShutdownReport {
         let pipeline = &self.inner.pipeline;
         pipeline.shutting_down.store(true, Ordering::Release);
-        self.inner.hand_off.shutdown(deadline).await
+        let end = DrainEnd::new(deadline, cut);
+        self.inner.hand_off.shutdown(end).await
     }
 }
 

@@ -8,14 +8,13 @@ use std::time::Duration;
 use runhook_core::payload::EventSource;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
 
 use super::entry::NewEntry;
 use super::queue::{AddRefused, RedisStreamQueue};
 use super::reader::Reader;
 use super::shared::{lock, Shared};
 use crate::handoff::Duplicate;
-use crate::handoff::{GivenBack, Job, Refused, ShutdownReport};
+use crate::handoff::{DrainEnd, GivenBack, Job, Refused, ShutdownReport};
 use crate::worker::WorkerContext;
 
 /// The reader and workers of one receiver on its stream.
@@ -120,23 +119,21 @@ impl StreamWorkers {
 
     /// Stops the reader, lets running handlers finish until `deadline`, then stops them and
     /// releases their claims; their entries stay pending for another instance.
-    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        let ends = Instant::now() + deadline;
+    pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
         let sh = &self.shared;
         sh.stop.store(true, Ordering::Release);
         sh.stopped.notify_one();
         let reader = lock(&self.reader).take();
         if let Some(mut reader) = reader {
-            if tokio::time::timeout_at(ends, &mut reader).await.is_err() {
+            if !end.run(&mut reader).await {
                 reader.abort();
                 let _ = reader.await;
             }
         }
         let mut tasks = std::mem::take(&mut *lock(&sh.tasks));
-        let drained =
-            tokio::time::timeout_at(ends, async { while tasks.join_next().await.is_some() {} })
-                .await
-                .is_ok();
+        let drained = end
+            .run(async { while tasks.join_next().await.is_some() {} })
+            .await;
         let mut report = ShutdownReport::default();
         if !drained {
             tasks.abort_all();

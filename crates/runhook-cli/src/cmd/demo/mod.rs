@@ -111,7 +111,7 @@ struct Played {
 
 /// The demo's server, running until `stop` is sent.
 struct Server {
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: app::StopSender,
     task: JoinHandle<std::io::Result<Vec<(String, ShutdownReport)>>>,
 }
 
@@ -204,13 +204,11 @@ fn introduce(base: &str, api_base: &str, routes: &[ServedRoute]) {
 
 /// Serves `routes` on `listener` in the background.
 fn serve(listener: TcpListener, routes: Arc<[ServedRoute]>) -> Server {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, signals) = app::StopSignals::new();
     let task = tokio::spawn(app::serve_until(
         listener,
         routes,
-        async {
-            let _ = stopped.await;
-        },
+        signals,
         Duration::from_secs(5),
     ));
     Server { stop, task }
@@ -218,7 +216,7 @@ fn serve(listener: TcpListener, routes: Arc<[ServedRoute]>) -> Server {
 
 /// Stops `server`; the runs its routes did not process before their drain deadline.
 async fn stop(server: Server) -> Result<Vec<String>, DemoError> {
-    let _ = server.stop.send(());
+    let _ = server.stop.send(1);
     let reports = server.task.await?.map_err(DemoError::Server)?;
     Ok(reports
         .into_iter()
