@@ -432,6 +432,17 @@ pub async fn a_redriven_dead_letter_is_processed_once<B: Backend>(test: &str) {
 pub async fn a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing<B: Backend>(
     test: &str,
 ) {
+    shutdown_reports_the_rest_and_loses_nothing::<B>(test, false).await;
+}
+
+/// A shutdown cut short (`shutdown_or`, a second stop signal say) long before its deadline
+/// ends at once, exactly as one past its deadline.
+pub async fn a_shutdown_cut_short_reports_the_rest_and_loses_nothing<B: Backend>(test: &str) {
+    shutdown_reports_the_rest_and_loses_nothing::<B>(test, true).await;
+}
+
+/// The shutdown ends 200 ms in: at its deadline, or `cut` short of a 60 s one.
+async fn shutdown_reports_the_rest_and_loses_nothing<B: Backend>(test: &str, cut: bool) {
     let probe = Probe::gated();
     let settings = Settings {
         workers: 1,
@@ -446,7 +457,18 @@ pub async fn a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing<B: 
         probe.entered() == 1
     })
     .await;
-    let report = receiver.shutdown(Duration::from_millis(200)).await;
+    let began = std::time::Instant::now();
+    let report = if cut {
+        let second = tokio::time::sleep(Duration::from_millis(200));
+        receiver.shutdown_or(Duration::from_secs(60), second).await
+    } else {
+        receiver.shutdown(Duration::from_millis(200)).await
+    };
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
     assert!(report.lost.is_empty(), "{report:?}");
     assert!(!report.drained());
     assert!(probe.calls().is_empty());
@@ -638,6 +660,7 @@ macro_rules! handoff_contract_tests {
             a_failing_run_is_dead_lettered_after_its_attempts,
             a_redriven_dead_letter_is_processed_once,
             a_shutdown_past_its_deadline_reports_the_rest_and_loses_nothing,
+            a_shutdown_cut_short_reports_the_rest_and_loses_nothing,
             a_full_backlog_answers_503_and_never_drops_an_acknowledged_run,
             a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter_is_kept,
         );
