@@ -59,8 +59,10 @@ impl MemoryQueue {
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         let drained = end
             .run(async {
-                for handle in handles.iter_mut() {
+                // A finished worker leaves the list: its handle must not be awaited again below.
+                while let Some(handle) = handles.last_mut() {
                     let _ = handle.await;
+                    handles.pop();
                 }
             })
             .await;
