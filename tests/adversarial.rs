@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use runhook::payload::{Provider, ProviderPayload, RunEvent};
 use runhook::receiver::DEFAULT_BODY_READ_TIMEOUT;
 use runhook::store::{IdempotencyStore, MemoryStore};
-use runhook::{Receiver, ReceiverBuilder, Secret, SkyvernSignature};
+use runhook::verify::{Delivery, FixedClock, StandardWebhooksPublicKey};
+use runhook::{
+    Receiver, ReceiverBuilder, Secret, SkyvernSignature, StandardWebhooks, Verifier as _,
+};
 use serde_json::Value;
 use support::answers::*;
 use support::*;
@@ -445,6 +448,148 @@ async fn header_flood_is_refused(framework: Framework) {
     still_serves(&client, &server, &calls, "tsk_after_headers").await;
 }
 
+/// A Standard Webhooks public key and its signature of [`SW_ID`]`.`[`SW_TS`]`.`[`SW_BODY`]
+/// (the core crate's `v1a` vectors, made with Python's `cryptography` outside this repository).
+const SW_PUBLIC_KEY: &str = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+const SW_SIGNATURE: &str =
+    "v1a,yoUrgEkc12aGqm0n4Sydmdz55xJfTz4AsAgieHFjmkR7LJtqVCZOQYzvvHjI5kAey+r4iaBGxTFRrl2iBQxtDQ==";
+const SW_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+const SW_TS: i64 = 1_614_265_330;
+const SW_BODY: &[u8] = br#"{"test": 2432232314}"#;
+/// A `v1a` entry nobody signed that passes every check before the hash, so that checking it
+/// costs a hash of the whole body: `R` is the ed25519 base point (`0x58, 0x66 × 31`), `s` is 0.
+const CRAFTED_V1A: &str =
+    "v1a,WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmYAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+/// The bound the issue sets on answering the 4 000-entry request is 50 ms; on a shared 2-core
+/// machine running unoptimized code a test asserts a generous 1 s, still far below the
+/// thousands of body hashes the request would cost unbounded (checked below).
+const FLOOD_BOUND: Duration = Duration::from_secs(1);
+
+/// The Standard Webhooks headers for `signature`.
+fn standard_webhooks_headers(signature: &str) -> [(&'static str, String); 4] {
+    [
+        ("content-type", "application/json".into()),
+        ("webhook-id", SW_ID.into()),
+        ("webhook-timestamp", SW_TS.to_string()),
+        ("webhook-signature", signature.into()),
+    ]
+}
+
+/// One request with 4 000 crafted `v1a` entries on a 2 MiB body, against an SDK receiver
+/// holding a `whpk_` key (`serve` offers no Standard Webhooks route): answered 401 at once,
+/// without checking any entry, because a header may carry at most
+/// `StandardWebhooks::MAX_SIGNATURE_ENTRIES`. Unbounded, each entry would hash the 2 MiB body.
+/// A genuine entry behind `MAX_SIGNATURE_ENTRIES - 1` crafted ones is still accepted.
+async fn crafted_v1a_entries_are_refused_without_checking(framework: Framework) {
+    let verifier = StandardWebhooks::from_public_keys(
+        StandardWebhooksPublicKey::from_standard_webhooks(SW_PUBLIC_KEY).unwrap(),
+    )
+    .with_clock(FixedClock(SW_TS));
+    let calls = Calls::new(true);
+    // SmartBrowse is the platform that may sign with Standard Webhooks; the provider only
+    // matters to what follows authentication.
+    let receiver = Receiver::builder(Provider::SmartBrowse, verifier.clone())
+        .body_limit(4 * 1024 * 1024)
+        .handler(calls.handler())
+        .workers(1)
+        .build()
+        .unwrap();
+    let server = serve(framework, receiver.clone()).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    let body = {
+        let mut body = br#"{"run_id":"tsk_forged","output":""#.to_vec();
+        body.resize(2 * 1024 * 1024 - 2, b'x');
+        body.extend_from_slice(b"\"}");
+        body
+    };
+    assert_eq!(body.len(), 2 * 1024 * 1024);
+
+    // What one check of a crafted entry costs here, in process: the whole body hashed.
+    let one_check = {
+        let headers = standard_webhooks_headers(CRAFTED_V1A);
+        let mut times: Vec<Duration> = (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                let err = verifier
+                    .verify(&Delivery::new(&headers, &body))
+                    .unwrap_err();
+                let elapsed = start.elapsed();
+                assert!(err.to_string().contains("does not match"), "{err}");
+                elapsed
+            })
+            .collect();
+        times.sort();
+        times[1]
+    };
+    // The bound asserted below separates the two outcomes by far: 4 000 checks cost many
+    // times more than it.
+    assert!(
+        one_check * 4_000 > FLOOD_BOUND * 10,
+        "one check of a 2 MiB body took {one_check:?}"
+    );
+
+    let post_flood = |entries: usize| {
+        let headers = standard_webhooks_headers(&vec![CRAFTED_V1A; entries].join(" "));
+        let (client, url, body) = (client.clone(), server.url(ROUTE), body.clone());
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            let start = Instant::now();
+            let reply = support::post(&client, &url, &headers, body).await;
+            (reply, start.elapsed())
+        }
+    };
+    // axum takes 4 000 entries (about 360 KB, within hyper's header buffer). actix-web refuses
+    // a header block past 32 KiB itself (431), which still leaves room for some 300 entries.
+    let counts: &[usize] = match framework {
+        Framework::Axum => &[4_000, 300],
+        Framework::Actix => {
+            let (reply, _) = post_flood(4_000).await;
+            assert_eq!(reply.status, 431, "{reply:?}");
+            &[300]
+        }
+    };
+    for &entries in counts {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let (reply, elapsed) = post_flood(entries).await;
+            times.push(elapsed);
+            assert_eq!(reply.status, 401, "{reply:?}");
+            assert!(reply.text.contains("more than 8 signatures"), "{reply:?}");
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        eprintln!(
+            "{framework:?}: {entries} crafted v1a entries on a 2 MiB body answered in \
+             {median:?} (median of {}; all {times:?}); one check of such an entry takes \
+             {one_check:?}",
+            times.len()
+        );
+        assert!(
+            median < FLOOD_BOUND,
+            "{entries} entries: median {median:?} (all {times:?}); one check takes {one_check:?}"
+        );
+    }
+    assert_eq!(
+        receiver.stats().rejected_unauthorized,
+        5 * counts.len() as u64
+    );
+
+    // At the bound, a genuine entry behind crafted ones is found and accepted (a body that is
+    // not a SmartBrowse payload: kept for review).
+    let mut entries = vec![CRAFTED_V1A; StandardWebhooks::MAX_SIGNATURE_ENTRIES - 1];
+    entries.push(SW_SIGNATURE);
+    let headers = standard_webhooks_headers(&entries.join(" "));
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    support::post(&client, &server.url(ROUTE), &headers, SW_BODY.to_vec())
+        .await
+        .assert(202, FOR_REVIEW);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Declares each scenario as one test per framework: `axum_server::NAME`, `actix_server::NAME`.
@@ -476,4 +621,5 @@ for_both_frameworks!(
     trickled_body_times_out,
     run_id_flood_keeps_the_store_bounded,
     header_flood_is_refused,
+    crafted_v1a_entries_are_refused_without_checking,
 );

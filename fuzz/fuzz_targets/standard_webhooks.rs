@@ -9,9 +9,10 @@
 //! checked beside `v1` ones.
 //!
 //! Checked: no panic; every rejection is a 401; a correct signature in the list is never a
-//! mismatch; an acceptance is backed by a list entry equal to an independently computed HMAC
-//! of `id.timestamp.body` under the reported key, with the timestamp within the tolerance and
-//! the id reported.
+//! mismatch; a list refused as too long holds more than `MAX_SIGNATURE_ENTRIES` `v1`/`v1a`
+//! entries, and an accepted one never does; an acceptance is backed by a list entry equal to
+//! an independently computed HMAC of `id.timestamp.body` under the reported key, with the
+//! timestamp within the tolerance and the id reported.
 #![no_main]
 
 use std::time::Duration;
@@ -82,11 +83,23 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // How many v1/v1a entries the list holds (when it was sent once).
+    let signatures = message.single("webhook-signature").map(|list| {
+        list.split(|&b| b == b' ')
+            .filter(|entry| entry.starts_with(b"v1,") || entry.starts_with(b"v1a,"))
+            .count()
+    });
+    let too_many = signatures.is_some_and(|n| n > StandardWebhooks::MAX_SIGNATURE_ENTRIES);
+
     let delivery = Delivery::new(&message.headers, &message.body).with_path(&message.path);
     match scheme.verify(&delivery) {
         Err(err) => {
             assert_eq!(err.status(), 401);
             let _ = err.to_string();
+            if let AuthError::TooManySignatures { max, .. } = err {
+                assert_eq!(max, StandardWebhooks::MAX_SIGNATURE_ENTRIES);
+                assert!(too_many, "refused as too long with {signatures:?} entries");
+            }
             assert!(
                 !(self_signed && matches!(err, AuthError::SignatureMismatch { .. })),
                 "a correctly signed delivery was a mismatch"
@@ -128,6 +141,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             };
             assert!(backed, "forgery accepted");
+            assert!(!too_many, "accepted with {signatures:?} entries");
             assert_eq!(verified.message_id.as_deref().map(str::as_bytes), Some(id));
             match verified.timestamp {
                 TimestampCheck::WithinTolerance {

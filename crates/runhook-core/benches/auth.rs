@@ -1,6 +1,9 @@
 //! Verification cost per delivery on the realistic Skyvern body (`testdata/`), side by side
 //! with the hand-rolled check runhook replaces (hex-encode the HMAC, then `==` on strings).
 //!
+//! Also what a forged Standard Webhooks `v1a` list costs on a 2 MiB body: one crafted entry
+//! (one ed25519 check, which hashes the whole body) and 4 000 of them (refused unchecked).
+//!
 //! Run: `cargo bench -p runhook-core --bench auth`
 
 use std::hint::black_box;
@@ -9,8 +12,9 @@ use criterion::measurement::{Measurement, WallTime};
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkGroup, Criterion, Throughput};
 use hmac::{Hmac, Mac as _};
 use runhook_core::{
-    sign_skyvern, sign_standard_webhooks, Delivery, FixedClock, HeaderLookup, HeaderToken, Secret,
-    Secrets, SkyvernSignature, StandardWebhooks, Verifier,
+    sign_skyvern, sign_standard_webhooks, AuthError, Delivery, FixedClock, HeaderLookup,
+    HeaderToken, Secret, Secrets, SkyvernSignature, StandardWebhooks, StandardWebhooksPublicKey,
+    Verifier,
 };
 use sha2::Sha256;
 
@@ -98,5 +102,39 @@ fn others(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, skyvern, others);
+/// A `v1a` entry nobody signed that passes every check before the hash: `R` is the ed25519
+/// base point, `s` is 0.
+const CRAFTED_V1A: &str =
+    "v1a,WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmYAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+
+fn v1a_flood(c: &mut Criterion) {
+    let key = StandardWebhooksPublicKey::from_standard_webhooks(
+        "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=",
+    )
+    .unwrap();
+    let scheme = StandardWebhooks::from_public_keys(key).with_clock(FixedClock(1_700_000_000));
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let mut group = c.benchmark_group("standard_webhooks_v1a_forged_2mib");
+    for entries in [1, 4_000] {
+        let headers = [
+            ("webhook-id", "msg_1".to_string()),
+            ("webhook-timestamp", "1700000000".to_string()),
+            ("webhook-signature", vec![CRAFTED_V1A; entries].join(" ")),
+        ];
+        group.bench_function(format!("{entries}_entries"), |b| {
+            b.iter(|| {
+                let err = scheme
+                    .verify(black_box(&Delivery::new(&headers, &body)))
+                    .unwrap_err();
+                assert_eq!(
+                    matches!(err, AuthError::TooManySignatures { .. }),
+                    entries > StandardWebhooks::MAX_SIGNATURE_ENTRIES
+                );
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, skyvern, others, v1a_flood);
 criterion_main!(benches);

@@ -44,6 +44,15 @@ pub enum AuthError {
         /// The scheme that checked it.
         scheme: SchemeKind,
     },
+    /// A header carries more signatures than the scheme considers: refused before any of them
+    /// is checked, so that a forged request cannot buy one verification per entry.
+    #[error("header `{name}` carries more than {max} signatures")]
+    TooManySignatures {
+        /// The header's name, lowercase.
+        name: Cow<'static, str>,
+        /// How many signatures the scheme considers at most.
+        max: usize,
+    },
     /// The token header was present but matches none of the accepted tokens.
     #[error("header `{name}` does not match any accepted token")]
     TokenMismatch {

@@ -55,6 +55,11 @@ const SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("webhook-signature");
 /// ([`StandardWebhooks::from_public_keys`]) or both ([`StandardWebhooks::and_public_keys`]);
 /// any entry of a kind it holds a key for that verifies accepts the delivery, and entries of
 /// other kinds or versions are skipped.
+///
+/// A header with more than [`StandardWebhooks::MAX_SIGNATURE_ENTRIES`] `v1` and `v1a` entries
+/// in all is refused with [`AuthError::TooManySignatures`] before any entry is checked: each
+/// `v1a` check hashes the whole body (an ed25519 signature covers its own `R` first), so
+/// without the bound one forged request could buy thousands of body hashes.
 #[derive(Clone)]
 pub struct StandardWebhooks {
     keys: StandardWebhooksKeys,
@@ -67,6 +72,10 @@ impl StandardWebhooks {
     pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
     /// The header carrying the signatures.
     pub const SIGNATURE_HEADER_NAME: &'static str = "webhook-signature";
+    /// How many `v1` and `v1a` entries, together, one `webhook-signature` header may carry: a
+    /// sender signs once per active key, a handful during a key rotation. A header with more
+    /// is refused without checking any of them.
+    pub const MAX_SIGNATURE_ENTRIES: usize = 8;
 
     /// Accepts `v1` signatures made with any of `keys`.
     pub fn new(keys: impl Into<Secrets>) -> Self {
@@ -163,12 +172,25 @@ struct Entries {
 }
 
 impl Entries {
-    fn read(value: &str, keys: &StandardWebhooksKeys) -> Self {
+    /// The entries of `value`, or [`AuthError::TooManySignatures`] when it holds more than
+    /// `max` `v1` and `v1a` entries (whether or not this verifier holds keys of their kind,
+    /// and whether or not they decode): found before anything is checked.
+    fn read(value: &str, keys: &StandardWebhooksKeys, max: usize) -> Result<Self, AuthError> {
         let mut entries = Entries::default();
+        let mut signatures = 0usize;
         for entry in value.split(' ') {
             let Some((version, encoded)) = entry.split_once(',') else {
                 continue;
             };
+            if matches!(version, "v1" | "v1a") {
+                signatures += 1;
+                if signatures > max {
+                    return Err(AuthError::TooManySignatures {
+                        name: SIGNATURE_HEADER,
+                        max,
+                    });
+                }
+            }
             match version {
                 "v1" if keys.symmetric().is_some() => {
                     if let Some(mac) = decode::<32>(encoded) {
@@ -183,7 +205,7 @@ impl Entries {
                 _ => {}
             }
         }
-        entries
+        Ok(entries)
     }
 
     fn is_empty(&self) -> bool {
@@ -223,7 +245,8 @@ impl Verifier for StandardWebhooks {
         let entries = Entries::read(
             required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?,
             &self.keys,
-        );
+            Self::MAX_SIGNATURE_ENTRIES,
+        )?;
         if entries.is_empty() {
             return Err(AuthError::MalformedHeader {
                 name: SIGNATURE_HEADER,
@@ -247,9 +270,16 @@ impl Verifier for StandardWebhooks {
                 any
             })
         });
-        // Public keys and signatures are not secret: no need for constant time here.
+        // Public keys and signatures are not secret: no need for constant time here. The
+        // signed content is built once; each check still hashes it whole (ed25519 hashes its
+        // `R` before the message, so no prefix of the hash can be shared between entries),
+        // which the entry bound above keeps to a handful per request.
         let by_public_key = || {
             let public = self.keys.public()?;
+            if entries.v1a.is_empty() {
+                return None;
+            }
+            let content = signed_content(id, timestamp_text, delivery.body);
             let offset = symmetric.map_or(0, Secrets::len);
             public
                 .iter()
@@ -257,7 +287,7 @@ impl Verifier for StandardWebhooks {
                     entries
                         .v1a
                         .iter()
-                        .any(|signature| key.verifies(id, timestamp_text, delivery.body, signature))
+                        .any(|signature| key.verifies(&content, signature))
                 })
                 .map(|i| offset + i)
         };
@@ -278,6 +308,17 @@ impl Verifier for StandardWebhooks {
     fn schemes(&self) -> Vec<SchemeKind> {
         vec![SchemeKind::StandardWebhooks]
     }
+}
+
+/// `{id}.{timestamp}.{body}`, the bytes a `v1a` signature covers.
+fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
 }
 
 fn mac(key: &Secret, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {

@@ -107,3 +107,95 @@ fn public_keys_are_read_strictly_and_shown() {
     assert!(format!("{:?}", key(PUBLIC)).contains(&PUBLIC[5..]));
     assert!(PublicKeys::new([]).is_err());
 }
+
+/// A `v1a` entry no key made, yet one that passes every check before the hash: `R` is the
+/// ed25519 base point (canonical, not of small order) and `s` is 0 (canonical).
+fn crafted_entry() -> String {
+    let mut bytes = [0u8; 64];
+    bytes[0] = 0x58;
+    bytes[1..32].fill(0x66);
+    format!(
+        "v1a,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// `count` crafted entries, then `last` if any, space-separated.
+fn crafted_list(count: usize, last: Option<&str>) -> String {
+    let mut entries = vec![crafted_entry(); count];
+    entries.extend(last.map(str::to_string));
+    entries.join(" ")
+}
+
+#[test]
+fn the_crafted_entry_is_well_formed_and_refused() {
+    assert!(matches!(
+        verify(&public_only(PUBLIC), &crafted_entry(), BODY),
+        Err(AuthError::SignatureMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_header_at_the_entry_bound_is_checked_whole() {
+    let max = StandardWebhooks::MAX_SIGNATURE_ENTRIES;
+    assert_eq!(max, 8);
+    // The genuine entry last, behind max - 1 crafted ones.
+    let list = crafted_list(max - 1, Some(SIGNATURE));
+    let verified = verify(&public_only(PUBLIC), &list, BODY).unwrap();
+    assert_eq!(verified.key_index, Some(0));
+    // Mixed kinds count together: max - 1 v1 entries and the genuine v1a one.
+    let secret = Secret::from_standard_webhooks(SECRET).unwrap();
+    let v1 = sign_standard_webhooks(&secret, ID, TS, b"another body");
+    let mut mixed = vec![v1; max - 1];
+    mixed.push(SIGNATURE.to_string());
+    let both = StandardWebhooks::new(secret)
+        .and_public_keys(key(PUBLIC))
+        .with_clock(FixedClock(TS));
+    assert!(verify(&both, &mixed.join(" "), BODY).is_ok());
+    // Entries of other versions, and text without a comma, do not count.
+    let padded = format!("{} v2,zzz junk {list}", "v9,abc ".repeat(50));
+    assert!(verify(&public_only(PUBLIC), &padded, BODY).is_ok());
+}
+
+#[test]
+fn a_header_past_the_entry_bound_is_refused_before_any_check() {
+    let max = StandardWebhooks::MAX_SIGNATURE_ENTRIES;
+    let too_many = AuthError::TooManySignatures {
+        name: "webhook-signature".into(),
+        max,
+    };
+    // The genuine entry first: had any entry been checked, the delivery would be accepted.
+    let mut list = vec![SIGNATURE.to_string()];
+    list.extend(vec![crafted_entry(); max]);
+    assert_eq!(
+        verify(&public_only(PUBLIC), &list.join(" "), BODY).unwrap_err(),
+        too_many
+    );
+    // The same with a genuine v1 entry first, beside v1a ones, on a verifier holding both.
+    let secret = Secret::from_standard_webhooks(SECRET).unwrap();
+    let v1 = sign_standard_webhooks(&secret, ID, TS, BODY);
+    let both = StandardWebhooks::new(secret.clone())
+        .and_public_keys(key(PUBLIC))
+        .with_clock(FixedClock(TS));
+    let mixed = format!("{v1} {}", crafted_list(max, None));
+    assert_eq!(verify(&both, &mixed, BODY).unwrap_err(), too_many);
+    // Entries of a kind the verifier holds no key for, or malformed ones, count too: the
+    // bound is on the header, not on what this configuration would check.
+    let symmetric = StandardWebhooks::new(secret).with_clock(FixedClock(TS));
+    let skipped = format!("{v1} {}", crafted_list(max, None));
+    assert_eq!(verify(&symmetric, &skipped, BODY).unwrap_err(), too_many);
+    let malformed = format!("{} {SIGNATURE}", "v1a,!!! ".repeat(max));
+    assert_eq!(
+        verify(&public_only(PUBLIC), &malformed, BODY).unwrap_err(),
+        too_many
+    );
+    // 4 000 crafted entries: the same answer, and the message says why.
+    let flood = crafted_list(4_000, None);
+    let err = verify(&public_only(PUBLIC), &flood, BODY).unwrap_err();
+    assert_eq!(err, too_many);
+    assert_eq!(
+        err.to_string(),
+        "header `webhook-signature` carries more than 8 signatures"
+    );
+    assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+}
