@@ -5,9 +5,9 @@
     python3 fuzz/seed.py --out DIR      # writes DIR/<target>/
 
 Sources: testdata/skyvern-canonical.jsonl (inputs made with Skyvern's own signing code, with
-their canonical form and signature; the same file as ../shared/vectors), the provider payloads
-in testdata/payloads/, and the realistic Skyvern run in testdata/skyvern-run-pretty.json (from
-../shared/fixtures). Files from ../shared/ are used as well when present.
+their canonical form and signature), the provider payloads in testdata/payloads/, and the
+realistic Skyvern run in testdata/skyvern-run-pretty.json. Nothing outside the repository is
+read.
 
 Each seed is named by the SHA-1 of its content, as libFuzzer names the inputs it keeps, so
 running this again adds nothing twice and never removes what fuzzing found. The delivery
@@ -24,7 +24,6 @@ import sys
 
 FUZZ = pathlib.Path(__file__).resolve().parent
 ROOT = FUZZ.parent
-SHARED = ROOT.parent / "shared"
 
 # Keys and constants shared with the targets (fuzz_targets/*.rs).
 SKYVERN_VECTOR_KEY = b"sk_test"
@@ -63,7 +62,7 @@ def standard_sig(id_, ts, body):
 
 def load_sources():
     vectors, seen = [], set()
-    for path in (ROOT / "testdata/skyvern-canonical.jsonl", SHARED / "vectors/skyvern-canonical.jsonl"):
+    for path in (ROOT / "testdata/skyvern-canonical.jsonl",):
         if path.is_file():
             # Not splitlines(): it also splits at U+2028 and other separators inside strings.
             for line in path.read_text(encoding="utf-8").split("\n"):
@@ -73,7 +72,7 @@ def load_sources():
     payloads = {}
     for path in sorted((ROOT / "testdata/payloads").glob("*.json")):
         payloads[path.stem] = path.read_bytes()
-    for path in (ROOT / "testdata/skyvern-run-pretty.json", SHARED / "fixtures/skyvern-run-pretty.json"):
+    for path in (ROOT / "testdata/skyvern-run-pretty.json",):
         if path.is_file():
             payloads["skyvern-run-pretty"] = path.read_bytes()
     return vectors, payloads

@@ -117,7 +117,7 @@ mod tests {
             Provider::Skyvern,
             std::fs::read(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures/skyvern-run-pretty.json"
+                "/../../testdata/skyvern-run-pretty.json"
             ))
             .unwrap_or_default(),
         ));
