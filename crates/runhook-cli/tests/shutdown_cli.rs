@@ -5,6 +5,7 @@
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,6 +96,15 @@ impl Drop for Tricklers {
     }
 }
 
+/// Waits at most `limit` for `serve` to exit after `what`; its status and its logs. Fails the
+/// test, with the logs, if it is still running then.
+fn exit_within(serve: &mut Serve, limit: Duration, what: &str) -> (ExitStatus, String) {
+    let status = serve.wait_exit(limit);
+    let logs = serve.logs();
+    let status = status.unwrap_or_else(|| panic!("still running {limit:?} after {what}\n{logs}"));
+    (status, logs)
+}
+
 fn lines(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -114,11 +124,9 @@ async fn sigterm_with_50_header_trickling_clients_exits_within_the_drain_deadlin
     let run = acknowledged_run(&serve, "tsk_trickle").await;
     let signalled = Instant::now();
     serve.signal("TERM");
-    let status = serve.wait_exit(Duration::from_secs(7));
+    let (status, logs) = exit_within(&mut serve, Duration::from_secs(7), "SIGTERM");
     let took = signalled.elapsed();
     drop(tricklers);
-    let logs = serve.logs();
-    let status = status.unwrap_or_else(|| panic!("still running 7 s after SIGTERM\n{logs}"));
     assert!(status.success(), "{status:?} after {took:?}\n{logs}");
     assert_eq!(lines(&calls), vec![run], "{logs}");
     eprintln!("exited {took:?} after SIGTERM with 50 trickling clients");
@@ -134,9 +142,7 @@ async fn sighup_drains_the_queue_and_exits() {
         runs.push(acknowledged_run(&serve, &format!("tsk_hup{i}")).await);
     }
     serve.signal("HUP");
-    let status = serve.wait_exit(Duration::from_secs(10));
-    let logs = serve.logs();
-    let status = status.unwrap_or_else(|| panic!("still running 10 s after SIGHUP\n{logs}"));
+    let (status, logs) = exit_within(&mut serve, Duration::from_secs(10), "SIGHUP");
     assert!(status.success(), "{status:?}\n{logs}");
     assert_eq!(lines(&calls), runs, "{logs}");
     assert!(logs.contains("SIGHUP"), "{logs}");
@@ -158,12 +164,9 @@ async fn a_second_signal_ends_the_drain_and_dead_letters_what_is_left() {
     );
     let signalled = Instant::now();
     serve.signal("INT");
-    let status = serve.wait_exit(Duration::from_secs(3));
+    let (status, logs) = exit_within(&mut serve, Duration::from_secs(3), "a second signal");
     let took = signalled.elapsed();
     drop(tricklers);
-    let logs = serve.logs();
-    let status =
-        status.unwrap_or_else(|| panic!("still running 3 s after a second signal\n{logs}"));
     // Not processed: dead-lettered with its body, and the exit status says so.
     assert_eq!(status.code(), Some(1), "{logs}");
     let dead = std::fs::read_to_string(dir.join("dead.jsonl")).unwrap_or_default();

@@ -319,13 +319,22 @@ impl ReceiverBuilder<WithHandler> {
     /// Builds the receiver and starts its workers (and its reconciler), inside a tokio
     /// runtime.
     pub fn build(self) -> Result<Receiver, BuildError> {
-        let ReceiverBuilder { route, style } = self;
+        let ReceiverBuilder { route, mut style } = self;
         #[cfg(feature = "redis")]
         let route = style.stream_dead_letters(route);
         let pipeline = route.pipeline()?;
         style.check_runs(&pipeline)?;
-        let in_flight_duplicates = style.in_flight_duplicates(&pipeline);
-        let reconciler = style.reconcile.clone().map(|(source, policy)| Reconciler {
+        let (reconcile, in_flight) = (style.reconcile.take(), style.in_flight_duplicates);
+        let hand_off = style.start_hand_off(&pipeline);
+        // Unless set: acknowledged when the run's hand-off is as safe as the store (a store of
+        // this process) or survives this process (a Redis stream).
+        let in_flight_duplicates =
+            in_flight.unwrap_or(if !pipeline.store.is_shared() || hand_off.is_durable() {
+                InFlightDuplicates::Acknowledge
+            } else {
+                InFlightDuplicates::AskToRetry
+            });
+        let reconciler = reconcile.map(|(source, policy)| Reconciler {
             provider: pipeline.provider,
             source,
             store: pipeline.store.clone(),
@@ -333,7 +342,6 @@ impl ReceiverBuilder<WithHandler> {
             counters: pipeline.counters.clone(),
             policy,
         });
-        let hand_off = style.start_hand_off(&pipeline);
         let inner = Arc::new(BackgroundRoute {
             pipeline,
             hand_off,
@@ -367,21 +375,6 @@ impl WithHandler {
             return Err(BuildError::StoreKeepsNoExpectations);
         }
         Ok(())
-    }
-
-    /// The answer to duplicates of runs in flight: as set, or what the hand-off and the
-    /// store make safe ([`ReceiverBuilder::in_flight_duplicates`]).
-    fn in_flight_duplicates(&self, pipeline: &Pipeline) -> InFlightDuplicates {
-        #[cfg(feature = "redis")]
-        let durable = self.stream.is_some();
-        #[cfg(not(feature = "redis"))]
-        let durable = false;
-        self.in_flight_duplicates
-            .unwrap_or(if !pipeline.store.is_shared() || durable {
-                InFlightDuplicates::Acknowledge
-            } else {
-                InFlightDuplicates::AskToRetry
-            })
     }
 
     /// Starts the workers on the in-process queue, or on the Redis stream.

@@ -13,8 +13,7 @@ use super::entry::NewEntry;
 use super::queue::{AddRefused, RedisStreamQueue};
 use super::reader::Reader;
 use super::shared::{lock, Shared};
-use crate::handoff::Duplicate;
-use crate::handoff::{DrainEnd, GivenBack, Job, Refused, ShutdownReport};
+use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport};
 use crate::worker::WorkerContext;
 
 /// The reader and workers of one receiver on its stream.
