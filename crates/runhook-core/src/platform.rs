@@ -169,7 +169,33 @@ impl Backoff {
     }
 }
 
+/// How long an outage of the receiver's store or queue the senders' retries should span:
+/// a platform whose sender honours `Retry-After` is asked to wait so that its retries cover at
+/// least this long ([`SenderProfile::outage_retry_after`]).
+pub const OUTAGE_SPAN: Duration = Duration::from_secs(60);
+
 impl SenderProfile {
+    /// The `Retry-After` to answer while the receiver's store or queue is unavailable, for a
+    /// sender that honours it: the pause that makes its remaining retries span [`OUTAGE_SPAN`]
+    /// (at most what it honours: Skyvern, 3 attempts and a 30 s cap, gets 30 s). `None` for a
+    /// sender that ignores the header, or that never retries.
+    pub fn outage_retry_after(&self) -> Option<Duration> {
+        let Backoff::Exponential {
+            retry_after_cap, ..
+        } = self.backoff
+        else {
+            return None;
+        };
+        let retries = self.attempts.checked_sub(1).filter(|&n| n > 0)?;
+        let even_share = OUTAGE_SPAN.div_f64(f64::from(retries));
+        let whole_seconds = Duration::from_secs(even_share.as_secs_f64().ceil() as u64);
+        Some(
+            whole_seconds
+                .min(retry_after_cap)
+                .max(Duration::from_secs(1)),
+        )
+    }
+
     /// The pause before retry `retry` (1 for the first retry), given the failed answer's
     /// `Retry-After` and a random `unit` in `[0, 1)` for the jitter; `None` when no retry of
     /// that number is made.
@@ -459,6 +485,23 @@ mod tests {
         // Three attempts: no third retry.
         assert_eq!(sender.delay_before(3, None, 0.0), None);
         assert_eq!(sender.delay_before(0, None, 0.0), None);
+    }
+
+    #[test]
+    fn an_outage_answer_spans_a_minute_of_the_senders_retries_where_it_honours_retry_after() {
+        let skyvern = Platform::of(Provider::Skyvern).sender;
+        let pause = skyvern
+            .outage_retry_after()
+            .expect("Skyvern honours Retry-After");
+        assert_eq!(pause, Duration::from_secs(30));
+        // Every retry waits the pause: the retries together span the outage.
+        let spanned: Duration = (1..skyvern.attempts)
+            .map(|retry| skyvern.delay_before(retry, Some(pause), 0.0).unwrap())
+            .sum();
+        assert!(spanned >= OUTAGE_SPAN, "{spanned:?}");
+        for provider in [Provider::TinyFish, Provider::WebRun, Provider::SmartBrowse] {
+            assert_eq!(Platform::of(provider).sender.outage_retry_after(), None);
+        }
     }
 
     #[test]

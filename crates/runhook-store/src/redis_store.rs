@@ -32,6 +32,9 @@ end
 return 0
 ";
 
+/// How often a claim whose reply was lost is tried to be released while Redis does not answer.
+const LOST_CLAIM_RETRY: Duration = Duration::from_millis(250);
+
 // KEYS[1]: key. ARGV[1]: `i<token>`.
 const RELEASE_LUA: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -378,13 +381,17 @@ where
         key: &str,
         token: Token,
         fingerprint: Fingerprint,
+        lease: Duration,
         reason: &str,
     ) -> Result<Option<Claim>, StoreError> {
         tracing::debug!(key, %reason, "claim may have been lost; reading the record back");
-        let back = self
-            .read(key)
-            .await
-            .map_err(|e| read_back_failed(reason, e))?;
+        let back = match self.read(key).await {
+            Ok(back) => back,
+            Err(e) => {
+                self.release_lost_claim(key, token, lease);
+                return Err(read_back_failed(reason, e));
+            }
+        };
         Ok(back.map(|s| {
             if s.state == State::InFlight && s.token == token {
                 Claim::Acquired(token)
@@ -392,6 +399,39 @@ where
                 duplicate(&s, fingerprint)
             }
         }))
+    }
+
+    /// A claim whose reply was lost and could not be read back may still be applied later
+    /// (Redis paused, then resumed with the command queued): it would hold the run for a
+    /// whole `lease` with a token nobody has, and every retry of the delivery would find it
+    /// in flight. It is released in the background with the token only this claim knew, as
+    /// soon as Redis answers again, for at most `lease`. The release is a compare-and-set:
+    /// it changes nothing when the claim was never applied or another holds the key.
+    fn release_lost_claim(&self, key: &str, token: Token, lease: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (key, held) = (key.to_owned(), prefixed(b'i', &token));
+        let (conn, timeout) = (self.conn.clone(), self.timeout);
+        runtime.spawn(async move {
+            let deadline = tokio::time::Instant::now() + lease;
+            while tokio::time::Instant::now() < deadline {
+                let mut conn = conn.clone();
+                let mut inv = RELEASE.prepare_invoke();
+                inv.key(&key).arg(&held[..]);
+                let released = tokio::time::timeout(timeout, inv.invoke_async::<i64>(&mut conn));
+                match released.await {
+                    Ok(Ok(1)) => {
+                        tracing::info!(key, "released a claim whose reply had been lost");
+                        return;
+                    }
+                    Ok(Ok(_)) => return,
+                    Ok(Err(_)) | Err(_) => {
+                        tokio::time::sleep(LOST_CLAIM_RETRY).await;
+                    }
+                }
+            }
+        });
     }
 
     async fn cas(&self, key: &str, token: &Token, op: Cas) -> Result<(), StoreError> {
@@ -502,7 +542,7 @@ where
             Err(Failure::Definite(e)) => return Err(e),
             Err(Failure::Ambiguous(reason)) => {
                 if let Some(claim) = self
-                    .resolve_claim(&key, token, fingerprint, &reason)
+                    .resolve_claim(&key, token, fingerprint, lease, &reason)
                     .await?
                 {
                     return Ok(claim);
@@ -520,7 +560,7 @@ where
             Ok(Some((value, pttl))) => Ok(duplicate(&decode_with_ttl(&value, pttl)?, fingerprint)),
             Err(Failure::Definite(e)) => Err(e),
             Err(Failure::Ambiguous(reason)) => self
-                .resolve_claim(&key, token, fingerprint, &reason)
+                .resolve_claim(&key, token, fingerprint, lease, &reason)
                 .await?
                 .ok_or(StoreError::Unavailable {
                     reason: format!("{reason}; the claim was not applied"),

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod fixture;
+mod private_redis;
 pub mod redis;
 pub mod skyvern;
 mod wait;
 
+pub use private_redis::PrivateRedis;
 pub use redis::{redis_url, require_redis};
 pub use wait::{wait_for, wait_until, wait_until_blocking, POLL};
 

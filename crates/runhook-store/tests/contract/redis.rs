@@ -229,6 +229,43 @@ async fn outage_fails_fast_with_unavailable_and_recovers_after_restart() {
     store.complete("run-3", &token, KEEP).await.unwrap();
 }
 
+/// Redis paused (SIGSTOP) with a claim queued: the claim's reply is lost and so is its read
+/// back, so the caller answers 503; when Redis goes on, the claim is applied with a token
+/// nobody has. The store releases it as soon as Redis answers, so the sender's retry claims the
+/// run at once instead of finding it in flight for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_applied_after_its_reply_was_lost_is_released_when_redis_returns() {
+    let test = "lost_claim";
+    let redis = runhook_testkit::PrivateRedis::start(&[]);
+    let timeout = Duration::from_millis(300);
+    let store: Store = Arc::new(
+        connect(&redis.url(), &unique_prefix(test), timeout)
+            .await
+            .unwrap(),
+    );
+    redis.pause();
+    let lost = store.claim("run-lost", LONG, fp("b")).await;
+    assert!(
+        matches!(lost, Err(StoreError::Unavailable { .. })),
+        "{lost:?}"
+    );
+    redis.resume();
+    // Within a couple of seconds, not LONG: the lost claim was released.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match store.claim("run-lost", LONG, fp("b")).await {
+            Ok(Claim::Acquired(_)) => break,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the run stayed claimed by the lost claim: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replies lost after the command was applied: a TCP relay that, when armed, holds the next
 // reply from Redis longer than the store's timeout (later replies queue behind it).

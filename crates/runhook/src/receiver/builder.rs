@@ -44,7 +44,7 @@ use runhook_core::platform::Platform;
 use runhook_core::{SchemeKind, Verifier};
 use runhook_store::{IdempotencyStore, MemoryStore};
 
-use super::outcome::InFlightDuplicates;
+use super::outcome::{InFlightDuplicates, OutagePause};
 use super::pipeline::{Auth, Pipeline};
 use super::{BackgroundRoute, InlineReceiver, Receiver};
 use crate::dead_letter::DeadLetters;
@@ -437,6 +437,7 @@ impl RouteSettings {
             lease: self.lease,
             shutting_down: AtomicBool::new(false),
             keep_for: self.keep_for,
+            outage_pause: OutagePause::of(self.provider),
             counters,
             credential_headers,
         })

@@ -261,7 +261,7 @@ impl Receiver {
         let store = &*self.inner.pipeline.store;
         let outcome = match self.inner.hand_off.send_or_release(store, job).await {
             Ok(()) => Outcome::new(StatusCode::OK, OutcomeKind::Accepted),
-            Err(refused) => refused_outcome(refused),
+            Err(refused) => refused_outcome(refused, self.inner.pipeline.outage_pause),
         };
         with_probe(outcome, probe)
     }
@@ -295,7 +295,10 @@ impl Receiver {
             .await
         {
             Ok(()) => outcome,
-            Err(refused) => with_probe(refused_outcome(refused), probe),
+            Err(refused) => {
+                let pause = self.inner.pipeline.outage_pause;
+                with_probe(refused_outcome(refused, pause), probe)
+            }
         }
     }
 

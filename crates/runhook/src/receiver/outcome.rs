@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use runhook_core::payload::{DedupProbe, PayloadError, RunEvent};
+use runhook_core::payload::{DedupProbe, PayloadError, Provider, RunEvent};
+use runhook_core::platform::Platform;
 use runhook_core::AuthError;
 use runhook_store::StoreError;
 
@@ -29,13 +30,20 @@ use crate::handoff::Refused;
 /// | genuine, not the provider's payload (dead-lettered) | 202 | | |
 /// | genuine, run id unusable as a key (dead-lettered) | 202 | | |
 /// | ... and the dead-letter sink refused it | 503 | 1 s | |
-/// | store unavailable (down, timed out) | 503 | 1 s | |
+/// | store unavailable (down, timed out) | 503 | 1 s, or the outage pause (*) | |
 /// | store full of in-flight claims | 503 | until the earliest lease may lapse | |
 /// | store misconfigured (bad duration, corrupt record, config) | 500 | | |
 /// | key resolver failed | 503 | 1 s | |
-/// | queue or stream backlog full | 503 | 2 s | |
-/// | stream unavailable (Redis failed or timed out on `XADD`) | 503 | 2 s | |
+/// | queue or stream backlog full | 503 | 2 s, or the outage pause (*) | |
+/// | stream unavailable (Redis failed or timed out on `XADD`) | 503 | 2 s, or the outage pause (*) | |
 /// | shutting down (or the queue closed) | 503 | 5 s | |
+///
+/// (*) Where the route's platform retries on its own schedule and honours `Retry-After`
+/// ([`SenderProfile::outage_retry_after`](crate::platform::SenderProfile::outage_retry_after)),
+/// an outage of the store or the queue is answered with the pause that makes its retries span
+/// a minute ([`OUTAGE_SPAN`](crate::platform::OUTAGE_SPAN)): Skyvern, whose three attempts
+/// honour up to 30 s, is asked for 30 s, so that a one-minute outage gives up nothing. A
+/// second's wait would spend its three attempts in about two seconds.
 ///
 /// Every rejection body is short plain text ([`Outcome::body_text`]) that never echoes a secret
 /// or a store error; those go to the log.
@@ -227,24 +235,47 @@ pub(super) fn with_probe(mut outcome: Outcome, probe: DedupProbe) -> Outcome {
     outcome
 }
 
-/// The answer for a refused hand-off: 503 and a `Retry-After`.
-pub(super) fn refused_outcome(refused: Refused) -> Outcome {
-    match refused {
-        Refused::Full => Outcome::unavailable(Unavailable::QueueFull, Duration::from_secs(2)),
-        Refused::Closed => Outcome::shutting_down(),
-        Refused::Unavailable => {
-            Outcome::unavailable(Unavailable::QueueUnavailable, Duration::from_secs(2))
+/// How long one route asks senders to wait while its store or queue is unavailable: at least
+/// its platform's outage pause, where the platform's sender honours `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutagePause {
+    floor: Option<Duration>,
+}
+
+impl OutagePause {
+    /// The pause for deliveries from `provider`'s sender.
+    pub(crate) fn of(provider: Provider) -> Self {
+        Self {
+            floor: Platform::of(provider).sender.outage_retry_after(),
         }
+    }
+
+    /// `wait`, raised to the platform's pause.
+    fn at_least(self, wait: Duration) -> Duration {
+        self.floor.map_or(wait, |floor| floor.max(wait))
+    }
+}
+
+/// The answer for a refused hand-off: 503 and a `Retry-After` (see [`OutagePause`]).
+pub(super) fn refused_outcome(refused: Refused, pause: OutagePause) -> Outcome {
+    let wait = pause.at_least(Duration::from_secs(2));
+    match refused {
+        Refused::Full => Outcome::unavailable(Unavailable::QueueFull, wait),
+        Refused::Closed => Outcome::shutting_down(),
+        Refused::Unavailable => Outcome::unavailable(Unavailable::QueueUnavailable, wait),
     }
 }
 
 /// The answer for a store error on the claim: 503 with `Retry-After` for what a retry can
-/// cure, 500 for a misconfigured store.
-pub(super) fn store_unavailable(err: StoreError) -> Outcome {
+/// cure (an outage's raised to the route's [`OutagePause`]), 500 for a misconfigured store.
+pub(super) fn store_unavailable(err: StoreError, pause: OutagePause) -> Outcome {
     tracing::error!(error = %err, "idempotency store refused a claim");
-    match err.retry_after() {
-        Some(wait) => Outcome::unavailable(Unavailable::Store(err), wait),
-        None => Outcome::new(
+    match (err.retry_after(), &err) {
+        (Some(wait), StoreError::Full { .. }) => {
+            Outcome::unavailable(Unavailable::Store(err), wait)
+        }
+        (Some(wait), _) => Outcome::unavailable(Unavailable::Store(err), pause.at_least(wait)),
+        (None, _) => Outcome::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             OutcomeKind::Misconfigured(err),
         ),
@@ -253,10 +284,12 @@ pub(super) fn store_unavailable(err: StoreError) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use runhook_core::payload::Provider;
-    use runhook_core::platform::Platform;
-
     use super::*;
+
+    /// A route whose sender ignores `Retry-After` (TinyFish): the plain waits.
+    fn plain() -> OutagePause {
+        OutagePause::of(Provider::TinyFish)
+    }
 
     /// The policy table in `Outcome`'s docs, row by row, against the constructors that
     /// build each answer: a change to one without the other fails here.
@@ -285,19 +318,32 @@ mod tests {
                 secs(1),
                 false,
             ),
-            (store_unavailable(store_down), 503, secs(1), false),
+            (store_unavailable(store_down, plain()), 503, secs(1), false),
             (
-                store_unavailable(StoreError::InvalidConfig {
-                    reason: "bad".into(),
-                }),
+                store_unavailable(
+                    StoreError::InvalidConfig {
+                        reason: "bad".into(),
+                    },
+                    plain(),
+                ),
                 500,
                 None,
                 false,
             ),
-            (store_unavailable(full), 503, secs(7), false),
-            (refused_outcome(Refused::Full), 503, secs(2), false),
-            (refused_outcome(Refused::Unavailable), 503, secs(2), false),
-            (refused_outcome(Refused::Closed), 503, secs(5), false),
+            (store_unavailable(full, plain()), 503, secs(7), false),
+            (refused_outcome(Refused::Full, plain()), 503, secs(2), false),
+            (
+                refused_outcome(Refused::Unavailable, plain()),
+                503,
+                secs(2),
+                false,
+            ),
+            (
+                refused_outcome(Refused::Closed, plain()),
+                503,
+                secs(5),
+                false,
+            ),
             (Outcome::shutting_down(), 503, secs(5), false),
         ];
         for (outcome, status, retry_after, closes) in rows {
@@ -326,13 +372,17 @@ mod tests {
         for last in [forged, Outcome::too_large(1024)] {
             assert!(!retried(&last), "{}", last.status);
         }
+        let skyvern = OutagePause::of(Provider::Skyvern);
         let passing = [
-            refused_outcome(Refused::Full),
-            refused_outcome(Refused::Unavailable),
-            refused_outcome(Refused::Closed),
-            store_unavailable(StoreError::Unavailable {
-                reason: "down".into(),
-            }),
+            refused_outcome(Refused::Full, skyvern),
+            refused_outcome(Refused::Unavailable, skyvern),
+            refused_outcome(Refused::Closed, skyvern),
+            store_unavailable(
+                StoreError::Unavailable {
+                    reason: "down".into(),
+                },
+                skyvern,
+            ),
         ];
         for outcome in passing {
             assert_eq!(outcome.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -340,6 +390,29 @@ mod tests {
             assert!(wait <= Duration::from_secs(30), "under Skyvern's cap");
             assert!(retried(&outcome));
         }
+        // An outage is answered with Skyvern's outage pause (the (*) rows), so that its three
+        // attempts span a minute; a full store keeps its own lease-based wait.
+        let outage = [
+            refused_outcome(Refused::Full, skyvern),
+            refused_outcome(Refused::Unavailable, skyvern),
+            store_unavailable(
+                StoreError::Unavailable {
+                    reason: "down".into(),
+                },
+                skyvern,
+            ),
+        ];
+        for outcome in outage {
+            assert_eq!(outcome.retry_after, Some(Duration::from_secs(30)));
+        }
+        let full = StoreError::Full {
+            capacity: 1,
+            retry_after: Duration::from_secs(7),
+        };
+        assert_eq!(
+            store_unavailable(full, skyvern).retry_after,
+            Some(Duration::from_secs(7))
+        );
         // The body never arrived: a retry is what should happen.
         assert!(retried(&Outcome::body_timeout(Duration::from_secs(10))));
     }

@@ -16,7 +16,7 @@ use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
 
 use super::claim::{ClaimGuard, ClaimedEvent};
 use super::outcome::{
-    probe_of, store_unavailable, with_probe, InFlightDuplicates, Outcome, OutcomeKind,
+    probe_of, store_unavailable, with_probe, InFlightDuplicates, OutagePause, Outcome, OutcomeKind,
 };
 use crate::body::ReadError;
 use crate::dead_letter::DeadLetters;
@@ -59,6 +59,8 @@ pub(crate) struct Pipeline {
     pub(super) lease: Duration,
     pub(super) shutting_down: AtomicBool,
     pub(super) keep_for: Duration,
+    /// The `Retry-After` floor for an outage of the store or the queue.
+    pub(super) outage_pause: OutagePause,
     pub(super) counters: Arc<Counters>,
     /// The verifier's credential headers, dropped from stored headers with the fixed list.
     pub(super) credential_headers: Vec<String>,
@@ -213,7 +215,7 @@ impl Pipeline {
                 let outcome = self.unusable_key(headers, body, probe, why, Some(err));
                 return Err(Stop::Answered(outcome.await));
             }
-            Err(err) => store_unavailable(err),
+            Err(err) => store_unavailable(err, self.outage_pause),
         };
         Err(Stop::Answered(with_probe(outcome, probe)))
     }

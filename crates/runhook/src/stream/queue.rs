@@ -305,6 +305,31 @@ impl RedisStreamQueue {
             .unwrap_or_default())
     }
 
+    /// Up to `count` entries this consumer was handed but may never have seen: the reply to a
+    /// read that timed out (Redis paused, a slow network) still hands its entries to the
+    /// consumer, which lost them with the reply. `XREADGROUP … STREAMS <stream> 0` reads them
+    /// back from the consumer's own pending list (the ones a worker runs now included).
+    pub(crate) async fn read_own_pending(
+        &self,
+        conn: &mut ConnectionManager,
+        count: usize,
+    ) -> Result<Vec<StreamId>, RedisCallError> {
+        let q = &*self.inner;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&q.group)
+            .arg(&q.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&q.key)
+            .arg("0");
+        let read = bounded(q.timeout, cmd.query_async::<Option<StreamReadReply>>(conn)).await?;
+        Ok(read
+            .map(|reply| reply.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
+    }
+
     /// The backlog: entries not yet processed, by any instance (processed entries are
     /// deleted, so this is the stream's length).
     pub(crate) async fn backlog(&self) -> Result<u64, RedisCallError> {

@@ -53,6 +53,17 @@ pub(crate) struct Reader {
     forget_every: Duration,
     next_forget: Instant,
     suspects: VecDeque<Suspect>,
+    /// Whether a read failed since this consumer's own pending list was last read back.
+    own_pending: OwnPending,
+}
+
+/// Whether entries may sit in this consumer's pending list unseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnPending {
+    /// Every entry handed to this consumer reached a worker.
+    Seen,
+    /// A read failed or timed out: Redis may have handed it entries whose reply was lost.
+    MayHoldUnseen,
 }
 
 impl Reader {
@@ -71,6 +82,7 @@ impl Reader {
             next_depth: now,
             next_forget: now + forget_every,
             suspects: VecDeque::new(),
+            own_pending: OwnPending::Seen,
         }
     }
 
@@ -175,10 +187,25 @@ impl Reader {
     /// Reads up to one new entry per permit, and gives each to a worker.
     async fn read_fresh(&mut self, permits: &mut Vec<OwnedSemaphorePermit>) {
         let sh = self.sh.clone();
+        let own_pending = self.own_pending;
         let Some(conn) = self.connection().await else {
             return sh.pause().await;
         };
-        match sh.queue.read_new(conn, permits.len()).await {
+        let read = match own_pending {
+            OwnPending::MayHoldUnseen => read_back_unseen(&sh, conn, permits.len()).await,
+            OwnPending::Seen => sh.queue.read_new(conn, permits.len()).await,
+        };
+        match read {
+            Ok(entries) if own_pending == OwnPending::MayHoldUnseen => {
+                if entries.is_empty() {
+                    self.own_pending = OwnPending::Seen;
+                }
+                for entry in entries {
+                    let Some(permit) = permits.pop() else { break };
+                    tracing::info!(stream = %sh.queue.stream_key(), id = %entry.id, "reading back an entry whose read reply was lost");
+                    spawn_entry(&sh, entry, Arrival::Fresh, permit);
+                }
+            }
             Ok(entries) => {
                 for entry in entries {
                     // Never more entries than permits: COUNT asked for that many.
@@ -195,6 +222,7 @@ impl Reader {
             }
             Err(err) => {
                 tracing::warn!(stream = %sh.queue.stream_key(), error = %err, "reading the stream failed");
+                self.own_pending = OwnPending::MayHoldUnseen;
                 sh.pause().await;
             }
         }
@@ -210,6 +238,30 @@ impl Reader {
         }
         self.conn.as_mut()
     }
+}
+
+/// Up to `count` entries of this consumer's own pending list that no worker of it runs: handed
+/// to it by a read whose reply was lost. They carry their own token, as when read fresh.
+async fn read_back_unseen(
+    sh: &Shared,
+    conn: &mut ConnectionManager,
+    count: usize,
+) -> Result<Vec<StreamId>, RedisCallError> {
+    // The running ones come back too: ask for enough to get past them.
+    let running = lock(&sh.running).len();
+    let pending = sh.queue.read_own_pending(conn, count + running).await?;
+    let (gone, pending): (Vec<StreamId>, Vec<StreamId>) =
+        pending.into_iter().partition(|entry| entry.map.is_empty());
+    // An entry deleted since (settled elsewhere) comes back without fields: nothing to run.
+    for entry in gone {
+        sh.queue.ack(&entry.id).await;
+    }
+    let running = lock(&sh.running);
+    Ok(pending
+        .into_iter()
+        .filter(|entry| !running.contains(&entry.id))
+        .take(count)
+        .collect())
 }
 
 /// Takes over up to `count` entries idle longer than `min_idle`, with how many times each
