@@ -55,6 +55,7 @@ mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod stream;
+mod unrecorded;
 mod worker;
 
 // The entry points: the receivers, their builder, what they answer, the handler they run.

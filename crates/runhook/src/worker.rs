@@ -21,6 +21,7 @@ use crate::handoff::Job;
 use crate::retry::{RetryAfter, RetryPolicy};
 use crate::runs::{FetchError, Fetched, RunSource};
 use crate::stats::Counters;
+use crate::unrecorded::Unrecorded;
 
 /// Called in the same tick that renews a running job's lease, by the hand-off that needs to
 /// hear that the job is still alive (the Redis stream resets its entry's idle time, so that
@@ -42,6 +43,12 @@ pub(crate) enum Settled {
     NotOurs,
 }
 
+/// The first pause before recording a processed run again, doubling up to
+/// [`COMPLETE_RETRY_MAX`].
+const COMPLETE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest pause between attempts to record a processed run.
+const COMPLETE_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// The claim was lost while the job waited or ran.
 #[derive(Debug)]
 pub(crate) struct LeaseLost;
@@ -60,6 +67,8 @@ pub(crate) struct WorkerContext {
     /// The jobs workers are processing now, so that a shutdown past its deadline can
     /// dead-letter or release them.
     pub busy: Mutex<HashMap<String, Busy>>,
+    /// Runs processed here whose completion the store has not recorded yet.
+    pub unrecorded: Unrecorded,
 }
 
 /// A job a worker is processing.
@@ -137,7 +146,14 @@ pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>)
         job,
         touch: touch.as_ref(),
     };
-    let settled = match worker.process().await {
+    let outcome = if ctx.unrecorded.contains(&key) {
+        // Processed here already; only its completion is missing (see `Worker::complete`).
+        tracing::info!(%key, "the run was processed here and its completion not yet recorded: recording it instead of running it again");
+        Ok(worker.record_done().await)
+    } else {
+        worker.process().await
+    };
+    let settled = match outcome {
         Ok(settled) => settled,
         Err(LeaseLost) => {
             Counters::bump(&ctx.counters.lost_leases);
@@ -326,33 +342,79 @@ impl Worker<'_> {
         }
     }
 
-    /// Records the run as done. A completion refused because another worker holds the run
-    /// now is a lost lease, never a processed run.
+    /// Records the run as done after its handler succeeded (see [`Worker::record_done`]).
     async fn complete(&mut self) -> Result<Settled, LeaseLost> {
+        Ok(self.record_done().await)
+    }
+
+    /// Records the processed run as done, for as long as the worker lives: a store that does
+    /// not answer (Redis paused longer than the lease, a partition) must not make the run look
+    /// unprocessed, or its takeover would run it again. Meanwhile the run is listed in
+    /// [`Unrecorded`], so that a worker of this process that gets it again records it instead
+    /// of running it. A claim that lapsed meanwhile is taken again and completed; one that
+    /// another holder has now is left to it (a holder in this process records it; one in
+    /// another process may run it again: the window "What a 200 means" states).
+    async fn record_done(&mut self) -> Settled {
         let ctx = self.ctx;
-        let mut tries = 0;
+        let key = self.job.key().to_string();
+        let mut pause = COMPLETE_RETRY_FIRST;
+        let mut unrecorded = false;
         loop {
-            match ctx
+            let recorded = ctx
                 .store
-                .complete(self.job.key(), &self.job.token, ctx.keep_for)
-                .await
-            {
+                .complete(&key, &self.job.token, ctx.keep_for)
+                .await;
+            let err = match recorded {
                 Ok(()) => break,
-                Err(StoreError::NotHolder) => return Err(LeaseLost),
-                Err(err) if err.is_transient() && tries < 3 => {
-                    tries += 1;
-                    tracing::warn!(key = %self.job.key(), error = %err, "could not record the run as done; trying again");
-                    self.keep_held(tokio::time::sleep(Duration::from_millis(200) * tries))
-                        .await?;
-                }
-                Err(err) => {
-                    tracing::warn!(key = %self.job.key(), error = %err, "processed, but the run could not be recorded as done: a later delivery of it may run again");
-                    break;
-                }
+                Err(StoreError::NotHolder) => match self.claim_again_to_complete().await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => break,
+                    Err(err) => err,
+                },
+                Err(err) => err,
+            };
+            if !err.is_transient() {
+                tracing::error!(%key, error = %err, "processed, but the store refuses to record the run as done: a later delivery of it may run again");
+                break;
             }
+            if !unrecorded {
+                unrecorded = true;
+                ctx.unrecorded.insert(&key);
+                tracing::warn!(%key, error = %err, "processed, but the run could not be recorded as done yet; trying until the store answers");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(COMPLETE_RETRY_MAX);
+        }
+        if unrecorded {
+            ctx.unrecorded.remove(&key);
+            tracing::info!(%key, "the processed run is recorded as done now");
         }
         Counters::bump(&ctx.counters.processed);
-        Ok(Settled::Processed)
+        Settled::Processed
+    }
+
+    /// After a completion found the claim gone: claims the run again to record it.
+    /// `Some(())`: claimed, complete with the new token; `None`: nothing left to record (it is
+    /// done, or someone else holds it now).
+    async fn claim_again_to_complete(&mut self) -> Result<Option<()>, StoreError> {
+        let ctx = self.ctx;
+        let fingerprint = Fingerprint::of(&self.job.event.raw_body);
+        match ctx
+            .store
+            .claim(self.job.key(), ctx.lease, fingerprint)
+            .await?
+        {
+            Claim::Acquired(token) => {
+                self.job.token = token;
+                self.job.held_since = Instant::now();
+                Ok(Some(()))
+            }
+            Claim::Done { .. } => Ok(None),
+            Claim::InFlight { .. } => {
+                tracing::warn!(key = %self.job.key(), "processed, and while its completion was not recorded another holder claimed the run: it may run again");
+                Ok(None)
+            }
+        }
     }
 
     /// Writes the job's dead letter, trying again (with the claim held) for as long as the
@@ -403,35 +465,44 @@ impl Worker<'_> {
 
     /// Runs `work` while renewing the job's claim every third of the lease (and calling the
     /// job's `touch` in the same tick). Gives up with [`LeaseLost`] when a renewal finds
-    /// another holder, or when renewals have failed for a whole lease.
+    /// another holder, or when renewals have failed for a whole lease. A renewal that hangs
+    /// (the store paused) never hides the end of `work`: both are polled together.
     async fn keep_held<T>(&mut self, work: impl Future<Output = T>) -> Result<T, LeaseLost> {
         let ctx = self.ctx;
         let renew_every = ctx.lease / 3;
         tokio::pin!(work);
         let mut next = self.job.held_since + renew_every;
         loop {
-            tokio::select! {
+            let (key, token, touch) = (self.job.key(), &self.job.token, self.touch);
+            let renewal = async move {
+                tokio::time::sleep_until(next).await;
+                // The lease counts from when the renewal is sent, not from its reply.
+                let sent = Instant::now();
+                let renewed = ctx.store.renew(key, token, ctx.lease).await;
+                if let Some(touch) = touch {
+                    touch().await;
+                }
+                (sent, renewed)
+            };
+            let (sent, renewed) = tokio::select! {
+                biased;
                 out = &mut work => return Ok(out),
-                _ = tokio::time::sleep_until(next) => {
-                    let now = Instant::now();
-                    match ctx.store.renew(self.job.key(), &self.job.token, ctx.lease).await {
-                        Ok(()) => {
-                            self.job.held_since = now;
-                            next = now + renew_every;
-                        }
-                        Err(StoreError::NotHolder) => return Err(LeaseLost),
-                        Err(err) => {
-                            if now.duration_since(self.job.held_since) >= ctx.lease {
-                                return Err(LeaseLost);
-                            }
-                            tracing::warn!(key = %self.job.key(), error = %err, "could not renew the claim of a running job");
-                            // Try again soon, not a whole third of the lease later.
-                            next = now + (renew_every / 4).max(Duration::from_millis(10));
-                        }
+                renewed = renewal => renewed,
+            };
+            let now = Instant::now();
+            match renewed {
+                Ok(()) => {
+                    self.job.held_since = sent;
+                    next = sent + renew_every;
+                }
+                Err(StoreError::NotHolder) => return Err(LeaseLost),
+                Err(err) => {
+                    if now.duration_since(self.job.held_since) >= ctx.lease {
+                        return Err(LeaseLost);
                     }
-                    if let Some(touch) = self.touch {
-                        touch().await;
-                    }
+                    tracing::warn!(key = %self.job.key(), error = %err, "could not renew the claim of a running job");
+                    // Try again soon, not a whole third of the lease later.
+                    next = now + (renew_every / 4).max(Duration::from_millis(10));
                 }
             }
         }

@@ -82,6 +82,7 @@ async fn setup(handler: impl Handler, retry: RetryPolicy) -> Setup {
         keep_for: Duration::from_secs(60),
         counters,
         busy: Default::default(),
+        unrecorded: Default::default(),
     };
     Setup {
         ctx,

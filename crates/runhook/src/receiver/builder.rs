@@ -389,6 +389,7 @@ impl WithHandler {
             counters: pipeline.counters.clone(),
             confirm: self.confirm,
             busy: Default::default(),
+            unrecorded: Default::default(),
         };
         #[cfg(feature = "redis")]
         if let Some(queue) = self.stream {
