@@ -26,6 +26,25 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 ";
 
+/// Appends a duplicate of a run in flight unless one of its copies is still in the stream: the
+/// marker `KEYS[2]` names the entry last appended for the run, and while `XRANGE` finds that
+/// entry nothing more is appended. Otherwise as [`ADD_SCRIPT`], with the new id written to the
+/// marker (`ARGV[2]`: its time to live in ms; the marker is only a pointer, and a stale one is
+/// replaced). Returns the new id, `'pending'` when a copy is there already, or `false` when the
+/// backlog is full.
+const ADD_DUPLICATE_SCRIPT: &str = r"
+local last = redis.call('GET', KEYS[2])
+if last and #redis.call('XRANGE', KEYS[1], last, last) > 0 then return 'pending' end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+return id
+";
+
+/// How long a duplicate's marker is kept: only a pointer, it needs to outlive its entry no
+/// longer than a run can stay in flight; after that one more copy may be appended.
+const DUPLICATE_MARKER_TTL: Duration = Duration::from_secs(3600);
+
 /// Removes consumer `ARGV[1]` if it still holds nothing and has been idle at least `ARGV[2]`
 /// ms. Returns 1 when removed.
 const FORGET_SCRIPT: &str = r"
@@ -56,6 +75,15 @@ pub(crate) enum AddRefused {
     /// The entry's headers could not be written as JSON.
     #[error("encoding the entry: {0}")]
     Unencodable(#[from] serde_json::Error),
+}
+
+/// What became of a duplicate of a run in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DuplicateAdded {
+    /// Appended: it is the run's one copy appended as a duplicate.
+    Appended,
+    /// A copy appended for an earlier duplicate is still in the stream: nothing appended.
+    AlreadyPending,
 }
 
 /// One entry's place in the group's pending list.
@@ -232,6 +260,35 @@ impl RedisStreamQueue {
         .await?
         {
             Some(_id) => Ok(()),
+            None => Err(AddRefused::Full),
+        }
+    }
+
+    /// Appends a duplicate of a run in flight (an entry without a token) unless a copy of the
+    /// run appended as a duplicate is still in the stream, and unless the backlog is at
+    /// `capacity` (one atomic script). A replay of a run in flight thus never grows the stream
+    /// by more than one entry, however often it comes.
+    pub(crate) async fn add_duplicate(
+        &self,
+        entry: &NewEntry<'_>,
+        capacity: usize,
+    ) -> Result<DuplicateAdded, AddRefused> {
+        let q = &*self.inner;
+        let script = redis::Script::new(ADD_DUPLICATE_SCRIPT);
+        let marker = format!("{}:pending:{}", q.key, entry.key);
+        let mut invocation = script.key(&q.key);
+        invocation
+            .key(&marker)
+            .arg(capacity)
+            .arg(millis(DUPLICATE_MARKER_TTL));
+        entry.encode(|name, value| {
+            invocation.arg(name).arg(value);
+        })?;
+        let mut conn = q.conn.clone();
+        let reply = invocation.invoke_async::<Option<String>>(&mut conn);
+        match bounded(q.timeout, reply).await? {
+            Some(reply) if reply == "pending" => Ok(DuplicateAdded::AlreadyPending),
+            Some(_id) => Ok(DuplicateAdded::Appended),
             None => Err(AddRefused::Full),
         }
     }

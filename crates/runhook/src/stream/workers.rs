@@ -10,7 +10,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::entry::NewEntry;
-use super::queue::{AddRefused, RedisStreamQueue};
+use super::queue::{AddRefused, DuplicateAdded, RedisStreamQueue};
 use super::reader::Reader;
 use super::shared::{lock, Shared};
 use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport};
@@ -93,22 +93,21 @@ impl StreamWorkers {
             headers: duplicate.headers,
             source: EventSource::Webhook,
         };
-        self.append(&entry).await
+        let sh = &self.shared;
+        match sh.queue.add_duplicate(&entry, sh.capacity).await {
+            Ok(DuplicateAdded::Appended) => Ok(()),
+            Ok(DuplicateAdded::AlreadyPending) => {
+                tracing::debug!(stream = %sh.queue.stream_key(), key = %entry.key, "a copy of this run in flight is in the stream already; not appending another");
+                Ok(())
+            }
+            Err(refused) => Err(refused_append(sh, &entry, refused)),
+        }
     }
 
     async fn append(&self, entry: &NewEntry<'_>) -> Result<(), Refused> {
         let sh = &self.shared;
-        match sh.queue.add(entry, sh.capacity).await {
-            Ok(()) => Ok(()),
-            Err(AddRefused::Full) => {
-                tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, key = %entry.key, "the stream's backlog is full; refusing the delivery (503)");
-                Err(Refused::Full)
-            }
-            Err(err) => {
-                tracing::error!(stream = %sh.queue.stream_key(), key = %entry.key, error = %err, "could not append a delivery to the stream");
-                Err(Refused::Unavailable)
-            }
-        }
+        (sh.queue.add(entry, sh.capacity).await)
+            .map_err(|refused| refused_append(sh, entry, refused))
     }
 
     /// The stream's backlog as last read (every couple of seconds).
@@ -144,5 +143,19 @@ impl StreamWorkers {
         }
         sh.queue.forget_consumer_if_idle().await;
         report
+    }
+}
+
+/// Logs why the stream refused `entry`, and what the delivery is answered.
+fn refused_append(sh: &Shared, entry: &NewEntry<'_>, refused: AddRefused) -> Refused {
+    match refused {
+        AddRefused::Full => {
+            tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, key = %entry.key, "the stream's backlog is full; refusing the delivery (503)");
+            Refused::Full
+        }
+        err => {
+            tracing::error!(stream = %sh.queue.stream_key(), key = %entry.key, error = %err, "could not append a delivery to the stream");
+            Refused::Unavailable
+        }
     }
 }
