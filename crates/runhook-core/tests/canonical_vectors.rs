@@ -1,7 +1,10 @@
 //! Every case of the Skyvern vectors (made with Skyvern's own signing code): the canonicalizer
 //! reproduces Skyvern's bytes exactly, or fails with the same Python exception.
 
-use runhook_core::canonical::{canonicalize, canonicalize_bounded, parse_lenient, SkyvernRequest};
+use runhook_core::canonical::{
+    canonicalize, canonicalize_bounded, canonicalize_reserialized, parse_lenient, CanonicalError,
+    SkyvernRequest,
+};
 use runhook_core::Secret;
 
 const VECTORS: &str = include_str!("../../../testdata/skyvern-canonical.jsonl");
@@ -156,5 +159,43 @@ fn a_bound_changes_nothing_on_the_vectors_but_refuses_longer_output() {
                 case.line
             ),
         }
+    }
+}
+
+/// The fallback's canonical form: the same bytes on every vector whose objects repeat no key
+/// (what a re-serializer writes), and a refusal, never other bytes, on those that repeat one.
+#[test]
+fn the_fallbacks_form_matches_except_where_an_object_repeats_a_key() {
+    let (mut same, mut refused) = (0, 0);
+    for case in cases() {
+        let input = case.input.as_bytes();
+        let roomy = 2 * (input.len() + case.canonical.as_ref().map_or(0, String::len));
+        match (canonicalize(input), canonicalize_reserialized(input, roomy)) {
+            (Ok(canonical), Ok(fallback)) => {
+                assert_eq!(fallback, canonical, "line {}", case.line);
+                same += 1;
+            }
+            (_, Err(CanonicalError::RepeatedKey { .. })) => refused += 1,
+            (Err(err), fallback) => assert_eq!(fallback, Err(err), "line {}", case.line),
+            (Ok(_), Err(err)) => panic!("line {}: {err}", case.line),
+        }
+    }
+    assert!(same > 0);
+    assert!(refused > 0, "the vectors hold objects that repeat a key");
+}
+
+/// A forged body built to make the fallback rewrite objects (many repeats of one key around a
+/// long value) is refused at its first repeat, without writing the rest.
+#[test]
+fn a_repeated_key_is_refused_at_its_first_repeat() {
+    let mut body = String::from("{\"a\":1");
+    for _ in 0..100_000 {
+        body.push_str(",\"a\":1");
+    }
+    body.push('}');
+    let err = canonicalize_reserialized(body.as_bytes(), body.len() * 2).unwrap_err();
+    match err {
+        CanonicalError::RepeatedKey { offset } => assert!(offset < 32, "{offset}"),
+        other => panic!("{other}"),
     }
 }

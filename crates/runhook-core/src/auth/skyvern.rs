@@ -174,8 +174,11 @@ impl SkyvernSignature {
             Some(index) => (index, BodyMatch::Exact),
             None => (fallback && self.canonical_fallback)
                 .then(|| {
-                    crate::canonical::canonicalize_bounded(delivery.body, self.max_canonical_len)
-                        .ok()
+                    crate::canonical::canonicalize_reserialized(
+                        delivery.body,
+                        self.max_canonical_len,
+                    )
+                    .ok()
                 })
                 .flatten()
                 .filter(|canonical| canonical.as_slice() != delivery.body)

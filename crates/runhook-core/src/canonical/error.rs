@@ -49,6 +49,15 @@ pub enum CanonicalError {
         /// The limit.
         max: usize,
     },
+    /// An object repeats a key, refused by
+    /// [`canonicalize_reserialized`](super::canonicalize_reserialized): Python would keep the
+    /// last value, but no re-serializer writes a repeated key, so the body was not re-serialized
+    /// from one Skyvern sent.
+    #[error("an object repeats a key (found by byte {offset})")]
+    RepeatedKey {
+        /// Where in the input the repeat was found.
+        offset: usize,
+    },
     /// The canonical form would be longer than the bound given to
     /// [`canonicalize_bounded`](super::canonicalize_bounded). Not a limit of Skyvern's: the
     /// input may well have a canonical form, only a longer one than the caller accepts.
@@ -70,7 +79,9 @@ impl CanonicalError {
             CanonicalError::IntegerTooLong { .. } => PythonException::ValueError,
             CanonicalError::LoneSurrogate { .. } => PythonException::UnicodeEncodeError,
             CanonicalError::TooDeep { .. } => PythonException::RecursionError,
-            CanonicalError::OutputTooLong { .. } => PythonException::NotRaised,
+            CanonicalError::OutputTooLong { .. } | CanonicalError::RepeatedKey { .. } => {
+                PythonException::NotRaised
+            }
         }
     }
 
@@ -82,7 +93,8 @@ impl CanonicalError {
             | CanonicalError::IntegerTooLong { offset, .. }
             | CanonicalError::LoneSurrogate { offset, .. }
             | CanonicalError::TooDeep { offset, .. }
-            | CanonicalError::OutputTooLong { offset, .. } => offset,
+            | CanonicalError::OutputTooLong { offset, .. }
+            | CanonicalError::RepeatedKey { offset } => offset,
         }
     }
 }

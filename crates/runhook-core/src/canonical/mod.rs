@@ -49,6 +49,8 @@ mod scan;
 mod sign;
 mod write;
 
+use write::RepeatedKeys;
+
 pub use error::{CanonicalError, PythonException, SyntaxError};
 pub use lenient::parse_lenient;
 pub use sign::{canonicalize_value, SkyvernRequest};
@@ -91,7 +93,27 @@ pub fn canonicalize(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
 /// ```
 pub fn canonicalize_bounded(input: &[u8], max_len: usize) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(input.len().min(max_len));
-    canonicalize_into_bounded(input, &mut out, max_len)?;
+    canonicalize_into_bounded(input, &mut out, max_len, RepeatedKeys::Merge)?;
+    Ok(out)
+}
+
+/// The canonical form of a body a proxy may have re-serialized, bounded like
+/// [`canonicalize_bounded`], for the signature check's fallback: a body that repeats a key
+/// within an object is refused ([`CanonicalError::RepeatedKey`]) at once. No JSON
+/// re-serializer writes a repeated key, so such a body cannot be a re-serialized delivery;
+/// refusing it keeps a forged body from making the check rewrite objects key by key.
+///
+/// ```
+/// use runhook_core::canonical::{canonicalize_reserialized, CanonicalError};
+///
+/// assert_eq!(canonicalize_reserialized(br#"{"a": 1.0}"#, 100)?, br#"{"a":1}"#);
+/// let err = canonicalize_reserialized(br#"{"a":1,"a":2}"#, 100).unwrap_err();
+/// assert!(matches!(err, CanonicalError::RepeatedKey { .. }));
+/// # Ok::<(), CanonicalError>(())
+/// ```
+pub fn canonicalize_reserialized(input: &[u8], max_len: usize) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(input.len().min(max_len));
+    canonicalize_into_bounded(input, &mut out, max_len, RepeatedKeys::Refuse)?;
     Ok(out)
 }
 
@@ -104,16 +126,17 @@ pub fn canonicalize_bounded(input: &[u8], max_len: usize) -> Result<Vec<u8>, Can
 /// # Ok::<(), runhook_core::canonical::CanonicalError>(())
 /// ```
 pub fn canonicalize_into(input: &[u8], out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    canonicalize_into_bounded(input, out, usize::MAX)
+    canonicalize_into_bounded(input, out, usize::MAX, RepeatedKeys::Merge)
 }
 
 fn canonicalize_into_bounded(
     input: &[u8],
     out: &mut Vec<u8>,
     max_len: usize,
+    repeated_keys: RepeatedKeys,
 ) -> Result<(), CanonicalError> {
     let before = out.len();
-    let result = write::write_canonical(input, out, max_len);
+    let result = write::write_canonical(input, out, max_len, repeated_keys);
     if let Err(error) = result {
         out.truncate(before);
         // Python decodes the whole body before parsing it: an invalid byte anywhere wins.

@@ -109,6 +109,20 @@ struct Writer<'i, 'o> {
     keys: Vec<Key>,
     surrogates: Vec<Surrogate>,
     hasher: Option<RandomState>,
+    /// What a key repeated within one object does.
+    repeated_keys: RepeatedKeys,
+    /// Whether a repeated key was refused ([`RepeatedKeys::Refuse`]): the next check fails.
+    refused_repeat: bool,
+}
+
+/// What the writer does with a key repeated within one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RepeatedKeys {
+    /// As Python's `json.loads`: the key stays where it first appeared, with its last value.
+    Merge,
+    /// Stop with [`CanonicalError::RepeatedKey`]: no JSON re-serializer writes one, so a body
+    /// that has one was not re-serialized from a body Skyvern sent.
+    Refuse,
 }
 
 /// Canonicalizes `input`, appending to `out` (see [`parse`] about UTF-8 errors), and stops
@@ -118,6 +132,7 @@ pub(crate) fn write_canonical(
     input: &[u8],
     out: &mut Vec<u8>,
     max_len: usize,
+    repeated_keys: RepeatedKeys,
 ) -> Result<(), CanonicalError> {
     // Sized for a typical webhook body, so that most documents allocate only once each.
     let base = out.len();
@@ -133,9 +148,16 @@ pub(crate) fn write_canonical(
         keys: Vec::with_capacity(64),
         surrogates: Vec::new(),
         hasher: None,
+        repeated_keys,
+        refused_repeat: false,
     };
     writer.rebase();
     parse(input, &mut writer)?;
+    if writer.refused_repeat {
+        return Err(CanonicalError::RepeatedKey {
+            offset: input.len(),
+        });
+    }
     writer.flush(input.len());
     match writer.surrogates.iter().min_by_key(|s| s.offset) {
         Some(s) => Err(CanonicalError::LoneSurrogate {
@@ -335,6 +357,9 @@ impl Writer<'_, '_> {
     #[cold]
     #[inline(never)]
     fn recheck(&mut self, offset: usize) -> Result<(), CanonicalError> {
+        if self.refused_repeat {
+            return Err(CanonicalError::RepeatedKey { offset });
+        }
         self.rebase();
         if offset > self.horizon {
             return Err(CanonicalError::OutputTooLong {
@@ -376,6 +401,13 @@ impl Writer<'_, '_> {
     fn key_lookup(&mut self, start: usize, end: usize, fingerprint: u64) {
         let index = self.keys.len();
         let next_same_hash = match self.find(start, end, fingerprint) {
+            Found::Earlier(_) if self.repeated_keys == RepeatedKeys::Refuse => {
+                // Fail at the next check (between tokens), off the hot path: no room left.
+                self.refused_repeat = true;
+                self.limit = 0;
+                self.rebase();
+                return;
+            }
             Found::Earlier(first) => {
                 if let Some(first) = self.keys.get_mut(first) {
                     first.last = index;

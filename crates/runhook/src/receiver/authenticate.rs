@@ -2,7 +2,8 @@
 //! bytes (the exact check inline; a fallback, such as Skyvern's canonical form, off the async
 //! workers).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,7 +26,14 @@ impl Pipeline {
         let exact = verifier.verify_exact(&Delivery::new(headers, body).with_path(path));
         let verified = match exact {
             Err(exact) if verifier.has_fallback() => {
-                verify_blocking(verifier, headers, path, body, exact).await
+                let Some(slot) = FallbackSlot::take() else {
+                    tracing::debug!(provider = %self.provider, "every canonical-fallback slot is busy; answering 503");
+                    let wait = self.outage_pause.at_least(Duration::from_secs(1));
+                    return Err(Outcome::unavailable(Unavailable::FallbackBusy, wait));
+                };
+                let verified = verify_blocking(verifier, headers, path, body, exact).await;
+                drop(slot);
+                verified
             }
             verified => verified,
         };
@@ -82,4 +90,36 @@ async fn verify_blocking(
         verifier.verify(&Delivery::new(&owned, &body).with_path(&path))
     });
     check.await.unwrap_or(Err(exact))
+}
+
+/// A place among the fallback checks that may run at once in this process: as many as the
+/// machine has cores. Each check may canonicalize a whole body (a few ms of CPU and a key table
+/// per object for a 2 MiB body), and bodies whose exact check failed are mostly forged, so
+/// past this bound a delivery is asked to come back (503) instead of queueing CPU work or
+/// blocking threads without limit.
+struct FallbackSlot;
+
+/// The fallback checks running now, in this process.
+static FALLBACKS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+impl FallbackSlot {
+    /// A slot, or `None` when every one is taken.
+    fn take() -> Option<Self> {
+        static SLOTS: OnceLock<usize> = OnceLock::new();
+        let slots =
+            *SLOTS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let taken = FALLBACKS_RUNNING.fetch_add(1, Ordering::AcqRel);
+        if taken < slots {
+            Some(Self)
+        } else {
+            FALLBACKS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for FallbackSlot {
+    fn drop(&mut self) {
+        FALLBACKS_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
 }

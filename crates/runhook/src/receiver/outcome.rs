@@ -34,6 +34,7 @@ use crate::handoff::Refused;
 /// | store full of in-flight claims | 503 | until the earliest lease may lapse | |
 /// | store misconfigured (bad duration, corrupt record, config) | 500 | | |
 /// | key resolver failed | 503 | 1 s | |
+/// | exact signature check failed, every canonical-fallback slot busy | 503 | 1 s, or the outage pause (*) | |
 /// | queue or stream backlog full | 503 | 2 s, or the outage pause (*) | |
 /// | stream unavailable (Redis failed or timed out on `XADD`) | 503 | 2 s, or the outage pause (*) | |
 /// | shutting down (or the queue closed) | 503 | 5 s | |
@@ -130,6 +131,9 @@ pub enum Unavailable {
     KeyResolver(HandlerError),
     /// The dead-letter sink refused a genuine but unusable delivery.
     DeadLetters(std::io::Error),
+    /// The exact signature check failed and every slot for the canonical fallback's check is
+    /// busy (as many as the machine has cores).
+    FallbackBusy,
 }
 
 impl std::fmt::Display for Unavailable {
@@ -140,6 +144,7 @@ impl std::fmt::Display for Unavailable {
             Unavailable::Store(err) => write!(f, "{err}"),
             Unavailable::KeyResolver(err) => write!(f, "key resolver: {err}"),
             Unavailable::DeadLetters(err) => write!(f, "dead-letter sink: {err}"),
+            Unavailable::FallbackBusy => f.write_str("every canonical-fallback check slot is busy"),
         }
     }
 }
@@ -251,7 +256,7 @@ impl OutagePause {
     }
 
     /// `wait`, raised to the platform's pause.
-    fn at_least(self, wait: Duration) -> Duration {
+    pub(crate) fn at_least(self, wait: Duration) -> Duration {
         self.floor.map_or(wait, |floor| floor.max(wait))
     }
 }
@@ -304,7 +309,7 @@ mod tests {
             capacity: 1,
             retry_after: Duration::from_secs(7),
         };
-        let rows: [(Outcome, u16, Option<Duration>, bool); 10] = [
+        let rows: [(Outcome, u16, Option<Duration>, bool); 11] = [
             (Outcome::too_large(1024), 413, None, true),
             (
                 Outcome::body_timeout(Duration::from_secs(10)),
@@ -345,6 +350,15 @@ mod tests {
                 false,
             ),
             (Outcome::shutting_down(), 503, secs(5), false),
+            (
+                Outcome::unavailable(
+                    Unavailable::FallbackBusy,
+                    plain().at_least(Duration::from_secs(1)),
+                ),
+                503,
+                secs(1),
+                false,
+            ),
         ];
         for (outcome, status, retry_after, closes) in rows {
             assert_eq!(outcome.status.as_u16(), status, "{:?}", outcome.kind);
