@@ -11,6 +11,7 @@ mod env;
 mod event_json;
 mod names;
 mod outage_store;
+mod redact;
 mod serve;
 
 /// runhook: the receiving end of web-agent webhooks (Skyvern, TinyFish, WebRun, SmartBrowse).

@@ -337,6 +337,31 @@ fn over_long_run_ids_are_refused() {
     assert!(RunEvent::parse(Provider::SmartBrowse, body.into_bytes()).is_ok());
 }
 
+/// Ids no handler could pass on (control characters) or that a run API would read as a path
+/// (`.`, `..`) are genuine but set aside, from the summary and the full parse alike; ids that
+/// merely look odd are kept as they are.
+#[test]
+fn run_ids_with_control_characters_or_dot_segments_are_refused() {
+    for id in ["a\\u0000b", "nl\\nhere", "del\u{7f}", "tab\\t", ".", ".."] {
+        let body = format!(r#"{{"run_id":"{id}","status":"completed"}}"#);
+        for parsed in [
+            RunEvent::parse(Provider::Skyvern, body.clone().into_bytes()),
+            RunEvent::parse_summary(Provider::Skyvern, body.clone().into_bytes()),
+        ] {
+            let err = parsed.unwrap_err();
+            assert!(
+                matches!(err, PayloadError::InvalidField { ref path, .. } if path == "run_id"),
+                "{id:?}: {err:?}"
+            );
+        }
+    }
+    for id in ["a/b", "...", ".hidden", "wr_123", "é"] {
+        let body = format!(r#"{{"run_id":"{id}","status":"completed"}}"#);
+        let event = RunEvent::parse(Provider::Skyvern, body.into_bytes()).unwrap();
+        assert_eq!(event.run_id.as_deref(), Some(id));
+    }
+}
+
 #[test]
 fn a_repeated_key_keeps_the_last_value_as_python_does() {
     let body = br#"{"run_id":"first","status":"failed","run_id":"second"}"#;

@@ -133,6 +133,11 @@ pub struct ServeArgs {
     /// is a failure and is retried.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
+    /// With --exec: a variable of serve's environment the command also gets (repeat for
+    /// more). It gets only PATH, HOME, LANG, TZ and the RUNHOOK_* variables otherwise: never
+    /// the secrets or the run API key.
+    #[arg(long = "exec-env", value_name = "VAR", requires = "exec")]
+    exec_env: Vec<String>,
     /// POST each event as JSON to this URL (http:// or https://, trusting the platform's
     /// certificates, or those in SSL_CERT_FILE / SSL_CERT_DIR instead); an answer other than
     /// 2xx is a failure, a redirect included (never followed). Logs show only its
@@ -267,6 +272,7 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     let handler = HandlerSpec {
         jsonl: args.jsonl.clone(),
         exec: args.exec.clone(),
+        exec_env: args.exec_env.clone(),
         forward: args.forward.clone(),
     }
     .kind()?;
@@ -336,13 +342,7 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeE
 
 /// The store without any credentials a URL may carry.
 pub(crate) fn store_label(store: &str) -> String {
-    match store.split_once('@') {
-        Some((scheme_and_user, host)) => {
-            let scheme = scheme_and_user.split("://").next().unwrap_or("redis");
-            format!("{scheme}://***@{host}")
-        }
-        None => store.to_string(),
-    }
+    crate::redact::url_label(store)
 }
 
 /// Counts SIGTERM, SIGINT and SIGHUP from now on (SIGHUP no longer kills the process): the

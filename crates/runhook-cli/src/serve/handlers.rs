@@ -11,7 +11,7 @@ use runhook::{Handler, HandlerError};
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::config::{HandlerKind, ServeConfig, ServeConfigError};
+use super::config::{ExecSpec, HandlerKind, ServeConfig, ServeConfigError};
 use super::forward::{self, ForwardSettings};
 use crate::event_json;
 
@@ -20,7 +20,7 @@ use crate::event_json;
 pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError> {
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
-        HandlerKind::Exec(command) => Ok(exec(command.clone())),
+        HandlerKind::Exec(spec) => Ok(exec(spec.clone())),
         HandlerKind::Forward(url) => Ok(forward::handler(url, &ForwardSettings::of(config)?)?),
     }
 }
@@ -56,31 +56,44 @@ fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, ServeConfigError> {
 
 /// Runs `sh -c command` with the event JSON on standard input and `RUNHOOK_PROVIDER`,
 /// `RUNHOOK_RUN_ID` (unset when the platform names no run), `RUNHOOK_DEDUP_KEY`,
-/// `RUNHOOK_STATUS` and `RUNHOOK_SOURCE` (`webhook` or `reconciled`) in its environment. A non-zero
-/// exit is a failed attempt; a command still running when the attempt times out is killed.
-fn exec(command: String) -> Arc<dyn Handler> {
+/// `RUNHOOK_STATUS` and `RUNHOOK_SOURCE` (`webhook` or `reconciled`) in its environment, which
+/// otherwise holds only `PATH`, `HOME`, `LANG`, `TZ` and the variables the user named
+/// ([`ExecSpec::pass_env`]). A non-zero exit is a failed attempt. The command runs in a process
+/// group of its own: when the attempt times out, the whole group is killed, not only `sh`.
+fn exec(spec: ExecSpec) -> Arc<dyn Handler> {
+    let passed: Arc<[(String, std::ffi::OsString)]> = ExecSpec::ALWAYS_PASSED
+        .iter()
+        .map(|name| name.to_string())
+        .chain(spec.pass_env.iter().cloned())
+        .filter_map(|name| std::env::var_os(&name).map(|value| (name, value)))
+        .collect();
+    let command = spec.command;
     Arc::new(move |event: Arc<RunEvent>| {
-        let command = command.clone();
+        let (command, passed) = (command.clone(), passed.clone());
         async move {
             let input = event_json::record_line(&event)?;
             let mut child = tokio::process::Command::new("sh");
             child
                 .arg("-c")
                 .arg(&command)
+                .env_clear()
+                .envs(passed.iter().map(|(name, value)| (name, value)))
                 .env("RUNHOOK_PROVIDER", event.provider.as_str())
                 .env("RUNHOOK_DEDUP_KEY", &event.dedup_key)
                 .env("RUNHOOK_STATUS", event.status.as_str())
                 .env("RUNHOOK_SOURCE", event.source.as_str());
             // Unset, not empty or a hash, when the platform names no run (webrun-ai).
-            match &event.run_id {
-                Some(run_id) => child.env("RUNHOOK_RUN_ID", run_id),
-                None => child.env_remove("RUNHOOK_RUN_ID"),
-            };
+            if let Some(run_id) = &event.run_id {
+                child.env("RUNHOOK_RUN_ID", run_id);
+            }
+            #[cfg(unix)]
+            child.process_group(0);
             let mut child = child
                 .stdin(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
+            let group = ProcessGroup::of(&child);
             if let Some(mut stdin) = child.stdin.take() {
                 // A command that does not read its input closes the pipe early: not a failure.
                 match stdin.write_all(&input).await {
@@ -89,6 +102,7 @@ fn exec(command: String) -> Arc<dyn Handler> {
                 }
             }
             let status = child.wait().await?;
+            group.finished();
             if status.success() {
                 Ok::<(), HandlerError>(())
             } else {
@@ -96,6 +110,49 @@ fn exec(command: String) -> Arc<dyn Handler> {
             }
         }
     })
+}
+
+/// The process group of a command being run: killed whole (SIGKILL to the group) if the
+/// attempt is dropped before the command ended (a timeout, a lost claim, a shutdown), so that
+/// what the command started in the background dies with it.
+struct ProcessGroup {
+    #[cfg(unix)]
+    leader: Option<rustix::process::Pid>,
+}
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        #[cfg(unix)]
+        {
+            let leader = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw);
+            Self { leader }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    /// The command ended by itself: nothing to kill.
+    fn finished(mut self) {
+        #[cfg(unix)]
+        {
+            self.leader = None;
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(leader) = self.leader {
+            let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 #[cfg(all(test, unix))]

@@ -576,6 +576,20 @@ fn check_run_id(run_id: &str, field: &str) -> Result<(), PayloadError> {
             run_id: run_id.into(),
         });
     }
+    // No handler could pass such an id on (a header, an environment variable, a command's
+    // argument), and a run API would read `.` and `..` as its own path: genuine, but set aside.
+    if run_id.chars().any(char::is_control) {
+        return Err(PayloadError::InvalidField {
+            path: field.into(),
+            reason: "contains a control character".into(),
+        });
+    }
+    if matches!(run_id, "." | "..") {
+        return Err(PayloadError::InvalidField {
+            path: field.into(),
+            reason: "is a relative path segment (`.` or `..`)".into(),
+        });
+    }
     Ok(())
 }
 

@@ -98,6 +98,12 @@ pub enum ServeConfigError {
     /// A zero lease.
     #[error("the lease must be at least 1 second")]
     ZeroLease,
+    /// A zero handler timeout: every attempt would fail at once.
+    #[error("handler_timeout_secs must be at least 1")]
+    ZeroHandlerTimeout,
+    /// A variable named for `--exec`'s environment that is not a variable name.
+    #[error("--exec-env `{0}`: not an environment variable name (letters, digits and `_`)")]
+    ExecEnvName(String),
     /// A Redis stream queue on the memory store.
     #[error("--queue redis-stream needs a Redis store: give --store redis://HOST:PORT")]
     StreamWithoutRedis,

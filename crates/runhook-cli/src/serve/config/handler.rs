@@ -15,6 +15,10 @@ pub struct HandlerSpec {
     pub jsonl: Option<PathBuf>,
     /// Run this shell command with the event JSON on standard input.
     pub exec: Option<String>,
+    /// With `exec`: variables of serve's environment the command also gets, besides `PATH`,
+    /// `HOME`, `LANG`, `TZ` and the `RUNHOOK_*` ones.
+    #[serde(default)]
+    pub exec_env: Vec<String>,
     /// POST the event JSON to this URL.
     pub forward: Option<String>,
 }
@@ -25,6 +29,7 @@ impl std::fmt::Debug for HandlerSpec {
         f.debug_struct("HandlerSpec")
             .field("jsonl", &self.jsonl)
             .field("exec", &self.exec)
+            .field("exec_env", &self.exec_env)
             .field("forward", &self.forward.as_ref().map(|_| "<url>"))
             .finish()
     }
@@ -43,7 +48,7 @@ pub enum HandlerKind {
     /// Append JSON lines to a file.
     Jsonl(PathBuf),
     /// Run a shell command per event.
-    Exec(String),
+    Exec(ExecSpec),
     /// POST each event to a URL (shown by its origin only).
     Forward(ForwardUrl),
 }
@@ -53,7 +58,11 @@ impl HandlerSpec {
     pub fn kind(&self) -> Result<HandlerKind, ServeConfigError> {
         let named = [
             self.jsonl.clone().map(HandlerKind::Jsonl),
-            self.exec.clone().map(HandlerKind::Exec),
+            self.exec
+                .clone()
+                .map(|command| ExecSpec::new(command, self.exec_env.clone()))
+                .transpose()?
+                .map(HandlerKind::Exec),
             self.forward
                 .as_deref()
                 .map(ForwardUrl::parse)
@@ -66,5 +75,35 @@ impl HandlerSpec {
             (None, _) => Err(ServeConfigError::NoHandler),
             (Some(_), Some(_)) => Err(ServeConfigError::MoreThanOne),
         }
+    }
+}
+
+/// A command run per event, and the variables of serve's environment it may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The shell command (`sh -c`).
+    pub command: String,
+    /// Variables passed on from serve's environment besides [`ExecSpec::ALWAYS_PASSED`]:
+    /// nothing else reaches the command (not the secrets, not the run API key).
+    pub pass_env: Vec<String>,
+}
+
+impl ExecSpec {
+    /// Variables every command gets from serve's environment (when set), besides the
+    /// `RUNHOOK_*` ones runhook sets per event.
+    pub const ALWAYS_PASSED: [&'static str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+    /// `command`, passed `pass_env` besides the usual ones; refuses a name that cannot be a
+    /// variable's.
+    pub fn new(command: String, pass_env: Vec<String>) -> Result<Self, ServeConfigError> {
+        let valid = |name: &str| {
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if let Some(bad) = pass_env.iter().find(|name| !valid(name)) {
+            return Err(ServeConfigError::ExecEnvName(bad.clone()));
+        }
+        Ok(Self { command, pass_env })
     }
 }

@@ -15,7 +15,7 @@ use runhook::retry::RetryPolicy;
 use serde::Deserialize;
 
 pub use error::ServeConfigError;
-pub use handler::{HandlerKind, HandlerSpec};
+pub use handler::{ExecSpec, HandlerKind, HandlerSpec};
 pub use route::{Confirm, RouteSpec};
 pub use store::StoreSpec;
 
@@ -173,6 +173,9 @@ impl ServeConfig {
         }
         if self.lease_secs == 0 {
             return Err(ServeConfigError::ZeroLease);
+        }
+        if self.handler_timeout_secs == 0 {
+            return Err(ServeConfigError::ZeroHandlerTimeout);
         }
         if self.queue == QueueKind::RedisStream && self.redis_url().is_none() {
             return Err(ServeConfigError::StreamWithoutRedis);

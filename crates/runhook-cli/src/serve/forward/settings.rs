@@ -148,7 +148,9 @@ mod tests {
         let settings = ForwardSettings::of(&c).unwrap();
         assert_eq!(settings.interval, Some(Duration::from_millis(250)));
         assert_eq!(settings.concurrency, NonZeroUsize::new(2));
-        let mut c = config(HandlerKind::Exec("true".into()));
+        let mut c = config(HandlerKind::Exec(
+            crate::serve::config::ExecSpec::new("true".into(), Vec::new()).unwrap(),
+        ));
         c.forward_concurrency = Some(2);
         assert!(ForwardSettings::check(&c).is_err());
     }
