@@ -479,3 +479,39 @@ async fn the_rate_limit_spaces_requests() {
         assert!(within <= 5, "{within} requests within a second");
     }
 }
+
+/// The environment's proxy variables are ignored (the forward URL, which may hold a secret,
+/// and the events never reach a proxy nobody chose); `--proxy` sends through one.
+#[tokio::test]
+async fn a_proxy_is_used_only_when_given_with_proxy() {
+    let dir = scratch("proxy");
+    let (target, proxy) = (Target::new(), Target::new());
+    let target_at = target.serve_http(ok(), Duration::ZERO).await;
+    let proxy_at = proxy.serve_http(ok(), Duration::ZERO).await;
+    let forward = format!("http://{target_at}/events");
+    let proxy_url = format!("http://{proxy_at}");
+    let from_env = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("http_proxy", proxy_url.as_str()),
+    ];
+
+    let serve_direct = serve(&dir, &forward, &[], &from_env);
+    assert_eq!(deliver(&serve_direct, &unique("direct_run")).await, 200);
+    target
+        .hits_when(1, Duration::from_secs(10), &serve_direct)
+        .await;
+    assert!(proxy.hits().is_empty(), "HTTP_PROXY was honoured");
+    serve_direct.stop_ok();
+
+    let serve_proxied = serve(&dir, &forward, &["--proxy", &proxy_url], &[]);
+    assert_eq!(deliver(&serve_proxied, &unique("proxied_run")).await, 200);
+    proxy
+        .hits_when(1, Duration::from_secs(10), &serve_proxied)
+        .await;
+    assert_eq!(
+        target.hits().len(),
+        1,
+        "the proxied request went straight to the target"
+    );
+    serve_proxied.stop_ok();
+}

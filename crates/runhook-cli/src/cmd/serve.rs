@@ -157,6 +157,11 @@ pub struct ServeArgs {
     /// [default: no limit, or the config file's `forward_concurrency`].
     #[arg(long, value_name = "N")]
     forward_concurrency: Option<usize>,
+    /// Send --forward's requests and the run API's through this proxy (http://, https:// or
+    /// socks5://). Without it runhook connects directly: HTTP_PROXY, HTTPS_PROXY and
+    /// ALL_PROXY are ignored [default: none, or the config file's `proxy`].
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
     /// Keep deliveries that could not be processed in this JSON-lines file.
     #[arg(long, value_name = "FILE")]
     dead_letters: Option<PathBuf>,
@@ -251,6 +256,9 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeCo
         .unwrap_or(config.forward_retry_after_cap_secs);
     config.forward_rate_per_sec = args.forward_rate_per_sec.or(config.forward_rate_per_sec);
     config.forward_concurrency = args.forward_concurrency.or(config.forward_concurrency);
+    if let Some(proxy) = &args.proxy {
+        config.proxy = Some(proxy.clone());
+    }
     Ok(())
 }
 
@@ -333,7 +341,12 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeE
     for spec in &config.routes {
         routes.push(
             shared
-                .route_with(spec, spec.verifier()?, RouteRuns::of(spec)?, &setup)
+                .route_with(
+                    spec,
+                    spec.verifier()?,
+                    RouteRuns::of(spec, config.proxy.as_deref())?,
+                    &setup,
+                )
                 .await?,
         );
     }

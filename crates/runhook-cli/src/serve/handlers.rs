@@ -21,7 +21,11 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError>
     match &config.handler {
         HandlerKind::Jsonl(path) => jsonl(path),
         HandlerKind::Exec(spec) => Ok(exec(spec.clone())),
-        HandlerKind::Forward(url) => Ok(forward::handler(url, &ForwardSettings::of(config)?)?),
+        HandlerKind::Forward(url) => Ok(forward::handler(
+            url,
+            &ForwardSettings::of(config)?,
+            config.proxy.as_deref(),
+        )?),
     }
 }
 

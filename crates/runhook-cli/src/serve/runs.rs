@@ -21,8 +21,9 @@ pub struct RouteRuns {
 }
 
 impl RouteRuns {
-    /// `spec`'s run API settings, with the API key read from its `api_key_env`.
-    pub fn of(spec: &RouteSpec) -> Result<Self, ServeConfigError> {
+    /// `spec`'s run API settings, with the API key read from its `api_key_env`, through
+    /// `proxy` if one is given (no proxy otherwise, whatever the environment says).
+    pub fn of(spec: &RouteSpec, proxy: Option<&str>) -> Result<Self, ServeConfigError> {
         spec.check_runs()?;
         match &spec.api_key_env {
             Some(var) if spec.uses_run_api() => {
@@ -30,7 +31,7 @@ impl RouteRuns {
                     route: spec.path.clone(),
                     source,
                 })?;
-                Self::with_key(spec, key, ReconcilePolicy::after)
+                Self::with_key(spec, key, proxy, ReconcilePolicy::after)
             }
             _ => Ok(Self::default()),
         }
@@ -41,6 +42,7 @@ impl RouteRuns {
     pub fn with_key(
         spec: &RouteSpec,
         key: Secret,
+        proxy: Option<&str>,
         policy: impl FnOnce(Duration) -> ReconcilePolicy,
     ) -> Result<Self, ServeConfigError> {
         if !spec.uses_run_api() {
@@ -60,6 +62,9 @@ impl RouteRuns {
                     route: route.clone(),
                     source,
                 })?;
+        }
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(proxy).map_err(client)?;
         }
         let client = builder.build().map_err(client)?;
         tracing::info!(route = %route, provider = %spec.provider, api = ?client, confirm = spec.confirm == Confirm::FetchFirst, reconcile_after_secs = ?spec.reconcile_after_secs, "run API in use");
@@ -108,7 +113,7 @@ mod tests {
             .contains("api_key_env"));
         tinyfish.api_key_env = Some("RUNHOOK_TEST_UNSET_KEY_VAR".into());
         assert!(tinyfish.check_runs().is_ok());
-        let err = RouteRuns::of(&tinyfish).err().unwrap().to_string();
+        let err = RouteRuns::of(&tinyfish, None).err().unwrap().to_string();
         assert!(
             err.contains("RUNHOOK_TEST_UNSET_KEY_VAR is not set"),
             "{err}"
@@ -130,6 +135,7 @@ mod tests {
         let err = RouteRuns::with_key(
             &smartbrowse,
             Secret::new("k").unwrap(),
+            None,
             ReconcilePolicy::after,
         )
         .err()
@@ -141,6 +147,7 @@ mod tests {
         let runs = RouteRuns::with_key(
             &smartbrowse,
             Secret::new("k").unwrap(),
+            None,
             ReconcilePolicy::after,
         )
         .unwrap();

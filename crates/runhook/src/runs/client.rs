@@ -70,6 +70,7 @@ pub struct RunApiClientBuilder {
     timeout: Duration,
     attempts: u32,
     max_body: usize,
+    proxy: Option<reqwest::Proxy>,
 }
 
 /// Why a [`RunApiClient`] cannot be built.
@@ -82,6 +83,9 @@ pub enum RunApiClientError {
     /// The base URL is not an `http(s)://` URL.
     #[error("the run API base URL is not an http(s) URL")]
     BadBaseUrl,
+    /// The proxy URL given to [`RunApiClientBuilder::proxy`] is not one.
+    #[error("the proxy URL is not a URL")]
+    BadProxyUrl,
     /// The API key cannot be sent in a header.
     #[error("the API key cannot be sent in a header (a control character or a non-ASCII byte)")]
     BadKey,
@@ -114,6 +118,7 @@ impl RunApiClient {
             timeout: DEFAULT_TIMEOUT,
             attempts: DEFAULT_ATTEMPTS,
             max_body: DEFAULT_MAX_BODY,
+            proxy: None,
         })
     }
 
@@ -289,8 +294,20 @@ impl RunApiClientBuilder {
         self
     }
 
+    /// Sends every request through the proxy at `url` (`http://`, `https://` or `socks5://`,
+    /// with credentials in the URL if it needs them). Without it the client connects directly:
+    /// `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are ignored, so that the API key and run ids
+    /// never go to a proxy nobody chose for them.
+    ///
+    /// # Errors
+    /// [`RunApiClientError::BadProxyUrl`] when `url` is not a proxy URL.
+    pub fn proxy(mut self, url: &str) -> Result<Self, RunApiClientError> {
+        self.proxy = Some(reqwest::Proxy::all(url).map_err(|_| RunApiClientError::BadProxyUrl)?);
+        Ok(self)
+    }
+
     /// Builds the client: rustls with the platform's trust store (or `SSL_CERT_FILE`), no
-    /// redirects.
+    /// redirects, no proxy unless one was given ([`RunApiClientBuilder::proxy`]).
     ///
     /// # Errors
     /// [`RunApiClientError::BadKey`] when the key cannot be sent in a header;
@@ -303,6 +320,12 @@ impl RunApiClientBuilder {
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("runhook/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        let http = match self.proxy {
+            Some(proxy) => http.proxy(proxy),
+            None => http,
+        };
+        let http = http
             .build()
             .map_err(|e| RunApiClientError::Http(e.without_url().to_string()))?;
         Ok(RunApiClient {

@@ -44,7 +44,7 @@ pub fn demo_routes(
     specs(api_base)
         .iter()
         .map(|(spec, secret)| {
-            let runs = RouteRuns::with_key(spec, demo_secret(TINYFISH_API_KEY)?, policy)?;
+            let runs = RouteRuns::with_key(spec, demo_secret(TINYFISH_API_KEY)?, None, policy)?;
             let verifier = spec.verifier_with(demo_secret(secret)?.into())?;
             Ok(shared.route(spec, verifier, runs)?)
         })

@@ -86,6 +86,10 @@ pub struct ServeConfig {
     /// together (absent: one per worker).
     #[serde(default)]
     pub forward_concurrency: Option<usize>,
+    /// The proxy the forward handler and the run API clients go through (absent: none; the
+    /// `HTTP_PROXY` family of variables is ignored).
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
@@ -134,6 +138,7 @@ impl ServeConfig {
             forward_retry_after_cap_secs: default_forward_retry_after_cap_secs(),
             forward_rate_per_sec: None,
             forward_concurrency: None,
+            proxy: None,
             routes,
         }
     }

@@ -37,14 +37,26 @@ const DEDUP_KEY_HEADER: &str = "x-runhook-dedup-key";
 #[error("cannot build the HTTP client: {0}")]
 pub struct HttpClientError(String);
 
-/// The forward handler for `target`.
+/// The forward handler for `target`, through `proxy` if one is given. Without one it
+/// connects directly: the environment's `HTTP_PROXY` family is ignored, so that the target's
+/// URL (which may hold a secret) and the events never go to a proxy nobody chose for them.
 pub fn handler(
     target: &ForwardUrl,
     settings: &ForwardSettings,
+    proxy: Option<&str>,
 ) -> Result<Arc<dyn Handler>, HttpClientError> {
     let client = reqwest::Client::builder()
         .timeout(settings.request_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    let client = match proxy {
+        Some(url) => client.proxy(
+            reqwest::Proxy::all(url)
+                .map_err(|_| HttpClientError("the proxy URL is not a URL".into()))?,
+        ),
+        None => client,
+    };
+    let client = client
         .build()
         .map_err(|e| HttpClientError(target::describe(e)))?;
     tracing::info!(
