@@ -44,6 +44,7 @@ mod body;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
+mod parked;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;
 pub mod receiver;

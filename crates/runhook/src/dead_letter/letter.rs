@@ -135,6 +135,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// What the letter costs a sink's byte budget: its body and headers.
+    pub fn size(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        (self.body.len() + headers) as u64
+    }
+
     /// The letter as written by the sinks: one JSON object ([`DeadLetterRecord`]).
     pub fn record(&self) -> DeadLetterRecord {
         let (body, body_base64) = match std::str::from_utf8(&self.body) {

@@ -297,7 +297,6 @@ impl Reconciler {
                 Letter::Written
             }
             Err(_) => {
-                Counters::bump(&self.counters.dead_letter_write_failures);
                 tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, "keeping the expectation of a run that never completed until its dead letter is written");
                 Letter::Refused
             }

@@ -10,7 +10,6 @@ use super::arrival::Next;
 use super::entry::{Malformed, Salvaged};
 use super::shared::Shared;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
-use crate::stats::Counters;
 
 /// An entry runhook did not write (or cannot read): dead-lettered whole, then acknowledged.
 /// If the letter cannot be written, the entry stays pending and is tried again later.
@@ -34,8 +33,7 @@ pub(super) async fn foreign_entry(
         source: runhook_core::payload::EventSource::Webhook,
     };
     if sh.ctx.dead_letters.put(letter).await.is_err() {
-        // Logged by the writer; the entry stays pending and is tried again later.
-        Counters::bump(&sh.ctx.counters.dead_letter_write_failures);
+        // Counted and logged by the writer; the entry stays pending and is tried again later.
         return Next::LeavePending;
     }
     Next::Acknowledge

@@ -236,6 +236,15 @@ impl RedisStreamQueue {
         }
     }
 
+    /// Whether Redis answers a `PING` on the stream's connection (a readiness check).
+    pub(crate) async fn ping(&self) -> Result<(), super::error::RedisCallError> {
+        let q = &*self.inner;
+        let mut conn = q.conn.clone();
+        bounded(q.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+            .map(drop)
+    }
+
     /// Acknowledges and deletes a processed entry. A failure leaves it pending: the takeover
     /// finds its run done and acknowledges it then.
     pub(crate) async fn ack(&self, id: &str) {
