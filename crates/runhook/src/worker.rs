@@ -15,8 +15,7 @@ use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use tokio::time::Instant;
 
-use crate::dead_letter::DeadLetterReason;
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
 use crate::handler::{BoxFuture, Handler};
 use crate::handoff::Job;
 use crate::parked::{ParkTicket, Parked};
@@ -283,7 +282,10 @@ impl Worker<'_> {
                     let reason = DeadLetterReason::NotConfirmed {
                         reason: "the run API does not know the run (404)".into(),
                     };
-                    return self.dead_letter(reason, attempt - 1).await;
+                    // The platform does not know it: nobody vouches for the body, so only
+                    // its prefix and digest are kept.
+                    let letter = self.job.dead_letter(reason, attempt - 1).unauthenticated();
+                    return self.write_letter(letter).await;
                 }
                 Confirm::NotYet(failure) => (Err(failure), Stage::Confirm),
             };
@@ -407,8 +409,13 @@ impl Worker<'_> {
         reason: DeadLetterReason,
         attempts: u32,
     ) -> Result<Settled, LeaseLost> {
-        let ctx = self.ctx;
         let letter = self.job.dead_letter(reason, attempts);
+        self.write_letter(letter).await
+    }
+
+    /// Writes `letter` (see [`Worker::dead_letter`]).
+    async fn write_letter(&mut self, letter: DeadLetter) -> Result<Settled, LeaseLost> {
+        let ctx = self.ctx;
         let mut pause = Duration::from_millis(500);
         loop {
             if ctx.dead_letters.put(letter.clone()).await.is_ok() {

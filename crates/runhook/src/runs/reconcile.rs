@@ -290,6 +290,7 @@ impl Reconciler {
             headers: Vec::new(),
             body: bytes::Bytes::new(),
             source: EventSource::Reconciled,
+            truncated: None,
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => {

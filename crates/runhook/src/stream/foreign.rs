@@ -31,6 +31,7 @@ pub(super) async fn foreign_entry(
         headers: Vec::new(),
         body: salvaged.body,
         source: runhook_core::payload::EventSource::Webhook,
+        truncated: None,
     };
     if sh.ctx.dead_letters.put(letter).await.is_err() {
         // Counted and logged by the writer; the entry stays pending and is tried again later.
