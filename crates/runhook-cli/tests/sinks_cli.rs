@@ -139,7 +139,11 @@ fn assert_accounted(acked: &HashMap<String, String>, calls: &Path, dead: &Path) 
         if run.starts_with("good") {
             assert!(seen.contains(run), "{run} acknowledged, never processed");
         } else {
-            assert_eq!(kept.get(run), Some(body), "{run} acknowledged, not in the dead letters");
+            assert_eq!(
+                kept.get(run),
+                Some(body),
+                "{run} acknowledged, not in the dead letters"
+            );
         }
     }
 }
@@ -185,7 +189,12 @@ async fn a_sink_at_its_budget_parks_its_deliveries_and_the_workers_go_on() {
     let dir = scratch("budget");
     let calls = dir.join("calls.txt");
     let dead = dir.join("dead.jsonl");
-    let extra = ["--dead-letters", dead.to_str().unwrap(), "--dead-letters-max-mib", "1"];
+    let extra = [
+        "--dead-letters",
+        dead.to_str().unwrap(),
+        "--dead-letters-max-mib",
+        "1",
+    ];
     let serve = start(&dir, &calls, &extra);
     let (status, body) = readyz(&serve).await;
     assert_eq!((status, body.as_str()), (200, "ready\n"));

@@ -44,9 +44,9 @@ mod body;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
-mod parked;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;
+mod parked;
 pub mod receiver;
 #[cfg(feature = "tower")]
 mod response;

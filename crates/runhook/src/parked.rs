@@ -270,7 +270,11 @@ impl Retrier {
         while let Some(parked) = self.jobs.pop_front() {
             let written = match self.budget {
                 Budget::Kept => self.dead_letters.put(parked.letter.clone()).await,
-                Budget::Exceeded => self.dead_letters.put_past_budget(parked.letter.clone()).await,
+                Budget::Exceeded => {
+                    self.dead_letters
+                        .put_past_budget(parked.letter.clone())
+                        .await
+                }
             };
             if written.is_err() {
                 self.jobs.push_front(parked);
@@ -278,11 +282,18 @@ impl Retrier {
             }
             progress = Progress::Some;
             if parked.claim == ClaimState::Held {
-                if let Err(err) = self.store.release(parked.job.key(), &parked.job.token).await {
+                if let Err(err) = self
+                    .store
+                    .release(parked.job.key(), &parked.job.token)
+                    .await
+                {
                     tracing::warn!(key = %parked.job.key(), error = %err, "could not release a claim");
                 }
             }
-            self.dead_letters.counters.parked.fetch_sub(1, Ordering::AcqRel);
+            self.dead_letters
+                .counters
+                .parked
+                .fetch_sub(1, Ordering::AcqRel);
             let _ = parked.written.send(());
         }
         progress

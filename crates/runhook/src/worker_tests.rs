@@ -160,7 +160,10 @@ async fn a_hint_shorter_than_the_backoff_leaves_the_backoff() {
         policy(3, backoff),
     )
     .await;
-    assert!(matches!(run_job(&s.ctx, s.job, None).await, Settled::Processed));
+    assert!(matches!(
+        run_job(&s.ctx, s.job, None).await,
+        Settled::Processed
+    ));
     let seen = seen.lock().unwrap().clone();
     let gap = seen[1] - seen[0];
     // The backoff's jitter picks a point in its upper half.
@@ -180,7 +183,10 @@ async fn hinted_failures_end_in_the_dead_letters_and_release_the_claim() {
     )
     .await;
     let job = s.job.clone();
-    assert!(matches!(run_job(&s.ctx, s.job, None).await, Settled::DeadLettered));
+    assert!(matches!(
+        run_job(&s.ctx, s.job, None).await,
+        Settled::DeadLettered
+    ));
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     for pair in seen.windows(2) {

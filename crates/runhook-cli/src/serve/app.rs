@@ -280,15 +280,15 @@ pub fn router(routes: Arc<[ServedRoute]>) -> axum::Router {
             }),
         )
         .route(
-        "/metrics",
-        get(move || async move {
-            let body = render_metrics(&routes);
-            (
-                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                body,
-            )
-        }),
-    )
+            "/metrics",
+            get(move || async move {
+                let body = render_metrics(&routes);
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    body,
+                )
+            }),
+        )
 }
 
 /// Every route's numbers in the Prometheus text format.

@@ -318,10 +318,7 @@ mod tests {
         let record = cut.record();
         let truncated = record.truncated.clone().unwrap();
         assert_eq!(truncated.len, 10_000);
-        assert_eq!(
-            truncated.sha256,
-            hex::encode(sha2::Sha256::digest(&body)),
-        );
+        assert_eq!(truncated.sha256, hex::encode(sha2::Sha256::digest(&body)),);
         assert!(record.not_redrivable().is_some());
         let line = serde_json::to_string(&record).unwrap();
         let back: DeadLetterRecord = serde_json::from_str(&line).unwrap();

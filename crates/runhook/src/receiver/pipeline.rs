@@ -269,7 +269,13 @@ impl Pipeline {
             Err(err) => {
                 let (err, probe) = (err.clone(), probe_of(&event));
                 let outcome = self
-                    .unparseable(headers, event.raw_body.clone(), Some(&probe), err, &verified)
+                    .unparseable(
+                        headers,
+                        event.raw_body.clone(),
+                        Some(&probe),
+                        err,
+                        &verified,
+                    )
                     .await;
                 guard.release().await;
                 Err(with_probe(outcome, probe))

@@ -39,10 +39,9 @@ impl std::fmt::Display for NotReady {
             NotReady::ShuttingDown => f.write_str("shutting down"),
             NotReady::StoreUnreachable => f.write_str("store unreachable"),
             NotReady::StreamUnreachable => f.write_str("stream unreachable"),
-            NotReady::SinkRefusing { parked } => write!(
-                f,
-                "dead-letter sink refusing letters ({parked} parked)"
-            ),
+            NotReady::SinkRefusing { parked } => {
+                write!(f, "dead-letter sink refusing letters ({parked} parked)")
+            }
             NotReady::WorkersStuck {
                 workers,
                 for_at_least,

@@ -244,9 +244,12 @@ impl RedisStreamQueue {
     pub(crate) async fn ping(&self) -> Result<(), super::error::RedisCallError> {
         let q = &*self.inner;
         let mut conn = q.conn.clone();
-        bounded(q.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .map(drop)
+        bounded(
+            q.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map(drop)
     }
 
     /// Acknowledges and deletes a processed entry. A failure leaves it pending: the takeover

@@ -690,9 +690,11 @@ pub async fn a_refusing_sink_parks_the_job_and_the_others_keep_being_processed<B
     for run in &bad {
         deliver_acked(&receiver, run).await;
     }
-    eventually("every bad run parked", Duration::from_secs(10), async || {
-        receiver.stats().dead_letters_parked == 4
-    })
+    eventually(
+        "every bad run parked",
+        Duration::from_secs(10),
+        async || receiver.stats().dead_letters_parked == 4,
+    )
     .await;
     let readiness = receiver.readiness().await;
     assert!(
@@ -710,9 +712,11 @@ pub async fn a_refusing_sink_parks_the_job_and_the_others_keep_being_processed<B
     for run in &good {
         deliver_acked(&receiver, run).await;
     }
-    eventually("every good run processed", Duration::from_secs(10), async || {
-        probe.succeeded().len() == good.len()
-    })
+    eventually(
+        "every good run processed",
+        Duration::from_secs(10),
+        async || probe.succeeded().len() == good.len(),
+    )
     .await;
     assert_eq!(receiver.stats().dead_letters_parked, 4);
     sink.open.store(true, Ordering::SeqCst);
@@ -740,9 +744,11 @@ pub async fn a_refusing_sink_parks_the_job_and_the_others_keep_being_processed<B
         let released = claim_now(&backend, run).await;
         assert!(released.is_acquired(), "{run}: {released:?}");
     }
-    eventually("the hand-off is settled", Duration::from_secs(10), async || {
-        backend.settled(&receiver).await
-    })
+    eventually(
+        "the hand-off is settled",
+        Duration::from_secs(10),
+        async || backend.settled(&receiver).await,
+    )
     .await;
     assert!(receiver.shutdown(Duration::from_secs(5)).await.drained());
     backend.cleanup().await;
