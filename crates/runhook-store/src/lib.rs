@@ -172,6 +172,15 @@ pub trait IdempotencyStore: Send + Sync {
         false
     }
 
+    /// Whether the backend answers now (a readiness check). The default, for a store of
+    /// this process, is always `Ok`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the backend does not answer in time.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The expected runs kept in this store's backend (see [`Expectations`]), if it keeps
     /// any. Both stores here do; a store of your own may not (reconciliation then cannot be
     /// configured with it).

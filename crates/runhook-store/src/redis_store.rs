@@ -499,6 +499,18 @@ where
         true
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        match self
+            .call(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(Failure::Definite(e)) => Err(e),
+            Err(Failure::Ambiguous(reason)) => Err(StoreError::Unavailable { reason }),
+        }
+    }
+
     async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
         let key = self.full_key(key)?;
         Ok(match self.read(&key).await? {

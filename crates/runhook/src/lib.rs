@@ -46,6 +46,7 @@ pub mod handler;
 mod handoff;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;
+mod parked;
 pub mod receiver;
 #[cfg(feature = "tower")]
 mod response;

@@ -27,6 +27,8 @@ pub(crate) struct Counters {
     pub reconciled: AtomicU64,
     pub reconcile_given_up: AtomicU64,
     pub expected_waiting: AtomicU64,
+    /// A gauge: dead letters refused by the sink and parked, tried again in the background.
+    pub parked: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +61,7 @@ impl Counters {
             reconciled: get(&self.reconciled),
             reconcile_given_up: get(&self.reconcile_given_up),
             expected_waiting: get(&self.expected_waiting),
+            dead_letters_parked: get(&self.parked),
             queue_depth,
         }
     }
@@ -94,7 +97,8 @@ pub struct Stats {
     pub failed_attempts: u64,
     /// Deliveries dead-lettered.
     pub dead_lettered: u64,
-    /// Dead-letter writes that failed (the delivery was kept and the write tried again).
+    /// Dead-letter writes the sink refused (full, at its byte budget, or failing): the
+    /// delivery was kept (parked, or its stream entry left pending) and the write tried again.
     pub dead_letter_write_failures: u64,
     /// Attempts stopped because their claim was lost (a renewal or the completion found
     /// another holder, or renewals failed for a whole lease): never counted as processed.
@@ -116,6 +120,9 @@ pub struct Stats {
     /// Expected runs still waiting for their webhook or their reconciliation, as last read
     /// from the store by this receiver's reconciler.
     pub expected_waiting: u64,
+    /// Dead letters the sink refused, parked with their claims held and tried again in the
+    /// background (the sink is full or failing: an alarm).
+    pub dead_letters_parked: u64,
     /// Deliveries waiting in the queue now. For a Redis stream: the stream's backlog
     /// (entries not yet processed, by every instance), read every 2 s, best effort.
     pub queue_depth: u64,

@@ -1,6 +1,7 @@
 //! The worker core that both hand-offs share: one claimed job at a time, handler attempts with
 //! retries and backoff while the claim is held, then `complete`, or a dead letter and
-//! `release`. A lost claim stops the attempt; a dead-letter sink that fails keeps the job.
+//! `release`. A lost claim stops the attempt; a dead-letter sink that refuses the letter keeps
+//! the job, parked ([`crate::parked`]) so that the worker goes on with the next one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,10 +15,10 @@ use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 use tokio::time::Instant;
 
-use crate::dead_letter::DeadLetterReason;
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
 use crate::handler::{BoxFuture, Handler};
 use crate::handoff::Job;
+use crate::parked::{ParkTicket, Parked};
 use crate::retry::{RetryAfter, RetryPolicy};
 use crate::runs::{FetchError, Fetched, RunSource};
 use crate::stats::Counters;
@@ -29,13 +30,15 @@ use crate::unrecorded::Unrecorded;
 pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// How a worker let go of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Settled {
     /// The handler succeeded and the run is recorded as done (or, when the completion could
     /// not be recorded, the handler at least succeeded).
     Processed,
     /// The job is in the dead letters and its claim released.
     DeadLettered,
+    /// The sink refused the job's letter: it is parked with its claim, and written (then the
+    /// claim released) in the background; the ticket says when.
+    Parked(ParkTicket),
     /// Someone else holds the run now (its claim lapsed or was taken): the job was stopped
     /// and nothing was recorded. The hand-off keeps the job for whoever holds the run.
     LostLease,
@@ -69,11 +72,27 @@ pub(crate) struct WorkerContext {
     pub busy: Mutex<HashMap<String, Busy>>,
     /// Runs processed here whose completion the store has not recorded yet.
     pub unrecorded: Unrecorded,
+    /// How many workers there are.
+    pub workers: usize,
+    /// Jobs whose dead letter the sink refused, tried again in the background.
+    pub parked: Parked,
 }
 
 /// A job a worker is processing.
 pub(crate) struct Busy {
     pub job: Job,
+    /// When the worker took it.
+    pub since: Instant,
+}
+
+/// Workers that look stuck: every one of them busy, each on the same job for longer than
+/// the attempt timeout, while deliveries wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stuck {
+    /// Busy workers.
+    pub workers: usize,
+    /// How long the most recent of them has held its job.
+    pub for_at_least: Duration,
 }
 
 impl WorkerContext {
@@ -85,6 +104,22 @@ impl WorkerContext {
     /// on the workers' tasks, so they stopped with them), with their current tokens.
     pub fn stop_busy(&self) -> Vec<Job> {
         self.busy().drain().map(|(_, busy)| busy.job).collect()
+    }
+
+    /// Whether the workers look stuck while `waiting` deliveries wait (see [`Stuck`]).
+    pub fn stuck(&self, waiting: u64) -> Option<Stuck> {
+        if waiting == 0 {
+            return None;
+        }
+        let busy = self.busy();
+        if busy.len() < self.workers.max(1) {
+            return None;
+        }
+        let shortest = busy.values().map(|b| b.since.elapsed()).min()?;
+        (shortest > self.retry.attempt_timeout).then_some(Stuck {
+            workers: busy.len(),
+            for_at_least: shortest,
+        })
     }
 
     /// Releases `job`'s claim (best effort), so that a retry, a replay or a takeover wins at
@@ -140,7 +175,13 @@ impl WorkerContext {
 /// is listed in `busy` meanwhile, for a shutdown past its deadline.
 pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) -> Settled {
     let key = job.key().to_string();
-    ctx.busy().insert(key.clone(), Busy { job: job.clone() });
+    ctx.busy().insert(
+        key.clone(),
+        Busy {
+            job: job.clone(),
+            since: Instant::now(),
+        },
+    );
     let mut worker = Worker {
         ctx,
         job,
@@ -257,7 +298,10 @@ impl Worker<'_> {
                     let reason = DeadLetterReason::NotConfirmed {
                         reason: "the run API does not know the run (404)".into(),
                     };
-                    return self.dead_letter(reason, attempt - 1).await;
+                    // The platform does not know it: nobody vouches for the body, so only
+                    // its prefix and digest are kept.
+                    let letter = self.job.dead_letter(reason, attempt - 1).unauthenticated();
+                    return self.write_letter(letter).await;
                 }
                 Confirm::NotYet(failure) => (Err(failure), Stage::Confirm),
             };
@@ -417,24 +461,39 @@ impl Worker<'_> {
         }
     }
 
-    /// Writes the job's dead letter, trying again (with the claim held) for as long as the
-    /// sink refuses, then releases the claim so that a later delivery of the run can succeed.
+    /// Writes the job's dead letter, then releases the claim so that a later delivery of
+    /// the run can succeed. A sink that refuses it (full, at its budget, failing) parks the
+    /// job with its claim, for the background task to write; when the parked set is full
+    /// too, the worker keeps the job and tries again (with the claim held) until either
+    /// takes it.
     async fn dead_letter(
         &mut self,
         reason: DeadLetterReason,
         attempts: u32,
     ) -> Result<Settled, LeaseLost> {
-        let ctx = self.ctx;
         let letter = self.job.dead_letter(reason, attempts);
+        self.write_letter(letter).await
+    }
+
+    /// Writes `letter` (see [`Worker::dead_letter`]).
+    async fn write_letter(&mut self, letter: DeadLetter) -> Result<Settled, LeaseLost> {
+        let ctx = self.ctx;
         let mut pause = Duration::from_millis(500);
-        while ctx.dead_letters.put(letter.clone()).await.is_err() {
-            Counters::bump(&ctx.counters.dead_letter_write_failures);
-            tracing::warn!(key = %self.job.key(), retry_in_ms = pause.as_millis() as u64, "keeping the delivery and trying the dead letter again");
-            self.keep_held(tokio::time::sleep(pause)).await?;
-            pause = (pause * 2).min(Duration::from_secs(30));
+        loop {
+            if ctx.dead_letters.put(letter.clone()).await.is_ok() {
+                ctx.release(&self.job).await;
+                return Ok(Settled::DeadLettered);
+            }
+            let touch = self.touch.cloned();
+            match ctx.parked.park(letter.clone(), self.job.clone(), touch) {
+                Ok(ticket) => return Ok(Settled::Parked(ticket)),
+                Err(_full) => {
+                    tracing::debug!(key = %self.job.key(), retry_in_ms = pause.as_millis() as u64, "the parked dead letters are at their bound; keeping the delivery and trying again");
+                    self.keep_held(tokio::time::sleep(pause)).await?;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
         }
-        ctx.release(&self.job).await;
-        Ok(Settled::DeadLettered)
     }
 
     /// One handler attempt, bounded by the attempt timeout, with a panic counted as a failure,

@@ -45,6 +45,7 @@ fn letter(run: &str, source: EventSource) -> DeadLetter {
         headers: Vec::new(),
         body: Bytes::from(body),
         source,
+        truncated: None,
     }
 }
 

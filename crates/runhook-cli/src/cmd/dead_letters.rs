@@ -435,6 +435,7 @@ mod tests {
             headers: vec![("content-type".into(), "application/json".into())],
             body: bytes::Bytes::copy_from_slice(body),
             source: runhook::payload::EventSource::Webhook,
+            truncated: None,
         }
     }
 

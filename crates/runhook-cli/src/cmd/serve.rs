@@ -162,9 +162,17 @@ pub struct ServeArgs {
     /// ALL_PROXY are ignored [default: none, or the config file's `proxy`].
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
-    /// Keep deliveries that could not be processed in this JSON-lines file.
+    /// Keep deliveries that could not be processed in this JSON-lines file (mode 0600)
+    /// [default: runhook-dead-letters.jsonl in the working directory with the in-process
+    /// queue; the route's dead-letter stream, <stream>:dead, with --queue redis-stream].
     #[arg(long, value_name = "FILE")]
     dead_letters: Option<PathBuf>,
+    /// The dead-letter file's byte budget, in MiB: past it letters are refused, their
+    /// deliveries parked (metric runhook_dead_letters_parked, /readyz answers 503) and tried
+    /// again until it has room; at shutdown they are written past it [default: 1024, or the
+    /// config file's `dead_letters_max_mib`].
+    #[arg(long, value_name = "MIB")]
+    dead_letters_max_mib: Option<u64>,
     /// Handler attempts per event before it is dead-lettered.
     #[arg(long, value_name = "N")]
     max_attempts: Option<u32>,
@@ -242,6 +250,9 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeCo
     if let Some(path) = &args.dead_letters {
         config.dead_letters = Some(path.clone());
     }
+    config.dead_letters_max_mib = args
+        .dead_letters_max_mib
+        .unwrap_or(config.dead_letters_max_mib);
     config.listen = args.listen.unwrap_or(config.listen);
     config.workers = args.workers.unwrap_or(config.workers);
     config.queue = args.queue.unwrap_or(config.queue);

@@ -1,5 +1,6 @@
 //! The HTTP side of `runhook serve` (and of `runhook demo`): one POST route per receiver,
-//! `GET /healthz` and `GET /metrics`, and an orderly shutdown.
+//! `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics`, and an orderly
+//! shutdown.
 
 use std::future::IntoFuture as _;
 use std::sync::Arc;
@@ -76,16 +77,15 @@ impl Shared {
         config: &ServeConfig,
         handler: Arc<dyn Handler>,
     ) -> Result<Self, AppError> {
-        let dead_letters: Arc<dyn DeadLetterSink> = match &config.dead_letters {
-            Some(path) => Arc::new(JsonLinesDeadLetters::new(path)),
+        // Never a write-only sink in memory: a file, or each route's dead-letter stream.
+        let dead_letters: Arc<dyn DeadLetterSink> = match config.dead_letter_file() {
+            Some(path) => {
+                let max_bytes = config.dead_letters_max_bytes();
+                tracing::info!(file = %path.display(), max_mib = config.dead_letters_max_mib, "dead letters go to a JSON-lines file");
+                Arc::new(JsonLinesDeadLetters::new(path).max_bytes(max_bytes))
+            }
             // Replaced per route by the route's dead-letter stream (see `route_with`).
-            None if config.queue == QueueKind::RedisStream => {
-                Arc::new(MemoryDeadLetters::default())
-            }
-            None => {
-                tracing::warn!("dead letters are kept in memory only (bounded); give --dead-letters FILE to keep them");
-                Arc::new(MemoryDeadLetters::default())
-            }
+            None => Arc::new(MemoryDeadLetters::new(1)),
         };
         Ok(Self {
             store: open_store(&config.store, &config.redis_prefix).await?,
@@ -234,7 +234,23 @@ pub async fn open_store(
     }
 }
 
-/// The router: each route's POST, `GET /healthz` and `GET /metrics`.
+/// Every route's readiness ([`Receiver::readiness`]): `200 ready`, or `503` with one line
+/// per problem, `<route>: <reason>`.
+pub async fn readiness(routes: &[ServedRoute]) -> (http::StatusCode, String) {
+    let mut problems = String::new();
+    for route in routes {
+        for problem in route.receiver.readiness().await.problems {
+            problems.push_str(&format!("{}: {problem}\n", route.path));
+        }
+    }
+    if problems.is_empty() {
+        (http::StatusCode::OK, "ready\n".to_string())
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, problems)
+    }
+}
+
+/// The router: each route's POST, `GET /healthz`, `GET /readyz` and `GET /metrics`.
 pub fn router(routes: Arc<[ServedRoute]>) -> axum::Router {
     let mut app = axum::Router::new();
     for route in routes.iter() {
@@ -254,16 +270,25 @@ pub fn router(routes: Arc<[ServedRoute]>) -> axum::Router {
             }),
         );
     }
-    app.route("/healthz", get(|| async { "ok\n" })).route(
-        "/metrics",
-        get(move || async move {
-            let body = render_metrics(&routes);
-            (
-                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                body,
-            )
-        }),
-    )
+    let ready = routes.clone();
+    app.route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let routes = ready.clone();
+                async move { readiness(&routes).await }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                let body = render_metrics(&routes);
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    body,
+                )
+            }),
+        )
 }
 
 /// Every route's numbers in the Prometheus text format.

@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 17] = [
+const FAMILIES: [Family; 18] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -111,9 +111,15 @@ const FAMILIES: [Family; 17] = [
     },
     Family {
         name: "runhook_dead_letter_write_failures_total",
-        help: "Dead-letter writes the sink refused (the delivery was kept and the write retried).",
+        help: "Dead-letter writes the sink refused (full, at its byte budget, or failing; the delivery was kept and the write retried).",
         kind: "counter",
         read: |s| s.dead_letter_write_failures,
+    },
+    Family {
+        name: "runhook_dead_letters_parked",
+        help: "Dead letters the sink refused, parked with their claims and retried in the background (an alarm: see /readyz).",
+        kind: "gauge",
+        read: |s| s.dead_letters_parked,
     },
     Family {
         name: "runhook_lost_leases_total",
@@ -289,6 +295,7 @@ mod tests {
             confirmed: 5,
             reconciled: 6,
             expected_waiting: 7,
+            dead_letters_parked: 8,
             ..Stats::default()
         };
         let route = RouteMetrics {
@@ -313,6 +320,8 @@ mod tests {
             format!("runhook_confirmed_total{{{labels}}} 5"),
             format!("runhook_reconciled_total{{{labels}}} 6"),
             format!("runhook_expected_waiting{{{labels}}} 7"),
+            "# TYPE runhook_dead_letters_parked gauge".to_string(),
+            format!("runhook_dead_letters_parked{{{labels}}} 8"),
             format!("runhook_reconcile_given_up_total{{{labels}}} 0"),
             format!("runhook_confirm_failures_total{{{labels}}} 0"),
             "# TYPE runhook_expected_waiting gauge".to_string(),

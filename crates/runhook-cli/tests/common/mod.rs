@@ -80,8 +80,8 @@ impl Drop for Started {
     }
 }
 
-/// Starts `runhook serve --listen 127.0.0.1:0 ARGS` with `env`, logs to a file in `dir`, and
-/// waits until it says where it listens.
+/// Starts `runhook serve --listen 127.0.0.1:0 ARGS` with `env`, in `dir` (its working
+/// directory), logs to a file there, and waits until it says where it listens.
 pub fn start_serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Started {
     start_serve_without(dir, args, env, &[])
 }
@@ -99,7 +99,9 @@ pub fn start_serve_without(
     for name in removed {
         command.env_remove(name);
     }
+    // In `dir`: the default dead-letter file (runhook-dead-letters.jsonl) lands there.
     let mut child = command
+        .current_dir(dir)
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args(args)

@@ -6,6 +6,21 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use bytes::Bytes;
 use runhook_core::payload::{EventSource, PayloadError, Provider};
+use sha2::Digest as _;
+
+/// How much of an unauthenticated delivery's body a dead letter keeps: 4 KiB.
+pub const UNAUTHENTICATED_PREFIX: usize = 4096;
+
+/// What a letter keeps of a body nobody authenticated, in place of the body: its length and
+/// SHA-256; the letter's body is then only its first [`UNAUTHENTICATED_PREFIX`] bytes, and
+/// the letter cannot be redriven (it cannot be replayed faithfully).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Truncated {
+    /// The whole body's length in bytes.
+    pub len: u64,
+    /// The whole body's SHA-256, lowercase hex.
+    pub sha256: String,
+}
 
 /// Why a delivery was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,13 +143,39 @@ pub struct DeadLetter {
     pub received_at: SystemTime,
     /// The request headers, minus those that carry credentials.
     pub headers: Vec<(String, String)>,
-    /// The body exactly as received.
+    /// The body exactly as received, or its prefix when [`truncated`](DeadLetter::truncated).
     pub body: Bytes,
     /// How the run reached the receiver (a redrive hands it back with the same source).
     pub source: EventSource,
+    /// Set when nobody authenticated the delivery: the body is only a prefix, this its
+    /// digest ([`DeadLetter::unauthenticated`]).
+    pub truncated: Option<Truncated>,
 }
 
 impl DeadLetter {
+    /// The letter of a delivery nobody authenticated (an `Unsigned` route's unusable body, a
+    /// run its platform does not know): its body cut to the first
+    /// [`UNAUTHENTICATED_PREFIX`] bytes, with the whole body's length and SHA-256, so that
+    /// forged deliveries cannot fill a sink with their bodies.
+    pub fn unauthenticated(mut self) -> Self {
+        if self.truncated.is_none() {
+            self.truncated = Some(Truncated {
+                len: self.body.len() as u64,
+                sha256: hex::encode(sha2::Sha256::digest(&self.body)),
+            });
+            self.body = self
+                .body
+                .slice(..self.body.len().min(UNAUTHENTICATED_PREFIX));
+        }
+        self
+    }
+
+    /// What the letter costs a sink's byte budget: its body and headers.
+    pub fn size(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        (self.body.len() + headers) as u64
+    }
+
     /// The letter as written by the sinks: one JSON object ([`DeadLetterRecord`]).
     pub fn record(&self) -> DeadLetterRecord {
         let (body, body_base64) = match std::str::from_utf8(&self.body) {
@@ -156,6 +197,7 @@ impl DeadLetter {
             body,
             body_base64,
             source: Some(self.source.as_str().to_string()),
+            truncated: self.truncated.clone(),
         }
     }
 
@@ -200,9 +242,21 @@ pub struct DeadLetterRecord {
     /// written before it was recorded, which are read as webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Present when nobody authenticated the delivery: `body` is only its first 4 KiB, this
+    /// the whole body's length and SHA-256. Such a letter is never redriven.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
 }
 
 impl DeadLetterRecord {
+    /// Why the letter cannot be redriven, if it cannot: its body was cut (nobody
+    /// authenticated the delivery, see [`Truncated`]).
+    pub fn not_redrivable(&self) -> Option<&'static str> {
+        self.truncated.as_ref().map(|_| {
+            "the letter keeps only a prefix and digest of an unauthenticated body: it cannot be replayed faithfully"
+        })
+    }
+
     /// The body's bytes exactly as received.
     ///
     /// # Errors
@@ -254,5 +308,21 @@ mod tests {
             assert_eq!(back.body_bytes().unwrap(), body);
             assert_eq!(back.provider(), Some(Provider::TinyFish));
         }
+    }
+
+    #[test]
+    fn an_unauthenticated_letter_keeps_a_prefix_and_the_digest() {
+        let body = vec![b'a'; 10_000];
+        let cut = letter(&body).unauthenticated();
+        assert_eq!(cut.body.len(), UNAUTHENTICATED_PREFIX);
+        let record = cut.record();
+        let truncated = record.truncated.clone().unwrap();
+        assert_eq!(truncated.len, 10_000);
+        assert_eq!(truncated.sha256, hex::encode(sha2::Sha256::digest(&body)),);
+        assert!(record.not_redrivable().is_some());
+        let line = serde_json::to_string(&record).unwrap();
+        let back: DeadLetterRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.truncated, Some(truncated));
+        assert!(letter(b"x").record().not_redrivable().is_none());
     }
 }

@@ -16,7 +16,9 @@ mod writer;
 pub(crate) use credentials::kept_headers;
 pub use json_lines::JsonLinesDeadLetters;
 pub(crate) use json_lines::{open_locked, parse_lines};
-pub use letter::{DeadLetter, DeadLetterReason, DeadLetterRecord};
+pub use letter::{
+    DeadLetter, DeadLetterReason, DeadLetterRecord, Truncated, UNAUTHENTICATED_PREFIX,
+};
 pub use redrive::{redrive_file, RedriveReport};
 pub use sink::{DeadLetterSink, MemoryDeadLetters};
 pub(crate) use writer::DeadLetters;
@@ -40,5 +42,6 @@ pub(crate) fn letter(body: &[u8]) -> DeadLetter {
         headers: vec![("content-type".into(), "application/json".into())],
         body: bytes::Bytes::copy_from_slice(body),
         source: EventSource::Webhook,
+        truncated: None,
     }
 }

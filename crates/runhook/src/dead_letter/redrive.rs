@@ -59,6 +59,10 @@ pub async fn redrive_file(
         if !wanted.is_empty() && !key.as_deref().is_some_and(|k| wanted.contains(k)) {
             continue;
         }
+        if let Some(why) = record.not_redrivable() {
+            report.kept.push((key, why.into()));
+            continue;
+        }
         match redrive_one(&record, handler.as_ref(), store.as_deref()).await {
             Ok(Redriven::Processed) => {
                 report.redriven.push(key.unwrap_or_default());

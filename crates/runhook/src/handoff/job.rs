@@ -59,6 +59,7 @@ impl Job {
             headers: self.headers.to_vec(),
             body: self.event.raw_body.clone(),
             source: self.event.source,
+            truncated: None,
         }
     }
 }

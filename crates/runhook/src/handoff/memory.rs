@@ -48,13 +48,21 @@ impl MemoryQueue {
         self.sender.len()
     }
 
+    /// The workers' shared context.
+    pub fn context(&self) -> &WorkerContext {
+        &self.context
+    }
+
     /// Stops taking jobs and lets the workers drain the queue until `deadline`. Past it,
     /// stops them, and dead-letters every job not processed (those still queued and those
     /// whose handler was still running), with its body, then releases its claim so that a
-    /// retry or a redrive can win.
+    /// retry or a redrive can win. Dead letters are written past the sink's byte budget from
+    /// the start of the shutdown (parked ones too); one the sink cannot take at all is
+    /// reported lost.
     pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
         // Closed: nothing new is queued, and the workers stop once the queue is empty.
         self.sender.close();
+        self.context.parked.close();
         let mut handles: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         let drained = end
@@ -68,6 +76,7 @@ impl MemoryQueue {
             .await;
         let mut report = ShutdownReport::default();
         if drained {
+            self.report_parked(&mut report).await;
             return report;
         }
         for handle in &handles {
@@ -83,7 +92,7 @@ impl MemoryQueue {
         }
         for job in left {
             let letter = job.dead_letter(DeadLetterReason::NotDrained, 0);
-            match self.context.dead_letters.put(letter).await {
+            match self.context.dead_letters.put_past_budget(letter).await {
                 Ok(()) => report.dead_lettered.push(job.key().to_string()),
                 Err(_) => {
                     tracing::error!(key = %job.key(), "shutting down: an undrained delivery is lost unless its sender retries");
@@ -92,7 +101,17 @@ impl MemoryQueue {
             }
             self.context.release(&job).await;
         }
+        self.report_parked(&mut report).await;
         report
+    }
+
+    /// Stops the parked set; a letter the sink could not take even past its budget is lost.
+    async fn report_parked(&self, report: &mut ShutdownReport) {
+        for job in self.context.parked.stop().await {
+            tracing::error!(key = %job.key(), "shutting down: a dead letter the sink refuses is lost unless its sender retries");
+            report.lost.push(job.key().to_string());
+            self.context.release(&job).await;
+        }
     }
 }
 
@@ -111,7 +130,7 @@ async fn run_held(ctx: &WorkerContext, mut job: Job) {
     for _ in 0..3 {
         match held {
             Ok(()) => {
-                if run_job(ctx, job.clone(), None).await != Settled::LostLease {
+                if !matches!(run_job(ctx, job.clone(), None).await, Settled::LostLease) {
                     return;
                 }
             }
@@ -120,7 +139,7 @@ async fn run_held(ctx: &WorkerContext, mut job: Job) {
         }
         held = ctx.reclaim(&mut job).await;
     }
-    if held == Err(Settled::NotOurs) {
+    if matches!(held, Err(Settled::NotOurs)) {
         return;
     }
     tracing::error!(key = %job.key(), "the run's claim kept being lost; dead-lettering it");

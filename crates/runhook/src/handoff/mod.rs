@@ -94,6 +94,24 @@ impl HandOff {
         }
     }
 
+    /// The workers' shared context (their busy jobs, the parked dead letters).
+    pub fn context(&self) -> &crate::worker::WorkerContext {
+        match self {
+            HandOff::Memory(queue) => queue.context(),
+            #[cfg(feature = "redis")]
+            HandOff::Stream(stream) => stream.context(),
+        }
+    }
+
+    /// Whether the hand-off's backend answers now (the in-process queue always does).
+    pub async fn reachable(&self) -> bool {
+        match self {
+            HandOff::Memory(_) => true,
+            #[cfg(feature = "redis")]
+            HandOff::Stream(stream) => stream.reachable().await,
+        }
+    }
+
     /// Stops taking jobs, lets the workers finish until `deadline`, and reports what was not
     /// processed (dead-lettered, or left pending in the stream).
     /// The drain also ends when `end` says so.

@@ -51,6 +51,7 @@ use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
 use crate::handler::Handler;
 use crate::handoff::{HandOff, MemoryQueue};
+use crate::parked::{Parked, Settings as ParkedSettings};
 use crate::retry::RetryPolicy;
 use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
 use crate::stats::Counters;
@@ -379,6 +380,21 @@ impl WithHandler {
 
     /// Starts the workers on the in-process queue, or on the Redis stream.
     fn start_hand_off(self, pipeline: &Pipeline) -> HandOff {
+        #[cfg(feature = "redis")]
+        let default_capacity = match &self.stream {
+            Some(_) => crate::stream::DEFAULT_STREAM_CAPACITY,
+            None => DEFAULT_QUEUE_CAPACITY,
+        };
+        #[cfg(not(feature = "redis"))]
+        let default_capacity = DEFAULT_QUEUE_CAPACITY;
+        let capacity = self.queue_capacity.unwrap_or(default_capacity);
+        // Parked dead letters have their own bound, the hand-off's capacity.
+        let parked = Parked::start(ParkedSettings {
+            store: pipeline.store.clone(),
+            dead_letters: pipeline.dead_letters.clone(),
+            lease: pipeline.lease,
+            bound: capacity,
+        });
         let context = WorkerContext {
             store: pipeline.store.clone(),
             handler: self.handler,
@@ -390,15 +406,13 @@ impl WithHandler {
             confirm: self.confirm,
             busy: Default::default(),
             unrecorded: Default::default(),
+            workers: self.workers.max(1),
+            parked,
         };
         #[cfg(feature = "redis")]
         if let Some(queue) = self.stream {
-            let capacity = self
-                .queue_capacity
-                .unwrap_or(crate::stream::DEFAULT_STREAM_CAPACITY);
             return HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity));
         }
-        let capacity = self.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
         HandOff::Memory(MemoryQueue::start(context, capacity, self.workers))
     }
 }
@@ -429,10 +443,7 @@ impl RouteSettings {
             provider: self.provider,
             auth: self.auth,
             store,
-            dead_letters: DeadLetters {
-                sink,
-                counters: counters.clone(),
-            },
+            dead_letters: DeadLetters::new(sink, counters.clone()),
             body_limit: self.body_limit,
             body_read_timeout: self.body_read_timeout,
             lease: self.lease,

@@ -12,6 +12,7 @@ mod builder;
 mod claim;
 mod outcome;
 mod pipeline;
+mod readiness;
 mod summary;
 
 use std::future::Future;
@@ -36,6 +37,7 @@ pub(crate) use claim::HandlerAnswer;
 pub use claim::{ClaimedEvent, VerifiedRun};
 pub use outcome::{InFlightDuplicates, Outcome, OutcomeKind, Unavailable};
 pub use pipeline::KeyResolver;
+pub use readiness::{NotReady, Readiness};
 pub use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 use outcome::{probe_of, refused_outcome, with_probe};
@@ -197,6 +199,41 @@ impl Receiver {
     pub fn stats(&self) -> Stats {
         let depth = self.inner.hand_off.depth();
         self.inner.pipeline.counters.snapshot(depth)
+    }
+
+    /// Whether the receiver can take and process deliveries now, and if not why (see
+    /// [`NotReady`]): it pings the store and the stream (bounded by their timeouts), and
+    /// looks at the dead-letter sink and the workers. Workers count as stuck when every one
+    /// of them has held the same job for longer than the attempt timeout while deliveries
+    /// wait.
+    pub async fn readiness(&self) -> Readiness {
+        let route = &*self.inner;
+        let pipeline = &route.pipeline;
+        let mut problems = Vec::new();
+        if pipeline.shutting_down.load(Ordering::Acquire) {
+            problems.push(NotReady::ShuttingDown);
+        }
+        if let Err(err) = pipeline.store.ping().await {
+            tracing::warn!(error = %err, "readiness: the store does not answer");
+            problems.push(NotReady::StoreUnreachable);
+        }
+        if !route.hand_off.reachable().await {
+            problems.push(NotReady::StreamUnreachable);
+        }
+        let ctx = route.hand_off.context();
+        let parked = ctx.parked.len();
+        if parked > 0 || pipeline.dead_letters.alarm.refusing() {
+            problems.push(NotReady::SinkRefusing { parked });
+        }
+        let waiting = route.hand_off.depth();
+        if let Some(stuck) = ctx.stuck(waiting) {
+            problems.push(NotReady::WorkersStuck {
+                workers: stuck.workers,
+                for_at_least: stuck.for_at_least,
+                waiting,
+            });
+        }
+        Readiness { problems }
     }
 
     /// Answers one delivery: `headers`, the request `path` and the `body` exactly as

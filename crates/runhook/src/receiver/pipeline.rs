@@ -156,7 +156,7 @@ impl Pipeline {
         self.check_open(&body).map_err(Stop::Answered)?;
         let verified = (self.authenticate(headers, path, &body).await).map_err(Stop::Answered)?;
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
-        let token = self.claim(&event, in_flight, headers).await?;
+        let token = self.claim(&event, in_flight, headers, &verified).await?;
         Ok(Admitted {
             verified,
             event,
@@ -185,6 +185,7 @@ impl Pipeline {
         event: &RunEvent,
         in_flight: InFlightDuplicates,
         headers: &(dyn HeaderLookup + Sync),
+        verified: &Verified,
     ) -> Result<Token, Stop> {
         let probe = probe_of(event);
         let fingerprint = Fingerprint::of(&event.raw_body);
@@ -212,7 +213,7 @@ impl Pipeline {
                 // Genuine, but its key cannot be stored: a retry cannot cure it, so it is
                 // kept whole and answered 202, never a 4xx.
                 let (body, why) = (event.raw_body.clone(), err.to_string());
-                let outcome = self.unusable_key(headers, body, probe, why, Some(err));
+                let outcome = self.unusable_key(headers, body, probe, why, Some(err), verified);
                 return Err(Stop::Answered(outcome.await));
             }
             Err(err) => store_unavailable(err, self.outage_pause),
@@ -270,7 +271,13 @@ impl Pipeline {
             Err(err) => {
                 let (err, probe) = (err.clone(), probe_of(&event));
                 let outcome = self
-                    .unparseable(headers, event.raw_body.clone(), Some(&probe), err)
+                    .unparseable(
+                        headers,
+                        event.raw_body.clone(),
+                        Some(&probe),
+                        err,
+                        &verified,
+                    )
                     .await;
                 guard.release().await;
                 Err(with_probe(outcome, probe))

@@ -35,12 +35,16 @@ impl Pipeline {
                     run_id: Some(run_id),
                 };
                 let why = format!("field `{field}` is longer than {MAX_RUN_ID_LEN} bytes");
-                Err(self.unusable_key(headers, body, probe, why, None).await)
+                Err(self
+                    .unusable_key(headers, body, probe, why, None, verified)
+                    .await)
             }
             Err(err) => {
                 // Keep the run's key with the letter when at least the id reads.
                 let probe = DedupProbe::read(self.provider, &body).ok();
-                let outcome = self.unparseable(headers, body, probe.as_ref(), err).await;
+                let outcome = self
+                    .unparseable(headers, body, probe.as_ref(), err, verified)
+                    .await;
                 Err(match probe {
                     Some(probe) => with_probe(outcome, probe),
                     None => outcome,
@@ -58,11 +62,13 @@ impl Pipeline {
         probe: DedupProbe,
         why: String,
         store_error: Option<StoreError>,
+        verified: &Verified,
     ) -> Outcome {
         let reason = DeadLetterReason::UnusableKey { reason: why };
         let kind = OutcomeKind::UnusableKey(store_error);
+        let aside = Aside { reason, kind };
         let outcome = self
-            .set_aside(headers, body, Some(&probe), reason, kind)
+            .set_aside(headers, body, Some(&probe), aside, verified)
             .await;
         with_probe(outcome, probe)
     }
@@ -74,23 +80,29 @@ impl Pipeline {
         body: Bytes,
         probe: Option<&DedupProbe>,
         err: PayloadError,
+        verified: &Verified,
     ) -> Outcome {
-        let reason = DeadLetterReason::Unparseable(err.clone());
-        self.set_aside(headers, body, probe, reason, OutcomeKind::Unparseable(err))
-            .await
+        let aside = Aside {
+            reason: DeadLetterReason::Unparseable(err.clone()),
+            kind: OutcomeKind::Unparseable(err),
+        };
+        self.set_aside(headers, body, probe, aside, verified).await
     }
 
-    /// Keeps a genuine but unusable delivery whole in the dead letters and answers 202 with
-    /// `kind`; 503 if the sink refuses it (the sender's retry brings it back).
+    /// Keeps a genuine but unusable delivery in the dead letters and answers 202 with its
+    /// kind; 503 if the sink refuses it (the sender's retry brings it back). Kept whole when
+    /// it was authenticated; else only a prefix and the digest of its body
+    /// ([`DeadLetter::unauthenticated`]), so that forged bodies cannot fill the sink.
     async fn set_aside(
         &self,
         headers: &(dyn HeaderLookup + Sync),
         body: Bytes,
         probe: Option<&DedupProbe>,
-        reason: DeadLetterReason,
-        kind: OutcomeKind,
+        aside: Aside,
+        verified: &Verified,
     ) -> Outcome {
-        tracing::warn!(provider = %self.provider, %reason, "genuine delivery cannot be processed; dead-lettering it");
+        let Aside { reason, kind } = aside;
+        tracing::warn!(provider = %self.provider, %reason, authenticated = verified.authenticated, "delivery cannot be processed; dead-lettering it");
         let letter = DeadLetter {
             provider: Some(self.provider),
             dedup_key: probe.map(|p| p.dedup_key.clone()),
@@ -101,10 +113,21 @@ impl Pipeline {
             headers: kept_headers(headers, &self.credential_headers),
             body,
             source: runhook_core::payload::EventSource::Webhook,
+            truncated: None,
+        };
+        let letter = match verified.authenticated {
+            true => letter,
+            false => letter.unauthenticated(),
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => Outcome::new(StatusCode::ACCEPTED, kind),
             Err(io) => Outcome::unavailable(Unavailable::DeadLetters(io), Duration::from_secs(1)),
         }
     }
+}
+
+/// Why a delivery is set aside, and how it is answered.
+struct Aside {
+    reason: DeadLetterReason,
+    kind: OutcomeKind,
 }

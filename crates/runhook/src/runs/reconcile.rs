@@ -290,6 +290,7 @@ impl Reconciler {
             headers: Vec::new(),
             body: bytes::Bytes::new(),
             source: EventSource::Reconciled,
+            truncated: None,
         };
         match self.dead_letters.put(letter).await {
             Ok(()) => {
@@ -297,7 +298,6 @@ impl Reconciler {
                 Letter::Written
             }
             Err(_) => {
-                Counters::bump(&self.counters.dead_letter_write_failures);
                 tracing::warn!(provider = %self.provider, run_id = %expectation.run_id, "keeping the expectation of a run that never completed until its dead letter is written");
                 Letter::Refused
             }

@@ -12,11 +12,13 @@ pub(crate) enum Arrival {
 }
 
 /// What becomes of an entry once a worker is done with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
     /// Processed, dead-lettered or done elsewhere: acknowledged and deleted.
     Acknowledge,
     /// Held by someone else, or not settled here (a lost claim, a store or sink that did not
     /// answer): left pending for whoever takes it next.
     LeavePending,
+    /// Its dead letter is parked (the sink refused it): acknowledged once the letter is
+    /// written, left pending if it never is. The worker is free meanwhile.
+    AfterParked(crate::parked::ParkTicket),
 }

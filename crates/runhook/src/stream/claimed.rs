@@ -34,6 +34,7 @@ pub(super) async fn settle(sh: &Shared, id: &str, entry: Entry, arrival: Arrival
     };
     match process(sh, id, entry, token, arrival).await {
         Settled::Processed | Settled::DeadLettered | Settled::NotOurs => Next::Acknowledge,
+        Settled::Parked(ticket) => Next::AfterParked(ticket),
         Settled::LostLease => {
             tracing::warn!(%id, "the claim was lost; the entry stays pending for whoever holds the run");
             Next::LeavePending

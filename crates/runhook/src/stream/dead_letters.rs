@@ -13,7 +13,7 @@ use super::call::{bounded, connection};
 use super::defaults::{DEFAULT_DEAD_LETTER_CAPACITY, DEFAULT_TIMEOUT};
 use super::entry::{epoch_millis, letter, Fields};
 use super::error::StreamError;
-use crate::dead_letter::{DeadLetter, DeadLetterRecord, DeadLetterSink};
+use crate::dead_letter::{DeadLetter, DeadLetterRecord, DeadLetterSink, Truncated};
 use crate::handler::BoxFuture;
 
 /// Appends a letter unless the stream holds `ARGV[1]` letters already. Returns the new id, or
@@ -199,6 +199,10 @@ fn record_of(map: &HashMap<String, Value>) -> DeadLetterRecord {
         body,
         body_base64,
         source: text(letter::SOURCE),
+        truncated: match (text(letter::BODY_LEN), text(letter::BODY_SHA256)) {
+            (Some(len), Some(sha256)) => len.parse().ok().map(|len| Truncated { len, sha256 }),
+            _ => None,
+        },
     }
 }
 
@@ -233,6 +237,13 @@ impl DeadLetterSink for RedisStreamDeadLetters {
                 .arg(&dead.body[..])
                 .arg(letter::SOURCE)
                 .arg(dead.source.as_str());
+            if let Some(truncated) = &dead.truncated {
+                invocation
+                    .arg(letter::BODY_LEN)
+                    .arg(truncated.len)
+                    .arg(letter::BODY_SHA256)
+                    .arg(&truncated.sha256);
+            }
             let mut conn = self.conn.clone();
             match bounded(
                 self.timeout,

@@ -39,6 +39,7 @@ pub(crate) mod letter {
     names! {
         DEDUP_KEY = "dedup_key", REASON = "reason", REASON_CODE = "reason_code",
         ATTEMPTS = "attempts", RECEIVED_AT = "received_at", RECEIVED_AT_MS = "received_at_ms",
+        BODY_LEN = "body_len", BODY_SHA256 = "body_sha256",
     }
 }
 

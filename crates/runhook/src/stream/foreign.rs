@@ -10,7 +10,6 @@ use super::arrival::Next;
 use super::entry::{Malformed, Salvaged};
 use super::shared::Shared;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
-use crate::stats::Counters;
 
 /// An entry runhook did not write (or cannot read): dead-lettered whole, then acknowledged.
 /// If the letter cannot be written, the entry stays pending and is tried again later.
@@ -32,10 +31,10 @@ pub(super) async fn foreign_entry(
         headers: Vec::new(),
         body: salvaged.body,
         source: runhook_core::payload::EventSource::Webhook,
+        truncated: None,
     };
     if sh.ctx.dead_letters.put(letter).await.is_err() {
-        // Logged by the writer; the entry stays pending and is tried again later.
-        Counters::bump(&sh.ctx.counters.dead_letter_write_failures);
+        // Counted and logged by the writer; the entry stays pending and is tried again later.
         return Next::LeavePending;
     }
     Next::Acknowledge

@@ -24,22 +24,38 @@ pub(crate) fn spawn_entry(
     let task_shared = sh.clone();
     lock(&sh.tasks).spawn(async move {
         let id = entry.id.clone();
-        handle_entry(&task_shared, entry, arrival).await;
+        handle_entry(&task_shared, entry, arrival, permit).await;
         lock(&task_shared.running).remove(&id);
-        drop(permit);
     });
 }
 
 /// Checks the claim of one entry and processes it if this worker may (see the module docs),
 /// then acknowledges it, unless its claim was lost meanwhile (it then stays pending for
-/// whoever holds the run).
-async fn handle_entry(sh: &Shared, entry: StreamId, arrival: Arrival) {
+/// whoever holds the run). An entry whose dead letter is parked gives its worker's `permit`
+/// back at once and waits for the letter (the entry stays in `running`, its idle time reset
+/// by the parked set).
+async fn handle_entry(
+    sh: &Shared,
+    entry: StreamId,
+    arrival: Arrival,
+    permit: OwnedSemaphorePermit,
+) {
     let next = match Entry::decode(&entry.map) {
         Err(malformed) => foreign_entry(sh, &entry.id, &entry.map, malformed).await,
         Ok(decoded) => settle(sh, &entry.id, decoded, arrival).await,
     };
+    drop(permit);
+    let next = match next {
+        Next::AfterParked(ticket) => match ticket.written().await {
+            true => Next::Acknowledge,
+            false => Next::LeavePending,
+        },
+        next => next,
+    };
     match next {
         Next::Acknowledge => sh.queue.ack(&entry.id).await,
-        Next::LeavePending => tracing::debug!(id = %entry.id, "the entry stays pending"),
+        Next::LeavePending | Next::AfterParked(_) => {
+            tracing::debug!(id = %entry.id, "the entry stays pending")
+        }
     }
 }

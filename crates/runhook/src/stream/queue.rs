@@ -225,6 +225,10 @@ impl RedisStreamQueue {
             if !keys.is_empty() && !key.as_ref().is_some_and(|k| keys.contains(k)) {
                 continue;
             }
+            if let Some(why) = letter.record.not_redrivable() {
+                report.kept.push((key, why.into()));
+                continue;
+            }
             let mut conn = self.inner.conn.clone();
             let mut invocation = REDRIVE_SCRIPT.key(&self.inner.dead_key);
             invocation.key(&self.inner.key).arg(&letter.id);
@@ -291,6 +295,18 @@ impl RedisStreamQueue {
             Some(_id) => Ok(DuplicateAdded::Appended),
             None => Err(AddRefused::Full),
         }
+    }
+
+    /// Whether Redis answers a `PING` on the stream's connection (a readiness check).
+    pub(crate) async fn ping(&self) -> Result<(), super::error::RedisCallError> {
+        let q = &*self.inner;
+        let mut conn = q.conn.clone();
+        bounded(
+            q.timeout,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map(drop)
     }
 
     /// Acknowledges and deletes a processed entry. A failure leaves it pending: the takeover

@@ -110,15 +110,34 @@ impl StreamWorkers {
             .map_err(|refused| refused_append(sh, entry, refused))
     }
 
+    /// Whether the stream's Redis answers now (logged when not).
+    pub async fn reachable(&self) -> bool {
+        match self.shared.queue.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(stream = %self.shared.queue.stream_key(), error = %err, "readiness: the stream's Redis does not answer");
+                false
+            }
+        }
+    }
+
+    /// The workers' shared context.
+    pub fn context(&self) -> &WorkerContext {
+        &self.shared.ctx
+    }
+
     /// The stream's backlog as last read (every couple of seconds).
     pub fn depth(&self) -> u64 {
         self.shared.depth.load(Ordering::Relaxed)
     }
 
     /// Stops the reader, lets running handlers finish until `deadline`, then stops them and
-    /// releases their claims; their entries stay pending for another instance.
+    /// releases their claims; their entries stay pending for another instance. Parked dead
+    /// letters are written past the sink's budget meanwhile where the sink allows; those it
+    /// cannot take stay pending too.
     pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
         let sh = &self.shared;
+        sh.ctx.parked.close();
         sh.stop.store(true, Ordering::Release);
         sh.stopped.notify_one();
         let reader = lock(&self.reader).take();
@@ -140,6 +159,10 @@ impl StreamWorkers {
                 sh.ctx.release(&job).await;
                 report.left_pending.push(job.key().to_string());
             }
+        }
+        for job in sh.ctx.parked.stop().await {
+            sh.ctx.release(&job).await;
+            report.left_pending.push(job.key().to_string());
         }
         sh.queue.forget_consumer_if_idle().await;
         report

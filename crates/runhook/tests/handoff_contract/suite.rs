@@ -651,6 +651,109 @@ pub async fn a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_le
     backend.cleanup().await;
 }
 
+/// A sink that refuses every letter while shut, then keeps them in memory.
+struct Gate {
+    open: AtomicBool,
+    kept: MemoryDeadLetters,
+}
+
+impl DeadLetterSink for Gate {
+    fn put(&self, letter: DeadLetter) -> BoxFuture<'_, Result<(), std::io::Error>> {
+        if !self.open.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(std::io::Error::other("sink full")) });
+        }
+        self.kept.put(letter)
+    }
+}
+
+/// A sink that refuses letters parks their jobs (claims held) and frees the workers: the
+/// other runs keep being processed, readiness names the sink, and once the sink takes
+/// letters again every parked one is written and its claim released.
+pub async fn a_refusing_sink_parks_the_job_and_the_others_keep_being_processed<B: Backend>(
+    test: &str,
+) {
+    let sink = Arc::new(Gate {
+        open: AtomicBool::new(false),
+        kept: MemoryDeadLetters::default(),
+    });
+    let probe = Probe::broken();
+    let settings = Settings {
+        workers: 2,
+        max_attempts: 1,
+        dead_letters: Some(sink.clone()),
+        ..Settings::default()
+    };
+    let (backend, receiver) = start::<B>(test, settings, &probe).await;
+    // Twice as many failing runs as workers: with the workers waiting on the sink, the
+    // good runs below would never run.
+    let bad: Vec<String> = (0..4).map(|i| unique(&format!("bad{i}"))).collect();
+    for run in &bad {
+        deliver_acked(&receiver, run).await;
+    }
+    eventually(
+        "every bad run parked",
+        Duration::from_secs(10),
+        async || receiver.stats().dead_letters_parked == 4,
+    )
+    .await;
+    let readiness = receiver.readiness().await;
+    assert!(
+        readiness
+            .problems
+            .contains(&runhook::receiver::NotReady::SinkRefusing { parked: 4 }),
+        "{readiness:?}"
+    );
+    for run in &bad {
+        let claim = claim_now(&backend, run).await;
+        assert!(matches!(claim, Claim::InFlight { .. }), "{run}: {claim:?}");
+    }
+    probe.fix();
+    let good: Vec<String> = (0..6).map(|i| unique(&format!("good{i}"))).collect();
+    for run in &good {
+        deliver_acked(&receiver, run).await;
+    }
+    eventually(
+        "every good run processed",
+        Duration::from_secs(10),
+        async || probe.succeeded().len() == good.len(),
+    )
+    .await;
+    assert_eq!(receiver.stats().dead_letters_parked, 4);
+    sink.open.store(true, Ordering::SeqCst);
+    eventually(
+        "every parked letter written",
+        Duration::from_secs(10),
+        async || receiver.stats().dead_letters_parked == 0,
+    )
+    .await;
+    let mut kept: Vec<String> = sink
+        .kept
+        .letters()
+        .into_iter()
+        .filter_map(|l| l.run_id)
+        .collect();
+    kept.sort();
+    let mut expected = bad.clone();
+    expected.sort();
+    assert_eq!(kept, expected);
+    eventually("ready again", Duration::from_secs(5), async || {
+        receiver.readiness().await.is_ready()
+    })
+    .await;
+    for run in &bad {
+        let released = claim_now(&backend, run).await;
+        assert!(released.is_acquired(), "{run}: {released:?}");
+    }
+    eventually(
+        "the hand-off is settled",
+        Duration::from_secs(10),
+        async || backend.settled(&receiver).await,
+    )
+    .await;
+    assert!(receiver.shutdown(Duration::from_secs(5)).await.drained());
+    backend.cleanup().await;
+}
+
 /// Every case of the contract, as tests on the backend `$backend`.
 macro_rules! handoff_contract_tests {
     ($backend:ty) => {
@@ -663,6 +766,7 @@ macro_rules! handoff_contract_tests {
             a_shutdown_cut_short_reports_the_rest_and_loses_nothing,
             a_full_backlog_answers_503_and_never_drops_an_acknowledged_run,
             a_failing_dead_letter_sink_keeps_the_claim_and_retries_until_the_letter_is_kept,
+            a_refusing_sink_parks_the_job_and_the_others_keep_being_processed,
         );
     };
     (@each $backend:ty, $($case:ident),* $(,)?) => {

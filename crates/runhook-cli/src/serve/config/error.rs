@@ -69,7 +69,7 @@ pub enum ServeConfigError {
     /// Two routes with one path.
     #[error("route path {0} is given twice")]
     PathTwice(String),
-    /// A route on `/healthz` or `/metrics`.
+    /// A route on `/healthz`, `/readyz` or `/metrics`.
     #[error("route path {0} is reserved")]
     PathReserved(String),
     /// A route reconciling without a Redis store.
@@ -89,8 +89,8 @@ pub enum ServeConfigError {
         /// The provider.
         provider: Provider,
     },
-    /// Zero workers, queue capacity, attempts or deliveries.
-    #[error("workers, queue capacity, attempts and deliveries must be at least 1")]
+    /// Zero workers, queue capacity, attempts, deliveries or dead-letter MiB.
+    #[error("workers, queue capacity, attempts, deliveries and the dead-letter budget must be at least 1")]
     ZeroCount,
     /// An empty Redis prefix, or one with spaces.
     #[error("the Redis prefix must be non-empty, without spaces")]

@@ -58,10 +58,16 @@ pub struct ServeConfig {
     /// Where processed events go.
     #[serde(deserialize_with = "handler::from_spec")]
     pub handler: HandlerKind,
-    /// A JSON-lines file for deliveries that could not be processed; kept in memory (bounded)
-    /// when absent.
+    /// A JSON-lines file for deliveries that could not be processed. When absent:
+    /// [`DEFAULT_DEAD_LETTERS_FILE`] in the working directory with the in-process queue, the
+    /// route's dead-letter stream with a Redis stream.
     #[serde(default)]
     pub dead_letters: Option<PathBuf>,
+    /// The byte budget of the dead-letter file, in MiB: past it, letters are refused and
+    /// their deliveries parked (an alarm: metric, log, `/readyz`) until it has room again
+    /// (a redrive empties it); at shutdown they are written past it.
+    #[serde(default = "default_dead_letters_max_mib")]
+    pub dead_letters_max_mib: u64,
     /// How long a shutdown waits for the queue to drain, in seconds.
     #[serde(default = "default_drain_secs")]
     pub drain_timeout_secs: u64,
@@ -131,6 +137,7 @@ impl ServeConfig {
             max_deliveries: default_max_deliveries(),
             handler,
             dead_letters: None,
+            dead_letters_max_mib: default_dead_letters_max_mib(),
             drain_timeout_secs: default_drain_secs(),
             max_attempts: default_max_attempts(),
             retry_backoff_ms: default_retry_backoff_ms(),
@@ -170,6 +177,7 @@ impl ServeConfig {
             || self.queue_capacity == Some(0)
             || self.max_attempts == 0
             || self.max_deliveries == 0
+            || self.dead_letters_max_mib == 0
         {
             return Err(ServeConfigError::ZeroCount);
         }
@@ -199,7 +207,7 @@ impl ServeConfig {
             if self.routes[..i].iter().any(|r| r.path == route.path) {
                 return Err(ServeConfigError::PathTwice(path()));
             }
-            if route.path == "/healthz" || route.path == "/metrics" {
+            if ["/healthz", "/readyz", "/metrics"].contains(&route.path.as_str()) {
                 return Err(ServeConfigError::PathReserved(path()));
             }
             route.check_runs()?;
@@ -225,6 +233,21 @@ impl ServeConfig {
             StoreSpec::Memory => None,
             StoreSpec::Redis(url) => Some(url),
         }
+    }
+
+    /// The dead-letter file: the one configured, else [`DEFAULT_DEAD_LETTERS_FILE`] with the
+    /// in-process queue; `None` with a Redis stream (its dead-letter stream keeps them).
+    pub fn dead_letter_file(&self) -> Option<PathBuf> {
+        match (&self.dead_letters, self.queue) {
+            (Some(path), _) => Some(path.clone()),
+            (None, QueueKind::Memory) => Some(PathBuf::from(DEFAULT_DEAD_LETTERS_FILE)),
+            (None, QueueKind::RedisStream) => None,
+        }
+    }
+
+    /// The dead-letter file's byte budget.
+    pub fn dead_letters_max_bytes(&self) -> u64 {
+        self.dead_letters_max_mib.saturating_mul(1024 * 1024)
     }
 
     /// How long a claim is held.
@@ -277,6 +300,16 @@ fn default_redis_prefix() -> String {
 
 fn default_max_deliveries() -> u64 {
     runhook::stream::DEFAULT_MAX_DELIVERIES
+}
+
+/// The dead-letter file of the in-process queue when none is given, in the working directory.
+pub const DEFAULT_DEAD_LETTERS_FILE: &str = "runhook-dead-letters.jsonl";
+
+/// The default byte budget of the dead-letter file: 1 GiB.
+pub const DEFAULT_DEAD_LETTERS_MAX_MIB: u64 = 1024;
+
+fn default_dead_letters_max_mib() -> u64 {
+    DEFAULT_DEAD_LETTERS_MAX_MIB
 }
 
 fn default_drain_secs() -> u64 {
