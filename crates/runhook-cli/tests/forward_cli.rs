@@ -481,8 +481,9 @@ async fn the_rate_limit_spaces_requests() {
 }
 
 /// The environment's proxy variables are ignored (the forward URL, which may hold a secret,
-/// and the events never reach a proxy nobody chose); `--proxy` sends through one.
-#[tokio::test]
+/// and the events never reach a proxy nobody chose); `--proxy` sends through one. (Two
+/// threads: the targets keep answering while the test waits for serve to exit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_is_used_only_when_given_with_proxy() {
     let dir = scratch("proxy");
     let (target, proxy) = (Target::new(), Target::new());

@@ -44,6 +44,7 @@ mod body;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
+mod log_every;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;
 mod parked;

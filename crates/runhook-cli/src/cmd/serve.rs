@@ -12,7 +12,7 @@ use runhook::payload::Provider;
 
 use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared, StopSignals};
 use crate::serve::config::{
-    Confirm, HandlerSpec, QueueKind, RouteSpec, ServeConfig, ServeConfigError,
+    Confirm, HandlerSpec, JsonlFsync, QueueKind, RouteSpec, ServeConfig, ServeConfigError,
 };
 use crate::serve::handlers;
 use crate::serve::runs::RouteRuns;
@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// Append each processed event as a JSON line to this file.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+    /// With --jsonl: flush each line to disk (fsync, shared by the lines written meanwhile)
+    /// before its run is recorded done: `auto` with a Redis store, whose done runs outlive a
+    /// crash (with the memory store a crash forgets them anyway), `always`, or `never`
+    /// [default: auto].
+    #[arg(long, value_enum, value_name = "WHEN", requires = "jsonl")]
+    jsonl_fsync: Option<JsonlFsync>,
     /// Run this shell command per event, the event JSON on standard input; a non-zero exit
     /// is a failure and is retried.
     #[arg(long, value_name = "CMD")]
@@ -290,6 +296,7 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
     route.reconcile_after_secs = args.reconcile_after_secs;
     let handler = HandlerSpec {
         jsonl: args.jsonl.clone(),
+        jsonl_fsync: args.jsonl_fsync.unwrap_or_default(),
         exec: args.exec.clone(),
         exec_env: args.exec_env.clone(),
         forward: args.forward.clone(),

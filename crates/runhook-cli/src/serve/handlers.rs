@@ -1,8 +1,6 @@
 //! The three handlers `runhook serve` offers: append to a JSON-lines file, run a command, or
 //! forward to a URL ([`super::forward`]). Each gets the event as one JSON object ([`crate::event_json::record_line`]).
 
-use std::io::Write as _;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -11,7 +9,7 @@ use runhook::{Handler, HandlerError};
 
 use tokio::io::AsyncWriteExt as _;
 
-use super::config::{ExecSpec, HandlerKind, ServeConfig, ServeConfigError};
+use super::config::{ExecSpec, HandlerKind, JsonlSpec, ServeConfig, ServeConfigError};
 use super::forward::{self, ForwardSettings};
 use crate::event_json;
 
@@ -19,7 +17,9 @@ use crate::event_json;
 /// now, so that a path that cannot be written fails at start rather than at the first event.
 pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError> {
     match &config.handler {
-        HandlerKind::Jsonl(path) => jsonl(path),
+        HandlerKind::Jsonl(JsonlSpec { path, fsync }) => {
+            super::jsonl::handler(path, *fsync, &config.store)
+        }
         HandlerKind::Exec(spec) => Ok(exec(spec.clone())),
         HandlerKind::Forward(url) => Ok(forward::handler(
             url,
@@ -27,35 +27,6 @@ pub fn build(config: &ServeConfig) -> Result<Arc<dyn Handler>, ServeConfigError>
             config.proxy.as_deref(),
         )?),
     }
-}
-
-/// Appends each event as one line, to a file created with mode `0600` on unix (an existing
-/// file keeps its mode). Each line is written whole, with one `write` under a
-/// lock, so concurrent workers never interleave them. The file is written synchronously: an
-/// append of a few kilobytes lands in the page cache in microseconds, far less than a hop to
-/// tokio's blocking pool would cost.
-fn jsonl(path: &Path) -> Result<Arc<dyn Handler>, ServeConfigError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    // Events hold whole payloads: readable by the owner only (when created here).
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options
-        .open(path)
-        .map_err(|source| ServeConfigError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let file = Arc::new(std::sync::Mutex::new(file));
-    Ok(Arc::new(move |event: Arc<RunEvent>| {
-        let file = file.clone();
-        async move {
-            let line = event_json::record_line(&event)?;
-            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-            file.write_all(&line)?;
-            Ok::<(), HandlerError>(())
-        }
-    }))
 }
 
 /// Runs `sh -c command` with the event JSON on standard input and `RUNHOOK_PROVIDER`,
@@ -178,7 +149,10 @@ mod tests {
         );
         build(&ServeConfig::new(
             vec![route],
-            HandlerKind::Jsonl(path.clone()),
+            HandlerKind::Jsonl(JsonlSpec {
+                path: path.clone(),
+                fsync: super::super::config::JsonlFsync::Auto,
+            }),
         ))
         .unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -4,5 +4,6 @@ pub mod app;
 pub mod config;
 pub mod forward;
 pub mod handlers;
+pub mod jsonl;
 pub mod metrics;
 pub mod runs;

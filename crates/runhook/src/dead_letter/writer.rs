@@ -1,18 +1,14 @@
 //! The one place a dead letter is written from the receive path, the workers, the reconciler
 //! and shutdown: put in the sink, counted, and logged when the sink refuses it (at most one
-//! line per [`LOG_EVERY`], with the count of refusals since the last).
+//! line per [`LOG_EVERY`](crate::log_every::LOG_EVERY), with the count of refusals since the
+//! last).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{DeadLetter, DeadLetterSink};
+use crate::log_every::LogEvery;
 use crate::stats::Counters;
-
-/// The shortest time between two log lines about a refusing sink.
-pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A route's dead-letter sink with its counters.
 #[derive(Clone)]
@@ -26,9 +22,7 @@ pub(crate) struct DeadLetters {
 #[derive(Default)]
 pub(crate) struct SinkAlarm {
     refusing: AtomicBool,
-    /// Refusals not logged yet.
-    unlogged: AtomicU64,
-    logged_at: Mutex<Option<Instant>>,
+    log: LogEvery,
 }
 
 impl SinkAlarm {
@@ -41,14 +35,7 @@ impl SinkAlarm {
     /// line).
     fn refused(&self) -> Option<u64> {
         self.refusing.store(true, Ordering::Relaxed);
-        self.unlogged.fetch_add(1, Ordering::Relaxed);
-        let mut logged_at = self.logged_at.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if logged_at.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
-            return None;
-        }
-        *logged_at = Some(now);
-        Some(self.unlogged.swap(0, Ordering::Relaxed))
+        self.log.tick()
     }
 
     fn accepted(&self) {

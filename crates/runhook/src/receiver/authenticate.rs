@@ -38,7 +38,11 @@ impl Pipeline {
             verified => verified,
         };
         let verified = verified.map_err(|err| {
-            tracing::info!(provider = %self.provider, reason = %err, "rejected a delivery");
+            // Anyone can send these: one line per period, the counters have each one.
+            match self.rejected_log.tick() {
+                Some(rejected) => tracing::info!(provider = %self.provider, reason = %err, rejected, "rejected deliveries not genuine (this one's reason; one line per 10 s at most)"),
+                None => tracing::debug!(provider = %self.provider, reason = %err, "rejected a delivery"),
+            }
             unauthorized(err)
         })?;
         if verified.signed_body().is_some() {

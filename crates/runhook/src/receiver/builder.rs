@@ -51,6 +51,7 @@ use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
 use crate::handler::Handler;
 use crate::handoff::{HandOff, MemoryQueue};
+use crate::log_every::LogEvery;
 use crate::parked::{Parked, Settings as ParkedSettings};
 use crate::retry::RetryPolicy;
 use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
@@ -450,6 +451,7 @@ impl RouteSettings {
             shutting_down: AtomicBool::new(false),
             keep_for: self.keep_for,
             outage_pause: OutagePause::of(self.provider),
+            rejected_log: LogEvery::default(),
             counters,
             credential_headers,
         })

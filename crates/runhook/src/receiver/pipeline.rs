@@ -21,6 +21,7 @@ use super::outcome::{
 use crate::body::ReadError;
 use crate::dead_letter::DeadLetters;
 use crate::handler::{BoxFuture, HandlerError};
+use crate::log_every::LogEvery;
 use crate::stats::Counters;
 
 /// Chooses the scheme for one delivery when one endpoint serves many accounts (secrets picked
@@ -61,6 +62,8 @@ pub(crate) struct Pipeline {
     pub(super) keep_for: Duration,
     /// The `Retry-After` floor for an outage of the store or the queue.
     pub(super) outage_pause: OutagePause,
+    /// Rate limit of the log lines of deliveries anyone can send: rejected or stalled.
+    pub(super) rejected_log: LogEvery,
     pub(super) counters: Arc<Counters>,
     /// The verifier's credential headers, dropped from stored headers with the fixed list.
     pub(super) credential_headers: Vec<String>,
@@ -86,11 +89,14 @@ impl Pipeline {
             Ok(body) => return Ok(body),
             Err(ReadError::TooLarge) => Outcome::too_large(self.body_limit),
             Err(ReadError::TimedOut) => {
-                tracing::info!(
-                    provider = %self.provider,
-                    timeout_ms = self.body_read_timeout.as_millis() as u64,
-                    "the body did not arrive in time; closing the connection"
-                );
+                if let Some(stalled) = self.rejected_log.tick() {
+                    tracing::info!(
+                        provider = %self.provider,
+                        timeout_ms = self.body_read_timeout.as_millis() as u64,
+                        stalled,
+                        "a body did not arrive in time; closing the connection (one line per 10 s at most)"
+                    );
+                }
                 Outcome::body_timeout(self.body_read_timeout)
             }
             Err(ReadError::Broken) => {

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::StoreSpec;
+
 use super::ServeConfigError;
 use crate::serve::forward::ForwardUrl;
 
@@ -13,6 +15,9 @@ use crate::serve::forward::ForwardUrl;
 pub struct HandlerSpec {
     /// Append each event as one JSON line to this file.
     pub jsonl: Option<PathBuf>,
+    /// With `jsonl`: when each line is flushed to disk before its run is recorded done.
+    #[serde(default)]
+    pub jsonl_fsync: JsonlFsync,
     /// Run this shell command with the event JSON on standard input.
     pub exec: Option<String>,
     /// With `exec`: variables of serve's environment the command also gets, besides `PATH`,
@@ -28,6 +33,7 @@ impl std::fmt::Debug for HandlerSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandlerSpec")
             .field("jsonl", &self.jsonl)
+            .field("jsonl_fsync", &self.jsonl_fsync)
             .field("exec", &self.exec)
             .field("exec_env", &self.exec_env)
             .field("forward", &self.forward.as_ref().map(|_| "<url>"))
@@ -46,7 +52,7 @@ pub(super) fn from_spec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Handl
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerKind {
     /// Append JSON lines to a file.
-    Jsonl(PathBuf),
+    Jsonl(JsonlSpec),
     /// Run a shell command per event.
     Exec(ExecSpec),
     /// POST each event to a URL (shown by its origin only).
@@ -57,7 +63,12 @@ impl HandlerSpec {
     /// The handler named, or why the spec does not name exactly one.
     pub fn kind(&self) -> Result<HandlerKind, ServeConfigError> {
         let named = [
-            self.jsonl.clone().map(HandlerKind::Jsonl),
+            self.jsonl.clone().map(|path| {
+                HandlerKind::Jsonl(JsonlSpec {
+                    path,
+                    fsync: self.jsonl_fsync,
+                })
+            }),
             self.exec
                 .clone()
                 .map(|command| ExecSpec::new(command, self.exec_env.clone()))
@@ -105,5 +116,41 @@ impl ExecSpec {
             return Err(ServeConfigError::ExecEnvName(bad.clone()));
         }
         Ok(Self { command, pass_env })
+    }
+}
+
+/// A JSON-lines file events are appended to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonlSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// When lines are flushed to disk.
+    pub fsync: JsonlFsync,
+}
+
+/// Whether each line is flushed to disk (`fsync`) before its run is recorded done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonlFsync {
+    /// When the store keeps done runs across a crash (Redis): a run recorded done is then on
+    /// disk too. With the memory store a crash forgets the done runs and the queue anyway, and
+    /// the line stays in the page cache.
+    #[default]
+    Auto,
+    /// Always: every line is on disk before its run is recorded done.
+    Always,
+    /// Never: lines reach the disk when the kernel writes them back (a machine crash may lose
+    /// the last seconds of lines whose runs are recorded done).
+    Never,
+}
+
+impl JsonlFsync {
+    /// Whether lines are flushed with `store` in use.
+    pub fn syncs_with(self, store: &StoreSpec) -> bool {
+        match self {
+            JsonlFsync::Always => true,
+            JsonlFsync::Never => false,
+            JsonlFsync::Auto => !matches!(store, StoreSpec::Memory),
+        }
     }
 }

@@ -15,7 +15,7 @@ use runhook::retry::RetryPolicy;
 use serde::Deserialize;
 
 pub use error::ServeConfigError;
-pub use handler::{ExecSpec, HandlerKind, HandlerSpec};
+pub use handler::{ExecSpec, HandlerKind, HandlerSpec, JsonlFsync, JsonlSpec};
 pub use route::{Confirm, RouteSpec};
 pub use store::StoreSpec;
 
@@ -366,7 +366,13 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert_eq!(config.routes[0].secret_env.len(), 2);
         assert_eq!(config.routes[1].provider, Provider::TinyFish);
         assert_eq!(config.routes[1].secret_segment().ok(), Some(Some(2)));
-        assert_eq!(config.handler, HandlerKind::Jsonl("events.jsonl".into()));
+        assert_eq!(
+            config.handler,
+            HandlerKind::Jsonl(JsonlSpec {
+                path: "events.jsonl".into(),
+                fsync: JsonlFsync::Auto,
+            })
+        );
     }
 
     #[test]
