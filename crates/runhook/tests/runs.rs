@@ -487,3 +487,51 @@ async fn two_instances_on_one_redis_reconcile_each_run_once_in_all() {
     eprintln!("{api_calls} run API calls for 60 reconciled runs on two instances");
     assert!(api_calls <= 70, "{api_calls} API calls for 60 runs");
 }
+
+/// However many fetches run at once (a flood of forged runs on a route that confirms unsigned
+/// deliveries), the client sends at most `max_in_flight` requests at a time with the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sends_at_most_max_in_flight_requests_at_once() {
+    use tokio::io::AsyncReadExt as _;
+    // A run API that reads each request and never answers: requests pile up there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = requests.clone();
+    let server = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            open.push(tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+                drop(socket);
+            }));
+        }
+    });
+    let client = Arc::new(
+        RunApiClient::builder(Provider::TinyFish, Secret::new(KEY).unwrap())
+            .unwrap()
+            .base_url(&base)
+            .unwrap()
+            .timeout(Duration::from_secs(30))
+            .max_in_flight(2)
+            .build()
+            .unwrap(),
+    );
+    let fetches: Vec<_> = (0..10)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move { client.fetch(&format!("forged-{n}")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    for fetch in fetches {
+        fetch.abort();
+    }
+    server.abort();
+}

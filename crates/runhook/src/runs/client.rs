@@ -1,5 +1,6 @@
 //! The run API client (feature `runs`): reqwest over rustls, one per platform and account.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,8 @@ use runhook_core::payload::{from_run_api, ApiRun, Provider};
 use runhook_core::platform::{Platform, RunApi};
 use runhook_core::Secret;
 
+use tokio::sync::Semaphore;
+
 use super::{FetchError, Fetched, RunSource};
 use crate::handler::BoxFuture;
 
@@ -19,6 +22,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_ATTEMPTS: u32 = 3;
 /// The default largest answer read.
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+/// Requests a [`RunApiClient`] makes at once by default
+/// ([`RunApiClientBuilder::max_in_flight`]).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 /// The longest `Retry-After` a fetch waits for; a longer one fails the fetch (its caller has
 /// its own, longer backoff).
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
@@ -49,6 +55,9 @@ pub struct RunApiClient {
     http: reqwest::Client,
     attempts: u32,
     max_body: usize,
+    /// Requests allowed at once: a flood of forged runs on a route that confirms costs at most
+    /// this many calls with the account's key at a time.
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for RunApiClient {
@@ -57,6 +66,7 @@ impl std::fmt::Debug for RunApiClient {
             .field("provider", &self.provider)
             .field("base", &self.base.origin().ascii_serialization())
             .field("attempts", &self.attempts)
+            .field("in_flight", &self.in_flight.available_permits())
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +81,7 @@ pub struct RunApiClientBuilder {
     attempts: u32,
     max_body: usize,
     proxy: Option<reqwest::Proxy>,
+    max_in_flight: usize,
 }
 
 /// Why a [`RunApiClient`] cannot be built.
@@ -119,6 +130,7 @@ impl RunApiClient {
             attempts: DEFAULT_ATTEMPTS,
             max_body: DEFAULT_MAX_BODY,
             proxy: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         })
     }
 
@@ -190,6 +202,8 @@ impl RunApiClient {
     /// One GET: the status and the body (bounded), or a network error, or the status with
     /// its `Retry-After` when it is a retryable refusal.
     async fn get_once(&self, url: reqwest::Url) -> Result<(StatusCode, Bytes), FetchError> {
+        // Held until the answer is read; the semaphore is never closed.
+        let _turn = self.in_flight.acquire().await.ok();
         let response = self
             .http
             .get(url)
@@ -294,6 +308,15 @@ impl RunApiClientBuilder {
         self
     }
 
+    /// At most this many requests at once, across every fetch of this client (default
+    /// [`DEFAULT_MAX_IN_FLIGHT`]); more wait their turn. On a route that confirms unsigned
+    /// deliveries, anyone can make the receiver fetch: this bounds what a flood of forged runs
+    /// spends of the account's key and of the platform's rate limit.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
     /// Sends every request through the proxy at `url` (`http://`, `https://` or `socks5://`,
     /// with credentials in the URL if it needs them). Without it the client connects directly:
     /// `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are ignored, so that the API key and run ids
@@ -336,6 +359,7 @@ impl RunApiClientBuilder {
             http,
             attempts: self.attempts,
             max_body: self.max_body,
+            in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
         })
     }
 }

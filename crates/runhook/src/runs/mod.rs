@@ -38,7 +38,7 @@ mod reconcile;
 
 #[cfg(feature = "runs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runs")))]
-pub use client::{RunApiClient, RunApiClientBuilder, RunApiClientError};
+pub use client::{RunApiClient, RunApiClientBuilder, RunApiClientError, DEFAULT_MAX_IN_FLIGHT};
 pub use reconcile::ReconcilePolicy;
 pub(crate) use reconcile::{Reconciler, Submit, Submitted};
 

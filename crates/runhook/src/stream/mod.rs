@@ -173,6 +173,7 @@ mod call;
 mod claimed;
 mod dead_letters;
 mod defaults;
+mod durability;
 mod entry;
 mod error;
 mod foreign;

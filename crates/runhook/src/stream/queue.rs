@@ -648,6 +648,8 @@ impl RedisStreamQueueBuilder {
             }),
         };
         ensure_group(&queue).await?;
+        let q = &*queue.inner;
+        super::durability::warn_if_it_can_lose_entries(&q.conn, q.timeout, &q.key).await;
         Ok(queue)
     }
 }
