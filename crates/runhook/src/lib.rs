@@ -51,6 +51,9 @@ pub mod receiver;
 mod response;
 pub mod retry;
 pub mod runs;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

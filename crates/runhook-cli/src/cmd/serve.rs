@@ -165,6 +165,20 @@ pub struct ServeArgs {
     /// it, open connections are closed and what is not processed is dead-lettered.
     #[arg(long, value_name = "SECS")]
     drain_timeout: Option<u64>,
+    /// How long a request's head (request line and headers) may take to arrive, in seconds;
+    /// it also ends a kept-alive connection idle that long. Slower clients are disconnected
+    /// [default: 10, or the config file's `header_read_timeout_secs`].
+    #[arg(long, value_name = "SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// How long a connection may stay silent (no byte either way: a stalled body, an unread
+    /// answer), in seconds [default: 60, or the config file's `idle_timeout_secs`].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// At most this many connections at once; past it new ones are closed at once and the
+    /// others go on being served [default: the open-files limit (its soft limit is raised to
+    /// the hard one at start) minus 128, at most 16384; or the config file's `max_connections`].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -246,6 +260,11 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeCo
         .unwrap_or(config.forward_retry_after_cap_secs);
     config.forward_rate_per_sec = args.forward_rate_per_sec.or(config.forward_rate_per_sec);
     config.forward_concurrency = args.forward_concurrency.or(config.forward_concurrency);
+    config.header_read_timeout_secs = args
+        .header_read_timeout_secs
+        .unwrap_or(config.header_read_timeout_secs);
+    config.idle_timeout_secs = args.idle_timeout_secs.unwrap_or(config.idle_timeout_secs);
+    config.max_connections = args.max_connections.or(config.max_connections);
     Ok(())
 }
 
@@ -293,7 +312,14 @@ async fn serve(config: ServeConfig) -> ExitCode {
     }
     tracing::info!(%address, store = %store_label(config.store.as_str()), queue = config.queue.as_str(), "listening");
     println!("listening on http://{address}");
-    let reports = match app::serve_until(listener, routes, signals, config.drain_timeout()).await {
+    let served = app::serve_until(
+        listener,
+        routes,
+        signals,
+        config.drain_timeout(),
+        config.connection_limits(),
+    );
+    let reports = match served.await {
         Ok(reports) => reports,
         Err(e) => return fail(&format!("server error: {e}")),
     };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use runhook::retry::RetryPolicy;
+use runhook::server::ConnectionLimits;
 use serde::Deserialize;
 
 pub use error::ServeConfigError;
@@ -86,6 +87,16 @@ pub struct ServeConfig {
     /// together (absent: one per worker).
     #[serde(default)]
     pub forward_concurrency: Option<usize>,
+    /// How long a request's head may take to arrive (and a kept-alive connection may wait for
+    /// the next one), in seconds.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// How long a connection may stay silent (no byte either way), in seconds.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// At most this many connections at once (absent: derived from the open-files limit).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
@@ -134,6 +145,9 @@ impl ServeConfig {
             forward_retry_after_cap_secs: default_forward_retry_after_cap_secs(),
             forward_rate_per_sec: None,
             forward_concurrency: None,
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            max_connections: None,
             routes,
         }
     }
@@ -170,6 +184,12 @@ impl ServeConfig {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(ServeConfigError::RedisPrefix);
+        }
+        if self.header_read_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.max_connections == Some(0)
+        {
+            return Err(ServeConfigError::ZeroConnectionLimit);
         }
         if self.lease_secs == 0 {
             return Err(ServeConfigError::ZeroLease);
@@ -229,6 +249,17 @@ impl ServeConfig {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
+    /// The limits the server puts on its connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        let limits = ConnectionLimits::default()
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
+            .idle_timeout(Duration::from_secs(self.idle_timeout_secs));
+        match self.max_connections {
+            Some(cap) => limits.max_connections(cap),
+            None => limits,
+        }
+    }
+
     /// How long one handler attempt may run, as configured.
     pub fn handler_timeout(&self) -> Duration {
         Duration::from_secs(self.handler_timeout_secs)
@@ -253,6 +284,14 @@ impl ServeConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    runhook::server::DEFAULT_HEADER_READ_TIMEOUT.as_secs()
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    runhook::server::DEFAULT_IDLE_TIMEOUT.as_secs()
 }
 
 fn default_workers() -> usize {
@@ -326,6 +365,37 @@ secret_env = "TINYFISH_PATH_SECRET"
         assert_eq!(config.routes[1].provider, Provider::TinyFish);
         assert_eq!(config.routes[1].secret_segment().ok(), Some(Some(2)));
         assert_eq!(config.handler, HandlerKind::Jsonl("events.jsonl".into()));
+        let limits = config.connection_limits();
+        assert_eq!(limits.header_read_timeout_value(), Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout_value(), Duration::from_secs(60));
+        assert_eq!(
+            limits.max_connections_value(),
+            runhook::server::MaxConnections::Derived
+        );
+    }
+
+    #[test]
+    fn reads_connection_limits_and_refuses_zero() {
+        let set = EXAMPLE.replace(
+            "workers = 2",
+            "workers = 2\nheader_read_timeout_secs = 3\nidle_timeout_secs = 7\nmax_connections = 500",
+        );
+        let limits = ServeConfig::from_toml(&set).unwrap().connection_limits();
+        assert_eq!(limits.header_read_timeout_value(), Duration::from_secs(3));
+        assert_eq!(limits.idle_timeout_value(), Duration::from_secs(7));
+        assert_eq!(
+            limits.max_connections_value(),
+            runhook::server::MaxConnections::Exactly(500)
+        );
+        for zero in [
+            "header_read_timeout_secs = 0",
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+        ] {
+            let config = EXAMPLE.replace("workers = 2", &format!("workers = 2\n{zero}"));
+            let err = ServeConfig::from_toml(&config).unwrap_err().to_string();
+            assert!(err.contains("at least 1"), "{zero}: {err}");
+        }
     }
 
     #[test]
