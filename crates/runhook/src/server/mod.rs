@@ -134,7 +134,7 @@ where
         let cap = limits
             .apply_to_process()
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-        tracing::debug!(%address, max_connections = cap, ?limits, "serving");
+        tracing::info!(%address, max_connections = cap, header_read_timeout = ?limits.header_read_timeout_value(), idle_timeout = ?limits.idle_timeout_value(), "accepting connections");
         let permits = Arc::new(Semaphore::new(cap));
         let (phase, watching) = watch::channel(Phase::Serving);
         let http1 = connection::http1(&limits);
