@@ -330,3 +330,69 @@ async fn huge_unfinished_headers_are_refused_at_64_kib() {
     eprintln!("1000 x 95 x 4 KB unfinished headers: RSS {before} kB before, peak {peak} kB (+{grew_mb} MB); slowest genuine {slowest:?}");
     serve.stop_ok();
 }
+
+/// Opens `count` connections that each declare a `declared`-byte body, send `sent` bytes of
+/// it and stall; returns them (still open unless the server closed them) and how many the
+/// server answered 503 before they were done writing.
+fn stalled_bodies(address: &str, count: usize, declared: usize, sent: usize) -> Vec<TcpStream> {
+    let head = format!(
+        "POST {ROUTE} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\nx-skyvern-signature: forged\r\ncontent-length: {declared}\r\n\r\n"
+    );
+    let body = vec![b'['; sent];
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            // Refused past the budget (503, closed): the rest cannot be written.
+            let _ = stream
+                .write_all(head.as_bytes())
+                .and_then(|()| stream.write_all(&body));
+            stream
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_unauthenticated_bodies_stay_within_the_budget_and_memory_comes_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    enough_fds(1_300);
+    let dir = scratch("bodies");
+    let serve = start(&dir, "-Sn 1024", &[]);
+    let pid = serve.child.id();
+    let before = status_kb(pid, "VmRSS");
+    let address = serve.base.trim_start_matches("http://").to_owned();
+    // 1 000 connections, each half of a 2 MiB body, then stalling.
+    let attack = tokio::task::spawn_blocking(move || {
+        stalled_bodies(&address, 1_000, 2 * 1024 * 1024, 1024 * 1024)
+    });
+    let mut slowest = Duration::ZERO;
+    let mut sent = 0;
+    while !attack.is_finished() {
+        let (status, took) = genuine(&serve, &format!("tsk_during_{sent}")).await;
+        assert_eq!(status, Some(200), "after {took:?}\n{}", serve.logs());
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        slowest = slowest.max(took);
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let streams = attack.await.unwrap();
+    slowest = slowest.max(genuine_all_fast(&serve, 3, Duration::from_millis(300)).await);
+    let peak = status_kb(pid, "VmHWM");
+    // The server closes the stalled ones at its body read timeout (10 s); then they are gone.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    drop(streams);
+    let closed = Instant::now();
+    let mut after = status_kb(pid, "VmRSS");
+    while after >= 100 * 1024 && closed.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = status_kb(pid, "VmRSS");
+    }
+    let back_in = closed.elapsed();
+    eprintln!("1000 stalled half bodies of 2 MiB: RSS {before} kB before, peak {peak} kB, {after} kB {back_in:?} after they closed; {} genuine deliveries meanwhile, slowest {slowest:?}", sent + 3);
+    assert!(peak < 300 * 1024, "peak RSS {peak} kB");
+    assert!(after < 100 * 1024, "RSS {after} kB {back_in:?} after");
+    assert!(sent >= 1, "no delivery was sent during the attack");
+    serve.stop_ok();
+}

@@ -41,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod budget;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;

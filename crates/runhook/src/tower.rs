@@ -112,12 +112,21 @@ where
     B: http_body::Body<Data = Bytes>,
     R: From<String>,
 {
-    let (parts, body) = match read_request(receiver.pipeline(), request).await {
+    let (parts, body) = request.into_parts();
+    let declared = crate::body::content_length(&parts.headers);
+    let mut chunks = Box::pin(BodyDataStream::new(body));
+    let read = receiver
+        .pipeline()
+        .read_charged(&mut chunks, declared)
+        .await;
+    let (body, charge) = match read {
         Ok(read) => read,
         Err(outcome) => return http_response(&outcome),
     };
     let path = request_path(&parts);
-    let outcome = receiver.receive(&parts.headers, &path, body).await;
+    let outcome = receiver
+        .receive_read(&parts.headers, &path, body, charge)
+        .await;
     http_response(&outcome)
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::routing::{get, post};
 use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
-use runhook::receiver::BackgroundBuilder;
+use runhook::receiver::{BackgroundBuilder, PreAuthBudget};
 use runhook::retry::RetryPolicy;
 use runhook::server::{ConnectionLimits, Server};
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
@@ -68,6 +68,8 @@ pub struct Shared {
     pub queue_capacity: Option<usize>,
     /// How failed handler attempts are retried.
     pub retry: RetryPolicy,
+    /// The bytes every route's unauthenticated bodies may hold together.
+    pub pre_auth_budget: PreAuthBudget,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Shared {
             workers: config.workers,
             queue_capacity: config.queue_capacity,
             retry: config.retry_policy(),
+            pre_auth_budget: config.pre_auth_budget(),
         })
     }
 
@@ -151,7 +154,8 @@ impl Shared {
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
-            .retry(self.retry);
+            .retry(self.retry)
+            .pre_auth_budget(self.pre_auth_budget.clone());
         if let Some(capacity) = self.queue_capacity {
             builder = builder.queue_capacity(capacity);
         }

@@ -6,3 +6,4 @@ pub mod forward;
 pub mod handlers;
 pub mod metrics;
 pub mod runs;
+pub mod trim;

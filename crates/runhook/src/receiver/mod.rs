@@ -26,6 +26,7 @@ use runhook_core::platform::Platform;
 use runhook_core::{HeaderLookup, Secrets, Verifier};
 
 pub use crate::body::content_length;
+pub use crate::budget::{PreAuthBudget, DEFAULT_PRE_AUTH_BUDGET_BYTES, UNCHARGED_BYTES};
 pub use crate::handoff::ShutdownReport;
 pub use builder::{
     BackgroundBuilder, BuildError, Inline, ReceiverBuilder, WithHandler, DEFAULT_BODY_LIMIT,
@@ -42,6 +43,7 @@ use outcome::{probe_of, refused_outcome, with_probe};
 pub(crate) use pipeline::Pipeline;
 use pipeline::{Admitted, Auth, Stop};
 
+use crate::budget::Charge;
 use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
 use crate::handoff::{DrainEnd, Duplicate, HandOff, Job};
@@ -207,9 +209,33 @@ impl Receiver {
         path: &str,
         body: Bytes,
     ) -> Outcome {
+        self.receive_charged(headers, path, body, Charge::none())
+            .await
+    }
+
+    /// [`receive`](Self::receive) for a body read by [`Pipeline::read_charged`]: its `charge`
+    /// on the pre-authentication budget is held until authentication has finished.
+    #[cfg(feature = "tower")]
+    pub(crate) async fn receive_read(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+        charge: Charge,
+    ) -> Outcome {
+        self.receive_charged(headers, path, body, charge).await
+    }
+
+    async fn receive_charged(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+        charge: Charge,
+    ) -> Outcome {
         let pipeline = &self.inner.pipeline;
         Counters::bump(&pipeline.counters.received);
-        let outcome = self.decide(headers, path, body).await;
+        let outcome = self.decide(headers, path, body, charge).await;
         pipeline.count(&outcome);
         outcome
     }
@@ -219,6 +245,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
+        charge: Charge,
     ) -> Outcome {
         let BackgroundRoute {
             pipeline,
@@ -226,7 +253,8 @@ impl Receiver {
             in_flight_duplicates,
         } = &*self.inner;
         let received_at = SystemTime::now();
-        let admission = (pipeline.admit(headers, path, body.clone(), *in_flight_duplicates)).await;
+        let admission = pipeline.admit(headers, path, body.clone(), *in_flight_duplicates, charge);
+        let admission = admission.await;
         let stored = match admission {
             Ok(admitted) => Ok(admitted),
             Err(Stop::InFlight(outcome))

@@ -19,6 +19,7 @@ use super::outcome::{
     probe_of, store_unavailable, with_probe, InFlightDuplicates, Outcome, OutcomeKind,
 };
 use crate::body::ReadError;
+use crate::budget::{Charge, PreAuthBudget};
 use crate::dead_letter::DeadLetters;
 use crate::handler::{BoxFuture, HandlerError};
 use crate::stats::Counters;
@@ -56,6 +57,7 @@ pub(crate) struct Pipeline {
     pub(super) dead_letters: DeadLetters,
     pub(super) body_limit: usize,
     pub(super) body_read_timeout: Duration,
+    pub(super) pre_auth_budget: PreAuthBudget,
     pub(super) lease: Duration,
     pub(super) shutting_down: AtomicBool,
     pub(super) keep_for: Duration,
@@ -65,7 +67,8 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Reads a request body under the limits; see [`super::Receiver::read_body`].
+    /// Reads a request body under the limits; see [`super::Receiver::read_body`]. The body's
+    /// charge on the pre-authentication budget is given back when this returns.
     pub(crate) async fn read_body<S, E>(
         &self,
         chunks: &mut S,
@@ -74,14 +77,38 @@ impl Pipeline {
     where
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     {
+        let (body, _charge) = self.read_charged(chunks, content_length).await?;
+        Ok(body)
+    }
+
+    /// [`read_body`](Self::read_body), and the body's charge on the pre-authentication budget:
+    /// hold it until authentication has finished.
+    pub(crate) async fn read_charged<S, E>(
+        &self,
+        chunks: &mut S,
+        content_length: Option<u64>,
+    ) -> Result<(Bytes, Charge), Outcome>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let mut charge = self.pre_auth_budget.charge();
         let read = crate::body::read_limited(
             chunks,
             content_length,
             self.body_limit,
             self.body_read_timeout,
+            &mut charge,
         );
         let outcome = match read.await {
-            Ok(body) => return Ok(body),
+            Ok(body) => return Ok((body, charge)),
+            Err(ReadError::OverBudget) => {
+                tracing::debug!(
+                    provider = %self.provider,
+                    budget = self.pre_auth_budget.limit(),
+                    "the pre-authentication budget is spent; refusing a body"
+                );
+                Outcome::over_budget(self.pre_auth_budget.limit())
+            }
             Err(ReadError::TooLarge) => Outcome::too_large(self.body_limit),
             Err(ReadError::TimedOut) => {
                 tracing::info!(
@@ -131,9 +158,9 @@ impl Pipeline {
                     OutcomeKind::Unparseable(_) | OutcomeKind::UnusableKey(_) => {
                         &self.counters.rejected_unparseable
                     }
-                    OutcomeKind::Unavailable(_) | OutcomeKind::ShuttingDown => {
-                        &self.counters.rejected_unavailable
-                    }
+                    OutcomeKind::Unavailable(_)
+                    | OutcomeKind::ShuttingDown
+                    | OutcomeKind::OverBudget { .. } => &self.counters.rejected_unavailable,
                     _ => return,
                 };
                 Counters::bump(reason);
@@ -150,9 +177,13 @@ impl Pipeline {
         path: &str,
         body: Bytes,
         in_flight: InFlightDuplicates,
+        charge: Charge,
     ) -> Result<Admitted, Stop> {
         self.check_open(&body).map_err(Stop::Answered)?;
-        let verified = (self.authenticate(headers, path, &body).await).map_err(Stop::Answered)?;
+        let verified = self.authenticate(headers, path, &body).await;
+        // Authenticated or not, the body no longer counts against the pre-auth budget.
+        drop(charge);
+        let verified = verified.map_err(Stop::Answered)?;
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
         let token = self.claim(&event, in_flight, headers).await?;
         Ok(Admitted {
@@ -247,7 +278,13 @@ impl Pipeline {
             event,
             token,
         } = (self
-            .admit(headers, path, body, InFlightDuplicates::AskToRetry)
+            .admit(
+                headers,
+                path,
+                body,
+                InFlightDuplicates::AskToRetry,
+                Charge::none(),
+            )
             .await)
             .map_err(Stop::into_outcome)?;
         let guard = ClaimGuard {

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runhook::receiver::PreAuthBudget;
 use runhook::retry::RetryPolicy;
 use runhook::server::ConnectionLimits;
 use serde::Deserialize;
@@ -97,6 +98,10 @@ pub struct ServeConfig {
     /// At most this many connections at once (absent: derived from the open-files limit).
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// The bytes, in MiB, that the bodies of every route may hold together while they are read
+    /// and not yet authenticated; past it a body is answered 503 with `Retry-After`.
+    #[serde(default = "default_max_unauthenticated_mib")]
+    pub max_unauthenticated_mib: u64,
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
@@ -148,6 +153,7 @@ impl ServeConfig {
             header_read_timeout_secs: default_header_read_timeout_secs(),
             idle_timeout_secs: default_idle_timeout_secs(),
             max_connections: None,
+            max_unauthenticated_mib: default_max_unauthenticated_mib(),
             routes,
         }
     }
@@ -188,6 +194,7 @@ impl ServeConfig {
         if self.header_read_timeout_secs == 0
             || self.idle_timeout_secs == 0
             || self.max_connections == Some(0)
+            || self.max_unauthenticated_mib == 0
         {
             return Err(ServeConfigError::ZeroConnectionLimit);
         }
@@ -260,6 +267,11 @@ impl ServeConfig {
         }
     }
 
+    /// The budget every route's unauthenticated bodies share.
+    pub fn pre_auth_budget(&self) -> PreAuthBudget {
+        PreAuthBudget::new(self.max_unauthenticated_mib.saturating_mul(1024 * 1024))
+    }
+
     /// How long one handler attempt may run, as configured.
     pub fn handler_timeout(&self) -> Duration {
         Duration::from_secs(self.handler_timeout_secs)
@@ -292,6 +304,10 @@ fn default_header_read_timeout_secs() -> u64 {
 
 fn default_idle_timeout_secs() -> u64 {
     runhook::server::DEFAULT_IDLE_TIMEOUT.as_secs()
+}
+
+fn default_max_unauthenticated_mib() -> u64 {
+    runhook::receiver::DEFAULT_PRE_AUTH_BUDGET_BYTES / (1024 * 1024)
 }
 
 fn default_workers() -> usize {
@@ -378,9 +394,11 @@ secret_env = "TINYFISH_PATH_SECRET"
     fn reads_connection_limits_and_refuses_zero() {
         let set = EXAMPLE.replace(
             "workers = 2",
-            "workers = 2\nheader_read_timeout_secs = 3\nidle_timeout_secs = 7\nmax_connections = 500",
+            "workers = 2\nheader_read_timeout_secs = 3\nidle_timeout_secs = 7\nmax_connections = 500\nmax_unauthenticated_mib = 5",
         );
-        let limits = ServeConfig::from_toml(&set).unwrap().connection_limits();
+        let config = ServeConfig::from_toml(&set).unwrap();
+        assert_eq!(config.pre_auth_budget().limit(), 5 * 1024 * 1024);
+        let limits = config.connection_limits();
         assert_eq!(limits.header_read_timeout_value(), Duration::from_secs(3));
         assert_eq!(limits.idle_timeout_value(), Duration::from_secs(7));
         assert_eq!(
@@ -391,6 +409,7 @@ secret_env = "TINYFISH_PATH_SECRET"
             "header_read_timeout_secs = 0",
             "idle_timeout_secs = 0",
             "max_connections = 0",
+            "max_unauthenticated_mib = 0",
         ] {
             let config = EXAMPLE.replace("workers = 2", &format!("workers = 2\n{zero}"));
             let err = ServeConfig::from_toml(&config).unwrap_err().to_string();
