@@ -396,3 +396,63 @@ async fn stalled_unauthenticated_bodies_stay_within_the_budget_and_memory_comes_
     assert!(sent >= 1, "no delivery was sent during the attack");
     serve.stop_ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_path_secret_is_refused_before_its_body_is_read() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = scratch("path-secret");
+    let jsonl = dir.join("events.jsonl");
+    let args = [
+        "--path",
+        "/hooks/tinyfish/{secret}",
+        "--provider",
+        "tinyfish",
+        "--secret-env",
+        "TINYFISH_PATH_SECRET",
+        "--jsonl",
+        jsonl.to_str().unwrap(),
+    ];
+    let secret = unique("tf-secret");
+    let env = [("TINYFISH_PATH_SECRET", secret.as_str())];
+    let serve = start_serve_under_ulimit(&dir, "-Sn 1024", &args, &env);
+    let address = serve.base.trim_start_matches("http://").to_owned();
+    // A forged delivery declaring 2 MiB and sending none of it: answered 401 at once, not
+    // after the body read timeout (10 s).
+    let answer = tokio::task::block_in_place(|| {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let head = format!("POST /hooks/tinyfish/wrong HTTP/1.1\r\nhost: {address}\r\ncontent-length: 2097152\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            started.elapsed(),
+        )
+    });
+    assert!(answer.0.starts_with("HTTP/1.1 401"), "{answer:?}");
+    assert!(answer.1 < Duration::from_secs(1), "{answer:?}");
+    // The right secret: read, processed, 200.
+    let run = unique("tf_run");
+    let body = format!(
+        r#"{{"event":"run.completed","run_id":"{run}","status":"COMPLETED","data":{{"id":"{run}","result":{{"ok":true}}}}}}"#
+    );
+    let url = format!("{}/hooks/tinyfish/{secret}", serve.base);
+    let status = fresh_client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200, "{}", serve.logs());
+    eprintln!(
+        "forged path secret with 2 MiB declared, no body sent: 401 after {:?}",
+        answer.1
+    );
+    serve.stop_ok();
+}

@@ -40,6 +40,7 @@ pub use pipeline::KeyResolver;
 pub use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 use outcome::{probe_of, refused_outcome, with_probe};
+pub(crate) use pipeline::Authentication;
 pub(crate) use pipeline::Pipeline;
 use pipeline::{Admitted, Auth, Stop};
 
@@ -209,33 +210,23 @@ impl Receiver {
         path: &str,
         body: Bytes,
     ) -> Outcome {
-        self.receive_charged(headers, path, body, Charge::none())
-            .await
+        let pending = Authentication::Pending(Charge::none());
+        self.receive_read(headers, path, body, pending).await
     }
 
-    /// [`receive`](Self::receive) for a body read by [`Pipeline::read_charged`]: its `charge`
-    /// on the pre-authentication budget is held until authentication has finished.
-    #[cfg(feature = "tower")]
+    /// [`receive`](Self::receive) for a body read by [`Pipeline::read_charged`]: its charge on
+    /// the pre-authentication budget is held until authentication has finished, or it was
+    /// authenticated before it was read.
     pub(crate) async fn receive_read(
         &self,
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
-        charge: Charge,
-    ) -> Outcome {
-        self.receive_charged(headers, path, body, charge).await
-    }
-
-    async fn receive_charged(
-        &self,
-        headers: &(dyn HeaderLookup + Sync),
-        path: &str,
-        body: Bytes,
-        charge: Charge,
+        authentication: Authentication,
     ) -> Outcome {
         let pipeline = &self.inner.pipeline;
         Counters::bump(&pipeline.counters.received);
-        let outcome = self.decide(headers, path, body, charge).await;
+        let outcome = self.decide(headers, path, body, authentication).await;
         pipeline.count(&outcome);
         outcome
     }
@@ -245,7 +236,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
-        charge: Charge,
+        authentication: Authentication,
     ) -> Outcome {
         let BackgroundRoute {
             pipeline,
@@ -253,7 +244,13 @@ impl Receiver {
             in_flight_duplicates,
         } = &*self.inner;
         let received_at = SystemTime::now();
-        let admission = pipeline.admit(headers, path, body.clone(), *in_flight_duplicates, charge);
+        let admission = pipeline.admit(
+            headers,
+            path,
+            body.clone(),
+            *in_flight_duplicates,
+            authentication,
+        );
         let admission = admission.await;
         let stored = match admission {
             Ok(admitted) => Ok(admitted),

@@ -77,21 +77,29 @@ impl Pipeline {
     where
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let (body, _charge) = self.read_charged(chunks, content_length).await?;
+        let charge = self.pre_auth_budget.charge();
+        let (body, _charge) = self.read_charged(chunks, content_length, charge).await?;
         Ok(body)
     }
 
-    /// [`read_body`](Self::read_body), and the body's charge on the pre-authentication budget:
-    /// hold it until authentication has finished.
+    /// A new charge on the route's pre-authentication budget, for one body.
+    #[cfg(feature = "tower")]
+    pub(crate) fn new_charge(&self) -> Charge {
+        self.pre_auth_budget.charge()
+    }
+
+    /// [`read_body`](Self::read_body) charging `charge` (a [`new_charge`](Self::new_charge),
+    /// or [`Charge::none`] for a delivery already authenticated); the charge is returned with
+    /// the body: hold it until authentication has finished.
     pub(crate) async fn read_charged<S, E>(
         &self,
         chunks: &mut S,
         content_length: Option<u64>,
+        mut charge: Charge,
     ) -> Result<(Bytes, Charge), Outcome>
     where
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let mut charge = self.pre_auth_budget.charge();
         let read = crate::body::read_limited(
             chunks,
             content_length,
@@ -177,13 +185,18 @@ impl Pipeline {
         path: &str,
         body: Bytes,
         in_flight: InFlightDuplicates,
-        charge: Charge,
+        authentication: Authentication,
     ) -> Result<Admitted, Stop> {
         self.check_open(&body).map_err(Stop::Answered)?;
-        let verified = self.authenticate(headers, path, &body).await;
-        // Authenticated or not, the body no longer counts against the pre-auth budget.
-        drop(charge);
-        let verified = verified.map_err(Stop::Answered)?;
+        let verified = match authentication {
+            Authentication::Pending(charge) => {
+                let verified = self.authenticate(headers, path, &body).await;
+                // Authenticated or not, the body no longer counts against the budget.
+                drop(charge);
+                verified.map_err(Stop::Answered)?
+            }
+            Authentication::Done(verified) => verified,
+        };
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
         let token = self.claim(&event, in_flight, headers).await?;
         Ok(Admitted {
@@ -283,7 +296,7 @@ impl Pipeline {
                 path,
                 body,
                 InFlightDuplicates::AskToRetry,
-                Charge::none(),
+                Authentication::Pending(Charge::none()),
             )
             .await)
             .map_err(Stop::into_outcome)?;
@@ -357,6 +370,17 @@ impl Stop {
             Stop::InFlight(outcome) | Stop::Answered(outcome) => outcome,
         }
     }
+}
+
+/// Where a delivery's authentication stands when its body reaches [`Pipeline::admit`].
+pub(crate) enum Authentication {
+    /// Still to do, on the body; the body's charge on the pre-authentication budget is held
+    /// until it is done.
+    Pending(Charge),
+    /// Done from the headers and path alone, before the body was read
+    /// (`Pipeline::authenticate_before_body`, the tower and axum adapters).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    Done(Verified),
 }
 
 /// A genuine, new run, claimed: what authenticated it, its summary read, its claim's token.
