@@ -456,3 +456,35 @@ async fn a_wrong_path_secret_is_refused_before_its_body_is_read() {
     );
     serve.stop_ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_kept_alive_connection_is_closed_at_the_idle_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = scratch("idle");
+    let serve = start(&dir, "-Sn 1024", &["--idle-timeout-secs", "2"]);
+    let address = serve.base.trim_start_matches("http://").to_owned();
+    let closed_after = tokio::task::block_in_place(|| {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let request = format!("GET /healthz HTTP/1.1\r\nhost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Kept alive, and then silent: closed by the idle timeout (2 s), well before the
+        // header-read timeout (10 s) would.
+        let answered = Instant::now();
+        while stream.read(&mut buf).unwrap_or(0) > 0 {}
+        answered.elapsed()
+    });
+    assert!(
+        closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(5),
+        "closed {closed_after:?} after the answer"
+    );
+    eprintln!(
+        "idle timeout 2 s: a silent kept-alive connection closed {closed_after:?} after its answer"
+    );
+    serve.stop_ok();
+}
