@@ -81,6 +81,9 @@ macro_rules! route_accessors {
             /// a reset). `content_length` is the request's declared length, if it has a valid
             /// one ([`content_length`](crate::receiver::content_length) reads it). `Err` is
             /// the answer to send, already counted; what is left of `chunks` then is unread.
+            /// While it reads, the body charges the receiver's
+            /// [`PreAuthBudget`](crate::receiver::PreAuthBudget) (503 past it); the charge is
+            /// given back when this returns.
             pub async fn read_body<E>(
                 &self,
                 chunks: &mut (impl futures_util::Stream<Item = Result<Bytes, E>> + Unpin),
