@@ -52,5 +52,6 @@ pub use headers::{single_header, HeaderLookup, SingleHeader};
 pub use retry_after::parse_retry_after;
 pub use secret::{Secret, Secrets};
 pub use verify::{
-    BodyMatch, Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified, Verifier,
+    BeforeBody, BodyMatch, Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified,
+    Verifier,
 };

@@ -67,6 +67,16 @@ pub trait Verifier: Send + Sync {
         false
     }
 
+    /// Decides from `delivery`'s headers and path alone, before its body is read, when the
+    /// scheme can: a receiver then refuses a forged delivery without reading its body, and
+    /// reads an accepted one's body without counting it as unauthenticated. `delivery.body` is
+    /// empty and must not be relied on. By default [`BeforeBody::NeedsBody`]; a scheme that
+    /// never reads the body but authenticates nothing ([`crate::Unsigned`]) must keep it.
+    fn verify_before_body(&self, delivery: &Delivery<'_>) -> BeforeBody {
+        let _ = delivery;
+        BeforeBody::NeedsBody
+    }
+
     /// The (lowercase) names of the headers that carry this scheme's credential or signature,
     /// which must not be stored with a delivery (dead letters, queue entries). Empty by
     /// default.
@@ -98,6 +108,10 @@ macro_rules! forward_verifier {
                 (**self).has_fallback()
             }
 
+            fn verify_before_body(&self, delivery: &Delivery<'_>) -> BeforeBody {
+                (**self).verify_before_body(delivery)
+            }
+
             fn credential_headers(&self) -> Vec<&str> {
                 (**self).credential_headers()
             }
@@ -111,6 +125,16 @@ macro_rules! forward_verifier {
 
 forward_verifier!(Box);
 forward_verifier!(std::sync::Arc);
+
+/// What a scheme can tell from a delivery's headers and path alone
+/// ([`Verifier::verify_before_body`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeforeBody {
+    /// The body is needed (a signature over it, or a scheme that says nothing).
+    NeedsBody,
+    /// Decided without the body: genuine (what proved it), or refused.
+    Decided(Result<Verified, AuthError>),
+}
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,8 @@ use futures_util::{Stream, StreamExt as _};
 use runhook_core::{single_header, HeaderLookup, SingleHeader};
 use tokio::time::Instant;
 
+use crate::budget::Charge;
+
 /// The request's declared body length: its one valid `Content-Length`, or `None` (absent,
 /// repeated with different values, or not a number), for [`Receiver::read_body`].
 ///
@@ -45,6 +47,8 @@ pub(crate) enum ReadError {
     TimedOut,
     /// The transport failed while reading (a malformed chunk, a closed connection).
     Broken,
+    /// The pre-authentication budget cannot hold more: answer 503 and close.
+    OverBudget,
 }
 
 /// What to do with a body before reading any of it, from its declared `Content-Length`.
@@ -70,17 +74,28 @@ fn plan(declared: Option<u64>, limit: usize) -> Plan {
 /// Reads `chunks` whole, at most `limit` bytes within `read_timeout` (counted from now); a
 /// body over the limit is drained as the module docs say before [`ReadError::TooLarge`].
 /// `declared` is the request's `Content-Length`, if it has a valid one. What is left of `chunks`
-/// afterwards is unread (an adapter may hold it until its answer is sent).
+/// afterwards is unread (an adapter may hold it until its answer is sent). Each chunk is
+/// charged to `charge` as it arrives; past what the budget holds the body is dropped and
+/// [`ReadError::OverBudget`] returned at once.
 pub(crate) async fn read_limited<S, E>(
     chunks: &mut S,
     declared: Option<u64>,
     limit: usize,
     read_timeout: Duration,
+    charge: &mut Charge,
 ) -> Result<Bytes, ReadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    read_with(chunks, declared, limit, read_timeout, MAX_DRAIN_TIME).await
+    read_with(
+        chunks,
+        declared,
+        limit,
+        read_timeout,
+        MAX_DRAIN_TIME,
+        charge,
+    )
+    .await
 }
 
 /// [`read_limited`] with another drain time (tests).
@@ -90,6 +105,7 @@ async fn read_with<S, E>(
     limit: usize,
     read_timeout: Duration,
     drain_time: Duration,
+    charge: &mut Charge,
 ) -> Result<Bytes, ReadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -118,6 +134,9 @@ where
                     drop(body);
                     drain(chunks, deadline.min(Instant::now() + drain_time)).await;
                     return Err(ReadError::TooLarge);
+                }
+                if !charge.grow(body.len(), body.len() + chunk.len()) {
+                    return Err(ReadError::OverBudget);
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -169,7 +188,14 @@ mod tests {
     #[tokio::test]
     async fn reads_a_body_up_to_the_limit() {
         let read = |chunks| async move {
-            read_limited(&mut stream(chunks), None, 100, Duration::from_secs(1)).await
+            read_limited(
+                &mut stream(chunks),
+                None,
+                100,
+                Duration::from_secs(1),
+                &mut Charge::none(),
+            )
+            .await
         };
         assert_eq!(read(chunks(100, 7)).await.map(|b| b.len()), Ok(100));
         assert_eq!(read(chunks(101, 7)).await, Err(ReadError::TooLarge));
@@ -185,7 +211,14 @@ mod tests {
             counter.fetch_add(1024, std::sync::atomic::Ordering::Relaxed);
             Ok::<_, ()>(Bytes::from_static(&[0u8; 1024]))
         });
-        let result = read_limited(&mut endless, None, 4096, Duration::from_secs(10)).await;
+        let result = read_limited(
+            &mut endless,
+            None,
+            4096,
+            Duration::from_secs(10),
+            &mut Charge::none(),
+        )
+        .await;
         assert_eq!(result, Err(ReadError::TooLarge));
         let consumed = consumed.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
@@ -200,13 +233,29 @@ mod tests {
         let ms = Duration::from_millis;
         let stalled = || Box::pin(stream(chunks(200, 10)).chain(futures_util::stream::pending()));
         let started = Instant::now();
-        let result = read_with(&mut stalled(), None, 1000, ms(200), ms(50)).await;
+        let result = read_with(
+            &mut stalled(),
+            None,
+            1000,
+            ms(200),
+            ms(50),
+            &mut Charge::none(),
+        )
+        .await;
         assert_eq!(result, Err(ReadError::TimedOut));
         assert!(started.elapsed() >= ms(200));
 
         // Over the limit: drained for the drain time, then refused.
         let started = Instant::now();
-        let result = read_with(&mut stalled(), None, 100, ms(5000), ms(200)).await;
+        let result = read_with(
+            &mut stalled(),
+            None,
+            100,
+            ms(5000),
+            ms(200),
+            &mut Charge::none(),
+        )
+        .await;
         assert_eq!(result, Err(ReadError::TooLarge));
         let took = started.elapsed();
         assert!(took >= ms(200) && took < ms(2000), "{took:?}");
@@ -214,7 +263,15 @@ mod tests {
         // Never past the read timeout, declared or found while reading.
         for declared in [Some(300), None] {
             let started = Instant::now();
-            let result = read_with(&mut stalled(), declared, 100, ms(200), ms(5000)).await;
+            let result = read_with(
+                &mut stalled(),
+                declared,
+                100,
+                ms(200),
+                ms(5000),
+                &mut Charge::none(),
+            )
+            .await;
             assert_eq!(result, Err(ReadError::TooLarge));
             let took = started.elapsed();
             assert!(took >= ms(200) && took < ms(2000), "{took:?}");

@@ -41,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod budget;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
@@ -53,6 +54,9 @@ pub mod receiver;
 mod response;
 pub mod retry;
 pub mod runs;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 mod stats;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

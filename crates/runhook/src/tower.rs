@@ -52,10 +52,13 @@ use http_body_util::{BodyDataStream, Full};
 pub use tower_layer::Layer;
 pub use tower_service::Service;
 
+use crate::budget::Charge;
 pub use crate::middleware::WebhookLayer;
+use crate::receiver::Authentication;
 pub use crate::receiver::VerifiedRun;
 use crate::receiver::{HandlerAnswer, InlineReceiver, Outcome, Pipeline, Receiver};
 use crate::response::http_response;
+use runhook_core::BeforeBody;
 
 /// A boxed, sendable future, as the services here return.
 type ServiceFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
@@ -112,12 +115,32 @@ where
     B: http_body::Body<Data = Bytes>,
     R: From<String>,
 {
-    let (parts, body) = match read_request(receiver.pipeline(), request).await {
+    let pipeline = receiver.pipeline();
+    let (parts, body) = request.into_parts();
+    let path = request_path(&parts);
+    // A header token or a path secret is checked before the body is read: a forgery is
+    // refused unread, a genuine body is not counted as unauthenticated.
+    let (charge, verified) = match pipeline.authenticate_before_body(&parts.headers, &path) {
+        BeforeBody::Decided(Err(err)) => {
+            return http_response(&pipeline.refused_before_body(err));
+        }
+        BeforeBody::Decided(Ok(verified)) => (Charge::none(), Some(verified)),
+        BeforeBody::NeedsBody => (pipeline.new_charge(), None),
+    };
+    let declared = crate::body::content_length(&parts.headers);
+    let mut chunks = Box::pin(BodyDataStream::new(body));
+    let read = pipeline.read_charged(&mut chunks, declared, charge).await;
+    let (body, charge) = match read {
         Ok(read) => read,
         Err(outcome) => return http_response(&outcome),
     };
-    let path = request_path(&parts);
-    let outcome = receiver.receive(&parts.headers, &path, body).await;
+    let authentication = match verified {
+        Some(verified) => Authentication::Done(verified),
+        None => Authentication::Pending(charge),
+    };
+    let outcome = receiver
+        .receive_read(&parts.headers, &path, body, authentication)
+        .await;
     http_response(&outcome)
 }
 

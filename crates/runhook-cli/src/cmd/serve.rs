@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
+use runhook::receiver::PreAuthBudget;
 
 use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared, StopSignals};
 use crate::serve::config::{
@@ -189,6 +190,25 @@ pub struct ServeArgs {
     /// it, open connections are closed and what is not processed is dead-lettered.
     #[arg(long, value_name = "SECS")]
     drain_timeout: Option<u64>,
+    /// How long a request's head (request line and headers) may take to arrive, in seconds;
+    /// it also ends a kept-alive connection idle that long. Slower clients are disconnected
+    /// [default: 10, or the config file's `header_read_timeout_secs`].
+    #[arg(long, value_name = "SECS")]
+    header_read_timeout_secs: Option<u64>,
+    /// How long a connection may stay silent (no byte either way: a stalled body, an unread
+    /// answer), in seconds [default: 60, or the config file's `idle_timeout_secs`].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// At most this many connections at once; past it new ones are closed at once and the
+    /// others go on being served [default: the open-files limit (its soft limit is raised to
+    /// the hard one at start) minus 128, at most 16384; or the config file's `max_connections`].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// The MiB that bodies not yet authenticated may hold at once, every route together; past
+    /// it a body is answered 503 with Retry-After and its connection closed [default: 64, or
+    /// the config file's `max_unauthenticated_mib`].
+    #[arg(long, value_name = "MIB")]
+    max_unauthenticated_mib: Option<u64>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -276,6 +296,14 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeCo
     if let Some(proxy) = &args.proxy {
         config.proxy = Some(proxy.clone());
     }
+    config.header_read_timeout_secs = args
+        .header_read_timeout_secs
+        .unwrap_or(config.header_read_timeout_secs);
+    config.idle_timeout_secs = args.idle_timeout_secs.unwrap_or(config.idle_timeout_secs);
+    config.max_connections = args.max_connections.or(config.max_connections);
+    config.max_unauthenticated_mib = args
+        .max_unauthenticated_mib
+        .unwrap_or(config.max_unauthenticated_mib);
     Ok(())
 }
 
@@ -307,8 +335,8 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
 
 /// Builds the routes, binds, serves until SIGTERM, SIGINT or SIGHUP, drains, and reports.
 async fn serve(config: ServeConfig) -> ExitCode {
-    let routes = match build_routes(&config).await {
-        Ok(routes) => routes,
+    let (routes, budget) = match build_routes(&config).await {
+        Ok(built) => built,
         Err(error) => return fail(&error.to_string()),
     };
     let signals = match listen_for_signals() {
@@ -325,7 +353,15 @@ async fn serve(config: ServeConfig) -> ExitCode {
     }
     tracing::info!(%address, store = %store_label(config.store.as_str()), queue = config.queue.as_str(), "listening");
     println!("listening on http://{address}");
-    let reports = match app::serve_until(listener, routes, signals, config.drain_timeout()).await {
+    crate::serve::trim::after_bursts(budget);
+    let served = app::serve_until(
+        listener,
+        routes,
+        signals,
+        config.drain_timeout(),
+        config.connection_limits(),
+    );
+    let reports = match served.await {
         Ok(reports) => reports,
         Err(e) => return fail(&format!("server error: {e}")),
     };
@@ -351,7 +387,10 @@ async fn serve(config: ServeConfig) -> ExitCode {
 }
 
 /// Every configured route, sharing one store, handler and dead-letter sink.
-async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeError> {
+/// Also the pre-authentication budget they share.
+async fn build_routes(
+    config: &ServeConfig,
+) -> Result<(Arc<[ServedRoute]>, PreAuthBudget), ServeError> {
     let handler = handlers::build(config)?;
     let shared = Shared::from_config(config, handler).await?;
     let setup = QueueSetup::from_config(config);
@@ -368,7 +407,7 @@ async fn build_routes(config: &ServeConfig) -> Result<Arc<[ServedRoute]>, ServeE
                 .await?,
         );
     }
-    Ok(routes.into())
+    Ok((routes.into(), shared.pre_auth_budget))
 }
 
 /// The store without any credentials a URL may carry.

@@ -2,19 +2,19 @@
 //! `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics`, and an orderly
 //! shutdown.
 
-use std::future::IntoFuture as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::routing::{get, post};
 use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
-use runhook::receiver::BackgroundBuilder;
+use runhook::receiver::{BackgroundBuilder, PreAuthBudget};
 use runhook::retry::RetryPolicy;
+use runhook::server::{ConnectionLimits, Server};
 use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
 use runhook::stream::{RedisStreamQueue, StreamError};
 use runhook::{BuildError, Handler, Receiver, ShutdownReport, Verifier};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::config::{QueueKind, RouteSpec, ServeConfig, StoreSpec};
 use super::metrics::{self, LatencyHistogram, RouteMetrics};
@@ -69,6 +69,8 @@ pub struct Shared {
     pub queue_capacity: Option<usize>,
     /// How failed handler attempts are retried.
     pub retry: RetryPolicy,
+    /// The bytes every route's unauthenticated bodies may hold together.
+    pub pre_auth_budget: PreAuthBudget,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Shared {
             workers: config.workers,
             queue_capacity: config.queue_capacity,
             retry: config.retry_policy(),
+            pre_auth_budget: config.pre_auth_budget(),
         })
     }
 
@@ -151,7 +154,8 @@ impl Shared {
             .handler(move |event| handler.handle(event))
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
-            .retry(self.retry);
+            .retry(self.retry)
+            .pre_auth_budget(self.pre_auth_budget.clone());
         if let Some(capacity) = self.queue_capacity {
             builder = builder.queue_capacity(capacity);
         }
@@ -338,49 +342,52 @@ impl StopSignals {
     }
 }
 
-/// Serves `routes` on `listener` until the first of `signals`, then stops accepting, lets the
-/// requests under way finish and each route drain its queue, all within `drain` of the signal.
-/// Connections still open at that deadline (slow or stalled clients) are dropped; what a
-/// route has not processed by then is dead-lettered or left pending (see
-/// [`Receiver::shutdown`]). A second signal brings that deadline forward to now.
+/// Serves `routes` on `listener` (through [`runhook::server`], with `limits`) until the first
+/// of `signals`, then stops accepting, lets the requests under way finish and each route drain
+/// its queue, all within `drain` of the signal. Connections still open at that deadline (slow
+/// or stalled clients) are closed; what a route has not processed by then is dead-lettered or
+/// left pending (see [`Receiver::shutdown`]). A second signal brings that deadline forward to
+/// now.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     routes: Arc<[ServedRoute]>,
     signals: StopSignals,
     drain: Duration,
+    limits: ConnectionLimits,
 ) -> std::io::Result<Vec<(String, ShutdownReport)>> {
-    let (began, began_at) = oneshot::channel::<tokio::time::Instant>();
+    // When the first signal came; set before `close` is first polled.
+    let began = Arc::new(OnceLock::new());
     let first = signals.clone();
-    let stop = async move {
-        first.first().await;
-        let _ = began.send(tokio::time::Instant::now());
-    };
-    let serving = axum::serve(listener, router(routes.clone()))
-        .with_graceful_shutdown(stop)
-        .into_future();
-    let mut serving = Box::pin(serving);
-    // Whether the server is still waiting for connections once the shutdown has begun.
-    let (ends, waiting) = tokio::select! {
-        result = &mut serving => {
-            result?;
-            (tokio::time::Instant::now() + drain, false)
+    let stop = {
+        let began = began.clone();
+        async move {
+            first.first().await;
+            let _ = began.set(tokio::time::Instant::now());
         }
-        Ok(at) = began_at => (at + drain, true),
     };
-    if waiting {
+    let ends = move || {
+        began
+            .get()
+            .copied()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + drain
+    };
+    let second = signals.clone();
+    let close = async {
         tokio::select! {
-            result = &mut serving => result?,
-            () = tokio::time::sleep_until(ends) => {
-                tracing::warn!("drain deadline reached with connections still open: closing them");
+            () = tokio::time::sleep_until(ends()) => {
+                tracing::warn!("drain deadline reached with connections still open");
             }
-            () = signals.second() => {
+            () = second.second() => {
                 tracing::warn!("second stop signal: closing the connections still open");
             }
         }
-    }
-    // Dropping the server stops waiting for its connections; those still open are closed
-    // when the runtime stops.
-    drop(serving);
+    };
+    Server::new(listener, router(routes.clone()))
+        .limits(limits)
+        .run_until(stop, close)
+        .await?;
+    let ends = ends();
     Ok(drain_routes(&routes, ends, &signals).await)
 }
 

@@ -7,3 +7,4 @@ pub mod handlers;
 pub mod jsonl;
 pub mod metrics;
 pub mod runs;
+pub mod trim;

@@ -94,8 +94,43 @@ pub fn start_serve_without(
     env: &[(&str, &str)],
     removed: &[&str],
 ) -> Started {
+    launch(
+        Command::new(env!("CARGO_BIN_EXE_runhook")),
+        dir,
+        args,
+        env,
+        removed,
+    )
+}
+
+/// [`start_serve`] through `sh -c 'ulimit ULIMIT && exec runhook serve ...'`: the process
+/// started is `serve` itself, under the limit `ulimit` sets (`-Sn 1024`: a soft open-files
+/// limit of 1 024).
+pub fn start_serve_under_ulimit(
+    dir: &Path,
+    ulimit: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Started {
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit {ulimit} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_runhook"),
+    ]);
+    launch(command, dir, args, env, &[])
+}
+
+/// Runs `command serve --listen 127.0.0.1:0 ARGS`, logs to a file in `dir`, and waits until
+/// it says where it listens.
+fn launch(
+    mut command: Command,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    removed: &[&str],
+) -> Started {
     let stderr = dir.join(format!("{}.log", unique("serve")));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_runhook"));
     for name in removed {
         command.env_remove(name);
     }

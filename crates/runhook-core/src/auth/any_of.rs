@@ -1,7 +1,7 @@
 //! Accept a delivery if any one of several schemes does.
 
 use crate::error::{AuthError, ConfigError, SchemeKind};
-use crate::verify::{Delivery, Verified, Verifier};
+use crate::verify::{BeforeBody, Delivery, Verified, Verifier};
 
 /// Tries each scheme in order and accepts with the first that succeeds; the success says which
 /// scheme and key matched. When all fail, [`AuthError::NoSchemeMatched`] lists every reason.
@@ -57,6 +57,25 @@ impl Verifier for AnyOf {
         Err(AuthError::NoSchemeMatched(errors))
     }
 
+    /// Accepted before the body if one scheme accepts then; refused only if every scheme
+    /// refuses then; otherwise the body is needed.
+    fn verify_before_body(&self, delivery: &Delivery<'_>) -> BeforeBody {
+        let mut errors = Vec::with_capacity(self.schemes.len());
+        let mut needs_body = false;
+        for scheme in &self.schemes {
+            match scheme.verify_before_body(delivery) {
+                BeforeBody::Decided(Ok(verified)) => return BeforeBody::Decided(Ok(verified)),
+                BeforeBody::Decided(Err(err)) => errors.push(err),
+                BeforeBody::NeedsBody => needs_body = true,
+            }
+        }
+        if needs_body {
+            BeforeBody::NeedsBody
+        } else {
+            BeforeBody::Decided(Err(AuthError::NoSchemeMatched(errors)))
+        }
+    }
+
     fn has_fallback(&self) -> bool {
         self.schemes.iter().any(|scheme| scheme.has_fallback())
     }
@@ -96,6 +115,40 @@ mod tests {
     use crate::auth::{sign_skyvern, HeaderToken, PathSecret, SkyvernSignature};
     use crate::error::SchemeKind;
     use crate::secret::Secret;
+
+    #[test]
+    fn header_and_path_schemes_decide_before_the_body_and_signatures_do_not() {
+        let token = || HeaderToken::authorization(Secret::new("Bearer t0k").unwrap());
+        let path = || PathSecret::last_segment(Secret::new("p4th").unwrap());
+        let skyvern = || SkyvernSignature::new(Secret::new("sk").unwrap());
+        fn at<'a>(headers: &'a http::HeaderMap, path: &'a str) -> Delivery<'a> {
+            Delivery::new(headers, b"").with_path(path)
+        }
+        let mut good = http::HeaderMap::new();
+        good.insert("authorization", "Bearer t0k".parse().unwrap());
+        let (good, none) = (&good, &http::HeaderMap::new());
+        let decided_ok = |b: BeforeBody| matches!(b, BeforeBody::Decided(Ok(_)));
+        let decided_err = |b: BeforeBody| matches!(b, BeforeBody::Decided(Err(_)));
+        assert!(decided_ok(token().verify_before_body(&at(good, "/x"))));
+        assert!(decided_err(token().verify_before_body(&at(none, "/x"))));
+        assert!(decided_ok(path().verify_before_body(&at(none, "/h/p4th"))));
+        assert!(decided_err(path().verify_before_body(&at(none, "/h/nope"))));
+        assert_eq!(
+            skyvern().verify_before_body(&at(none, "/x")),
+            BeforeBody::NeedsBody
+        );
+        let both = AnyOf::new(vec![Box::new(token()), Box::new(path())]).unwrap();
+        assert!(decided_ok(both.verify_before_body(&at(none, "/h/p4th"))));
+        assert!(decided_err(both.verify_before_body(&at(none, "/h/nope"))));
+        let with_signature = AnyOf::new(vec![Box::new(token()), Box::new(skyvern())]).unwrap();
+        assert!(decided_ok(
+            with_signature.verify_before_body(&at(good, "/x"))
+        ));
+        assert_eq!(
+            with_signature.verify_before_body(&at(none, "/x")),
+            BeforeBody::NeedsBody
+        );
+    }
 
     #[test]
     fn first_success_wins_and_all_failures_are_listed() {

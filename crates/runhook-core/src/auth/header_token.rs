@@ -7,7 +7,7 @@ use super::DigestSet;
 use crate::error::{AuthError, ConfigError, SchemeKind};
 use crate::headers::required_header;
 use crate::secret::Secrets;
-use crate::verify::{Delivery, Verified, Verifier};
+use crate::verify::{BeforeBody, Delivery, Verified, Verifier};
 
 /// Accepts a delivery whose header carries one of the accepted tokens, compared in constant time.
 ///
@@ -74,6 +74,11 @@ impl Verifier for HeaderToken {
                 name: self.name.clone(),
             })?;
         Ok(Verified::new(SchemeKind::HeaderToken, index))
+    }
+
+    /// The token is in a header: decided before the body.
+    fn verify_before_body(&self, delivery: &Delivery<'_>) -> BeforeBody {
+        BeforeBody::Decided(self.verify(delivery))
     }
 
     fn credential_headers(&self) -> Vec<&str> {

@@ -4,7 +4,7 @@
 use super::DigestSet;
 use crate::error::{AuthError, SchemeKind};
 use crate::secret::Secrets;
-use crate::verify::{Delivery, Verified, Verifier};
+use crate::verify::{BeforeBody, Delivery, Verified, Verifier};
 
 /// Which segment of the path holds the secret. Segments are the non-empty parts between `/`,
 /// counted from 0, before any `?` or `#`.
@@ -62,6 +62,11 @@ impl PathSecret {
 }
 
 impl Verifier for PathSecret {
+    /// The secret is in the path: decided before the body.
+    fn verify_before_body(&self, delivery: &Delivery<'_>) -> BeforeBody {
+        BeforeBody::Decided(self.verify(delivery))
+    }
+
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
         let segment = self
             .segment(delivery.path)

@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+#[cfg(feature = "tower")]
+use runhook_core::BeforeBody;
 use runhook_core::{AuthError, Delivery, HeaderLookup, Verified, Verifier};
 
 use super::outcome::{Outcome, OutcomeKind, Unavailable};
@@ -50,6 +52,33 @@ impl Pipeline {
             tracing::info!(provider = %self.provider, "signature matched the body's canonical form only: it was re-serialized on its way");
         }
         Ok(verified)
+    }
+
+    /// What the route's scheme can decide from `headers` and `path` alone, before the body is
+    /// read ([`Verifier::verify_before_body`]); a key resolver needs the body.
+    #[cfg(feature = "tower")]
+    pub(crate) fn authenticate_before_body(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+    ) -> BeforeBody {
+        match &self.auth {
+            Auth::Fixed(verifier) => {
+                verifier.verify_before_body(&Delivery::new(headers, b"").with_path(path))
+            }
+            Auth::Resolved(_) => BeforeBody::NeedsBody,
+        }
+    }
+
+    /// The answer to a delivery refused before its body was read, counted and logged as a
+    /// refusal after it would be.
+    #[cfg(feature = "tower")]
+    pub(crate) fn refused_before_body(&self, err: AuthError) -> Outcome {
+        tracing::info!(provider = %self.provider, reason = %err, "rejected a delivery before reading its body");
+        let outcome = unauthorized(err);
+        Counters::bump(&self.counters.received);
+        self.count(&outcome);
+        outcome
     }
 
     /// The route's scheme, or the one its key resolver picks for this delivery.

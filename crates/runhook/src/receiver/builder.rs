@@ -35,6 +35,7 @@
 //! let _ = Receiver::builder(Provider::Skyvern).build_inline(); // no verifier
 //! ```
 
+use crate::budget::PreAuthBudget;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,7 @@ struct RouteSettings {
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
     body_limit: usize,
     body_read_timeout: Duration,
+    pre_auth_budget: PreAuthBudget,
     lease: Duration,
     keep_for: Duration,
 }
@@ -160,6 +162,7 @@ impl ReceiverBuilder<Inline> {
                 dead_letters: None,
                 body_limit: DEFAULT_BODY_LIMIT,
                 body_read_timeout: Platform::of(provider).answer_within(),
+                pre_auth_budget: PreAuthBudget::process(),
                 lease: DEFAULT_LEASE,
                 keep_for: DEFAULT_DEDUP_WINDOW,
             },
@@ -212,6 +215,16 @@ impl<Style> ReceiverBuilder<Style> {
     /// The largest body accepted, in bytes (default 2 MiB); larger ones get 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.route.body_limit = bytes;
+        self
+    }
+
+    /// The budget this route's bodies charge while they are read and not yet authenticated
+    /// (default: [`PreAuthBudget::process`], 64 MiB shared by every receiver of the process
+    /// not given another). Give one budget to several receivers to bound them together. A body
+    /// that would take it past its limit is answered 503 with `Retry-After` and its connection
+    /// closed; see [`PreAuthBudget`].
+    pub fn pre_auth_budget(mut self, budget: PreAuthBudget) -> Self {
+        self.route.pre_auth_budget = budget;
         self
     }
 
@@ -447,6 +460,7 @@ impl RouteSettings {
             dead_letters: DeadLetters::new(sink, counters.clone()),
             body_limit: self.body_limit,
             body_read_timeout: self.body_read_timeout,
+            pre_auth_budget: self.pre_auth_budget,
             lease: self.lease,
             shutting_down: AtomicBool::new(false),
             keep_for: self.keep_for,

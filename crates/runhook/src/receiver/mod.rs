@@ -27,6 +27,7 @@ use runhook_core::platform::Platform;
 use runhook_core::{HeaderLookup, Secrets, Verifier};
 
 pub use crate::body::content_length;
+pub use crate::budget::{PreAuthBudget, DEFAULT_PRE_AUTH_BUDGET_BYTES, UNCHARGED_BYTES};
 pub use crate::handoff::ShutdownReport;
 pub use builder::{
     BackgroundBuilder, BuildError, Inline, ReceiverBuilder, WithHandler, DEFAULT_BODY_LIMIT,
@@ -41,9 +42,11 @@ pub use readiness::{NotReady, Readiness};
 pub use runhook_store::DEFAULT_DEDUP_WINDOW;
 
 use outcome::{probe_of, refused_outcome, with_probe};
+pub(crate) use pipeline::Authentication;
 pub(crate) use pipeline::Pipeline;
 use pipeline::{Admitted, Auth, Stop};
 
+use crate::budget::Charge;
 use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
 use crate::handoff::{DrainEnd, Duplicate, HandOff, Job};
@@ -80,6 +83,9 @@ macro_rules! route_accessors {
             /// a reset). `content_length` is the request's declared length, if it has a valid
             /// one ([`content_length`](crate::receiver::content_length) reads it). `Err` is
             /// the answer to send, already counted; what is left of `chunks` then is unread.
+            /// While it reads, the body charges the receiver's
+            /// [`PreAuthBudget`](crate::receiver::PreAuthBudget) (503 past it); the charge is
+            /// given back when this returns.
             pub async fn read_body<E>(
                 &self,
                 chunks: &mut (impl futures_util::Stream<Item = Result<Bytes, E>> + Unpin),
@@ -244,9 +250,23 @@ impl Receiver {
         path: &str,
         body: Bytes,
     ) -> Outcome {
+        let pending = Authentication::Pending(Charge::none());
+        self.receive_read(headers, path, body, pending).await
+    }
+
+    /// [`receive`](Self::receive) for a body read by [`Pipeline::read_charged`]: its charge on
+    /// the pre-authentication budget is held until authentication has finished, or it was
+    /// authenticated before it was read.
+    pub(crate) async fn receive_read(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+        authentication: Authentication,
+    ) -> Outcome {
         let pipeline = &self.inner.pipeline;
         Counters::bump(&pipeline.counters.received);
-        let outcome = self.decide(headers, path, body).await;
+        let outcome = self.decide(headers, path, body, authentication).await;
         pipeline.count(&outcome);
         outcome
     }
@@ -256,6 +276,7 @@ impl Receiver {
         headers: &(dyn HeaderLookup + Sync),
         path: &str,
         body: Bytes,
+        authentication: Authentication,
     ) -> Outcome {
         let BackgroundRoute {
             pipeline,
@@ -263,7 +284,14 @@ impl Receiver {
             in_flight_duplicates,
         } = &*self.inner;
         let received_at = SystemTime::now();
-        let admission = (pipeline.admit(headers, path, body.clone(), *in_flight_duplicates)).await;
+        let admission = pipeline.admit(
+            headers,
+            path,
+            body.clone(),
+            *in_flight_duplicates,
+            authentication,
+        );
+        let admission = admission.await;
         let stored = match admission {
             Ok(admitted) => Ok(admitted),
             Err(Stop::InFlight(outcome))

@@ -27,6 +27,7 @@ use crate::handoff::Refused;
 /// | body over the limit | 413 | | yes |
 /// | body not complete within the read timeout | 408 | | yes |
 /// | transport failed while reading the body | 400 | | |
+/// | body past the pre-authentication budget ([`PreAuthBudget`](crate::receiver::PreAuthBudget)) | 503 | 2 s | yes |
 /// | genuine, not the provider's payload (dead-lettered) | 202 | | |
 /// | genuine, run id unusable as a key (dead-lettered) | 202 | | |
 /// | ... and the dead-letter sink refused it | 503 | 1 s | |
@@ -92,6 +93,13 @@ pub enum OutcomeKind {
     /// The transport failed while the body was read (a malformed chunk, a connection closed
     /// mid-body): answered 400; the sender's retry brings the delivery again.
     BodyUnreadable,
+    /// Reading the body would take the pre-authentication budget past its limit (too many
+    /// bytes of unauthenticated bodies held at once): answered 503 with `Retry-After`, the
+    /// body dropped and the connection closed.
+    OverBudget {
+        /// The budget's limit, in bytes.
+        budget: u64,
+    },
     /// Genuine but not the provider's payload: kept whole in the dead-letter sink (202).
     Unparseable(PayloadError),
     /// Genuine, but its run id cannot be a de-duplication key (longer than
@@ -175,6 +183,17 @@ impl Outcome {
         )
     }
 
+    /// The answer for a body past the pre-authentication budget of `budget` bytes.
+    pub(super) fn over_budget(budget: u64) -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(2)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                OutcomeKind::OverBudget { budget },
+            )
+        }
+    }
+
     pub(super) fn shutting_down() -> Self {
         Self {
             retry_after: Some(Duration::from_secs(5)),
@@ -204,6 +223,7 @@ impl Outcome {
                 format!("body not received within {} ms", after.as_millis())
             }
             OutcomeKind::BodyUnreadable => "could not read the body".into(),
+            OutcomeKind::OverBudget { .. } => "busy, retry later".into(),
             OutcomeKind::Unparseable(_) => "accepted for review: not a recognised payload".into(),
             OutcomeKind::UnusableKey(_) => "accepted for review: the run id cannot be used".into(),
             OutcomeKind::Unavailable(_) => "temporarily unavailable, retry later".into(),
@@ -218,11 +238,14 @@ impl Outcome {
     }
 
     /// Whether the answer should close the connection: after a body read timeout (a stalled
-    /// sender) or a body over the limit (its rest may not have been read).
+    /// sender), a body over the limit (its rest may not have been read) or past the
+    /// pre-authentication budget (its rest was not read).
     pub fn closes_connection(&self) -> bool {
         matches!(
             self.kind,
-            OutcomeKind::BodyTimeout { .. } | OutcomeKind::TooLarge { .. }
+            OutcomeKind::BodyTimeout { .. }
+                | OutcomeKind::TooLarge { .. }
+                | OutcomeKind::OverBudget { .. }
         )
     }
 }
@@ -309,8 +332,9 @@ mod tests {
             capacity: 1,
             retry_after: Duration::from_secs(7),
         };
-        let rows: [(Outcome, u16, Option<Duration>, bool); 11] = [
+        let rows: [(Outcome, u16, Option<Duration>, bool); 12] = [
             (Outcome::too_large(1024), 413, None, true),
+            (Outcome::over_budget(1 << 26), 503, secs(2), true),
             (
                 Outcome::body_timeout(Duration::from_secs(10)),
                 408,
@@ -388,6 +412,7 @@ mod tests {
         }
         let skyvern = OutagePause::of(Provider::Skyvern);
         let passing = [
+            Outcome::over_budget(1 << 26),
             refused_outcome(Refused::Full, skyvern),
             refused_outcome(Refused::Unavailable, skyvern),
             refused_outcome(Refused::Closed, skyvern),

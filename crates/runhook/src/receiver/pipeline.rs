@@ -19,6 +19,7 @@ use super::outcome::{
     probe_of, store_unavailable, with_probe, InFlightDuplicates, OutagePause, Outcome, OutcomeKind,
 };
 use crate::body::ReadError;
+use crate::budget::{Charge, PreAuthBudget};
 use crate::dead_letter::DeadLetters;
 use crate::handler::{BoxFuture, HandlerError};
 use crate::log_every::LogEvery;
@@ -57,6 +58,7 @@ pub(crate) struct Pipeline {
     pub(super) dead_letters: DeadLetters,
     pub(super) body_limit: usize,
     pub(super) body_read_timeout: Duration,
+    pub(super) pre_auth_budget: PreAuthBudget,
     pub(super) lease: Duration,
     pub(super) shutting_down: AtomicBool,
     pub(super) keep_for: Duration,
@@ -70,7 +72,8 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Reads a request body under the limits; see [`super::Receiver::read_body`].
+    /// Reads a request body under the limits; see [`super::Receiver::read_body`]. The body's
+    /// charge on the pre-authentication budget is given back when this returns.
     pub(crate) async fn read_body<S, E>(
         &self,
         chunks: &mut S,
@@ -79,14 +82,46 @@ impl Pipeline {
     where
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
     {
+        let charge = self.pre_auth_budget.charge();
+        let (body, _charge) = self.read_charged(chunks, content_length, charge).await?;
+        Ok(body)
+    }
+
+    /// A new charge on the route's pre-authentication budget, for one body.
+    #[cfg(feature = "tower")]
+    pub(crate) fn new_charge(&self) -> Charge {
+        self.pre_auth_budget.charge()
+    }
+
+    /// [`read_body`](Self::read_body) charging `charge` (a [`new_charge`](Self::new_charge),
+    /// or [`Charge::none`] for a delivery already authenticated); the charge is returned with
+    /// the body: hold it until authentication has finished.
+    pub(crate) async fn read_charged<S, E>(
+        &self,
+        chunks: &mut S,
+        content_length: Option<u64>,
+        mut charge: Charge,
+    ) -> Result<(Bytes, Charge), Outcome>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+    {
         let read = crate::body::read_limited(
             chunks,
             content_length,
             self.body_limit,
             self.body_read_timeout,
+            &mut charge,
         );
         let outcome = match read.await {
-            Ok(body) => return Ok(body),
+            Ok(body) => return Ok((body, charge)),
+            Err(ReadError::OverBudget) => {
+                tracing::debug!(
+                    provider = %self.provider,
+                    budget = self.pre_auth_budget.limit(),
+                    "the pre-authentication budget is spent; refusing a body"
+                );
+                Outcome::over_budget(self.pre_auth_budget.limit())
+            }
             Err(ReadError::TooLarge) => Outcome::too_large(self.body_limit),
             Err(ReadError::TimedOut) => {
                 if let Some(stalled) = self.rejected_log.tick() {
@@ -139,9 +174,9 @@ impl Pipeline {
                     OutcomeKind::Unparseable(_) | OutcomeKind::UnusableKey(_) => {
                         &self.counters.rejected_unparseable
                     }
-                    OutcomeKind::Unavailable(_) | OutcomeKind::ShuttingDown => {
-                        &self.counters.rejected_unavailable
-                    }
+                    OutcomeKind::Unavailable(_)
+                    | OutcomeKind::ShuttingDown
+                    | OutcomeKind::OverBudget { .. } => &self.counters.rejected_unavailable,
                     _ => return,
                 };
                 Counters::bump(reason);
@@ -158,9 +193,18 @@ impl Pipeline {
         path: &str,
         body: Bytes,
         in_flight: InFlightDuplicates,
+        authentication: Authentication,
     ) -> Result<Admitted, Stop> {
         self.check_open(&body).map_err(Stop::Answered)?;
-        let verified = (self.authenticate(headers, path, &body).await).map_err(Stop::Answered)?;
+        let verified = match authentication {
+            Authentication::Pending(charge) => {
+                let verified = self.authenticate(headers, path, &body).await;
+                // Authenticated or not, the body no longer counts against the budget.
+                drop(charge);
+                verified.map_err(Stop::Answered)?
+            }
+            Authentication::Done(verified) => verified,
+        };
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
         let token = self.claim(&event, in_flight, headers, &verified).await?;
         Ok(Admitted {
@@ -256,7 +300,13 @@ impl Pipeline {
             event,
             token,
         } = (self
-            .admit(headers, path, body, InFlightDuplicates::AskToRetry)
+            .admit(
+                headers,
+                path,
+                body,
+                InFlightDuplicates::AskToRetry,
+                Authentication::Pending(Charge::none()),
+            )
             .await)
             .map_err(Stop::into_outcome)?;
         let guard = ClaimGuard {
@@ -335,6 +385,17 @@ impl Stop {
             Stop::InFlight(outcome) | Stop::Answered(outcome) => outcome,
         }
     }
+}
+
+/// Where a delivery's authentication stands when its body reaches [`Pipeline::admit`].
+pub(crate) enum Authentication {
+    /// Still to do, on the body; the body's charge on the pre-authentication budget is held
+    /// until it is done.
+    Pending(Charge),
+    /// Done from the headers and path alone, before the body was read
+    /// (`Pipeline::authenticate_before_body`, the tower and axum adapters).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    Done(Verified),
 }
 
 /// A genuine, new run, claimed: what authenticated it, its summary read, its claim's token.

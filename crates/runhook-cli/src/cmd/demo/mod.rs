@@ -210,6 +210,7 @@ fn serve(listener: TcpListener, routes: Arc<[ServedRoute]>) -> Server {
         routes,
         signals,
         Duration::from_secs(5),
+        runhook::server::ConnectionLimits::default(),
     ));
     Server { stop, task }
 }

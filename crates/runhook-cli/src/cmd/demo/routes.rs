@@ -39,6 +39,7 @@ pub fn demo_routes(
         workers: 2,
         queue_capacity: Some(64),
         retry: RetryPolicy::default(),
+        pre_auth_budget: runhook::receiver::PreAuthBudget::process(),
     };
     let policy = |after| ReconcilePolicy::after(after).every(RECONCILE_EVERY);
     specs(api_base)

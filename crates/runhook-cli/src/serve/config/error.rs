@@ -95,6 +95,9 @@ pub enum ServeConfigError {
     /// An empty Redis prefix, or one with spaces.
     #[error("the Redis prefix must be non-empty, without spaces")]
     RedisPrefix,
+    /// A zero header-read timeout, idle timeout, connection cap or unauthenticated budget.
+    #[error("the header-read timeout, the idle timeout, the connection cap and the unauthenticated budget must be at least 1")]
+    ZeroConnectionLimit,
     /// A zero lease.
     #[error("the lease must be at least 1 second")]
     ZeroLease,

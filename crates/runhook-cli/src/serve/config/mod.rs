@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runhook::receiver::PreAuthBudget;
 use runhook::retry::RetryPolicy;
+use runhook::server::ConnectionLimits;
 use serde::Deserialize;
 
 pub use error::ServeConfigError;
@@ -96,6 +98,20 @@ pub struct ServeConfig {
     /// `HTTP_PROXY` family of variables is ignored).
     #[serde(default)]
     pub proxy: Option<String>,
+    /// How long a request's head may take to arrive (and a kept-alive connection may wait for
+    /// the next one), in seconds.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// How long a connection may stay silent (no byte either way), in seconds.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// At most this many connections at once (absent: derived from the open-files limit).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// The bytes, in MiB, that the bodies of every route may hold together while they are read
+    /// and not yet authenticated; past it a body is answered 503 with `Retry-After`.
+    #[serde(default = "default_max_unauthenticated_mib")]
+    pub max_unauthenticated_mib: u64,
     /// The routes, at least one.
     #[serde(rename = "route")]
     pub routes: Vec<RouteSpec>,
@@ -146,6 +162,10 @@ impl ServeConfig {
             forward_rate_per_sec: None,
             forward_concurrency: None,
             proxy: None,
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            max_connections: None,
+            max_unauthenticated_mib: default_max_unauthenticated_mib(),
             routes,
         }
     }
@@ -183,6 +203,13 @@ impl ServeConfig {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(ServeConfigError::RedisPrefix);
+        }
+        if self.header_read_timeout_secs == 0
+            || self.idle_timeout_secs == 0
+            || self.max_connections == Some(0)
+            || self.max_unauthenticated_mib == 0
+        {
+            return Err(ServeConfigError::ZeroConnectionLimit);
         }
         if self.lease_secs == 0 {
             return Err(ServeConfigError::ZeroLease);
@@ -260,6 +287,22 @@ impl ServeConfig {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
+    /// The limits the server puts on its connections.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        let limits = ConnectionLimits::default()
+            .header_read_timeout(Duration::from_secs(self.header_read_timeout_secs))
+            .idle_timeout(Duration::from_secs(self.idle_timeout_secs));
+        match self.max_connections {
+            Some(cap) => limits.max_connections(cap),
+            None => limits,
+        }
+    }
+
+    /// The budget every route's unauthenticated bodies share.
+    pub fn pre_auth_budget(&self) -> PreAuthBudget {
+        PreAuthBudget::new(self.max_unauthenticated_mib.saturating_mul(1024 * 1024))
+    }
+
     /// How long one handler attempt may run, as configured.
     pub fn handler_timeout(&self) -> Duration {
         Duration::from_secs(self.handler_timeout_secs)
@@ -284,6 +327,18 @@ impl ServeConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    runhook::server::DEFAULT_HEADER_READ_TIMEOUT.as_secs()
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    runhook::server::DEFAULT_IDLE_TIMEOUT.as_secs()
+}
+
+fn default_max_unauthenticated_mib() -> u64 {
+    runhook::receiver::DEFAULT_PRE_AUTH_BUDGET_BYTES / (1024 * 1024)
 }
 
 fn default_workers() -> usize {
@@ -373,6 +428,40 @@ secret_env = "TINYFISH_PATH_SECRET"
                 fsync: JsonlFsync::Auto,
             })
         );
+        let limits = config.connection_limits();
+        assert_eq!(limits.header_read_timeout_value(), Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout_value(), Duration::from_secs(60));
+        assert_eq!(
+            limits.max_connections_value(),
+            runhook::server::MaxConnections::Derived
+        );
+    }
+
+    #[test]
+    fn reads_connection_limits_and_refuses_zero() {
+        let set = EXAMPLE.replace(
+            "workers = 2",
+            "workers = 2\nheader_read_timeout_secs = 3\nidle_timeout_secs = 7\nmax_connections = 500\nmax_unauthenticated_mib = 5",
+        );
+        let config = ServeConfig::from_toml(&set).unwrap();
+        assert_eq!(config.pre_auth_budget().limit(), 5 * 1024 * 1024);
+        let limits = config.connection_limits();
+        assert_eq!(limits.header_read_timeout_value(), Duration::from_secs(3));
+        assert_eq!(limits.idle_timeout_value(), Duration::from_secs(7));
+        assert_eq!(
+            limits.max_connections_value(),
+            runhook::server::MaxConnections::Exactly(500)
+        );
+        for zero in [
+            "header_read_timeout_secs = 0",
+            "idle_timeout_secs = 0",
+            "max_connections = 0",
+            "max_unauthenticated_mib = 0",
+        ] {
+            let config = EXAMPLE.replace("workers = 2", &format!("workers = 2\n{zero}"));
+            let err = ServeConfig::from_toml(&config).unwrap_err().to_string();
+            assert!(err.contains("at least 1"), "{zero}: {err}");
+        }
     }
 
     #[test]
