@@ -84,6 +84,7 @@ async fn replays_of_a_run_in_flight_append_it_at_most_once() {
     );
     // The run's own entry (running) and at most one copy for all its replays.
     let length = xlen(&mut conn, &stream).await;
+    eprintln!("the stream holds {length} entries after {REPLAYS} replays of a run in flight");
     assert!(
         length <= 2,
         "the stream holds {length} entries after {REPLAYS} replays"
