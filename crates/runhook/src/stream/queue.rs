@@ -356,26 +356,8 @@ impl RedisStreamQueue {
         conn: &mut ConnectionManager,
         count: usize,
     ) -> Result<Vec<StreamId>, RedisCallError> {
-        let q = &*self.inner;
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&q.group)
-            .arg(&q.consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(millis(q.block))
-            .arg("STREAMS")
-            .arg(&q.key)
-            .arg(">");
-        let read = bounded(
-            q.block + q.timeout,
-            cmd.query_async::<Option<StreamReadReply>>(conn),
-        )
-        .await?;
-        Ok(read
-            .map(|reply| reply.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default())
+        self.read_group(conn, count, Some(self.inner.block), ">")
+            .await
     }
 
     /// Up to `count` entries this consumer was handed but may never have seen: the reply to a
@@ -387,17 +369,31 @@ impl RedisStreamQueue {
         conn: &mut ConnectionManager,
         count: usize,
     ) -> Result<Vec<StreamId>, RedisCallError> {
+        self.read_group(conn, count, None, "0").await
+    }
+
+    /// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> <from>`:
+    /// new entries (`>`) or this consumer's pending ones (`0`).
+    async fn read_group(
+        &self,
+        conn: &mut ConnectionManager,
+        count: usize,
+        block: Option<Duration>,
+        from: &str,
+    ) -> Result<Vec<StreamId>, RedisCallError> {
         let q = &*self.inner;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&q.group)
             .arg(&q.consumer)
             .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&q.key)
-            .arg("0");
-        let read = bounded(q.timeout, cmd.query_async::<Option<StreamReadReply>>(conn)).await?;
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(millis(block));
+        }
+        cmd.arg("STREAMS").arg(&q.key).arg(from);
+        let wait = q.timeout + block.unwrap_or_default();
+        let read = bounded(wait, cmd.query_async::<Option<StreamReadReply>>(conn)).await?;
         Ok(read
             .map(|reply| reply.keys.into_iter().flat_map(|k| k.ids).collect())
             .unwrap_or_default())
