@@ -232,7 +232,10 @@ mod tests {
         #[test]
         fn standard_webhooks_names_its_signature_header() {
             let scheme = StandardWebhooks::new(secret());
-            assert_eq!(scheme.credential_headers(), ["webhook-signature"]);
+            assert_eq!(
+                scheme.credential_headers(),
+                ["webhook-signature", "svix-signature"]
+            );
         }
 
         #[test]
