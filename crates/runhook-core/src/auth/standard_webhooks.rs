@@ -218,6 +218,8 @@ impl Entries {
     /// The entries of `value`, or [`AuthError::TooManySignatures`] when it holds more than
     /// `max` `v1` and `v1a` entries (whether or not this verifier holds keys of their kind,
     /// and whether or not they decode): found before anything is checked.
+    // Takes `&Cow` so that a rejection can name the header without allocating.
+    #[allow(clippy::ptr_arg)]
     fn read(
         value: &str,
         keys: &StandardWebhooksKeys,
