@@ -95,7 +95,14 @@ fn check_all(data: &[u8]) {
                     hex::encode(Sha256::digest(data))
                 }
             };
-            assert_eq!(event.dedup_key, format!("{provider}:{key_id}"));
+            // The run's key, or for an event that does not end the run (a job's progress, an
+            // interim attempt) the run's key with a `#` qualifier.
+            let run_key = format!("{provider}:{key_id}");
+            assert!(
+                event.dedup_key == run_key || event.dedup_key.starts_with(&format!("{run_key}#")),
+                "{} is not keyed on {run_key}",
+                event.dedup_key
+            );
             assert!(!key_id.trim().is_empty());
             assert!(key_id.len() <= MAX_RUN_ID_LEN);
             assert_eq!(event.raw_body, body);

@@ -11,8 +11,8 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rand::RngExt as _;
 use runhook::payload::Provider;
-use runhook::verify::sign_skyvern;
-use runhook::{Secret, SkyvernSignature};
+use runhook::verify::{sign_firecrawl, sign_skyvern, sign_standard_webhooks};
+use runhook::{FirecrawlSignature, Secret, SkyvernSignature};
 use runhook_core::platform::{Platform, RetryOn, SenderProfile};
 
 /// Which of a platform's two sender profiles to imitate.
@@ -44,6 +44,11 @@ pub enum Credential {
     None,
     /// Skyvern's API key: signs the body into `x-skyvern-signature`.
     SkyvernKey(Secret),
+    /// A Standard Webhooks signing key (decoded from its `whsec_` form): signs `webhook-id`,
+    /// `webhook-timestamp` and the body into `webhook-signature` (Browserbase).
+    StandardWebhooksKey(Secret),
+    /// Firecrawl's webhook secret: signs the body into `x-firecrawl-signature`.
+    FirecrawlKey(Secret),
     /// A static header (WebRun's `Authorization`, a SmartBrowse custom header).
     Header {
         /// The header's name.
@@ -107,6 +112,24 @@ pub fn platform_headers(
                 HeaderValue::from(unix_now),
             );
         }
+        Credential::StandardWebhooksKey(key) => {
+            let id = message_id();
+            let signature = sign_standard_webhooks(key, &id, unix_now, body);
+            for (name, value) in [
+                ("webhook-id", id),
+                ("webhook-timestamp", unix_now.to_string()),
+                ("webhook-signature", signature),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+        }
+        Credential::FirecrawlKey(key) => {
+            if let Ok(signature) = HeaderValue::from_str(&sign_firecrawl(key, body)) {
+                headers.insert(FirecrawlSignature::SIGNATURE_HEADER, signature);
+            }
+        }
         Credential::Header { name, value } => match header_value(value) {
             Some(value) => {
                 headers.insert(name.clone(), value);
@@ -117,6 +140,16 @@ pub fn platform_headers(
         },
     }
     headers
+}
+
+/// A fresh Standard Webhooks message id, `msg_` and 24 random alphanumerics (each retry of a
+/// delivery resends the headers made once, so it keeps its id).
+fn message_id() -> String {
+    let mut rng = rand::rng();
+    let tail: String = (0..24)
+        .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+        .collect();
+    format!("msg_{tail}")
 }
 
 /// How one attempt ended.

@@ -46,3 +46,13 @@ pub fn secrets(vars: &[String]) -> Result<Secrets, EnvError> {
         .collect::<Result<Vec<_>, _>>()?;
     Secrets::new(secrets).map_err(EnvError::Secrets)
 }
+
+/// A Standard Webhooks signing key read from `var` in its `whsec_<base64>` form, decoded.
+pub fn standard_webhooks_secret(var: &str) -> Result<Secret, EnvError> {
+    let text = secret(var)?;
+    let text = std::str::from_utf8(text.expose()).map_err(|_| EnvError::NotUtf8(var.into()))?;
+    Secret::from_standard_webhooks(text).map_err(|source| EnvError::NotASecret {
+        var: var.into(),
+        source,
+    })
+}

@@ -101,11 +101,19 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let provider = ["webrun-ai", "skyvern", "tinyfish", "webrun", "smartbrowse"]
-                .into_iter()
-                .find(|p| name.starts_with(&format!("{p}-")))
-                .and_then(Provider::from_name)
-                .unwrap();
+            let provider = [
+                "webrun-ai",
+                "skyvern",
+                "tinyfish",
+                "webrun",
+                "smartbrowse",
+                "browserbase",
+                "firecrawl",
+            ]
+            .into_iter()
+            .find(|p| name.starts_with(&format!("{p}-")))
+            .and_then(Provider::from_name)
+            .unwrap();
             let provider = if name.starts_with("webrun-ai") {
                 Provider::WebRunAi
             } else {

@@ -21,9 +21,16 @@ fn demo_plays_every_scene_as_expected() {
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .collect();
-    assert_eq!(rows.len(), 12, "{stdout}");
+    assert_eq!(rows.len(), 16, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with(" yes")), "{stdout}");
-    for platform in ["skyvern", "tinyfish", "webrun", "smartbrowse"] {
+    for platform in [
+        "skyvern",
+        "tinyfish",
+        "webrun",
+        "smartbrowse",
+        "browserbase",
+        "firecrawl",
+    ] {
         assert!(
             rows.iter().any(|r| r.contains(platform)),
             "{platform}: {stdout}"

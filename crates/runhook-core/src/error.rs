@@ -149,6 +149,8 @@ pub enum SchemeKind {
     StandardWebhooks,
     /// Nothing authenticated, chosen explicitly (TinyFish documents no signature).
     Unsigned,
+    /// Firecrawl's `x-firecrawl-signature`: `sha256=` and the hex HMAC-SHA256 of the raw body.
+    Firecrawl,
 }
 
 impl SchemeKind {
@@ -160,6 +162,7 @@ impl SchemeKind {
             SchemeKind::PathSecret => "path-secret",
             SchemeKind::StandardWebhooks => "standard-webhooks",
             SchemeKind::Unsigned => "unsigned",
+            SchemeKind::Firecrawl => "firecrawl",
         }
     }
 }

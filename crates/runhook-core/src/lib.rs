@@ -9,7 +9,8 @@
 //! | WebRun | [`HeaderToken::authorization`]: the configured `auth` value in `Authorization` |
 //! | SmartBrowse | [`PathSecret`] and/or [`HeaderToken`] |
 //! | TinyFish | [`PathSecret`] (its only credential), or [`Unsigned`] chosen by name |
-//! | many others | [`StandardWebhooks`] |
+//! | Firecrawl | [`FirecrawlSignature`]: `x-firecrawl-signature: sha256=<hex HMAC-SHA256 of the raw body>` |
+//! | Browserbase, many others | [`StandardWebhooks`] |
 //!
 //! What runhook knows about each platform (its default scheme, the schemes it can send, how
 //! its sender retries, its run API) is in one table: [`platform::Platform`].
@@ -43,9 +44,9 @@ mod secret;
 mod verify;
 
 pub use auth::{
-    sign_skyvern, sign_standard_webhooks, AnyOf, HeaderToken, PathSecret, PublicKeys,
-    SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
-    StandardWebhooksPublicKey, Unsigned,
+    sign_firecrawl, sign_skyvern, sign_standard_webhooks, AnyOf, FirecrawlSignature, HeaderToken,
+    PathSecret, PublicKeys, SegmentPosition, SkyvernSignature, StandardWebhooks,
+    StandardWebhooksKeys, StandardWebhooksPublicKey, Unsigned,
 };
 pub use error::{AuthError, ConfigError, SchemeKind};
 pub use headers::{single_header, HeaderLookup, SingleHeader};

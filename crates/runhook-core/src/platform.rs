@@ -12,6 +12,8 @@
 //! | TinyFish | path secret | 10 s | 4, after 1 s, 2 s, 4 s | 5xx, network, timeout |
 //! | WebRun | `Authorization` token | 30 s | 1 | never |
 //! | SmartBrowse | header token | 10 s | 1 | never |
+//! | Browserbase | Standard Webhooks | 15 s | 9: at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h | any failure |
+//! | Firecrawl | `x-firecrawl-signature` | 10 s | 4, after 1, 5, 15 min | any failure |
 //!
 //! ```
 //! use runhook_core::payload::Provider;
@@ -26,7 +28,9 @@
 
 use std::time::Duration;
 
-use crate::auth::{HeaderToken, PathSecret, SkyvernSignature};
+use crate::auth::{
+    FirecrawlSignature, HeaderToken, PathSecret, SkyvernSignature, StandardWebhooks,
+};
 use crate::error::SchemeKind;
 use crate::payload::Provider;
 use crate::secret::Secrets;
@@ -84,11 +88,18 @@ pub enum DefaultScheme {
         /// The header's (lowercase) name.
         header: &'static str,
     },
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`, or their
+    /// `svix-*` aliases), keyed by the decoded bytes of `whsec_` secrets.
+    StandardWebhooks,
+    /// `x-firecrawl-signature`, the HMAC of the body with the account's webhook secret.
+    FirecrawlSignature,
 }
 
 impl DefaultScheme {
     /// This scheme with `secrets` as its keys: a [`SkyvernSignature`], a [`PathSecret`] on the
-    /// last path segment, or a [`HeaderToken`].
+    /// last path segment, a [`HeaderToken`], a [`StandardWebhooks`] (`secrets` are the decoded
+    /// keys: see [`Secret::from_standard_webhooks`](crate::Secret::from_standard_webhooks)) or
+    /// a [`FirecrawlSignature`].
     pub fn verifier(self, secrets: impl Into<Secrets>) -> Box<dyn Verifier> {
         let secrets = secrets.into();
         match self {
@@ -97,6 +108,8 @@ impl DefaultScheme {
             DefaultScheme::HeaderToken { header } => {
                 Box::new(HeaderToken::in_known_header(header, secrets))
             }
+            DefaultScheme::StandardWebhooks => Box::new(StandardWebhooks::new(secrets)),
+            DefaultScheme::FirecrawlSignature => Box::new(FirecrawlSignature::new(secrets)),
         }
     }
 }
@@ -124,6 +137,8 @@ pub enum RetryOn {
     ServerErrors,
     /// 403, 408, 425, 429, any 5xx, a network error, a timeout (Skyvern's server).
     SkyvernSet,
+    /// Every answer but a 2xx, a network error, a timeout (Browserbase, Firecrawl).
+    AnyFailure,
 }
 
 impl RetryOn {
@@ -135,6 +150,7 @@ impl RetryOn {
             RetryOn::SkyvernSet => {
                 matches!(status, 403 | 408 | 425 | 429) || (500..=599).contains(&status)
             }
+            RetryOn::AnyFailure => !(200..=299).contains(&status),
         }
     }
 
@@ -375,6 +391,63 @@ const SMARTBROWSE: Platform = Platform {
     }),
 };
 
+// docs.browserbase.com/platform/webhooks/verifying-deliveries: 2xx within 15 s, else retried
+// immediately, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h; no ordering per resource.
+const BROWSERBASE_SENDER: SenderProfile = SenderProfile {
+    attempt_timeout: Duration::from_secs(15),
+    attempts: 9,
+    retry_on: RetryOn::AnyFailure,
+    backoff: Backoff::Fixed(&[
+        Duration::ZERO,
+        Duration::from_secs(5),
+        Duration::from_secs(5 * 60),
+        Duration::from_secs(30 * 60),
+        Duration::from_secs(2 * 3600),
+        Duration::from_secs(5 * 3600),
+        Duration::from_secs(10 * 3600),
+        Duration::from_secs(10 * 3600),
+    ]),
+};
+
+const BROWSERBASE: Platform = Platform {
+    provider: Provider::Browserbase,
+    display_name: "Browserbase",
+    default_scheme: DefaultScheme::StandardWebhooks,
+    schemes: &[SchemeKind::StandardWebhooks],
+    sender: BROWSERBASE_SENDER,
+    documented_sender: BROWSERBASE_SENDER,
+    // Every retry resends the same envelope (its `id` is stable across retries).
+    duplicates: Duplicates::SameBody,
+    // Its events concern sessions and Functions invocations; no webhook-shaped run is fetched.
+    run_api: None,
+};
+
+// docs.firecrawl.dev/webhooks: 2xx within 10 s, else retried after 1, 5 and 15 minutes.
+const FIRECRAWL_SENDER: SenderProfile = SenderProfile {
+    attempt_timeout: Duration::from_secs(10),
+    attempts: 4,
+    retry_on: RetryOn::AnyFailure,
+    backoff: Backoff::Fixed(&[
+        Duration::from_secs(60),
+        Duration::from_secs(5 * 60),
+        Duration::from_secs(15 * 60),
+    ]),
+};
+
+const FIRECRAWL: Platform = Platform {
+    provider: Provider::Firecrawl,
+    display_name: "Firecrawl",
+    default_scheme: DefaultScheme::FirecrawlSignature,
+    schemes: &[SchemeKind::Firecrawl],
+    sender: FIRECRAWL_SENDER,
+    documented_sender: FIRECRAWL_SENDER,
+    // A retry resends the same delivery (its `webhookId` is stable across retries).
+    duplicates: Duplicates::SameBody,
+    // Its status endpoints differ per job kind (`/v2/crawl/{id}`, `/v2/batch/scrape/{id}`,
+    // `/v2/agent/{id}`) and none answers in the webhook's shape: not wired yet.
+    run_api: None,
+};
+
 impl Platform {
     /// `provider`'s row.
     pub const fn of(provider: Provider) -> &'static Platform {
@@ -384,6 +457,8 @@ impl Platform {
             Provider::WebRun => &WEBRUN,
             Provider::WebRunAi => &WEBRUN_AI,
             Provider::SmartBrowse => &SMARTBROWSE,
+            Provider::Browserbase => &BROWSERBASE,
+            Provider::Firecrawl => &FIRECRAWL,
         }
     }
 
@@ -414,6 +489,8 @@ mod tests {
                 DefaultScheme::SkyvernSignature => SchemeKind::Skyvern,
                 DefaultScheme::PathSecret => SchemeKind::PathSecret,
                 DefaultScheme::HeaderToken { .. } => SchemeKind::HeaderToken,
+                DefaultScheme::StandardWebhooks => SchemeKind::StandardWebhooks,
+                DefaultScheme::FirecrawlSignature => SchemeKind::Firecrawl,
             };
             assert_eq!(platform.schemes[0], default, "{provider}");
             if let DefaultScheme::HeaderToken { header } = platform.default_scheme {
@@ -537,6 +614,44 @@ mod tests {
             Platform::of(Provider::Skyvern).answer_within(),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn browserbase_and_firecrawl_wait_their_documented_pauses_and_retry_any_failure() {
+        let browserbase = Platform::of(Provider::Browserbase).sender;
+        let pauses: Vec<_> = (1..=9)
+            .map(|n| browserbase.delay_before(n, Some(Duration::from_secs(1)), 0.5))
+            .collect();
+        let minutes = |m: u64| Some(Duration::from_secs(m * 60));
+        assert_eq!(
+            pauses,
+            [
+                Some(Duration::ZERO),
+                Some(Duration::from_secs(5)),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+                None
+            ]
+        );
+        assert_eq!(browserbase.attempt_timeout, Duration::from_secs(15));
+        let firecrawl = Platform::of(Provider::Firecrawl).sender;
+        let pauses: Vec<_> = (1..=4)
+            .map(|n| firecrawl.delay_before(n, None, 0.0))
+            .collect();
+        assert_eq!(pauses, [minutes(1), minutes(5), minutes(15), None]);
+        assert_eq!(firecrawl.attempt_timeout, Duration::from_secs(10));
+        for sender in [browserbase, firecrawl] {
+            for status in [301, 400, 401, 404, 429, 500] {
+                assert!(sender.retry_on.status(status), "{status}");
+            }
+            assert!(!sender.retry_on.status(200) && !sender.retry_on.status(204));
+            assert!(sender.retry_on.no_answer());
+            assert_eq!(sender.outage_retry_after(), None);
+        }
     }
 
     #[test]

@@ -39,7 +39,9 @@ impl Secret {
     }
 
     /// Builds a Standard Webhooks signing key from its `whsec_<base64>` form (the prefix is
-    /// optional), decoding the base64 into the raw key bytes.
+    /// optional), decoding the base64 into the raw key bytes. Base64 whose `=` padding was
+    /// lost (copied out of a dashboard, an environment file) is accepted, as the official
+    /// `standardwebhooks` libraries accept it.
     ///
     /// ```
     /// use runhook_core::Secret;
@@ -54,6 +56,7 @@ impl Secret {
         }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
             .map_err(|_| ConfigError::InvalidStandardWebhooksSecret)?;
         Self::new(decoded)
     }
@@ -191,6 +194,13 @@ mod tests {
         assert_eq!(key.expose(), b"hello");
         let bare = Secret::from_standard_webhooks("aGVsbG8=").unwrap();
         assert_eq!(bare.expose(), b"hello");
+        // Padding lost on the way: the same key.
+        let unpadded = Secret::from_standard_webhooks("whsec_aGVsbG8").unwrap();
+        assert_eq!(unpadded.expose(), b"hello");
+        assert_eq!(
+            Secret::from_standard_webhooks("whsec_aGVsbG").unwrap_err(),
+            ConfigError::InvalidStandardWebhooksSecret
+        );
         assert_eq!(
             Secret::from_standard_webhooks("whsec_").unwrap_err(),
             ConfigError::EmptySecret

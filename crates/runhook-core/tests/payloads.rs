@@ -389,6 +389,13 @@ fn the_probe_agrees_with_the_full_parse() {
         (Provider::WebRun, "webrun-just-ping.json"),
         (Provider::WebRunAi, "webrun-ai-response.json"),
         (Provider::SmartBrowse, "smartbrowse-completed.json"),
+        (
+            Provider::Browserbase,
+            "browserbase-invocation-completed.json",
+        ),
+        (Provider::Browserbase, "browserbase-navigation-blocked.json"),
+        (Provider::Firecrawl, "firecrawl-crawl-completed.json"),
+        (Provider::Firecrawl, "firecrawl-crawl-page.json"),
     ];
     for (provider, name) in cases {
         let event = parse(provider, name);
@@ -543,4 +550,101 @@ fn every_platform_but_webrun_ai_names_its_runs() {
         assert_eq!(probe.run_id.as_deref(), Some(id));
     }
     assert_eq!(Provider::WebRunAi.identity(), RunIdentity::BodyHash);
+}
+
+#[test]
+fn firecrawl_job_ends_are_keyed_on_the_job_and_progress_on_the_delivery() {
+    use runhook_core::payload::FirecrawlEvent;
+    let done = parse(Provider::Firecrawl, "firecrawl-crawl-completed.json");
+    assert_eq!(
+        done.dedup_key,
+        "firecrawl:7c1e9a52-3f0d-4b7e-9a41-1d2c3b4a5f60"
+    );
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.event.as_deref(), Some("crawl.completed"));
+    assert_eq!(done.result().unwrap()[0]["metadata"]["statusCode"], 200);
+    let event: &FirecrawlEvent = done.payload_as().unwrap();
+    assert_eq!(event.metadata, Some(json!({"order": "A-1024"})));
+    // A page of the same crawl: its own key, so that it never swallows the crawl's end.
+    let page = parse(Provider::Firecrawl, "firecrawl-crawl-page.json");
+    assert_eq!(
+        page.dedup_key,
+        "firecrawl:7c1e9a52-3f0d-4b7e-9a41-1d2c3b4a5f60#0a8f2c1d-0002-4e5f-8a9b-223344556677"
+    );
+    assert_eq!(page.run_id, done.run_id);
+    assert!(!page.status.is_terminal());
+    let failed = parse(Provider::Firecrawl, "firecrawl-agent-failed.json");
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(
+        failed.error.unwrap().message,
+        "Agent exceeded its credit limit"
+    );
+    let cancelled = parse(Provider::Firecrawl, "firecrawl-agent-cancelled.json");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    for (event_type, status) in [
+        ("batch_scrape.completed", RunStatus::Completed),
+        ("extract.failed", RunStatus::Failed),
+        ("agent.started", RunStatus::Unknown("agent.started".into())),
+        ("agent.action", RunStatus::Unknown("agent.action".into())),
+    ] {
+        let body =
+            json!({"success": true, "type": event_type, "id": "j", "webhookId": "w", "data": []});
+        let event = RunEvent::parse(Provider::Firecrawl, body.to_string().into_bytes()).unwrap();
+        assert_eq!(event.status, status, "{event_type}");
+        let key = if status.is_terminal() {
+            "firecrawl:j"
+        } else {
+            "firecrawl:j#w"
+        };
+        assert_eq!(event.dedup_key, key, "{event_type}");
+    }
+    // The job id is what identifies it: without one the body is set aside.
+    let err = RunEvent::parse(
+        Provider::Firecrawl,
+        br#"{"type":"crawl.completed"}"#.to_vec(),
+    );
+    assert!(
+        matches!(err, Err(PayloadError::MissingField { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn browserbase_invocations_end_on_their_resource_and_other_events_on_their_id() {
+    use runhook_core::payload::BrowserbaseEvent;
+    let done = parse(
+        Provider::Browserbase,
+        "browserbase-invocation-completed.json",
+    );
+    assert_eq!(
+        done.dedup_key,
+        "browserbase:9b2e4c71-5a3d-4e8f-b1c0-7d6e5f4a3b21"
+    );
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(
+        done.result(),
+        Some(&json!({"title": "Città di prova", "items": 3}))
+    );
+    assert_eq!(
+        done.timestamps.finished_at.as_deref(),
+        Some("2026-11-02T08:02:11Z")
+    );
+    let event: &BrowserbaseEvent = done.payload_as().unwrap();
+    assert_eq!(event.id.as_deref(), Some("evt_2f6c1b9e4d3a"));
+    let failed = parse(Provider::Browserbase, "browserbase-invocation-failed.json");
+    assert_eq!(failed.status, RunStatus::Failed);
+    let error = failed.error.clone().unwrap();
+    assert_eq!(error.category.as_deref(), Some("TIMED_OUT"));
+    assert_eq!(error.message, "The invocation ran past its timeout");
+    assert_eq!(failed.result(), None);
+    let blocked = parse(Provider::Browserbase, "browserbase-navigation-blocked.json");
+    assert_eq!(
+        blocked.dedup_key,
+        "browserbase:6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d#evt_2f6c1b9e4d3c"
+    );
+    assert!(!blocked.status.is_terminal());
+    assert_eq!(
+        blocked.event.as_deref(),
+        Some("sessions.navigations.blocked")
+    );
 }

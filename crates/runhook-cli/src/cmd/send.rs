@@ -154,6 +154,11 @@ pub enum SendError {
         "skyvern signs every delivery: name the variable holding the API key with --secret-env"
     )]
     NoSkyvernKey,
+    /// A signing platform (Browserbase, Firecrawl) without `--secret-env`.
+    #[error(
+        "{0} signs every delivery: name the variable holding the signing secret with --secret-env"
+    )]
+    NoSigningKey(Provider),
     /// A payload Skyvern could not send (it has no canonical form).
     #[error(
         "Skyvern could not send this payload ({}: {source}); --raw sends it as it is",
@@ -371,6 +376,15 @@ fn credential(args: &SendArgs) -> Result<Credential, SendError> {
         DefaultScheme::SkyvernSignature => {
             let var = var.ok_or(SendError::NoSkyvernKey)?;
             Ok(Credential::SkyvernKey(env::secret(var)?))
+        }
+        DefaultScheme::StandardWebhooks => {
+            let var = var.ok_or(SendError::NoSigningKey(provider))?;
+            let key = env::standard_webhooks_secret(var)?;
+            Ok(Credential::StandardWebhooksKey(key))
+        }
+        DefaultScheme::FirecrawlSignature => {
+            let var = var.ok_or(SendError::NoSigningKey(provider))?;
+            Ok(Credential::FirecrawlKey(env::secret(var)?))
         }
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook_core::{
-    AuthError, ConfigError, Delivery, FixedClock, HeaderToken, PathSecret, PublicKeys, Secret,
-    Secrets, SegmentPosition, SkyvernSignature, StandardWebhooks, StandardWebhooksKeys,
-    StandardWebhooksPublicKey, TimestampCheck, Verified, Verifier,
+    AuthError, ConfigError, Delivery, FirecrawlSignature, FixedClock, HeaderToken, PathSecret,
+    PublicKeys, Secret, Secrets, SegmentPosition, SkyvernSignature, StandardWebhooks,
+    StandardWebhooksKeys, StandardWebhooksPublicKey, TimestampCheck, Verified, Verifier,
 };
 
 use super::input::{read_input, InputError};
@@ -28,8 +28,11 @@ pub enum SchemeArg {
     HeaderToken,
     /// A secret segment of the request path (SmartBrowse).
     PathSecret,
-    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`, or the
+    /// `svix-*` aliases).
     StandardWebhooks,
+    /// Firecrawl's `x-firecrawl-signature`: `sha256=` and the hex HMAC-SHA256 of the raw body.
+    Firecrawl,
 }
 
 /// Arguments of `runhook verify`.
@@ -148,6 +151,7 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, UsageError> {
             }
             Box::new(scheme)
         }
+        SchemeArg::Firecrawl => Box::new(FirecrawlSignature::new(env::secrets(&args.secret_env)?)),
         SchemeArg::HeaderToken => Box::new(HeaderToken::new(
             &args.header_name,
             env::secrets(&args.secret_env)?,

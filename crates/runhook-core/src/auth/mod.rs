@@ -2,6 +2,7 @@
 //! timestamp windows.
 
 mod any_of;
+mod firecrawl;
 mod header_token;
 mod path_secret;
 mod skyvern;
@@ -9,6 +10,7 @@ mod standard_webhooks;
 mod unsigned;
 
 pub use any_of::AnyOf;
+pub use firecrawl::{sign_firecrawl, FirecrawlSignature};
 pub use header_token::HeaderToken;
 pub use path_secret::{PathSecret, SegmentPosition};
 pub use skyvern::{sign_skyvern, SkyvernSignature};
@@ -230,7 +232,10 @@ mod tests {
         #[test]
         fn standard_webhooks_names_its_signature_header() {
             let scheme = StandardWebhooks::new(secret());
-            assert_eq!(scheme.credential_headers(), ["webhook-signature"]);
+            assert_eq!(
+                scheme.credential_headers(),
+                ["webhook-signature", "svix-signature"]
+            );
         }
 
         #[test]

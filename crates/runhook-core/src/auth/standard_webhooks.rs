@@ -1,6 +1,11 @@
 //! Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature` (a space-separated
 //! list of `v1,<base64 HMAC-SHA256>` entries, keyed by `whsec_` secrets, and `v1a,<base64
 //! ed25519>` entries, checked with `whpk_` public keys), each over `{id}.{timestamp}.{body}`.
+//!
+//! Senders built on Svix send the same three headers named `svix-id`, `svix-timestamp` and
+//! `svix-signature`: they are accepted as aliases. One delivery is read in one family only:
+//! `webhook-*` when `webhook-signature` is present (any `svix-*` header is then ignored),
+//! else `svix-*`. The headers of the two families are never mixed.
 
 mod public_key;
 #[cfg(test)]
@@ -27,6 +32,44 @@ use crate::verify::{Clock, Delivery, TimestampCheck, Verified, Verifier};
 const ID_HEADER: Cow<'static, str> = Cow::Borrowed("webhook-id");
 const TIMESTAMP_HEADER: Cow<'static, str> = Cow::Borrowed("webhook-timestamp");
 const SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("webhook-signature");
+const SVIX_ID_HEADER: Cow<'static, str> = Cow::Borrowed("svix-id");
+const SVIX_TIMESTAMP_HEADER: Cow<'static, str> = Cow::Borrowed("svix-timestamp");
+const SVIX_SIGNATURE_HEADER: Cow<'static, str> = Cow::Borrowed("svix-signature");
+
+/// The names of one delivery's three headers: the standard's, or Svix's.
+struct Family {
+    id: Cow<'static, str>,
+    timestamp: Cow<'static, str>,
+    signature: Cow<'static, str>,
+}
+
+impl Family {
+    /// `webhook-*` when `webhook-signature` was sent, else `svix-*` when `svix-signature`
+    /// was; `webhook-*` when neither (so that the error names the standard's header).
+    fn of(headers: &dyn crate::headers::HeaderLookup) -> Self {
+        let sent = |name: &str| {
+            let mut any = false;
+            headers.visit_values(name, &mut |_| {
+                any = true;
+                std::ops::ControlFlow::Break(())
+            });
+            any
+        };
+        if !sent(&SIGNATURE_HEADER) && sent(&SVIX_SIGNATURE_HEADER) {
+            Family {
+                id: SVIX_ID_HEADER,
+                timestamp: SVIX_TIMESTAMP_HEADER,
+                signature: SVIX_SIGNATURE_HEADER,
+            }
+        } else {
+            Family {
+                id: ID_HEADER,
+                timestamp: TIMESTAMP_HEADER,
+                signature: SIGNATURE_HEADER,
+            }
+        }
+    }
+}
 
 /// Verifies a Standard Webhooks delivery; the timestamp is signed and must be within the
 /// tolerance (default 5 minutes) of now in either direction.
@@ -175,7 +218,14 @@ impl Entries {
     /// The entries of `value`, or [`AuthError::TooManySignatures`] when it holds more than
     /// `max` `v1` and `v1a` entries (whether or not this verifier holds keys of their kind,
     /// and whether or not they decode): found before anything is checked.
-    fn read(value: &str, keys: &StandardWebhooksKeys, max: usize) -> Result<Self, AuthError> {
+    // Takes `&Cow` so that a rejection can name the header without allocating.
+    #[allow(clippy::ptr_arg)]
+    fn read(
+        value: &str,
+        keys: &StandardWebhooksKeys,
+        max: usize,
+        header: &Cow<'static, str>,
+    ) -> Result<Self, AuthError> {
         let mut entries = Entries::default();
         let mut signatures = 0usize;
         for entry in value.split(' ') {
@@ -186,7 +236,7 @@ impl Entries {
                 signatures += 1;
                 if signatures > max {
                     return Err(AuthError::TooManySignatures {
-                        name: SIGNATURE_HEADER,
+                        name: header.clone(),
                         max,
                     });
                 }
@@ -236,26 +286,28 @@ fn expected_entries(keys: &StandardWebhooksKeys) -> &'static str {
 
 impl Verifier for StandardWebhooks {
     fn credential_headers(&self) -> Vec<&str> {
-        vec![Self::SIGNATURE_HEADER_NAME]
+        vec![Self::SIGNATURE_HEADER_NAME, "svix-signature"]
     }
 
     fn verify(&self, delivery: &Delivery<'_>) -> Result<Verified, AuthError> {
-        let id = required_ascii_header(delivery.headers, &ID_HEADER)?;
-        let timestamp_text = required_ascii_header(delivery.headers, &TIMESTAMP_HEADER)?;
+        let family = Family::of(delivery.headers);
+        let id = required_ascii_header(delivery.headers, &family.id)?;
+        let timestamp_text = required_ascii_header(delivery.headers, &family.timestamp)?;
         let entries = Entries::read(
-            required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?,
+            required_ascii_header(delivery.headers, &family.signature)?,
             &self.keys,
             Self::MAX_SIGNATURE_ENTRIES,
+            &family.signature,
         )?;
         if entries.is_empty() {
             return Err(AuthError::MalformedHeader {
-                name: SIGNATURE_HEADER,
+                name: family.signature,
                 reason: expected_entries(&self.keys).into(),
             });
         }
         let timestamp = check_timestamp(
             delivery.headers,
-            &TIMESTAMP_HEADER,
+            &family.timestamp,
             self.tolerance,
             self.clock.as_ref(),
         )?;
@@ -438,6 +490,43 @@ mod tests {
         assert!(scheme()
             .verify(&Delivery::new(&headers(&other), BODY))
             .is_err());
+    }
+
+    #[test]
+    fn svix_headers_are_aliases_and_one_family_is_read_whole() {
+        let good = independent_signature(ID, &TS.to_string(), BODY);
+        let svix = |signature: &str| {
+            vec![
+                ("svix-id", ID.to_string()),
+                ("svix-timestamp", TS.to_string()),
+                ("svix-signature", signature.to_string()),
+            ]
+        };
+        let verified = scheme().verify(&Delivery::new(&svix(&good), BODY)).unwrap();
+        assert_eq!(verified.message_id.as_deref(), Some(ID));
+        let late = scheme().with_clock(FixedClock(TS + 301));
+        assert!(matches!(
+            late.verify(&Delivery::new(&svix(&good), BODY)),
+            Err(AuthError::TimestampOutsideTolerance { name, .. }) if name == "svix-timestamp"
+        ));
+        assert!(scheme()
+            .verify(&Delivery::new(&svix(&good), b"{}"))
+            .is_err());
+        // Both families: `webhook-*` is read, whole; a genuine `svix-*` set does not rescue a
+        // bad `webhook-signature`, and `svix-id` never stands in for a missing `webhook-id`.
+        let mut both = headers("v1,AAAA");
+        both.extend(svix(&good));
+        assert!(scheme().verify(&Delivery::new(&both, BODY)).is_err());
+        let mut mixed = headers(&good);
+        mixed.remove(0);
+        mixed.push(("svix-id", ID.to_string()));
+        assert!(matches!(
+            scheme().verify(&Delivery::new(&mixed, BODY)),
+            Err(AuthError::MissingHeader { name }) if name == "webhook-id"
+        ));
+        let mut both_good = headers(&good);
+        both_good.extend(svix("v1,AAAA"));
+        assert!(scheme().verify(&Delivery::new(&both_good, BODY)).is_ok());
     }
 
     #[test]

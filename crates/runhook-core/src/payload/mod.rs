@@ -7,7 +7,10 @@
 //! integers beyond 64 bits (which Skyvern genuinely sends) parse; see [`json`] for how those
 //! values are represented.
 
+mod browserbase;
+mod firecrawl;
 pub mod json;
+mod progress;
 mod run_api;
 mod skyvern;
 mod smartbrowse;
@@ -23,6 +26,8 @@ use http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+pub use browserbase::BrowserbaseEvent;
+pub use firecrawl::FirecrawlEvent;
 pub use run_api::{from_run_api, ApiRun, RunApiError};
 pub use skyvern::SkyvernRun;
 pub use smartbrowse::SmartBrowseRun;
@@ -47,16 +52,22 @@ pub enum Provider {
     WebRunAi,
     /// SmartBrowse recipe runs.
     SmartBrowse,
+    /// Browserbase events (Functions invocations, sessions), signed with Standard Webhooks.
+    Browserbase,
+    /// Firecrawl crawl, batch scrape, extract and agent job events.
+    Firecrawl,
 }
 
 impl Provider {
     /// Every provider, in a stable order.
-    pub const ALL: [Provider; 5] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Skyvern,
         Provider::TinyFish,
         Provider::WebRun,
         Provider::WebRunAi,
         Provider::SmartBrowse,
+        Provider::Browserbase,
+        Provider::Firecrawl,
     ];
 
     /// The provider's name as used in de-duplication keys and on the command line.
@@ -67,6 +78,8 @@ impl Provider {
             Provider::WebRun => "webrun",
             Provider::WebRunAi => "webrun-ai",
             Provider::SmartBrowse => "smartbrowse",
+            Provider::Browserbase => "browserbase",
+            Provider::Firecrawl => "firecrawl",
         }
     }
 
@@ -191,6 +204,10 @@ pub enum ProviderPayload {
     WebRunAi(Value),
     /// A SmartBrowse run event.
     SmartBrowse(Box<SmartBrowseRun>),
+    /// A Browserbase event.
+    Browserbase(Box<BrowserbaseEvent>),
+    /// A Firecrawl job event.
+    Firecrawl(Box<FirecrawlEvent>),
 }
 
 /// A platform's typed payload, for [`RunEvent::payload_as`]: [`SkyvernRun`], [`TinyFishRun`],
@@ -235,6 +252,14 @@ payload_of!(WebRunPayload, WebRun, |payload| match payload {
 });
 payload_of!(SmartBrowseRun, SmartBrowse, |payload| match payload {
     ProviderPayload::SmartBrowse(run) => Some(run),
+    _ => None,
+});
+payload_of!(BrowserbaseEvent, Browserbase, |payload| match payload {
+    ProviderPayload::Browserbase(event) => Some(event),
+    _ => None,
+});
+payload_of!(FirecrawlEvent, Firecrawl, |payload| match payload {
+    ProviderPayload::Firecrawl(event) => Some(event),
     _ => None,
 });
 
@@ -302,7 +327,10 @@ pub struct RunEvent {
     /// Which platform sent it.
     pub provider: Provider,
     /// The idempotency key, scoped by provider: `skyvern:<run_id>`, `tinyfish:<run_id>`,
-    /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`.
+    /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`,
+    /// `browserbase:<resourceId>`, `firecrawl:<id>`. A Browserbase or Firecrawl event that
+    /// does not end its job (`crawl.page`, `agent.action`, `…started`) is keyed
+    /// `<provider>:<id>#<its delivery id>`, so that it never takes the place of the job's end.
     pub dedup_key: String,
     /// The platform's own run id; `None` for `webrun-ai`, whose `ai_response` body carries
     /// none (its [`dedup_key`](RunEvent::dedup_key) is the body's hash instead: see
@@ -364,17 +392,26 @@ impl RunEvent {
     /// [`RunEvent::result`], and an error in it is reported there.
     pub fn parse_summary(provider: Provider, body: impl Into<Bytes>) -> Result<Self, PayloadError> {
         let raw_body: Bytes = body.into();
+        // A progress event's key qualifier (Browserbase, Firecrawl): see `dedup_key`.
+        let mut progress = None;
         let parts = match provider {
             Provider::Skyvern => skyvern::summary(&raw_body)?,
             Provider::TinyFish => tinyfish::summary(&raw_body)?,
             Provider::WebRun => webrun::summary(&raw_body)?,
             Provider::WebRunAi => webrun::ai_summary(&raw_body, body_sha256_hex(&raw_body))?,
             Provider::SmartBrowse => smartbrowse::summary(&raw_body)?,
+            Provider::Browserbase => keyed(browserbase::summary(&raw_body)?, &mut progress),
+            Provider::Firecrawl => keyed(firecrawl::summary(&raw_body)?, &mut progress),
         };
         check_run_id(&parts.run_id, parts.id_field)?;
+        let mut dedup_key = provider.dedup_key(&parts.run_id);
+        if let Some(qualifier) = progress {
+            check_run_id(&qualifier, "id")?;
+            dedup_key = format!("{dedup_key}#{qualifier}");
+        }
         Ok(RunEvent {
             provider,
-            dedup_key: provider.dedup_key(&parts.run_id),
+            dedup_key,
             run_id: provider.identity().own_id(parts.run_id),
             status: parts.status,
             event: parts.event,
@@ -460,6 +497,10 @@ impl RunEvent {
                 .as_ref(),
             ProviderPayload::WebRunAi(output) => Some(output),
             ProviderPayload::SmartBrowse(run) => run.extra.get("result"),
+            ProviderPayload::Browserbase(event) => {
+                event.data.as_ref().and_then(|data| data.get("results"))
+            }
+            ProviderPayload::Firecrawl(event) => event.data.as_ref(),
         };
         result.filter(|value| !value.is_null())
     }
@@ -472,7 +513,15 @@ fn parse_payload(provider: Provider, body: &[u8]) -> Result<ProviderPayload, Pay
         Provider::WebRun => webrun::payload(body),
         Provider::WebRunAi => webrun::ai_payload(body),
         Provider::SmartBrowse => smartbrowse::payload(body),
+        Provider::Browserbase => browserbase::payload(body),
+        Provider::Firecrawl => firecrawl::payload(body),
     }
+}
+
+/// `parts`, its progress qualifier moved to `progress`.
+fn keyed((parts, qualifier): (Parts, Option<String>), progress: &mut Option<String>) -> Parts {
+    *progress = qualifier;
+    parts
 }
 
 /// Just what de-duplication needs from a body, read without building the rest: the
@@ -512,6 +561,14 @@ impl DedupProbe {
             }
             Provider::WebRun => (json::object_from_body::<TaskId>(body)?.task_id, "taskId"),
             Provider::WebRunAi => (body_sha256_hex(body), "body"),
+            // The key may carry a progress qualifier: read as the event reads it.
+            Provider::Browserbase | Provider::Firecrawl => {
+                let event = RunEvent::parse_summary(provider, Bytes::copy_from_slice(body))?;
+                return Ok(Self {
+                    dedup_key: event.dedup_key,
+                    run_id: event.run_id,
+                });
+            }
         };
         check_run_id(&run_id, field)?;
         Ok(Self {
@@ -558,6 +615,10 @@ impl Provider {
                 RunIdentity::RunId { field: "run_id" }
             }
             Provider::WebRun => RunIdentity::RunId { field: "taskId" },
+            Provider::Browserbase => RunIdentity::RunId {
+                field: "resourceId",
+            },
+            Provider::Firecrawl => RunIdentity::RunId { field: "id" },
             Provider::WebRunAi => RunIdentity::BodyHash,
         }
     }

@@ -75,7 +75,9 @@ pub fn from_run_api(provider: Provider, run_id: &str, body: &[u8]) -> Result<Api
         Provider::Skyvern => (string_field(&value, "status")?, None),
         Provider::TinyFish => tinyfish(&value, run_id)?,
         Provider::SmartBrowse => smartbrowse(&value, run_id)?,
-        Provider::WebRun | Provider::WebRunAi => return Err(RunApiError::NoRunApi(provider)),
+        Provider::WebRun | Provider::WebRunAi | Provider::Browserbase | Provider::Firecrawl => {
+            return Err(RunApiError::NoRunApi(provider))
+        }
     };
     if !api.is_terminal(&status) {
         return Ok(ApiRun::Pending { status });

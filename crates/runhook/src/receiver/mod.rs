@@ -160,7 +160,8 @@ impl Receiver {
 
     /// A builder for `provider` that authenticates with the platform's default scheme
     /// ([`Platform::default_scheme`]) and `secrets` as its keys: Skyvern's signature, TinyFish's
-    /// secret last path segment, WebRun's and SmartBrowse's `Authorization` token.
+    /// secret last path segment, WebRun's and SmartBrowse's `Authorization` token,
+    /// Browserbase's Standard Webhooks signature, Firecrawl's `x-firecrawl-signature`.
     ///
     /// ```
     /// use runhook::payload::Provider;
@@ -199,6 +200,19 @@ impl Receiver {
     /// [`HeaderToken`](crate::HeaderToken).
     pub fn smartbrowse(tokens: impl Into<Secrets>) -> ReceiverBuilder {
         Self::for_platform(Provider::SmartBrowse, tokens)
+    }
+
+    /// A Browserbase route: Standard Webhooks (`webhook-*` or `svix-*` headers) signed with
+    /// one of `keys`, the decoded `whsec_` signing secrets
+    /// ([`Secret::from_standard_webhooks`]).
+    pub fn browserbase(keys: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::Browserbase, keys)
+    }
+
+    /// A Firecrawl route: `x-firecrawl-signature` (`sha256=<hex>`, the HMAC of the raw body)
+    /// checked against `secrets` (the account's webhook secret; several while rotating).
+    pub fn firecrawl(secrets: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::Firecrawl, secrets)
     }
 
     /// Counters so far and the current queue depth.

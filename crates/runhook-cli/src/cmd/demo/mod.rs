@@ -244,7 +244,12 @@ async fn play(
         let attempts = match scene.act {
             Act::Post => {
                 let url = format!("{base}{}", scene.path);
-                let profile = SenderKind::Current.profile(scene.platform);
+                let mut profile = SenderKind::Current.profile(scene.platform);
+                // As many attempts as the scene plays: Browserbase and Firecrawl retry a 401
+                // too, minutes later.
+                profile.attempts = profile
+                    .attempts
+                    .min(scene.expect_answers.len().max(1) as u32);
                 let body = scene.body.clone();
                 deliver::deliver(&client, &url, &scene.headers, body, &profile, |_| {}).await
             }

@@ -10,8 +10,8 @@ use runhook::retry::RetryPolicy;
 use runhook::runs::ReconcilePolicy;
 
 use super::script::{
-    demo_secret, CONFIRM_PATH, RECONCILE_EVERY, SKYVERN_KEY, SMARTBROWSE_PATH, TINYFISH_API_KEY,
-    TINYFISH_PATH, WEBRUN_AUTH,
+    demo_secret, BROWSERBASE_SECRET, CONFIRM_PATH, FIRECRAWL_SECRET, RECONCILE_EVERY, SKYVERN_KEY,
+    SMARTBROWSE_PATH, TINYFISH_API_KEY, TINYFISH_PATH, WEBRUN_AUTH,
 };
 use super::{Calls, DemoError};
 use crate::outage_store::OutageOnce;
@@ -53,7 +53,7 @@ pub fn demo_routes(
 }
 
 /// Each route, with the secret it accepts.
-fn specs(api_base: &str) -> [(RouteSpec, &'static str); 6] {
+fn specs(api_base: &str) -> [(RouteSpec, &'static str); 8] {
     let route = |path: &str, provider| RouteSpec::new(path, provider, vec![]);
     let mut proxied = route("/webhooks/skyvern-behind-proxy", Provider::Skyvern);
     proxied.canonical_fallback = true;
@@ -75,5 +75,13 @@ fn specs(api_base: &str) -> [(RouteSpec, &'static str); 6] {
             SMARTBROWSE_PATH,
         ),
         (confirmed, TINYFISH_PATH),
+        (
+            route("/webhooks/browserbase", Provider::Browserbase),
+            BROWSERBASE_SECRET,
+        ),
+        (
+            route("/webhooks/firecrawl", Provider::Firecrawl),
+            FIRECRAWL_SECRET,
+        ),
     ]
 }

@@ -19,6 +19,9 @@ pub const WEBRUN_AUTH: &str = "Bearer demo-webrun-token";
 pub const TINYFISH_PATH: &str = "tf-demo-Q7x4Kpz";
 pub const SMARTBROWSE_PATH: &str = "sb-demo-8x4KpzQ7";
 pub const TINYFISH_API_KEY: &str = "tf_demo_api_key_Lw3";
+/// Browserbase's signing secret, in its `whsec_` form (base64 of `runhook-demo-browserbase-key`).
+pub const BROWSERBASE_SECRET: &str = "whsec_cnVuaG9vay1kZW1vLWJyb3dzZXJiYXNlLWtleQ==";
+pub const FIRECRAWL_SECRET: &str = "fc_demo_webhook_secret_T4q";
 
 /// The unsigned TinyFish route that confirms every delivery with the run API stand-in and
 /// reconciles the expected runs.
@@ -48,6 +51,14 @@ const SMARTBROWSE_COMPLETED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-completed.json");
 const SMARTBROWSE_FAILED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-failed.json");
+const BROWSERBASE_COMPLETED: &str =
+    include_str!("../../../../../testdata/payloads/browserbase-invocation-completed.json");
+const BROWSERBASE_FAILED: &str =
+    include_str!("../../../../../testdata/payloads/browserbase-invocation-failed.json");
+const FIRECRAWL_COMPLETED: &str =
+    include_str!("../../../../../testdata/payloads/firecrawl-crawl-completed.json");
+const FIRECRAWL_FAILED: &str =
+    include_str!("../../../../../testdata/payloads/firecrawl-agent-failed.json");
 
 /// Why the script could not be written (its secrets and bodies are constants: a bug).
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +170,55 @@ pub fn script() -> Result<Vec<Scene>, ScriptError> {
     let mut scenes = skyvern_scenes(now)?;
     scenes.extend(header_and_path_scenes(now)?);
     scenes.extend(run_api_scenes(now));
+    scenes.extend(signing_platform_scenes(now)?);
     Ok(scenes)
+}
+
+/// Browserbase's Standard Webhooks and Firecrawl's signature: genuine, and signed with a
+/// guessed key.
+fn signing_platform_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
+    let browserbase = |key: &str, body| -> Result<Request, ScriptError> {
+        let key = Secret::from_standard_webhooks(key)?;
+        let credential = Credential::StandardWebhooksKey(key);
+        let body = bytes(body);
+        let headers = deliver::platform_headers(Provider::Browserbase, &credential, &body, now);
+        Ok((headers, body))
+    };
+    let firecrawl = |key: &str, body| -> Result<Request, ScriptError> {
+        let credential = Credential::FirecrawlKey(demo_secret(key)?);
+        let body = bytes(body);
+        let headers = deliver::platform_headers(Provider::Firecrawl, &credential, &body, now);
+        Ok((headers, body))
+    };
+    let guessed = "whsec_Z3Vlc3NlZC1ieS1hbi1hdHRhY2tlcg==";
+    Ok(vec![
+        Scene::post(
+            Provider::Browserbase,
+            "genuine, Standard Webhooks",
+            "/webhooks/browserbase",
+            browserbase(BROWSERBASE_SECRET, BROWSERBASE_COMPLETED)?,
+        ),
+        Scene::post(
+            Provider::Browserbase,
+            "forged signature (wrong key)",
+            "/webhooks/browserbase",
+            browserbase(guessed, BROWSERBASE_FAILED)?,
+        )
+        .answered(&[401], 0),
+        Scene::post(
+            Provider::Firecrawl,
+            "genuine, x-firecrawl-signature",
+            "/webhooks/firecrawl",
+            firecrawl(FIRECRAWL_SECRET, FIRECRAWL_COMPLETED)?,
+        ),
+        Scene::post(
+            Provider::Firecrawl,
+            "forged signature (wrong key)",
+            "/webhooks/firecrawl",
+            firecrawl("fc_attacker_guess", FIRECRAWL_FAILED)?,
+        )
+        .answered(&[401], 0),
+    ])
 }
 
 /// Skyvern's signed deliveries: genuine, replayed, forged, and re-serialized by a proxy.

@@ -145,6 +145,14 @@ pub enum ServeConfigError {
         /// Why not.
         source: EnvError,
     },
+    /// A Standard Webhooks route's secret is not `whsec_` and base64.
+    #[error("{route}: {source}")]
+    StandardWebhooksSecret {
+        /// The route's path.
+        route: String,
+        /// Why.
+        source: ConfigError,
+    },
     /// The header token scheme refused its settings.
     #[error("{route}: {source}")]
     HeaderToken {

@@ -6,7 +6,10 @@ use std::time::Duration;
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
 use runhook::verify::SegmentPosition;
-use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
+use runhook::{
+    FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature,
+    StandardWebhooks, Unsigned, Verifier,
+};
 use serde::Deserialize;
 
 use super::ServeConfigError;
@@ -154,6 +157,8 @@ impl RouteSpec {
     /// - a `{secret}` segment in the path: that segment must equal a secret;
     /// - Skyvern: the `x-skyvern-signature` HMAC keyed by the API key;
     /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
+    /// - Browserbase: Standard Webhooks, the secrets being `whsec_` signing secrets;
+    /// - Firecrawl: `x-firecrawl-signature` keyed by the webhook secret;
     /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
     pub fn verifier(&self) -> Result<Box<dyn Verifier>, ServeConfigError> {
         let route = &self.path;
@@ -217,6 +222,26 @@ impl RouteSpec {
                     scheme = scheme.with_timestamp_tolerance(Duration::from_secs(secs));
                 }
                 Ok(Box::new(scheme))
+            }
+            (DefaultScheme::StandardWebhooks, None) => {
+                let decoded = keys
+                    .iter()
+                    .map(|key| {
+                        let text = std::str::from_utf8(key.expose()).map_err(|_| {
+                            runhook::verify::ConfigError::InvalidStandardWebhooksSecret
+                        })?;
+                        Secret::from_standard_webhooks(text)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(Secrets::new)
+                    .map_err(|source| ServeConfigError::StandardWebhooksSecret {
+                        route: route.clone(),
+                        source,
+                    })?;
+                Ok(Box::new(StandardWebhooks::new(decoded)))
+            }
+            (DefaultScheme::FirecrawlSignature, None) => {
+                Ok(Box::new(FirecrawlSignature::new(keys)))
             }
             (DefaultScheme::PathSecret, None) => Err(ServeConfigError::SignsNothing {
                 route,
