@@ -253,6 +253,28 @@ pub struct RunApi {
     pub key_header: &'static str,
     /// The run statuses after which nothing more happens, as the API spells them.
     pub terminal_states: &'static [&'static str],
+    /// How the platform lists its recent runs, for a sweep; `None` when it documents no list.
+    pub list: Option<RunList>,
+}
+
+/// How a platform's run API lists recent runs, newest first, one page at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunList {
+    /// `GET {path}?created_after=<RFC 3339>&limit=<n>[&cursor=<c>]` answering
+    /// `{"data": [run, …], "pagination": {"next_cursor": …, "has_more": …}}`, each item the
+    /// whole run as one run's fetch returns it (TinyFish).
+    CreatedAfterCursor {
+        /// The list's path.
+        path: &'static str,
+    },
+    /// `GET {path}?page=<n>&page_size=<n>` (pages from 1) answering a JSON array of runs, or
+    /// an object holding it under `data` or `runs`, newest first by `created_at`; each item
+    /// names a run (`run_id`, `status`, `created_at`) that is then fetched by id (Skyvern).
+    NumberedPages {
+        /// The list's path.
+        path: &'static str,
+    },
 }
 
 impl RunApi {
@@ -305,6 +327,8 @@ const SKYVERN: Platform = Platform {
         run_path: "/v1/runs/{id}",
         key_header: "x-api-key",
         terminal_states: &["completed", "failed", "terminated", "timed_out", "canceled"],
+        // `GET /v1/runs` (hidden in Skyvern's API docs): page ≤ 100, page_size ≤ 100.
+        list: Some(RunList::NumberedPages { path: "/v1/runs" }),
     }),
 };
 
@@ -332,6 +356,7 @@ const TINYFISH: Platform = Platform {
         run_path: "/v1/runs/{id}",
         key_header: "x-api-key",
         terminal_states: &["COMPLETED", "FAILED", "CANCELLED"],
+        list: Some(RunList::CreatedAfterCursor { path: "/v1/runs" }),
     }),
 };
 
@@ -388,6 +413,7 @@ const SMARTBROWSE: Platform = Platform {
         run_path: "/v1/smartbrowse/runs/{id}",
         key_header: "x-api-key",
         terminal_states: &["completed", "failed", "cancelled"],
+        list: None,
     }),
 };
 

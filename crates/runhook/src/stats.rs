@@ -27,6 +27,7 @@ pub(crate) struct Counters {
     pub reconciled: AtomicU64,
     pub reconcile_given_up: AtomicU64,
     pub expected_waiting: AtomicU64,
+    pub swept: AtomicU64,
     /// A gauge: dead letters refused by the sink and parked, tried again in the background.
     pub parked: AtomicU64,
 }
@@ -61,6 +62,7 @@ impl Counters {
             reconciled: get(&self.reconciled),
             reconcile_given_up: get(&self.reconcile_given_up),
             expected_waiting: get(&self.expected_waiting),
+            swept: get(&self.swept),
             dead_letters_parked: get(&self.parked),
             queue_depth,
         }
@@ -120,6 +122,9 @@ pub struct Stats {
     /// Expected runs still waiting for their webhook or their reconciliation, as last read
     /// from the store by this receiver's reconciler.
     pub expected_waiting: u64,
+    /// Finished runs a sweep of the platform's recent runs found without a processed webhook,
+    /// and handed to the handler ([`ReceiverBuilder::sweep`](crate::ReceiverBuilder::sweep)).
+    pub swept: u64,
     /// Dead letters the sink refused, parked with their claims held and tried again in the
     /// background (the sink is full or failing: an alarm).
     pub dead_letters_parked: u64,

@@ -287,15 +287,31 @@ pub enum EventSource {
     Webhook,
     /// No webhook came in time: a reconciler fetched the run from the platform's run API.
     Reconciled,
+    /// No webhook came: a sweep of the platform's recent runs found it finished.
+    Swept,
 }
 
 impl EventSource {
-    /// `webhook` or `reconciled`, as event JSON spells it.
+    /// `webhook`, `reconciled` or `swept`, as event JSON spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             EventSource::Webhook => "webhook",
             EventSource::Reconciled => "reconciled",
+            EventSource::Swept => "swept",
         }
+    }
+
+    /// The source [`EventSource::as_str`] spells `name`; `None` for any other text.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Webhook, Self::Reconciled, Self::Swept]
+            .into_iter()
+            .find(|source| source.as_str() == name)
+    }
+
+    /// Whether the run's data came from the platform's run API (confirmed by it), not from a
+    /// POSTed body.
+    pub fn is_from_run_api(self) -> bool {
+        matches!(self, EventSource::Reconciled | EventSource::Swept)
     }
 }
 

@@ -277,13 +277,13 @@ impl DeadLetterRecord {
         self.provider.as_deref().and_then(Provider::from_name)
     }
 
-    /// How the run reached the receiver: [`EventSource::Reconciled`] when the letter says so,
-    /// else a webhook.
+    /// How the run reached the receiver, as the letter says ([`EventSource::Webhook`] when it
+    /// says nothing runhook knows).
     pub fn source(&self) -> EventSource {
-        match self.source.as_deref() {
-            Some(name) if name == EventSource::Reconciled.as_str() => EventSource::Reconciled,
-            _ => EventSource::Webhook,
-        }
+        self.source
+            .as_deref()
+            .and_then(EventSource::from_name)
+            .unwrap_or(EventSource::Webhook)
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{Read as _, Seek as _, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use runhook_core::payload::{Confirmation, EventSource, PayloadError, RunEvent};
+use runhook_core::payload::{Confirmation, PayloadError, RunEvent};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
 
 use super::{open_locked, parse_lines, DeadLetterRecord};
@@ -110,8 +110,9 @@ fn event_of(record: &DeadLetterRecord) -> Result<(RunEvent, bytes::Bytes), Kept>
         .ok_or_else(|| Kept::UnknownProvider(record.provider.clone()))?;
     let body = record.body_bytes().map_err(Kept::Body)?;
     let mut event = RunEvent::parse_summary(provider, body.clone()).map_err(Kept::Unparseable)?;
-    if record.source() == EventSource::Reconciled {
-        event.source = EventSource::Reconciled;
+    let source = record.source();
+    if source.is_from_run_api() {
+        event.source = source;
         event.confirmation = Confirmation::Confirmed;
     }
     Ok((event, body))

@@ -55,7 +55,9 @@ use crate::handoff::{HandOff, MemoryQueue};
 use crate::log_every::LogEvery;
 use crate::parked::{Parked, Settings as ParkedSettings};
 use crate::retry::RetryPolicy;
-use crate::runs::{ReconcilePolicy, Reconciler, RunSource, Submit};
+use crate::runs::{
+    ReconcilePolicy, Reconciler, RunLister, RunSource, Submit, SweepPolicy, Sweeper,
+};
 use crate::stats::Counters;
 #[cfg(feature = "redis")]
 use crate::stream::{RedisStreamQueue, StreamWorkers};
@@ -106,6 +108,7 @@ pub struct WithHandler {
     in_flight_duplicates: Option<InFlightDuplicates>,
     confirm: Option<Arc<dyn RunSource>>,
     reconcile: Option<(Arc<dyn RunSource>, ReconcilePolicy)>,
+    sweep: Option<(Arc<dyn RunLister>, SweepPolicy)>,
     #[cfg(feature = "redis")]
     stream: Option<RedisStreamQueue>,
 }
@@ -183,6 +186,7 @@ impl ReceiverBuilder<Inline> {
                 in_flight_duplicates: None,
                 confirm: None,
                 reconcile: None,
+                sweep: None,
                 #[cfg(feature = "redis")]
                 stream: None,
             },
@@ -331,8 +335,21 @@ impl ReceiverBuilder<WithHandler> {
         self
     }
 
-    /// Builds the receiver and starts its workers (and its reconciler), inside a tokio
-    /// runtime.
+    /// Sweeps the platform's recent runs every `policy.every` (see
+    /// [`runs::sweep`](crate::runs::SweepPolicy)): the finished runs created within
+    /// `policy.window` whose webhook was never processed are handed to the handler
+    /// ([`EventSource::Swept`](crate::payload::EventSource::Swept)), with nothing registered
+    /// beforehand. Runs done in the store cost no API call. Instances sharing the store take
+    /// turns: one sweep per period. `lister` is usually a
+    /// [`RunApiClient`](crate::runs::RunApiClient) (feature `runs`; TinyFish and Skyvern list
+    /// their runs).
+    pub fn sweep(mut self, lister: Arc<dyn RunLister>, policy: SweepPolicy) -> Self {
+        self.style.sweep = Some((lister, policy));
+        self
+    }
+
+    /// Builds the receiver and starts its workers (and its reconciler and sweeper), inside a
+    /// tokio runtime.
     pub fn build(self) -> Result<Receiver, BuildError> {
         let ReceiverBuilder { route, mut style } = self;
         #[cfg(feature = "redis")]
@@ -340,6 +357,7 @@ impl ReceiverBuilder<WithHandler> {
         let pipeline = route.pipeline()?;
         style.check_runs(&pipeline)?;
         let (reconcile, in_flight) = (style.reconcile.take(), style.in_flight_duplicates);
+        let sweep = style.sweep.take();
         let hand_off = style.start_hand_off(&pipeline);
         // Unless set: acknowledged when the run's hand-off is as safe as the store (a store of
         // this process) or survives this process (a Redis stream).
@@ -357,14 +375,24 @@ impl ReceiverBuilder<WithHandler> {
             counters: pipeline.counters.clone(),
             policy,
         });
+        let sweeper = sweep.map(|(lister, policy)| Sweeper {
+            provider: pipeline.provider,
+            lister,
+            store: pipeline.store.clone(),
+            counters: pipeline.counters.clone(),
+            policy,
+        });
         let inner = Arc::new(BackgroundRoute {
             pipeline,
             hand_off,
             in_flight_duplicates,
         });
+        let submit: Arc<dyn Submit> = inner.clone();
         if let Some(reconciler) = reconciler {
-            let submit: Arc<dyn Submit> = inner.clone();
             tokio::spawn(reconciler.run(Arc::downgrade(&submit)));
+        }
+        if let Some(sweeper) = sweeper {
+            tokio::spawn(sweeper.run(Arc::downgrade(&submit)));
         }
         Ok(Receiver { inner })
     }
@@ -382,7 +410,7 @@ impl WithHandler {
 
     /// Refuses confirmation or reconciliation that cannot work on this route.
     fn check_runs(&self, pipeline: &Pipeline) -> Result<(), BuildError> {
-        let runs = self.confirm.is_some() || self.reconcile.is_some();
+        let runs = self.confirm.is_some() || self.reconcile.is_some() || self.sweep.is_some();
         if runs && Platform::of(pipeline.provider).run_api.is_none() {
             return Err(BuildError::NoRunApi(pipeline.provider));
         }

@@ -187,6 +187,21 @@ impl RunApiClient {
         }
     }
 
+    /// The platform's run API as the platform table describes it.
+    pub(super) fn run_api(&self) -> RunApi {
+        self.api
+    }
+
+    /// `{base}{path}` (the base's own path kept in front).
+    pub(super) fn url_at(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+            segments.extend(path.trim_start_matches('/').split('/'));
+        }
+        url
+    }
+
     /// `{base}{path of run_id}`, the id percent-encoded as one path segment.
     fn url_of(&self, run_id: &str) -> reqwest::Url {
         let mut url = self.base.clone();
@@ -201,7 +216,10 @@ impl RunApiClient {
 
     /// One GET: the status and the body (bounded), or a network error, or the status with
     /// its `Retry-After` when it is a retryable refusal.
-    async fn get_once(&self, url: reqwest::Url) -> Result<(StatusCode, Bytes), FetchError> {
+    pub(super) async fn get_once(
+        &self,
+        url: reqwest::Url,
+    ) -> Result<(StatusCode, Bytes), FetchError> {
         // Held until the answer is read; the semaphore is never closed.
         let _turn = self.in_flight.acquire().await.ok();
         let response = self

@@ -34,13 +34,18 @@ use crate::handler::BoxFuture;
 
 #[cfg(feature = "runs")]
 mod client;
+#[cfg(feature = "runs")]
+mod list;
 mod reconcile;
+mod sweep;
 
 #[cfg(feature = "runs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runs")))]
 pub use client::{RunApiClient, RunApiClientBuilder, RunApiClientError, DEFAULT_MAX_IN_FLIGHT};
 pub use reconcile::ReconcilePolicy;
 pub(crate) use reconcile::{Reconciler, Submit, Submitted};
+pub(crate) use sweep::Sweeper;
+pub use sweep::{Listed, ListedPage, RunLister, SweepPolicy};
 
 /// What a run API said about one run.
 #[derive(Debug, Clone)]

@@ -141,15 +141,16 @@ impl Entry {
             .ok()
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let source = match fields.text(field::SOURCE).as_deref() {
-            Ok("reconciled") => EventSource::Reconciled,
-            _ => EventSource::Webhook,
-        };
+        let source = fields
+            .text(field::SOURCE)
+            .ok()
+            .and_then(|name| EventSource::from_name(&name))
+            .unwrap_or(EventSource::Webhook);
         let mut event = RunEvent::parse_summary(provider, body).map_err(Malformed::Unparseable)?;
         if event.dedup_key != key {
             return Err(Malformed::OtherRun);
         }
-        if source == EventSource::Reconciled {
+        if source.is_from_run_api() {
             event.source = source;
             event.confirmation = Confirmation::Confirmed;
         }
