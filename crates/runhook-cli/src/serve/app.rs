@@ -165,6 +165,9 @@ impl Shared {
         if let Some((source, policy)) = runs.reconcile {
             builder = builder.reconcile(source, policy);
         }
+        if let Some((lister, policy)) = runs.sweep {
+            builder = builder.sweep(lister, policy);
+        }
         builder
     }
 }

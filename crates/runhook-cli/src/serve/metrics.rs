@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 18] = [
+const FAMILIES: [Family; 19] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -156,6 +156,12 @@ const FAMILIES: [Family; 18] = [
         help: "Expected runs whose webhook never came in time, processed from the run API.",
         kind: "counter",
         read: |s| s.reconciled,
+    },
+    Family {
+        name: "runhook_swept_total",
+        help: "Finished runs a sweep of the platform's recent runs found without a processed webhook, processed from the run API.",
+        kind: "counter",
+        read: |s| s.swept,
     },
     Family {
         name: "runhook_reconcile_given_up_total",

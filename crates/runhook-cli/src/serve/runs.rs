@@ -1,15 +1,18 @@
-//! A route's run API settings (`api_url`, `api_key_env`, `confirm`, `reconcile_after_secs`),
-//! checked by [`RouteSpec::check_runs`], turned into the run API client its receiver confirms
-//! and reconciles with.
+//! A route's run API settings (`api_url`, `api_key_env`, `confirm`, `reconcile_after_secs`,
+//! `sweep_every_secs`, `sweep_window_secs`), checked by [`RouteSpec::check_runs`], turned into
+//! the run API client its receiver confirms, reconciles and sweeps with.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use runhook::runs::{ReconcilePolicy, RunApiClient, RunSource};
+use runhook::runs::{ReconcilePolicy, RunApiClient, RunLister, RunSource, SweepPolicy};
 use runhook::Secret;
 
 use super::config::{Confirm, RouteSpec, ServeConfigError};
 use crate::env;
+
+/// How far back a sweep looks when the route gives no `sweep_window_secs`: an hour.
+const DEFAULT_SWEEP_WINDOW_SECS: u64 = 3600;
 
 /// What a route does with its platform's run API: nothing, confirm, reconcile, or both.
 #[derive(Default)]
@@ -18,6 +21,8 @@ pub struct RouteRuns {
     pub confirm: Option<Arc<dyn RunSource>>,
     /// Where this provider's expected runs are reconciled from, and how.
     pub reconcile: Option<(Arc<dyn RunSource>, ReconcilePolicy)>,
+    /// Where this provider's recent runs are swept from, and how.
+    pub sweep: Option<(Arc<dyn RunLister>, SweepPolicy)>,
 }
 
 impl RouteRuns {
@@ -67,13 +72,20 @@ impl RouteRuns {
             builder = builder.proxy(proxy).map_err(client)?;
         }
         let client = builder.build().map_err(client)?;
-        tracing::info!(route = %route, provider = %spec.provider, api = ?client, confirm = spec.confirm == Confirm::FetchFirst, reconcile_after_secs = ?spec.reconcile_after_secs, "run API in use");
-        let source: Arc<dyn RunSource> = Arc::new(client);
+        tracing::info!(route = %route, provider = %spec.provider, api = ?client, confirm = spec.confirm == Confirm::FetchFirst, reconcile_after_secs = ?spec.reconcile_after_secs, sweep_every_secs = ?spec.sweep_every_secs, "run API in use");
+        let client = Arc::new(client);
+        let source: Arc<dyn RunSource> = client.clone();
+        let sweep = spec.sweep_every_secs.map(|every| {
+            let window = spec.sweep_window_secs.unwrap_or(DEFAULT_SWEEP_WINDOW_SECS);
+            let policy = SweepPolicy::new(Duration::from_secs(every), Duration::from_secs(window));
+            (client as Arc<dyn RunLister>, policy)
+        });
         Ok(RouteRuns {
             confirm: (spec.confirm == Confirm::FetchFirst).then(|| source.clone()),
             reconcile: spec
                 .reconcile_after_secs
                 .map(|secs| (source, policy(Duration::from_secs(secs)))),
+            sweep,
         })
     }
 }

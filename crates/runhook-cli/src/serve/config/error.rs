@@ -215,6 +215,20 @@ pub enum ServeConfigError {
         /// The route's path.
         route: String,
     },
+    /// `sweep_every_secs` on a platform that documents no list of runs.
+    #[error("{route}: {platform} documents no list of runs to sweep (TinyFish and Skyvern do)")]
+    NoRunList {
+        /// The route's path.
+        route: String,
+        /// The platform's name.
+        platform: &'static str,
+    },
+    /// A zero sweep period or window, or a window without a period.
+    #[error("{route}: sweep_every_secs and sweep_window_secs must be at least 1, and the window needs the period")]
+    ZeroSweep {
+        /// The route's path.
+        route: String,
+    },
     /// The run API client refused the platform or the key.
     #[error("{route}: {source}")]
     Client {

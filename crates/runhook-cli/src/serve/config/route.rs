@@ -62,6 +62,13 @@ pub struct RouteSpec {
     /// overrides it per run). Needs a Redis store.
     #[serde(default)]
     pub reconcile_after_secs: Option<u64>,
+    /// Sweep the platform's recent runs this often, in seconds, and process the finished ones
+    /// whose webhook never came (TinyFish, Skyvern); instances sharing a store take turns.
+    #[serde(default)]
+    pub sweep_every_secs: Option<u64>,
+    /// How far back a sweep looks, in seconds (default 3600).
+    #[serde(default)]
+    pub sweep_window_secs: Option<u64>,
 }
 
 /// Whether a route confirms each delivery with the platform's run API (`confirm = true`).
@@ -98,6 +105,8 @@ impl RouteSpec {
             api_key_env: None,
             confirm: Confirm::Off,
             reconcile_after_secs: None,
+            sweep_every_secs: None,
+            sweep_window_secs: None,
         }
     }
 
@@ -106,9 +115,14 @@ impl RouteSpec {
         self.reconcile_after_secs.is_some()
     }
 
-    /// Whether this route calls its platform's run API (to confirm, to reconcile or both).
+    /// Whether this route calls its platform's run API (to confirm, to reconcile, to sweep).
     pub fn uses_run_api(&self) -> bool {
-        self.confirm == Confirm::FetchFirst || self.reconciles()
+        self.confirm == Confirm::FetchFirst || self.reconciles() || self.sweeps()
+    }
+
+    /// Whether this route sweeps its platform's recent runs.
+    pub fn sweeps(&self) -> bool {
+        self.sweep_every_secs.is_some()
     }
 
     /// Refuses run API settings that cannot work: on a platform without a run API (WebRun),
@@ -131,6 +145,16 @@ impl RouteSpec {
         }
         if self.reconcile_after_secs == Some(0) {
             return Err(ServeConfigError::ZeroWindow { route });
+        }
+        if self.sweeps() && platform.run_api.and_then(|api| api.list).is_none() {
+            let platform = platform.display_name;
+            return Err(ServeConfigError::NoRunList { route, platform });
+        }
+        if self.sweep_every_secs == Some(0) || self.sweep_window_secs == Some(0) {
+            return Err(ServeConfigError::ZeroSweep { route });
+        }
+        if self.sweep_window_secs.is_some() && !self.sweeps() {
+            return Err(ServeConfigError::ZeroSweep { route });
         }
         Ok(())
     }
