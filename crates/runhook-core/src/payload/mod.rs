@@ -8,6 +8,7 @@
 //! values are represented.
 
 pub mod json;
+mod phase;
 mod run_api;
 mod skyvern;
 mod smartbrowse;
@@ -23,8 +24,10 @@ use http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use phase::Attempt;
+pub use phase::{parse_iso8601, RunPhase};
 pub use run_api::{from_run_api, ApiRun, RunApiError};
-pub use skyvern::SkyvernRun;
+pub use skyvern::{SkyvernAttempt, SkyvernRun};
 pub use smartbrowse::SmartBrowseRun;
 pub use tinyfish::{TinyFishError, TinyFishRun, TinyFishRunData, TinyFishStep};
 pub use webrun::{WebRunData, WebRunFullResponse, WebRunPayload, WebRunPing, WebRunUsage};
@@ -302,15 +305,22 @@ pub struct RunEvent {
     /// Which platform sent it.
     pub provider: Provider,
     /// The idempotency key, scoped by provider: `skyvern:<run_id>`, `tinyfish:<run_id>`,
-    /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`.
+    /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`. An
+    /// interim event has its attempt's own key, `skyvern:<run_id>#attempt-<n>`
+    /// ([`Provider::attempt_dedup_key`]).
     pub dedup_key: String,
     /// The platform's own run id; `None` for `webrun-ai`, whose `ai_response` body carries
     /// none (its [`dedup_key`](RunEvent::dedup_key) is the body's hash instead: see
     /// [`RunIdentity`]). An `Option` rather than the hash, so that nothing shows or sends a
     /// hash as if the platform had named the run with it.
     pub run_id: Option<String>,
-    /// The run's outcome.
+    /// The run's outcome (an interim event's: the attempt's).
     pub status: RunStatus,
+    /// Which attempt of the run this reports, when the platform numbers them (Skyvern
+    /// workflow runs with a retry policy; 1 for the first).
+    pub attempt: Option<u32>,
+    /// Whether this is the run's outcome or an attempt's that the platform will retry.
+    pub phase: RunPhase,
     /// The platform's own event name (`run.completed`, `completed`, `task_completed`), if any.
     pub event: Option<String>,
     /// Why it failed, if it did.
@@ -364,8 +374,10 @@ impl RunEvent {
     /// [`RunEvent::result`], and an error in it is reported there.
     pub fn parse_summary(provider: Provider, body: impl Into<Bytes>) -> Result<Self, PayloadError> {
         let raw_body: Bytes = body.into();
+        // Only platforms that retry runs under one id fill it in.
+        let mut attempt = Attempt::default();
         let parts = match provider {
-            Provider::Skyvern => skyvern::summary(&raw_body)?,
+            Provider::Skyvern => skyvern::summary(&raw_body, &mut attempt)?,
             Provider::TinyFish => tinyfish::summary(&raw_body)?,
             Provider::WebRun => webrun::summary(&raw_body)?,
             Provider::WebRunAi => webrun::ai_summary(&raw_body, body_sha256_hex(&raw_body))?,
@@ -374,9 +386,11 @@ impl RunEvent {
         check_run_id(&parts.run_id, parts.id_field)?;
         Ok(RunEvent {
             provider,
-            dedup_key: provider.dedup_key(&parts.run_id),
+            dedup_key: provider.attempt_dedup_key(&parts.run_id, attempt.number, &attempt.phase),
             run_id: provider.identity().own_id(parts.run_id),
             status: parts.status,
+            attempt: attempt.number,
+            phase: attempt.phase,
             event: parts.event,
             error: parts.error,
             timestamps: parts.timestamps,
@@ -500,22 +514,29 @@ impl DedupProbe {
         #[derive(serde::Deserialize)]
         struct RunId {
             run_id: String,
+            attempt: Option<u32>,
+            retry_pending: Option<bool>,
         }
         #[derive(serde::Deserialize)]
         struct TaskId {
             #[serde(rename = "taskId")]
             task_id: String,
         }
-        let (run_id, field) = match provider {
+        let (run_id, field, attempt, phase) = match provider {
             Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
-                (json::object_from_body::<RunId>(body)?.run_id, "run_id")
+                let read = json::object_from_body::<RunId>(body)?;
+                let phase = RunPhase::of(read.retry_pending, None);
+                (read.run_id, "run_id", read.attempt, phase)
             }
-            Provider::WebRun => (json::object_from_body::<TaskId>(body)?.task_id, "taskId"),
-            Provider::WebRunAi => (body_sha256_hex(body), "body"),
+            Provider::WebRun => {
+                let task_id = json::object_from_body::<TaskId>(body)?.task_id;
+                (task_id, "taskId", None, RunPhase::Final)
+            }
+            Provider::WebRunAi => (body_sha256_hex(body), "body", None, RunPhase::Final),
         };
         check_run_id(&run_id, field)?;
         Ok(Self {
-            dedup_key: provider.dedup_key(&run_id),
+            dedup_key: provider.attempt_dedup_key(&run_id, attempt, &phase),
             run_id: provider.identity().own_id(run_id),
         })
     }
