@@ -46,7 +46,7 @@ use runhook_core::{SchemeKind, Verifier};
 use runhook_store::{IdempotencyStore, MemoryStore};
 
 use super::outcome::{InFlightDuplicates, OutagePause};
-use super::pipeline::{Auth, Pipeline};
+use super::pipeline::{Auth, Interim, Pipeline};
 use super::{BackgroundRoute, InlineReceiver, Receiver};
 use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
@@ -121,6 +121,7 @@ struct RouteSettings {
     pre_auth_budget: PreAuthBudget,
     lease: Duration,
     keep_for: Duration,
+    interim: Interim,
 }
 
 /// A receiver that cannot be built as configured: what only the values, not the types, can
@@ -165,6 +166,7 @@ impl ReceiverBuilder<Inline> {
                 pre_auth_budget: PreAuthBudget::process(),
                 lease: DEFAULT_LEASE,
                 keep_for: DEFAULT_DEDUP_WINDOW,
+                interim: Interim::Process,
             },
             style: Inline,
         }
@@ -257,6 +259,15 @@ impl<Style> ReceiverBuilder<Style> {
     /// [`DEFAULT_DEDUP_WINDOW`](crate::receiver::DEFAULT_DEDUP_WINDOW), 7 days).
     pub fn dedup_window(mut self, keep_for: Duration) -> Self {
         self.route.keep_for = keep_for;
+        self
+    }
+
+    /// What to do with interim events, the reports of attempts the platform will retry
+    /// (default [`Interim::Process`]: each processed once, under its attempt's key; the final
+    /// event is processed either way). [`Interim::Skip`] answers them 200 without a handler
+    /// call.
+    pub fn interim(mut self, interim: Interim) -> Self {
+        self.route.interim = interim;
         self
     }
 }
@@ -468,6 +479,7 @@ impl RouteSettings {
             rejected_log: LogEvery::default(),
             counters,
             credential_headers,
+            interim: self.interim,
         })
     }
 }
