@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
+use runhook::receiver::Interim;
 use runhook::verify::SegmentPosition;
 use runhook::{HeaderToken, PathSecret, Secrets, SkyvernSignature, Unsigned, Verifier};
 use serde::Deserialize;
@@ -59,6 +60,22 @@ pub struct RouteSpec {
     /// overrides it per run). Needs a Redis store.
     #[serde(default)]
     pub reconcile_after_secs: Option<u64>,
+    /// `skip_interim = true`: answer interim events (a Skyvern attempt that will be retried,
+    /// `retry_pending: true`) 200 without running the handler; the final event still runs.
+    #[serde(
+        default,
+        rename = "skip_interim",
+        deserialize_with = "interim_from_skip"
+    )]
+    pub interim: Interim,
+}
+
+fn interim_from_skip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Interim, D::Error> {
+    Ok(if bool::deserialize(d)? {
+        Interim::Skip
+    } else {
+        Interim::Process
+    })
 }
 
 /// Whether a route confirms each delivery with the platform's run API (`confirm = true`).
@@ -95,6 +112,7 @@ impl RouteSpec {
             api_key_env: None,
             confirm: Confirm::Off,
             reconcile_after_secs: None,
+            interim: Interim::Process,
         }
     }
 
