@@ -71,10 +71,12 @@ pub async fn printing_receiver(
         .build()?)
 }
 
-/// The examples' handler: prints `processed <provider> <run_id>` and flushes stdout.
+/// The examples' handler: prints `processed <provider> <run_id>` (the platform's own run id;
+/// `-` for a body that names none, WebRun's `ai_response`) and flushes stdout.
 pub async fn print_processed(event: Arc<RunEvent>) -> Result<(), std::io::Error> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "processed {} {}", event.provider, event.dedup_key)?;
+    let run_id = event.run_id.as_deref().unwrap_or("-");
+    writeln!(out, "processed {} {run_id}", event.provider)?;
     out.flush()
 }
 

@@ -21,7 +21,7 @@ fn demo_plays_every_scene_as_expected() {
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .collect();
-    assert_eq!(rows.len(), 16, "{stdout}");
+    assert_eq!(rows.len(), 19, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with(" yes")), "{stdout}");
     for platform in [
         "skyvern",
@@ -39,6 +39,12 @@ fn demo_plays_every_scene_as_expected() {
     let tinyfish = rows.iter().find(|r| r.contains("tinyfish")).unwrap();
     assert!(tinyfish.contains("503 → 200"), "{tinyfish}");
     assert!(stdout.contains("re-serialized"), "{stdout}");
+    // A retried Skyvern workflow: the interim and the final webhook each run the handler once
+    // (each under its own key); the final one re-driven later is a duplicate of it.
+    for what in ["attempt 1 (interim)", "attempt 2 (final)", "re-driven"] {
+        let row = rows.iter().find(|r| r.contains(what)).unwrap();
+        assert!(row.contains(" 200 ") && row.contains(" 1 "), "{row}");
+    }
     // A run whose webhook never arrives is processed once, from the run API.
     let missed = rows.iter().find(|r| r.contains("never arrives")).unwrap();
     assert!(

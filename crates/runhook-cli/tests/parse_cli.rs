@@ -40,6 +40,8 @@ fn prints_the_unified_event_with_its_fields_in_order() {
         "run_id",
         "status",
         "event",
+        "attempt",
+        "final",
         "result",
         "error",
     ]
@@ -58,6 +60,8 @@ fn prints_the_unified_event_with_its_fields_in_order() {
             "run_id": "7f1c2e94-0d1a-4b7e-9c55-2d6a8f3b1e02",
             "status": "failed",
             "event": "run.failed",
+            "attempt": null,
+            "final": true,
             "result": null,
             "error": {"message": "Login wall blocked the agent", "category": "AGENT_FAILURE"}
         })

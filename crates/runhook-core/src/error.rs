@@ -113,6 +113,11 @@ pub enum ConfigError {
     /// A scheme was given no secret at all.
     #[error("no secret was given")]
     NoSecrets,
+    /// The secret is a key published in a platform's code (Skyvern's test-webhook key
+    /// `test_api_key_placeholder`): anyone can sign with it. See
+    /// [`PUBLIC_PLACEHOLDER_KEYS`](crate::PUBLIC_PLACEHOLDER_KEYS).
+    #[error("the secret is a platform's public placeholder key (Skyvern's test-webhook key): anyone can sign with it")]
+    PlaceholderSecret,
     /// A Standard Webhooks secret is not `whsec_` followed by base64.
     #[error("a Standard Webhooks secret must be `whsec_` followed by base64")]
     InvalidStandardWebhooksSecret,

@@ -51,7 +51,7 @@ pub use auth::{
 pub use error::{AuthError, ConfigError, SchemeKind};
 pub use headers::{single_header, HeaderLookup, SingleHeader};
 pub use retry_after::parse_retry_after;
-pub use secret::{Secret, Secrets};
+pub use secret::{Secret, Secrets, PUBLIC_PLACEHOLDER_KEYS};
 pub use verify::{
     BeforeBody, BodyMatch, Clock, Delivery, FixedClock, SystemClock, TimestampCheck, Verified,
     Verifier,

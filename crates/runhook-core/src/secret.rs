@@ -7,6 +7,11 @@ use zeroize::Zeroize as _;
 
 use crate::error::ConfigError;
 
+/// Keys published in a platform's own code, refused as secrets: a delivery signed with one
+/// proves nothing. Skyvern's `POST /v1/internal/test-webhook` signs with
+/// `test_api_key_placeholder` when the organization has no API key.
+pub const PUBLIC_PLACEHOLDER_KEYS: &[&[u8]] = &[b"test_api_key_placeholder"];
+
 /// One secret value: an API key, a header token, a path segment or a signing key.
 ///
 /// A `Secret` is never empty and never whitespace-only: an empty HMAC key is a key every
@@ -18,12 +23,15 @@ pub struct Secret {
 }
 
 impl Secret {
-    /// Builds a secret from its raw bytes, refusing an empty or whitespace-only value.
+    /// Builds a secret from its raw bytes, refusing an empty or whitespace-only value, and
+    /// [`PUBLIC_PLACEHOLDER_KEYS`] (Skyvern's test-webhook endpoint signs with
+    /// `test_api_key_placeholder` when an organization has no key: a key anyone knows).
     ///
     /// ```
     /// use runhook_core::Secret;
     /// assert!(Secret::new("sk_live_123").is_ok());
     /// assert!(Secret::new("   ").is_err());
+    /// assert!(Secret::new("test_api_key_placeholder").is_err());
     /// ```
     pub fn new(value: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let bytes = value.as_ref();
@@ -32,6 +40,9 @@ impl Secret {
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ConfigError::WhitespaceSecret);
+        }
+        if PUBLIC_PLACEHOLDER_KEYS.contains(&bytes.trim_ascii()) {
+            return Err(ConfigError::PlaceholderSecret);
         }
         Ok(Self {
             bytes: bytes.into(),

@@ -40,3 +40,21 @@ pub fn signed_post(
         })
         .body(body.to_vec())
 }
+
+/// A Skyvern workflow run's interim body: attempt `attempt` failed and a retry is pending
+/// (`retry_pending: true`, `next_attempt_at` as given), as `webhook_on_retry: "every_attempt"`
+/// sends it.
+pub fn interim_body(run_id: &str, attempt: u32, next_attempt_at: &str) -> Vec<u8> {
+    format!(
+        r#"{{"run_id":"{run_id}","workflow_run_id":"{run_id}","run_type":"workflow_run","status":"failed","failure_reason":"page did not load","output":null,"attempt":{attempt},"retry_pending":true,"next_attempt_at":"{next_attempt_at}","attempts":[{{"attempt_number":{attempt},"status":"failed","failure_reason":"page did not load","error_codes":["PAGE_LOAD_TIMEOUT"],"retry_decision":"retry","webhook_sent_at":null}}]}}"#
+    )
+    .into_bytes()
+}
+
+/// A Skyvern workflow run's final body after retries: attempt `attempt` completed.
+pub fn retried_final_body(run_id: &str, attempt: u32) -> Vec<u8> {
+    format!(
+        r#"{{"run_id":"{run_id}","workflow_run_id":"{run_id}","run_type":"workflow_run","status":"completed","failure_reason":null,"output":{{"n":{attempt}}},"attempt":{attempt},"retry_pending":false,"next_attempt_at":null}}"#
+    )
+    .into_bytes()
+}

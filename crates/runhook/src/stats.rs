@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     pub received: AtomicU64,
     pub accepted: AtomicU64,
+    pub interim_skipped: AtomicU64,
     pub rejected: AtomicU64,
     pub rejected_unauthorized: AtomicU64,
     pub rejected_too_large: AtomicU64,
@@ -43,6 +44,7 @@ impl Counters {
         Stats {
             received: get(&self.received),
             accepted: get(&self.accepted),
+            interim_skipped: get(&self.interim_skipped),
             rejected: get(&self.rejected),
             rejected_unauthorized: get(&self.rejected_unauthorized),
             rejected_too_large: get(&self.rejected_too_large),
@@ -76,6 +78,9 @@ pub struct Stats {
     pub received: u64,
     /// Deliveries acknowledged and handed off.
     pub accepted: u64,
+    /// Genuine interim events (attempts the platform will retry) answered 200 without a
+    /// handler call, on a route that skips them ([`Interim::Skip`](crate::receiver::Interim)).
+    pub interim_skipped: u64,
     /// Deliveries rejected, for any reason (the sum of the `rejected_*` counts and
     /// misconfiguration).
     pub rejected: u64,

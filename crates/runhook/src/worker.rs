@@ -262,6 +262,11 @@ impl Failure {
     }
 }
 
+/// How long from now until `at` (`None` when it is unknown or past).
+fn until(at: Option<std::time::SystemTime>) -> Option<Duration> {
+    at?.duration_since(std::time::SystemTime::now()).ok()
+}
+
 /// A finished attempt's result, a panic counted as a failure.
 fn attempt_result(
     out: Result<Result<(), crate::HandlerError>, Box<dyn std::any::Any + Send>>,
@@ -359,6 +364,9 @@ impl Worker<'_> {
                 retry_after,
             }))
         };
+        if !event.phase.is_final() {
+            return Ok(self.confirmed_interim(event, fetched));
+        }
         match fetched {
             Ok(Fetched::Terminal(fetched)) => {
                 Counters::bump(&ctx.counters.confirmed);
@@ -375,6 +383,13 @@ impl Worker<'_> {
                 format!("not confirmed yet: the run API says it is still {status}"),
                 None,
             ),
+            Ok(Fetched::RetryPending(interim)) => not_yet(
+                format!(
+                    "not confirmed yet: the run API says attempt {} ended and a retry is pending",
+                    interim.attempt.map_or("?".into(), |n| n.to_string())
+                ),
+                until(interim.phase.retry_not_before()),
+            ),
             Err(FetchError::Status {
                 status,
                 retry_after,
@@ -383,6 +398,51 @@ impl Worker<'_> {
                 retry_after,
             ),
             Err(err) => not_yet(format!("could not confirm: {err}"), None),
+        }
+    }
+
+    /// Confirms an interim event (an attempt the platform retries): the API's answer for that
+    /// same attempt is handed on; once the run has moved past it (a later attempt, or over),
+    /// the API no longer shows the attempt and the delivered event is handed on as it came.
+    fn confirmed_interim(
+        &self,
+        event: &Arc<RunEvent>,
+        fetched: Result<Fetched, FetchError>,
+    ) -> Confirm {
+        let counters = &self.ctx.counters;
+        match fetched {
+            Ok(Fetched::RetryPending(fetched)) if fetched.attempt == event.attempt => {
+                Counters::bump(&counters.confirmed);
+                let mut fetched = *fetched;
+                fetched.source = event.source;
+                Confirm::Ready(Arc::new(fetched))
+            }
+            Ok(Fetched::Unknown) => {
+                Counters::bump(&counters.confirm_failures);
+                tracing::warn!(key = %self.job.key(), "the run API does not know this run: not processed");
+                Confirm::Unknown
+            }
+            Ok(Fetched::RetryPending(_) | Fetched::Terminal(_)) => {
+                tracing::debug!(key = %self.job.key(), "the run has moved past this attempt: its interim event is handed on unconfirmed");
+                Confirm::Ready(event.clone())
+            }
+            Ok(Fetched::Pending { status }) => {
+                Counters::bump(&counters.confirm_failures);
+                Confirm::NotYet(Failure::plain(format!(
+                    "not confirmed yet: the run API says it is still {status}"
+                )))
+            }
+            Err(err) => {
+                Counters::bump(&counters.confirm_failures);
+                let retry_after = match &err {
+                    FetchError::Status { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                Confirm::NotYet(Failure {
+                    message: format!("could not confirm: {err}"),
+                    retry_after,
+                })
+            }
         }
     }
 

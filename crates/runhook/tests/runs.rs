@@ -259,6 +259,123 @@ async fn a_run_not_finished_yet_is_confirmed_on_a_later_attempt() {
     assert!(api.calls(&run).len() >= 3);
 }
 
+/// A Skyvern route confirming with the run API (its deliveries signed with `SKYVERN_KEY`).
+fn confirming_skyvern(api: &RunApi, calls: &Calls) -> Receiver {
+    Receiver::skyvern(Secret::new(SKYVERN_KEY).unwrap())
+        .handler(calls.handler())
+        .confirm(client(Provider::Skyvern, api))
+        .retry(quick_retries())
+        .build()
+        .unwrap()
+}
+
+const SKYVERN_KEY: &str = "sk_confirm_attempts";
+
+fn signed(body: &[u8]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in runhook_testkit::skyvern::signed_headers(SKYVERN_KEY, body) {
+        headers.insert(name, value.parse().unwrap());
+    }
+    headers
+}
+
+#[tokio::test]
+async fn a_run_whose_retry_is_pending_is_confirmed_after_its_next_attempt() {
+    let api = RunApi::start(Provider::Skyvern, KEY).await;
+    let calls = Calls::default();
+    let receiver = confirming_skyvern(&api, &calls);
+    let run = unique("wr_retrying");
+    // The run API reads `failed` with a retry pending for two more seconds, then `completed`:
+    // far later than the 50 ms backoff, which must not be what decides the second look.
+    let next_attempt = std::time::SystemTime::now() + Duration::from_secs(2);
+    let next_attempt_at = humantime::format_rfc3339_millis(next_attempt).to_string();
+    let pending = runhook_testkit::skyvern::interim_body(&run, 1, &next_attempt_at);
+    let last = runhook_testkit::skyvern::retried_final_body(&run, 2);
+    api.script(
+        &run,
+        vec![
+            Answer::Run(String::from_utf8(pending).unwrap()),
+            Answer::Run(String::from_utf8(last).unwrap()),
+        ],
+    );
+    // The webhook (`final_only`: one delivery) reads completed; confirm asks the API first.
+    let posted = runhook_testkit::skyvern::completed_body(&run);
+    let outcome = receiver
+        .receive(&signed(&posted), "/hook", posted.into())
+        .await;
+    assert_eq!(outcome.status, StatusCode::OK);
+    let got = calls.wait_for(&run, 1).await;
+    let handled_at = std::time::SystemTime::now();
+    assert!(
+        handled_at >= next_attempt,
+        "handled before the pending retry's start"
+    );
+    assert!(got[0].confirmation.is_confirmed());
+    assert!(got[0].phase.is_final());
+    assert_eq!(got[0].attempt, Some(2));
+    assert_eq!(got[0].dedup_key, format!("skyvern:{run}"));
+    assert_eq!(got[0].result(), Some(&json!({"n": 2})));
+    assert_eq!(
+        api.calls(&run).len(),
+        2,
+        "one look while pending, one after"
+    );
+    let stats = receiver.stats();
+    assert_eq!((stats.confirmed, stats.confirm_failures), (1, 1));
+}
+
+#[tokio::test]
+async fn an_interim_event_is_confirmed_by_its_own_attempt() {
+    let api = RunApi::start(Provider::Skyvern, KEY).await;
+    let calls = Calls::default();
+    let receiver = confirming_skyvern(&api, &calls);
+    let run = unique("wr_interim");
+    let interim = runhook_testkit::skyvern::interim_body(&run, 1, "2099-01-01T00:00:00");
+    api.script(
+        &run,
+        vec![Answer::Run(String::from_utf8(interim.clone()).unwrap())],
+    );
+    let outcome = receiver
+        .receive(&signed(&interim), "/hook", interim.into())
+        .await;
+    assert_eq!(outcome.status, StatusCode::OK);
+    let got = calls.wait_for(&run, 1).await;
+    assert!(
+        got[0].confirmation.is_confirmed(),
+        "the API's answer for that attempt"
+    );
+    assert!(!got[0].phase.is_final());
+    assert_eq!(got[0].dedup_key, format!("skyvern:{run}#attempt-1"));
+    assert_eq!(api.calls(&run).len(), 1);
+}
+
+#[tokio::test]
+async fn a_reconciled_run_whose_retry_is_pending_waits_for_its_next_attempt() {
+    let (api, calls, receiver) = quickly_reconciling(Provider::Skyvern).await;
+    let run = unique("wr_expected");
+    let next_attempt = std::time::SystemTime::now() + Duration::from_secs(2);
+    let next_attempt_at = humantime::format_rfc3339_millis(next_attempt).to_string();
+    let pending = runhook_testkit::skyvern::interim_body(&run, 1, &next_attempt_at);
+    let last = runhook_testkit::skyvern::retried_final_body(&run, 2);
+    api.script(
+        &run,
+        vec![
+            Answer::Run(String::from_utf8(pending).unwrap()),
+            Answer::Run(String::from_utf8(last).unwrap()),
+        ],
+    );
+    receiver
+        .expect(&run, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let got = calls.wait_for(&run, 1).await;
+    assert!(std::time::SystemTime::now() >= next_attempt);
+    assert!(got[0].phase.is_final());
+    assert_eq!(got[0].source, EventSource::Reconciled);
+    // The reconciler's pauses are 100-200 ms: without the hint it would have asked ~10 times.
+    assert_eq!(api.calls(&run).len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Expect and reconcile.
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook::payload::Provider;
-use runhook::receiver::PreAuthBudget;
+use runhook::receiver::{Interim, PreAuthBudget};
 
 use crate::serve::app::{self, AppError, QueueSetup, ServedRoute, Shared, StopSignals};
 use crate::serve::config::{
@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// --within); needs --store redis://...
     #[arg(long, value_name = "SECS")]
     reconcile_after_secs: Option<u64>,
+    /// Answer interim events (a Skyvern workflow attempt that will be retried,
+    /// `retry_pending: true`) 200 without running the handler; the final event still runs.
+    #[arg(long)]
+    skip_interim: bool,
     /// `memory`, or a Redis URL such as redis://127.0.0.1:6379 shared by several instances
     /// [default: memory, or the config file's `store`].
     #[arg(long, value_name = "STORE")]
@@ -322,6 +326,9 @@ fn flags_config(args: &ServeArgs) -> Result<ServeConfig, ServeError> {
         route.confirm = Confirm::FetchFirst;
     }
     route.reconcile_after_secs = args.reconcile_after_secs;
+    if args.skip_interim {
+        route.interim = Interim::Skip;
+    }
     let handler = HandlerSpec {
         jsonl: args.jsonl.clone(),
         jsonl_fsync: args.jsonl_fsync.unwrap_or_default(),

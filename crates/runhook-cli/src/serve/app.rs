@@ -155,7 +155,8 @@ impl Shared {
             .dead_letters(self.dead_letters.clone())
             .workers(self.workers)
             .retry(self.retry)
-            .pre_auth_budget(self.pre_auth_budget.clone());
+            .pre_auth_budget(self.pre_auth_budget.clone())
+            .interim(spec.interim);
         if let Some(capacity) = self.queue_capacity {
             builder = builder.queue_capacity(capacity);
         }

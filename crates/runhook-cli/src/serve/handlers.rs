@@ -56,7 +56,12 @@ fn exec(spec: ExecSpec) -> Arc<dyn Handler> {
                 .env("RUNHOOK_PROVIDER", event.provider.as_str())
                 .env("RUNHOOK_DEDUP_KEY", &event.dedup_key)
                 .env("RUNHOOK_STATUS", event.status.as_str())
-                .env("RUNHOOK_SOURCE", event.source.as_str());
+                .env("RUNHOOK_SOURCE", event.source.as_str())
+                .env("RUNHOOK_FINAL", bool_text(event.phase.is_final()));
+            // Unset when the platform numbers no attempts.
+            if let Some(attempt) = event.attempt {
+                child.env("RUNHOOK_ATTEMPT", attempt.to_string());
+            }
             // Unset, not empty or a hash, when the platform names no run (webrun-ai).
             if let Some(run_id) = &event.run_id {
                 child.env("RUNHOOK_RUN_ID", run_id);
@@ -158,5 +163,14 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
+}
+
+/// `true` or `false`, as the event JSON spells a boolean.
+fn bool_text(value: bool) -> &'static str {
+    if value {
+        "true"
+    } else {
+        "false"
     }
 }

@@ -66,7 +66,7 @@ struct Family {
     read: Read,
 }
 
-const FAMILIES: [Family; 19] = [
+const FAMILIES: [Family; 20] = [
     Family {
         name: "runhook_received_total",
         help: "Deliveries received.",
@@ -78,6 +78,12 @@ const FAMILIES: [Family; 19] = [
         help: "Deliveries acknowledged and handed off to the workers.",
         kind: "counter",
         read: |s| s.accepted,
+    },
+    Family {
+        name: "runhook_interim_skipped_total",
+        help: "Genuine interim events (attempts the platform retries) answered without a handler call (skip_interim).",
+        kind: "counter",
+        read: |s| s.interim_skipped,
     },
     Family {
         name: "runhook_duplicates_total",

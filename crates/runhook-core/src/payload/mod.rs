@@ -10,6 +10,7 @@
 mod browserbase;
 mod firecrawl;
 pub mod json;
+mod phase;
 mod progress;
 mod run_api;
 mod skyvern;
@@ -28,8 +29,10 @@ use sha2::{Digest as _, Sha256};
 
 pub use browserbase::BrowserbaseEvent;
 pub use firecrawl::FirecrawlEvent;
+use phase::Attempt;
+pub use phase::{parse_iso8601, RunPhase};
 pub use run_api::{from_run_api, ApiRun, RunApiError};
-pub use skyvern::SkyvernRun;
+pub use skyvern::{SkyvernAttempt, SkyvernRun};
 pub use smartbrowse::SmartBrowseRun;
 pub use tinyfish::{TinyFishError, TinyFishRun, TinyFishRunData, TinyFishStep};
 pub use webrun::{WebRunData, WebRunFullResponse, WebRunPayload, WebRunPing, WebRunUsage};
@@ -346,15 +349,22 @@ pub struct RunEvent {
     /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`,
     /// `browserbase:<resourceId>`, `firecrawl:<id>`. A Browserbase or Firecrawl event that
     /// does not end its job (`crawl.page`, `agent.action`, `…started`) is keyed
-    /// `<provider>:<id>#<its delivery id>`, so that it never takes the place of the job's end.
+    /// `<provider>:<id>#<its delivery id>`, so that it never takes the place of the job's end;
+    /// an interim event has its attempt's own key, `skyvern:<run_id>#attempt-<n>`
+    /// ([`Provider::attempt_dedup_key`]).
     pub dedup_key: String,
     /// The platform's own run id; `None` for `webrun-ai`, whose `ai_response` body carries
     /// none (its [`dedup_key`](RunEvent::dedup_key) is the body's hash instead: see
     /// [`RunIdentity`]). An `Option` rather than the hash, so that nothing shows or sends a
     /// hash as if the platform had named the run with it.
     pub run_id: Option<String>,
-    /// The run's outcome.
+    /// The run's outcome (an interim event's: the attempt's).
     pub status: RunStatus,
+    /// Which attempt of the run this reports, when the platform numbers them (Skyvern
+    /// workflow runs with a retry policy; 1 for the first).
+    pub attempt: Option<u32>,
+    /// Whether this is the run's outcome or an attempt's that the platform will retry.
+    pub phase: RunPhase,
     /// The platform's own event name (`run.completed`, `completed`, `task_completed`), if any.
     pub event: Option<String>,
     /// Why it failed, if it did.
@@ -410,8 +420,10 @@ impl RunEvent {
         let raw_body: Bytes = body.into();
         // A progress event's key qualifier (Browserbase, Firecrawl): see `dedup_key`.
         let mut progress = None;
+        // Only platforms that retry runs under one id fill it in.
+        let mut attempt = Attempt::default();
         let parts = match provider {
-            Provider::Skyvern => skyvern::summary(&raw_body)?,
+            Provider::Skyvern => skyvern::summary(&raw_body, &mut attempt)?,
             Provider::TinyFish => tinyfish::summary(&raw_body)?,
             Provider::WebRun => webrun::summary(&raw_body)?,
             Provider::WebRunAi => webrun::ai_summary(&raw_body, body_sha256_hex(&raw_body))?,
@@ -420,7 +432,8 @@ impl RunEvent {
             Provider::Firecrawl => keyed(firecrawl::summary(&raw_body)?, &mut progress),
         };
         check_run_id(&parts.run_id, parts.id_field)?;
-        let mut dedup_key = provider.dedup_key(&parts.run_id);
+        let mut dedup_key =
+            provider.attempt_dedup_key(&parts.run_id, attempt.number, &attempt.phase);
         if let Some(qualifier) = progress {
             check_run_id(&qualifier, "id")?;
             dedup_key = format!("{dedup_key}#{qualifier}");
@@ -430,6 +443,8 @@ impl RunEvent {
             dedup_key,
             run_id: provider.identity().own_id(parts.run_id),
             status: parts.status,
+            attempt: attempt.number,
+            phase: attempt.phase,
             event: parts.event,
             error: parts.error,
             timestamps: parts.timestamps,
@@ -565,18 +580,25 @@ impl DedupProbe {
         #[derive(serde::Deserialize)]
         struct RunId {
             run_id: String,
+            attempt: Option<u32>,
+            retry_pending: Option<bool>,
         }
         #[derive(serde::Deserialize)]
         struct TaskId {
             #[serde(rename = "taskId")]
             task_id: String,
         }
-        let (run_id, field) = match provider {
+        let (run_id, field, attempt, phase) = match provider {
             Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
-                (json::object_from_body::<RunId>(body)?.run_id, "run_id")
+                let read = json::object_from_body::<RunId>(body)?;
+                let phase = RunPhase::of(read.retry_pending, None);
+                (read.run_id, "run_id", read.attempt, phase)
             }
-            Provider::WebRun => (json::object_from_body::<TaskId>(body)?.task_id, "taskId"),
-            Provider::WebRunAi => (body_sha256_hex(body), "body"),
+            Provider::WebRun => {
+                let task_id = json::object_from_body::<TaskId>(body)?.task_id;
+                (task_id, "taskId", None, RunPhase::Final)
+            }
+            Provider::WebRunAi => (body_sha256_hex(body), "body", None, RunPhase::Final),
             // The key may carry a progress qualifier: read as the event reads it.
             Provider::Browserbase | Provider::Firecrawl => {
                 let event = RunEvent::parse_summary(provider, Bytes::copy_from_slice(body))?;
@@ -588,7 +610,7 @@ impl DedupProbe {
         };
         check_run_id(&run_id, field)?;
         Ok(Self {
-            dedup_key: provider.dedup_key(&run_id),
+            dedup_key: provider.attempt_dedup_key(&run_id, attempt, &phase),
             run_id: provider.identity().own_id(run_id),
         })
     }

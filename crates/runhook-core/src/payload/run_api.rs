@@ -3,7 +3,7 @@
 //!
 //! | platform | the API's body | the webhook body it becomes |
 //! |---|---|---|
-//! | Skyvern | the webhook payload's own fields | the same bytes |
+//! | Skyvern | the webhook payload's own fields | the same bytes (`retry_pending: true`: not over) |
 //! | TinyFish | the webhook's `data` | `{"event": "run.<status>", "run_id", "status", "data": <body>}` |
 //! | SmartBrowse | `{"data": {"id", "run_status", …, "result"}}` | the flat webhook body, `result` kept |
 
@@ -23,6 +23,12 @@ pub enum ApiRun {
         /// Its status, as the API spells it.
         status: String,
     },
+    /// An attempt of the run ended and the platform will run it again (Skyvern's
+    /// `retry_pending: true`, whatever its `status` says): not over. The event is that
+    /// attempt's interim event ([`RunPhase::Interim`](super::RunPhase)), confirmed; its
+    /// phase says when the next attempt starts
+    /// ([`RunPhase::retry_not_before`](super::RunPhase::retry_not_before)).
+    RetryPending(Box<RunEvent>),
 }
 
 /// Why a run API's answer cannot be used.
@@ -96,7 +102,10 @@ pub fn from_run_api(provider: Provider, run_id: &str, body: &[u8]) -> Result<Api
         });
     }
     event.confirmation = Confirmation::Confirmed;
-    Ok(ApiRun::Terminal(Box::new(event)))
+    match event.phase.is_final() {
+        true => Ok(ApiRun::Terminal(Box::new(event))),
+        false => Ok(ApiRun::RetryPending(Box::new(event))),
+    }
 }
 
 fn string_field(value: &Value, name: &str) -> Result<String, RunApiError> {
@@ -189,6 +198,26 @@ mod tests {
             br#"{"run_id":"wr_9","status":"running"}"#,
         );
         assert!(matches!(running, Ok(ApiRun::Pending { status }) if status == "running"));
+    }
+
+    #[test]
+    fn a_skyvern_run_with_a_retry_pending_is_not_over() {
+        let body = r#"{"run_id":"wr_7","status":"failed","attempt":1,"retry_pending":true,
+            "next_attempt_at":"2026-09-15T12:30:00","attempts":[{"attempt_number":1,
+            "status":"failed","retry_decision":"retry"}]}"#;
+        let Ok(ApiRun::RetryPending(event)) =
+            from_run_api(Provider::Skyvern, "wr_7", body.as_bytes())
+        else {
+            panic!("a failed run with a retry pending is not terminal");
+        };
+        assert_eq!(event.attempt, Some(1));
+        assert_eq!(event.dedup_key, "skyvern:wr_7#attempt-1");
+        assert!(event.phase.retry_not_before().is_some());
+        assert!(event.confirmation.is_confirmed());
+        let last = r#"{"run_id":"wr_7","status":"completed","attempt":2,"retry_pending":false}"#;
+        let event = terminal(Provider::Skyvern, "wr_7", last);
+        assert_eq!(event.dedup_key, "skyvern:wr_7");
+        assert!(event.phase.is_final());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::json::{self, Read};
-use super::{Parts, ProviderPayload, ResultSpan, RunError, RunStatus, RunTimestamps};
+use super::{
+    Attempt, Parts, ProviderPayload, ResultSpan, RunError, RunPhase, RunStatus, RunTimestamps,
+};
 use crate::payload::PayloadError;
 
 /// A Skyvern run as its webhook sends it. Times are ISO 8601 without a zone (UTC).
@@ -68,6 +70,35 @@ pub struct SkyvernRun {
     pub started_at: Option<String>,
     /// When execution completed.
     pub finished_at: Option<String>,
+    /// Which attempt of a workflow run with a retry policy this is (1 for the first).
+    pub attempt: Option<u32>,
+    /// `true` on an interim webhook: this attempt failed and another is scheduled.
+    pub retry_pending: Option<bool>,
+    /// When the next attempt starts (with `retry_pending: true`).
+    pub next_attempt_at: Option<String>,
+    /// Every attempt so far, oldest first.
+    pub attempts: Option<Vec<SkyvernAttempt>>,
+    /// Fields not listed above, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One attempt of a Skyvern workflow run with a retry policy (`attempts[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SkyvernAttempt {
+    /// 1 for the first attempt.
+    pub attempt_number: Option<u32>,
+    /// How the attempt ended (`failed`, `completed`, ...), or that it is running.
+    pub status: Option<String>,
+    /// Why the attempt failed.
+    pub failure_reason: Option<String>,
+    /// The error codes the attempt failed with (what `retry_on` matches).
+    pub error_codes: Option<Vec<String>>,
+    /// What the policy decided after it: `retry`, `final`, `revoked` or `abandoned`.
+    pub retry_decision: Option<String>,
+    /// When its webhook was sent, if one was.
+    pub webhook_sent_at: Option<String>,
     /// Fields not listed above, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -86,19 +117,27 @@ struct Summary<R> {
     created_at: Option<String>,
     started_at: Option<String>,
     finished_at: Option<String>,
+    attempt: Option<u32>,
+    retry_pending: Option<bool>,
+    next_attempt_at: Option<String>,
 }
 
-pub(super) fn summary(body: &[u8]) -> Result<Parts, PayloadError> {
+/// The summary's parts, and which attempt the body reports in `attempt`.
+pub(super) fn summary(body: &[u8], attempt: &mut Attempt) -> Result<Parts, PayloadError> {
     match json::object_from_body_either::<Summary<&RawValue>, Summary<IgnoredAny>>(body)? {
         Read::Strict(run) => {
             let result = ResultSpan::of(body, run.output);
-            Ok(parts(run, result))
+            Ok(parts(run, result, attempt))
         }
-        Read::Lenient(run) => Ok(parts(run, ResultSpan::NotASlice)),
+        Read::Lenient(run) => Ok(parts(run, ResultSpan::NotASlice, attempt)),
     }
 }
 
-fn parts<R>(run: Summary<R>, result: ResultSpan) -> Parts {
+fn parts<R>(run: Summary<R>, result: ResultSpan, attempt: &mut Attempt) -> Parts {
+    *attempt = Attempt {
+        number: run.attempt,
+        phase: RunPhase::of(run.retry_pending, run.next_attempt_at),
+    };
     Parts {
         status: RunStatus::from_optional(run.status.as_deref()),
         error: run.failure_reason.map(|message| RunError {
@@ -107,6 +146,7 @@ fn parts<R>(run: Summary<R>, result: ResultSpan) -> Parts {
         }),
         run_id: run.run_id,
         id_field: "run_id",
+
         event: None,
         timestamps: RunTimestamps {
             created_at: run.created_at,

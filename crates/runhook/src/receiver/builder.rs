@@ -46,7 +46,7 @@ use runhook_core::{SchemeKind, Verifier};
 use runhook_store::{IdempotencyStore, MemoryStore};
 
 use super::outcome::{InFlightDuplicates, OutagePause};
-use super::pipeline::{Auth, Pipeline};
+use super::pipeline::{Auth, Interim, Pipeline};
 use super::{BackgroundRoute, InlineReceiver, Receiver};
 use crate::dead_letter::DeadLetters;
 use crate::dead_letter::{DeadLetterSink, MemoryDeadLetters};
@@ -124,6 +124,7 @@ struct RouteSettings {
     pre_auth_budget: PreAuthBudget,
     lease: Duration,
     keep_for: Duration,
+    interim: Interim,
 }
 
 /// A receiver that cannot be built as configured: what only the values, not the types, can
@@ -168,6 +169,7 @@ impl ReceiverBuilder<Inline> {
                 pre_auth_budget: PreAuthBudget::process(),
                 lease: DEFAULT_LEASE,
                 keep_for: DEFAULT_DEDUP_WINDOW,
+                interim: Interim::Process,
             },
             style: Inline,
         }
@@ -261,6 +263,15 @@ impl<Style> ReceiverBuilder<Style> {
     /// [`DEFAULT_DEDUP_WINDOW`](crate::receiver::DEFAULT_DEDUP_WINDOW), 7 days).
     pub fn dedup_window(mut self, keep_for: Duration) -> Self {
         self.route.keep_for = keep_for;
+        self
+    }
+
+    /// What to do with interim events, the reports of attempts the platform will retry
+    /// (default [`Interim::Process`]: each processed once, under its attempt's key; the final
+    /// event is processed either way). [`Interim::Skip`] answers them 200 without a handler
+    /// call.
+    pub fn interim(mut self, interim: Interim) -> Self {
+        self.route.interim = interim;
         self
     }
 }
@@ -496,6 +507,7 @@ impl RouteSettings {
             rejected_log: LogEvery::default(),
             counters,
             credential_headers,
+            interim: self.interim,
         })
     }
 }

@@ -37,7 +37,7 @@ pub use builder::{
 pub(crate) use claim::HandlerAnswer;
 pub use claim::{ClaimedEvent, VerifiedRun};
 pub use outcome::{InFlightDuplicates, Outcome, OutcomeKind, Unavailable};
-pub use pipeline::KeyResolver;
+pub use pipeline::{Interim, KeyResolver};
 pub use readiness::{NotReady, Readiness};
 pub use runhook_store::DEFAULT_DEDUP_WINDOW;
 

@@ -21,6 +21,7 @@ use crate::handoff::Refused;
 /// |---|---|---|---|
 /// | new run, handed off (inline: your handler's own answer) | 200 | | |
 /// | duplicate of a run done | 200 | | |
+/// | interim event (an attempt to be retried) on a route that skips them ([`Interim::Skip`](crate::receiver::Interim)) | 200 | | |
 /// | duplicate of a run in flight, acknowledged ([`InFlightDuplicates`]) | 200 | | |
 /// | duplicate of a run in flight, not acknowledged (always inline) | 503 | lease time left, 1–60 s (5 s if unknown) | |
 /// | not genuine (any `AuthError`; a resolver that finds no account) | 401 | | |
@@ -77,6 +78,9 @@ pub enum OutcomeKind {
         /// Whether the first delivery is still being processed.
         in_flight: bool,
     },
+    /// Genuine, an interim event (an attempt the platform will retry), on a route that skips
+    /// them ([`Interim::Skip`](crate::receiver::Interim)): answered 200, no handler call.
+    InterimSkipped,
     /// Not genuine.
     Unauthorized(AuthError),
     /// The body is larger than the limit.
@@ -194,6 +198,11 @@ impl Outcome {
         }
     }
 
+    /// The answer for an interim event on a route that skips them.
+    pub(super) fn interim_skipped() -> Self {
+        Self::new(StatusCode::OK, OutcomeKind::InterimSkipped)
+    }
+
     pub(super) fn shutting_down() -> Self {
         Self {
             retry_after: Some(Duration::from_secs(5)),
@@ -217,6 +226,7 @@ impl Outcome {
         match &self.kind {
             OutcomeKind::Accepted => "accepted".into(),
             OutcomeKind::Duplicate { .. } => "duplicate: already received".into(),
+            OutcomeKind::InterimSkipped => "accepted: interim attempt, skipped".into(),
             OutcomeKind::Unauthorized(err) => format!("unauthorized: {err}"),
             OutcomeKind::TooLarge { limit } => format!("body larger than {limit} bytes"),
             OutcomeKind::BodyTimeout { after } => {
@@ -332,7 +342,8 @@ mod tests {
             capacity: 1,
             retry_after: Duration::from_secs(7),
         };
-        let rows: [(Outcome, u16, Option<Duration>, bool); 12] = [
+        let rows: [(Outcome, u16, Option<Duration>, bool); 13] = [
+            (Outcome::interim_skipped(), 200, None, false),
             (Outcome::too_large(1024), 413, None, true),
             (Outcome::over_budget(1 << 26), 503, secs(2), true),
             (

@@ -69,6 +69,20 @@ pub(crate) struct Pipeline {
     pub(super) counters: Arc<Counters>,
     /// The verifier's credential headers, dropped from stored headers with the fixed list.
     pub(super) credential_headers: Vec<String>,
+    /// Whether interim events (attempts to be retried) are processed or answered and skipped.
+    pub(super) interim: Interim,
+}
+
+/// What a route does with an interim event: the report of a run's attempt that the platform
+/// will retry (Skyvern's `retry_pending: true`, sent with `webhook_on_retry: "every_attempt"`).
+/// Either way the run's final event is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interim {
+    /// Process it like any run, once, under its attempt's own key (the default).
+    #[default]
+    Process,
+    /// Answer it 200 without a handler call (counted as `interim_skipped`).
+    Skip,
 }
 
 impl Pipeline {
@@ -159,6 +173,7 @@ impl Pipeline {
     pub(super) fn count(&self, outcome: &Outcome) {
         match outcome.kind {
             OutcomeKind::Accepted => Counters::bump(&self.counters.accepted),
+            OutcomeKind::InterimSkipped => Counters::bump(&self.counters.interim_skipped),
             OutcomeKind::Duplicate { same_payload, .. } => {
                 Counters::bump(&self.counters.duplicates);
                 if !same_payload {
@@ -206,6 +221,11 @@ impl Pipeline {
             Authentication::Done(verified) => verified,
         };
         let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
+        if self.interim == Interim::Skip && !event.phase.is_final() {
+            tracing::debug!(provider = %self.provider, key = %event.dedup_key, "interim event skipped");
+            let outcome = with_probe(Outcome::interim_skipped(), probe_of(&event));
+            return Err(Stop::Answered(outcome));
+        }
         let token = self.claim(&event, in_flight, headers, &verified).await?;
         Ok(Admitted {
             verified,

@@ -151,6 +151,7 @@ impl RunApiClient {
                     return match from_run_api(self.provider, run_id, &body)? {
                         ApiRun::Terminal(event) => Ok(Fetched::Terminal(event)),
                         ApiRun::Pending { status } => Ok(Fetched::Pending { status }),
+                        ApiRun::RetryPending(event) => Ok(Fetched::RetryPending(event)),
                     };
                 }
                 Ok((status, _))

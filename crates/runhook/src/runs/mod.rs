@@ -11,7 +11,11 @@
 //!   handler runs, the worker fetches the run and hands the handler the fetched run, not the
 //!   POSTed body ([`Confirmation::Confirmed`](crate::payload::Confirmation)). A run the API
 //!   does not know is never processed: it is dead-lettered `not_confirmed`. A run not finished
-//!   yet is tried again with the handler's backoff. Unsigned TinyFish and SmartBrowse routes
+//!   yet is tried again with the handler's backoff; one whose retry is pending (Skyvern's
+//!   `retry_pending: true`, even with a terminal `status`) not before its `next_attempt_at`.
+//!   An interim event (an attempt's report) is confirmed by the API's answer for that attempt;
+//!   once the run has moved on, the API shows that attempt no more and the delivered interim
+//!   event is handed on as it came (unconfirmed). Unsigned TinyFish and SmartBrowse routes
 //!   get real authenticity this way.
 //! * **Expect and reconcile** ([`ReceiverBuilder::reconcile`](crate::ReceiverBuilder::reconcile),
 //!   [`Receiver::expect`](crate::Receiver::expect)): an expected run whose webhook has not been
@@ -57,6 +61,11 @@ pub enum Fetched {
         /// Its status as the API spells it.
         status: String,
     },
+    /// An attempt ended and the platform will run it again (Skyvern's `retry_pending: true`):
+    /// not finished. The event is that attempt's interim event; its
+    /// [`RunPhase::retry_not_before`](crate::payload::RunPhase::retry_not_before) says when
+    /// to look again (confirm and reconcile wait at least until then).
+    RetryPending(Box<RunEvent>),
     /// The API does not know it (404).
     Unknown,
 }

@@ -213,6 +213,12 @@ impl Reconciler {
                 return Ok(self.hand_off(receiver, expectation, *event).await);
             }
             Ok(Fetched::Pending { status }) => format!("still {status}"),
+            Ok(Fetched::RetryPending(interim)) => {
+                // Not over: look again once the next attempt has started, not before.
+                let last_answer = "an attempt ended and a retry is pending".to_string();
+                let next = self.not_finished(expectation, last_answer).await;
+                return Ok(not_before(next, interim.phase.retry_not_before()));
+            }
             Ok(Fetched::Unknown) => "the run API does not know the run (404)".to_string(),
             Err(err) => err.to_string(),
         };
@@ -302,5 +308,13 @@ impl Reconciler {
                 Letter::Refused
             }
         }
+    }
+}
+
+/// `next`, rescheduled no earlier than `at` (a pending retry's start).
+fn not_before(next: Next, at: Option<SystemTime>) -> Next {
+    match (next, at) {
+        (Next::Reschedule(when), Some(at)) => Next::Reschedule(when.max(at)),
+        (next, _) => next,
     }
 }

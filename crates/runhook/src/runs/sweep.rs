@@ -191,8 +191,11 @@ impl Sweeper {
             Listed::Whole(event) => *event,
             Listed::Named { .. } => match self.lister.fetch(&run_id).await? {
                 Fetched::Terminal(event) => *event,
-                // Listed as finished, but not (yet) for its own endpoint: the next sweep.
-                Fetched::Pending { .. } | Fetched::Unknown => return Ok(()),
+                // Listed as finished, but not (yet) for its own endpoint, or a retry of it is
+                // still to come: the next sweep.
+                Fetched::Pending { .. } | Fetched::RetryPending(_) | Fetched::Unknown => {
+                    return Ok(())
+                }
             },
         };
         event.source = EventSource::Swept;

@@ -42,6 +42,10 @@ const SKYVERN_FAILED: &str =
     include_str!("../../../../../testdata/payloads/skyvern-task-failed.json");
 const SKYVERN_TERMINATED: &str =
     include_str!("../../../../../testdata/payloads/skyvern-terminated.json");
+const SKYVERN_INTERIM: &str =
+    include_str!("../../../../../testdata/payloads/skyvern-workflow-interim.json");
+const SKYVERN_RETRIED_COMPLETED: &str =
+    include_str!("../../../../../testdata/payloads/skyvern-workflow-retried-completed.json");
 const TINYFISH_COMPLETED: &str =
     include_str!("../../../../../testdata/payloads/tinyfish-completed.json");
 const WEBRUN_FULL: &str =
@@ -230,6 +234,11 @@ fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
     // signature of the original bytes.
     let (proxied_headers, signed_body) = signed_by_skyvern(SKYVERN_TERMINATED, &key, now)?;
     let proxied = (proxied_headers, reserialize(&signed_body)?);
+    // A workflow retried under one run id (`webhook_on_retry: "every_attempt"`): attempt 1's
+    // interim webhook, attempt 2's final one, and the final one again, re-driven under
+    // Skyvern's delivery lease.
+    let interim = signed_by_skyvern(SKYVERN_INTERIM, &key, now)?;
+    let last = signed_by_skyvern(SKYVERN_RETRIED_COMPLETED, &key, now)?;
     let post = |what, path, request| Scene::post(Provider::Skyvern, what, path, request);
     Ok(vec![
         post(
@@ -254,6 +263,17 @@ fn skyvern_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
             "/webhooks/skyvern-behind-proxy",
             proxied,
         ),
+        post(
+            "retried workflow: attempt 1 (interim)",
+            "/webhooks/skyvern",
+            interim,
+        ),
+        post(
+            "retried workflow: attempt 2 (final)",
+            "/webhooks/skyvern",
+            last.clone(),
+        ),
+        post("final webhook re-driven (lease)", "/webhooks/skyvern", last),
     ])
 }
 

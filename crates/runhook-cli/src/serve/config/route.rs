@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use runhook::payload::Provider;
 use runhook::platform::{DefaultScheme, Platform};
+use runhook::receiver::Interim;
 use runhook::verify::SegmentPosition;
 use runhook::{
     FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature,
@@ -69,6 +70,22 @@ pub struct RouteSpec {
     /// How far back a sweep looks, in seconds (default 3600).
     #[serde(default)]
     pub sweep_window_secs: Option<u64>,
+    /// `skip_interim = true`: answer interim events (a Skyvern attempt that will be retried,
+    /// `retry_pending: true`) 200 without running the handler; the final event still runs.
+    #[serde(
+        default,
+        rename = "skip_interim",
+        deserialize_with = "interim_from_skip"
+    )]
+    pub interim: Interim,
+}
+
+fn interim_from_skip<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Interim, D::Error> {
+    Ok(if bool::deserialize(d)? {
+        Interim::Skip
+    } else {
+        Interim::Process
+    })
 }
 
 /// Whether a route confirms each delivery with the platform's run API (`confirm = true`).
@@ -107,6 +124,7 @@ impl RouteSpec {
             reconcile_after_secs: None,
             sweep_every_secs: None,
             sweep_window_secs: None,
+            interim: Interim::Process,
         }
     }
 
