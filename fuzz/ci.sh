@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${FUZZ_SECONDS:-15}"
-targets=(skyvern_signature standard_webhooks header_token canonical_differential payloads receive)
+targets=(skyvern_signature standard_webhooks header_token canonical_differential canonical_sorted_differential payloads receive)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: cargo-fuzz is missing; installing it (at most 10 minutes)"

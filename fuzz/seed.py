@@ -105,6 +105,7 @@ def seeds(vectors, payloads):
     # The canonicalizer and the payload readers: raw JSON texts.
     for body in inputs + canonicals + bodies_and_deep:
         yield "canonical_differential", body
+        yield "canonical_sorted_differential", body
     for body in inputs + bodies_and_deep + [compact(b) for b in bodies]:
         yield "payloads", body
 

@@ -1,6 +1,6 @@
 //! What runhook's tests, benches and examples share: names no other test uses, the Redis they
 //! need (and a loud failure without it), signed Skyvern deliveries, the shared fixtures, free
-//! ports and waiting for a condition with a deadline.
+//! ports, waiting for a condition with a deadline, and Python (the platforms' own code).
 //!
 //! A dev-dependency only. It depends on `runhook-core` and nothing of `runhook`, so the crate
 //! under test is never linked twice.
@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod fixture;
 mod private_redis;
+pub mod python;
 pub mod redis;
 pub mod skyvern;
 mod wait;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use runhook_core::canonical::SkyvernRequest;
-use runhook_core::{Clock as _, SystemClock};
+use runhook_core::{sign_standard_webhooks, Clock as _, StandardWebhooks, SystemClock};
 
 use super::input::read_input;
 use crate::env;
@@ -22,14 +22,19 @@ pub enum SignScheme {
     /// Skyvern: canonical JSON body, `x-skyvern-signature` (hex HMAC-SHA256 keyed by the API
     /// key) and `x-skyvern-timestamp`.
     Skyvern,
+    /// Standard Webhooks: the body as given, `webhook-id` (from `--id`), `webhook-timestamp`
+    /// and `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`,
+    /// keyed by a `whsec_` secret).
+    StandardWebhooks,
 }
 
 /// Arguments of `runhook sign`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Prints the headers the sender would send, a blank line, then the exact body.\n\
-The payload may be spelled any way (whitespace, 3.0, escapes): the body is the sender's canonical \
-form of it.\n\
+    after_help = "Prints the headers the sender would send, one `name: value` a line, a blank line, \
+then the exact body.\n\
+Skyvern: the payload may be spelled any way (whitespace, 3.0, escapes): the body is the sender's \
+canonical form of it. Standard Webhooks: the body is signed exactly as given.\n\
 Exit status: 0 printed, 1 the payload is not JSON the sender could send, 2 usage or configuration \
 error.\n\
 The key is read from the environment variable named by --secret-env, never from the command line."
@@ -38,10 +43,14 @@ pub struct SignArgs {
     /// The sender's scheme.
     #[arg(long, value_enum)]
     scheme: SignScheme,
-    /// Name of the environment variable holding the key to sign with (for Skyvern, the API key).
+    /// Name of the environment variable holding the key to sign with (for Skyvern, the API key;
+    /// for Standard Webhooks, a `whsec_...` secret).
     #[arg(long = "secret-env", value_name = "VAR")]
     secret_env: String,
-    /// The `x-skyvern-timestamp` to send, in Unix seconds; default now.
+    /// For standard-webhooks (required there): the `webhook-id`, the message's unique id.
+    #[arg(long, value_name = "ID")]
+    id: Option<String>,
+    /// The timestamp header to send, in Unix seconds; default now.
     #[arg(long, value_name = "UNIX_SECONDS", allow_hyphen_values = true)]
     timestamp: Option<i64>,
     /// The JSON payload (`-` for standard input).
@@ -51,37 +60,81 @@ pub struct SignArgs {
 
 /// Runs `runhook sign`.
 pub fn run(args: SignArgs) -> ExitCode {
-    let key = match env::secret(&args.secret_env) {
-        Ok(key) => key,
-        Err(error) => return fail(USAGE, &error.to_string()),
+    let signed = match args.scheme {
+        SignScheme::Skyvern => sign_skyvern(&args),
+        SignScheme::StandardWebhooks => sign_standard(&args),
     };
-    let payload = match read_input(&args.input) {
-        Ok(payload) => payload,
-        Err(error) => return fail(USAGE, &error.to_string()),
-    };
-    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
-    let request = match args.scheme {
-        SignScheme::Skyvern => SkyvernRequest::from_json(&key, &payload, timestamp),
-    };
-    let request = match request {
-        Ok(request) => request,
-        Err(error) => {
-            let message = format!("cannot sign: {}: {error}", error.python_exception());
-            return fail(UNSIGNABLE, &message);
-        }
+    let signed = match signed {
+        Ok(signed) => signed,
+        Err((status, message)) => return fail(status, &message),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = request
-        .headers()
+    let written = signed
+        .headers
         .iter()
         .try_for_each(|(name, value)| writeln!(out, "{name}: {value}"))
         .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.write_all(&request.body))
+        .and_then(|()| out.write_all(&signed.body))
         .and_then(|()| out.flush());
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(USAGE, &format!("cannot write standard output: {e}")),
     }
+}
+
+/// What a sender would send: its headers in order, then the exact body.
+struct Signed {
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+/// Why nothing was signed: the exit status and the message.
+type Refusal = (u8, String);
+
+fn sign_skyvern(args: &SignArgs) -> Result<Signed, Refusal> {
+    if args.id.is_some() {
+        return Err((USAGE, "--id is for --scheme standard-webhooks only".into()));
+    }
+    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
+    let payload = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
+    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
+    let request = SkyvernRequest::from_json(&key, &payload, timestamp).map_err(|error| {
+        let message = format!("cannot sign: {}: {error}", error.python_exception());
+        (UNSIGNABLE, message)
+    })?;
+    Ok(Signed {
+        headers: request.headers().into(),
+        body: request.body,
+    })
+}
+
+fn sign_standard(args: &SignArgs) -> Result<Signed, Refusal> {
+    let id = match args.id.as_deref() {
+        None => return Err((USAGE, "--scheme standard-webhooks needs --id".into())),
+        Some(id) if !is_header_token(id) => {
+            let message = "--id must be non-empty visible ASCII (no spaces or control characters)";
+            return Err((USAGE, message.into()));
+        }
+        Some(id) => id,
+    };
+    let key =
+        env::standard_webhooks_secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
+    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
+    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
+    let signature = sign_standard_webhooks(&key, id, timestamp, &body);
+    Ok(Signed {
+        headers: vec![
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            (StandardWebhooks::SIGNATURE_HEADER_NAME, signature),
+        ],
+        body,
+    })
+}
+
+/// Whether `value` can be printed as one header value and read back unchanged.
+fn is_header_token(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn fail(status: u8, message: &str) -> ExitCode {

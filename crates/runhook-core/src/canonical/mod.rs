@@ -1,4 +1,5 @@
-//! Skyvern's canonical JSON, reproduced byte for byte.
+//! Skyvern's canonical JSON, reproduced byte for byte; and the sorted-key form Browser Use
+//! signs ([`canonicalize_sorted`]).
 //!
 //! Skyvern signs `json.dumps(normalize(payload), separators=(",", ":"), ensure_ascii=False)`,
 //! where `normalize` turns every float that is a whole number into an int. A proxy, gateway or
@@ -45,8 +46,10 @@
 mod error;
 mod lenient;
 mod number;
+mod repr;
 mod scan;
 mod sign;
+mod sorted;
 mod write;
 
 use write::RepeatedKeys;
@@ -148,4 +151,64 @@ fn canonicalize_into_bounded(
         return Err(error);
     }
     Ok(())
+}
+
+/// The exact text of `json.dumps(json.loads(input), separators=(",", ":"), sort_keys=True)`
+/// in Python (3.11 and later; `ensure_ascii` left on): the body Browser Use signs.
+///
+/// * keys are sorted by code point in every object; a repeated key keeps its last value;
+/// * strings are pure ASCII: `\"`, `\\`, `\n \r \t \b \f`, every other character outside
+///   `0x20..=0x7e` as `\uxxxx` (lowercase hex), astral characters as a surrogate pair; a lone
+///   surrogate escape is kept (Python accepts it here);
+/// * integers exact (`-0` is `0`; more than [`MAX_INT_DIGITS`] digits is an error); floats as
+///   Python's `repr` (`5.0`, `1e-05`, `1e+16`), overflow as `Infinity`; `NaN`, `Infinity`,
+///   `-Infinity` kept;
+/// * one leading UTF-8 byte order mark is skipped, as `json.loads` does for bytes; bodies in
+///   UTF-16 or UTF-32 (which `json.loads` would detect) are refused as not UTF-8 JSON;
+/// * nesting deeper than [`MAX_DEPTH`] is an error.
+///
+/// Unlike [`canonicalize`], this builds a small tree of the document (objects must be sorted):
+/// bound it with [`canonicalize_sorted_bounded`] on untrusted input.
+///
+/// ```
+/// use runhook_core::canonical::canonicalize_sorted;
+///
+/// let body = r#"{ "type": "test", "payload": {"b": 5.0, "a": "caf\u00e9 ☕"}, "n": 1E20 }"#;
+/// assert_eq!(
+///     canonicalize_sorted(body.as_bytes())?,
+///     br#"{"n":1e+20,"payload":{"a":"caf\u00e9 \u2615","b":5.0},"type":"test"}"#
+/// );
+/// # Ok::<(), runhook_core::canonical::CanonicalError>(())
+/// ```
+pub fn canonicalize_sorted(input: &[u8]) -> Result<Vec<u8>, CanonicalError> {
+    canonicalize_sorted_bounded(input, usize::MAX)
+}
+
+/// Like [`canonicalize_sorted`], but gives up with [`CanonicalError::OutputTooLong`] once the
+/// output would pass `max_len` bytes (checked between tokens).
+///
+/// ```
+/// use runhook_core::canonical::{canonicalize_sorted_bounded, CanonicalError};
+///
+/// assert_eq!(canonicalize_sorted_bounded(br#"{"b":1,"a":2}"#, 64)?, br#"{"a":2,"b":1}"#);
+/// let err = canonicalize_sorted_bounded(br#"["\u00e9\u00e9\u00e9"]"#, 8).unwrap_err();
+/// assert!(matches!(err, CanonicalError::OutputTooLong { max: 8, .. }));
+/// # Ok::<(), CanonicalError>(())
+/// ```
+pub fn canonicalize_sorted_bounded(
+    input: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>, CanonicalError> {
+    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
+    let mut out = Vec::with_capacity(input.len().min(max_len));
+    if let Err(error) = sorted::write_sorted(input, &mut out, max_len) {
+        // Python decodes the whole body before parsing it: an invalid byte anywhere wins.
+        if let Err(e) = std::str::from_utf8(input) {
+            return Err(CanonicalError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            });
+        }
+        return Err(error);
+    }
+    Ok(out)
 }
