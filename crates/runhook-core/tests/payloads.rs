@@ -648,3 +648,28 @@ fn browserbase_invocations_end_on_their_resource_and_other_events_on_their_id() 
         Some("sessions.navigations.blocked")
     );
 }
+
+/// Every fixture read as every provider: wherever the summary parses, the dedup probe reads the
+/// same key and run id (the fuzz target `payloads` checks the same on arbitrary bodies; this
+/// keeps the fixtures' cross-provider readings in the plain test run).
+#[test]
+fn the_probe_agrees_with_the_summary_on_every_fixture_as_every_provider() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/payloads");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let body = std::fs::read(entry.unwrap().path()).unwrap();
+        for provider in Provider::ALL {
+            let Ok(event) = RunEvent::parse_summary(provider, body.clone()) else {
+                continue;
+            };
+            let probe = DedupProbe::read(provider, &body).unwrap();
+            assert_eq!(
+                (probe.dedup_key, probe.run_id),
+                (event.dedup_key, event.run_id),
+                "{provider}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "{checked}");
+}

@@ -589,10 +589,15 @@ impl DedupProbe {
             task_id: String,
         }
         let (run_id, field, attempt, phase) = match provider {
-            Provider::Skyvern | Provider::TinyFish | Provider::SmartBrowse => {
+            Provider::Skyvern => {
                 let read = json::object_from_body::<RunId>(body)?;
                 let phase = RunPhase::of(read.retry_pending, None);
                 (read.run_id, "run_id", read.attempt, phase)
+            }
+            // Only Skyvern retries runs under one id: the others' bodies name no attempt.
+            Provider::TinyFish | Provider::SmartBrowse => {
+                let read = json::object_from_body::<RunId>(body)?;
+                (read.run_id, "run_id", None, RunPhase::Final)
             }
             Provider::WebRun => {
                 let task_id = json::object_from_body::<TaskId>(body)?.task_id;
