@@ -37,9 +37,12 @@ pub(crate) struct Parked {
 }
 
 /// Resolves once a parked job's letter is written (`true`), or when it never will be by
-/// this process (`false`: handed back at shutdown).
+/// this process (`false`: handed back at shutdown). Only the Redis stream waits on it (to
+/// acknowledge its entry then); the in-process queue has nothing to acknowledge.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct ParkTicket(oneshot::Receiver<()>);
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl ParkTicket {
     /// Waits for the letter's fate.
     pub async fn written(self) -> bool {

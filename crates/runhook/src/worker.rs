@@ -38,7 +38,7 @@ pub(crate) enum Settled {
     DeadLettered,
     /// The sink refused the job's letter: it is parked with its claim, and written (then the
     /// claim released) in the background; the ticket says when.
-    Parked(ParkTicket),
+    Parked(#[cfg_attr(not(feature = "redis"), allow(dead_code))] ParkTicket),
     /// Someone else holds the run now (its claim lapsed or was taken): the job was stopped
     /// and nothing was recorded. The hand-off keeps the job for whoever holds the run.
     LostLease,

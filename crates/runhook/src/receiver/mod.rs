@@ -204,7 +204,7 @@ impl Receiver {
 
     /// A Browserbase route: Standard Webhooks (`webhook-*` or `svix-*` headers) signed with
     /// one of `keys`, the decoded `whsec_` signing secrets
-    /// ([`Secret::from_standard_webhooks`]).
+    /// ([`Secret::from_standard_webhooks`](crate::Secret::from_standard_webhooks)).
     pub fn browserbase(keys: impl Into<Secrets>) -> ReceiverBuilder {
         Self::for_platform(Provider::Browserbase, keys)
     }
