@@ -88,6 +88,29 @@ impl ReconcilePolicy {
     }
 }
 
+/// The periods of a background task of a receiver (the reconciler, the sweeper): the receiver
+/// at each tick, until it is dropped or shuts down. A late tick is delayed, never bunched.
+pub(crate) struct Periods {
+    tick: tokio::time::Interval,
+    receiver: Weak<dyn Submit>,
+}
+
+impl Periods {
+    /// A period of `every`, the first at once.
+    pub(crate) fn new(every: Duration, receiver: Weak<dyn Submit>) -> Self {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { tick, receiver }
+    }
+
+    /// Waits for the next period; `None` once the receiver is gone or shutting down.
+    pub(crate) async fn next(&mut self) -> Option<Arc<dyn Submit>> {
+        self.tick.tick().await;
+        let receiver = self.receiver.upgrade()?;
+        (!receiver.shutting_down()).then_some(receiver)
+    }
+}
+
 /// What the reconciler does with a finished run: the receiver's claim and hand-off.
 pub(crate) trait Submit: Send + Sync + 'static {
     /// Claims `event`'s run and hands it off, as the receive path does for a webhook.
@@ -137,16 +160,8 @@ pub(crate) struct Reconciler {
 impl Reconciler {
     /// Runs passes until the receiver is dropped or shuts down.
     pub async fn run(self, receiver: Weak<dyn Submit>) {
-        let mut tick = tokio::time::interval(self.policy.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(receiver) = receiver.upgrade() else {
-                return;
-            };
-            if receiver.shutting_down() {
-                return;
-            }
+        let mut periods = Periods::new(self.policy.every, receiver);
+        while let Some(receiver) = periods.next().await {
             if let Err(err) = self.pass(&*receiver).await {
                 tracing::warn!(provider = %self.provider, error = %err, "reconciliation pass failed; trying again");
             }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use runhook_core::payload::{EventSource, Provider, RunEvent};
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, KeyState, StoreError, Token};
 
-use super::reconcile::{Submit, Submitted};
+use super::reconcile::{Periods, Submit, Submitted};
 use super::{FetchError, Fetched, RunSource};
 use crate::handler::BoxFuture;
 use crate::stats::Counters;
@@ -111,16 +111,8 @@ pub(crate) struct Sweeper {
 impl Sweeper {
     /// Sweeps every period until the receiver is dropped or shuts down.
     pub async fn run(self, receiver: Weak<dyn Submit>) {
-        let mut tick = tokio::time::interval(self.policy.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(receiver) = receiver.upgrade() else {
-                return;
-            };
-            if receiver.shutting_down() {
-                return;
-            }
+        let mut periods = Periods::new(self.policy.every, receiver);
+        while let Some(receiver) = periods.next().await {
             let Some(turn) = self.take_turn().await else {
                 continue;
             };

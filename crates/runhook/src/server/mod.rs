@@ -31,8 +31,8 @@ mod limits;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::log_every::LogEvery;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -46,9 +46,6 @@ pub use limits::{
 
 /// The error type a served service and its bodies may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How often at most a refused connection or an accept error is logged.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `service` on `listener` with the default [`ConnectionLimits`], until the process
 /// ends. The one call that replaces `axum::serve(listener, router)`.
@@ -139,8 +136,7 @@ where
         let (phase, watching) = watch::channel(Phase::Serving);
         let http1 = connection::http1(&limits);
         let mut stop = std::pin::pin!(stop);
-        let mut refused = Throttled::new();
-        let mut failed = Throttled::new();
+        let (refused, failed) = (LogEvery::default(), LogEvery::default());
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -151,7 +147,7 @@ where
                 Ok((stream, _)) => {
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         drop(stream);
-                        if let Some(count) = refused.note() {
+                        if let Some(count) = refused.tick() {
                             tracing::warn!(
                                 max_connections = cap,
                                 refused = count,
@@ -172,7 +168,7 @@ where
                 }
                 Err(error) if is_per_connection(&error) => {}
                 Err(error) => {
-                    if let Some(count) = failed.note() {
+                    if let Some(count) = failed.tick() {
                         tracing::warn!(%error, errors = count, "cannot accept connections; pausing");
                     }
                     tokio::select! {
@@ -206,31 +202,4 @@ fn is_per_connection(error: &std::io::Error) -> bool {
         error.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
     )
-}
-
-/// Counts events and says when to log them: the first time, then at most every
-/// [`LOG_EVERY`], with how many came since.
-struct Throttled {
-    since: u64,
-    logged: Option<tokio::time::Instant>,
-}
-
-impl Throttled {
-    fn new() -> Self {
-        Self {
-            since: 0,
-            logged: None,
-        }
-    }
-
-    /// One more; `Some(count)` when it is time to log `count` events.
-    fn note(&mut self) -> Option<u64> {
-        self.since += 1;
-        let now = tokio::time::Instant::now();
-        if self.logged.is_some_and(|at| now < at + LOG_EVERY) {
-            return None;
-        }
-        self.logged = Some(now);
-        Some(std::mem::take(&mut self.since))
-    }
 }

@@ -1,7 +1,7 @@
 //! The stream itself: its builder, and the Redis commands the receive path and the workers
 //! send.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -40,6 +40,12 @@ local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
 return id
 ";
+
+/// The append scripts, hashed once (a `Script` hashes its source when made, and every
+/// delivery appends).
+static ADD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ADD_SCRIPT));
+static ADD_DUPLICATE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(ADD_DUPLICATE_SCRIPT));
 
 /// How long a duplicate's marker is kept: only a pointer, it needs to outlive its entry no
 /// longer than a run can stay in flight; after that one more copy may be appended.
@@ -250,18 +256,9 @@ impl RedisStreamQueue {
         capacity: usize,
     ) -> Result<(), AddRefused> {
         let q = &*self.inner;
-        let script = redis::Script::new(ADD_SCRIPT);
-        let mut invocation = script.key(&q.key);
-        invocation.arg(capacity);
-        entry.encode(|name, value| {
-            invocation.arg(name).arg(value);
-        })?;
-        let mut conn = q.conn.clone();
-        match bounded(
-            q.timeout,
-            invocation.invoke_async::<Option<String>>(&mut conn),
-        )
-        .await?
+        match self
+            .append_with(&ADD, &[&q.key], &[capacity as u64], entry)
+            .await?
         {
             Some(_id) => Ok(()),
             None => Err(AddRefused::Full),
@@ -278,23 +275,41 @@ impl RedisStreamQueue {
         capacity: usize,
     ) -> Result<DuplicateAdded, AddRefused> {
         let q = &*self.inner;
-        let script = redis::Script::new(ADD_DUPLICATE_SCRIPT);
         let marker = format!("{}:pending:{}", q.key, entry.key);
-        let mut invocation = script.key(&q.key);
-        invocation
-            .key(&marker)
-            .arg(capacity)
-            .arg(millis(DUPLICATE_MARKER_TTL));
+        let args = [capacity as u64, millis(DUPLICATE_MARKER_TTL)];
+        match self
+            .append_with(&ADD_DUPLICATE, &[&q.key, &marker], &args, entry)
+            .await?
+        {
+            Some(reply) if reply == "pending" => Ok(DuplicateAdded::AlreadyPending),
+            Some(_id) => Ok(DuplicateAdded::Appended),
+            None => Err(AddRefused::Full),
+        }
+    }
+
+    /// Runs one of the append scripts with `keys`, then `args`, then the entry's fields as
+    /// its arguments; its reply.
+    async fn append_with(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[u64],
+        entry: &NewEntry<'_>,
+    ) -> Result<Option<String>, AddRefused> {
+        let q = &*self.inner;
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
         entry.encode(|name, value| {
             invocation.arg(name).arg(value);
         })?;
         let mut conn = q.conn.clone();
         let reply = invocation.invoke_async::<Option<String>>(&mut conn);
-        match bounded(q.timeout, reply).await? {
-            Some(reply) if reply == "pending" => Ok(DuplicateAdded::AlreadyPending),
-            Some(_id) => Ok(DuplicateAdded::Appended),
-            None => Err(AddRefused::Full),
-        }
+        Ok(bounded(q.timeout, reply).await?)
     }
 
     /// Whether Redis answers a `PING` on the stream's connection (a readiness check).
