@@ -49,6 +49,9 @@ async fn replays_of_a_run_in_flight_append_it_at_most_once() {
     let mut args = skyvern_route(ROUTE);
     args.extend(["--store", &redis_url, "--queue", "redis-stream"]);
     args.extend(["--redis-prefix", &prefix, "--queue-capacity", "300"]);
+    // A duplicate's copy read while its run is still running stays pending until a takeover
+    // (the lease and a tenth): a short lease lets the stream drain within the test.
+    args.extend(["--lease-secs", "3"]);
     args.extend(["--exec", &exec]);
     let serve: Serve = start_serve(&dir, &args, &[("SKYVERN_API_KEY", SKYVERN_KEY)]);
     let url = format!("{}{ROUTE}", serve.base);
