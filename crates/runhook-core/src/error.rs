@@ -156,6 +156,9 @@ pub enum SchemeKind {
     Unsigned,
     /// Firecrawl's `x-firecrawl-signature`: `sha256=` and the hex HMAC-SHA256 of the raw body.
     Firecrawl,
+    /// Browser Use's `x-browser-use-signature`: hex HMAC-SHA256 of the timestamp and the
+    /// sorted-key payload (or its older `x-webhook-signature` over the raw body).
+    BrowserUse,
 }
 
 impl SchemeKind {
@@ -168,6 +171,7 @@ impl SchemeKind {
             SchemeKind::StandardWebhooks => "standard-webhooks",
             SchemeKind::Unsigned => "unsigned",
             SchemeKind::Firecrawl => "firecrawl",
+            SchemeKind::BrowserUse => "browser-use",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | SmartBrowse | [`PathSecret`] and/or [`HeaderToken`] |
 //! | TinyFish | [`PathSecret`] (its only credential), or [`Unsigned`] chosen by name |
 //! | Firecrawl | [`FirecrawlSignature`]: `x-firecrawl-signature: sha256=<hex HMAC-SHA256 of the raw body>` |
+//! | Browser Use | [`BrowserUseSignature`]: `x-browser-use-signature`, hex HMAC-SHA256 of `"{timestamp}.{sorted-key payload}"` |
 //! | Browserbase, many others | [`StandardWebhooks`] |
 //!
 //! What runhook knows about each platform (its default scheme, the schemes it can send, how
@@ -44,8 +45,9 @@ mod secret;
 mod verify;
 
 pub use auth::{
-    sign_firecrawl, sign_skyvern, sign_standard_webhooks, AnyOf, FirecrawlSignature, HeaderToken,
-    PathSecret, PublicKeys, SegmentPosition, SkyvernSignature, StandardWebhooks,
+    sign_browser_use, sign_browser_use_legacy, sign_firecrawl, sign_skyvern,
+    sign_standard_webhooks, AnyOf, BrowserUseSignature, FirecrawlSignature, HeaderToken,
+    LegacySignature, PathSecret, PublicKeys, SegmentPosition, SkyvernSignature, StandardWebhooks,
     StandardWebhooksKeys, StandardWebhooksPublicKey, Unsigned,
 };
 pub use error::{AuthError, ConfigError, SchemeKind};

@@ -14,6 +14,7 @@
 //! | SmartBrowse | header token | 10 s | 1 | never |
 //! | Browserbase | Standard Webhooks | 15 s | 9: at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h | any failure |
 //! | Firecrawl | `x-firecrawl-signature` | 10 s | 4, after 1, 5, 15 min | any failure |
+//! | Browser Use | `x-browser-use-signature` | 10 s (undocumented) | 1 (no retries documented) | never |
 //!
 //! ```
 //! use runhook_core::payload::Provider;
@@ -29,7 +30,7 @@
 use std::time::Duration;
 
 use crate::auth::{
-    FirecrawlSignature, HeaderToken, PathSecret, SkyvernSignature, StandardWebhooks,
+    BrowserUseSignature, FirecrawlSignature, HeaderToken, PathSecret, SkyvernSignature, StandardWebhooks,
 };
 use crate::error::SchemeKind;
 use crate::payload::Provider;
@@ -93,13 +94,16 @@ pub enum DefaultScheme {
     StandardWebhooks,
     /// `x-firecrawl-signature`, the HMAC of the body with the account's webhook secret.
     FirecrawlSignature,
+    /// `x-browser-use-signature`, the HMAC of the timestamp and the sorted-key payload with
+    /// the webhook secret (or the older `x-webhook-signature` of the raw body).
+    BrowserUseSignature,
 }
 
 impl DefaultScheme {
     /// This scheme with `secrets` as its keys: a [`SkyvernSignature`], a [`PathSecret`] on the
     /// last path segment, a [`HeaderToken`], a [`StandardWebhooks`] (`secrets` are the decoded
     /// keys: see [`Secret::from_standard_webhooks`](crate::Secret::from_standard_webhooks)) or
-    /// a [`FirecrawlSignature`].
+    /// a [`FirecrawlSignature`] or a [`BrowserUseSignature`].
     pub fn verifier(self, secrets: impl Into<Secrets>) -> Box<dyn Verifier> {
         let secrets = secrets.into();
         match self {
@@ -110,6 +114,7 @@ impl DefaultScheme {
             }
             DefaultScheme::StandardWebhooks => Box::new(StandardWebhooks::new(secrets)),
             DefaultScheme::FirecrawlSignature => Box::new(FirecrawlSignature::new(secrets)),
+            DefaultScheme::BrowserUseSignature => Box::new(BrowserUseSignature::new(secrets)),
         }
     }
 }
@@ -474,6 +479,26 @@ const FIRECRAWL: Platform = Platform {
     run_api: None,
 };
 
+const BROWSER_USE: Platform = Platform {
+    provider: Provider::BrowserUse,
+    display_name: "Browser Use",
+    default_scheme: DefaultScheme::BrowserUseSignature,
+    schemes: &[SchemeKind::BrowserUse],
+    // docs.browser-use.com documents no timeout and no retries: one attempt, answered within
+    // the field's usual 10 s. A missed delivery is for reconcile or a sweep.
+    sender: SINGLE_ATTEMPT_10S,
+    documented_sender: SINGLE_ATTEMPT_10S,
+    duplicates: Duplicates::SameBody,
+    // `GET /api/v2/tasks/{id}` (`TaskView`: `id`, `sessionId`, `status`, `output`, …).
+    run_api: Some(RunApi {
+        default_base: "https://api.browser-use.com",
+        run_path: "/api/v2/tasks/{id}",
+        key_header: "x-browser-use-api-key",
+        terminal_states: &["finished", "failed", "stopped"],
+        list: None,
+    }),
+};
+
 impl Platform {
     /// `provider`'s row.
     pub const fn of(provider: Provider) -> &'static Platform {
@@ -485,6 +510,7 @@ impl Platform {
             Provider::SmartBrowse => &SMARTBROWSE,
             Provider::Browserbase => &BROWSERBASE,
             Provider::Firecrawl => &FIRECRAWL,
+            Provider::BrowserUse => &BROWSER_USE,
         }
     }
 
@@ -517,6 +543,7 @@ mod tests {
                 DefaultScheme::HeaderToken { .. } => SchemeKind::HeaderToken,
                 DefaultScheme::StandardWebhooks => SchemeKind::StandardWebhooks,
                 DefaultScheme::FirecrawlSignature => SchemeKind::Firecrawl,
+                DefaultScheme::BrowserUseSignature => SchemeKind::BrowserUse,
             };
             assert_eq!(platform.schemes[0], default, "{provider}");
             if let DefaultScheme::HeaderToken { header } = platform.default_scheme {

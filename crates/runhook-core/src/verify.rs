@@ -162,7 +162,7 @@ impl Verified {
     pub fn signed_body(&self) -> Option<&bytes::Bytes> {
         match &self.body {
             BodyMatch::Canonical { signed } => Some(signed),
-            BodyMatch::Exact | BodyMatch::NotSigned => None,
+            BodyMatch::Exact | BodyMatch::Reserialized | BodyMatch::NotSigned => None,
         }
     }
 
@@ -170,7 +170,10 @@ impl Verified {
         // Schemes that sign the body match its exact bytes unless they say otherwise; the
         // others leave the body unauthenticated.
         let body = match scheme {
-            SchemeKind::Skyvern | SchemeKind::StandardWebhooks => BodyMatch::Exact,
+            SchemeKind::Skyvern
+            | SchemeKind::StandardWebhooks
+            | SchemeKind::Firecrawl
+            | SchemeKind::BrowserUse => BodyMatch::Exact,
             _ => BodyMatch::NotSigned,
         };
         Self {
@@ -198,6 +201,11 @@ pub enum BodyMatch {
         /// The canonical bytes the signature covers: what the sender signed.
         signed: bytes::Bytes,
     },
+    /// The signature covers the sender's own re-serialization of the payload, which the body's
+    /// bytes need not match: Browser Use signs the sorted-key form of what it sends
+    /// ([`crate::BrowserUseSignature`]). The content is what was signed, checked by rebuilding
+    /// that form; it is the scheme's normal case, not a sign of a proxy.
+    Reserialized,
     /// The scheme does not sign the body (header token, path secret, unsigned).
     NotSigned,
 }

@@ -396,6 +396,9 @@ fn the_probe_agrees_with_the_full_parse() {
         (Provider::Browserbase, "browserbase-navigation-blocked.json"),
         (Provider::Firecrawl, "firecrawl-crawl-completed.json"),
         (Provider::Firecrawl, "firecrawl-crawl-page.json"),
+        (Provider::BrowserUse, "browser-use-task-finished.json"),
+        (Provider::BrowserUse, "browser-use-task-started.json"),
+        (Provider::BrowserUse, "browser-use-test.json"),
     ];
     for (provider, name) in cases {
         let event = parse(provider, name);
@@ -672,4 +675,69 @@ fn the_probe_agrees_with_the_summary_on_every_fixture_as_every_provider() {
         }
     }
     assert!(checked > 20, "{checked}");
+}
+
+#[test]
+fn browser_use_tasks_end_on_their_id_and_other_statuses_are_progress() {
+    use runhook_core::payload::BrowserUseEvent;
+    let finished = parse(Provider::BrowserUse, "browser-use-task-finished.json");
+    assert_eq!(
+        finished.dedup_key,
+        "browser-use:3f1d9c2e-7a4b-4e8f-b1c6-5d2a9e0f8b71"
+    );
+    assert_eq!(finished.status, RunStatus::Completed);
+    assert_eq!(finished.event.as_deref(), Some("agent.task.status_update"));
+    assert_eq!(
+        finished.timestamps.finished_at.as_deref(),
+        Some("2026-12-07T09:14:03.512Z")
+    );
+    let typed: &BrowserUseEvent = finished.payload_as().unwrap();
+    assert_eq!(
+        typed.payload.session_id.as_deref(),
+        Some("a8c4e2f1-3b5d-4c7e-9f1a-2b4d6e8f0a13")
+    );
+    assert_eq!(
+        typed.payload.metadata,
+        Some(serde_json::json!({"order": "ord-4471", "attempt": 1}))
+    );
+
+    let started = parse(Provider::BrowserUse, "browser-use-task-started.json");
+    assert_eq!(
+        started.dedup_key,
+        "browser-use:3f1d9c2e-7a4b-4e8f-b1c6-5d2a9e0f8b71#started"
+    );
+    assert!(!started.status.is_terminal());
+    assert_eq!(started.run_id, finished.run_id);
+
+    // The other documented spelling: camelCase ids.
+    let stopped = parse(Provider::BrowserUse, "browser-use-task-stopped-camel.json");
+    assert_eq!(stopped.dedup_key, "browser-use:task_7Qm2xP");
+    assert_eq!(stopped.status, RunStatus::Cancelled);
+    let typed: &BrowserUseEvent = stopped.payload_as().unwrap();
+    assert_eq!(typed.payload.session_id.as_deref(), Some("session_K3v9Lw"));
+
+    // The dashboard's ping names no task: keyed by its time, never terminal.
+    let ping = parse(Provider::BrowserUse, "browser-use-test.json");
+    assert_eq!(ping.dedup_key, "browser-use:test#2026-12-07T08:00:00Z");
+    assert!(!ping.status.is_terminal());
+    assert_eq!(ping.event.as_deref(), Some("test"));
+
+    for (status, expected) in [
+        ("failed", RunStatus::Failed),
+        ("timed_out", RunStatus::TimedOut),
+        ("idle", RunStatus::Unknown("idle".into())),
+    ] {
+        let body = format!(
+            r#"{{"type":"agent.task.status_update","payload":{{"task_id":"t","status":"{status}"}}}}"#
+        );
+        let event = RunEvent::parse(Provider::BrowserUse, body.into_bytes()).unwrap();
+        assert_eq!(event.status, expected, "{status}");
+    }
+    let no_task = br#"{"type":"agent.task.status_update","payload":{"status":"finished"}}"#;
+    assert_eq!(
+        RunEvent::parse(Provider::BrowserUse, &no_task[..]).unwrap_err(),
+        PayloadError::MissingField {
+            field: "payload.task_id".into()
+        }
+    );
 }

@@ -2,6 +2,7 @@
 //! timestamp windows.
 
 mod any_of;
+mod browser_use;
 mod firecrawl;
 mod header_token;
 mod path_secret;
@@ -10,6 +11,9 @@ mod standard_webhooks;
 mod unsigned;
 
 pub use any_of::AnyOf;
+pub use browser_use::{
+    sign_browser_use, sign_browser_use_legacy, BrowserUseSignature, LegacySignature,
+};
 pub use firecrawl::{sign_firecrawl, FirecrawlSignature};
 pub use header_token::HeaderToken;
 pub use path_secret::{PathSecret, SegmentPosition};

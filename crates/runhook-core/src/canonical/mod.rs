@@ -52,6 +52,7 @@ mod sign;
 mod sorted;
 mod write;
 
+pub(crate) use sorted::Out;
 use write::RepeatedKeys;
 
 pub use error::{CanonicalError, PythonException, SyntaxError};
@@ -199,16 +200,26 @@ pub fn canonicalize_sorted_bounded(
     input: &[u8],
     max_len: usize,
 ) -> Result<Vec<u8>, CanonicalError> {
-    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
     let mut out = Vec::with_capacity(input.len().min(max_len));
-    if let Err(error) = sorted::write_sorted(input, &mut out, max_len) {
-        // Python decodes the whole body before parsing it: an invalid byte anywhere wins.
-        if let Err(e) = std::str::from_utf8(input) {
-            return Err(CanonicalError::InvalidUtf8 {
-                offset: e.valid_up_to(),
-            });
-        }
-        return Err(error);
-    }
+    sorted_into(input, &mut out, max_len)?;
     Ok(out)
+}
+
+/// Writes the sorted-key form of `input` to `out` (nothing unless it all parses): what
+/// [`canonicalize_sorted_bounded`] returns, without a buffer of its own when `out` is a MAC.
+pub(crate) fn sorted_into(
+    input: &[u8],
+    out: &mut impl sorted::Out,
+    max_len: usize,
+) -> Result<(), CanonicalError> {
+    let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
+    sorted::write_sorted(input, out, max_len).map_err(|error| {
+        // Python decodes the whole body before parsing it: an invalid byte anywhere wins.
+        match std::str::from_utf8(input) {
+            Err(e) => CanonicalError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            },
+            Ok(_) => error,
+        }
+    })
 }

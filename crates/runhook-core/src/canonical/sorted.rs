@@ -155,11 +155,25 @@ impl Sink for Builder {
     }
 }
 
+/// Where the sorted form is written: a buffer, or straight into a signature's MACs (so that
+/// checking a signature allocates no copy of the output).
+pub(crate) trait Out {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 /// The sorted-key form of `input`, or Python's refusal; at most about `max_len` bytes of
-/// output are built (the bound is checked between tokens).
+/// output are built (the bound is checked between tokens). Nothing is written to `out` unless
+/// the whole input parses.
 pub(super) fn write_sorted(
     input: &[u8],
-    out: &mut Vec<u8>,
+    out: &mut impl Out,
     max_len: usize,
 ) -> Result<(), CanonicalError> {
     let mut builder = Builder {
@@ -183,30 +197,30 @@ pub(super) fn write_sorted(
 }
 
 /// Writes `node`; recursion is bounded by the scanner's depth limit.
-fn write_node(node: &Node, leaves: &[u8], out: &mut Vec<u8>) {
+fn write_node(node: &Node, leaves: &[u8], out: &mut impl Out) {
     match node {
-        Node::Leaf { start, end } => out.extend_from_slice(&leaves[*start..*end]),
+        Node::Leaf { start, end } => out.put(&leaves[*start..*end]),
         Node::Array(items) => {
-            out.push(b'[');
+            out.put(b"[");
             for (n, item) in items.iter().enumerate() {
                 if n > 0 {
-                    out.push(b',');
+                    out.put(b",");
                 }
                 write_node(item, leaves, out);
             }
-            out.push(b']');
+            out.put(b"]");
         }
         Node::Object(members) => {
-            out.push(b'{');
+            out.put(b"{");
             for (n, member) in members.iter().enumerate() {
                 if n > 0 {
-                    out.push(b',');
+                    out.put(b",");
                 }
                 write_string(&member.key, out);
-                out.push(b':');
+                out.put(b":");
                 write_node(&member.value, leaves, out);
             }
-            out.push(b'}');
+            out.put(b"}");
         }
     }
 }
@@ -260,18 +274,18 @@ fn hex4(chars: &mut impl Iterator<Item = char>) -> u32 {
 }
 
 /// Writes a string as `json.dumps` does with `ensure_ascii=True`.
-fn write_string(code_points: &[u32], out: &mut Vec<u8>) {
-    out.push(b'"');
+fn write_string(code_points: &[u32], out: &mut impl Out) {
+    out.put(b"\"");
     for &code in code_points {
         match code {
-            0x22 => out.extend_from_slice(b"\\\""),
-            0x5c => out.extend_from_slice(b"\\\\"),
-            0x0a => out.extend_from_slice(b"\\n"),
-            0x0d => out.extend_from_slice(b"\\r"),
-            0x09 => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x20..=0x7e => out.push(code as u8),
+            0x22 => out.put(b"\\\""),
+            0x5c => out.put(b"\\\\"),
+            0x0a => out.put(b"\\n"),
+            0x0d => out.put(b"\\r"),
+            0x09 => out.put(b"\\t"),
+            0x08 => out.put(b"\\b"),
+            0x0c => out.put(b"\\f"),
+            0x20..=0x7e => out.put(&[code as u8]),
             0x10000.. => {
                 let v = code - 0x10000;
                 write_escape(0xd800 | (v >> 10), out);
@@ -280,14 +294,15 @@ fn write_string(code_points: &[u32], out: &mut Vec<u8>) {
             _ => write_escape(code, out),
         }
     }
-    out.push(b'"');
+    out.put(b"\"");
 }
 
 /// `\uxxxx`, lowercase.
-fn write_escape(unit: u32, out: &mut Vec<u8>) {
+fn write_escape(unit: u32, out: &mut impl Out) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(b"\\u");
-    for shift in [12, 8, 4, 0] {
-        out.push(HEX[((unit >> shift) & 0xf) as usize]);
+    let mut escape = *b"\\u0000";
+    for (digit, shift) in escape[2..].iter_mut().zip([12, 8, 4, 0]) {
+        *digit = HEX[((unit >> shift) & 0xf) as usize];
     }
+    out.put(&escape);
 }

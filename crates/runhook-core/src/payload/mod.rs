@@ -7,6 +7,7 @@
 //! integers beyond 64 bits (which Skyvern genuinely sends) parse; see [`json`] for how those
 //! values are represented.
 
+mod browser_use;
 mod browserbase;
 mod firecrawl;
 pub mod json;
@@ -27,6 +28,7 @@ use http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+pub use browser_use::{BrowserUseEvent, BrowserUseTask};
 pub use browserbase::BrowserbaseEvent;
 pub use firecrawl::FirecrawlEvent;
 use phase::Attempt;
@@ -59,11 +61,13 @@ pub enum Provider {
     Browserbase,
     /// Firecrawl crawl, batch scrape, extract and agent job events.
     Firecrawl,
+    /// Browser Use task status updates (`agent.task.status_update`).
+    BrowserUse,
 }
 
 impl Provider {
     /// Every provider, in a stable order.
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Skyvern,
         Provider::TinyFish,
         Provider::WebRun,
@@ -71,6 +75,7 @@ impl Provider {
         Provider::SmartBrowse,
         Provider::Browserbase,
         Provider::Firecrawl,
+        Provider::BrowserUse,
     ];
 
     /// The provider's name as used in de-duplication keys and on the command line.
@@ -83,6 +88,7 @@ impl Provider {
             Provider::SmartBrowse => "smartbrowse",
             Provider::Browserbase => "browserbase",
             Provider::Firecrawl => "firecrawl",
+            Provider::BrowserUse => "browser-use",
         }
     }
 
@@ -211,6 +217,8 @@ pub enum ProviderPayload {
     Browserbase(Box<BrowserbaseEvent>),
     /// A Firecrawl job event.
     Firecrawl(Box<FirecrawlEvent>),
+    /// A Browser Use task status update or ping.
+    BrowserUse(Box<BrowserUseEvent>),
 }
 
 /// A platform's typed payload, for [`RunEvent::payload_as`]: [`SkyvernRun`], [`TinyFishRun`],
@@ -263,6 +271,10 @@ payload_of!(BrowserbaseEvent, Browserbase, |payload| match payload {
 });
 payload_of!(FirecrawlEvent, Firecrawl, |payload| match payload {
     ProviderPayload::Firecrawl(event) => Some(event),
+    _ => None,
+});
+payload_of!(BrowserUseEvent, BrowserUse, |payload| match payload {
+    ProviderPayload::BrowserUse(event) => Some(event),
     _ => None,
 });
 
@@ -347,9 +359,11 @@ pub struct RunEvent {
     pub provider: Provider,
     /// The idempotency key, scoped by provider: `skyvern:<run_id>`, `tinyfish:<run_id>`,
     /// `webrun:<taskId>`, `webrun-ai:<hex sha256 of the body>`, `smartbrowse:<run_id>`,
-    /// `browserbase:<resourceId>`, `firecrawl:<id>`. A Browserbase or Firecrawl event that
-    /// does not end its job (`crawl.page`, `agent.action`, `…started`) is keyed
-    /// `<provider>:<id>#<its delivery id>`, so that it never takes the place of the job's end;
+    /// `browserbase:<resourceId>`, `firecrawl:<id>`, `browser-use:<task_id>`. A Browserbase or
+    /// Firecrawl event that does not end its job (`crawl.page`, `agent.action`, `…started`)
+    /// is keyed `<provider>:<id>#<its delivery id>`, and a Browser Use status that does not
+    /// end its task `browser-use:<task_id>#<status>` (a ping: `browser-use:test#<its time>`),
+    /// so that it never takes the place of the job's end;
     /// an interim event has its attempt's own key, `skyvern:<run_id>#attempt-<n>`
     /// ([`Provider::attempt_dedup_key`]).
     pub dedup_key: String,
@@ -430,6 +444,7 @@ impl RunEvent {
             Provider::SmartBrowse => smartbrowse::summary(&raw_body)?,
             Provider::Browserbase => keyed(browserbase::summary(&raw_body)?, &mut progress),
             Provider::Firecrawl => keyed(firecrawl::summary(&raw_body)?, &mut progress),
+            Provider::BrowserUse => keyed(browser_use::summary(&raw_body)?, &mut progress),
         };
         check_run_id(&parts.run_id, parts.id_field)?;
         let mut dedup_key =
@@ -532,6 +547,7 @@ impl RunEvent {
                 event.data.as_ref().and_then(|data| data.get("results"))
             }
             ProviderPayload::Firecrawl(event) => event.data.as_ref(),
+            ProviderPayload::BrowserUse(event) => event.payload.output.as_ref(),
         };
         result.filter(|value| !value.is_null())
     }
@@ -546,6 +562,7 @@ fn parse_payload(provider: Provider, body: &[u8]) -> Result<ProviderPayload, Pay
         Provider::SmartBrowse => smartbrowse::payload(body),
         Provider::Browserbase => browserbase::payload(body),
         Provider::Firecrawl => firecrawl::payload(body),
+        Provider::BrowserUse => browser_use::payload(body),
     }
 }
 
@@ -605,7 +622,7 @@ impl DedupProbe {
             }
             Provider::WebRunAi => (body_sha256_hex(body), "body", None, RunPhase::Final),
             // The key may carry a progress qualifier: read as the event reads it.
-            Provider::Browserbase | Provider::Firecrawl => {
+            Provider::Browserbase | Provider::Firecrawl | Provider::BrowserUse => {
                 let event = RunEvent::parse_summary(provider, Bytes::copy_from_slice(body))?;
                 return Ok(Self {
                     dedup_key: event.dedup_key,
@@ -662,6 +679,9 @@ impl Provider {
                 field: "resourceId",
             },
             Provider::Firecrawl => RunIdentity::RunId { field: "id" },
+            Provider::BrowserUse => RunIdentity::RunId {
+                field: "payload.task_id",
+            },
             Provider::WebRunAi => RunIdentity::BodyHash,
         }
     }

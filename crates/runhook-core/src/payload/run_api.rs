@@ -6,6 +6,7 @@
 //! | Skyvern | the webhook payload's own fields | the same bytes (`retry_pending: true`: not over) |
 //! | TinyFish | the webhook's `data` | `{"event": "run.<status>", "run_id", "status", "data": <body>}` |
 //! | SmartBrowse | `{"data": {"id", "run_status", …, "result"}}` | the flat webhook body, `result` kept |
+//! | Browser Use | `{"id", "sessionId", "status", "output", "finishedAt", …}` | `{"type": "agent.task.status_update", "timestamp", "payload": {"task_id", "session_id", "status", "output"}}` |
 
 use serde_json::{json, Map, Value};
 
@@ -81,6 +82,7 @@ pub fn from_run_api(provider: Provider, run_id: &str, body: &[u8]) -> Result<Api
         Provider::Skyvern => (string_field(&value, "status")?, None),
         Provider::TinyFish => tinyfish(&value, run_id)?,
         Provider::SmartBrowse => smartbrowse(&value, run_id)?,
+        Provider::BrowserUse => browser_use(&value, run_id)?,
         Provider::WebRun | Provider::WebRunAi | Provider::Browserbase | Provider::Firecrawl => {
             return Err(RunApiError::NoRunApi(provider))
         }
@@ -128,6 +130,24 @@ fn tinyfish(value: &Value, run_id: &str) -> Result<(String, Option<Value>), RunA
         "run_id": id,
         "status": status,
         "data": value,
+    });
+    Ok((status, Some(webhook)))
+}
+
+/// Browser Use: the API's task view, turned into a status update carrying its output.
+fn browser_use(value: &Value, run_id: &str) -> Result<(String, Option<Value>), RunApiError> {
+    let status = string_field(value, "status")?;
+    let id = value.get("id").and_then(Value::as_str).unwrap_or(run_id);
+    let webhook = json!({
+        "type": super::browser_use::STATUS_UPDATE,
+        "timestamp": value.get("finishedAt"),
+        "payload": {
+            "task_id": id,
+            "session_id": value.get("sessionId"),
+            "status": status,
+            "metadata": value.get("metadata"),
+            "output": value.get("output"),
+        },
     });
     Ok((status, Some(webhook)))
 }
