@@ -11,8 +11,8 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use rand::RngExt as _;
 use runhook::payload::Provider;
-use runhook::verify::{sign_firecrawl, sign_skyvern, sign_standard_webhooks};
-use runhook::{FirecrawlSignature, Secret, SkyvernSignature};
+use runhook::verify::{sign_browser_use, sign_firecrawl, sign_skyvern, sign_standard_webhooks};
+use runhook::{BrowserUseSignature, FirecrawlSignature, Secret, SkyvernSignature};
 use runhook_core::platform::{Platform, RetryOn, SenderProfile};
 
 /// Which of a platform's two sender profiles to imitate.
@@ -49,6 +49,9 @@ pub enum Credential {
     StandardWebhooksKey(Secret),
     /// Firecrawl's webhook secret: signs the body into `x-firecrawl-signature`.
     FirecrawlKey(Secret),
+    /// Browser Use's webhook secret: signs `unix_now` and the body's sorted-key form into
+    /// `x-browser-use-signature`, sent with `x-browser-use-timestamp`.
+    BrowserUseKey(Secret),
     /// A static header (WebRun's `Authorization`, a SmartBrowse custom header).
     Header {
         /// The header's name.
@@ -130,6 +133,20 @@ pub fn platform_headers(
                 headers.insert(FirecrawlSignature::SIGNATURE_HEADER, signature);
             }
         }
+        Credential::BrowserUseKey(key) => match sign_browser_use(key, unix_now, body) {
+            Ok(signature) => {
+                if let Ok(signature) = HeaderValue::from_str(&signature) {
+                    headers.insert(BrowserUseSignature::SIGNATURE_HEADER, signature);
+                }
+                headers.insert(
+                    BrowserUseSignature::TIMESTAMP_HEADER,
+                    HeaderValue::from(unix_now),
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Browser Use signs the body's JSON, and this body is not JSON it could load; sent unsigned")
+            }
+        },
         Credential::Header { name, value } => match header_value(value) {
             Some(value) => {
                 headers.insert(name.clone(), value);

@@ -30,7 +30,8 @@
 use std::time::Duration;
 
 use crate::auth::{
-    BrowserUseSignature, FirecrawlSignature, HeaderToken, PathSecret, SkyvernSignature, StandardWebhooks,
+    BrowserUseSignature, FirecrawlSignature, HeaderToken, PathSecret, SkyvernSignature,
+    StandardWebhooks,
 };
 use crate::error::SchemeKind;
 use crate::payload::Provider;

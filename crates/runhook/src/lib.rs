@@ -72,8 +72,8 @@ pub use receiver::{
 pub use stats::Stats;
 // The schemes and their keys.
 pub use runhook_core::{
-    AnyOf, FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature,
-    StandardWebhooks, Unsigned, Verifier,
+    AnyOf, BrowserUseSignature, FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets,
+    SkyvernSignature, StandardWebhooks, Unsigned, Verifier,
 };
 
 pub use runhook_core::{canonical, payload, platform};
@@ -83,10 +83,11 @@ pub use runhook_store as store;
 /// clocks for timestamp windows, and the signing helpers senders (and tests) use.
 pub mod verify {
     pub use runhook_core::{
-        parse_retry_after, sign_firecrawl, sign_skyvern, sign_standard_webhooks, single_header,
-        AuthError, BodyMatch, Clock, ConfigError, Delivery, FixedClock, HeaderLookup, PublicKeys,
-        SchemeKind, SegmentPosition, SingleHeader, StandardWebhooksKeys, StandardWebhooksPublicKey,
-        SystemClock, TimestampCheck, Verified,
+        parse_retry_after, sign_browser_use, sign_browser_use_legacy, sign_firecrawl, sign_skyvern,
+        sign_standard_webhooks, single_header, AuthError, BodyMatch, Clock, ConfigError, Delivery,
+        FixedClock, HeaderLookup, LegacySignature, PublicKeys, SchemeKind, SegmentPosition,
+        SingleHeader, StandardWebhooksKeys, StandardWebhooksPublicKey, SystemClock, TimestampCheck,
+        Verified,
     };
 }
 

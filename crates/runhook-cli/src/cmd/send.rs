@@ -386,6 +386,10 @@ fn credential(args: &SendArgs) -> Result<Credential, SendError> {
             let var = var.ok_or(SendError::NoSigningKey(provider))?;
             Ok(Credential::FirecrawlKey(env::secret(var)?))
         }
+        DefaultScheme::BrowserUseSignature => {
+            let var = var.ok_or(SendError::NoSigningKey(provider))?;
+            Ok(Credential::BrowserUseKey(env::secret(var)?))
+        }
     }
 }
 

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use runhook_core::canonical::SkyvernRequest;
-use runhook_core::{sign_standard_webhooks, Clock as _, StandardWebhooks, SystemClock};
+use runhook_core::{
+    sign_standard_webhooks, BrowserUseSignature, Clock as _, FirecrawlSignature, StandardWebhooks,
+    SystemClock,
+};
 
 use super::input::read_input;
 use crate::env;
@@ -26,6 +29,13 @@ pub enum SignScheme {
     /// and `webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`,
     /// keyed by a `whsec_` secret).
     StandardWebhooks,
+    /// Firecrawl: the body as given and `x-firecrawl-signature` (`sha256=` and the hex
+    /// HMAC-SHA256 of the body, keyed by the webhook secret).
+    Firecrawl,
+    /// Browser Use: the body as given, `x-browser-use-signature` (the hex HMAC-SHA256 of
+    /// `{timestamp}.{the body's sorted-key JSON}`, keyed by the webhook secret) and
+    /// `x-browser-use-timestamp`.
+    BrowserUse,
 }
 
 /// Arguments of `runhook sign`.
@@ -34,7 +44,8 @@ pub enum SignScheme {
     after_help = "Prints the headers the sender would send, one `name: value` a line, a blank line, \
 then the exact body.\n\
 Skyvern: the payload may be spelled any way (whitespace, 3.0, escapes): the body is the sender's \
-canonical form of it. Standard Webhooks: the body is signed exactly as given.\n\
+canonical form of it. Standard Webhooks, Firecrawl: the body is signed exactly as given. Browser \
+Use: the body is sent as given, its sorted-key form is signed.\n\
 Exit status: 0 printed, 1 the payload is not JSON the sender could send, 2 usage or configuration \
 error.\n\
 The key is read from the environment variable named by --secret-env, never from the command line."
@@ -44,7 +55,8 @@ pub struct SignArgs {
     #[arg(long, value_enum)]
     scheme: SignScheme,
     /// Name of the environment variable holding the key to sign with (for Skyvern, the API key;
-    /// for Standard Webhooks, a `whsec_...` secret).
+    /// for Standard Webhooks, a `whsec_...` secret; for Firecrawl and Browser Use, the webhook
+    /// secret).
     #[arg(long = "secret-env", value_name = "VAR")]
     secret_env: String,
     /// For standard-webhooks (required there): the `webhook-id`, the message's unique id.
@@ -63,6 +75,8 @@ pub fn run(args: SignArgs) -> ExitCode {
     let signed = match args.scheme {
         SignScheme::Skyvern => sign_skyvern(&args),
         SignScheme::StandardWebhooks => sign_standard(&args),
+        SignScheme::Firecrawl => sign_firecrawl(&args),
+        SignScheme::BrowserUse => sign_browser_use(&args),
     };
     let signed = match signed {
         Ok(signed) => signed,
@@ -92,9 +106,7 @@ struct Signed {
 type Refusal = (u8, String);
 
 fn sign_skyvern(args: &SignArgs) -> Result<Signed, Refusal> {
-    if args.id.is_some() {
-        return Err((USAGE, "--id is for --scheme standard-webhooks only".into()));
-    }
+    no_id(args)?;
     let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
     let payload = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
     let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
@@ -130,6 +142,53 @@ fn sign_standard(args: &SignArgs) -> Result<Signed, Refusal> {
         ],
         body,
     })
+}
+
+fn sign_firecrawl(args: &SignArgs) -> Result<Signed, Refusal> {
+    no_id(args)?;
+    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
+    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
+    if args.timestamp.is_some() {
+        return Err((
+            USAGE,
+            "Firecrawl signs no timestamp: drop --timestamp".into(),
+        ));
+    }
+    let signature = runhook_core::sign_firecrawl(&key, &body);
+    Ok(Signed {
+        headers: vec![
+            ("Content-Type", "application/json".to_owned()),
+            (FirecrawlSignature::SIGNATURE_HEADER, signature),
+        ],
+        body,
+    })
+}
+
+fn sign_browser_use(args: &SignArgs) -> Result<Signed, Refusal> {
+    no_id(args)?;
+    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
+    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
+    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
+    let signature = runhook_core::sign_browser_use(&key, timestamp, &body).map_err(|error| {
+        let message = format!("cannot sign: {}: {error}", error.python_exception());
+        (UNSIGNABLE, message)
+    })?;
+    Ok(Signed {
+        headers: vec![
+            ("Content-Type", "application/json".to_owned()),
+            (BrowserUseSignature::SIGNATURE_HEADER, signature),
+            (BrowserUseSignature::TIMESTAMP_HEADER, timestamp.to_string()),
+        ],
+        body,
+    })
+}
+
+/// Refuses `--id`, which only Standard Webhooks signs.
+fn no_id(args: &SignArgs) -> Result<(), Refusal> {
+    match args.id {
+        Some(_) => Err((USAGE, "--id is for --scheme standard-webhooks only".into())),
+        None => Ok(()),
+    }
 }
 
 /// Whether `value` can be printed as one header value and read back unchanged.

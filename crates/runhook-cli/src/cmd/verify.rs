@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use runhook_core::{
-    AuthError, ConfigError, Delivery, FirecrawlSignature, FixedClock, HeaderToken, PathSecret,
-    PublicKeys, Secret, Secrets, SegmentPosition, SkyvernSignature, StandardWebhooks,
-    StandardWebhooksKeys, StandardWebhooksPublicKey, TimestampCheck, Verified, Verifier,
+    AuthError, BodyMatch, BrowserUseSignature, ConfigError, Delivery, FirecrawlSignature,
+    FixedClock, HeaderToken, PathSecret, PublicKeys, Secret, Secrets, SegmentPosition,
+    SkyvernSignature, StandardWebhooks, StandardWebhooksKeys, StandardWebhooksPublicKey,
+    TimestampCheck, Verified, Verifier,
 };
 
 use super::input::{read_input, InputError};
@@ -33,6 +34,9 @@ pub enum SchemeArg {
     StandardWebhooks,
     /// Firecrawl's `x-firecrawl-signature`: `sha256=` and the hex HMAC-SHA256 of the raw body.
     Firecrawl,
+    /// Browser Use's `x-browser-use-signature`: hex HMAC-SHA256 of `{timestamp}.{the body's
+    /// sorted-key JSON}`, or the older `x-webhook-signature` of the raw body.
+    BrowserUse,
 }
 
 /// Arguments of `runhook verify`.
@@ -66,7 +70,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "INDEX")]
     segment: Option<usize>,
     /// Timestamp tolerance in seconds. Skyvern: checks `x-skyvern-timestamp` (off unless
-    /// given). Standard Webhooks: default 300.
+    /// given). Standard Webhooks and Browser Use: default 300.
     #[arg(long, value_name = "SECONDS")]
     tolerance: Option<u64>,
     /// Check timestamps as if now were this Unix time (for deliveries captured earlier).
@@ -152,6 +156,16 @@ fn build_scheme(args: &VerifyArgs) -> Result<Box<dyn Verifier>, UsageError> {
             Box::new(scheme)
         }
         SchemeArg::Firecrawl => Box::new(FirecrawlSignature::new(env::secrets(&args.secret_env)?)),
+        SchemeArg::BrowserUse => {
+            let mut scheme = BrowserUseSignature::new(env::secrets(&args.secret_env)?);
+            if let Some(tolerance) = tolerance {
+                scheme = scheme.with_timestamp_tolerance(tolerance);
+            }
+            if let Some(clock) = clock {
+                scheme = scheme.with_clock(clock);
+            }
+            Box::new(scheme)
+        }
         SchemeArg::HeaderToken => Box::new(HeaderToken::new(
             &args.header_name,
             env::secrets(&args.secret_env)?,
@@ -251,6 +265,12 @@ fn describe(verified: &Verified, args: &VerifyArgs) -> String {
                 " (note: the signature does not cover it, so it proves nothing about replays)",
             );
         }
+    }
+    if verified.body == BodyMatch::Reserialized {
+        out.push_str(
+            "
+the signature covers the payload's re-serialization, which was rebuilt to check it",
+        );
     }
     out
 }

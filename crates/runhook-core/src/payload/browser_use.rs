@@ -99,7 +99,10 @@ pub(super) fn summary(body: &[u8]) -> Result<(Parts, Option<String>), PayloadErr
     }
 }
 
-fn parts<R>(event: Summary<R>, result: ResultSpan) -> Result<(Parts, Option<String>), PayloadError> {
+fn parts<R>(
+    event: Summary<R>,
+    result: ResultSpan,
+) -> Result<(Parts, Option<String>), PayloadError> {
     let timestamps = RunTimestamps {
         finished_at: event.timestamp.clone(),
         ..RunTimestamps::default()

@@ -161,7 +161,8 @@ impl Receiver {
     /// A builder for `provider` that authenticates with the platform's default scheme
     /// ([`Platform::default_scheme`]) and `secrets` as its keys: Skyvern's signature, TinyFish's
     /// secret last path segment, WebRun's and SmartBrowse's `Authorization` token,
-    /// Browserbase's Standard Webhooks signature, Firecrawl's `x-firecrawl-signature`.
+    /// Browserbase's Standard Webhooks signature, Firecrawl's `x-firecrawl-signature`, Browser
+    /// Use's `x-browser-use-signature`.
     ///
     /// ```
     /// use runhook::payload::Provider;
@@ -213,6 +214,15 @@ impl Receiver {
     /// checked against `secrets` (the account's webhook secret; several while rotating).
     pub fn firecrawl(secrets: impl Into<Secrets>) -> ReceiverBuilder {
         Self::for_platform(Provider::Firecrawl, secrets)
+    }
+
+    /// A Browser Use route: `x-browser-use-signature` (the HMAC of the signed timestamp and
+    /// the sorted-key payload, within 5 minutes) or the older `x-webhook-signature` (the HMAC
+    /// of the raw body), checked against `secrets` (the webhook secret; several while
+    /// rotating). For other options build a [`BrowserUseSignature`](crate::BrowserUseSignature)
+    /// and pass it to [`Receiver::builder`].
+    pub fn browser_use(secrets: impl Into<Secrets>) -> ReceiverBuilder {
+        Self::for_platform(Provider::BrowserUse, secrets)
     }
 
     /// Counters so far and the current queue depth.

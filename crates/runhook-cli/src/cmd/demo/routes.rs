@@ -10,8 +10,8 @@ use runhook::retry::RetryPolicy;
 use runhook::runs::ReconcilePolicy;
 
 use super::script::{
-    demo_secret, BROWSERBASE_SECRET, CONFIRM_PATH, FIRECRAWL_SECRET, RECONCILE_EVERY, SKYVERN_KEY,
-    SMARTBROWSE_PATH, TINYFISH_API_KEY, TINYFISH_PATH, WEBRUN_AUTH,
+    demo_secret, BROWSERBASE_SECRET, BROWSER_USE_SECRET, CONFIRM_PATH, FIRECRAWL_SECRET,
+    RECONCILE_EVERY, SKYVERN_KEY, SMARTBROWSE_PATH, TINYFISH_API_KEY, TINYFISH_PATH, WEBRUN_AUTH,
 };
 use super::{Calls, DemoError};
 use crate::outage_store::OutageOnce;
@@ -53,7 +53,7 @@ pub fn demo_routes(
 }
 
 /// Each route, with the secret it accepts.
-fn specs(api_base: &str) -> [(RouteSpec, &'static str); 8] {
+fn specs(api_base: &str) -> [(RouteSpec, &'static str); 9] {
     let route = |path: &str, provider| RouteSpec::new(path, provider, vec![]);
     let mut proxied = route("/webhooks/skyvern-behind-proxy", Provider::Skyvern);
     proxied.canonical_fallback = true;
@@ -82,6 +82,10 @@ fn specs(api_base: &str) -> [(RouteSpec, &'static str); 8] {
         (
             route("/webhooks/firecrawl", Provider::Firecrawl),
             FIRECRAWL_SECRET,
+        ),
+        (
+            route("/webhooks/browser-use", Provider::BrowserUse),
+            BROWSER_USE_SECRET,
         ),
     ]
 }

@@ -22,6 +22,7 @@ pub const TINYFISH_API_KEY: &str = "tf_demo_api_key_Lw3";
 /// Browserbase's signing secret, in its `whsec_` form (base64 of `runhook-demo-browserbase-key`).
 pub const BROWSERBASE_SECRET: &str = "whsec_cnVuaG9vay1kZW1vLWJyb3dzZXJiYXNlLWtleQ==";
 pub const FIRECRAWL_SECRET: &str = "fc_demo_webhook_secret_T4q";
+pub const BROWSER_USE_SECRET: &str = "bu_demo_webhook_secret_M8r";
 
 /// The unsigned TinyFish route that confirms every delivery with the run API stand-in and
 /// reconciles the expected runs.
@@ -55,6 +56,10 @@ const SMARTBROWSE_COMPLETED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-completed.json");
 const SMARTBROWSE_FAILED: &str =
     include_str!("../../../../../testdata/payloads/smartbrowse-failed.json");
+const BROWSER_USE_FINISHED: &str =
+    include_str!("../../../../../testdata/payloads/browser-use-task-finished.json");
+const BROWSER_USE_STOPPED: &str =
+    include_str!("../../../../../testdata/payloads/browser-use-task-stopped-camel.json");
 const BROWSERBASE_COMPLETED: &str =
     include_str!("../../../../../testdata/payloads/browserbase-invocation-completed.json");
 const BROWSERBASE_FAILED: &str =
@@ -178,8 +183,8 @@ pub fn script() -> Result<Vec<Scene>, ScriptError> {
     Ok(scenes)
 }
 
-/// Browserbase's Standard Webhooks and Firecrawl's signature: genuine, and signed with a
-/// guessed key.
+/// Browserbase's Standard Webhooks, Firecrawl's and Browser Use's signatures: genuine, and
+/// signed with a guessed key.
 fn signing_platform_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
     let browserbase = |key: &str, body| -> Result<Request, ScriptError> {
         let key = Secret::from_standard_webhooks(key)?;
@@ -192,6 +197,12 @@ fn signing_platform_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
         let credential = Credential::FirecrawlKey(demo_secret(key)?);
         let body = bytes(body);
         let headers = deliver::platform_headers(Provider::Firecrawl, &credential, &body, now);
+        Ok((headers, body))
+    };
+    let browser_use = |key: &str, body| -> Result<Request, ScriptError> {
+        let credential = Credential::BrowserUseKey(demo_secret(key)?);
+        let body = bytes(body);
+        let headers = deliver::platform_headers(Provider::BrowserUse, &credential, &body, now);
         Ok((headers, body))
     };
     let guessed = "whsec_Z3Vlc3NlZC1ieS1hbi1hdHRhY2tlcg==";
@@ -220,6 +231,19 @@ fn signing_platform_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
             "forged signature (wrong key)",
             "/webhooks/firecrawl",
             firecrawl("fc_attacker_guess", FIRECRAWL_FAILED)?,
+        )
+        .answered(&[401], 0),
+        Scene::post(
+            Provider::BrowserUse,
+            "genuine, x-browser-use-signature",
+            "/webhooks/browser-use",
+            browser_use(BROWSER_USE_SECRET, BROWSER_USE_FINISHED)?,
+        ),
+        Scene::post(
+            Provider::BrowserUse,
+            "forged signature (wrong key)",
+            "/webhooks/browser-use",
+            browser_use("bu_attacker_guess", BROWSER_USE_STOPPED)?,
         )
         .answered(&[401], 0),
     ])

@@ -8,8 +8,8 @@ use runhook::platform::{DefaultScheme, Platform};
 use runhook::receiver::Interim;
 use runhook::verify::SegmentPosition;
 use runhook::{
-    FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets, SkyvernSignature,
-    StandardWebhooks, Unsigned, Verifier,
+    BrowserUseSignature, FirecrawlSignature, HeaderToken, PathSecret, Secret, Secrets,
+    SkyvernSignature, StandardWebhooks, Unsigned, Verifier,
 };
 use serde::Deserialize;
 
@@ -201,6 +201,8 @@ impl RouteSpec {
     /// - WebRun, SmartBrowse: the header `header_name` must equal a secret;
     /// - Browserbase: Standard Webhooks, the secrets being `whsec_` signing secrets;
     /// - Firecrawl: `x-firecrawl-signature` keyed by the webhook secret;
+    /// - Browser Use: `x-browser-use-signature` (or the older `x-webhook-signature`) keyed by
+    ///   the webhook secret;
     /// - TinyFish signs nothing: a `{secret}` path or `unsigned` is required.
     pub fn verifier(&self) -> Result<Box<dyn Verifier>, ServeConfigError> {
         let route = &self.path;
@@ -284,6 +286,13 @@ impl RouteSpec {
             }
             (DefaultScheme::FirecrawlSignature, None) => {
                 Ok(Box::new(FirecrawlSignature::new(keys)))
+            }
+            (DefaultScheme::BrowserUseSignature, None) => {
+                let mut scheme = BrowserUseSignature::new(keys);
+                if let Some(secs) = self.timestamp_tolerance_secs {
+                    scheme = scheme.with_timestamp_tolerance(Duration::from_secs(secs));
+                }
+                Ok(Box::new(scheme))
             }
             (DefaultScheme::PathSecret, None) => Err(ServeConfigError::SignsNothing {
                 route,
