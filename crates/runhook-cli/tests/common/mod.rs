@@ -296,3 +296,12 @@ pub fn runhook(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Runs `runhook ARGS` with `env` added to its environment; its output (whatever the exit).
+pub fn runhook_with_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
