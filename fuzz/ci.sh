@@ -6,6 +6,7 @@
 #
 #   bash fuzz/ci.sh                   # every target, FUZZ_SECONDS (default 15) each
 #   FUZZ_SECONDS=60 bash fuzz/ci.sh   # longer
+#   FUZZ_TARGETS="payloads receive" bash fuzz/ci.sh   # only those
 #
 # The instrumented build lives outside the tree, in RUNHOOK_FUZZ_TARGET_DIR (default
 # ~/.cache/runhook-fuzz-target), so that CI's fresh clones reuse it: the first run on a machine
@@ -14,7 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds="${FUZZ_SECONDS:-15}"
-targets=(skyvern_signature standard_webhooks header_token canonical_differential canonical_sorted_differential payloads receive)
+all_targets=(skyvern_signature browser_use_signature standard_webhooks header_token canonical_differential canonical_sorted_differential payloads receive)
+# FUZZ_TARGETS="a b" runs only those.
+read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: cargo-fuzz is missing; installing it (at most 10 minutes)"

@@ -33,6 +33,9 @@ PATH_SECRET = "s3cr3t-segment"
 STANDARD_KEY = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 STANDARD_NOW = 1614265330
 SKYVERN_NOW = 1769873016
+BROWSER_USE_KEY = b"bu_fuzz_current_secret"
+BROWSER_USE_OLD_KEY = b"bu_fuzz_old_secret"
+BROWSER_USE_NOW = 1796640000
 
 # Routes of the receive target (fuzz_targets/receive.rs), by flag value.
 ROUTE_SKYVERN, ROUTE_TINYFISH, ROUTE_WEBRUN, ROUTE_WEBRUN_AI = 0, 1, 2, 3
@@ -126,6 +129,22 @@ def seeds(vectors, payloads):
             ]
             yield "skyvern_signature", delivery(flags, "/webhooks/skyvern", headers, compact(body))
             yield "skyvern_signature", delivery(flags, "/webhooks/skyvern", headers, body)
+
+    # Browser Use: its payloads as sent (spaced, unsorted) and as its sorted form, signed over
+    # the sorted form (Python's own json.dumps here), in the older header, and unsigned.
+    for name, body in payloads.items():
+        if not name.startswith("browser-use"):
+            continue
+        dump = json.dumps(json.loads(body), separators=(",", ":"), sort_keys=True).encode()
+        for key in (BROWSER_USE_KEY, BROWSER_USE_OLD_KEY):
+            sig = hmac.new(key, f"{BROWSER_USE_NOW}.".encode() + dump, hashlib.sha256).hexdigest()
+            headers = [("x-browser-use-signature", sig), ("x-browser-use-timestamp", str(BROWSER_USE_NOW))]
+            for sent in (body, dump):
+                yield "browser_use_signature", delivery(0, "/", headers, sent)
+            legacy = [("x-webhook-signature", skyvern_sig(key, body))]
+            yield "browser_use_signature", delivery(0, "/", legacy, body)
+        for flags in (0b1, 0b10, 0b100, 0b1001, 0b10101):
+            yield "browser_use_signature", delivery(flags, "/", [], body)
 
     # Standard Webhooks: the specification's known answer, and signed payloads.
     spec_body = b'{"test": 2432232314}'
