@@ -207,3 +207,94 @@ fn skyverns_public_test_webhook_key_is_refused_at_startup() {
         "the key is not echoed: {stderr}"
     );
 }
+
+/// `runhook send --interim-attempts 2` plays a workflow run retried twice: two interim
+/// webhooks, then the final one, all under one run id; the receiver hands on each once and
+/// the last one says it is final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_plays_a_retried_workflow_and_serve_hands_on_each_attempt_once() {
+    let dir = scratch("runhook-attempts-send");
+    let jsonl = dir.join("events.jsonl");
+    let mut args = skyvern_route(ROUTE);
+    args.extend(["--jsonl", jsonl.to_str().unwrap(), "--workers", "1"]);
+    let serve = start_serve(&dir, &args, &[("SKYVERN_API_KEY", KEY)]);
+    let run = unique("wr_played");
+    let file = dir.join("final.json");
+    std::fs::write(&file, retried_final_body(&run, 1)).unwrap();
+    let url = format!("{}{ROUTE}", serve.base);
+    let send = |extra: &[&str]| {
+        let mut args = vec!["send", "--provider", "skyvern", "--secret-env", "SK"];
+        args.extend(["--to", &url, "--interim-attempts", "2"]);
+        args.extend(extra);
+        args.push(file.to_str().unwrap());
+        Command::new(env!("CARGO_BIN_EXE_runhook"))
+            .args(&args)
+            .env("SK", KEY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = send(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for attempt in [
+        "attempt 1 (interim)",
+        "attempt 2 (interim)",
+        "attempt 3 (final)",
+    ] {
+        assert!(stdout.contains(attempt), "{attempt} in {stdout}");
+    }
+    // The whole run played again (the sender's re-drive): duplicates, each answered 200.
+    assert!(send(&[]).status.success());
+    let lines = drained(&serve, &jsonl, 3).await;
+    let played: Vec<(Value, Value, Value)> = lines[..3]
+        .iter()
+        .map(|l| {
+            (
+                l["dedup_key"].clone(),
+                l["attempt"].clone(),
+                l["final"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        played,
+        [
+            (
+                json!(format!("skyvern:{run}#attempt-1")),
+                json!(1),
+                json!(false)
+            ),
+            (
+                json!(format!("skyvern:{run}#attempt-2")),
+                json!(2),
+                json!(false)
+            ),
+            (json!(format!("skyvern:{run}")), json!(3), json!(true)),
+        ]
+    );
+    assert_eq!(
+        lines.len(),
+        4,
+        "the replays were handed on again: {lines:?}"
+    );
+    let tinyfish = Command::new(env!("CARGO_BIN_EXE_runhook"))
+        .args([
+            "send",
+            "--provider",
+            "tinyfish",
+            "--to",
+            &url,
+            "--interim-attempts",
+            "1",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(tinyfish.status.code(), Some(2));
+    serve.stop_ok();
+}

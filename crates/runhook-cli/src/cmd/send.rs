@@ -2,6 +2,7 @@
 //! one file at a time or as load from a template.
 
 mod load;
+mod retried;
 
 use std::fmt;
 use std::io::Write as _;
@@ -77,6 +78,11 @@ pub struct SendArgs {
     /// as documented; TinyFish, SmartBrowse 10 s; WebRun 30 s).
     #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     timeout: Option<Duration>,
+    /// Skyvern: play each FILE as the final attempt of a workflow run retried under one run id
+    /// (`webhook_on_retry: "every_attempt"`): first N interim webhooks (attempts 1..N, `status:
+    /// "failed"`, `retry_pending: true`, `next_attempt_at`), then FILE as attempt N+1.
+    #[arg(long, value_name = "N", value_parser = retries, conflicts_with = "count")]
+    interim_attempts: Option<u32>,
     /// Load mode: send this many deliveries made from the single template FILE.
     #[arg(long, value_name = "N", value_parser = positive)]
     count: Option<usize>,
@@ -95,6 +101,12 @@ pub struct SendArgs {
 /// Why nothing was sent: a usage or configuration error (exit status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// `--interim-attempts` for a platform other than Skyvern.
+    #[error("--interim-attempts plays Skyvern's retried workflow runs; {0} numbers no attempts")]
+    InterimNotSkyvern(Provider),
+    /// `--interim-attempts` with a body that is not a Skyvern run (an object with a `run_id`).
+    #[error("--interim-attempts needs each FILE to be a Skyvern run: a JSON object with a string `run_id`")]
+    NotARun,
     /// `--count` with other than one file.
     #[error("--count takes exactly one template FILE")]
     CountFiles,
@@ -215,6 +227,9 @@ enum ValueError {
     /// Not a whole number above zero.
     #[error("`{0}` is not a positive whole number")]
     Positive(String),
+    /// Not a retry count Skyvern allows.
+    #[error("`{0}` is not a number of retries from 1 to 5 (Skyvern's max_retries)")]
+    Attempts(String),
     /// Not in `[0, 1]`.
     #[error("`{0}` is not a ratio between 0.0 and 1.0")]
     Ratio(String),
@@ -259,10 +274,22 @@ fn send(args: SendArgs) -> Result<bool, SendError> {
             Job::Load(load, load::Template::new(sender, read_input(file)?)?)
         }
         None => {
-            let bodies = files
-                .iter()
-                .map(|file| Ok((display_name(file), sender.body(&read_input(file)?)?)))
-                .collect::<Result<_, SendError>>()?;
+            let mut bodies = Vec::new();
+            for file in &files {
+                let payload = read_input(file)?;
+                let name = display_name(file);
+                match args.interim_attempts {
+                    None => bodies.push((name, sender.body(&payload)?)),
+                    Some(_) if args.provider != Provider::Skyvern => {
+                        return Err(SendError::InterimNotSkyvern(args.provider))
+                    }
+                    Some(interim) => {
+                        for (attempt, body) in retried::deliveries(&payload, interim)? {
+                            bodies.push((format!("{name} {attempt}"), sender.body(&body)?));
+                        }
+                    }
+                }
+            }
             Job::Each(sender, bodies)
         }
     };
@@ -544,6 +571,13 @@ fn positive(text: &str) -> Result<usize, ValueError> {
     match text.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ValueError::Positive(text.into())),
+    }
+}
+
+fn retries(text: &str) -> Result<u32, ValueError> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=5).contains(&n) => Ok(n),
+        _ => Err(ValueError::Attempts(text.into())),
     }
 }
 
