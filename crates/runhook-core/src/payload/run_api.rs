@@ -268,6 +268,36 @@ mod tests {
     }
 
     #[test]
+    fn browser_use_tasks_become_the_status_update_that_ends_them() {
+        let body = r#"{"id":"task_42","sessionId":"sess_9","llm":"gpt","task":"find it",
+            "status":"finished","output":"{\"price\": 3}","finishedAt":"2026-12-07T09:14:03Z",
+            "metadata":{"order":"o-1"}}"#;
+        let event = terminal(Provider::BrowserUse, "task_42", body);
+        assert_eq!(event.dedup_key, "browser-use:task_42");
+        assert_eq!(event.status, RunStatus::Completed);
+        assert_eq!(event.result(), Some(&json!("{\"price\": 3}")));
+        assert_eq!(
+            event.timestamps.finished_at.as_deref(),
+            Some("2026-12-07T09:14:03Z")
+        );
+        let typed: &crate::payload::BrowserUseEvent = event.payload_as().unwrap();
+        assert_eq!(typed.payload.session_id.as_deref(), Some("sess_9"));
+        assert_eq!(typed.payload.metadata, Some(json!({"order": "o-1"})));
+        let stopped = terminal(
+            Provider::BrowserUse,
+            "t",
+            r#"{"id":"t","status":"stopped"}"#,
+        );
+        assert_eq!(stopped.status, RunStatus::Cancelled);
+        let running = from_run_api(
+            Provider::BrowserUse,
+            "t",
+            br#"{"id":"t","status":"started"}"#,
+        );
+        assert!(matches!(running, Ok(ApiRun::Pending { status }) if status == "started"));
+    }
+
+    #[test]
     fn an_answer_for_another_run_or_not_a_run_is_refused() {
         assert!(matches!(
             from_run_api(
