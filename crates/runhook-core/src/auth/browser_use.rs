@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use super::{check_timestamp, first_match, system_clock};
+use super::{check_timestamp, first_match, hex_sha256_header, system_clock};
 use crate::canonical::{sorted_into, CanonicalError, Out};
 use crate::error::{AuthError, SchemeKind};
 use crate::headers::{required_ascii_header, single_header, SingleHeader};
@@ -157,7 +157,7 @@ impl BrowserUseSignature {
     fn check(&self, delivery: &Delivery<'_>, sort_limit: usize) -> Result<Verified, AuthError> {
         match self.form(delivery)? {
             Form::Legacy => {
-                let presented = presented(delivery, &LEGACY_SIGNATURE_HEADER)?;
+                let presented = hex_sha256_header(delivery.headers, &LEGACY_SIGNATURE_HEADER)?;
                 let index = first_match(self.keys.iter(), |key| {
                     let mut mac = keyed(key);
                     mac.update(delivery.body);
@@ -169,7 +169,7 @@ impl BrowserUseSignature {
                 Ok(verified)
             }
             Form::Timestamped => {
-                let presented = presented(delivery, &SIGNATURE_HEADER)?;
+                let presented = hex_sha256_header(delivery.headers, &SIGNATURE_HEADER)?;
                 let (text, timestamp) = self.timestamp(delivery)?;
                 let prefixed: Vec<Hmac<Sha256>> = self
                     .keys
@@ -260,27 +260,6 @@ impl Verifier for BrowserUseSignature {
     fn schemes(&self) -> Vec<SchemeKind> {
         vec![SchemeKind::BrowserUse]
     }
-}
-
-/// The 32 bytes a signature header's 64 hex digits encode.
-// Takes `&Cow` rather than `&str` so that a rejection can keep the name without allocating.
-#[allow(clippy::ptr_arg)]
-fn presented(delivery: &Delivery<'_>, name: &Cow<'static, str>) -> Result<[u8; 32], AuthError> {
-    let text = required_ascii_header(delivery.headers, name)?;
-    let malformed = |reason: String| AuthError::MalformedHeader {
-        name: name.clone(),
-        reason,
-    };
-    if text.len() != 64 {
-        return Err(malformed(format!(
-            "expected 64 hex digits, got {} characters",
-            text.len()
-        )));
-    }
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text, &mut bytes)
-        .map_err(|_| malformed("expected 64 hex digits, found a non-hex character".into()))?;
-    Ok(bytes)
 }
 
 fn keyed(key: &Secret) -> Hmac<Sha256> {

@@ -104,6 +104,31 @@ fn check_timestamp(
     Ok(timestamp)
 }
 
+/// The 32 bytes that the 64 hex digits of header `name` encode (Skyvern's and Browser Use's
+/// signatures), or the typed rejection.
+// Takes `&Cow` rather than `&str` so that a rejection can keep the name without allocating.
+#[allow(clippy::ptr_arg)]
+fn hex_sha256_header(
+    headers: &dyn HeaderLookup,
+    name: &Cow<'static, str>,
+) -> Result<[u8; 32], AuthError> {
+    let text = required_ascii_header(headers, name)?;
+    let malformed = |reason: String| AuthError::MalformedHeader {
+        name: name.clone(),
+        reason,
+    };
+    if text.len() != 64 {
+        return Err(malformed(format!(
+            "expected 64 hex digits, got {} characters",
+            text.len()
+        )));
+    }
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|_| malformed("expected 64 hex digits, found a non-hex character".into()))?;
+    Ok(bytes)
+}
+
 /// The clock used unless a scheme is given another.
 fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)

@@ -9,9 +9,8 @@ use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use super::{check_timestamp, first_match, system_clock};
+use super::{check_timestamp, first_match, hex_sha256_header, system_clock};
 use crate::error::{AuthError, SchemeKind};
-use crate::headers::required_ascii_header;
 use crate::secret::{Secret, Secrets};
 use crate::verify::{BodyMatch, Clock, Delivery, TimestampCheck, Verified, Verifier};
 
@@ -128,31 +127,12 @@ impl SkyvernSignature {
         self.clock = Arc::new(clock);
         self
     }
-
-    /// Parses the signature header into the 32 bytes it encodes.
-    fn presented_signature(delivery: &Delivery<'_>) -> Result<[u8; 32], AuthError> {
-        let text = required_ascii_header(delivery.headers, &SIGNATURE_HEADER)?;
-        let malformed = |reason: String| AuthError::MalformedHeader {
-            name: SIGNATURE_HEADER,
-            reason,
-        };
-        if text.len() != 64 {
-            return Err(malformed(format!(
-                "expected 64 hex digits, got {} characters",
-                text.len()
-            )));
-        }
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text, &mut bytes)
-            .map_err(|_| malformed("expected 64 hex digits, found a non-hex character".into()))?;
-        Ok(bytes)
-    }
 }
 
 impl SkyvernSignature {
     /// The check itself, with the canonical fallback if `fallback` (and configured).
     fn check(&self, delivery: &Delivery<'_>, fallback: bool) -> Result<Verified, AuthError> {
-        let presented = Self::presented_signature(delivery)?;
+        let presented = hex_sha256_header(delivery.headers, &SIGNATURE_HEADER)?;
         let timestamp = match self.tolerance {
             Some(tolerance) => TimestampCheck::WithinTolerance {
                 timestamp: check_timestamp(

@@ -186,24 +186,26 @@ pub fn script() -> Result<Vec<Scene>, ScriptError> {
 /// Browserbase's Standard Webhooks, Firecrawl's and Browser Use's signatures: genuine, and
 /// signed with a guessed key.
 fn signing_platform_scenes(now: i64) -> Result<Vec<Scene>, ScriptError> {
-    let browserbase = |key: &str, body| -> Result<Request, ScriptError> {
+    let signed = |provider, credential: Credential, body| -> Result<Request, ScriptError> {
+        let body = bytes(body);
+        let headers = deliver::platform_headers(provider, &credential, &body, now);
+        Ok((headers, body))
+    };
+    let browserbase = |key: &str, body| {
         let key = Secret::from_standard_webhooks(key)?;
-        let credential = Credential::StandardWebhooksKey(key);
-        let body = bytes(body);
-        let headers = deliver::platform_headers(Provider::Browserbase, &credential, &body, now);
-        Ok((headers, body))
+        signed(
+            Provider::Browserbase,
+            Credential::StandardWebhooksKey(key),
+            body,
+        )
     };
-    let firecrawl = |key: &str, body| -> Result<Request, ScriptError> {
+    let firecrawl = |key: &str, body| {
         let credential = Credential::FirecrawlKey(demo_secret(key)?);
-        let body = bytes(body);
-        let headers = deliver::platform_headers(Provider::Firecrawl, &credential, &body, now);
-        Ok((headers, body))
+        signed(Provider::Firecrawl, credential, body)
     };
-    let browser_use = |key: &str, body| -> Result<Request, ScriptError> {
+    let browser_use = |key: &str, body| {
         let credential = Credential::BrowserUseKey(demo_secret(key)?);
-        let body = bytes(body);
-        let headers = deliver::platform_headers(Provider::BrowserUse, &credential, &body, now);
-        Ok((headers, body))
+        signed(Provider::BrowserUse, credential, body)
     };
     let guessed = "whsec_Z3Vlc3NlZC1ieS1hbi1hdHRhY2tlcg==";
     Ok(vec![
