@@ -113,6 +113,7 @@ mod tests {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let provider = [
+                "browser-use",
                 "webrun-ai",
                 "skyvern",
                 "tinyfish",

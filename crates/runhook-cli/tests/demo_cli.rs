@@ -21,7 +21,7 @@ fn demo_plays_every_scene_as_expected() {
                 .is_some_and(|n| n.parse::<u32>().is_ok())
         })
         .collect();
-    assert_eq!(rows.len(), 19, "{stdout}");
+    assert_eq!(rows.len(), 21, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with(" yes")), "{stdout}");
     for platform in [
         "skyvern",
@@ -30,6 +30,7 @@ fn demo_plays_every_scene_as_expected() {
         "smartbrowse",
         "browserbase",
         "firecrawl",
+        "browser-use",
     ] {
         assert!(
             rows.iter().any(|r| r.contains(platform)),

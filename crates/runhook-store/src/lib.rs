@@ -22,8 +22,9 @@
 //! * An in-flight record is never evicted to make room: a full store answers
 //!   [`StoreError::Full`] (HTTP 503) instead of letting a second run start.
 //!
-//! Two backends: [`MemoryStore`] (embedded, sharded, bounded, least recently seen forgotten first) and
-//! `RedisStore` (feature `redis`; `SET NX PX` to claim, short Lua scripts for the rest).
+//! Three backends: [`MemoryStore`] (embedded, sharded, bounded, least recently seen forgotten
+//! first), `RedisStore` (feature `redis`; `SET NX PX` to claim, short Lua scripts for the rest)
+//! and `PostgresStore` (feature `postgres`; one row per key, one statement per state change).
 //!
 //! ## Example
 //!
@@ -66,6 +67,8 @@ mod error;
 mod expect;
 mod expect_memory;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis_expect;
 #[cfg(feature = "redis")]
@@ -77,9 +80,17 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use expect::{Expectation, Expectations, Expected, Window, DEFAULT_MAX_EXPECTATIONS};
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{Migrations, PostgresStore, PostgresStoreBuilder, DEFAULT_SCHEMA};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
+/// The sqlx release the Postgres store is built on: hand [`PostgresStoreBuilder::with_pool`] a
+/// pool of this version.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sqlx;
 pub use types::{Claim, Fingerprint, KeyState, ParseHexError, Token};
 
 /// The longest key a store accepts unless configured otherwise, in bytes.

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod fixture;
+pub mod postgres;
 mod private_redis;
 pub mod python;
 pub mod redis;
 pub mod skyvern;
 mod wait;
 
+pub use postgres::{postgres_url, require_postgres, unique_schema};
 pub use private_redis::PrivateRedis;
 pub use redis::{redis_url, require_redis};
 pub use wait::{wait_for, wait_until, wait_until_blocking, POLL};

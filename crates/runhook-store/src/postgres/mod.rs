@@ -1,0 +1,556 @@
+//! The Postgres store: each key one row of `<schema>.claims`, each state change one statement,
+//! the database's clock for leases and windows (so that every instance agrees on them).
+//!
+//! | call | statement |
+//! |---|---|
+//! | claim | `INSERT … ON CONFLICT (key) DO UPDATE`: the row is taken (the caller's token written) only when absent or lapsed, and read back at its latest version either way |
+//! | complete, release, renew | `UPDATE`/`DELETE … WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()` |
+//!
+//! A call whose connection failed mid-statement may have been applied: claim and complete read
+//! the row back by their token, so that a claim applied without its reply is not held by
+//! nobody for a lease, and a completion is not reported lost when it was written.
+
+mod expect;
+mod schema;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row as _};
+
+use crate::expect::{Expectations, DEFAULT_MAX_EXPECTATIONS};
+use crate::{
+    check_duration, check_key, Claim, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
+    DEFAULT_MAX_KEY_LEN,
+};
+use expect::PostgresExpectations;
+pub use schema::DEFAULT_SCHEMA;
+use schema::{Schema, CURRENT_VERSION};
+
+/// Every how many claims a claim also deletes expired rows (up to [`PURGE_BATCH`]).
+const PURGE_EVERY: u32 = 1024;
+/// The most expired rows one purge deletes.
+const PURGE_BATCH: i64 = 1000;
+
+/// Whether [`PostgresStoreBuilder::connect`] may change the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Only check that the schema is at the version this code needs, and refuse to start
+    /// otherwise, saying how to migrate (the default: nothing is created by surprise).
+    Check,
+    /// Apply the migrations not yet applied (creating the schema and its tables).
+    Apply,
+}
+
+/// How to build a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresStoreBuilder {
+    schema: String,
+    max_key_len: usize,
+    timeout: Duration,
+    max_connections: u32,
+    migrations: Migrations,
+    max_expectations: usize,
+}
+
+impl Default for PostgresStoreBuilder {
+    fn default() -> Self {
+        Self {
+            schema: DEFAULT_SCHEMA.to_string(),
+            max_key_len: DEFAULT_MAX_KEY_LEN,
+            timeout: Duration::from_secs(2),
+            max_connections: 16,
+            migrations: Migrations::Check,
+            max_expectations: DEFAULT_MAX_EXPECTATIONS,
+        }
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// The schema holding the tables (default [`DEFAULT_SCHEMA`], `runhook`): lowercase
+    /// letters, digits and `_`.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = name.into();
+        self
+    }
+
+    /// The longest key accepted (default [`DEFAULT_MAX_KEY_LEN`]).
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    /// How long one call may take, connection included, before it is
+    /// [`StoreError::Unavailable`] (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The most connections of a pool this builder opens (default 16; not used with
+    /// [`PostgresStoreBuilder::with_pool`]).
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Whether connecting may apply the migrations (default [`Migrations::Check`]).
+    pub fn migrations(mut self, migrations: Migrations) -> Self {
+        self.migrations = migrations;
+        self
+    }
+
+    /// The most runs expected per scope (default [`DEFAULT_MAX_EXPECTATIONS`]).
+    pub fn max_expectations(mut self, max: usize) -> Self {
+        self.max_expectations = max;
+        self
+    }
+
+    /// Opens a pool on `url` (`postgres://user@host:port/db`, TLS by its `sslmode`) and
+    /// builds the store on it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached,
+    /// [`StoreError::InvalidConfig`] for a bad URL or schema name, or a schema not migrated
+    /// (with [`Migrations::Check`]).
+    pub async fn connect(self, url: &str) -> Result<PostgresStore, StoreError> {
+        let options: sqlx::postgres::PgConnectOptions =
+            url.parse()
+                .map_err(|e: sqlx::Error| StoreError::InvalidConfig {
+                    reason: format!("Postgres URL: {e}"),
+                })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.timeout)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        self.with_pool(pool).await
+    }
+
+    /// Builds the store on your own pool (the one your handlers use).
+    ///
+    /// # Errors
+    /// As [`PostgresStoreBuilder::connect`].
+    pub async fn with_pool(self, pool: PgPool) -> Result<PostgresStore, StoreError> {
+        let schema = Schema::new(&self.schema)?;
+        if self.migrations == Migrations::Apply {
+            schema::migrate(&pool, &schema).await.map_err(unavailable)?;
+        }
+        let version = schema::applied_version(&pool, &schema)
+            .await
+            .map_err(unavailable)?;
+        if version != CURRENT_VERSION {
+            return Err(StoreError::InvalidConfig {
+                reason: format!(
+                    "Postgres schema `{}` is at version {version}, this runhook needs \
+                     {CURRENT_VERSION}: run `runhook migrate --store <url>` (or \
+                     PostgresStore::migrate, or Migrations::Apply)",
+                    schema.name()
+                ),
+            });
+        }
+        let statements = Arc::new(Statements::new(&schema));
+        Ok(PostgresStore {
+            expectations: PostgresExpectations::new(
+                pool.clone(),
+                &schema,
+                self.max_expectations,
+                self.timeout,
+            ),
+            pool,
+            schema,
+            statements,
+            max_key_len: self.max_key_len,
+            timeout: self.timeout,
+            claims: Arc::new(AtomicU32::new(0)),
+        })
+    }
+}
+
+/// The SQL of each call, written once with the schema's name.
+#[derive(Debug)]
+struct Statements {
+    claim: String,
+    read_token: String,
+    complete: String,
+    release: String,
+    renew: String,
+    state: String,
+    purge: String,
+}
+
+impl Statements {
+    fn new(schema: &Schema) -> Self {
+        Self {
+            // The conflicting row is locked and read at its latest version, whatever this
+            // statement's snapshot: a lapsed row is taken (its token replaced by this one), a
+            // live one written back unchanged, and RETURNING reads what the row holds now. The
+            // caller's token in it means the claim was won.
+            claim: schema.sql(
+                "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
+                 VALUES ($1, false, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN false ELSE c.done END, \
+                   token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
+                   fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
+                     THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
+                   expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
+                     THEN EXCLUDED.expires_at ELSE c.expires_at END \
+                 RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
+                   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms",
+            ),
+            read_token: schema
+                .sql("SELECT done FROM {schema}.claims WHERE key = $1 AND token = $2"),
+            complete: schema.sql(
+                "UPDATE {schema}.claims \
+                 SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+                 WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
+            ),
+            release: schema.sql(
+                "DELETE FROM {schema}.claims \
+                 WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
+            ),
+            renew: schema.sql(
+                "UPDATE {schema}.claims \
+                 SET expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+                 WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
+            ),
+            state: schema.sql(
+                "SELECT done FROM {schema}.claims \
+                 WHERE key = $1 AND expires_at > clock_timestamp()",
+            ),
+            purge: schema.sql(
+                "DELETE FROM {schema}.claims WHERE key IN ( \
+                   SELECT key FROM {schema}.claims \
+                   WHERE expires_at < clock_timestamp() - interval '1 minute' LIMIT $1)",
+            ),
+        }
+    }
+}
+
+/// An [`IdempotencyStore`] on PostgreSQL, shared by every instance that uses the same
+/// database and schema.
+///
+/// ```no_run
+/// use runhook_store::{IdempotencyStore, Migrations, PostgresStore};
+///
+/// # async fn example() -> Result<(), runhook_store::StoreError> {
+/// // Once, at deploy time (or `runhook migrate --store postgres://…`):
+/// let store = PostgresStore::builder()
+///     .migrations(Migrations::Apply)
+///     .connect("postgres://app@127.0.0.1:5432/app")
+///     .await?;
+/// assert!(store.is_shared());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: Schema,
+    statements: Arc<Statements>,
+    expectations: PostgresExpectations,
+    max_key_len: usize,
+    timeout: Duration,
+    claims: Arc<AtomicU32>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema.name())
+            .field("max_key_len", &self.max_key_len)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// A builder with the defaults: schema `runhook`, 2 s per call, migrations checked.
+    pub fn builder() -> PostgresStoreBuilder {
+        PostgresStoreBuilder::default()
+    }
+
+    /// Applies the migrations the schema lacks on `pool` (creating schema `schema` and its
+    /// tables); returns the versions applied (empty when it was up to date). Safe to run from
+    /// several instances at once.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database refuses or cannot be reached,
+    /// [`StoreError::InvalidConfig`] for a bad schema name.
+    pub async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i32>, StoreError> {
+        let schema = Schema::new(schema)?;
+        schema::migrate(pool, &schema).await.map_err(unavailable)
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        self.schema.name()
+    }
+
+    /// Runs `call` within the store's timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, Failure> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Failure::of(e)),
+            Err(_) => Err(Failure::Ambiguous(format!(
+                "Postgres did not answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Whether `token` holds `key` now, and done: read back after an ambiguous failure.
+    async fn read_token(&self, key: &str, token: &Token) -> Result<Option<bool>, StoreError> {
+        let query = sqlx::query_scalar::<_, bool>(&self.statements.read_token)
+            .bind(key)
+            .bind(&token.as_bytes()[..])
+            .fetch_optional(&self.pool);
+        self.bounded(query).await.map_err(Failure::into_error)
+    }
+
+    /// Deletes up to [`PURGE_BATCH`] rows whose lease or window ended over a minute ago, in
+    /// the background.
+    fn purge_now_and_then(&self) {
+        if self.claims.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY != PURGE_EVERY - 1 {
+            return;
+        }
+        let (pool, sql) = (self.pool.clone(), self.statements.clone());
+        tokio::spawn(async move {
+            let purged = sqlx::query(&sql.purge)
+                .bind(PURGE_BATCH)
+                .execute(&pool)
+                .await;
+            if let Err(e) = purged {
+                tracing::debug!(error = %e, "purging expired claims failed; the next purge retries");
+            }
+        });
+    }
+
+    async fn cas(&self, sql: &str, key: &str, token: &Token, millis: Option<u64>) -> Cas {
+        let mut query = sqlx::query(sql).bind(key).bind(&token.as_bytes()[..]);
+        if let Some(millis) = millis {
+            query = query.bind(millis as f64);
+        }
+        match self.bounded(query.execute(&self.pool)).await {
+            Ok(done) if done.rows_affected() == 1 => Cas::Applied,
+            Ok(_) => Cas::Refused,
+            Err(Failure::Definite(e)) => Cas::Failed(e),
+            Err(Failure::Ambiguous(reason)) => Cas::Unknown(reason),
+        }
+    }
+}
+
+/// How a compare-and-set statement ended.
+enum Cas {
+    Applied,
+    Refused,
+    Failed(StoreError),
+    Unknown(String),
+}
+
+/// Why a statement gave no answer: it certainly was not applied, or it may have been.
+enum Failure {
+    Definite(StoreError),
+    Ambiguous(String),
+}
+
+impl Failure {
+    fn of(e: sqlx::Error) -> Self {
+        match &e {
+            // Sent, and the connection broke before the reply: it may have been applied.
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => {
+                Failure::Ambiguous(format!("Postgres connection failed: {e}"))
+            }
+            _ => Failure::Definite(unavailable(e)),
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Definite(e) => e,
+            Failure::Ambiguous(reason) => StoreError::Unavailable { reason },
+        }
+    }
+}
+
+/// A database error as the store reports it: a table that is missing is a schema not
+/// migrated (misconfiguration); anything else is the database not answering as it should.
+fn unavailable(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        // undefined_table, invalid_schema_name
+        if matches!(db.code().as_deref(), Some("42P01") | Some("3F000")) {
+            return StoreError::InvalidConfig {
+                reason: format!("Postgres: {db}: run `runhook migrate --store <url>`"),
+            };
+        }
+    }
+    StoreError::Unavailable {
+        reason: format!("Postgres: {e}"),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A claim statement's answer.
+fn claim_answer(row: &PgRow, token: Token, fingerprint: Fingerprint) -> Result<Claim, sqlx::Error> {
+    if row.try_get::<bool, _>("acquired")? {
+        return Ok(Claim::Acquired(token));
+    }
+    let stored: Vec<u8> = row.try_get("fingerprint")?;
+    let same_payload = stored == fingerprint.as_bytes()[..];
+    Ok(match row.try_get::<bool, _>("done")? {
+        true => Claim::Done { same_payload },
+        false => {
+            let remaining: Option<i64> = row.try_get("remaining_ms")?;
+            let expires_in = remaining
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Duration::from_millis);
+            Claim::InFlight {
+                same_payload,
+                expires_in,
+            }
+        }
+    })
+}
+
+#[async_trait::async_trait]
+impl IdempotencyStore for PostgresStore {
+    async fn claim(
+        &self,
+        key: &str,
+        lease: Duration,
+        fingerprint: Fingerprint,
+    ) -> Result<Claim, StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("lease", lease)?;
+        self.purge_now_and_then();
+        let token = Token::random();
+        let query = sqlx::query(&self.statements.claim)
+            .bind(key)
+            .bind(&token.as_bytes()[..])
+            .bind(&fingerprint.as_bytes()[..])
+            .bind(millis(lease) as f64)
+            .fetch_one(&self.pool);
+        match self.bounded(query).await {
+            Ok(row) => claim_answer(&row, token, fingerprint).map_err(unavailable),
+            Err(Failure::Definite(e)) => Err(e),
+            Err(Failure::Ambiguous(reason)) => {
+                // Applied without its reply? Then this caller holds it.
+                match self.read_token(key, &token).await {
+                    Ok(Some(false)) => Ok(Claim::Acquired(token)),
+                    Ok(_) => Err(StoreError::Unavailable { reason }),
+                    Err(e) => {
+                        self.release_later(key, token);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        token: &Token,
+        keep_for: Duration,
+    ) -> Result<(), StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("keep_for", keep_for)?;
+        let sql = &self.statements.complete;
+        match self.cas(sql, key, token, Some(millis(keep_for))).await {
+            Cas::Applied => Ok(()),
+            Cas::Refused => Err(StoreError::NotHolder),
+            Cas::Failed(e) => Err(e),
+            Cas::Unknown(reason) => match self.read_token(key, token).await? {
+                Some(true) => Ok(()),
+                Some(false) => Err(StoreError::Unavailable { reason }),
+                None => Err(StoreError::NotHolder),
+            },
+        }
+    }
+
+    async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+        check_key(key, self.max_key_len)?;
+        match self.cas(&self.statements.release, key, token, None).await {
+            Cas::Applied => Ok(()),
+            Cas::Refused => Err(StoreError::NotHolder),
+            Cas::Failed(e) => Err(e),
+            Cas::Unknown(reason) => match self.read_token(key, token).await? {
+                None => Ok(()),
+                Some(_) => Err(StoreError::Unavailable { reason }),
+            },
+        }
+    }
+
+    async fn renew(&self, key: &str, token: &Token, lease: Duration) -> Result<(), StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("lease", lease)?;
+        let sql = &self.statements.renew;
+        match self.cas(sql, key, token, Some(millis(lease))).await {
+            Cas::Applied => Ok(()),
+            Cas::Refused => Err(StoreError::NotHolder),
+            Cas::Failed(e) => Err(e),
+            Cas::Unknown(reason) => Err(StoreError::Unavailable { reason }),
+        }
+    }
+
+    async fn state(&self, key: &str) -> Result<KeyState, StoreError> {
+        check_key(key, self.max_key_len)?;
+        let query = sqlx::query_scalar::<_, bool>(&self.statements.state)
+            .bind(key)
+            .fetch_optional(&self.pool);
+        Ok(
+            match self.bounded(query).await.map_err(Failure::into_error)? {
+                None => KeyState::Absent,
+                Some(false) => KeyState::InFlight,
+                Some(true) => KeyState::Done,
+            },
+        )
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let query = sqlx::query("SELECT 1").execute(&self.pool);
+        self.bounded(query).await.map_err(Failure::into_error)?;
+        Ok(())
+    }
+
+    fn expectations(&self) -> Option<&dyn Expectations> {
+        Some(&self.expectations)
+    }
+}
+
+impl PostgresStore {
+    /// Releases, in the background, a claim that may have been applied without its reply
+    /// and could not be read back: left alone, it would hold the run for a whole lease with a
+    /// token nobody has. Tries for about a minute.
+    fn release_later(&self, key: &str, token: Token) {
+        let (store, key) = (self.clone(), key.to_string());
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(200);
+            for _ in 0..10 {
+                tokio::time::sleep(pause).await;
+                match store.release(&key, &token).await {
+                    Ok(()) | Err(StoreError::NotHolder) => return,
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(10)),
+                }
+            }
+        });
+    }
+}
