@@ -48,6 +48,8 @@ enum Command {
     /// Record that runs were started (Skyvern, TinyFish, SmartBrowse), so that the `serve`
     /// instances reconciling them on the same Redis fetch each one whose webhook never comes.
     Expect(cmd::expect::ExpectArgs),
+    /// Create or bring up to date a Postgres store's tables (its schema), before `serve`.
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,5 +64,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::DeadLetters(args) => cmd::dead_letters::run(args),
         Command::Expect(args) => cmd::expect::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
     }
 }

@@ -17,7 +17,7 @@ use runhook::payload::Provider;
 use runhook::stream::{ListedDeadLetter, RedisStreamDeadLetters, RedisStreamQueue, StreamError};
 
 use super::serve::store_label;
-use crate::serve::app::{open_store, stream_key, AppError};
+use crate::serve::app::{open_store, stream_key, AppError, StoreNames};
 use crate::serve::config::{ServeConfig, ServeConfigError};
 use crate::serve::handlers;
 
@@ -294,9 +294,9 @@ async fn redrive_file(
     let present = keys_of(read_file(path)?.iter());
     let config = ServeConfig::from_file(config)?;
     let handler = handlers::build(&config)?;
-    let store = match config.redis_url() {
-        Some(_) => Some(open_store(&config.store, &config.redis_prefix).await?),
-        None => None,
+    let store = match config.store.is_shared() {
+        true => Some(open_store(&config.store, &StoreNames::of(&config)).await?),
+        false => None,
     };
     let report = runhook::dead_letter::redrive_file(path, &args.dedup_keys, handler, store)
         .await

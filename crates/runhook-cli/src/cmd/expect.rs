@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::Args;
 use runhook::payload::Provider;
 use runhook::platform::Platform;
-use runhook::store::{Expected, Window};
+use runhook::store::{Expected, Migrations, Window};
 
 use super::serve::store_label;
-use crate::serve::app::open_store;
+use crate::serve::app::{open_store, StoreNames};
 use crate::serve::config::{ServeConfigError, StoreSpec};
 
 /// Exit status when some runs could not be recorded.
@@ -29,7 +29,8 @@ Exit status: 0 every run recorded (or already expected), 1 some could not be, 2 
 unreachable Redis."
 )]
 pub struct ExpectArgs {
-    /// The Redis shared with the `runhook serve` instances, e.g. redis://127.0.0.1:6379.
+    /// The store shared with the `runhook serve` instances: a Redis URL such as
+    /// redis://127.0.0.1:6379, or a PostgreSQL URL such as postgres://app@127.0.0.1:5432/app.
     #[arg(long, value_name = "URL")]
     store: String,
     /// The platform the runs were started on: skyvern, tinyfish or smartbrowse (WebRun
@@ -43,6 +44,9 @@ pub struct ExpectArgs {
     /// The namespace `runhook serve` was given with --redis-prefix.
     #[arg(long, value_name = "PREFIX", default_value = runhook::stream::DEFAULT_NAMESPACE)]
     redis_prefix: String,
+    /// The schema `runhook serve` was given with --postgres-schema (a Postgres store).
+    #[arg(long, value_name = "SCHEMA", default_value = runhook::store::DEFAULT_SCHEMA)]
+    postgres_schema: String,
     /// The runs' ids, as the platform returned them when they were started.
     #[arg(value_name = "RUN_ID", required = true)]
     run_ids: Vec<String>,
@@ -74,7 +78,7 @@ enum ExpectError {
     Store(#[from] ServeConfigError),
     /// `--store memory`.
     #[error(
-        "--store memory: expectations must reach the `serve` instances; give their redis:// URL"
+        "--store memory: expectations must reach the `serve` instances; give their redis:// or postgres:// URL"
     )]
     Memory,
 }
@@ -85,14 +89,22 @@ fn check(args: &ExpectArgs) -> Result<(), ExpectError> {
         return Err(ExpectError::NoRunApi(platform.display_name));
     }
     match args.store.parse::<StoreSpec>()? {
-        StoreSpec::Redis(_) => Ok(()),
+        StoreSpec::Redis(_) | StoreSpec::Postgres(_) => Ok(()),
         StoreSpec::Memory => Err(ExpectError::Memory),
     }
 }
 
 async fn expect(args: ExpectArgs) -> ExitCode {
-    let spec = StoreSpec::Redis(args.store.clone());
-    let store = match open_store(&spec, &args.redis_prefix).await {
+    let spec = match args.store.parse::<StoreSpec>() {
+        Ok(spec) => spec,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let names = StoreNames {
+        redis_prefix: args.redis_prefix.clone(),
+        postgres_schema: args.postgres_schema.clone(),
+        migrations: Migrations::Check,
+    };
+    let store = match open_store(&spec, &names).await {
         Ok(store) => store,
         Err(e) => return fail(&format!("{}: {e}", store_label(&args.store))),
     };

@@ -5,6 +5,7 @@ pub mod dead_letters;
 pub mod demo;
 pub mod expect;
 pub mod input;
+pub mod migrate;
 pub mod parse;
 pub mod send;
 pub mod serve;

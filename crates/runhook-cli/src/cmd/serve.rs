@@ -98,7 +98,8 @@ pub struct ServeArgs {
     /// `retry_pending: true`) 200 without running the handler; the final event still runs.
     #[arg(long)]
     skip_interim: bool,
-    /// `memory`, or a Redis URL such as redis://127.0.0.1:6379 shared by several instances
+    /// `memory`, a Redis URL such as redis://127.0.0.1:6379, or a PostgreSQL URL such as
+    /// postgres://app@127.0.0.1:5432/app (TLS by its sslmode), shared by several instances
     /// [default: memory, or the config file's `store`].
     #[arg(long, value_name = "STORE")]
     store: Option<String>,
@@ -116,6 +117,14 @@ pub struct ServeArgs {
     /// taken over a little after it [default: 30, or the config file's `lease_secs`].
     #[arg(long, value_name = "SECS")]
     lease_secs: Option<u64>,
+    /// With a Postgres store: the schema holding runhook's tables [default: runhook, or the
+    /// config file's `postgres_schema`].
+    #[arg(long, value_name = "SCHEMA")]
+    postgres_schema: Option<String>,
+    /// With a Postgres store: apply its migrations at start (creating the schema and tables);
+    /// without it, a schema not migrated (`runhook migrate`) stops the start.
+    #[arg(long)]
+    migrate: bool,
     /// The namespace of every Redis key this deployment uses (`<prefix>:idem:…` for claims,
     /// `<prefix>:stream:<path>` for streams): give staging and production sharing one Redis
     /// different ones [default: runhook, or the config file's `redis_prefix`].
@@ -277,6 +286,10 @@ fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> Result<(), ServeCo
     if let Some(prefix) = &args.redis_prefix {
         config.redis_prefix.clone_from(prefix);
     }
+    if let Some(schema) = &args.postgres_schema {
+        config.postgres_schema.clone_from(schema);
+    }
+    config.migrate |= args.migrate;
     if let Some(path) = &args.dead_letters {
         config.dead_letters = Some(path.clone());
     }

@@ -11,7 +11,9 @@ use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLette
 use runhook::receiver::{BackgroundBuilder, PreAuthBudget};
 use runhook::retry::RetryPolicy;
 use runhook::server::{ConnectionLimits, Server};
-use runhook::store::{IdempotencyStore, MemoryStore, RedisStore, StoreError};
+use runhook::store::{
+    IdempotencyStore, MemoryStore, Migrations, PostgresStore, RedisStore, StoreError,
+};
 use runhook::stream::{RedisStreamQueue, StreamError};
 use runhook::{BuildError, Handler, Receiver, ShutdownReport, Verifier};
 use tokio::sync::watch;
@@ -90,7 +92,7 @@ impl Shared {
             None => Arc::new(MemoryDeadLetters::new(1)),
         };
         Ok(Self {
-            store: open_store(&config.store, &config.redis_prefix).await?,
+            store: open_store(&config.store, &StoreNames::of(config)).await?,
             handler,
             dead_letters,
             workers: config.workers,
@@ -224,16 +226,51 @@ pub fn stream_key(prefix: &str, path: &str) -> String {
     runhook::stream::stream_key(prefix, path)
 }
 
-/// The store `spec` names; a Redis store's keys are `<prefix>:idem:<dedup key>`.
+/// Where a shared store keeps its records: a Redis store's keys are
+/// `<redis_prefix>:idem:<dedup key>`; a Postgres store's rows are in `postgres_schema`.
+#[derive(Debug, Clone)]
+pub struct StoreNames {
+    /// The namespace of Redis keys.
+    pub redis_prefix: String,
+    /// The schema of the Postgres tables.
+    pub postgres_schema: String,
+    /// Whether opening a Postgres store may apply its migrations.
+    pub migrations: Migrations,
+}
+
+impl StoreNames {
+    /// The names `config` gives.
+    pub fn of(config: &ServeConfig) -> Self {
+        Self {
+            redis_prefix: config.redis_prefix.clone(),
+            postgres_schema: config.postgres_schema.clone(),
+            migrations: match config.migrate {
+                true => Migrations::Apply,
+                false => Migrations::Check,
+            },
+        }
+    }
+}
+
+/// The store `spec` names, its records where `names` says.
 pub async fn open_store(
     spec: &StoreSpec,
-    prefix: &str,
+    names: &StoreNames,
 ) -> Result<Arc<dyn IdempotencyStore>, AppError> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreSpec::Redis(url) => {
             let store = RedisStore::builder()
-                .prefix(format!("{prefix}:idem:"))
+                .prefix(format!("{}:idem:", names.redis_prefix))
+                .connect(url)
+                .await
+                .map_err(AppError::Store)?;
+            Ok(Arc::new(store))
+        }
+        StoreSpec::Postgres(url) => {
+            let store = PostgresStore::builder()
+                .schema(names.postgres_schema.clone())
+                .migrations(names.migrations)
                 .connect(url)
                 .await
                 .map_err(AppError::Store)?;

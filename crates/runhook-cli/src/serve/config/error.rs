@@ -33,9 +33,12 @@ pub enum ServeConfigError {
     /// `runhook.toml` does not parse, or names an unknown key or value.
     #[error(transparent)]
     Toml(#[from] toml::de::Error),
+    /// A Postgres schema name that is not a plain identifier.
+    #[error("postgres_schema `{0}`: use lowercase letters, digits and `_` (not first a digit), at most 63 bytes")]
+    PostgresSchema(String),
     /// A store spec that is neither `memory` nor a Redis URL; it shows only the scheme (the
     /// rest may hold a password).
-    #[error("--store {scheme}://...: expected `memory` or a redis:// URL")]
+    #[error("--store {scheme}://...: expected `memory`, a redis:// URL or a postgres:// URL")]
     Store {
         /// The spec's scheme.
         scheme: String,
@@ -72,10 +75,11 @@ pub enum ServeConfigError {
     /// A route on `/healthz`, `/readyz` or `/metrics`.
     #[error("route path {0} is reserved")]
     PathReserved(String),
-    /// A route reconciling without a Redis store.
+    /// A route reconciling without a shared store.
     #[error(
-        "{0}: reconcile_after_secs needs a Redis store (--store redis://...): expected runs \
-         are registered with `runhook expect`, which reaches `serve` only through Redis"
+        "{0}: reconcile_after_secs needs a shared store (--store redis://... or \
+         postgres://...): expected runs are registered with `runhook expect`, which reaches \
+         `serve` only through it"
     )]
     ReconcileWithoutRedis(String),
     /// Two routes reconciling one provider's runs.

@@ -49,6 +49,13 @@ pub struct ServeConfig {
     /// seconds (renewed every third of it while a handler runs).
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// With a Postgres store: the schema holding runhook's tables (default `runhook`).
+    #[serde(default = "default_postgres_schema")]
+    pub postgres_schema: String,
+    /// With a Postgres store: apply the schema's migrations at start (default: only check
+    /// them, and refuse to start on a schema that is not migrated).
+    #[serde(default)]
+    pub migrate: bool,
     /// The namespace of every Redis key: `<prefix>:idem:` for claims, `<prefix>:stream:<path>`
     /// for a route's stream. Deployments sharing one Redis need different ones.
     #[serde(default = "default_redis_prefix")]
@@ -150,6 +157,8 @@ impl ServeConfig {
             queue: QueueKind::default(),
             lease_secs: default_lease_secs(),
             redis_prefix: default_redis_prefix(),
+            postgres_schema: default_postgres_schema(),
+            migrate: false,
             max_deliveries: default_max_deliveries(),
             handler,
             dead_letters: None,
@@ -204,6 +213,14 @@ impl ServeConfig {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(ServeConfigError::RedisPrefix);
         }
+        let schema = &self.postgres_schema;
+        let plain = schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if schema.is_empty() || schema.len() > 63 || !plain || schema.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(ServeConfigError::PostgresSchema(schema.clone()));
+        }
         if self.header_read_timeout_secs == 0
             || self.idle_timeout_secs == 0
             || self.max_connections == Some(0)
@@ -238,7 +255,7 @@ impl ServeConfig {
                 return Err(ServeConfigError::PathReserved(path()));
             }
             route.check_runs()?;
-            if route.reconciles() && self.redis_url().is_none() {
+            if route.reconciles() && !self.store.is_shared() {
                 return Err(ServeConfigError::ReconcileWithoutRedis(path()));
             }
             let twice = self.routes[..i]
@@ -257,7 +274,7 @@ impl ServeConfig {
     /// The store's Redis URL, if the store is Redis.
     pub fn redis_url(&self) -> Option<&str> {
         match &self.store {
-            StoreSpec::Memory => None,
+            StoreSpec::Memory | StoreSpec::Postgres(_) => None,
             StoreSpec::Redis(url) => Some(url),
         }
     }
@@ -347,6 +364,10 @@ fn default_workers() -> usize {
 
 fn default_lease_secs() -> u64 {
     runhook::receiver::DEFAULT_LEASE.as_secs()
+}
+
+fn default_postgres_schema() -> String {
+    runhook::store::DEFAULT_SCHEMA.into()
 }
 
 fn default_redis_prefix() -> String {

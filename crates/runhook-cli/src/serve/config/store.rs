@@ -13,6 +13,9 @@ pub enum StoreSpec {
     Memory,
     /// Redis at this `redis://` or `rediss://` URL, shared by every instance using it.
     Redis(String),
+    /// PostgreSQL at this `postgres://` or `postgresql://` URL (TLS by its `sslmode`), shared
+    /// by every instance using it and the same schema.
+    Postgres(String),
 }
 
 impl StoreSpec {
@@ -20,8 +23,13 @@ impl StoreSpec {
     pub fn as_str(&self) -> &str {
         match self {
             StoreSpec::Memory => "memory",
-            StoreSpec::Redis(url) => url,
+            StoreSpec::Redis(url) | StoreSpec::Postgres(url) => url,
         }
+    }
+
+    /// Whether other processes can share it (every store but `memory`).
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, StoreSpec::Memory)
     }
 }
 
@@ -33,6 +41,8 @@ impl std::str::FromStr for StoreSpec {
             Ok(StoreSpec::Memory)
         } else if spec.starts_with("redis://") || spec.starts_with("rediss://") {
             Ok(StoreSpec::Redis(spec.to_string()))
+        } else if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            Ok(StoreSpec::Postgres(spec.to_string()))
         } else {
             // Only the scheme: the rest may hold a password.
             let scheme = spec.split("://").next().unwrap_or_default();
