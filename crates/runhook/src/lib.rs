@@ -45,6 +45,9 @@ mod budget;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
+#[cfg(all(feature = "postgres", feature = "tower"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "postgres", feature = "tower"))))]
+pub mod inbox;
 mod log_every;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;

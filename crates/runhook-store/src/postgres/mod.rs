@@ -176,6 +176,7 @@ struct Statements {
     claim: String,
     read_token: String,
     complete: String,
+    complete_in: String,
     release: String,
     renew: String,
     state: String,
@@ -208,6 +209,15 @@ impl Statements {
                 "UPDATE {schema}.claims \
                  SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
                  WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
+            ),
+            // Within the caller's transaction: no lease condition. The row is the meeting
+            // point: a claim racing this update waits for the transaction, then sees the run
+            // done (committed) or in flight again (rolled back); a successor that already
+            // took the run holds another token, and this update changes nothing.
+            complete_in: schema.sql(
+                "UPDATE {schema}.claims \
+                 SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+                 WHERE key = $1 AND token = $2 AND NOT done",
             ),
             release: schema.sql(
                 "DELETE FROM {schema}.claims \
@@ -283,6 +293,35 @@ impl PostgresStore {
     pub async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i32>, StoreError> {
         let schema = Schema::new(schema)?;
         schema::migrate(pool, &schema).await.map_err(unavailable)
+    }
+
+    /// Marks `key` done, to be remembered for `keep_for`, inside the caller's transaction
+    /// `conn`: the handler's writes and the done mark then commit together, or neither does
+    /// (the transactional inbox). Nothing is visible to other sessions before the commit; a
+    /// rollback leaves the claim in flight, to be released or to lapse.
+    ///
+    /// # Errors
+    /// [`StoreError::NotHolder`] when `token` no longer holds the key (another delivery took
+    /// the run over after this one's lease lapsed): roll back, the successor's work counts.
+    /// [`StoreError::Unavailable`] when the statement fails (roll back).
+    pub async fn complete_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        key: &str,
+        token: &Token,
+        keep_for: Duration,
+    ) -> Result<(), StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("keep_for", keep_for)?;
+        let query = sqlx::query(&self.statements.complete_in)
+            .bind(key)
+            .bind(&token.as_bytes()[..])
+            .bind(millis(keep_for) as f64)
+            .execute(conn);
+        match self.bounded(query).await.map_err(Failure::into_error)? {
+            done if done.rows_affected() == 1 => Ok(()),
+            _ => Err(StoreError::NotHolder),
+        }
     }
 
     /// The pool the store uses.

@@ -210,7 +210,7 @@ impl Outcome {
         }
     }
 
-    pub(super) fn unavailable(reason: Unavailable, retry_after: Duration) -> Self {
+    pub(crate) fn unavailable(reason: Unavailable, retry_after: Duration) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(
