@@ -349,7 +349,7 @@ where
 
 /// Reads the whole payload under the receiver's rules ([`Receiver::read_body`]); a payload
 /// refused as too large keeps its unread rest with the rejection until the answer is sent.
-async fn read_body(
+pub(crate) async fn read_body(
     pipeline: &Pipeline,
     request: &HttpRequest,
     mut payload: Payload,

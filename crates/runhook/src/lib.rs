@@ -45,8 +45,11 @@ mod budget;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
-#[cfg(all(feature = "postgres", feature = "tower"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "postgres", feature = "tower"))))]
+#[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(feature = "postgres", any(feature = "tower", feature = "actix"))))
+)]
 pub mod inbox;
 mod log_every;
 #[cfg(any(feature = "tower", feature = "actix"))]

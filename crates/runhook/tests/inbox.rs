@@ -6,7 +6,7 @@
 //! middleware, the effect written outside the claim's transaction) doubles effects: the test
 //! that shows the mechanism is what holds.
 
-#![cfg(all(feature = "postgres", feature = "axum"))]
+#![cfg(all(feature = "postgres", feature = "axum", feature = "actix"))]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -309,4 +309,77 @@ async fn without_the_inbox_an_effect_written_before_a_failure_is_written_again()
         .count();
     // Every run that failed after writing wrote its effect twice.
     assert_eq!(doubled, runs.len() / 3, "{effects:?}");
+}
+
+/// The handler of the actix-web test, as `inbox_handler` is axum's.
+async fn actix_handler(
+    scenario: actix_web::web::Data<Scenario>,
+    inbox: Inbox,
+) -> actix_web::HttpResponse {
+    let status = inbox_handler(State(scenario.get_ref().clone()), inbox).await;
+    actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status.as_u16()).unwrap())
+        .finish()
+}
+
+/// An actix-web server on its own thread and system, its store, pools and layer made there
+/// (sqlx's connections belong to the runtime that opened them); its base URL.
+fn spawn_actix_inbox(schema: String, plan: Arc<HashMap<String, FirstTime>>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let store = PostgresStore::builder()
+                .schema(schema.clone())
+                .max_connections(24)
+                .timeout(Duration::from_secs(5))
+                .connect(&postgres_url())
+                .await
+                .unwrap();
+            let scenario = Scenario {
+                pool: store.pool().clone(),
+                killer: killer().await,
+                schema,
+                plan,
+                seen: Arc::default(),
+            };
+            let builder =
+                Receiver::skyvern(Secret::new(KEY).unwrap()).lease(Duration::from_secs(2));
+            let layer = InboxLayer::new(builder, store).unwrap();
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new()
+                    .app_data(actix_web::web::Data::new(scenario.clone()))
+                    .service(
+                        actix_web::web::resource("/hook")
+                            .wrap(layer.clone())
+                            .route(actix_web::web::post().to(actix_handler)),
+                    )
+            })
+            .workers(2)
+            .disable_signals()
+            .bind("127.0.0.1:0")
+            .unwrap();
+            let base = format!("http://{}", server.addrs()[0]);
+            let server = server.run();
+            tx.send(base).unwrap();
+            let _ = server.await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actix_every_runs_effect_commits_once_through_failures_lost_connections_and_duplicates() {
+    let (store, schema) = setup("inbox_actix").await;
+    let (runs, plan) = plan();
+    let plan = Arc::new(plan);
+    let base = spawn_actix_inbox(schema.clone(), plan.clone());
+    deliver_all(&base, &runs).await;
+    let effects = effects(store.pool(), &schema).await;
+    for run in &runs {
+        assert_eq!(effects.get(run), Some(&1), "{run}: {:?}", plan.get(run));
+        assert_eq!(
+            store.state(&format!("skyvern:{run}")).await.unwrap(),
+            KeyState::Done
+        );
+    }
+    assert_eq!(effects.len(), runs.len());
 }

@@ -1,11 +1,12 @@
-//! The transactional inbox (features `postgres` and `tower`): your handler's database writes
+//! The transactional inbox (feature `postgres` with `tower` or `actix`): your handler's database writes
 //! and the run's "done" mark commit in **one** PostgreSQL transaction, so the run's effect
 //! happens exactly once whatever crashes, stalls or retries in between.
 //!
-//! [`InboxLayer`] goes in front of your handler like [`WebhookLayer`](crate::tower::WebhookLayer):
+//! [`InboxLayer`] goes in front of your handler like `WebhookLayer` (a tower `Layer`; an
+//! actix-web `Transform` for `wrap`):
 //! it authenticates, de-duplicates (the claim in the [`PostgresStore`]) and parses the delivery,
 //! opens a transaction on the store's pool and hands it to your handler as an [`Inbox`] in the
-//! request's extensions (an axum extractor with feature `axum`). Then, by your handler's
+//! request's extensions (an extractor in axum and in actix-web). Then, by your handler's
 //! answer:
 //!
 //! * a 2xx: the run is marked done **in your transaction** and it commits: your writes and the
@@ -49,25 +50,27 @@
 //! # }
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
 use runhook_store::sqlx::{PgConnection, Postgres, Transaction};
 use runhook_store::{PostgresStore, StoreError};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-use tower_layer::Layer;
-use tower_service::Service;
+
+#[cfg(feature = "actix")]
+mod actix;
+#[cfg(feature = "tower")]
+mod tower;
+
+#[cfg(feature = "tower")]
+pub use self::tower::InboxService;
+#[cfg(feature = "actix")]
+pub use actix::ActixInboxService;
 
 use crate::receiver::{
-    BuildError, InlineReceiver, Outcome, ReceiverBuilder, Unavailable, VerifiedRun,
+    BuildError, ClaimGuard, ClaimedEvent, InlineReceiver, Outcome, ReceiverBuilder, Unavailable,
+    VerifiedRun,
 };
-use crate::response::http_response;
-use crate::tower::{read_request, request_path};
 
 /// How long a sender is asked to wait after the database failed the transaction.
 const RETRY_AFTER_FAILED_COMMIT: Duration = Duration::from_secs(5);
@@ -81,9 +84,9 @@ pub struct InboxLayer {
 
 impl InboxLayer {
     /// The inbox for the route `builder` describes (a builder without a handler: yours is
-    /// behind the layer), its runs claimed in `store` and completed
-    /// in the transaction each delivery gets on `store`'s pool. The builder's own store, if it
-    /// was given one, is replaced: claim and completion must be in the same database.
+    /// behind the layer), its runs claimed in `store` and completed in the transaction each
+    /// delivery gets on `store`'s pool. The builder's own store, if it was given one, is
+    /// replaced: claim and completion must be in the same database.
     ///
     /// # Errors
     /// The builder's own configuration errors.
@@ -93,141 +96,83 @@ impl InboxLayer {
     }
 }
 
-impl<S> Layer<S> for InboxLayer {
-    type Service = InboxService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InboxService {
-            receiver: self.receiver.clone(),
-            store: self.store.clone(),
-            inner,
-        }
-    }
+/// A claimed delivery whose transaction is open while the handler runs.
+struct Opened {
+    slot: Arc<Mutex<Option<Transaction<'static, Postgres>>>>,
+    claim: ClaimGuard,
 }
 
-/// The service [`InboxLayer`] wraps around `S`.
-#[derive(Clone)]
-pub struct InboxService<S> {
-    receiver: InlineReceiver,
-    store: PostgresStore,
-    inner: S,
-}
-
-type ServiceFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
-
-impl<S, B, R> Service<Request<B>> for InboxService<S>
-where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-    B: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
-    B::Error: Send,
-    R: From<String> + Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = ServiceFuture<Response<R>, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(run_in_transaction(
-            self.receiver.clone(),
-            self.store.clone(),
-            inner,
-            request,
-        ))
-    }
-}
-
-/// One delivery: read, claim, open the transaction, call `inner`, then commit the handler's
-/// writes with the done mark, or roll everything back and release the claim.
-async fn run_in_transaction<S, B, R>(
-    receiver: InlineReceiver,
-    store: PostgresStore,
-    mut inner: S,
-    request: Request<B>,
-) -> Result<Response<R>, S::Error>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    B: http_body::Body<Data = Bytes> + From<Bytes>,
-    R: From<String>,
-{
-    let (mut parts, body) = match read_request(receiver.pipeline(), request).await {
-        Ok(read) => read,
-        Err(outcome) => return Ok(http_response(&outcome)),
-    };
-    let path = request_path(&parts);
-    let claimed = match receiver
-        .claim_event(&parts.headers, &path, body.clone())
-        .await
-    {
-        Ok(claimed) => claimed,
-        Err(outcome) => return Ok(http_response(&outcome)),
-    };
+/// Opens the transaction of `claimed`'s run: what goes in the request's extensions (the
+/// [`Inbox`] and the [`VerifiedRun`]) and what settles it; or, after releasing the claim, the
+/// 503 to answer.
+async fn open(
+    store: &PostgresStore,
+    claimed: ClaimedEvent,
+) -> Result<(Inbox, VerifiedRun, Opened), Outcome> {
     let (run, claim) = claimed.into_verified_run();
     let transaction = match store.pool().begin().await {
         Ok(transaction) => transaction,
         Err(err) => {
             claim.release().await;
-            return Ok(unavailable(format!("could not open a transaction: {err}")));
+            return Err(failed(format!("could not open a transaction: {err}")));
         }
     };
     let slot = Arc::new(Mutex::new(Some(transaction)));
-    parts.extensions.insert(Inbox {
+    let inbox = Inbox {
         run: run.clone(),
         slot: slot.clone(),
-    });
-    parts.extensions.insert(run);
-    let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
-    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    let transaction = slot.lock().await.take();
-    let Some(mut transaction) = transaction.filter(|_| succeeded) else {
-        // Dropped: rolled back. The sender's retry runs the handler again.
-        claim.release().await;
-        return answered;
     };
-    let (key, token, keep_for) = claim.parts();
-    let completed = store
-        .complete_in(&mut transaction, key, token, keep_for)
-        .await;
-    let committed = match completed {
-        Ok(()) => transaction.commit().await.map_err(|err| err.to_string()),
-        Err(StoreError::NotHolder) => {
-            Err("the run's lease lapsed and another delivery took it over".to_string())
-        }
-        Err(err) => Err(err.to_string()),
-    };
-    match committed {
-        Ok(()) => {
-            claim.completed_elsewhere();
-            answered
-        }
-        Err(why) => {
-            tracing::warn!(key = %key, reason = %why, "the handler's transaction did not commit; answering 503 so that the sender retries");
-            // Only a claim still in flight is released: a commit whose reply was lost may
-            // have marked it done, and that stays.
+    Ok((inbox, run, Opened { slot, claim }))
+}
+
+impl Opened {
+    /// Settles the run by whether the handler answered 2xx: on success the done mark is
+    /// written in the handler's transaction and it commits (`Ok`: the handler's answer
+    /// stands); otherwise everything rolls back and the claim is released. `Err` is the 503 to
+    /// answer instead of the handler's 2xx: the commit did not happen (or may not have).
+    async fn settle(self, store: &PostgresStore, succeeded: bool) -> Result<(), Outcome> {
+        let Opened { slot, claim } = self;
+        let transaction = slot.lock().await.take();
+        let Some(mut transaction) = transaction.filter(|_| succeeded) else {
+            // Dropped: rolled back. The sender's retry runs the handler again.
             claim.release().await;
-            Ok(unavailable(why))
+            return Ok(());
+        };
+        let (key, token, keep_for) = claim.parts();
+        let committed = match store
+            .complete_in(&mut transaction, key, token, keep_for)
+            .await
+        {
+            Ok(()) => transaction.commit().await.map_err(|err| err.to_string()),
+            Err(StoreError::NotHolder) => {
+                Err("the run's lease lapsed and another delivery took it over".to_string())
+            }
+            Err(err) => Err(err.to_string()),
+        };
+        match committed {
+            Ok(()) => {
+                claim.completed_elsewhere();
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(key = %key, reason = %why, "the handler's transaction did not commit; answering 503 so that the sender retries");
+                // Only a claim still in flight is released: a commit whose reply was lost may
+                // have marked the run done, and that stays.
+                claim.release().await;
+                Err(failed(why))
+            }
         }
     }
 }
 
-/// 503 + `Retry-After`: the run's transaction did not commit.
-fn unavailable<R: From<String>>(why: String) -> Response<R> {
+/// 503 + `Retry-After`: the run's transaction could not be opened or did not commit.
+fn failed(why: String) -> Outcome {
     let err = StoreError::Unavailable { reason: why };
-    http_response(&Outcome::unavailable(
-        Unavailable::Store(err),
-        RETRY_AFTER_FAILED_COMMIT,
-    ))
+    Outcome::unavailable(Unavailable::Store(err), RETRY_AFTER_FAILED_COMMIT)
 }
 
 /// The run and its transaction, in the request's extensions for the handler behind an
-/// [`InboxLayer`] (an axum extractor with feature `axum`).
+/// [`InboxLayer`] (an extractor in axum, feature `axum`, and in actix-web, feature `actix`).
 #[derive(Clone)]
 pub struct Inbox {
     run: VerifiedRun,
@@ -286,20 +231,5 @@ impl std::ops::Deref for InboxTransaction<'_> {
 impl std::ops::DerefMut for InboxTransaction<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.guard
-    }
-}
-
-#[cfg(feature = "axum")]
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Inbox {
-    type Rejection = (http::StatusCode, &'static str);
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Inbox>().cloned().ok_or((
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            "no inbox: this route is not behind an InboxLayer",
-        ))
     }
 }
