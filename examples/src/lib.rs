@@ -100,13 +100,20 @@ pub struct FailOnce {
 pub struct FailedOnPurpose;
 
 impl FailOnce {
+    /// Whether `run_id` is a `fail_once_` run seen for the first time by this process (it
+    /// fails now, and only now).
+    pub fn first_failure(&self, run_id: &str) -> bool {
+        if !run_id.starts_with("fail_once_") {
+            return false;
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(run_id.to_string())
+    }
+
     /// Processes `body`: `Err` the first time a `fail_once_` run is seen, else prints it.
     pub fn process(&self, body: &RunBody) -> Result<(), FailedOnPurpose> {
-        if body.run_id.starts_with("fail_once_") {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            if failed.insert(body.run_id.clone()) {
-                return Err(FailedOnPurpose);
-            }
+        if self.first_failure(&body.run_id) {
+            return Err(FailedOnPurpose);
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "processed skyvern {}", body.run_id);
