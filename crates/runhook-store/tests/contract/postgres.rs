@@ -149,3 +149,40 @@ async fn an_unreachable_database_is_unavailable_within_the_timeout() {
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn sslmode_in_the_url_encrypts_the_connection_with_rustls() {
+    require_postgres();
+    let url = postgres_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = PostgresStore::builder()
+        .schema(unique_schema("tls"))
+        .migrations(Migrations::Apply)
+        .connect(&format!("{url}{separator}sslmode=require"))
+        .await
+        .unwrap_or_else(|e| panic!("the local PostgreSQL must accept TLS (ssl = on): {e}"));
+    let encrypted: bool = runhook_store::sqlx::query_scalar(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(encrypted, "the store's connection is not encrypted");
+    let Claim::Acquired(_) = store.claim("k", LONG, fp("b")).await.unwrap() else {
+        panic!("a fresh key is acquired");
+    };
+    // And without TLS the same server reports a plain connection: the check can fail.
+    let plain = PostgresStore::builder()
+        .schema(unique_schema("plain"))
+        .migrations(Migrations::Apply)
+        .connect(&format!("{url}{separator}sslmode=disable"))
+        .await
+        .unwrap();
+    let encrypted: bool = runhook_store::sqlx::query_scalar(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(plain.pool())
+    .await
+    .unwrap();
+    assert!(!encrypted);
+}
