@@ -503,7 +503,7 @@ secret_env = "TINYFISH_PATH_SECRET"
     }
 
     #[test]
-    fn a_store_spec_is_memory_or_a_redis_url() {
+    fn a_store_spec_is_memory_a_redis_url_or_a_postgres_url() {
         assert_eq!("memory".parse::<StoreSpec>().ok(), Some(StoreSpec::Memory));
         for url in ["redis://127.0.0.1:6379", "rediss://user:pw@host:6380/0"] {
             assert_eq!(
@@ -511,11 +511,23 @@ secret_env = "TINYFISH_PATH_SECRET"
                 Some(StoreSpec::Redis(url.into()))
             );
         }
-        let err = "postgres://admin:hunter2@db/x"
+        for url in [
+            "postgres://app@127.0.0.1:5432/app",
+            "postgresql://app:pw@db/app?sslmode=require",
+        ] {
+            assert_eq!(
+                url.parse::<StoreSpec>().ok(),
+                Some(StoreSpec::Postgres(url.into()))
+            );
+        }
+        let err = "mysql://admin:hunter2@db/x"
             .parse::<StoreSpec>()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("expected `memory` or a redis:// URL"), "{err}");
+        assert!(
+            err.contains("expected `memory`, a redis:// URL or a postgres:// URL"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "the password leaked: {err}");
         let err = ServeConfig::from_toml(&EXAMPLE.replace("store = \"memory\"", "store = \"mem\""))
             .unwrap_err()
@@ -547,7 +559,7 @@ secret_env = "TINYFISH_PATH_SECRET"
     }
 
     #[test]
-    fn reads_run_api_keys_and_reconciles_only_on_redis_once_per_provider() {
+    fn reads_run_api_keys_and_reconciles_only_on_a_shared_store_once_per_provider() {
         let route = r#"
 [[route]]
 path = "/tf-checked"
@@ -569,7 +581,12 @@ reconcile_after_secs = 60
 
         let memory = format!("{EXAMPLE}{route}");
         let err = ServeConfig::from_toml(&memory).unwrap_err().to_string();
-        assert!(err.contains("needs a Redis store"), "{err}");
+        assert!(err.contains("needs a shared store"), "{err}");
+        let postgres = format!("{EXAMPLE}{route}").replace(
+            "store = \"memory\"",
+            "store = \"postgres://app@127.0.0.1/app\"",
+        );
+        assert!(ServeConfig::from_toml(&postgres).is_ok());
         let confirm_only = memory.replace("reconcile_after_secs = 60\n", "");
         assert!(ServeConfig::from_toml(&confirm_only).is_ok());
 
