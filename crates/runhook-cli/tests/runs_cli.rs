@@ -649,7 +649,7 @@ fn serve_refuses_run_api_settings_that_cannot_work() {
         (
             "tinyfish",
             &["--reconcile-after-secs", "5", "--api-key-env", "TF_API_KEY"],
-            "needs a Redis store",
+            "needs a shared store",
         ),
         (
             "tinyfish",

@@ -389,8 +389,8 @@ fn configuration_errors_exit_2_with_the_reason() {
         (
             "skyvern",
             "SKYVERN_API_KEY",
-            &["--jsonl", "/dev/null", "--store", "postgres://x"],
-            "expected `memory` or a redis:// URL",
+            &["--jsonl", "/dev/null", "--store", "mysql://x"],
+            "expected `memory`, a redis:// URL or a postgres:// URL",
         ),
     ];
     for (provider, secret, extra, reason) in cases {
