@@ -176,7 +176,7 @@ struct Statements {
     claim: String,
     read_token: String,
     complete: String,
-    complete_in: String,
+    claim_in: String,
     release: String,
     renew: String,
     state: String,
@@ -210,14 +210,22 @@ impl Statements {
                  SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
                  WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
             ),
-            // Within the caller's transaction: no lease condition. The row is the meeting
-            // point: a claim racing this update waits for the transaction, then sees the run
-            // done (committed) or in flight again (rolled back); a successor that already
-            // took the run holds another token, and this update changes nothing.
-            complete_in: schema.sql(
-                "UPDATE {schema}.claims \
-                 SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
-                 WHERE key = $1 AND token = $2 AND NOT done",
+            // Within the caller's transaction, the run is taken as done at once: nobody sees
+            // the row before the commit, a rollback (or a crash) removes it, and a claim racing
+            // it waits for the transaction (bounded by the lock timeout set around it). A live
+            // row (done, or held by a lease-based claim) is written back unchanged and read.
+            claim_in: schema.sql(
+                "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
+                 VALUES ($1, true, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN true ELSE c.done END, \
+                   token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
+                   fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
+                     THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
+                   expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
+                     THEN EXCLUDED.expires_at ELSE c.expires_at END \
+                 RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
+                   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms",
             ),
             release: schema.sql(
                 "DELETE FROM {schema}.claims \
@@ -295,33 +303,58 @@ impl PostgresStore {
         schema::migrate(pool, &schema).await.map_err(unavailable)
     }
 
-    /// Marks `key` done, to be remembered for `keep_for`, inside the caller's transaction
-    /// `conn`: the handler's writes and the done mark then commit together, or neither does
-    /// (the transactional inbox). Nothing is visible to other sessions before the commit; a
-    /// rollback leaves the claim in flight, to be released or to lapse.
+    /// Claims `key` **inside the caller's transaction** `conn`, as done for `keep_for` if the
+    /// transaction commits (the transactional inbox): the caller's writes and the run's done
+    /// mark then commit together, or neither does. [`Claim::Acquired`] means the run is the
+    /// caller's to process now (its token is of no further use: commit or roll back);
+    /// [`Claim::Done`] a run already processed; [`Claim::InFlight`] a run another delivery
+    /// holds, or whose transaction did not end within `lock_wait` (its `same_payload` is then
+    /// `false`: unknown). Roll back after anything but `Acquired`.
     ///
     /// # Errors
-    /// [`StoreError::NotHolder`] when `token` no longer holds the key (another delivery took
-    /// the run over after this one's lease lapsed): roll back, the successor's work counts.
-    /// [`StoreError::Unavailable`] when the statement fails (roll back).
-    pub async fn complete_in(
+    /// [`StoreError::Unavailable`] when a statement fails (the transaction is then aborted),
+    /// and the validation errors for a bad key or duration.
+    pub async fn claim_in(
         &self,
         conn: &mut sqlx::PgConnection,
         key: &str,
-        token: &Token,
+        fingerprint: Fingerprint,
         keep_for: Duration,
-    ) -> Result<(), StoreError> {
+        lock_wait: Duration,
+    ) -> Result<Claim, StoreError> {
         check_key(key, self.max_key_len)?;
         check_duration("keep_for", keep_for)?;
-        let query = sqlx::query(&self.statements.complete_in)
+        let token = Token::random();
+        let wait = format!("{}ms", millis(lock_wait).max(1));
+        // The caller's own setting comes back after the claim.
+        let read = sqlx::query_scalar::<_, String>("SELECT current_setting('lock_timeout')")
+            .fetch_one(&mut *conn);
+        let before = self.bounded(read).await.map_err(Failure::into_error)?;
+        let set = sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(wait)
+            .execute(&mut *conn);
+        self.bounded(set).await.map_err(Failure::into_error)?;
+        let claimed = sqlx::query(&self.statements.claim_in)
             .bind(key)
             .bind(&token.as_bytes()[..])
+            .bind(&fingerprint.as_bytes()[..])
             .bind(millis(keep_for) as f64)
-            .execute(conn);
-        match self.bounded(query).await.map_err(Failure::into_error)? {
-            done if done.rows_affected() == 1 => Ok(()),
-            _ => Err(StoreError::NotHolder),
-        }
+            .fetch_one(&mut *conn);
+        let row = match self.bounded(claimed).await {
+            Ok(row) => row,
+            Err(Failure::LockTimeout) => {
+                return Ok(Claim::InFlight {
+                    same_payload: false,
+                    expires_in: None,
+                });
+            }
+            Err(failure) => return Err(failure.into_error()),
+        };
+        let reset = sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(before)
+            .execute(&mut *conn);
+        self.bounded(reset).await.map_err(Failure::into_error)?;
+        claim_answer(&row, token, fingerprint).map_err(unavailable)
     }
 
     /// The pool the store uses.
@@ -384,8 +417,8 @@ impl PostgresStore {
         match self.bounded(query.execute(&self.pool)).await {
             Ok(done) if done.rows_affected() == 1 => Cas::Applied,
             Ok(_) => Cas::Refused,
-            Err(Failure::Definite(e)) => Cas::Failed(e),
             Err(Failure::Ambiguous(reason)) => Cas::Unknown(reason),
+            Err(failure) => Cas::Failed(failure.into_error()),
         }
     }
 }
@@ -398,10 +431,12 @@ enum Cas {
     Unknown(String),
 }
 
-/// Why a statement gave no answer: it certainly was not applied, or it may have been.
+/// Why a statement gave no answer: it certainly was not applied, it may have been, or it
+/// waited past its lock timeout for another transaction (not applied).
 enum Failure {
     Definite(StoreError),
     Ambiguous(String),
+    LockTimeout,
 }
 
 impl Failure {
@@ -411,6 +446,10 @@ impl Failure {
             sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => {
                 Failure::Ambiguous(format!("Postgres connection failed: {e}"))
             }
+            // lock_not_available
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+                Failure::LockTimeout
+            }
             _ => Failure::Definite(unavailable(e)),
         }
     }
@@ -419,6 +458,9 @@ impl Failure {
         match self {
             Failure::Definite(e) => e,
             Failure::Ambiguous(reason) => StoreError::Unavailable { reason },
+            Failure::LockTimeout => StoreError::Unavailable {
+                reason: "Postgres: a lock was not granted within the lock timeout".into(),
+            },
         }
     }
 }
@@ -485,7 +527,6 @@ impl IdempotencyStore for PostgresStore {
             .fetch_one(&self.pool);
         match self.bounded(query).await {
             Ok(row) => claim_answer(&row, token, fingerprint).map_err(unavailable),
-            Err(Failure::Definite(e)) => Err(e),
             Err(Failure::Ambiguous(reason)) => {
                 // Applied without its reply? Then this caller holds it.
                 match self.read_token(key, &token).await {
@@ -497,6 +538,7 @@ impl IdempotencyStore for PostgresStore {
                     }
                 }
             }
+            Err(failure) => Err(failure.into_error()),
         }
     }
 

@@ -186,3 +186,64 @@ async fn sslmode_in_the_url_encrypts_the_connection_with_rustls() {
     .unwrap();
     assert!(!encrypted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_in_a_transaction_is_the_runs_until_commit_and_gone_on_rollback() {
+    require_postgres();
+    let store = PostgresStore::builder()
+        .schema(unique_schema("claim_in_tx"))
+        .migrations(Migrations::Apply)
+        .connect(&postgres_url())
+        .await
+        .unwrap();
+    let wait = Duration::from_millis(100);
+    let mut first = store.pool().begin().await.unwrap();
+    let claimed = store
+        .claim_in(&mut first, "run-1", fp("body"), KEEP, wait)
+        .await
+        .unwrap();
+    assert!(claimed.is_acquired());
+    // Invisible to others until the commit: a second transaction waits for the lock, then is
+    // told the run is in flight.
+    let mut second = store.pool().begin().await.unwrap();
+    let started = std::time::Instant::now();
+    let raced = store
+        .claim_in(&mut second, "run-1", fp("body"), KEEP, wait)
+        .await
+        .unwrap();
+    assert!(matches!(raced, Claim::InFlight { .. }), "{raced:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(second);
+    // Rolled back: the run is claimable at once (no lease to wait out).
+    drop(first);
+    let mut third = store.pool().begin().await.unwrap();
+    assert!(store
+        .claim_in(&mut third, "run-1", fp("body"), KEEP, wait)
+        .await
+        .unwrap()
+        .is_acquired());
+    third.commit().await.unwrap();
+    // Committed: done for every later claim, in a transaction or not.
+    let mut fourth = store.pool().begin().await.unwrap();
+    assert!(matches!(
+        store
+            .claim_in(&mut fourth, "run-1", fp("other"), KEEP, wait)
+            .await
+            .unwrap(),
+        Claim::Done {
+            same_payload: false
+        }
+    ));
+    // The caller's own lock timeout is back after the claim.
+    let timeout: String = runhook_store::sqlx::query_scalar("SHOW lock_timeout")
+        .fetch_one(&mut *fourth)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "0");
+    // (A claim in a transaction holds the row until that transaction ends.)
+    drop(fourth);
+    assert!(matches!(
+        store.claim("run-1", LONG, fp("body")).await.unwrap(),
+        Claim::Done { same_payload: true }
+    ));
+}

@@ -63,8 +63,8 @@ where
     }
 }
 
-/// One delivery: read, claim, open the transaction, call `service`, then commit the
-/// handler's writes with the done mark, or roll everything back and release the claim.
+/// One delivery: read, open the transaction and claim the run in it, call `service`, then
+/// commit the handler's writes with the run's done mark, or roll everything back.
 async fn run_in_transaction<S, B>(
     receiver: InlineReceiver,
     store: PostgresStore,
@@ -83,19 +83,13 @@ where
             return Ok(request.into_response(response).map_into_right_body());
         }
     };
-    let headers = ActixHeaders(request.headers());
-    let claimed = receiver
-        .claim_event(&headers, request.path(), body.clone())
-        .await;
     let answer = |request: ServiceRequest, outcome: crate::receiver::Outcome| {
         let response = outcome.respond_to(request.request());
         Ok(request.into_response(response).map_into_right_body())
     };
-    let claimed = match claimed {
-        Ok(claimed) => claimed,
-        Err(outcome) => return answer(request, outcome),
-    };
-    let (inbox, run, opened) = match open(&store, claimed).await {
+    let headers = ActixHeaders(request.headers());
+    let opened = open(&receiver, &store, &headers, request.path(), body.clone()).await;
+    let (inbox, run, opened) = match opened {
         Ok(opened) => opened,
         Err(outcome) => return answer(request, outcome),
     };
@@ -104,7 +98,7 @@ where
     request.set_payload(Payload::from(body));
     let answered = service.call(request).await;
     let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    match opened.settle(&store, succeeded).await {
+    match opened.settle(succeeded).await {
         Ok(()) => answered.map(ServiceResponse::map_into_left_body),
         Err(outcome) => match answered {
             Ok(response) => {

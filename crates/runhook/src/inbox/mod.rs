@@ -3,21 +3,22 @@
 //! happens exactly once whatever crashes, stalls or retries in between.
 //!
 //! [`InboxLayer`] goes in front of your handler like `WebhookLayer` (a tower `Layer`; an
-//! actix-web `Transform` for `wrap`):
-//! it authenticates, de-duplicates (the claim in the [`PostgresStore`]) and parses the delivery,
-//! opens a transaction on the store's pool and hands it to your handler as an [`Inbox`] in the
-//! request's extensions (an extractor in axum and in actix-web). Then, by your handler's
-//! answer:
+//! actix-web `Transform` for `wrap`): it authenticates and parses the delivery, opens a
+//! transaction on the [`PostgresStore`]'s pool, claims the run **in that transaction** (its
+//! row written as done, invisible to others until the commit), and hands the transaction to
+//! your handler as an [`Inbox`] in the request's extensions (an extractor in axum and in
+//! actix-web). Then, by your handler's answer:
 //!
-//! * a 2xx: the run is marked done **in your transaction** and it commits: your writes and the
-//!   mark together. A commit that fails is answered 503 + `Retry-After` (never your 2xx), and
-//!   the sender's retry runs the handler again on a clean slate;
-//! * anything else: the transaction rolls back and the claim is released, so the retry runs it;
-//! * the process dies mid-handler: PostgreSQL rolls the transaction back; the claim lapses
-//!   after its lease and the sender's retry runs the run again, once.
+//! * a 2xx: the transaction commits: your writes and the run's done mark together. A commit
+//!   that fails is answered 503 + `Retry-After` (never your 2xx), and the sender's retry runs
+//!   the handler again on a clean slate;
+//! * anything else: the transaction rolls back, the claim with it, so the retry runs it;
+//! * the process dies mid-handler: PostgreSQL rolls the transaction back, the claim with it:
+//!   the sender's next retry runs the run again at once (no lease to wait out), once.
 //!
 //! A duplicate of a run already done is answered 200 without calling your handler; one of a
-//! run in flight is asked to retry (503 + `Retry-After`), never kept waiting on a lock.
+//! run in flight (its transaction still open) waits at most 100 ms for it, then is asked to
+//! retry (503 + `Retry-After`).
 //!
 //! ```no_run
 //! # #[cfg(feature = "axum")] {
@@ -67,9 +68,12 @@ pub use self::tower::InboxService;
 #[cfg(feature = "actix")]
 pub use actix::ActixInboxService;
 
+use bytes::Bytes;
+use runhook_core::HeaderLookup;
+use runhook_store::Fingerprint;
+
 use crate::receiver::{
-    BuildError, ClaimGuard, ClaimedEvent, InlineReceiver, Outcome, ReceiverBuilder, Unavailable,
-    VerifiedRun,
+    BuildError, InlineReceiver, Outcome, ReceiverBuilder, Unavailable, VerifiedRun,
 };
 
 /// How long a sender is asked to wait after the database failed the transaction.
@@ -96,70 +100,87 @@ impl InboxLayer {
     }
 }
 
-/// A claimed delivery whose transaction is open while the handler runs.
+/// How long the claim in a transaction waits for another delivery's transaction holding the
+/// same run before answering it as in flight (503 + `Retry-After`).
+const LOCK_WAIT: Duration = Duration::from_millis(100);
+
+/// A delivery whose run is claimed in its transaction, open while the handler runs.
 struct Opened {
     slot: Arc<Mutex<Option<Transaction<'static, Postgres>>>>,
-    claim: ClaimGuard,
+    receiver: InlineReceiver,
 }
 
-/// Opens the transaction of `claimed`'s run: what goes in the request's extensions (the
-/// [`Inbox`] and the [`VerifiedRun`]) and what settles it; or, after releasing the claim, the
-/// 503 to answer.
+/// Authenticates and parses the delivery, opens its transaction and claims the run in it (as
+/// done, if the transaction commits): what goes in the request's extensions (the [`Inbox`]
+/// and the [`VerifiedRun`]) and what settles it; or the answer, when the handler is not to
+/// run (rejected, a duplicate, the database unavailable).
 async fn open(
+    receiver: &InlineReceiver,
     store: &PostgresStore,
-    claimed: ClaimedEvent,
+    headers: &(dyn HeaderLookup + Sync),
+    path: &str,
+    body: Bytes,
 ) -> Result<(Inbox, VerifiedRun, Opened), Outcome> {
-    let (run, claim) = claimed.into_verified_run();
-    let transaction = match store.pool().begin().await {
+    let pipeline = receiver.pipeline();
+    let (verified, event) = pipeline.unclaimed_event(headers, path, body).await?;
+    let mut transaction = match store.pool().begin().await {
         Ok(transaction) => transaction,
         Err(err) => {
-            claim.release().await;
-            return Err(failed(format!("could not open a transaction: {err}")));
+            let reason = format!("Postgres: could not open a transaction: {err}");
+            return Err(pipeline.store_refused(&event, StoreError::Unavailable { reason }));
         }
+    };
+    let fingerprint = Fingerprint::of(&event.raw_body);
+    let claim = store
+        .claim_in(
+            &mut transaction,
+            &event.dedup_key,
+            fingerprint,
+            pipeline.keep_for(),
+            LOCK_WAIT,
+        )
+        .await;
+    // Anything but a won claim: the transaction rolls back as it is dropped.
+    pipeline.claimed_in_transaction(&event, claim)?;
+    let run = VerifiedRun {
+        event: Arc::new(event),
+        verified,
     };
     let slot = Arc::new(Mutex::new(Some(transaction)));
     let inbox = Inbox {
         run: run.clone(),
         slot: slot.clone(),
     };
-    Ok((inbox, run, Opened { slot, claim }))
+    let opened = Opened {
+        slot,
+        receiver: receiver.clone(),
+    };
+    Ok((inbox, run, opened))
 }
 
 impl Opened {
-    /// Settles the run by whether the handler answered 2xx: on success the done mark is
-    /// written in the handler's transaction and it commits (`Ok`: the handler's answer
-    /// stands); otherwise everything rolls back and the claim is released. `Err` is the 503 to
-    /// answer instead of the handler's 2xx: the commit did not happen (or may not have).
-    async fn settle(self, store: &PostgresStore, succeeded: bool) -> Result<(), Outcome> {
-        let Opened { slot, claim } = self;
-        let transaction = slot.lock().await.take();
-        let Some(mut transaction) = transaction.filter(|_| succeeded) else {
-            // Dropped: rolled back. The sender's retry runs the handler again.
-            claim.release().await;
+    /// Settles the run by whether the handler answered 2xx: on success the transaction, which
+    /// holds the handler's writes and the run's done mark, commits (`Ok`: the handler's
+    /// answer stands); otherwise it rolls back. `Err` is the 503 to answer instead of the
+    /// handler's 2xx: the commit failed, or its reply was lost (a retry then finds the run done,
+    /// or claims it again).
+    async fn settle(self, succeeded: bool) -> Result<(), Outcome> {
+        let transaction = self.slot.lock().await.take();
+        let Some(transaction) = transaction.filter(|_| succeeded) else {
+            // Dropped: rolled back, and the run with it. The sender's retry runs it again.
             return Ok(());
         };
-        let (key, token, keep_for) = claim.parts();
-        let committed = match store
-            .complete_in(&mut transaction, key, token, keep_for)
-            .await
-        {
-            Ok(()) => transaction.commit().await.map_err(|err| err.to_string()),
-            Err(StoreError::NotHolder) => {
-                Err("the run's lease lapsed and another delivery took it over".to_string())
-            }
-            Err(err) => Err(err.to_string()),
-        };
-        match committed {
+        let pipeline = self.receiver.pipeline();
+        match transaction.commit().await {
             Ok(()) => {
-                claim.completed_elsewhere();
+                pipeline.count_processed();
                 Ok(())
             }
-            Err(why) => {
-                tracing::warn!(key = %key, reason = %why, "the handler's transaction did not commit; answering 503 so that the sender retries");
-                // Only a claim still in flight is released: a commit whose reply was lost may
-                // have marked the run done, and that stays.
-                claim.release().await;
-                Err(failed(why))
+            Err(err) => {
+                tracing::warn!(error = %err, "the handler's transaction did not commit; answering 503 so that the sender retries");
+                let outcome = failed(format!("the transaction did not commit: {err}"));
+                pipeline.count_answer(&outcome);
+                Err(outcome)
             }
         }
     }

@@ -66,8 +66,8 @@ where
     }
 }
 
-/// One delivery: read, claim, open the transaction, call `inner`, then commit the handler's
-/// writes with the done mark, or roll everything back and release the claim.
+/// One delivery: read, open the transaction and claim the run in it, call `inner`, then commit
+/// the handler's writes with the run's done mark, or roll everything back.
 async fn run_in_transaction<S, B, R>(
     receiver: InlineReceiver,
     store: PostgresStore,
@@ -84,14 +84,8 @@ where
         Err(outcome) => return Ok(http_response(&outcome)),
     };
     let path = request_path(&parts);
-    let claimed = match receiver
-        .claim_event(&parts.headers, &path, body.clone())
-        .await
-    {
-        Ok(claimed) => claimed,
-        Err(outcome) => return Ok(http_response(&outcome)),
-    };
-    let (inbox, run, opened) = match open(&store, claimed).await {
+    let opened = open(&receiver, &store, &parts.headers, &path, body.clone()).await;
+    let (inbox, run, opened) = match opened {
         Ok(opened) => opened,
         Err(outcome) => return Ok(http_response(&outcome)),
     };
@@ -99,7 +93,7 @@ where
     parts.extensions.insert(run);
     let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
     let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    match opened.settle(&store, succeeded).await {
+    match opened.settle(succeeded).await {
         Ok(()) => answered,
         Err(outcome) => Ok(http_response(&outcome)),
     }

@@ -79,21 +79,6 @@ impl std::fmt::Debug for ClaimGuard {
 }
 
 impl ClaimGuard {
-    /// The claim's key, token and done window, for a completion written elsewhere (in the
-    /// caller's transaction).
-    #[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
-    pub(crate) fn parts(&self) -> (&str, &Token, Duration) {
-        (&self.key, &self.token, self.keep_for)
-    }
-
-    /// The claim was completed elsewhere (in the caller's transaction, now committed): the
-    /// run counts as processed and nothing is left to release.
-    #[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
-    pub(crate) fn completed_elsewhere(mut self) {
-        self.settled = true;
-        Counters::bump(&self.counters.processed);
-    }
-
     pub(crate) async fn complete(mut self) -> Result<(), StoreError> {
         self.settled = true;
         self.store

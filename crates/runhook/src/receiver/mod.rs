@@ -10,6 +10,8 @@
 mod authenticate;
 mod builder;
 mod claim;
+#[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
+mod inbox_admit;
 mod outcome;
 mod pipeline;
 mod readiness;
@@ -33,8 +35,6 @@ pub use builder::{
     BackgroundBuilder, BuildError, Inline, ReceiverBuilder, WithHandler, DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_LEASE, DEFAULT_QUEUE_CAPACITY,
 };
-#[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
-pub(crate) use claim::ClaimGuard;
 #[cfg(any(feature = "tower", feature = "actix"))]
 pub(crate) use claim::HandlerAnswer;
 pub use claim::{ClaimedEvent, VerifiedRun};

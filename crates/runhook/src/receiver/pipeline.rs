@@ -210,28 +210,45 @@ impl Pipeline {
         in_flight: InFlightDuplicates,
         authentication: Authentication,
     ) -> Result<Admitted, Stop> {
-        self.check_open(&body).map_err(Stop::Answered)?;
-        let verified = match authentication {
-            Authentication::Pending(charge) => {
-                let verified = self.authenticate(headers, path, &body).await;
-                // Authenticated or not, the body no longer counts against the budget.
-                drop(charge);
-                verified.map_err(Stop::Answered)?
-            }
-            Authentication::Done(verified) => verified,
-        };
-        let event = (self.summarize(headers, body, &verified).await).map_err(Stop::Answered)?;
-        if self.interim == Interim::Skip && !event.phase.is_final() {
-            tracing::debug!(provider = %self.provider, key = %event.dedup_key, "interim event skipped");
-            let outcome = with_probe(Outcome::interim_skipped(), probe_of(&event));
-            return Err(Stop::Answered(outcome));
-        }
+        let (verified, event) = self
+            .verified_event(headers, path, body, authentication)
+            .await
+            .map_err(Stop::Answered)?;
         let token = self.claim(&event, in_flight, headers, &verified).await?;
         Ok(Admitted {
             verified,
             event,
             token,
         })
+    }
+
+    /// Every stage before the claim: open and within the limit, authenticated, summarized,
+    /// not an interim event to skip. What proved it genuine and the run; or the answer.
+    // The answer is moved once, up one frame: boxing it would cost an allocation instead.
+    #[allow(clippy::result_large_err)]
+    pub(super) async fn verified_event(
+        &self,
+        headers: &(dyn HeaderLookup + Sync),
+        path: &str,
+        body: Bytes,
+        authentication: Authentication,
+    ) -> Result<(Verified, RunEvent), Outcome> {
+        self.check_open(&body)?;
+        let verified = match authentication {
+            Authentication::Pending(charge) => {
+                let verified = self.authenticate(headers, path, &body).await;
+                // Authenticated or not, the body no longer counts against the budget.
+                drop(charge);
+                verified?
+            }
+            Authentication::Done(verified) => verified,
+        };
+        let event = self.summarize(headers, body, &verified).await?;
+        if self.interim == Interim::Skip && !event.phase.is_final() {
+            tracing::debug!(provider = %self.provider, key = %event.dedup_key, "interim event skipped");
+            return Err(with_probe(Outcome::interim_skipped(), probe_of(&event)));
+        }
+        Ok((verified, event))
     }
 
     /// Refuses a delivery while shutting down, and a body over the limit that an adapter let
@@ -364,7 +381,7 @@ impl Pipeline {
 
 /// The answer to a duplicate of a run another delivery holds: 200 when `in_flight` says
 /// acknowledge, else 503 with a `Retry-After` of the lease time left (1 to 60 s, 5 s unknown).
-fn in_flight_duplicate(
+pub(super) fn in_flight_duplicate(
     same_payload: bool,
     expires_in: Option<Duration>,
     in_flight: InFlightDuplicates,
