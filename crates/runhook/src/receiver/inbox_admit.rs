@@ -56,6 +56,8 @@ impl Pipeline {
     /// What the claim of `event` in its transaction found, as the answer when the handler is
     /// not to run (a duplicate of a run done or in flight, the store unavailable), counted;
     /// `Ok` when the claim was won.
+    // The answer is moved once, up one frame: boxing it would cost an allocation instead.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn claimed_in_transaction(
         &self,
         event: &RunEvent,
