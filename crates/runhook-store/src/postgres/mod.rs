@@ -176,6 +176,7 @@ struct Statements {
     claim: String,
     read_token: String,
     complete: String,
+    lock_in: String,
     claim_in: String,
     release: String,
     renew: String,
@@ -210,10 +211,16 @@ impl Statements {
                  SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
                  WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
             ),
+            // A claim in a transaction first takes the key's advisory lock for the transaction,
+            // without waiting: two transactions never claim one key at once, and neither ever
+            // waits for the other. The schema is part of the lock's key.
+            lock_in: format!(
+                "SELECT pg_try_advisory_xact_lock(hashtext('runhook:{}'), hashtext($1))",
+                schema.name()
+            ),
             // Within the caller's transaction, the run is taken as done at once: nobody sees
-            // the row before the commit, a rollback (or a crash) removes it, and a claim racing
-            // it waits for the transaction (bounded by the lock timeout set around it). A live
-            // row (done, or held by a lease-based claim) is written back unchanged and read.
+            // the row before the commit, and a rollback (or a crash) removes it. A live row
+            // (done, or held by a lease-based claim) is written back unchanged and read.
             claim_in: schema.sql(
                 "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
                  VALUES ($1, true, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
@@ -308,8 +315,14 @@ impl PostgresStore {
     /// mark then commit together, or neither does. [`Claim::Acquired`] means the run is the
     /// caller's to process now (its token is of no further use: commit or roll back);
     /// [`Claim::Done`] a run already processed; [`Claim::InFlight`] a run another delivery
-    /// holds, or whose transaction did not end within `lock_wait` (its `same_payload` is then
-    /// `false`: unknown). Roll back after anything but `Acquired`.
+    /// holds: a lease-based claim, or another transaction claiming it now (its `same_payload`
+    /// is then `false`: unknown). Roll back after anything but `Acquired`.
+    ///
+    /// Never waits for another transaction: claims in transactions first take a
+    /// transaction-scoped advisory lock on the key (`pg_try_advisory_xact_lock`, keyed by the
+    /// schema and the key's hash), and a key whose lock is taken is answered in flight at
+    /// once. A lease-based [`IdempotencyStore::claim`] of a key whose transaction is open
+    /// waits for it, up to the store's timeout.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when a statement fails (the transaction is then aborted),
@@ -320,40 +333,26 @@ impl PostgresStore {
         key: &str,
         fingerprint: Fingerprint,
         keep_for: Duration,
-        lock_wait: Duration,
     ) -> Result<Claim, StoreError> {
         check_key(key, self.max_key_len)?;
         check_duration("keep_for", keep_for)?;
-        let token = Token::random();
-        let wait = format!("{}ms", millis(lock_wait).max(1));
-        // The caller's own setting comes back after the claim.
-        let read = sqlx::query_scalar::<_, String>("SELECT current_setting('lock_timeout')")
+        let locked = sqlx::query_scalar::<_, bool>(&self.statements.lock_in)
+            .bind(key)
             .fetch_one(&mut *conn);
-        let before = self.bounded(read).await.map_err(Failure::into_error)?;
-        let set = sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-            .bind(wait)
-            .execute(&mut *conn);
-        self.bounded(set).await.map_err(Failure::into_error)?;
+        if !self.bounded(locked).await.map_err(Failure::into_error)? {
+            return Ok(Claim::InFlight {
+                same_payload: false,
+                expires_in: None,
+            });
+        }
+        let token = Token::random();
         let claimed = sqlx::query(&self.statements.claim_in)
             .bind(key)
             .bind(&token.as_bytes()[..])
             .bind(&fingerprint.as_bytes()[..])
             .bind(millis(keep_for) as f64)
             .fetch_one(&mut *conn);
-        let row = match self.bounded(claimed).await {
-            Ok(row) => row,
-            Err(Failure::LockTimeout) => {
-                return Ok(Claim::InFlight {
-                    same_payload: false,
-                    expires_in: None,
-                });
-            }
-            Err(failure) => return Err(failure.into_error()),
-        };
-        let reset = sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-            .bind(before)
-            .execute(&mut *conn);
-        self.bounded(reset).await.map_err(Failure::into_error)?;
+        let row = self.bounded(claimed).await.map_err(Failure::into_error)?;
         claim_answer(&row, token, fingerprint).map_err(unavailable)
     }
 
@@ -417,8 +416,8 @@ impl PostgresStore {
         match self.bounded(query.execute(&self.pool)).await {
             Ok(done) if done.rows_affected() == 1 => Cas::Applied,
             Ok(_) => Cas::Refused,
+            Err(Failure::Definite(e)) => Cas::Failed(e),
             Err(Failure::Ambiguous(reason)) => Cas::Unknown(reason),
-            Err(failure) => Cas::Failed(failure.into_error()),
         }
     }
 }
@@ -431,12 +430,10 @@ enum Cas {
     Unknown(String),
 }
 
-/// Why a statement gave no answer: it certainly was not applied, it may have been, or it
-/// waited past its lock timeout for another transaction (not applied).
+/// Why a statement gave no answer: it certainly was not applied, or it may have been.
 enum Failure {
     Definite(StoreError),
     Ambiguous(String),
-    LockTimeout,
 }
 
 impl Failure {
@@ -446,10 +443,6 @@ impl Failure {
             sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => {
                 Failure::Ambiguous(format!("Postgres connection failed: {e}"))
             }
-            // lock_not_available
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
-                Failure::LockTimeout
-            }
             _ => Failure::Definite(unavailable(e)),
         }
     }
@@ -458,9 +451,6 @@ impl Failure {
         match self {
             Failure::Definite(e) => e,
             Failure::Ambiguous(reason) => StoreError::Unavailable { reason },
-            Failure::LockTimeout => StoreError::Unavailable {
-                reason: "Postgres: a lock was not granted within the lock timeout".into(),
-            },
         }
     }
 }
@@ -538,7 +528,7 @@ impl IdempotencyStore for PostgresStore {
                     }
                 }
             }
-            Err(failure) => Err(failure.into_error()),
+            Err(Failure::Definite(e)) => Err(e),
         }
     }
 

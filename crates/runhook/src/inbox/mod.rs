@@ -17,8 +17,8 @@
 //!   the sender's next retry runs the run again at once (no lease to wait out), once.
 //!
 //! A duplicate of a run already done is answered 200 without calling your handler; one of a
-//! run in flight (its transaction still open) waits at most 100 ms for it, then is asked to
-//! retry (503 + `Retry-After`).
+//! run in flight (its transaction still open) is asked to retry (503 + `Retry-After`) at once,
+//! never kept waiting on a lock.
 //!
 //! ```no_run
 //! # #[cfg(feature = "axum")] {
@@ -100,10 +100,6 @@ impl InboxLayer {
     }
 }
 
-/// How long the claim in a transaction waits for another delivery's transaction holding the
-/// same run before answering it as in flight (503 + `Retry-After`).
-const LOCK_WAIT: Duration = Duration::from_millis(100);
-
 /// A delivery whose run is claimed in its transaction, open while the handler runs.
 struct Opened {
     slot: Arc<Mutex<Option<Transaction<'static, Postgres>>>>,
@@ -137,7 +133,6 @@ async fn open(
             &event.dedup_key,
             fingerprint,
             pipeline.keep_for(),
-            LOCK_WAIT,
         )
         .await;
     // Anything but a won claim: the transaction rolls back as it is dropped.
