@@ -3,40 +3,24 @@
 //! HTTP. What its endpoint processed is read from its standard output (`processed skyvern
 //! <run_id>`, one line per call that got through).
 //!
-//! The binaries are the ones `cargo test` builds for this package's examples (it builds them
-//! before running tests); run alone, a missing one is built first.
+//! Each binary is brought up to date before it starts.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runhook_testkit::fixture::SKYVERN_COMPLETED_DELIVERY;
 use runhook_testkit::skyvern::signature;
-use runhook_testkit::{free_port, redis_url, require_redis, unique, wait_for, wait_until_blocking};
+use runhook_testkit::{free_port, redis_url, require_redis, unique, wait_for};
 use serde_json::Value;
+use support::{example_binary, spawn_listening};
 
 const KEY: &str = "sk_test_middleware_examples";
 const ROUTE: &str = "/webhooks/skyvern";
 /// How long anything may take before a test fails: generous, it bounds only a broken run.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The example's binary, built by `cargo test` beside this test's own executable.
-fn example_binary(name: &str) -> PathBuf {
-    let test_exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = test_exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join(name);
-    if !binary.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "runhook-examples", "--example", name])
-            .status()
-            .unwrap();
-        assert!(built.success(), "cargo build --example {name} failed");
-    }
-    binary
-}
 
 /// One running example process; killed when dropped.
 struct Example {
@@ -51,29 +35,13 @@ impl Example {
     fn start(name: &str, redis: Store) -> Self {
         let port = free_port();
         let mut command = Command::new(example_binary(name));
-        command
-            .env("SKYVERN_API_KEY", KEY)
-            .env("PORT", port.to_string())
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        command.env("SKYVERN_API_KEY", KEY).env_remove("REDIS_URL");
         if let Store::Redis = redis {
             require_redis();
             command.env("REDIS_URL", redis_url());
         }
-        let mut child = command.spawn().unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let lines = stdout.clone();
-        let pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        wait_until_blocking(WAIT, format!("{name} to listen"), || {
-            assert!(child.try_wait().unwrap().is_none(), "{name} exited early");
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let stdout = Arc::default();
+        let child = spawn_listening(command, name, port, WAIT, Arc::clone(&stdout));
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

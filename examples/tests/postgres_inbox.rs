@@ -7,48 +7,22 @@
 //! Real PostgreSQL (`RUNHOOK_TEST_POSTGRES_URL`, default the local server); each test in a
 //! schema of its own (the example's tables land there through the URL's `search_path`).
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runhook::store::sqlx::{self, postgres::PgPoolOptions, PgPool};
 use runhook_testkit::skyvern::{completed_body, signed_post};
-use runhook_testkit::{
-    free_port, postgres_url, require_postgres, unique, unique_schema, wait_until_blocking,
-};
+use runhook_testkit::{free_port, postgres_url, require_postgres, unique, unique_schema};
+use support::{example_binary, spawn_listening};
 
 const KEY: &str = "sk_test_postgres_inbox";
 /// Senders delivering at once: few enough that the burst outlasts the kills.
 const SENDERS: usize = 16;
-
-/// The example's binary, built by `cargo test` beside this test's own executable.
-fn example_binary() -> PathBuf {
-    let test_exe = std::env::current_exe().unwrap();
-    let profile_dir = test_exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("postgres_inbox");
-    if !binary.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "runhook-examples",
-                "--example",
-                "postgres_inbox",
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            built.success(),
-            "cargo build --example postgres_inbox failed"
-        );
-    }
-    binary
-}
 
 /// The database URL with `schema` first on the search path (where the example's ledger goes).
 fn url_in(schema: &str) -> String {
@@ -68,37 +42,25 @@ struct Setup {
 
 impl Setup {
     fn start(&self) -> Child {
-        let mut child = Command::new(example_binary())
+        let mut command = Command::new(example_binary("postgres_inbox"));
+        command
             .env("SKYVERN_API_KEY", KEY)
             .env("DATABASE_URL", url_in(&self.schema))
             .env("RUNHOOK_SCHEMA", &self.schema)
-            .env("PORT", self.port.to_string())
             .env("LEASE_SECS", "2")
             .env("INBOX_EXAMPLE_DELAY_MS", "20")
             .env(
                 "INBOX_EXAMPLE_WRITE_OUTSIDE",
                 if self.outside { "1" } else { "0" },
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = self.printed.clone();
-        let pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let port = self.port;
-        wait_until_blocking(Duration::from_secs(30), "the example to listen", || {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the example exited early"
             );
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        child
+        let wait = Duration::from_secs(30);
+        spawn_listening(
+            command,
+            "postgres_inbox",
+            self.port,
+            wait,
+            self.printed.clone(),
+        )
     }
 }
 

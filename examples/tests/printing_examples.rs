@@ -3,34 +3,21 @@
 //! over real HTTP, and held to their contract: one line `processed <provider> <run_id>` per
 //! run (the platform's run id, never the de-duplication key), none for a duplicate.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use runhook_testkit::skyvern::{completed_body, signature};
-use runhook_testkit::{free_port, unique, wait_for, wait_until_blocking};
+use runhook_testkit::{free_port, unique, wait_for};
+use support::{example_binary, spawn_listening};
 
 const SKYVERN_KEY: &str = "sk_test_printing_examples";
 const WEBRUN_AUTH: &str = "Bearer webrun-printing-examples";
 const SMARTBROWSE_TOKEN: &str = "Bearer smartbrowse-printing-examples";
 const TINYFISH_SECRET: &str = "tfPrintingExamples7";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The example's binary, brought up to date first: `cargo test --test printing_examples`
-/// alone builds no examples, and a stale binary would test old code.
-fn example_binary(name: &str) -> PathBuf {
-    let test_exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let profile_dir = test_exe.parent().unwrap().parent().unwrap();
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "runhook-examples", "--example", name])
-        .status()
-        .unwrap();
-    assert!(built.success(), "cargo build --example {name} failed");
-    profile_dir.join("examples").join(name)
-}
 
 /// One running example process, its standard output collected; killed when dropped.
 struct Example {
@@ -42,29 +29,15 @@ struct Example {
 impl Example {
     fn start(name: &str) -> Self {
         let port = free_port();
-        let mut child = Command::new(example_binary(name))
+        let mut command = Command::new(example_binary(name));
+        command
             .env("SKYVERN_API_KEY", SKYVERN_KEY)
             .env("WEBRUN_WEBHOOK_AUTH", WEBRUN_AUTH)
             .env("SMARTBROWSE_WEBHOOK_TOKEN", SMARTBROWSE_TOKEN)
             .env("TINYFISH_PATH_SECRET", TINYFISH_SECRET)
-            .env("PORT", port.to_string())
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let lines = stdout.clone();
-        let pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        wait_until_blocking(WAIT, format!("{name} to listen"), || {
-            assert!(child.try_wait().unwrap().is_none(), "{name} exited early");
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+            .env_remove("REDIS_URL");
+        let stdout = Arc::default();
+        let child = spawn_listening(command, name, port, WAIT, Arc::clone(&stdout));
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod fixture;
+mod listening;
 pub mod postgres;
 mod private_redis;
 pub mod python;

@@ -1,9 +1,6 @@
 //! The PostgreSQL the tests share: where it is, a check that fails the test loudly without
 //! it, and a schema name of each test's own.
 
-use std::net::{TcpStream, ToSocketAddrs as _};
-use std::time::Duration;
-
 /// The database the tests use unless `RUNHOOK_TEST_POSTGRES_URL` names another (trust
 /// authentication on loopback, as these machines and `.ci/run` set it up).
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -21,21 +18,8 @@ pub fn postgres_url() -> String {
 /// of [`postgres_url`] within a second: a test that needs PostgreSQL never passes without it.
 pub fn require_postgres() {
     let url = postgres_url();
-    let host_port = url
-        .split('@')
-        .nth(1)
-        .unwrap_or("127.0.0.1:5432")
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("127.0.0.1:5432")
-        .to_string();
-    let up = host_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok());
     assert!(
-        up,
+        crate::listening::answers(&url, 5432),
         "this test needs PostgreSQL at {url} and nothing answers there: {HOW_TO_START}"
     );
 }

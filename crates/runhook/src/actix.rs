@@ -316,13 +316,9 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let payload = request.take_payload();
-    let body = match read_body(receiver.pipeline(), request.request(), payload).await {
+    let body = match take_body(receiver.pipeline(), &mut request).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let response = rejection.error_response();
-            return Ok(request.into_response(response).map_into_right_body());
-        }
+        Err(response) => return Ok(answer_with(request, response)),
     };
     let headers = ActixHeaders(request.headers());
     let claimed = receiver
@@ -332,24 +328,50 @@ where
         Ok(claimed) => claimed,
         Err(outcome) => {
             let response = outcome.respond_to(request.request());
-            return Ok(request.into_response(response).map_into_right_body());
+            return Ok(answer_with(request, response));
         }
     };
     let (run, claim) = claimed.into_verified_run();
     request.extensions_mut().insert(run);
     request.set_payload(Payload::from(body));
     let answered = service.call(request).await;
-    let answer = match &answered {
+    claim.settle(handler_answer(&answered)).await;
+    answered.map(ServiceResponse::map_into_left_body)
+}
+
+/// The request's whole body, read under the receiver's rules (the middleware forms); or the
+/// response that refuses it.
+pub(crate) async fn take_body(
+    pipeline: &Pipeline,
+    request: &mut ServiceRequest,
+) -> Result<Bytes, HttpResponse> {
+    let payload = request.take_payload();
+    read_body(pipeline, request.request(), payload)
+        .await
+        .map_err(|rejection| rejection.error_response())
+}
+
+/// `response` as the answer to `request`, in place of the wrapped service's.
+pub(crate) fn answer_with<B>(
+    request: ServiceRequest,
+    response: HttpResponse,
+) -> ServiceResponse<EitherBody<B>> {
+    request.into_response(response).map_into_right_body()
+}
+
+/// How the wrapped service answered: a 2xx, or anything else (an error too).
+pub(crate) fn handler_answer<B>(
+    answered: &Result<ServiceResponse<B>, actix_web::Error>,
+) -> HandlerAnswer {
+    match answered {
         Ok(response) => HandlerAnswer::of(response.status().as_u16()),
         Err(_) => HandlerAnswer::Failure,
-    };
-    claim.settle(answer).await;
-    answered.map(ServiceResponse::map_into_left_body)
+    }
 }
 
 /// Reads the whole payload under the receiver's rules ([`Receiver::read_body`]); a payload
 /// refused as too large keeps its unread rest with the rejection until the answer is sent.
-pub(crate) async fn read_body(
+async fn read_body(
     pipeline: &Pipeline,
     request: &HttpRequest,
     mut payload: Payload,

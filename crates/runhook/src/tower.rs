@@ -217,10 +217,14 @@ where
     let (run, claim) = claimed.into_verified_run();
     parts.extensions.insert(run);
     let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
-    let answer = match &answered {
+    claim.settle(handler_answer(&answered)).await;
+    answered
+}
+
+/// How the service behind a middleware answered: a 2xx, or anything else (an error too).
+pub(crate) fn handler_answer<R, E>(answered: &Result<Response<R>, E>) -> HandlerAnswer {
+    match answered {
         Ok(response) => HandlerAnswer::of(response.status().as_u16()),
         Err(_) => HandlerAnswer::Failure,
-    };
-    claim.settle(answer).await;
-    answered
+    }
 }

@@ -54,9 +54,10 @@ pub struct ExpectArgs {
 
 /// Runs `runhook expect`.
 pub fn run(args: ExpectArgs) -> ExitCode {
-    if let Err(error) = check(&args) {
-        return fail(&error.to_string());
-    }
+    let spec = match check(&args) {
+        Ok(spec) => spec,
+        Err(error) => return fail(&error.to_string()),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,7 +65,7 @@ pub fn run(args: ExpectArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(expect(args))
+    runtime.block_on(expect(args, spec))
 }
 
 /// Why runs cannot be expected as asked (exit status 2).
@@ -83,22 +84,19 @@ enum ExpectError {
     Memory,
 }
 
-fn check(args: &ExpectArgs) -> Result<(), ExpectError> {
+/// The shared store `args` names, when the runs can be expected as asked.
+fn check(args: &ExpectArgs) -> Result<StoreSpec, ExpectError> {
     let platform = Platform::of(args.provider);
     if platform.run_api.is_none() {
         return Err(ExpectError::NoRunApi(platform.display_name));
     }
     match args.store.parse::<StoreSpec>()? {
-        StoreSpec::Redis(_) | StoreSpec::Postgres(_) => Ok(()),
         StoreSpec::Memory => Err(ExpectError::Memory),
+        shared => Ok(shared),
     }
 }
 
-async fn expect(args: ExpectArgs) -> ExitCode {
-    let spec = match args.store.parse::<StoreSpec>() {
-        Ok(spec) => spec,
-        Err(e) => return fail(&e.to_string()),
-    };
+async fn expect(args: ExpectArgs, spec: StoreSpec) -> ExitCode {
     let names = StoreNames {
         redis_prefix: args.redis_prefix.clone(),
         postgres_schema: args.postgres_schema.clone(),

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use runhook_core::canonical::SkyvernRequest;
+use runhook_core::canonical::{CanonicalError, SkyvernRequest};
 use runhook_core::{
-    sign_standard_webhooks, BrowserUseSignature, Clock as _, FirecrawlSignature, StandardWebhooks,
-    SystemClock,
+    sign_standard_webhooks, BrowserUseSignature, Clock as _, FirecrawlSignature, Secret,
+    StandardWebhooks, SystemClock,
 };
 
 use super::input::read_input;
@@ -107,13 +107,8 @@ type Refusal = (u8, String);
 
 fn sign_skyvern(args: &SignArgs) -> Result<Signed, Refusal> {
     no_id(args)?;
-    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
-    let payload = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
-    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
-    let request = SkyvernRequest::from_json(&key, &payload, timestamp).map_err(|error| {
-        let message = format!("cannot sign: {}: {error}", error.python_exception());
-        (UNSIGNABLE, message)
-    })?;
+    let (key, payload) = (secret(args)?, body(args)?);
+    let request = SkyvernRequest::from_json(&key, &payload, timestamp(args)).map_err(unsignable)?;
     Ok(Signed {
         headers: request.headers().into(),
         body: request.body,
@@ -131,8 +126,8 @@ fn sign_standard(args: &SignArgs) -> Result<Signed, Refusal> {
     };
     let key =
         env::standard_webhooks_secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
-    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
-    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
+    let body = body(args)?;
+    let timestamp = timestamp(args);
     let signature = sign_standard_webhooks(&key, id, timestamp, &body);
     Ok(Signed {
         headers: vec![
@@ -146,8 +141,7 @@ fn sign_standard(args: &SignArgs) -> Result<Signed, Refusal> {
 
 fn sign_firecrawl(args: &SignArgs) -> Result<Signed, Refusal> {
     no_id(args)?;
-    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
-    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
+    let (key, body) = (secret(args)?, body(args)?);
     if args.timestamp.is_some() {
         return Err((
             USAGE,
@@ -166,13 +160,9 @@ fn sign_firecrawl(args: &SignArgs) -> Result<Signed, Refusal> {
 
 fn sign_browser_use(args: &SignArgs) -> Result<Signed, Refusal> {
     no_id(args)?;
-    let key = env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))?;
-    let body = read_input(&args.input).map_err(|e| (USAGE, e.to_string()))?;
-    let timestamp = args.timestamp.unwrap_or_else(|| SystemClock.now_unix());
-    let signature = runhook_core::sign_browser_use(&key, timestamp, &body).map_err(|error| {
-        let message = format!("cannot sign: {}: {error}", error.python_exception());
-        (UNSIGNABLE, message)
-    })?;
+    let (key, body) = (secret(args)?, body(args)?);
+    let timestamp = timestamp(args);
+    let signature = runhook_core::sign_browser_use(&key, timestamp, &body).map_err(unsignable)?;
     Ok(Signed {
         headers: vec![
             ("Content-Type", "application/json".to_owned()),
@@ -181,6 +171,27 @@ fn sign_browser_use(args: &SignArgs) -> Result<Signed, Refusal> {
         ],
         body,
     })
+}
+
+/// The key in `--secret-env`.
+fn secret(args: &SignArgs) -> Result<Secret, Refusal> {
+    env::secret(&args.secret_env).map_err(|e| (USAGE, e.to_string()))
+}
+
+/// The payload to sign, from the input file.
+fn body(args: &SignArgs) -> Result<Vec<u8>, Refusal> {
+    read_input(&args.input).map_err(|e| (USAGE, e.to_string()))
+}
+
+/// `--timestamp`, or now.
+fn timestamp(args: &SignArgs) -> i64 {
+    args.timestamp.unwrap_or_else(|| SystemClock.now_unix())
+}
+
+/// A payload the sender could not have sent (its JSON is not what Python would load).
+fn unsignable(error: CanonicalError) -> Refusal {
+    let message = format!("cannot sign: {}: {error}", error.python_exception());
+    (UNSIGNABLE, message)
 }
 
 /// Refuses `--id`, which only Standard Webhooks signs.

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::json::{self, Read};
+use super::progress;
 use super::{Parts, ProviderPayload, ResultSpan, RunError, RunStatus, RunTimestamps};
 use crate::payload::PayloadError;
 
@@ -130,19 +131,13 @@ fn parts<R>(
     })?;
     let status_text = task.status.unwrap_or_default();
     let status = status_of(&status_text);
-    let qualifier = (!status.is_terminal()).then(|| match status_text.trim() {
-        "" => "status-missing".to_string(),
-        text => text.to_string(),
-    });
-    let error = match task.error {
-        Some(Value::String(message)) if !message.trim().is_empty() => Some(message),
-        Some(Value::Null) | Some(Value::String(_)) | None => None,
-        Some(other) => Some(other.to_string()),
-    }
-    .map(|message| RunError {
-        message,
-        category: None,
-    });
+    // No delivery id: a progress event is keyed by its status (each status once).
+    let named = match status_text.trim() {
+        "" => "status-missing",
+        text => text,
+    };
+    let qualifier = progress::qualifier(&status, None, named);
+    let error = RunError::from_json(task.error);
     let parts = Parts {
         run_id: task_id,
         id_field: "payload.task_id",

@@ -64,15 +64,7 @@ fn parts<R>(event: Summary<R>, result: ResultSpan) -> (Parts, Option<String>) {
     let event_type = event.event_type.unwrap_or_default();
     let status = progress::status_of_type(&event_type);
     let qualifier = progress::qualifier(&status, event.webhook_id.as_deref(), &event_type);
-    let error = match event.error {
-        Some(Value::String(message)) if !message.trim().is_empty() => Some(message),
-        Some(Value::Null) | Some(Value::String(_)) | None => None,
-        Some(other) => Some(other.to_string()),
-    }
-    .map(|message| RunError {
-        message,
-        category: None,
-    });
+    let error = RunError::from_json(event.error);
     let parts = Parts {
         run_id: event.id,
         id_field: "id",

@@ -188,6 +188,22 @@ pub struct RunError {
     pub category: Option<String>,
 }
 
+impl RunError {
+    /// An `error` field as a sender wrote it (Firecrawl, Browser Use): a non-blank string is
+    /// the message, any other JSON value its text; absent, `null` or blank is no error.
+    pub(super) fn from_json(error: Option<Value>) -> Option<Self> {
+        let message = match error {
+            Some(Value::String(message)) if !message.trim().is_empty() => message,
+            Some(Value::Null) | Some(Value::String(_)) | None => return None,
+            Some(other) => other.to_string(),
+        };
+        Some(RunError {
+            message,
+            category: None,
+        })
+    }
+}
+
 /// When the run happened, as the sender wrote it (Skyvern's times carry no zone; they are UTC).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunTimestamps {

@@ -4,6 +4,7 @@
 //! | call | statement |
 //! |---|---|
 //! | claim | `INSERT … ON CONFLICT (key) DO UPDATE`: the row is taken (the caller's token written) only when absent or lapsed, and read back at its latest version either way |
+//! | claim in the caller's transaction | the transaction's advisory lock on the key (never waited for), then the same statement, the row written as done |
 //! | complete, release, renew | `UPDATE`/`DELETE … WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()` |
 //!
 //! A call whose connection failed mid-statement may have been applied: claim and complete read
@@ -177,7 +178,6 @@ struct Statements {
     read_token: String,
     complete: String,
     lock_in: String,
-    claim_in: String,
     release: String,
     renew: String,
     state: String,
@@ -190,12 +190,14 @@ impl Statements {
             // The conflicting row is locked and read at its latest version, whatever this
             // statement's snapshot: a lapsed row is taken (its token replaced by this one), a
             // live one written back unchanged, and RETURNING reads what the row holds now. The
-            // caller's token in it means the claim was won.
+            // caller's token in it means the claim was won. `$5` is the state a won claim
+            // writes: in flight (a lease), or done (inside the caller's transaction, where
+            // nobody sees the row before the commit and a rollback or a crash removes it).
             claim: schema.sql(
                 "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
-                 VALUES ($1, false, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
+                 VALUES ($1, $5, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
                  ON CONFLICT (key) DO UPDATE SET \
-                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN false ELSE c.done END, \
+                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.done ELSE c.done END, \
                    token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
                    fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
                      THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
@@ -217,22 +219,6 @@ impl Statements {
             lock_in: format!(
                 "SELECT pg_try_advisory_xact_lock(hashtext('runhook:{}'), hashtext($1))",
                 schema.name()
-            ),
-            // Within the caller's transaction, the run is taken as done at once: nobody sees
-            // the row before the commit, and a rollback (or a crash) removes it. A live row
-            // (done, or held by a lease-based claim) is written back unchanged and read.
-            claim_in: schema.sql(
-                "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
-                 VALUES ($1, true, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
-                 ON CONFLICT (key) DO UPDATE SET \
-                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN true ELSE c.done END, \
-                   token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
-                   fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
-                     THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
-                   expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
-                     THEN EXCLUDED.expires_at ELSE c.expires_at END \
-                 RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
-                   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms",
             ),
             release: schema.sql(
                 "DELETE FROM {schema}.claims \
@@ -310,6 +296,16 @@ impl PostgresStore {
         schema::migrate(pool, &schema).await.map_err(unavailable)
     }
 
+    /// Whether `name` can name the schema of the tables (lowercase letters, digits and `_`,
+    /// not first a digit, at most 63 bytes): the check the builder makes, for a configuration
+    /// read before any connection.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidConfig`] saying why not.
+    pub fn check_schema_name(name: &str) -> Result<(), StoreError> {
+        Schema::new(name).map(|_| ())
+    }
+
     /// Claims `key` **inside the caller's transaction** `conn`, as done for `keep_for` if the
     /// transaction commits (the transactional inbox): the caller's writes and the run's done
     /// mark then commit together, or neither does. [`Claim::Acquired`] means the run is the
@@ -346,14 +342,29 @@ impl PostgresStore {
             });
         }
         let token = Token::random();
-        let claimed = sqlx::query(&self.statements.claim_in)
-            .bind(key)
-            .bind(&token.as_bytes()[..])
-            .bind(&fingerprint.as_bytes()[..])
-            .bind(millis(keep_for) as f64)
+        let claimed = self
+            .claim_query(key, &token, &fingerprint, keep_for, Won::Done)
             .fetch_one(&mut *conn);
         let row = self.bounded(claimed).await.map_err(Failure::into_error)?;
         claim_answer(&row, token, fingerprint).map_err(unavailable)
+    }
+
+    /// The claim statement for `key` with `token`, a won claim written as `won` for
+    /// `duration` (its lease, or its done window).
+    fn claim_query<'q>(
+        &'q self,
+        key: &'q str,
+        token: &'q Token,
+        fingerprint: &'q Fingerprint,
+        duration: Duration,
+        won: Won,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(&self.statements.claim)
+            .bind(key)
+            .bind(&token.as_bytes()[..])
+            .bind(&fingerprint.as_bytes()[..])
+            .bind(millis(duration) as f64)
+            .bind(won == Won::Done)
     }
 
     /// The pool the store uses.
@@ -408,6 +419,23 @@ impl PostgresStore {
         });
     }
 
+    /// Releases, in the background, a claim that may have been applied without its reply
+    /// and could not be read back: left alone, it would hold the run for a whole lease with a
+    /// token nobody has. Tries for about a minute.
+    fn release_later(&self, key: &str, token: Token) {
+        let (store, key) = (self.clone(), key.to_string());
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(200);
+            for _ in 0..10 {
+                tokio::time::sleep(pause).await;
+                match store.release(&key, &token).await {
+                    Ok(()) | Err(StoreError::NotHolder) => return,
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(10)),
+                }
+            }
+        });
+    }
+
     async fn cas(&self, sql: &str, key: &str, token: &Token, millis: Option<u64>) -> Cas {
         let mut query = sqlx::query(sql).bind(key).bind(&token.as_bytes()[..]);
         if let Some(millis) = millis {
@@ -420,6 +448,15 @@ impl PostgresStore {
             Err(Failure::Ambiguous(reason)) => Cas::Unknown(reason),
         }
     }
+}
+
+/// What a won claim writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Won {
+    /// In flight, for a lease.
+    InFlight,
+    /// Done, for the dedup window (inside the caller's transaction).
+    Done,
 }
 
 /// How a compare-and-set statement ended.
@@ -509,11 +546,8 @@ impl IdempotencyStore for PostgresStore {
         check_duration("lease", lease)?;
         self.purge_now_and_then();
         let token = Token::random();
-        let query = sqlx::query(&self.statements.claim)
-            .bind(key)
-            .bind(&token.as_bytes()[..])
-            .bind(&fingerprint.as_bytes()[..])
-            .bind(millis(lease) as f64)
+        let query = self
+            .claim_query(key, &token, &fingerprint, lease, Won::InFlight)
             .fetch_one(&self.pool);
         match self.bounded(query).await {
             Ok(row) => claim_answer(&row, token, fingerprint).map_err(unavailable),
@@ -604,24 +638,5 @@ impl IdempotencyStore for PostgresStore {
 
     fn expectations(&self) -> Option<&dyn Expectations> {
         Some(&self.expectations)
-    }
-}
-
-impl PostgresStore {
-    /// Releases, in the background, a claim that may have been applied without its reply
-    /// and could not be read back: left alone, it would hold the run for a whole lease with a
-    /// token nobody has. Tries for about a minute.
-    fn release_later(&self, key: &str, token: Token) {
-        let (store, key) = (self.clone(), key.to_string());
-        tokio::spawn(async move {
-            let mut pause = Duration::from_millis(200);
-            for _ in 0..10 {
-                tokio::time::sleep(pause).await;
-                match store.release(&key, &token).await {
-                    Ok(()) | Err(StoreError::NotHolder) => return,
-                    Err(_) => pause = (pause * 2).min(Duration::from_secs(10)),
-                }
-            }
-        });
     }
 }

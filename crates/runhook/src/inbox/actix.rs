@@ -10,7 +10,7 @@ use futures_util::future::LocalBoxFuture;
 use runhook_store::PostgresStore;
 
 use super::{open, Inbox, InboxLayer};
-use crate::actix::{read_body, ActixHeaders};
+use crate::actix::{answer_with, handler_answer, take_body, ActixHeaders};
 use crate::receiver::InlineReceiver;
 
 /// The inbox in actix-web: `web::resource(path).wrap(InboxLayer::new(builder, store)?)`.
@@ -75,30 +75,24 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let payload = request.take_payload();
-    let body = match read_body(receiver.pipeline(), request.request(), payload).await {
+    let body = match take_body(receiver.pipeline(), &mut request).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let response = actix_web::ResponseError::error_response(&rejection);
-            return Ok(request.into_response(response).map_into_right_body());
-        }
-    };
-    let answer = |request: ServiceRequest, outcome: crate::receiver::Outcome| {
-        let response = outcome.respond_to(request.request());
-        Ok(request.into_response(response).map_into_right_body())
+        Err(response) => return Ok(answer_with(request, response)),
     };
     let headers = ActixHeaders(request.headers());
     let opened = open(&receiver, &store, &headers, request.path(), body.clone()).await;
     let (inbox, run, opened) = match opened {
         Ok(opened) => opened,
-        Err(outcome) => return answer(request, outcome),
+        Err(outcome) => {
+            let response = outcome.respond_to(request.request());
+            return Ok(answer_with(request, response));
+        }
     };
     request.extensions_mut().insert(inbox);
     request.extensions_mut().insert(run);
     request.set_payload(Payload::from(body));
     let answered = service.call(request).await;
-    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    match opened.settle(succeeded).await {
+    match opened.settle(handler_answer(&answered)).await {
         Ok(()) => answered.map(ServiceResponse::map_into_left_body),
         Err(outcome) => match answered {
             Ok(response) => {

@@ -73,7 +73,7 @@ use runhook_core::HeaderLookup;
 use runhook_store::Fingerprint;
 
 use crate::receiver::{
-    BuildError, InlineReceiver, Outcome, ReceiverBuilder, Unavailable, VerifiedRun,
+    BuildError, HandlerAnswer, InlineReceiver, Outcome, ReceiverBuilder, Unavailable, VerifiedRun,
 };
 
 /// How long a sender is asked to wait after the database failed the transaction.
@@ -154,14 +154,14 @@ async fn open(
 }
 
 impl Opened {
-    /// Settles the run by whether the handler answered 2xx: on success the transaction, which
-    /// holds the handler's writes and the run's done mark, commits (`Ok`: the handler's
-    /// answer stands); otherwise it rolls back. `Err` is the 503 to answer instead of the
+    /// Settles the run by the handler's answer: after a success the transaction, which holds
+    /// the handler's writes and the run's done mark, commits (`Ok`: the handler's answer
+    /// stands); otherwise it rolls back. `Err` is the 503 to answer instead of the
     /// handler's 2xx: the commit failed, or its reply was lost (a retry then finds the run done,
     /// or claims it again).
-    async fn settle(self, succeeded: bool) -> Result<(), Outcome> {
+    async fn settle(self, answer: HandlerAnswer) -> Result<(), Outcome> {
         let transaction = self.slot.lock().await.take();
-        let Some(transaction) = transaction.filter(|_| succeeded) else {
+        let Some(transaction) = transaction.filter(|_| answer == HandlerAnswer::Success) else {
             // Dropped: rolled back, and the run with it. The sender's retry runs it again.
             return Ok(());
         };
@@ -174,7 +174,7 @@ impl Opened {
             Err(err) => {
                 tracing::warn!(error = %err, "the handler's transaction did not commit; answering 503 so that the sender retries");
                 let outcome = failed(format!("the transaction did not commit: {err}"));
-                pipeline.count_answer(&outcome);
+                pipeline.count(&outcome);
                 Err(outcome)
             }
         }

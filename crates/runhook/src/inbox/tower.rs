@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::{open, InboxLayer};
 use crate::receiver::InlineReceiver;
 use crate::response::http_response;
-use crate::tower::{read_request, request_path};
+use crate::tower::{handler_answer, read_request, request_path};
 
 impl<S> Layer<S> for InboxLayer {
     type Service = InboxService<S>;
@@ -92,8 +92,7 @@ where
     parts.extensions.insert(inbox);
     parts.extensions.insert(run);
     let answered = inner.call(Request::from_parts(parts, B::from(body))).await;
-    let succeeded = matches!(&answered, Ok(response) if response.status().is_success());
-    match opened.settle(succeeded).await {
+    match opened.settle(handler_answer(&answered)).await {
         Ok(()) => answered,
         Err(outcome) => Ok(http_response(&outcome)),
     }

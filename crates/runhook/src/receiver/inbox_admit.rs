@@ -99,11 +99,6 @@ impl Pipeline {
         Counters::bump(&self.counters.processed);
     }
 
-    /// Counts an answer given after the claim (the transaction did not commit).
-    pub(crate) fn count_answer(&self, outcome: &Outcome) {
-        self.count(outcome);
-    }
-
     /// How long a processed run is remembered as done.
     pub(crate) fn keep_for(&self) -> Duration {
         self.keep_for

@@ -170,7 +170,7 @@ impl Pipeline {
         }
     }
 
-    pub(super) fn count(&self, outcome: &Outcome) {
+    pub(crate) fn count(&self, outcome: &Outcome) {
         match outcome.kind {
             OutcomeKind::Accepted => Counters::bump(&self.counters.accepted),
             OutcomeKind::InterimSkipped => Counters::bump(&self.counters.interim_skipped),

@@ -213,13 +213,10 @@ impl ServeConfig {
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(ServeConfigError::RedisPrefix);
         }
-        let schema = &self.postgres_schema;
-        let plain = schema
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if schema.is_empty() || schema.len() > 63 || !plain || schema.as_bytes()[0].is_ascii_digit()
-        {
-            return Err(ServeConfigError::PostgresSchema(schema.clone()));
+        if runhook::store::PostgresStore::check_schema_name(&self.postgres_schema).is_err() {
+            return Err(ServeConfigError::PostgresSchema(
+                self.postgres_schema.clone(),
+            ));
         }
         if self.header_read_timeout_secs == 0
             || self.idle_timeout_secs == 0
