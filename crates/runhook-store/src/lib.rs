@@ -82,7 +82,10 @@ pub use expect::{Expectation, Expectations, Expected, Window, DEFAULT_MAX_EXPECT
 pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{Migrations, PostgresStore, PostgresStoreBuilder, DEFAULT_SCHEMA};
+pub use postgres::{
+    BacklogCheck, ClaimEnqueued, Migrations, NewJob, PostgresStore, PostgresStoreBuilder,
+    DEFAULT_SCHEMA,
+};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisStore, RedisStoreBuilder};

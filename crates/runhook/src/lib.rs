@@ -55,6 +55,9 @@ mod log_every;
 #[cfg(any(feature = "tower", feature = "actix"))]
 mod middleware;
 mod parked;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres_queue;
 pub mod receiver;
 #[cfg(feature = "tower")]
 mod response;

@@ -12,6 +12,7 @@
 //! nobody for a lease, and a completion is not reported lost when it was written.
 
 mod expect;
+mod jobs;
 mod schema;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,6 +28,7 @@ use crate::{
     DEFAULT_MAX_KEY_LEN,
 };
 use expect::PostgresExpectations;
+pub use jobs::{BacklogCheck, ClaimEnqueued, NewJob};
 pub use schema::DEFAULT_SCHEMA;
 use schema::{Schema, CURRENT_VERSION};
 
@@ -34,6 +36,21 @@ use schema::{Schema, CURRENT_VERSION};
 const PURGE_EVERY: u32 = 1024;
 /// The most expired rows one purge deletes.
 const PURGE_BATCH: i64 = 1000;
+
+/// The end of every claim statement: what a claim does to an existing row, and what it
+/// reads back. The conflicting row is locked and read at its latest version, whatever the
+/// statement's snapshot: a lapsed row is taken (its token replaced by the caller's, `$2`), a
+/// live one written back unchanged, and RETURNING reads what the row holds now. The caller's
+/// token in it means the claim was won.
+pub(crate) const CLAIM_ON_CONFLICT: &str = "ON CONFLICT (key) DO UPDATE SET \
+   done = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.done ELSE c.done END, \
+   token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
+   fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
+     THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
+   expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
+     THEN EXCLUDED.expires_at ELSE c.expires_at END \
+ RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
+   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms";
 
 /// Whether [`PostgresStoreBuilder::connect`] may change the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +192,7 @@ impl PostgresStoreBuilder {
 #[derive(Debug)]
 struct Statements {
     claim: String,
+    claim_enqueue: String,
     read_token: String,
     complete: String,
     lock_in: String,
@@ -187,25 +205,14 @@ struct Statements {
 impl Statements {
     fn new(schema: &Schema) -> Self {
         Self {
-            // The conflicting row is locked and read at its latest version, whatever this
-            // statement's snapshot: a lapsed row is taken (its token replaced by this one), a
-            // live one written back unchanged, and RETURNING reads what the row holds now. The
-            // caller's token in it means the claim was won. `$5` is the state a won claim
-            // writes: in flight (a lease), or done (inside the caller's transaction, where
+            // See CLAIM_ON_CONFLICT. `$5` is the state a won claim writes: in flight (a lease), or done (inside the caller's transaction, where
             // nobody sees the row before the commit and a rollback or a crash removes it).
-            claim: schema.sql(
-                "INSERT INTO {schema}.claims AS c (key, done, token, fingerprint, expires_at) \
+            claim: schema.sql(&format!(
+                "INSERT INTO {{schema}}.claims AS c (key, done, token, fingerprint, expires_at) \
                  VALUES ($1, $5, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
-                 ON CONFLICT (key) DO UPDATE SET \
-                   done = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.done ELSE c.done END, \
-                   token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
-                   fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
-                     THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
-                   expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
-                     THEN EXCLUDED.expires_at ELSE c.expires_at END \
-                 RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
-                   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms",
-            ),
+                 {CLAIM_ON_CONFLICT}"
+            )),
+            claim_enqueue: schema.sql(&jobs::claim_enqueue_sql()),
             read_token: schema
                 .sql("SELECT done FROM {schema}.claims WHERE key = $1 AND token = $2"),
             complete: schema.sql(

@@ -10,9 +10,10 @@ pub const DEFAULT_SCHEMA: &str = "runhook";
 
 /// The migrations, in order: each runs once, in one transaction, recorded in
 /// `<schema>.runhook_migrations`. `{schema}` is replaced by the quoted schema name.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE {schema}.claims (
     key          text        PRIMARY KEY,
     done         boolean     NOT NULL,
@@ -33,7 +34,42 @@ CREATE TABLE {schema}.expectations (
 );
 CREATE INDEX expectations_due ON {schema}.expectations (scope, due_ms);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE {schema}.jobs (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue          text        NOT NULL,
+    dedup_key      text        NOT NULL,
+    provider       text        NOT NULL,
+    run_id         text,
+    token          bytea,
+    received_at_ms bigint      NOT NULL,
+    body           bytea       NOT NULL,
+    headers        text        NOT NULL,
+    source         text        NOT NULL,
+    deliveries     integer     NOT NULL DEFAULT 0,
+    locked_until   timestamptz,
+    locked_by      text,
+    enqueued_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX jobs_fresh ON {schema}.jobs (queue, id) WHERE locked_until IS NULL;
+CREATE INDEX jobs_locked ON {schema}.jobs (queue, locked_until) WHERE locked_until IS NOT NULL;
+CREATE TABLE {schema}.dead_letters (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue          text        NOT NULL,
+    dedup_key      text,
+    provider       text,
+    reason_code    text        NOT NULL,
+    received_at_ms bigint      NOT NULL,
+    letter         jsonb       NOT NULL,
+    dead_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dead_letters_queue ON {schema}.dead_letters (queue, id);
+"#,
+    ),
+];
 
 /// The version the code needs: the last migration's.
 pub(crate) const CURRENT_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -1,9 +1,14 @@
 //! The claimed run's home: where the receive path and the reconciler hand a claimed run (the
-//! in-process queue, or with feature `redis` a Redis stream shared by every instance), what a
+//! in-process queue, with feature `redis` a Redis stream, with feature `postgres` a jobs
+//! table, both shared by every instance), what a
 //! hand-off answers ([`contract`]), and the job itself ([`Job`]).
 //! One small enum, so that the receiver's code does not care which hand-off it has.
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod arrival;
 pub(crate) mod contract;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) mod durable;
 pub(crate) mod job;
 pub(crate) mod memory;
 
@@ -14,6 +19,8 @@ use std::time::Duration;
 use runhook_store::IdempotencyStore;
 use tokio::time::Instant;
 
+#[cfg(feature = "postgres")]
+use crate::postgres_queue::PostgresWorkers;
 #[cfg(feature = "redis")]
 use crate::stream::StreamWorkers;
 pub use contract::ShutdownReport;
@@ -28,6 +35,11 @@ pub(crate) enum HandOff {
     /// A Redis stream read by a consumer group (feature `redis`).
     #[cfg(feature = "redis")]
     Stream(StreamWorkers),
+    /// A PostgreSQL jobs table read with `SKIP LOCKED` (feature `postgres`): the claim and the
+    /// job are written in one statement by the receive path
+    /// ([`HandOff::claims_with_its_job`]).
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresWorkers),
 }
 
 impl HandOff {
@@ -38,6 +50,22 @@ impl HandOff {
             HandOff::Memory(queue) => queue.try_send(job),
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.send(job).await,
+            // Never sent a claimed job: its route claims and enqueues in one statement.
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(_) => {
+                tracing::error!(key = %job.key(), "a claimed job was handed to the Postgres queue, which claims its own");
+                Err(Box::new((Refused::Unavailable, job)))
+            }
+        }
+    }
+
+    /// The Postgres hand-off, which claims each run and writes its job in one statement, in
+    /// place of the store's claim followed by [`HandOff::send_or_release`].
+    #[cfg(feature = "postgres")]
+    pub fn claims_with_its_job(&self) -> Option<&PostgresWorkers> {
+        match self {
+            HandOff::Postgres(queue) => Some(queue),
+            _ => None,
         }
     }
 
@@ -71,6 +99,12 @@ impl HandOff {
             }
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.send_duplicate(duplicate).await,
+            // The run in flight committed its job with its claim: nothing to add.
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(_) => {
+                let _ = duplicate;
+                Ok(())
+            }
         }
     }
 
@@ -81,6 +115,8 @@ impl HandOff {
             HandOff::Memory(_) => false,
             #[cfg(feature = "redis")]
             HandOff::Stream(_) => true,
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(_) => true,
         }
     }
 
@@ -91,6 +127,8 @@ impl HandOff {
             HandOff::Memory(queue) => queue.depth() as u64,
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.depth(),
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(queue) => queue.depth(),
         }
     }
 
@@ -100,6 +138,8 @@ impl HandOff {
             HandOff::Memory(queue) => queue.context(),
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.context(),
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(queue) => queue.context(),
         }
     }
 
@@ -109,6 +149,8 @@ impl HandOff {
             HandOff::Memory(_) => true,
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.reachable().await,
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(queue) => queue.reachable().await,
         }
     }
 
@@ -120,6 +162,8 @@ impl HandOff {
             HandOff::Memory(queue) => queue.shutdown(end).await,
             #[cfg(feature = "redis")]
             HandOff::Stream(stream) => stream.shutdown(end).await,
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(queue) => queue.shutdown(end).await,
         }
     }
 }

@@ -54,6 +54,8 @@ use crate::handler::Handler;
 use crate::handoff::{HandOff, MemoryQueue};
 use crate::log_every::LogEvery;
 use crate::parked::{Parked, Settings as ParkedSettings};
+#[cfg(feature = "postgres")]
+use crate::postgres_queue::{PostgresQueue, PostgresWorkers};
 use crate::retry::RetryPolicy;
 use crate::runs::{
     ReconcilePolicy, Reconciler, RunLister, RunSource, Submit, SweepPolicy, Sweeper,
@@ -109,8 +111,16 @@ pub struct WithHandler {
     confirm: Option<Arc<dyn RunSource>>,
     reconcile: Option<(Arc<dyn RunSource>, ReconcilePolicy)>,
     sweep: Option<(Arc<dyn RunLister>, SweepPolicy)>,
+    /// A hand-off that survives this process, in place of the in-process queue.
+    durable: Option<Durable>,
+}
+
+/// The hand-offs that survive this process.
+enum Durable {
     #[cfg(feature = "redis")]
-    stream: Option<RedisStreamQueue>,
+    Stream(RedisStreamQueue),
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresQueue),
 }
 
 /// What every route has, whichever receiver it becomes.
@@ -189,8 +199,7 @@ impl ReceiverBuilder<Inline> {
                 confirm: None,
                 reconcile: None,
                 sweep: None,
-                #[cfg(feature = "redis")]
-                stream: None,
+                durable: None,
             },
         }
     }
@@ -310,7 +319,22 @@ impl ReceiverBuilder<WithHandler> {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
-        self.style.stream = Some(queue);
+        self.style.durable = Some(Durable::Stream(queue));
+        self
+    }
+
+    /// Hands claimed deliveries to a PostgreSQL jobs table instead of the in-process queue
+    /// (feature `postgres`): each delivery's claim and job are written in one statement, and
+    /// it is answered 200 only once they committed; any instance sharing the database may
+    /// process it, also after this one crashed (see [`PostgresQueue`]). The workers
+    /// ([`ReceiverBuilder::workers`]) fetch its jobs; [`ReceiverBuilder::queue_capacity`]
+    /// bounds its backlog. Unless set otherwise, the store is the queue's
+    /// ([`ReceiverBuilder::store`]: give it the same database and schema) and dead letters go
+    /// to the queue's table.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres_queue(mut self, queue: PostgresQueue) -> Self {
+        self.style.durable = Some(Durable::Postgres(queue));
         self
     }
 
@@ -363,8 +387,7 @@ impl ReceiverBuilder<WithHandler> {
     /// tokio runtime.
     pub fn build(self) -> Result<Receiver, BuildError> {
         let ReceiverBuilder { route, mut style } = self;
-        #[cfg(feature = "redis")]
-        let route = style.stream_dead_letters(route);
+        let route = style.durable_defaults(route);
         let pipeline = route.pipeline()?;
         style.check_runs(&pipeline)?;
         let (reconcile, in_flight) = (style.reconcile.take(), style.in_flight_duplicates);
@@ -410,11 +433,26 @@ impl ReceiverBuilder<WithHandler> {
 }
 
 impl WithHandler {
-    /// A stream route keeps its dead letters in the stream's own, unless told otherwise.
-    #[cfg(feature = "redis")]
-    fn stream_dead_letters(&self, mut route: RouteSettings) -> RouteSettings {
-        if let (Some(queue), None) = (&self.stream, &route.dead_letters) {
-            route.dead_letters = Some(Arc::new(queue.dead_letters()));
+    /// A durable route keeps its dead letters in its hand-off's own (and a Postgres route
+    /// claims in its queue's store), unless told otherwise.
+    fn durable_defaults(&self, mut route: RouteSettings) -> RouteSettings {
+        match &self.durable {
+            #[cfg(feature = "redis")]
+            Some(Durable::Stream(queue)) => {
+                if route.dead_letters.is_none() {
+                    route.dead_letters = Some(Arc::new(queue.dead_letters()));
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Some(Durable::Postgres(queue)) => {
+                if route.dead_letters.is_none() {
+                    route.dead_letters = Some(Arc::new(queue.dead_letters()));
+                }
+                if route.store.is_none() {
+                    route.store = Some(Arc::new(queue.store().clone()));
+                }
+            }
+            None => {}
         }
         route
     }
@@ -431,15 +469,15 @@ impl WithHandler {
         Ok(())
     }
 
-    /// Starts the workers on the in-process queue, or on the Redis stream.
+    /// Starts the workers on the in-process queue, or on the durable hand-off.
     fn start_hand_off(self, pipeline: &Pipeline) -> HandOff {
-        #[cfg(feature = "redis")]
-        let default_capacity = match &self.stream {
-            Some(_) => crate::stream::DEFAULT_STREAM_CAPACITY,
+        let default_capacity = match &self.durable {
+            #[cfg(feature = "redis")]
+            Some(Durable::Stream(_)) => crate::stream::DEFAULT_STREAM_CAPACITY,
+            #[cfg(feature = "postgres")]
+            Some(Durable::Postgres(_)) => crate::postgres_queue::DEFAULT_QUEUE_CAPACITY,
             None => DEFAULT_QUEUE_CAPACITY,
         };
-        #[cfg(not(feature = "redis"))]
-        let default_capacity = DEFAULT_QUEUE_CAPACITY;
         let capacity = self.queue_capacity.unwrap_or(default_capacity);
         // Parked dead letters have their own bound, the hand-off's capacity.
         let parked = Parked::start(ParkedSettings {
@@ -462,11 +500,20 @@ impl WithHandler {
             workers: self.workers.max(1),
             parked,
         };
-        #[cfg(feature = "redis")]
-        if let Some(queue) = self.stream {
-            return HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity));
+        match self.durable {
+            #[cfg(feature = "redis")]
+            Some(Durable::Stream(queue)) => {
+                HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity))
+            }
+            #[cfg(feature = "postgres")]
+            Some(Durable::Postgres(queue)) => HandOff::Postgres(PostgresWorkers::start(
+                queue,
+                context,
+                self.workers,
+                capacity,
+            )),
+            None => HandOff::Memory(MemoryQueue::start(context, capacity, self.workers)),
         }
-        HandOff::Memory(MemoryQueue::start(context, capacity, self.workers))
     }
 }
 

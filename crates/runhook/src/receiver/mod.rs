@@ -26,6 +26,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::Provider;
 use runhook_core::platform::Platform;
+#[cfg(feature = "postgres")]
+use runhook_core::Verified;
 use runhook_core::{HeaderLookup, Secrets, Verifier};
 
 pub use crate::body::content_length;
@@ -51,6 +53,8 @@ use pipeline::{Admitted, Auth, Stop};
 use crate::budget::Charge;
 use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
+#[cfg(feature = "postgres")]
+use crate::handoff::Refused;
 use crate::handoff::{DrainEnd, Duplicate, HandOff, Job};
 use crate::runs::{Submit, Submitted};
 use crate::stats::{Counters, Stats};
@@ -310,6 +314,22 @@ impl Receiver {
             in_flight_duplicates,
         } = &*self.inner;
         let received_at = SystemTime::now();
+        #[cfg(feature = "postgres")]
+        if let Some(queue) = hand_off.claims_with_its_job() {
+            let authenticated =
+                (pipeline.verified_event(headers, path, body, authentication)).await;
+            return match authenticated {
+                Ok((verified, event)) => {
+                    let enqueue = ClaimAndEnqueue {
+                        headers,
+                        verified: &verified,
+                        received_at,
+                    };
+                    self.claim_and_enqueue(queue, event, enqueue).await
+                }
+                Err(outcome) => outcome,
+            };
+        }
         let admission = pipeline.admit(
             headers,
             path,
@@ -355,6 +375,58 @@ impl Receiver {
             Err(refused) => refused_outcome(refused, self.inner.pipeline.outage_pause),
         };
         with_probe(outcome, probe)
+    }
+
+    /// Claims the run and enqueues its job in one statement (the Postgres hand-off): 200 once
+    /// both committed, else the answer to the claim (a duplicate, the store's refusal) or
+    /// the 503 of a full queue.
+    #[cfg(feature = "postgres")]
+    async fn claim_and_enqueue(
+        &self,
+        queue: &crate::postgres_queue::PostgresWorkers,
+        event: RunEvent,
+        delivery: ClaimAndEnqueue<'_>,
+    ) -> Outcome {
+        use runhook_store::ClaimEnqueued;
+        let BackgroundRoute {
+            pipeline,
+            in_flight_duplicates,
+            ..
+        } = &*self.inner;
+        let kept = kept_headers(delivery.headers, &pipeline.credential_headers);
+        let lease = pipeline.lease;
+        let claim = match queue
+            .claim_and_enqueue(&event, lease, &kept, delivery.received_at)
+            .await
+        {
+            Ok(ClaimEnqueued::Enqueued(_)) => {
+                let outcome = Outcome::new(StatusCode::OK, OutcomeKind::Accepted);
+                return with_probe(outcome, probe_of(&event));
+            }
+            Ok(ClaimEnqueued::Full) => {
+                let outcome = refused_outcome(Refused::Full, pipeline.outage_pause);
+                return with_probe(outcome, probe_of(&event));
+            }
+            Ok(ClaimEnqueued::Taken(claim)) => Ok(claim),
+            Err(err) => Err(err),
+        };
+        let (headers, verified) = (delivery.headers, delivery.verified);
+        let answer = pipeline.answer_claim(&event, claim, *in_flight_duplicates, headers, verified);
+        match answer.await {
+            // The run in flight committed its job with its claim: its duplicate is as safe.
+            Err(Stop::InFlight(outcome))
+                if *in_flight_duplicates == InFlightDuplicates::Acknowledge =>
+            {
+                outcome
+            }
+            Err(stop) => stop.into_outcome(),
+            // `Taken` never holds the run.
+            Ok(_) => {
+                let reason = "the claim was won without its job".to_string();
+                let err = StoreError::Unavailable { reason };
+                outcome::store_unavailable(err, pipeline.outage_pause)
+            }
+        }
     }
 
     /// With a durable hand-off (a Redis stream), a duplicate of a run in flight is answered
@@ -433,10 +505,34 @@ impl Receiver {
     }
 }
 
+/// What the Postgres hand-off's one statement needs of a delivery besides its run.
+#[cfg(feature = "postgres")]
+struct ClaimAndEnqueue<'a> {
+    headers: &'a (dyn HeaderLookup + Sync),
+    verified: &'a Verified,
+    received_at: SystemTime,
+}
+
 impl Submit for BackgroundRoute {
     fn submit(&self, event: RunEvent) -> BoxFuture<'_, Submitted> {
         Box::pin(async move {
             let pipeline = &self.pipeline;
+            #[cfg(feature = "postgres")]
+            if let Some(queue) = self.hand_off.claims_with_its_job() {
+                use runhook_store::ClaimEnqueued;
+                let now = SystemTime::now();
+                return match queue
+                    .claim_and_enqueue(&event, pipeline.lease, &[], now)
+                    .await
+                {
+                    Ok(ClaimEnqueued::Enqueued(_)) => Submitted::HandedOff,
+                    Ok(ClaimEnqueued::Taken(_)) => Submitted::Taken,
+                    Ok(ClaimEnqueued::Full) => {
+                        Submitted::Refused(format!("the hand-off refused it ({:?})", Refused::Full))
+                    }
+                    Err(err) => Submitted::Refused(err.to_string()),
+                };
+            }
             let fingerprint = Fingerprint::of(&event.raw_body);
             let claim = pipeline
                 .store

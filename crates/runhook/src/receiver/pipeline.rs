@@ -274,12 +274,27 @@ impl Pipeline {
         headers: &(dyn HeaderLookup + Sync),
         verified: &Verified,
     ) -> Result<Token, Stop> {
-        let probe = probe_of(event);
         let fingerprint = Fingerprint::of(&event.raw_body);
         let claim = self
             .store
-            .claim(&probe.dedup_key, self.lease, fingerprint)
+            .claim(&event.dedup_key, self.lease, fingerprint)
             .await;
+        self.answer_claim(event, claim, in_flight, headers, verified)
+            .await
+    }
+
+    /// What `claim` of `event`'s run means for the delivery: the token when it holds the run
+    /// now, or how it is answered (a duplicate, an unusable key set aside, the store's
+    /// refusal).
+    pub(super) async fn answer_claim(
+        &self,
+        event: &RunEvent,
+        claim: Result<Claim, StoreError>,
+        in_flight: InFlightDuplicates,
+        headers: &(dyn HeaderLookup + Sync),
+        verified: &Verified,
+    ) -> Result<Token, Stop> {
+        let probe = probe_of(event);
         let outcome = match claim {
             Ok(Claim::Acquired(token)) => return Ok(token),
             Ok(Claim::Done { same_payload }) => {

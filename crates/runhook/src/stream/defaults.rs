@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use rand::RngExt as _;
-
 /// The default bound of a stream's backlog when the receiver sets no
 /// [`queue_capacity`](crate::ReceiverBuilder::queue_capacity): past it, deliveries get 503.
 pub const DEFAULT_STREAM_CAPACITY: usize = 10_000;
@@ -40,14 +38,4 @@ pub(crate) const DEPTH_EVERY: Duration = Duration::from_secs(2);
 /// Pause after a failed read before the next one.
 pub(crate) const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
-/// A consumer name of its own for this process: `<hostname>-<pid>-<random>`.
-pub(crate) fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let tag: u32 = rand::rng().random();
-    format!("{host}-{}-{tag:08x}", std::process::id())
-}
+pub(crate) use crate::handoff::durable::default_consumer;

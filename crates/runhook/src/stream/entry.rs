@@ -90,14 +90,7 @@ pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
 }
 
 /// One entry as read back: the run, parsed as the receive path parsed it.
-pub(crate) struct Entry {
-    /// The run, with its source (and, when reconciled, confirmed).
-    pub event: RunEvent,
-    /// The receive path's claim token; `None` for a duplicate or a redriven letter.
-    pub token: Option<Token>,
-    pub received_at: SystemTime,
-    pub headers: Vec<(String, String)>,
-}
+pub(crate) use crate::handoff::durable::ReadBack as Entry;
 
 /// Why an entry is not one runhook wrote (or can read).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

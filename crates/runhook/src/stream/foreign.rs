@@ -6,10 +6,10 @@ use std::time::SystemTime;
 
 use redis::Value;
 
-use super::arrival::Next;
 use super::entry::{Malformed, Salvaged};
 use super::shared::Shared;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
+use crate::handoff::arrival::Next;
 
 /// An entry runhook did not write (or cannot read): dead-lettered whole, then acknowledged.
 /// If the letter cannot be written, the entry stays pending and is tried again later.

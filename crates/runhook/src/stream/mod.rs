@@ -168,7 +168,6 @@
 //! the rest and releases their claims. Their entries stay pending, and another instance takes
 //! them over after `min_idle` (or this one, when it starts again).
 
-mod arrival;
 mod call;
 mod claimed;
 mod dead_letters;

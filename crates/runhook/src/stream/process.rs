@@ -7,11 +7,11 @@ use std::sync::Arc;
 use redis::streams::StreamId;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::arrival::{Arrival, Next};
 use super::claimed::settle;
 use super::entry::Entry;
 use super::foreign::foreign_entry;
 use super::shared::{lock, Shared};
+use crate::handoff::arrival::{Arrival, Next};
 
 /// Handles `entry` on a task of its own, holding a worker's `permit` until it is settled.
 pub(crate) fn spawn_entry(

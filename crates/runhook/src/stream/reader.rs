@@ -11,11 +11,11 @@ use redis::streams::StreamId;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::arrival::Arrival;
 use super::defaults::DEPTH_EVERY;
 use super::error::RedisCallError;
 use super::process::spawn_entry;
 use super::shared::{lock, Shared};
+use crate::handoff::arrival::Arrival;
 
 /// The delivery count assumed for a taken-over entry whose count could not be read: handed
 /// out twice (once before, once now), so it runs alone but is not yet poison.

@@ -1,13 +1,15 @@
-//! How an entry reached a worker, and what becomes of it once the worker is done: the
-//! vocabulary the reader, the claim check and the acknowledgement share.
+//! How a durable hand-off's entry (a stream entry, a Postgres job) reached a worker, and what
+//! becomes of it once the worker is done: the vocabulary the readers, the claim check and the
+//! acknowledgements share.
 
 /// How an entry reached this reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Arrival {
-    /// Read as new (`XREADGROUP … >`): its token was given to no one else.
+    /// Read as new (`XREADGROUP … >`, a job never handed out): its token was given to no one
+    /// else.
     Fresh,
-    /// Taken over from a consumer that let it idle (`XAUTOCLAIM`), handed out this many
-    /// times in all.
+    /// Taken over from a consumer that let it idle (`XAUTOCLAIM`, a job whose lock lapsed),
+    /// handed out this many times in all.
     TakenOver { deliveries: u64 },
 }
 

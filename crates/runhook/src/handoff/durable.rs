@@ -1,0 +1,119 @@
+//! What the durable hand-offs (the Redis stream, the Postgres queue) do with an entry read
+//! back, once it decoded: check its claim (a fresh entry's token renewed, a taken-over one
+//! claimed anew), then run it, or dead-letter it as poison when it was handed out too often.
+
+use std::time::SystemTime;
+
+use runhook_core::payload::RunEvent;
+use runhook_store::{Claim, Fingerprint, StoreError, Token};
+
+use super::arrival::{Arrival, Next};
+use super::Job;
+use crate::dead_letter::DeadLetterReason;
+use crate::stats::Counters;
+use crate::worker::{dead_letter_job, run_job, Settled, Touch, WorkerContext};
+
+/// An entry read back from a durable hand-off, decoded.
+pub(crate) struct ReadBack {
+    /// The run, parsed as the receive path parsed it.
+    pub event: RunEvent,
+    /// The receive path's claim token; `None` for a duplicate or a redriven letter.
+    pub token: Option<Token>,
+    pub received_at: SystemTime,
+    pub headers: Vec<(String, String)>,
+}
+
+/// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
+/// deliveries past which it is poison, and how to keep it from being taken over while it runs.
+pub(crate) struct Settle<'a> {
+    pub id: &'a str,
+    pub arrival: Arrival,
+    pub max_deliveries: u64,
+    pub touch: Touch,
+}
+
+/// What the claim check decided for one entry.
+enum Check {
+    /// This worker holds the run with this token: process it.
+    Process(Token),
+    /// The run was processed already, or the entry is set aside.
+    Settled(Next),
+}
+
+/// Checks the claim of `entry`, then runs it; what becomes of the entry.
+pub(crate) async fn settle(ctx: &WorkerContext, entry: ReadBack, how: Settle<'_>) -> Next {
+    let token = match check_claim(ctx, how.id, &entry, how.arrival).await {
+        Check::Process(token) => token,
+        Check::Settled(next) => return next,
+    };
+    let id = how.id;
+    match process(ctx, entry, token, how).await {
+        Settled::Processed | Settled::DeadLettered | Settled::NotOurs => Next::Acknowledge,
+        Settled::Parked(ticket) => Next::AfterParked(ticket),
+        Settled::LostLease => {
+            tracing::warn!(%id, "the claim was lost; the entry stays pending for whoever holds the run");
+            Next::LeavePending
+        }
+    }
+}
+
+/// A fresh entry's token was taken by the receive path and given to no one else: renewing
+/// it proves the claim. A taken-over entry's token may still be renewed by a live worker:
+/// never reuse it, claim the run anew.
+async fn check_claim(ctx: &WorkerContext, id: &str, entry: &ReadBack, arrival: Arrival) -> Check {
+    let key = &entry.event.dedup_key;
+    if let (Arrival::Fresh, Some(token)) = (arrival, entry.token) {
+        match ctx.store.renew(key, &token, ctx.lease).await {
+            Ok(()) => return Check::Process(token),
+            Err(StoreError::NotHolder) => {}
+            Err(err) => {
+                tracing::warn!(%key, %id, error = %err, "could not check the claim; the entry stays pending");
+                return Check::Settled(Next::LeavePending);
+            }
+        }
+    }
+    let fingerprint = Fingerprint::of(&entry.event.raw_body);
+    match ctx.store.claim(key, ctx.lease, fingerprint).await {
+        Ok(Claim::Acquired(token)) => Check::Process(token),
+        Ok(Claim::Done { .. }) => {
+            tracing::debug!(%key, %id, "run already processed; acknowledging the entry");
+            Check::Settled(Next::Acknowledge)
+        }
+        Ok(Claim::InFlight { .. }) => {
+            tracing::debug!(%key, %id, "run in flight elsewhere; the entry stays pending");
+            Check::Settled(Next::LeavePending)
+        }
+        Err(err) => {
+            tracing::warn!(%key, %id, error = %err, "could not claim the run; the entry stays pending");
+            Check::Settled(Next::LeavePending)
+        }
+    }
+}
+
+/// Runs the handler on a claimed entry, or dead-letters it as poison when it was handed out
+/// more than `max_deliveries` times.
+async fn process(ctx: &WorkerContext, entry: ReadBack, token: Token, how: Settle<'_>) -> Settled {
+    let job = Job::claimed(entry.event, token, entry.received_at, entry.headers);
+    match how.arrival {
+        Arrival::TakenOver { deliveries } if deliveries > how.max_deliveries => {
+            Counters::bump(&ctx.counters.poison);
+            tracing::error!(key = %job.key(), id = %how.id, deliveries, "poison run: handed to workers too many times, each time without finishing; dead-lettering it");
+            let reason = DeadLetterReason::Poison { deliveries };
+            dead_letter_job(ctx, job, reason, Some(how.touch)).await
+        }
+        _ => run_job(ctx, job, Some(how.touch)).await,
+    }
+}
+
+/// A consumer name of its own for this process: `<hostname>-<pid>-<random>`.
+pub(crate) fn default_consumer() -> String {
+    use rand::RngExt as _;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let tag: u32 = rand::rng().random();
+    format!("{host}-{}-{tag:08x}", std::process::id())
+}

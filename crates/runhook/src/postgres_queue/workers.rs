@@ -1,0 +1,224 @@
+//! The Postgres hand-off of one receiver: it claims and enqueues deliveries (one statement),
+//! starts the reader, and shuts down.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use runhook_core::payload::RunEvent;
+use runhook_store::{BacklogCheck, ClaimEnqueued, Fingerprint, StoreError};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::queue::PostgresQueue;
+use super::reader::Reader;
+use super::row::new_job;
+use crate::handoff::{DrainEnd, ShutdownReport};
+use crate::worker::WorkerContext;
+
+/// The state the reader, the job tasks and the receiver's handle share.
+pub(crate) struct Shared {
+    pub queue: PostgresQueue,
+    pub ctx: Arc<WorkerContext>,
+    /// One per worker: a job is fetched only when a worker is free.
+    pub permits: Arc<Semaphore>,
+    pub workers: u32,
+    /// The most jobs the queue may hold (its backlog).
+    pub capacity: usize,
+    /// How long a handed-out job stays locked without a sign of life.
+    pub lock: Duration,
+    pub tasks: Mutex<JoinSet<()>>,
+    /// Ids of the jobs this process runs (a takeover of one of them is skipped; a shutdown
+    /// hands the unfinished back).
+    pub running: Mutex<HashSet<i64>>,
+    /// The backlog as last counted, and the jobs enqueued here since.
+    pub depth: AtomicU64,
+    pub enqueued_since: AtomicU64,
+    /// New jobs enqueued here: wakes the reader at once, and the next announcement.
+    pub wake: Notify,
+    /// Wakes the task that announces new jobs to the other instances.
+    pub announce: Notify,
+    pub stop: AtomicBool,
+    pub stopped: Notify,
+}
+
+impl Shared {
+    /// Whether a shutdown began.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Drops the results of finished job tasks.
+    pub(crate) fn reap(&self) {
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+    }
+
+    /// Whether the queue's statement must count its backlog: when the last count, plus what
+    /// this instance enqueued since, reaches half the capacity.
+    fn backlog_check(&self) -> BacklogCheck {
+        let estimate =
+            self.depth.load(Ordering::Relaxed) + self.enqueued_since.load(Ordering::Relaxed);
+        if estimate.saturating_mul(2) >= self.capacity as u64 {
+            BacklogCheck::AtMost(u32::try_from(self.capacity).unwrap_or(u32::MAX))
+        } else {
+            BacklogCheck::Unchecked
+        }
+    }
+}
+
+/// A lock that a panicked holder did not spoil (the data is a set or a task list).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The reader and workers of one receiver on its queue.
+pub(crate) struct PostgresWorkers {
+    shared: Arc<Shared>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PostgresWorkers {
+    /// Starts the reader of `queue`, with `workers` handler calls at once and a backlog of at
+    /// most `capacity` jobs.
+    pub fn start(
+        queue: PostgresQueue,
+        ctx: WorkerContext,
+        workers: usize,
+        capacity: usize,
+    ) -> Self {
+        let lease = ctx.lease;
+        let lock_for = queue
+            .inner
+            .min_idle
+            .unwrap_or_else(|| lease + (lease / 10).max(Duration::from_secs(1)));
+        let workers = workers.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let shared = Arc::new(Shared {
+            queue,
+            ctx: Arc::new(ctx),
+            permits: Arc::new(Semaphore::new(workers)),
+            workers: workers as u32,
+            capacity: capacity.max(1),
+            lock: lock_for,
+            tasks: Mutex::new(JoinSet::new()),
+            running: Mutex::default(),
+            depth: AtomicU64::new(0),
+            enqueued_since: AtomicU64::new(0),
+            wake: Notify::new(),
+            announce: Notify::new(),
+            stop: AtomicBool::new(false),
+            stopped: Notify::new(),
+        });
+        let reader = tokio::spawn(Reader::new(shared.clone()).run());
+        Self {
+            shared,
+            reader: Mutex::new(Some(reader)),
+        }
+    }
+
+    /// Claims `event`'s run and enqueues its job in one statement (see the module docs); the
+    /// delivery may be answered 200 once this returned [`ClaimEnqueued::Enqueued`].
+    pub async fn claim_and_enqueue(
+        &self,
+        event: &RunEvent,
+        lease: Duration,
+        headers: &[(String, String)],
+        received_at: SystemTime,
+    ) -> Result<ClaimEnqueued, StoreError> {
+        let sh = &self.shared;
+        if sh.stopping() {
+            return Err(StoreError::Unavailable {
+                reason: "the Postgres hand-off is shutting down".into(),
+            });
+        }
+        let headers = serde_json::to_string(headers).unwrap_or_else(|_| "[]".into());
+        let q = &*sh.queue.inner;
+        let job = new_job(&q.name, event, received_at, &headers);
+        let fingerprint = Fingerprint::of(&event.raw_body);
+        let enqueued = q
+            .store
+            .claim_and_enqueue(
+                &event.dedup_key,
+                lease,
+                fingerprint,
+                &job,
+                sh.backlog_check(),
+            )
+            .await;
+        match &enqueued {
+            Ok(ClaimEnqueued::Enqueued(_)) => {
+                sh.enqueued_since.fetch_add(1, Ordering::Relaxed);
+                sh.announce.notify_one();
+                sh.wake.notify_one();
+            }
+            Ok(ClaimEnqueued::Full) => {
+                tracing::warn!(queue = %q.name, capacity = sh.capacity, key = %event.dedup_key, "the queue's backlog is full; refusing the delivery (503)");
+            }
+            Ok(ClaimEnqueued::Taken(_)) => {}
+            Err(err) => {
+                tracing::error!(queue = %q.name, key = %event.dedup_key, error = %err, "could not claim and enqueue a delivery");
+            }
+        }
+        enqueued
+    }
+
+    /// Whether the queue's Postgres answers now (logged when not).
+    pub async fn reachable(&self) -> bool {
+        match self.shared.queue.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(queue = %self.shared.queue.name(), error = %err, "readiness: the queue's Postgres does not answer");
+                false
+            }
+        }
+    }
+
+    /// The workers' shared context.
+    pub fn context(&self) -> &WorkerContext {
+        &self.shared.ctx
+    }
+
+    /// The queue's backlog as last counted (every couple of seconds).
+    pub fn depth(&self) -> u64 {
+        self.shared.depth.load(Ordering::Relaxed)
+    }
+
+    /// Stops the reader, lets running handlers finish until `deadline`, then stops them,
+    /// releases their claims and ends their jobs' locks, so that another instance takes them
+    /// over at its next scan. Parked dead letters are written past the sink's budget
+    /// meanwhile where the sink allows; those it cannot take stay in the queue too.
+    pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
+        let sh = &self.shared;
+        sh.ctx.parked.close();
+        sh.stop.store(true, Ordering::Release);
+        sh.stopped.notify_one();
+        let reader = lock(&self.reader).take();
+        if let Some(mut reader) = reader {
+            if !end.run(&mut reader).await {
+                reader.abort();
+                let _ = reader.await;
+            }
+        }
+        let mut tasks = std::mem::take(&mut *lock(&sh.tasks));
+        let drained = end
+            .run(async { while tasks.join_next().await.is_some() {} })
+            .await;
+        let mut report = ShutdownReport::default();
+        if !drained {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            for job in sh.ctx.stop_busy() {
+                sh.ctx.release(&job).await;
+                report.left_pending.push(job.key().to_string());
+            }
+        }
+        for job in sh.ctx.parked.stop().await {
+            sh.ctx.release(&job).await;
+            report.left_pending.push(job.key().to_string());
+        }
+        let unfinished: Vec<i64> = lock(&sh.running).drain().collect();
+        sh.queue.lapse(&unfinished).await;
+        report
+    }
+}
