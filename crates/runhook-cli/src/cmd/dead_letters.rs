@@ -1,10 +1,11 @@
 //! `runhook dead-letters`: list the deliveries a receiver set aside, and hand them back.
 //!
-//! Letters live either in a JSON-lines file (`serve --dead-letters FILE`) or in a route's
-//! dead-letter stream (`<prefix>:stream:<route>:dead`, with `serve --queue redis-stream` and
-//! no `--dead-letters`). A file's letters are redriven here, through the handler of a
-//! runhook.toml; a stream's are moved back into the route's stream, where the running
-//! `runhook serve` instances process them.
+//! Letters live in a JSON-lines file (`serve --dead-letters FILE`), in a route's dead-letter
+//! stream (`<prefix>:stream:<route>:dead`, with `serve --queue redis-stream` and no
+//! `--dead-letters`), or in the route's rows of `<schema>.dead_letters` (with
+//! `serve --queue postgres`). A file's letters are redriven here, through the handler of a
+//! runhook.toml; a stream's or a table's are moved back into the route's queue, where the
+//! running `runhook serve` instances process them.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -14,6 +15,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use runhook::dead_letter::{DeadLetterRecord, JsonLinesDeadLetters, RedriveReport};
 use runhook::payload::Provider;
+use runhook::postgres_queue::{PostgresQueue, PostgresQueueError};
+use runhook::store::{PostgresStore, StoreError, DEFAULT_SCHEMA};
 use runhook::stream::{ListedDeadLetter, RedisStreamDeadLetters, RedisStreamQueue, StreamError};
 
 use super::serve::store_label;
@@ -33,6 +36,7 @@ const DEFAULT_PREFIX: &str = runhook::stream::DEFAULT_NAMESPACE;
 #[command(
     after_help = "List a file: runhook dead-letters list --file dead.jsonl\n\
 List a route's dead-letter stream: runhook dead-letters list --store redis://127.0.0.1:6379 --path /webhooks/skyvern\n\
+List a route's dead letters in Postgres: runhook dead-letters list --store postgres://app@127.0.0.1:5432/app --path /webhooks/skyvern\n\
 Redrive a stream's letters: runhook dead-letters redrive --store redis://127.0.0.1:6379 --path /webhooks/skyvern\n\
 Redrive a file's letters: runhook dead-letters redrive --file dead.jsonl --config runhook.toml"
 )]
@@ -67,17 +71,26 @@ enum Action {
 #[derive(Debug, Args)]
 struct SourceArgs {
     /// A dead-letter file written by `runhook serve --dead-letters FILE`.
-    #[arg(long, value_name = "FILE", required_unless_present = "store", conflicts_with_all = ["store", "path", "redis_prefix"])]
+    #[arg(long, value_name = "FILE", required_unless_present = "store", conflicts_with_all = ["store", "path", "redis_prefix", "postgres_schema"])]
     file: Option<PathBuf>,
-    /// The Redis the route's stream lives on, e.g. redis://127.0.0.1:6379.
+    /// The Redis the route's stream lives on, e.g. redis://127.0.0.1:6379, or the Postgres
+    /// of its queue, e.g. postgres://app@127.0.0.1:5432/app.
     #[arg(long, value_name = "URL", requires = "path")]
     store: Option<String>,
     /// The route's path as configured in `runhook serve` (with `{secret}`, not the secret).
     #[arg(long, value_name = "ROUTE", requires = "store")]
     path: Option<String>,
     /// The namespace `runhook serve` was given with --redis-prefix [default: runhook].
-    #[arg(long, value_name = "PREFIX", requires = "store")]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        requires = "store",
+        conflicts_with = "postgres_schema"
+    )]
     redis_prefix: Option<String>,
+    /// The schema `runhook serve` was given with --postgres-schema [default: runhook].
+    #[arg(long, value_name = "SCHEMA", requires = "store")]
+    postgres_schema: Option<String>,
 }
 
 /// Arguments of `runhook dead-letters list`.
@@ -110,11 +123,27 @@ struct RedriveArgs {
 #[derive(Debug, thiserror::Error)]
 enum DeadLettersError {
     /// Neither a file nor a stream.
-    #[error("give --file FILE, or --store redis://... and --path ROUTE")]
+    #[error("give --file FILE, or --store redis://... (or postgres://...) and --path ROUTE")]
     NoSource,
-    /// `--store` is not a Redis URL (shown without credentials).
-    #[error("--store {0}: expected a redis:// or rediss:// URL")]
+    /// `--store` is neither a Redis nor a Postgres URL (shown without credentials).
+    #[error("--store {0}: expected a redis://, rediss://, postgres:// or postgresql:// URL")]
     NotRedis(String),
+    /// The Postgres store cannot be opened (the URL shown without credentials).
+    #[error("{label}: {source}")]
+    PostgresStore {
+        /// The store, without credentials.
+        label: String,
+        /// Why not.
+        source: StoreError,
+    },
+    /// The route's Postgres queue cannot be used.
+    #[error("the dead letters of {queue} in Postgres: {source}")]
+    PostgresQueue {
+        /// The route (the queue's name).
+        queue: String,
+        /// Why not.
+        source: PostgresQueueError,
+    },
     /// An empty Redis prefix, or one with spaces.
     #[error("the Redis prefix must be non-empty, without spaces")]
     RedisPrefix,
@@ -191,6 +220,12 @@ enum Source {
         /// The route's stream, `<prefix>:stream:<path>`.
         stream: String,
     },
+    Postgres {
+        url: String,
+        schema: String,
+        /// The route's queue: its path.
+        queue: String,
+    },
 }
 
 impl Source {
@@ -201,6 +236,15 @@ impl Source {
         let (Some(url), Some(path)) = (&args.store, &args.path) else {
             return Err(DeadLettersError::NoSource);
         };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Source::Postgres {
+                url: url.clone(),
+                schema: (args.postgres_schema.as_deref())
+                    .unwrap_or(DEFAULT_SCHEMA)
+                    .to_string(),
+                queue: path.clone(),
+            });
+        }
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(DeadLettersError::NotRedis(store_label(url)));
         }
@@ -242,6 +286,14 @@ async fn list(args: &ListArgs) -> Result<ExitCode, DeadLettersError> {
             .into_iter()
             .map(|letter| (Some(letter.id), letter.record))
             .collect(),
+        Source::Postgres { url, schema, queue } => {
+            let queue = postgres_queue(&url, &schema, &queue).await?;
+            list_postgres(&queue)
+                .await?
+                .into_iter()
+                .map(|letter| (Some(letter.id.to_string()), letter.record))
+                .collect()
+        }
     };
     let mut out = std::io::stdout().lock();
     write_letters(&mut out, &letters).map_err(DeadLettersError::Write)?;
@@ -267,6 +319,9 @@ async fn redrive(args: &RedriveArgs) -> Result<ExitCode, DeadLettersError> {
     let (report, present) = match Source::from_args(&args.source)? {
         Source::File(path) => redrive_file(&path, args).await?,
         Source::Stream { url, stream } => redrive_stream(&url, &stream, args).await?,
+        Source::Postgres { url, schema, queue } => {
+            redrive_postgres(&postgres_queue(&url, &schema, &queue).await?, args).await?
+        }
     };
     let missing: Vec<&String> = args
         .dedup_keys
@@ -338,6 +393,65 @@ async fn redrive_stream(
     })?;
     if !report.redriven.is_empty() {
         println!("handed back to {stream}: a running `runhook serve` for the route processes them");
+    }
+    Ok((report, present))
+}
+
+/// The queue of the route `name` in `schema` of the Postgres at `url` (checked to be
+/// migrated; nothing is created).
+async fn postgres_queue(
+    url: &str,
+    schema: &str,
+    name: &str,
+) -> Result<PostgresQueue, DeadLettersError> {
+    let store = PostgresStore::builder()
+        .schema(schema)
+        .max_connections(2)
+        .connect(url)
+        .await
+        .map_err(|source| DeadLettersError::PostgresStore {
+            label: store_label(url),
+            source,
+        })?;
+    // The provider only names a default queue; the name is given here.
+    PostgresQueue::builder(Provider::Skyvern)
+        .name(name)
+        .build(store)
+        .map_err(|source| DeadLettersError::PostgresQueue {
+            queue: name.into(),
+            source,
+        })
+}
+
+/// The letters of the route's Postgres queue.
+async fn list_postgres(
+    queue: &PostgresQueue,
+) -> Result<Vec<runhook::postgres_queue::ListedPostgresLetter>, DeadLettersError> {
+    (queue.dead_letters().list().await).map_err(|source| DeadLettersError::PostgresQueue {
+        queue: queue.name().into(),
+        source,
+    })
+}
+
+/// Moves the letters of the route's Postgres queue back into it (each in one transaction);
+/// what became of them, and the dedup keys the dead letters held.
+async fn redrive_postgres(
+    queue: &PostgresQueue,
+    args: &RedriveArgs,
+) -> Result<(RedriveReport, HashSet<String>), DeadLettersError> {
+    let letters = list_postgres(queue).await?;
+    let present = keys_of(letters.iter().map(|l| &l.record));
+    let report = (queue.redrive(&args.dedup_keys).await).map_err(|source| {
+        DeadLettersError::PostgresQueue {
+            queue: queue.name().into(),
+            source,
+        }
+    })?;
+    if !report.redriven.is_empty() {
+        println!(
+            "handed back to the queue {}: a running `runhook serve` for the route processes them",
+            queue.name()
+        );
     }
     Ok((report, present))
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::routing::{get, post};
 use runhook::dead_letter::{DeadLetterSink, JsonLinesDeadLetters, MemoryDeadLetters};
+use runhook::postgres_queue::{PostgresQueue, PostgresQueueError};
 use runhook::receiver::{BackgroundBuilder, PreAuthBudget};
 use runhook::retry::RetryPolicy;
 use runhook::server::{ConnectionLimits, Server};
@@ -25,9 +26,20 @@ use super::runs::RouteRuns;
 /// Why a route, or the store every route shares, cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The Redis store cannot be used.
-    #[error("cannot use the Redis store: {0}")]
+    /// The store cannot be used.
+    #[error("cannot use the store: {0}")]
     Store(StoreError),
+    /// A `postgres` queue without a Postgres store.
+    #[error("--queue postgres needs a Postgres store (--store postgres://...)")]
+    QueueWithoutPostgres,
+    /// A route's Postgres queue cannot be used.
+    #[error("{route}: cannot use the Postgres queue: {source}")]
+    PostgresQueue {
+        /// The route's path.
+        route: String,
+        /// Why not.
+        source: PostgresQueueError,
+    },
     /// A route's Redis stream cannot be used.
     #[error("{route}: cannot use the Redis stream: {source}")]
     Stream {
@@ -61,6 +73,8 @@ pub struct ServedRoute {
 pub struct Shared {
     /// The idempotency store.
     pub store: Arc<dyn IdempotencyStore>,
+    /// The same store when it is Postgres (a `postgres` queue's jobs live beside its claims).
+    pub postgres: Option<PostgresStore>,
     /// The handler for processed events.
     pub handler: Arc<dyn Handler>,
     /// Where deliveries that cannot be processed are kept.
@@ -91,8 +105,17 @@ impl Shared {
             // Replaced per route by the route's dead-letter stream (see `route_with`).
             None => Arc::new(MemoryDeadLetters::new(1)),
         };
+        let names = StoreNames::of(config);
+        let (store, postgres): (Arc<dyn IdempotencyStore>, _) = match &config.store {
+            StoreSpec::Postgres(url) => {
+                let store = open_postgres(url, &names).await?;
+                (Arc::new(store.clone()), Some(store))
+            }
+            spec => (open_store(spec, &names).await?, None),
+        };
         Ok(Self {
-            store: open_store(&config.store, &StoreNames::of(config)).await?,
+            store,
+            postgres,
             handler,
             dead_letters,
             workers: config.workers,
@@ -124,21 +147,42 @@ impl Shared {
         setup: &QueueSetup,
     ) -> Result<ServedRoute, AppError> {
         let mut builder = self.builder(spec, verifier, runs).lease(setup.lease);
-        if let Some(url) = &setup.stream_url {
-            let queue = RedisStreamQueue::builder(spec.provider)
-                .stream_key(stream_key(&setup.redis_prefix, &spec.path))
-                .max_deliveries(setup.max_deliveries)
-                .connect(url)
-                .await
-                .map_err(|source| AppError::Stream {
-                    route: spec.path.clone(),
-                    source,
-                })?;
-            tracing::info!(route = %spec.path, stream = %queue.stream_key(), group = %queue.group(), consumer = %queue.consumer(), "hand-off on a Redis stream");
-            if !setup.dead_letter_file {
-                builder = builder.dead_letters(Arc::new(queue.dead_letters()));
+        match &setup.hand_off {
+            HandOffSetup::Memory => {}
+            HandOffSetup::RedisStream(url) => {
+                let queue = RedisStreamQueue::builder(spec.provider)
+                    .stream_key(stream_key(&setup.redis_prefix, &spec.path))
+                    .max_deliveries(setup.max_deliveries)
+                    .connect(url)
+                    .await
+                    .map_err(|source| AppError::Stream {
+                        route: spec.path.clone(),
+                        source,
+                    })?;
+                tracing::info!(route = %spec.path, stream = %queue.stream_key(), group = %queue.group(), consumer = %queue.consumer(), "hand-off on a Redis stream");
+                if !setup.dead_letter_file {
+                    builder = builder.dead_letters(Arc::new(queue.dead_letters()));
+                }
+                builder = builder.redis_stream(queue);
             }
-            builder = builder.redis_stream(queue);
+            HandOffSetup::Postgres => {
+                let Some(store) = &self.postgres else {
+                    return Err(AppError::QueueWithoutPostgres);
+                };
+                let queue = PostgresQueue::builder(spec.provider)
+                    .name(spec.path.clone())
+                    .max_deliveries(setup.max_deliveries)
+                    .build(store.clone())
+                    .map_err(|source| AppError::PostgresQueue {
+                        route: spec.path.clone(),
+                        source,
+                    })?;
+                tracing::info!(route = %spec.path, schema = %store.schema(), queue = %queue.name(), consumer = %queue.consumer(), "hand-off on a Postgres queue");
+                if !setup.dead_letter_file {
+                    builder = builder.dead_letters(Arc::new(queue.dead_letters()));
+                }
+                builder = builder.postgres_queue(queue);
+            }
         }
         served(spec, builder)
     }
@@ -191,8 +235,8 @@ fn served(spec: &RouteSpec, builder: BackgroundBuilder) -> Result<ServedRoute, A
 /// `runhook demo` leaves at their defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSetup {
-    /// The Redis URL for a `redis-stream` queue; `None` for the in-process queue.
-    pub stream_url: Option<String>,
+    /// Where claimed deliveries wait.
+    pub hand_off: HandOffSetup,
     /// How long a claim is held (renewed while a handler runs).
     pub lease: Duration,
     /// Whether dead letters go to a file (`--dead-letters`); otherwise a stream route keeps
@@ -208,9 +252,10 @@ impl QueueSetup {
     /// The setup `config` asks for.
     pub fn from_config(config: &ServeConfig) -> Self {
         Self {
-            stream_url: match config.queue {
-                QueueKind::Memory => None,
-                QueueKind::RedisStream => config.redis_url().map(str::to_owned),
+            hand_off: match (config.queue, config.redis_url()) {
+                (QueueKind::RedisStream, Some(url)) => HandOffSetup::RedisStream(url.to_owned()),
+                (QueueKind::Postgres, _) => HandOffSetup::Postgres,
+                _ => HandOffSetup::Memory,
             },
             lease: config.lease(),
             dead_letter_file: config.dead_letters.is_some(),
@@ -218,6 +263,17 @@ impl QueueSetup {
             max_deliveries: config.max_deliveries,
         }
     }
+}
+
+/// Where `runhook serve` hands claimed deliveries off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandOffSetup {
+    /// The in-process queue.
+    Memory,
+    /// A Redis stream per route, on the Redis at this URL.
+    RedisStream(String),
+    /// A Postgres queue per route, beside the Postgres store's claims.
+    Postgres,
 }
 
 /// The stream of the route at `path`: `<prefix>:stream:<path>` (the path as configured, with
@@ -267,16 +323,18 @@ pub async fn open_store(
                 .map_err(AppError::Store)?;
             Ok(Arc::new(store))
         }
-        StoreSpec::Postgres(url) => {
-            let store = PostgresStore::builder()
-                .schema(names.postgres_schema.clone())
-                .migrations(names.migrations)
-                .connect(url)
-                .await
-                .map_err(AppError::Store)?;
-            Ok(Arc::new(store))
-        }
+        StoreSpec::Postgres(url) => Ok(Arc::new(open_postgres(url, names).await?)),
     }
+}
+
+/// The Postgres store at `url`, its tables in the schema `names` gives.
+pub async fn open_postgres(url: &str, names: &StoreNames) -> Result<PostgresStore, AppError> {
+    PostgresStore::builder()
+        .schema(names.postgres_schema.clone())
+        .migrations(names.migrations)
+        .connect(url)
+        .await
+        .map_err(AppError::Store)
 }
 
 /// Every route's readiness ([`Receiver::readiness`]): `200 ready`, or `503` with one line

@@ -14,6 +14,8 @@ pub use runhook_testkit::skyvern::{completed_body as skyvern_body, signed_post a
 pub use runhook_testkit::{redis_url, require_redis, temp_dir as scratch, unique, wait_for};
 use serde_json::Value;
 
+pub mod failover;
+
 /// A `runhook serve` just started: the process, its base URL, and the file its logs go to.
 /// Killed when dropped.
 pub struct Started {

@@ -28,6 +28,7 @@ pub fn demo_routes(
 ) -> Result<Arc<[ServedRoute]>, DemoError> {
     let shared = Shared {
         store: Arc::new(OutageOnce::for_provider(Provider::TinyFish)),
+        postgres: None,
         handler: Arc::new(move |event: Arc<RunEvent>| {
             let calls = calls.clone();
             async move {

@@ -114,6 +114,9 @@ pub enum ServeConfigError {
     /// A Redis stream queue on the memory store.
     #[error("--queue redis-stream needs a Redis store: give --store redis://HOST:PORT")]
     StreamWithoutRedis,
+    /// A Postgres queue without a Postgres store.
+    #[error("--queue postgres needs a Postgres store: give --store postgres://USER@HOST:PORT/DB")]
+    QueueWithoutPostgres,
     /// Forward settings that cannot be used.
     #[error(transparent)]
     Forward(#[from] ForwardSettingsError),

@@ -134,6 +134,10 @@ pub enum QueueKind {
     /// A Redis stream per route (`<redis_prefix>:stream:<route path>`) read by a consumer group:
     /// acknowledged only once in Redis, taken over by another instance after a crash.
     RedisStream,
+    /// A Postgres jobs table (`<postgres_schema>.jobs`, one queue per route path), written with
+    /// the run's claim in one statement: acknowledged only once committed, taken over by
+    /// another instance after a crash.
+    Postgres,
 }
 
 impl QueueKind {
@@ -142,6 +146,7 @@ impl QueueKind {
         match self {
             QueueKind::Memory => "memory",
             QueueKind::RedisStream => "redis-stream",
+            QueueKind::Postgres => "postgres",
         }
     }
 }
@@ -234,6 +239,9 @@ impl ServeConfig {
         if self.queue == QueueKind::RedisStream && self.redis_url().is_none() {
             return Err(ServeConfigError::StreamWithoutRedis);
         }
+        if self.queue == QueueKind::Postgres && !matches!(self.store, StoreSpec::Postgres(_)) {
+            return Err(ServeConfigError::QueueWithoutPostgres);
+        }
         Ok(ForwardSettings::check(self)?)
     }
 
@@ -277,12 +285,12 @@ impl ServeConfig {
     }
 
     /// The dead-letter file: the one configured, else [`DEFAULT_DEAD_LETTERS_FILE`] with the
-    /// in-process queue; `None` with a Redis stream (its dead-letter stream keeps them).
+    /// in-process queue; `None` with a Redis stream or a Postgres queue (they keep their own).
     pub fn dead_letter_file(&self) -> Option<PathBuf> {
         match (&self.dead_letters, self.queue) {
             (Some(path), _) => Some(path.clone()),
             (None, QueueKind::Memory) => Some(PathBuf::from(DEFAULT_DEAD_LETTERS_FILE)),
-            (None, QueueKind::RedisStream) => None,
+            (None, QueueKind::RedisStream | QueueKind::Postgres) => None,
         }
     }
 
@@ -553,6 +561,22 @@ secret_env = "TINYFISH_PATH_SECRET"
             .unwrap_err()
             .to_string()
             .contains("kafka"));
+    }
+
+    #[test]
+    fn a_postgres_queue_needs_a_postgres_store() {
+        let queue = EXAMPLE.replace("workers = 2", "workers = 2\nqueue = \"postgres\"");
+        let err = ServeConfig::from_toml(&queue).unwrap_err().to_string();
+        assert!(err.contains("needs a Postgres store"), "{err}");
+        let redis = queue.replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379\"");
+        assert!(ServeConfig::from_toml(&redis).is_err());
+        let postgres = queue.replace(
+            "store = \"memory\"",
+            "store = \"postgres://app@127.0.0.1:5432/app\"",
+        );
+        let config = ServeConfig::from_toml(&postgres).unwrap();
+        assert_eq!(config.queue, QueueKind::Postgres);
+        assert_eq!(config.dead_letter_file(), None);
     }
 
     #[test]
