@@ -10,7 +10,6 @@
 //! (`RUNHOOK_BENCH_REQUESTS`, default 4000 per round; `RUNHOOK_BENCH_ROUNDS`, 3;
 //! `RUNHOOK_TEST_POSTGRES_URL`, default the local server).
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -22,6 +21,7 @@ use runhook::{Receiver, Secret};
 
 mod support;
 
+use support::pgbench::{pgbench_script, run_pgbench};
 use support::{compact_body, deliveries, env_count, load, median, serve, CONCURRENCY, KEY};
 
 fn main() {
@@ -109,52 +109,4 @@ fn main() {
             .await
             .unwrap();
     });
-}
-
-/// A pgbench script inserting `body` once per transaction, written to a temporary file.
-fn pgbench_script(schema: &str, body: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("{schema}.sql"));
-    let literal = body.replace('\'', "''");
-    std::fs::write(
-        &path,
-        format!(
-            "INSERT INTO \"{schema}\".pgbench_ledger (run_id, body) VALUES (md5(random()::text), '{literal}');\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// pgbench's transactions per second: 32 clients, 10 s, the script at `script`.
-fn run_pgbench(url: &str, script: &std::path::Path) -> f64 {
-    let out = Command::new("pgbench")
-        .args([
-            "-n",
-            "-c",
-            &CONCURRENCY.to_string(),
-            "-j",
-            "2",
-            "-T",
-            "10",
-            "-f",
-        ])
-        .arg(script)
-        .arg(url)
-        .output()
-        .expect("pgbench (Debian's postgresql-contrib / postgresql-client)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pgbench failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix("tps = ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no tps in pgbench's output: {text}"))
 }

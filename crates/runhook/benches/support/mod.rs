@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod hand_written;
+pub mod pgbench;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
