@@ -6,7 +6,12 @@ use std::time::Duration;
 
 use sqlx::Row as _;
 
-use super::{claim_answer, millis, unavailable, Failure, PostgresStore, CLAIM_ON_CONFLICT};
+use sqlx::PgPool;
+
+use super::{
+    bounded, claim_answer, millis, unavailable, Failure, PostgresStore, CLAIM_RETURNING,
+    CLAIM_UPDATE,
+};
 use crate::{check_duration, check_key, Claim, Fingerprint, StoreError, Token};
 
 /// A claimed delivery as the Postgres hand-off writes it into `<schema>.jobs`.
@@ -64,7 +69,7 @@ pub(crate) fn claim_enqueue_sql() -> String {
            INSERT INTO {{schema}}.claims AS c (key, done, token, fingerprint, expires_at) \
            SELECT $1, false, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond' \
            FROM room WHERE room.ok \
-           {CLAIM_ON_CONFLICT} \
+           {CLAIM_UPDATE} {CLAIM_RETURNING} \
          ), job AS ( \
            INSERT INTO {{schema}}.jobs \
              (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source) \
@@ -73,6 +78,154 @@ pub(crate) fn claim_enqueue_sql() -> String {
          ) \
          SELECT claimed.*, (SELECT count(*) FROM job) AS enqueued FROM claimed"
     )
+}
+
+/// [`claim_enqueue_sql`] for many deliveries at once, their fields in arrays (`$1`..`$11`:
+/// key, token, fingerprint, lease ms, queue, provider, run id, receipt time, body, headers,
+/// source; no capacity check). The keys must differ. Claims are taken in key order, so that two
+/// batches never wait on each other's rows in a cycle. One row per key.
+pub(crate) fn claim_enqueue_many_sql() -> String {
+    format!(
+        "WITH input AS ( \
+           SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::float8[], $5::text[], \
+             $6::text[], $7::text[], $8::bigint[], $9::bytea[], $10::text[], $11::text[]) \
+             AS t(key, token, fingerprint, lease_ms, queue, provider, run_id, received_at_ms, \
+               body, headers, source) \
+         ), claimed AS ( \
+           INSERT INTO {{schema}}.claims AS c (key, done, token, fingerprint, expires_at) \
+           SELECT key, false, token, fingerprint, \
+             clock_timestamp() + lease_ms * interval '1 millisecond' \
+           FROM input ORDER BY key \
+           {CLAIM_UPDATE} \
+           RETURNING c.key, c.token, c.done, c.fingerprint, \
+             (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms \
+         ), job AS ( \
+           INSERT INTO {{schema}}.jobs \
+             (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source) \
+           SELECT i.queue, i.key, i.provider, i.run_id, i.token, i.received_at_ms, i.body, \
+             i.headers, i.source \
+           FROM input i JOIN claimed c ON c.key = i.key AND c.token = i.token \
+         ) \
+         SELECT c.key, c.token = i.token AS acquired, c.done, c.fingerprint, c.remaining_ms \
+         FROM claimed c JOIN input i ON i.key = c.key"
+    )
+}
+
+/// One delivery waiting for its batch: [`NewJob`] owned, with its claim.
+pub(crate) struct EnqueueCall {
+    key: String,
+    token: Token,
+    fingerprint: Fingerprint,
+    lease_ms: f64,
+    queue: String,
+    provider: String,
+    run_id: Option<String>,
+    received_at_ms: i64,
+    body: Vec<u8>,
+    headers: String,
+    source: String,
+}
+
+/// Claims and enqueues `calls` in as few statements as their keys allow (a key twice in one
+/// batch goes in the next statement).
+pub(crate) async fn enqueue_many(
+    pool: &PgPool,
+    sql: &str,
+    timeout: Duration,
+    calls: Vec<EnqueueCall>,
+) -> Vec<Result<ClaimEnqueued, StoreError>> {
+    let mut answers: Vec<Option<Result<ClaimEnqueued, StoreError>>> = vec![None; calls.len()];
+    let mut left: Vec<usize> = (0..calls.len()).collect();
+    while !left.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let (now, later): (Vec<usize>, Vec<usize>) = left
+            .into_iter()
+            .partition(|&i| seen.insert(calls[i].key.as_str()));
+        let batch: Vec<&EnqueueCall> = now.iter().map(|&i| &calls[i]).collect();
+        for (i, answer) in now
+            .iter()
+            .zip(enqueue_once(pool, sql, timeout, &batch).await)
+        {
+            answers[*i] = Some(answer);
+        }
+        left = later;
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(unanswered())))
+        .collect()
+}
+
+fn unanswered() -> StoreError {
+    StoreError::Unavailable {
+        reason: "Postgres gave no answer for this delivery".into(),
+    }
+}
+
+/// One statement for `calls`, whose keys differ.
+async fn enqueue_once(
+    pool: &PgPool,
+    sql: &str,
+    timeout: Duration,
+    calls: &[&EnqueueCall],
+) -> Vec<Result<ClaimEnqueued, StoreError>> {
+    let column = |f: fn(&EnqueueCall) -> &str| calls.iter().map(|c| f(c)).collect::<Vec<&str>>();
+    let query = sqlx::query(sql)
+        .bind(column(|c| &c.key))
+        .bind(
+            calls
+                .iter()
+                .map(|c| &c.token.as_bytes()[..])
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            calls
+                .iter()
+                .map(|c| &c.fingerprint.as_bytes()[..])
+                .collect::<Vec<_>>(),
+        )
+        .bind(calls.iter().map(|c| c.lease_ms).collect::<Vec<f64>>())
+        .bind(column(|c| &c.queue))
+        .bind(column(|c| &c.provider))
+        .bind(
+            calls
+                .iter()
+                .map(|c| c.run_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(calls.iter().map(|c| c.received_at_ms).collect::<Vec<i64>>())
+        .bind(
+            calls
+                .iter()
+                .map(|c| c.body.as_slice())
+                .collect::<Vec<&[u8]>>(),
+        )
+        .bind(column(|c| &c.headers))
+        .bind(column(|c| &c.source))
+        .fetch_all(pool);
+    let rows = match bounded(timeout, query).await {
+        Ok(rows) => rows,
+        Err(failure) => {
+            let err = failure.into_error();
+            return calls.iter().map(|_| Err(err.clone())).collect();
+        }
+    };
+    let mut by_key = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        if let Ok(key) = row.try_get::<String, _>("key") {
+            by_key.insert(key, row);
+        }
+    }
+    calls
+        .iter()
+        .map(|call| {
+            let row = by_key.get(&call.key).ok_or_else(unanswered)?;
+            match claim_answer(row, call.token, call.fingerprint).map_err(unavailable)? {
+                Claim::Acquired(token) => Ok(ClaimEnqueued::Enqueued(token)),
+                taken => Ok(ClaimEnqueued::Taken(taken)),
+            }
+        })
+        .collect()
 }
 
 impl PostgresStore {
@@ -103,15 +256,31 @@ impl PostgresStore {
         self.purge_now_and_then();
         let token = Token::random();
         let capacity = match backlog {
-            BacklogCheck::AtMost(capacity) => Some(i64::from(capacity)),
-            BacklogCheck::Unchecked => None,
+            BacklogCheck::AtMost(capacity) => i64::from(capacity),
+            BacklogCheck::Unchecked => {
+                let call = EnqueueCall {
+                    key: key.to_string(),
+                    token,
+                    fingerprint,
+                    lease_ms: millis(lease) as f64,
+                    queue: job.queue.to_string(),
+                    provider: job.provider.to_string(),
+                    run_id: job.run_id.map(str::to_string),
+                    received_at_ms: job.received_at_ms,
+                    body: job.body.to_vec(),
+                    headers: job.headers_json.to_string(),
+                    source: job.source.to_string(),
+                };
+                let batched = self.batches().enqueue.call(call).await;
+                return batched.unwrap_or_else(|| Err(unanswered()));
+            }
         };
         let query = sqlx::query(&self.statements.claim_enqueue)
             .bind(key)
             .bind(&token.as_bytes()[..])
             .bind(&fingerprint.as_bytes()[..])
             .bind(millis(lease) as f64)
-            .bind(capacity)
+            .bind(Some(capacity))
             .bind(job.queue)
             .bind(job.provider)
             .bind(job.run_id)

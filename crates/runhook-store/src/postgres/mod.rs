@@ -11,6 +11,7 @@
 //! the row back by their token, so that a claim applied without its reply is not held by
 //! nobody for a lease, and a completion is not reported lost when it was written.
 
+mod batch;
 mod expect;
 mod jobs;
 mod schema;
@@ -27,6 +28,7 @@ use crate::{
     check_duration, check_key, Claim, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
     DEFAULT_MAX_KEY_LEN,
 };
+pub use batch::Batcher;
 use expect::PostgresExpectations;
 pub use jobs::{BacklogCheck, ClaimEnqueued, NewJob};
 pub use schema::DEFAULT_SCHEMA;
@@ -37,20 +39,22 @@ const PURGE_EVERY: u32 = 1024;
 /// The most expired rows one purge deletes.
 const PURGE_BATCH: i64 = 1000;
 
-/// The end of every claim statement: what a claim does to an existing row, and what it
-/// reads back. The conflicting row is locked and read at its latest version, whatever the
-/// statement's snapshot: a lapsed row is taken (its token replaced by the caller's, `$2`), a
-/// live one written back unchanged, and RETURNING reads what the row holds now. The caller's
-/// token in it means the claim was won.
-pub(crate) const CLAIM_ON_CONFLICT: &str = "ON CONFLICT (key) DO UPDATE SET \
+/// What a claim does to an existing row. The conflicting row is locked and read at its latest
+/// version, whatever the statement's snapshot: a lapsed row is taken (its token replaced by
+/// the caller's), a live one written back unchanged, and RETURNING reads what the row holds
+/// now.
+pub(crate) const CLAIM_UPDATE: &str = "ON CONFLICT (key) DO UPDATE SET \
    done = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.done ELSE c.done END, \
    token = CASE WHEN c.expires_at <= clock_timestamp() THEN EXCLUDED.token ELSE c.token END, \
    fingerprint = CASE WHEN c.expires_at <= clock_timestamp() \
      THEN EXCLUDED.fingerprint ELSE c.fingerprint END, \
    expires_at = CASE WHEN c.expires_at <= clock_timestamp() \
-     THEN EXCLUDED.expires_at ELSE c.expires_at END \
- RETURNING c.token = $2 AS acquired, c.done, c.fingerprint, \
-   (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms";
+     THEN EXCLUDED.expires_at ELSE c.expires_at END";
+
+/// What a claim of one key reads back: the caller's token (`$2`) in the row means the claim
+/// was won.
+pub(crate) const CLAIM_RETURNING: &str = "RETURNING c.token = $2 AS acquired, c.done, \
+   c.fingerprint, (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms";
 
 /// Whether [`PostgresStoreBuilder::connect`] may change the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +143,13 @@ impl PostgresStoreBuilder {
                 .map_err(|e: sqlx::Error| StoreError::InvalidConfig {
                     reason: format!("Postgres URL: {e}"),
                 })?;
+        // No ping before each use (sqlx's default): it costs a round trip per statement, and
+        // every call is bounded and retried by its caller anyway; a broken connection fails
+        // its statement and is dropped from the pool.
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.timeout)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(unavailable)?;
@@ -184,6 +192,7 @@ impl PostgresStoreBuilder {
             max_key_len: self.max_key_len,
             timeout: self.timeout,
             claims: Arc::new(AtomicU32::new(0)),
+            batches: Arc::default(),
         })
     }
 }
@@ -193,8 +202,9 @@ impl PostgresStoreBuilder {
 struct Statements {
     claim: String,
     claim_enqueue: String,
+    claim_enqueue_many: String,
+    complete_many: String,
     read_token: String,
-    complete: String,
     lock_in: String,
     release: String,
     renew: String,
@@ -210,16 +220,20 @@ impl Statements {
             claim: schema.sql(&format!(
                 "INSERT INTO {{schema}}.claims AS c (key, done, token, fingerprint, expires_at) \
                  VALUES ($1, $5, $2, $3, clock_timestamp() + $4::float8 * interval '1 millisecond') \
-                 {CLAIM_ON_CONFLICT}"
+                 {CLAIM_UPDATE} {CLAIM_RETURNING}"
             )),
             claim_enqueue: schema.sql(&jobs::claim_enqueue_sql()),
+            claim_enqueue_many: schema.sql(&jobs::claim_enqueue_many_sql()),
+            complete_many: schema.sql(
+                "UPDATE {schema}.claims AS c \
+                 SET done = true, expires_at = clock_timestamp() + t.keep_ms * interval '1 millisecond' \
+                 FROM unnest($1::text[], $2::bytea[], $3::float8[]) AS t(key, token, keep_ms) \
+                 WHERE c.key = t.key AND c.token = t.token AND NOT c.done \
+                   AND c.expires_at > clock_timestamp() \
+                 RETURNING c.key, c.token",
+            ),
             read_token: schema
                 .sql("SELECT done FROM {schema}.claims WHERE key = $1 AND token = $2"),
-            complete: schema.sql(
-                "UPDATE {schema}.claims \
-                 SET done = true, expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
-                 WHERE key = $1 AND token = $2 AND NOT done AND expires_at > clock_timestamp()",
-            ),
             // A claim in a transaction first takes the key's advisory lock for the transaction,
             // without waiting: two transactions never claim one key at once, and neither ever
             // waits for the other. The schema is part of the lock's key.
@@ -273,6 +287,7 @@ pub struct PostgresStore {
     max_key_len: usize,
     timeout: Duration,
     claims: Arc<AtomicU32>,
+    batches: Arc<std::sync::OnceLock<Batches>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -389,14 +404,13 @@ impl PostgresStore {
         &self,
         call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, Failure> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Failure::of(e)),
-            Err(_) => Err(Failure::Ambiguous(format!(
-                "Postgres did not answer within {:?}",
-                self.timeout
-            ))),
-        }
+        bounded(self.timeout, call).await
+    }
+
+    /// The store's batchers, started on first use.
+    fn batches(&self) -> &Batches {
+        self.batches
+            .get_or_init(|| Batches::start(&self.pool, &self.statements, self.timeout))
     }
 
     /// Whether `token` holds `key` now, and done: read back after an ambiguous failure.
@@ -453,6 +467,95 @@ impl PostgresStore {
             Ok(_) => Cas::Refused,
             Err(Failure::Definite(e)) => Cas::Failed(e),
             Err(Failure::Ambiguous(reason)) => Cas::Unknown(reason),
+        }
+    }
+}
+
+/// Runs `call` within `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Failure::of(e)),
+        Err(_) => Err(Failure::Ambiguous(format!(
+            "Postgres did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+/// The statements run in batches ([`batch::Batcher`]): the Postgres hand-off's claim and
+/// enqueue, and completions.
+struct Batches {
+    enqueue: batch::Batcher<jobs::EnqueueCall, Result<jobs::ClaimEnqueued, StoreError>>,
+    complete: batch::Batcher<CompleteCall, Cas>,
+}
+
+/// The most calls one batched statement carries.
+const MAX_BATCH: usize = 64;
+/// The most batched statements of one kind running at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+impl Batches {
+    fn start(pool: &PgPool, statements: &Arc<Statements>, timeout: Duration) -> Self {
+        let (p, sql) = (pool.clone(), statements.clone());
+        let enqueue = batch::Batcher::start(MAX_BATCH, BATCHES_IN_FLIGHT, move |calls| {
+            let (pool, sql) = (p.clone(), sql.clone());
+            async move { jobs::enqueue_many(&pool, &sql.claim_enqueue_many, timeout, calls).await }
+        });
+        let (p, sql) = (pool.clone(), statements.clone());
+        let complete = batch::Batcher::start(MAX_BATCH, BATCHES_IN_FLIGHT, move |calls| {
+            let (pool, sql) = (p.clone(), sql.clone());
+            async move { complete_many(&pool, &sql.complete_many, timeout, calls).await }
+        });
+        Self { enqueue, complete }
+    }
+}
+
+/// One completion waiting for its batch.
+struct CompleteCall {
+    key: String,
+    token: Token,
+    keep_ms: f64,
+}
+
+/// Completes `calls` in one statement: each applied when its key and token matched a claim in
+/// flight.
+async fn complete_many(
+    pool: &PgPool,
+    sql: &str,
+    timeout: Duration,
+    calls: Vec<CompleteCall>,
+) -> Vec<Cas> {
+    let keys: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
+    let tokens: Vec<&[u8]> = calls.iter().map(|c| &c.token.as_bytes()[..]).collect();
+    let keep: Vec<f64> = calls.iter().map(|c| c.keep_ms).collect();
+    let query = sqlx::query(sql)
+        .bind(keys)
+        .bind(tokens)
+        .bind(keep)
+        .fetch_all(pool);
+    match bounded(timeout, query).await {
+        Ok(rows) => {
+            let applied: std::collections::HashSet<(String, Vec<u8>)> = rows
+                .iter()
+                .filter_map(|row| Some((row.try_get("key").ok()?, row.try_get("token").ok()?)))
+                .collect();
+            calls
+                .iter()
+                .map(|c| {
+                    let key = (c.key.clone(), c.token.as_bytes().to_vec());
+                    match applied.contains(&key) {
+                        true => Cas::Applied,
+                        false => Cas::Refused,
+                    }
+                })
+                .collect()
+        }
+        Err(Failure::Definite(e)) => calls.iter().map(|_| Cas::Failed(e.clone())).collect(),
+        Err(Failure::Ambiguous(reason)) => {
+            calls.iter().map(|_| Cas::Unknown(reason.clone())).collect()
         }
     }
 }
@@ -581,8 +684,14 @@ impl IdempotencyStore for PostgresStore {
     ) -> Result<(), StoreError> {
         check_key(key, self.max_key_len)?;
         check_duration("keep_for", keep_for)?;
-        let sql = &self.statements.complete;
-        match self.cas(sql, key, token, Some(millis(keep_for))).await {
+        let call = CompleteCall {
+            key: key.to_string(),
+            token: *token,
+            keep_ms: millis(keep_for) as f64,
+        };
+        let batched = self.batches().complete.call(call).await;
+        let cas = batched.unwrap_or_else(|| Cas::Unknown("the store's batcher stopped".into()));
+        match cas {
             Cas::Applied => Ok(()),
             Cas::Refused => Err(StoreError::NotHolder),
             Cas::Failed(e) => Err(e),

@@ -17,10 +17,23 @@ use crate::worker::{dead_letter_job, run_job, Settled, Touch, WorkerContext};
 pub(crate) struct ReadBack {
     /// The run, parsed as the receive path parsed it.
     pub event: RunEvent,
-    /// The receive path's claim token; `None` for a duplicate or a redriven letter.
-    pub token: Option<Token>,
+    /// The claim the entry carries.
+    pub claim: Carried,
     pub received_at: SystemTime,
     pub headers: Vec<(String, String)>,
+}
+
+/// The claim an entry carries from the receive path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Carried {
+    /// None: a duplicate's or a redriven letter's copy; the worker claims the run.
+    Nothing,
+    /// The receive path's token, proven by renewing it before the run starts.
+    Token(Token),
+    /// The receive path's token, renewed already by the read that handed the entry out (the
+    /// Postgres fetch): this worker holds the run.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Renewed(Token),
 }
 
 /// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
@@ -58,11 +71,16 @@ pub(crate) async fn settle(ctx: &WorkerContext, entry: ReadBack, how: Settle<'_>
 }
 
 /// A fresh entry's token was taken by the receive path and given to no one else: renewing
-/// it proves the claim. A taken-over entry's token may still be renewed by a live worker:
+/// it proves the claim (the read may have renewed it already). A taken-over entry's token may still be renewed by a live worker:
 /// never reuse it, claim the run anew.
 async fn check_claim(ctx: &WorkerContext, id: &str, entry: &ReadBack, arrival: Arrival) -> Check {
     let key = &entry.event.dedup_key;
-    if let (Arrival::Fresh, Some(token)) = (arrival, entry.token) {
+    let token = match (arrival, entry.claim) {
+        (Arrival::Fresh, Carried::Renewed(token)) => return Check::Process(token),
+        (Arrival::Fresh, Carried::Token(token)) => Some(token),
+        _ => None,
+    };
+    if let Some(token) = token {
         match ctx.store.renew(key, &token, ctx.lease).await {
             Ok(()) => return Check::Process(token),
             Err(StoreError::NotHolder) => {}

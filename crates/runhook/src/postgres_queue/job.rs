@@ -2,6 +2,7 @@
 //! or check its claim and run it ([`crate::handoff::durable`]); then delete it, or leave it to
 //! whoever takes it next.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -59,7 +60,10 @@ async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSe
         next => next,
     };
     match next {
-        Next::Acknowledge => sh.queue.ack(&[id]).await,
+        Next::Acknowledge => {
+            sh.queue.ack(id).await;
+            sh.deleted_since.fetch_add(1, Ordering::Relaxed);
+        }
         Next::LeavePending | Next::AfterParked(_) => {
             tracing::debug!(id, "the job stays in the queue")
         }

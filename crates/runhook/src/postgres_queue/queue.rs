@@ -1,11 +1,11 @@
 //! The queue itself: its builder, and the statements the receive path and the workers send.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use runhook_core::payload::Provider;
 use runhook_store::sqlx::{self, postgres::PgRow};
-use runhook_store::{PostgresStore, StoreError};
+use runhook_store::{Batcher, PostgresStore, StoreError};
 
 use super::dead_letters::PostgresDeadLetters;
 use super::error::PostgresQueueError;
@@ -23,6 +23,8 @@ pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 10_000;
 const DEFAULT_READ_BATCH: usize = 16;
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most settled jobs one delete removes.
+const MAX_ACK_BATCH: usize = 128;
 /// The `LISTEN` channel every queue's new jobs are announced on; the payload names the queue.
 pub(crate) const CHANNEL: &str = "runhook_jobs";
 
@@ -58,6 +60,8 @@ pub(crate) struct QueueInner {
     pub(crate) max_deliveries: u64,
     pub(crate) dead_capacity: usize,
     pub(crate) sql: Statements,
+    /// Deletes settled jobs in batches (started on first use).
+    acks: OnceLock<Batcher<i64, ()>>,
 }
 
 impl std::fmt::Debug for PostgresQueue {
@@ -90,7 +94,7 @@ pub(crate) struct Statements {
 impl Statements {
     fn new(schema: &str) -> Self {
         let s = format!("\"{schema}\"");
-        // A job handed out: locked for `$3` ms by consumer `$4`, its delivery count raised.
+        // Jobs handed out: locked for `$3` ms by consumer `$4`, their delivery counts raised.
         let fetch = |which: &str, order: &str| {
             format!(
                 "UPDATE {s}.jobs AS j SET \
@@ -104,7 +108,21 @@ impl Statements {
             )
         };
         Self {
-            fetch_fresh: fetch("locked_until IS NULL", "id"),
+            // Fresh jobs also renew their claims for the lease (`$5` ms) in the same statement:
+            // `held` says the job's token holds its run, so its worker need not renew it.
+            fetch_fresh: format!(
+                "WITH fetched AS ({}), renewed AS ( \
+                   UPDATE {s}.claims AS c \
+                   SET expires_at = clock_timestamp() + $5::float8 * interval '1 millisecond' \
+                   FROM fetched f \
+                   WHERE c.key = f.dedup_key AND c.token = f.token AND NOT c.done \
+                     AND c.expires_at > clock_timestamp() \
+                   RETURNING c.key \
+                 ) \
+                 SELECT f.*, EXISTS (SELECT 1 FROM renewed r WHERE r.key = f.dedup_key) AS held \
+                 FROM fetched f",
+                fetch("locked_until IS NULL", "id")
+            ),
             fetch_lapsed: fetch(
                 "locked_until IS NOT NULL AND locked_until < clock_timestamp()",
                 "locked_until",
@@ -227,7 +245,7 @@ impl PostgresQueue {
     }
 
     /// Hands out up to `count` jobs to this consumer, locked for `lock`: fresh ones (never
-    /// handed out), or with `lapsed`, those whose lock lapsed.
+    /// handed out, their claims renewed), or those whose lock lapsed.
     pub(crate) async fn fetch(
         &self,
         which: Due,
@@ -235,16 +253,20 @@ impl PostgresQueue {
         lock: Duration,
     ) -> Result<Vec<PgRow>, PostgresQueueError> {
         let q = &*self.inner;
-        let sql = match which {
-            Due::Fresh => &q.sql.fetch_fresh,
-            Due::Lapsed => &q.sql.fetch_lapsed,
+        let query = match which {
+            Due::Fresh(_) => sqlx::query(&q.sql.fetch_fresh),
+            Due::Lapsed => sqlx::query(&q.sql.fetch_lapsed),
         };
-        let query = sqlx::query(sql)
+        let query = query
             .bind(&q.name)
             .bind(count as i64)
             .bind(lock.as_millis() as f64)
-            .bind(&q.consumer)
-            .fetch_all(q.store.pool());
+            .bind(&q.consumer);
+        let query = match which {
+            Due::Fresh(lease) => query.bind(lease.as_millis() as f64),
+            Due::Lapsed => query,
+        };
+        let query = query.fetch_all(q.store.pool());
         self.bounded(query).await
     }
 
@@ -277,13 +299,26 @@ impl PostgresQueue {
         }
     }
 
-    /// Deletes settled jobs. A failure leaves them: a takeover finds their runs done.
-    pub(crate) async fn ack(&self, ids: &[i64]) {
+    /// Deletes a settled job, in a batch with those settled at the same time. A failure
+    /// leaves it: a takeover finds its run done.
+    pub(crate) async fn ack(&self, id: i64) {
         let q = &*self.inner;
-        let query = sqlx::query(&q.sql.ack).bind(ids).execute(q.store.pool());
-        if let Err(err) = self.bounded(query).await {
-            tracing::warn!(queue = %q.name, error = %err, "could not delete settled jobs; a takeover will find them done");
-        }
+        let acks = q.acks.get_or_init(|| {
+            let (pool, sql, name) = (q.store.pool().clone(), q.sql.ack.clone(), q.name.clone());
+            Batcher::start(MAX_ACK_BATCH, 2, move |ids: Vec<i64>| {
+                let (pool, sql, name) = (pool.clone(), sql.clone(), name.clone());
+                async move {
+                    let query = sqlx::query(&sql).bind(&ids).execute(&pool);
+                    match tokio::time::timeout(DEFAULT_TIMEOUT, query).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(err)) => tracing::warn!(queue = %name, error = %err, "could not delete settled jobs; a takeover will find them done"),
+                        Err(_) => tracing::warn!(queue = %name, "deleting settled jobs timed out; a takeover will find them done"),
+                    }
+                    vec![(); ids.len()]
+                }
+            })
+        });
+        acks.call(id).await;
     }
 
     /// Whether Postgres answers on the queue's pool (a readiness check).
@@ -313,8 +348,8 @@ pub(crate) fn announcement(schema: &str, queue: &str) -> String {
 /// Which jobs a fetch hands out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
-    /// Never handed out.
-    Fresh,
+    /// Never handed out; their claims renewed for this lease.
+    Fresh(Duration),
     /// Handed out, and their lock lapsed (their consumer died, or let them go).
     Lapsed,
 }
@@ -394,6 +429,7 @@ impl PostgresQueueBuilder {
                 max_deliveries: self.max_deliveries,
                 dead_capacity: self.dead_letter_capacity,
                 sql,
+                acks: OnceLock::new(),
             }),
         })
     }

@@ -18,8 +18,9 @@ use super::workers::{lock, Shared};
 use crate::handoff::arrival::Arrival;
 
 /// How often the reader counts the backlog (`Stats::queue_depth`, and the capacity check's
-/// estimate).
+/// estimate), and how often once the estimate is past half the capacity.
 const DEPTH_EVERY: Duration = Duration::from_secs(2);
+const DEPTH_EVERY_WHEN_FILLING: Duration = Duration::from_millis(250);
 /// Pause after a failed fetch before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 /// The shortest pause between two announcements of this instance's new jobs.
@@ -89,7 +90,8 @@ impl Reader {
             return Ok(());
         }
         let wanted = permits.len();
-        let fetched = match self.sh.queue.fetch(Due::Fresh, wanted, self.sh.lock).await {
+        let fresh = Due::Fresh(self.sh.ctx.lease);
+        let fetched = match self.sh.queue.fetch(fresh, wanted, self.sh.lock).await {
             Ok(rows) => rows,
             Err(err) => {
                 tracing::warn!(queue = %self.sh.queue.name(), error = %err, "fetching jobs failed");
@@ -158,12 +160,24 @@ impl Reader {
     }
 
     async fn refresh_depth(&mut self) {
-        self.next_depth = Instant::now() + DEPTH_EVERY;
         let sh = &self.sh;
+        let filling = sh.estimated_backlog().saturating_mul(2) >= sh.capacity as u64;
+        let every = match filling {
+            true => DEPTH_EVERY_WHEN_FILLING,
+            false => DEPTH_EVERY,
+        };
+        self.next_depth = Instant::now() + every;
+        // What happens here while the count runs is counted twice or not at all: it is an
+        // estimate, made exact at the next count.
+        let (enqueued, deleted) = (
+            sh.enqueued_since.load(Ordering::Relaxed),
+            sh.deleted_since.load(Ordering::Relaxed),
+        );
         match sh.queue.backlog().await {
             Ok(depth) => {
                 sh.depth.store(depth, Ordering::Relaxed);
-                sh.enqueued_since.store(0, Ordering::Relaxed);
+                sh.enqueued_since.fetch_sub(enqueued, Ordering::Relaxed);
+                sh.deleted_since.fetch_sub(deleted, Ordering::Relaxed);
             }
             Err(err) => tracing::debug!(error = %err, "could not count the queue's backlog"),
         }

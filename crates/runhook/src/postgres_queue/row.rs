@@ -9,7 +9,7 @@ use runhook_core::payload::{Confirmation, EventSource, PayloadError, Provider, R
 use runhook_store::sqlx::{postgres::PgRow, Row as _};
 use runhook_store::{NewJob, Token};
 
-use crate::handoff::durable::ReadBack;
+use crate::handoff::durable::{Carried, ReadBack};
 
 /// Milliseconds since the epoch (0 before it).
 pub(crate) fn epoch_millis(at: SystemTime) -> i64 {
@@ -94,6 +94,12 @@ fn decode(row: &PgRow) -> Result<ReadBack, Unreadable> {
         }
         Err(_) => return Err(Unreadable::Invalid("token")),
     };
+    // `held`: the fetch renewed the claim with the job's token.
+    let claim = match (token, row.try_get::<bool, _>("held").unwrap_or(false)) {
+        (None, _) => Carried::Nothing,
+        (Some(token), false) => Carried::Token(token),
+        (Some(token), true) => Carried::Renewed(token),
+    };
     let body: Vec<u8> = row
         .try_get("body")
         .map_err(|_| Unreadable::Invalid("body"))?;
@@ -119,7 +125,7 @@ fn decode(row: &PgRow) -> Result<ReadBack, Unreadable> {
     }
     Ok(ReadBack {
         event,
-        token,
+        claim,
         received_at,
         headers,
     })

@@ -32,9 +32,10 @@ pub(crate) struct Shared {
     /// Ids of the jobs this process runs (a takeover of one of them is skipped; a shutdown
     /// hands the unfinished back).
     pub running: Mutex<HashSet<i64>>,
-    /// The backlog as last counted, and the jobs enqueued here since.
+    /// The backlog as last counted, and the jobs enqueued and deleted here since.
     pub depth: AtomicU64,
     pub enqueued_since: AtomicU64,
+    pub deleted_since: AtomicU64,
     /// New jobs enqueued here: wakes the reader at once, and the next announcement.
     pub wake: Notify,
     /// Wakes the task that announces new jobs to the other instances.
@@ -55,12 +56,17 @@ impl Shared {
         while tasks.try_join_next().is_some() {}
     }
 
-    /// Whether the queue's statement must count its backlog: when the last count, plus what
-    /// this instance enqueued since, reaches half the capacity.
+    /// The backlog as last counted, plus what this instance enqueued since, minus what it
+    /// deleted.
+    pub(crate) fn estimated_backlog(&self) -> u64 {
+        (self.depth.load(Ordering::Relaxed) + self.enqueued_since.load(Ordering::Relaxed))
+            .saturating_sub(self.deleted_since.load(Ordering::Relaxed))
+    }
+
+    /// Whether the queue's statement must count its backlog: once the estimate reaches three
+    /// quarters of the capacity (below that, deliveries are enqueued in batches).
     fn backlog_check(&self) -> BacklogCheck {
-        let estimate =
-            self.depth.load(Ordering::Relaxed) + self.enqueued_since.load(Ordering::Relaxed);
-        if estimate.saturating_mul(2) >= self.capacity as u64 {
+        if self.estimated_backlog().saturating_mul(4) >= self.capacity as u64 * 3 {
             BacklogCheck::AtMost(u32::try_from(self.capacity).unwrap_or(u32::MAX))
         } else {
             BacklogCheck::Unchecked
@@ -105,6 +111,7 @@ impl PostgresWorkers {
             running: Mutex::default(),
             depth: AtomicU64::new(0),
             enqueued_since: AtomicU64::new(0),
+            deleted_since: AtomicU64::new(0),
             wake: Notify::new(),
             announce: Notify::new(),
             stop: AtomicBool::new(false),

@@ -111,14 +111,18 @@ pub struct WithHandler {
     confirm: Option<Arc<dyn RunSource>>,
     reconcile: Option<(Arc<dyn RunSource>, ReconcilePolicy)>,
     sweep: Option<(Arc<dyn RunLister>, SweepPolicy)>,
-    /// A hand-off that survives this process, in place of the in-process queue.
-    durable: Option<Durable>,
+    /// Where claimed runs wait for the workers.
+    queue: QueueChoice,
 }
 
-/// The hand-offs that survive this process.
-enum Durable {
+/// Where a background receiver's claimed runs wait.
+enum QueueChoice {
+    /// The in-process queue (the default).
+    InProcess,
+    /// A Redis stream, which survives this process.
     #[cfg(feature = "redis")]
     Stream(RedisStreamQueue),
+    /// A Postgres jobs table, which survives this process.
     #[cfg(feature = "postgres")]
     Postgres(PostgresQueue),
 }
@@ -199,7 +203,7 @@ impl ReceiverBuilder<Inline> {
                 confirm: None,
                 reconcile: None,
                 sweep: None,
-                durable: None,
+                queue: QueueChoice::InProcess,
             },
         }
     }
@@ -319,7 +323,7 @@ impl ReceiverBuilder<WithHandler> {
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub fn redis_stream(mut self, queue: RedisStreamQueue) -> Self {
-        self.style.durable = Some(Durable::Stream(queue));
+        self.style.queue = QueueChoice::Stream(queue);
         self
     }
 
@@ -334,7 +338,7 @@ impl ReceiverBuilder<WithHandler> {
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres_queue(mut self, queue: PostgresQueue) -> Self {
-        self.style.durable = Some(Durable::Postgres(queue));
+        self.style.queue = QueueChoice::Postgres(queue);
         self
     }
 
@@ -435,26 +439,21 @@ impl ReceiverBuilder<WithHandler> {
 impl WithHandler {
     /// A durable route keeps its dead letters in its hand-off's own (and a Postgres route
     /// claims in its queue's store), unless told otherwise.
-    fn durable_defaults(&self, mut route: RouteSettings) -> RouteSettings {
-        match &self.durable {
+    fn durable_defaults(&self, route: RouteSettings) -> RouteSettings {
+        match &self.queue {
             #[cfg(feature = "redis")]
-            Some(Durable::Stream(queue)) => {
-                if route.dead_letters.is_none() {
-                    route.dead_letters = Some(Arc::new(queue.dead_letters()));
-                }
-            }
+            QueueChoice::Stream(queue) => RouteSettings {
+                dead_letters: (route.dead_letters).or_else(|| Some(Arc::new(queue.dead_letters()))),
+                ..route
+            },
             #[cfg(feature = "postgres")]
-            Some(Durable::Postgres(queue)) => {
-                if route.dead_letters.is_none() {
-                    route.dead_letters = Some(Arc::new(queue.dead_letters()));
-                }
-                if route.store.is_none() {
-                    route.store = Some(Arc::new(queue.store().clone()));
-                }
-            }
-            None => {}
+            QueueChoice::Postgres(queue) => RouteSettings {
+                dead_letters: (route.dead_letters).or_else(|| Some(Arc::new(queue.dead_letters()))),
+                store: (route.store).or_else(|| Some(Arc::new(queue.store().clone()))),
+                ..route
+            },
+            QueueChoice::InProcess => route,
         }
-        route
     }
 
     /// Refuses confirmation or reconciliation that cannot work on this route.
@@ -471,12 +470,12 @@ impl WithHandler {
 
     /// Starts the workers on the in-process queue, or on the durable hand-off.
     fn start_hand_off(self, pipeline: &Pipeline) -> HandOff {
-        let default_capacity = match &self.durable {
+        let default_capacity = match &self.queue {
             #[cfg(feature = "redis")]
-            Some(Durable::Stream(_)) => crate::stream::DEFAULT_STREAM_CAPACITY,
+            QueueChoice::Stream(_) => crate::stream::DEFAULT_STREAM_CAPACITY,
             #[cfg(feature = "postgres")]
-            Some(Durable::Postgres(_)) => crate::postgres_queue::DEFAULT_QUEUE_CAPACITY,
-            None => DEFAULT_QUEUE_CAPACITY,
+            QueueChoice::Postgres(_) => crate::postgres_queue::DEFAULT_QUEUE_CAPACITY,
+            QueueChoice::InProcess => DEFAULT_QUEUE_CAPACITY,
         };
         let capacity = self.queue_capacity.unwrap_or(default_capacity);
         // Parked dead letters have their own bound, the hand-off's capacity.
@@ -500,19 +499,21 @@ impl WithHandler {
             workers: self.workers.max(1),
             parked,
         };
-        match self.durable {
+        match self.queue {
             #[cfg(feature = "redis")]
-            Some(Durable::Stream(queue)) => {
+            QueueChoice::Stream(queue) => {
                 HandOff::Stream(StreamWorkers::start(queue, context, self.workers, capacity))
             }
             #[cfg(feature = "postgres")]
-            Some(Durable::Postgres(queue)) => HandOff::Postgres(PostgresWorkers::start(
+            QueueChoice::Postgres(queue) => HandOff::Postgres(PostgresWorkers::start(
                 queue,
                 context,
                 self.workers,
                 capacity,
             )),
-            None => HandOff::Memory(MemoryQueue::start(context, capacity, self.workers)),
+            QueueChoice::InProcess => {
+                HandOff::Memory(MemoryQueue::start(context, capacity, self.workers))
+            }
         }
     }
 }

@@ -89,6 +89,7 @@ pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+use crate::handoff::durable::Carried;
 /// One entry as read back: the run, parsed as the receive path parsed it.
 pub(crate) use crate::handoff::durable::ReadBack as Entry;
 
@@ -121,9 +122,9 @@ impl Entry {
         let key = Some(fields.text(field::KEY)?)
             .filter(|k| !k.is_empty())
             .ok_or(Malformed::Invalid(field::KEY))?;
-        let token = match fields.text(field::TOKEN)?.as_str() {
-            "" => None,
-            hex => Some(hex.parse().map_err(|_| Malformed::Invalid(field::TOKEN))?),
+        let claim = match fields.text(field::TOKEN)?.as_str() {
+            "" => Carried::Nothing,
+            hex => Carried::Token(hex.parse().map_err(|_| Malformed::Invalid(field::TOKEN))?),
         };
         let body = fields.bytes(field::BODY)?;
         let headers = serde_json::from_str(&fields.text(field::HEADERS)?)
@@ -149,7 +150,7 @@ impl Entry {
         }
         Ok(Self {
             event,
-            token,
+            claim,
             received_at,
             headers,
         })
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(entry.event.dedup_key, "skyvern:r1");
         assert_eq!(entry.event.source, EventSource::Reconciled);
         assert_eq!(entry.event.confirmation, Confirmation::Confirmed);
-        assert_eq!(entry.token, Some(token));
+        assert_eq!(entry.claim, Carried::Token(token));
         assert_eq!(entry.headers, headers);
         assert_eq!(
             entry.received_at,
@@ -350,7 +351,7 @@ mod tests {
         old.remove(field::RUN_ID);
         let entry = Entry::decode(&old).unwrap();
         assert_eq!(entry.event.source, EventSource::Webhook);
-        assert_eq!(entry.token, None);
+        assert_eq!(entry.claim, Carried::Nothing);
     }
 
     #[test]
