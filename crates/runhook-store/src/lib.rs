@@ -83,8 +83,8 @@ pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{
-    BacklogCheck, Batcher, ClaimEnqueued, Migrations, NewJob, PostgresStore, PostgresStoreBuilder,
-    DEFAULT_SCHEMA,
+    BacklogCheck, Batcher, ClaimEnqueued, DoneMark, Migrations, NewJob, PostgresStore,
+    PostgresStoreBuilder, DEFAULT_SCHEMA,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

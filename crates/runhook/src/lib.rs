@@ -45,11 +45,8 @@ mod budget;
 pub mod dead_letter;
 pub mod handler;
 mod handoff;
-#[cfg(all(feature = "postgres", any(feature = "tower", feature = "actix")))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(all(feature = "postgres", any(feature = "tower", feature = "actix"))))
-)]
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod inbox;
 mod log_every;
 #[cfg(any(feature = "tower", feature = "actix"))]

@@ -270,7 +270,7 @@ pub async fn kill_9_scenario(
         .filter(|(_, n)| **n > 1)
         .map(|(r, _)| r)
         .collect();
-    let foreign: Vec<&String> = calls.keys().filter(|r| !r.starts_with(&tag)).collect();
+    let foreign: Vec<&String> = calls.keys().filter(|r| !r.starts_with(tag)).collect();
     let tally = &*tally;
     println!(
         "e2e: {DELIVERIES} deliveries ({UNIQUE} runs, {} duplicates) over 2 instances; \

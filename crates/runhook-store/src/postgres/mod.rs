@@ -204,6 +204,7 @@ struct Statements {
     claim_enqueue: String,
     claim_enqueue_many: String,
     complete_many: String,
+    mark_done: String,
     read_token: String,
     lock_in: String,
     release: String,
@@ -224,6 +225,14 @@ impl Statements {
             )),
             claim_enqueue: schema.sql(&jobs::claim_enqueue_sql()),
             claim_enqueue_many: schema.sql(&jobs::claim_enqueue_many_sql()),
+            // The done mark inside a caller's transaction: it waits for the row's lock, so of
+            // two transactions marking one run, the second sees the first's mark (or its
+            // rollback) and marks only if the run is still not done.
+            mark_done: schema.sql(
+                "UPDATE {schema}.claims \
+                 SET done = true, expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond' \
+                 WHERE key = $1 AND NOT done",
+            ),
             complete_many: schema.sql(
                 "UPDATE {schema}.claims AS c \
                  SET done = true, expires_at = clock_timestamp() + t.keep_ms * interval '1 millisecond' \
@@ -369,6 +378,42 @@ impl PostgresStore {
             .fetch_one(&mut *conn);
         let row = self.bounded(claimed).await.map_err(Failure::into_error)?;
         claim_answer(&row, token, fingerprint).map_err(unavailable)
+    }
+
+    /// Marks `key` done for `keep_for` **inside the caller's transaction** `conn` (the
+    /// inbox's background form: the caller's writes and the mark commit together), whoever
+    /// holds its claim: [`DoneMark::Marked`] when this transaction marked it (commit);
+    /// [`DoneMark::AlreadyDone`] when another transaction marked it first (roll back: the
+    /// run's effect is that one's); [`DoneMark::NotClaimed`] when there is no claim of it (roll
+    /// back, and claim it again). Waits for another transaction marking the same key, up to the
+    /// store's timeout.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when a statement fails (the transaction is then aborted),
+    /// and the validation errors for a bad key or duration.
+    pub async fn mark_done_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        key: &str,
+        keep_for: Duration,
+    ) -> Result<DoneMark, StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("keep_for", keep_for)?;
+        let marked = sqlx::query(&self.statements.mark_done)
+            .bind(key)
+            .bind(millis(keep_for) as f64)
+            .execute(&mut *conn);
+        let marked = self.bounded(marked).await.map_err(Failure::into_error)?;
+        if marked.rows_affected() == 1 {
+            return Ok(DoneMark::Marked);
+        }
+        let state = sqlx::query_scalar::<_, bool>(&self.statements.state)
+            .bind(key)
+            .fetch_optional(&mut *conn);
+        match self.bounded(state).await.map_err(Failure::into_error)? {
+            Some(true) => Ok(DoneMark::AlreadyDone),
+            _ => Ok(DoneMark::NotClaimed),
+        }
     }
 
     /// The claim statement for `key` with `token`, a won claim written as `won` for
@@ -558,6 +603,17 @@ async fn complete_many(
             calls.iter().map(|_| Cas::Unknown(reason.clone())).collect()
         }
     }
+}
+
+/// What [`PostgresStore::mark_done_in`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoneMark {
+    /// This transaction marked the run done: commit.
+    Marked,
+    /// Another transaction marked it done first: roll back.
+    AlreadyDone,
+    /// Nobody claims the run (its claim lapsed and was removed): roll back and claim it again.
+    NotClaimed,
 }
 
 /// What a won claim writes.
