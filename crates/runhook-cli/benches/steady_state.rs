@@ -27,7 +27,10 @@
 //! Knobs (environment): `RUNHOOK_STEADY_REQUESTS` (60000), `RUNHOOK_STEADY_CONNECTIONS` (32),
 //! `RUNHOOK_STEADY_ROUNDS` (3), `RUNHOOK_STEADY_ONLY` (comma-separated receiver names, e.g.
 //! `sdk,serve_jsonl`; also `ceiling`, a bare axum route that reads the body and answers 200,
-//! the client's ceiling, and `serve_jsonl_w1`, `runhook serve --jsonl --workers 1`),
+//! the client's ceiling, `serve_jsonl_w1`, `runhook serve --jsonl --workers 1`, and the durable
+//! hand-offs on the local servers: `serve_redis_stream`, `--store redis://… --queue
+//! redis-stream`, and `serve_postgres`, `--store postgres://… --queue postgres`, each round in
+//! keys or a schema of its own, removed after),
 //! `RUNHOOK_STEADY_SERVE_ARGS` (extra `runhook serve` flags for every serve receiver). Each
 //! server's pid is printed before its load, for `perf record -p PID` (raise
 //! `RUNHOOK_STEADY_REQUESTS` for a longer load).
@@ -241,7 +244,7 @@ struct Server {
 impl Server {
     fn start(kind: &'static str, round: usize) -> Server {
         let (mut command, jsonl) = match kind {
-            "serve_jsonl" | "serve_jsonl_w1" => {
+            "serve_jsonl" | "serve_jsonl_w1" | "serve_redis_stream" | "serve_postgres" => {
                 let file = std::env::temp_dir().join(format!(
                     "runhook-steady-{}-{round}.jsonl",
                     std::process::id()
@@ -268,6 +271,7 @@ impl Server {
                     } else {
                         &[]
                     })
+                    .args(durable_args(kind, round))
                     .env("RUNHOOK_STEADY_KEY", KEY)
                     .env(
                         "RUST_LOG",
@@ -621,6 +625,59 @@ async fn measure(server: &Server, load: Load) -> Figures {
     }
 }
 
+/// The `serve` flags of a durable hand-off: a Redis stream, or a Postgres queue (in a schema of
+/// the round's own, created at start), on the local servers; none for the other kinds.
+fn durable_args(kind: &str, round: usize) -> Vec<String> {
+    let tag = format!("{}_{round}", std::process::id());
+    let args: Vec<String> = match kind {
+        "serve_redis_stream" => vec![
+            "--store".into(),
+            runhook_testkit::redis_url(),
+            "--queue".into(),
+            "redis-stream".into(),
+            "--redis-prefix".into(),
+            format!("rh_steady_{tag}"),
+        ],
+        "serve_postgres" => vec![
+            "--store".into(),
+            runhook_testkit::postgres_url(),
+            "--postgres-schema".into(),
+            format!("rh_steady_{tag}"),
+            "--migrate".into(),
+            "--queue".into(),
+            "postgres".into(),
+        ],
+        _ => Vec::new(),
+    };
+    args
+}
+
+/// Removes what a durable kind's round left in Redis or PostgreSQL.
+async fn clean_up(kind: &str, round: usize) {
+    let tag = format!("{}_{round}", std::process::id());
+    match kind {
+        "serve_redis_stream" => {
+            let mut conn = runhook_testkit::redis::connection().await;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("rh_steady_{tag}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+        "serve_postgres" => {
+            use runhook::store::sqlx;
+            if let Ok(pool) = sqlx::PgPool::connect(&runhook_testkit::postgres_url()).await {
+                let drop = format!("DROP SCHEMA IF EXISTS rh_steady_{tag} CASCADE");
+                let _ = sqlx::query(&drop).execute(&pool).await;
+            }
+        }
+        _ => {}
+    }
+}
+
 fn median<T>(values: &[T], key: impl Fn(&T) -> f64) -> f64 {
     let mut keys: Vec<f64> = values.iter().map(key).collect();
     keys.sort_by(f64::total_cmp);
@@ -642,6 +699,8 @@ fn orchestrate() {
                     "sdk",
                     "serve_jsonl",
                     "serve_jsonl_w1",
+                    "serve_redis_stream",
+                    "serve_postgres",
                 ]
                 .into_iter()
                 .find(|k| *k == name.trim())
@@ -696,6 +755,7 @@ fn orchestrate() {
                 );
                 results[k].push(figures);
                 server.stop();
+                clean_up(kind, round).await;
             }
         }
     });

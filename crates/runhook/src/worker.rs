@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetters};
@@ -173,7 +174,12 @@ impl WorkerContext {
 
 /// Processes one claimed job, whichever hand-off it came from (see the module docs). The job
 /// is listed in `busy` meanwhile, for a shutdown past its deadline.
-pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>) -> Settled {
+pub(crate) async fn run_job(
+    ctx: &WorkerContext,
+    job: Job,
+    touch: Option<Touch>,
+    slot: Option<OwnedSemaphorePermit>,
+) -> Settled {
     let key = job.key().to_string();
     ctx.busy().insert(
         key.clone(),
@@ -186,6 +192,7 @@ pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, touch: Option<Touch>)
         ctx,
         job,
         touch: touch.as_ref(),
+        slot,
     };
     let outcome = if ctx.unrecorded.contains(&key) {
         // Processed here already; only its completion is missing (see `Worker::complete`).
@@ -218,6 +225,7 @@ pub(crate) async fn dead_letter_job(
         ctx,
         job,
         touch: touch.as_ref(),
+        slot: None,
     };
     match worker.dead_letter(reason, 0).await {
         Ok(settled) => settled,
@@ -285,6 +293,9 @@ struct Worker<'a> {
     ctx: &'a WorkerContext,
     job: Job,
     touch: Option<&'a Touch>,
+    /// The durable hand-offs' worker slot: given back once the handler succeeded, so that the
+    /// reader hands out the next job while the done mark is recorded (a commit's wait).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Worker<'_> {
@@ -446,8 +457,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Records the run as done after its handler succeeded (see [`Worker::record_done`]).
+    /// Records the run as done after its handler succeeded (see [`Worker::record_done`]),
+    /// its worker slot given back first.
     async fn complete(&mut self) -> Result<Settled, LeaseLost> {
+        drop(self.slot.take());
         Ok(self.record_done().await)
     }
 

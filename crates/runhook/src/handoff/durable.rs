@@ -7,6 +7,8 @@ use std::time::SystemTime;
 use runhook_core::payload::RunEvent;
 use runhook_store::{Claim, Fingerprint, StoreError, Token};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::arrival::{Arrival, Next};
 use super::Job;
 use crate::dead_letter::DeadLetterReason;
@@ -37,12 +39,14 @@ pub(crate) enum Carried {
 }
 
 /// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
-/// deliveries past which it is poison, and how to keep it from being taken over while it runs.
+/// deliveries past which it is poison, how to keep it from being taken over while it runs, and
+/// the worker slot it holds (given back once its handler succeeded, or once it is settled).
 pub(crate) struct Settle<'a> {
     pub id: &'a str,
     pub arrival: Arrival,
     pub max_deliveries: u64,
     pub touch: Touch,
+    pub slot: OwnedSemaphorePermit,
 }
 
 /// What the claim check decided for one entry.
@@ -119,7 +123,7 @@ async fn process(ctx: &WorkerContext, entry: ReadBack, token: Token, how: Settle
             let reason = DeadLetterReason::Poison { deliveries };
             dead_letter_job(ctx, job, reason, Some(how.touch)).await
         }
-        _ => run_job(ctx, job, Some(how.touch)).await,
+        _ => run_job(ctx, job, Some(how.touch), Some(how.slot)).await,
     }
 }
 

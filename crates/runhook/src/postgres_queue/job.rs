@@ -39,19 +39,24 @@ pub(super) fn spawn_job(
 async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSemaphorePermit) {
     let id = job.id;
     let next = match job.run {
-        Err((why, salvaged)) => unreadable_job(sh, id, why, salvaged).await,
+        Err((why, salvaged)) => {
+            let next = unreadable_job(sh, id, why, salvaged).await;
+            drop(permit);
+            next
+        }
         Ok(run) => {
             let name = id.to_string();
+            // The permit goes back once the handler succeeded, or once the job is settled.
             let how = Settle {
                 id: &name,
                 arrival,
                 max_deliveries: sh.queue.inner.max_deliveries,
                 touch: touch(sh, id),
+                slot: permit,
             };
             durable::settle(&sh.ctx, run, how).await
         }
     };
-    drop(permit);
     let next = match next {
         Next::AfterParked(ticket) => match ticket.written().await {
             true => Next::Acknowledge,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use redis::Value;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::call::bounded;
 use super::entry::Entry;
@@ -15,12 +16,19 @@ use crate::handoff::durable::{self, Settle};
 use crate::worker::Touch;
 
 /// Checks the claim of a decoded entry, then runs it.
-pub(super) async fn settle(sh: &Shared, id: &str, entry: Entry, arrival: Arrival) -> Next {
+pub(super) async fn settle(
+    sh: &Shared,
+    id: &str,
+    entry: Entry,
+    arrival: Arrival,
+    slot: OwnedSemaphorePermit,
+) -> Next {
     let how = Settle {
         id,
         arrival,
         max_deliveries: sh.queue.inner.max_deliveries,
         touch: touch(&sh.queue, id),
+        slot,
     };
     durable::settle(&sh.ctx, entry, how).await
 }

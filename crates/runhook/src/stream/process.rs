@@ -41,10 +41,14 @@ async fn handle_entry(
     permit: OwnedSemaphorePermit,
 ) {
     let next = match Entry::decode(&entry.map) {
-        Err(malformed) => foreign_entry(sh, &entry.id, &entry.map, malformed).await,
-        Ok(decoded) => settle(sh, &entry.id, decoded, arrival).await,
+        Err(malformed) => {
+            let next = foreign_entry(sh, &entry.id, &entry.map, malformed).await;
+            drop(permit);
+            next
+        }
+        // The permit goes back once the handler succeeded, or once the entry is settled.
+        Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit).await,
     };
-    drop(permit);
     let next = match next {
         Next::AfterParked(ticket) => match ticket.written().await {
             true => Next::Acknowledge,
