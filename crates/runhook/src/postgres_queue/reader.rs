@@ -45,6 +45,10 @@ pub(crate) struct Reader {
     next_scan: Instant,
     next_depth: Instant,
     suspects: VecDeque<Fetched>,
+    /// Fresh jobs fetched ahead of free workers, oldest first.
+    ahead: VecDeque<Fetched>,
+    /// Whether the last fetch came back short (the queue held no more fresh jobs then).
+    drained: bool,
     /// Hears other instances' announcements; made on first use, again after a failure.
     listener: Option<PgListener>,
     /// This queue's announcement payload.
@@ -62,6 +66,8 @@ impl Reader {
             next_scan: now,
             next_depth: now,
             suspects: VecDeque::new(),
+            ahead: VecDeque::new(),
+            drained: true,
             listener: None,
             payload,
         }
@@ -78,7 +84,7 @@ impl Reader {
         announcer.abort();
     }
 
-    /// One turn: a suspect alone, or as many fresh jobs as there are free workers.
+    /// One turn: a suspect alone, or fresh jobs for every free worker (fetched a batch ahead).
     async fn step(&mut self) -> Result<(), Stopped> {
         if let Some(suspect) = self.suspects.pop_front() {
             return self.run_alone(suspect).await;
@@ -89,29 +95,45 @@ impl Reader {
         if !self.suspects.is_empty() || self.sh.stopping() {
             return Ok(());
         }
-        let wanted = permits.len();
-        let fresh = Due::Fresh(self.sh.ctx.lease);
-        let fetched = match self.sh.queue.fetch(fresh, wanted, self.sh.lock).await {
-            Ok(rows) => rows,
-            Err(err) => {
+        if self.ahead.is_empty() {
+            if let Err(err) = self.fetch_ahead(permits.len()).await {
                 tracing::warn!(queue = %self.sh.queue.name(), error = %err, "fetching jobs failed");
                 drop(permits);
                 return self.pause(ERROR_PAUSE).await;
             }
-        };
-        let got = fetched.len();
-        for row in fetched {
-            let Some(permit) = permits.pop() else { break };
-            match Fetched::read(&row) {
-                Ok(job) => spawn_job(&self.sh, job, Arrival::Fresh, permit),
-                Err(err) => {
-                    tracing::error!(queue = %self.sh.queue.name(), error = %err, "a fetched job's row could not be read")
-                }
-            }
+        }
+        // A permit left over goes back to the pool with the rest.
+        while let Some(permit) = permits.pop() {
+            let Some(job) = self.ahead.pop_front() else { break };
+            spawn_job(&self.sh, job, Arrival::Fresh, permit);
         }
         drop(permits);
-        if got < wanted {
+        if self.ahead.is_empty() && self.drained {
             self.wait_for_jobs().await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches up to a read batch of fresh jobs (at least `free` of them), ahead of the
+    /// workers that will run them: a fetch is a commit, and one per free worker would bound
+    /// the workers by the database's commit time. They count as running here from now on (a
+    /// takeover scan skips them; a shutdown ends their locks).
+    async fn fetch_ahead(&mut self, free: usize) -> Result<(), super::PostgresQueueError> {
+        let sh = &self.sh;
+        let wanted = sh.queue.inner.read_batch.max(free);
+        let rows = sh.queue.fetch(Due::Fresh(sh.ctx.lease), wanted, sh.lock).await?;
+        self.drained = rows.len() < wanted;
+        let mut running = lock(&sh.running);
+        for row in rows {
+            match Fetched::read(&row) {
+                Ok(job) => {
+                    running.insert(job.id);
+                    self.ahead.push_back(job);
+                }
+                Err(err) => {
+                    tracing::error!(queue = %sh.queue.name(), error = %err, "a fetched job's row could not be read")
+                }
+            }
         }
         Ok(())
     }

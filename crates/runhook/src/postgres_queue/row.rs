@@ -38,6 +38,8 @@ pub(crate) fn new_job<'a>(
 /// One fetched job: its id, how many times it was handed out, and its run.
 pub(crate) struct Fetched {
     pub id: i64,
+    /// When the fetch handed it out (and, for a fresh job, renewed its claim).
+    pub fetched_at: tokio::time::Instant,
     pub deliveries: u64,
     /// The run, or why it cannot be read and what can be salvaged of it.
     pub run: Result<ReadBack, (Unreadable, Salvaged)>,
@@ -72,6 +74,7 @@ impl Fetched {
         let deliveries: i32 = row.try_get("deliveries")?;
         Ok(Self {
             id,
+            fetched_at: tokio::time::Instant::now(),
             deliveries: u64::try_from(deliveries).unwrap_or(0),
             run: decode(row).map_err(|why| (why, Salvaged::from(row))),
         })
