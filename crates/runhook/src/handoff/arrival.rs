@@ -24,3 +24,17 @@ pub(crate) enum Next {
     /// written, left pending if it never is. The worker is free meanwhile.
     AfterParked(crate::parked::ParkTicket),
 }
+
+impl Next {
+    /// What becomes of the entry once its parked letter, if any, is settled: acknowledged when
+    /// the letter was written, left pending when it never is.
+    pub(crate) async fn after_parked(self) -> Next {
+        match self {
+            Next::AfterParked(ticket) => match ticket.written().await {
+                true => Next::Acknowledge,
+                false => Next::LeavePending,
+            },
+            next => next,
+        }
+    }
+}

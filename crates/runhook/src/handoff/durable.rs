@@ -4,14 +4,18 @@
 
 use std::time::SystemTime;
 
-use runhook_core::payload::RunEvent;
+use runhook_core::payload::{Provider, RunEvent};
 use runhook_store::{Claim, Fingerprint, StoreError, Token};
 
-use tokio::sync::OwnedSemaphorePermit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::arrival::{Arrival, Next};
-use super::Job;
-use crate::dead_letter::DeadLetterReason;
+use super::{DrainEnd, Job, ShutdownReport};
+use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::stats::Counters;
 use crate::worker::{dead_letter_job, run_job, Settled, Touch, WorkerContext};
 
@@ -138,4 +142,82 @@ pub(crate) fn default_consumer() -> String {
         .unwrap_or_else(|| "host".into());
     let tag: u32 = rand::rng().random();
     format!("{host}-{}-{tag:08x}", std::process::id())
+}
+
+/// What a durable hand-off's shutdown stops: its reader, its entries' tasks, and the flag and
+/// signal they watch.
+pub(crate) struct Running<'a> {
+    pub ctx: &'a WorkerContext,
+    pub stop: &'a AtomicBool,
+    pub stopped: &'a Notify,
+    pub reader: &'a Mutex<Option<JoinHandle<()>>>,
+    pub tasks: &'a Mutex<JoinSet<()>>,
+}
+
+/// Stops the reader, lets running handlers finish until `end`, then stops them and releases
+/// their claims; their entries stay in the hand-off for another instance (`left_pending`).
+/// Parked dead letters are written past the sink's budget meanwhile where the sink allows;
+/// those it cannot take are released and left pending too.
+pub(crate) async fn stop(running: Running<'_>, mut end: DrainEnd<'_>) -> ShutdownReport {
+    let ctx = running.ctx;
+    ctx.parked.close();
+    running.stop.store(true, Ordering::Release);
+    running.stopped.notify_one();
+    let reader = lock(running.reader).take();
+    if let Some(mut reader) = reader {
+        if !end.run(&mut reader).await {
+            reader.abort();
+            let _ = reader.await;
+        }
+    }
+    let mut tasks = std::mem::take(&mut *lock(running.tasks));
+    let drained = end
+        .run(async { while tasks.join_next().await.is_some() {} })
+        .await;
+    let mut report = ShutdownReport::default();
+    if !drained {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        for job in ctx.stop_busy() {
+            ctx.release(&job).await;
+            report.left_pending.push(job.key().to_string());
+        }
+    }
+    for job in ctx.parked.stop().await {
+        ctx.release(&job).await;
+        report.left_pending.push(job.key().to_string());
+    }
+    report
+}
+
+/// What can be read of an entry (or a job) that does not decode: kept in its dead letter.
+pub(crate) struct Salvaged {
+    pub provider: Option<Provider>,
+    pub key: Option<String>,
+    pub run_id: Option<String>,
+    pub body: bytes::Bytes,
+}
+
+impl Salvaged {
+    /// The dead letter of the entry `id` runhook cannot read (`malformed_entry`), received now
+    /// as far as anyone can tell, with no headers.
+    pub(crate) fn letter(self, id: String) -> DeadLetter {
+        DeadLetter {
+            provider: self.provider,
+            dedup_key: self.key,
+            run_id: self.run_id,
+            reason: DeadLetterReason::MalformedEntry { id },
+            attempts: 0,
+            received_at: SystemTime::now(),
+            headers: Vec::new(),
+            body: self.body,
+            source: runhook_core::payload::EventSource::Webhook,
+            truncated: None,
+        }
+    }
+}
+
+/// A lock that a panicked holder did not spoil (the data is a set or a task list).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -4,13 +4,11 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::row::{Fetched, Salvaged, Unreadable};
 use super::workers::{lock, Shared};
-use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::handler::BoxFuture;
 use crate::handoff::arrival::{Arrival, Next};
 use crate::handoff::durable::{self, Carried, Settle};
@@ -66,13 +64,7 @@ async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSe
             durable::settle(&sh.ctx, run, how).await
         }
     };
-    let next = match next {
-        Next::AfterParked(ticket) => match ticket.written().await {
-            true => Next::Acknowledge,
-            false => Next::LeavePending,
-        },
-        next => next,
-    };
+    let next = next.after_parked().await;
     match next {
         Next::Acknowledge => {
             sh.queue.ack(id).await;
@@ -98,18 +90,7 @@ fn touch(sh: &Shared, id: i64) -> Touch {
 /// the letter cannot be written, the job stays and is tried again when its lock lapses.
 async fn unreadable_job(sh: &Shared, id: i64, why: Unreadable, salvaged: Salvaged) -> Next {
     tracing::error!(queue = %sh.queue.name(), id, %why, "a job runhook cannot read; dead-lettering it");
-    let letter = DeadLetter {
-        provider: salvaged.provider,
-        dedup_key: salvaged.key,
-        run_id: salvaged.run_id,
-        reason: DeadLetterReason::MalformedEntry { id: id.to_string() },
-        attempts: 0,
-        received_at: SystemTime::now(),
-        headers: Vec::new(),
-        body: salvaged.body,
-        source: runhook_core::payload::EventSource::Webhook,
-        truncated: None,
-    };
+    let letter = salvaged.letter(id.to_string());
     if sh.ctx.dead_letters.put(letter).await.is_err() {
         return Next::LeavePending;
     }

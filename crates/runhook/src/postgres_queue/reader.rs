@@ -104,7 +104,9 @@ impl Reader {
         }
         // A permit left over goes back to the pool with the rest.
         while let Some(permit) = permits.pop() {
-            let Some(job) = self.ahead.pop_front() else { break };
+            let Some(job) = self.ahead.pop_front() else {
+                break;
+            };
             spawn_job(&self.sh, job, Arrival::Fresh, permit);
         }
         drop(permits);
@@ -121,7 +123,10 @@ impl Reader {
     async fn fetch_ahead(&mut self, free: usize) -> Result<(), super::PostgresQueueError> {
         let sh = &self.sh;
         let wanted = sh.queue.inner.read_batch.max(free);
-        let rows = sh.queue.fetch(Due::Fresh(sh.ctx.lease), wanted, sh.lock).await?;
+        let rows = sh
+            .queue
+            .fetch(Due::Fresh(sh.ctx.lease), wanted, sh.lock)
+            .await?;
         self.drained = rows.len() < wanted;
         let mut running = lock(&sh.running);
         for row in rows {

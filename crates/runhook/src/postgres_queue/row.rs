@@ -59,13 +59,7 @@ pub(crate) enum Unreadable {
     OtherRun,
 }
 
-/// What can be read of a job that does not decode, for its dead letter.
-pub(crate) struct Salvaged {
-    pub provider: Option<Provider>,
-    pub key: Option<String>,
-    pub run_id: Option<String>,
-    pub body: Bytes,
-}
+pub(crate) use crate::handoff::durable::Salvaged;
 
 impl Fetched {
     /// Reads a row of the fetch statements.
@@ -76,7 +70,7 @@ impl Fetched {
             id,
             fetched_at: tokio::time::Instant::now(),
             deliveries: u64::try_from(deliveries).unwrap_or(0),
-            run: decode(row).map_err(|why| (why, Salvaged::from(row))),
+            run: decode(row).map_err(|why| (why, Salvaged::from_row(row))),
         })
     }
 }
@@ -136,7 +130,7 @@ fn decode(row: &PgRow) -> Result<ReadBack, Unreadable> {
 
 impl Salvaged {
     /// What can be read of `row`.
-    pub(crate) fn from(row: &PgRow) -> Self {
+    pub(crate) fn from_row(row: &PgRow) -> Self {
         Self {
             provider: row
                 .try_get::<String, _>("provider")

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use runhook_core::payload::RunEvent;
@@ -14,6 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::queue::PostgresQueue;
 use super::reader::Reader;
 use super::row::new_job;
+use crate::handoff::durable;
 use crate::handoff::{DrainEnd, ShutdownReport};
 use crate::worker::WorkerContext;
 
@@ -74,10 +75,7 @@ impl Shared {
     }
 }
 
-/// A lock that a panicked holder did not spoil (the data is a set or a task list).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::handoff::durable::lock;
 
 /// The reader and workers of one receiver on its queue.
 pub(crate) struct PostgresWorkers {
@@ -191,39 +189,19 @@ impl PostgresWorkers {
         self.shared.depth.load(Ordering::Relaxed)
     }
 
-    /// Stops the reader, lets running handlers finish until `deadline`, then stops them,
-    /// releases their claims and ends their jobs' locks, so that another instance takes them
-    /// over at its next scan. Parked dead letters are written past the sink's budget
-    /// meanwhile where the sink allows; those it cannot take stay in the queue too.
-    pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
+    /// Stops the reader, lets running handlers finish until `end`, then stops them,
+    /// releases their claims and ends their jobs' locks (and those of jobs fetched ahead), so
+    /// that another instance takes them over at its next scan ([`durable::stop`]).
+    pub async fn shutdown(&self, end: DrainEnd<'_>) -> ShutdownReport {
         let sh = &self.shared;
-        sh.ctx.parked.close();
-        sh.stop.store(true, Ordering::Release);
-        sh.stopped.notify_one();
-        let reader = lock(&self.reader).take();
-        if let Some(mut reader) = reader {
-            if !end.run(&mut reader).await {
-                reader.abort();
-                let _ = reader.await;
-            }
-        }
-        let mut tasks = std::mem::take(&mut *lock(&sh.tasks));
-        let drained = end
-            .run(async { while tasks.join_next().await.is_some() {} })
-            .await;
-        let mut report = ShutdownReport::default();
-        if !drained {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            for job in sh.ctx.stop_busy() {
-                sh.ctx.release(&job).await;
-                report.left_pending.push(job.key().to_string());
-            }
-        }
-        for job in sh.ctx.parked.stop().await {
-            sh.ctx.release(&job).await;
-            report.left_pending.push(job.key().to_string());
-        }
+        let running = durable::Running {
+            ctx: &sh.ctx,
+            stop: &sh.stop,
+            stopped: &sh.stopped,
+            reader: &self.reader,
+            tasks: &sh.tasks,
+        };
+        let report = durable::stop(running, end).await;
         let unfinished: Vec<i64> = lock(&sh.running).drain().collect();
         sh.queue.lapse(&unfinished).await;
         report

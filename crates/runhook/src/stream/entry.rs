@@ -157,17 +157,11 @@ impl Entry {
     }
 }
 
-/// What can be read of an entry that does not decode, for its dead letter.
-pub(crate) struct Salvaged {
-    pub provider: Option<Provider>,
-    pub key: Option<String>,
-    pub run_id: Option<String>,
-    pub body: Bytes,
-}
+pub(crate) use crate::handoff::durable::Salvaged;
 
 impl Salvaged {
     /// Whatever of the entry's provider, key, run id and body can be read.
-    pub(crate) fn from(map: &HashMap<String, Value>) -> Self {
+    pub(crate) fn from_entry(map: &HashMap<String, Value>) -> Self {
         let fields = Fields(map);
         let text = |name| fields.text(name).ok().filter(|t| !t.is_empty());
         Self {
@@ -378,7 +372,7 @@ mod tests {
         let mut map = HashMap::new();
         map.insert(field::KEY.to_string(), Value::BulkString(b"k".to_vec()));
         map.insert(field::RUN_ID.to_string(), Value::BulkString(Vec::new()));
-        let salvaged = Salvaged::from(&map);
+        let salvaged = Salvaged::from_entry(&map);
         assert_eq!(salvaged.key.as_deref(), Some("k"));
         assert_eq!(salvaged.run_id, None);
         assert_eq!(salvaged.provider, None);

@@ -2,13 +2,11 @@
 //! it.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use redis::Value;
 
 use super::entry::{Malformed, Salvaged};
 use super::shared::Shared;
-use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::handoff::arrival::Next;
 
 /// An entry runhook did not write (or cannot read): dead-lettered whole, then acknowledged.
@@ -20,19 +18,7 @@ pub(super) async fn foreign_entry(
     why: Malformed,
 ) -> Next {
     tracing::error!(stream = %sh.queue.stream_key(), %id, %why, "a stream entry runhook cannot read; dead-lettering it");
-    let salvaged = Salvaged::from(map);
-    let letter = DeadLetter {
-        provider: salvaged.provider,
-        dedup_key: salvaged.key,
-        run_id: salvaged.run_id,
-        reason: DeadLetterReason::MalformedEntry { id: id.to_string() },
-        attempts: 0,
-        received_at: SystemTime::now(),
-        headers: Vec::new(),
-        body: salvaged.body,
-        source: runhook_core::payload::EventSource::Webhook,
-        truncated: None,
-    };
+    let letter = Salvaged::from_entry(map).letter(id.to_string());
     if sh.ctx.dead_letters.put(letter).await.is_err() {
         // Counted and logged by the writer; the entry stays pending and is tried again later.
         return Next::LeavePending;

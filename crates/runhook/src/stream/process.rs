@@ -49,13 +49,7 @@ async fn handle_entry(
         // The permit goes back once the handler succeeded, or once the entry is settled.
         Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit).await,
     };
-    let next = match next {
-        Next::AfterParked(ticket) => match ticket.written().await {
-            true => Next::Acknowledge,
-            false => Next::LeavePending,
-        },
-        next => next,
-    };
+    let next = next.after_parked().await;
     match next {
         Next::Acknowledge => sh.queue.ack(&entry.id).await,
         Next::LeavePending | Next::AfterParked(_) => {

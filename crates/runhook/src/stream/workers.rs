@@ -12,7 +12,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::entry::NewEntry;
 use super::queue::{AddRefused, DuplicateAdded, RedisStreamQueue};
 use super::reader::Reader;
-use super::shared::{lock, Shared};
+use super::shared::Shared;
+use crate::handoff::durable;
 use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport};
 use crate::worker::WorkerContext;
 
@@ -131,39 +132,19 @@ impl StreamWorkers {
         self.shared.depth.load(Ordering::Relaxed)
     }
 
-    /// Stops the reader, lets running handlers finish until `deadline`, then stops them and
-    /// releases their claims; their entries stay pending for another instance. Parked dead
-    /// letters are written past the sink's budget meanwhile where the sink allows; those it
-    /// cannot take stay pending too.
-    pub async fn shutdown(&self, mut end: DrainEnd<'_>) -> ShutdownReport {
+    /// Stops the reader, lets running handlers finish until `end`, then stops them and
+    /// releases their claims; their entries stay pending for another instance
+    /// ([`durable::stop`]). The consumer then leaves the group if it holds nothing.
+    pub async fn shutdown(&self, end: DrainEnd<'_>) -> ShutdownReport {
         let sh = &self.shared;
-        sh.ctx.parked.close();
-        sh.stop.store(true, Ordering::Release);
-        sh.stopped.notify_one();
-        let reader = lock(&self.reader).take();
-        if let Some(mut reader) = reader {
-            if !end.run(&mut reader).await {
-                reader.abort();
-                let _ = reader.await;
-            }
-        }
-        let mut tasks = std::mem::take(&mut *lock(&sh.tasks));
-        let drained = end
-            .run(async { while tasks.join_next().await.is_some() {} })
-            .await;
-        let mut report = ShutdownReport::default();
-        if !drained {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            for job in sh.ctx.stop_busy() {
-                sh.ctx.release(&job).await;
-                report.left_pending.push(job.key().to_string());
-            }
-        }
-        for job in sh.ctx.parked.stop().await {
-            sh.ctx.release(&job).await;
-            report.left_pending.push(job.key().to_string());
-        }
+        let running = durable::Running {
+            ctx: &sh.ctx,
+            stop: &sh.stop,
+            stopped: &sh.stopped,
+            reader: &self.reader,
+            tasks: &sh.tasks,
+        };
+        let report = durable::stop(running, end).await;
         sh.queue.forget_consumer_if_idle().await;
         report
     }
