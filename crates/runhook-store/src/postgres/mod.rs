@@ -143,13 +143,11 @@ impl PostgresStoreBuilder {
                 .map_err(|e: sqlx::Error| StoreError::InvalidConfig {
                     reason: format!("Postgres URL: {e}"),
                 })?;
-        // No ping before each use (sqlx's default): it costs a round trip per statement, and
-        // every call is bounded and retried by its caller anyway; a broken connection fails
-        // its statement and is dropped from the pool.
+        // sqlx's ping before each use stays: it is also what sends the rollback of a
+        // transaction dropped without one (the inbox's), before its connection is used again.
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.timeout)
-            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(unavailable)?;

@@ -221,9 +221,11 @@ async fn a_claim_in_a_transaction_is_the_runs_until_commit_and_gone_on_rollback(
         "{:?}",
         started.elapsed()
     );
-    drop(second);
-    // Rolled back: the run is claimable at once (no lease to wait out).
-    drop(first);
+    second.rollback().await.unwrap();
+    // Rolled back: the run is claimable at once (no lease to wait out). (A transaction
+    // dropped without a rollback is rolled back when sqlx next uses its connection: a test
+    // that began the next one at once would race it.)
+    first.rollback().await.unwrap();
     let mut third = store.pool().begin().await.unwrap();
     assert!(store
         .claim_in(&mut third, "run-1", fp("body"), KEEP)
