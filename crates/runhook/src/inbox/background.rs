@@ -106,8 +106,15 @@ impl<H: InboxHandler> Handler for InTransaction<H> {
         let (store, handler, keep_for) = (self.store.clone(), self.handler.clone(), self.keep_for);
         Box::pin(async move {
             let mut tx = store.pool().begin().await?;
-            // An error (or a panic) drops the transaction: everything rolls back.
-            handler.handle(event.clone(), &mut tx).await?;
+            // An error rolls everything back at once (so that the retry does not wait on the
+            // attempt's locks); a panic drops the transaction, rolled back as sqlx reuses its
+            // connection.
+            if let Err(err) = handler.handle(event.clone(), &mut tx).await {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(error = %rollback, "rolling back a failed attempt failed; the connection is dropped with it");
+                }
+                return Err(err);
+            }
             match store
                 .mark_done_in(&mut tx, &event.dedup_key, keep_for)
                 .await?
