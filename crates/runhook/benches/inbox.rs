@@ -10,8 +10,6 @@
 //! (`RUNHOOK_BENCH_REQUESTS`, default 4000 per round; `RUNHOOK_BENCH_ROUNDS`, 3;
 //! `RUNHOOK_TEST_POSTGRES_URL`, default the local server).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::http::StatusCode;
 use axum::routing::post;
 use runhook::inbox::{Inbox, InboxLayer};
@@ -21,7 +19,7 @@ use runhook::{Receiver, Secret};
 
 mod support;
 
-use support::pgbench::{pgbench_script, run_pgbench};
+use support::pgbench::{bench_schema, pgbench_script, run_pgbench};
 use support::{compact_body, deliveries, env_count, load, median, serve, CONCURRENCY, KEY};
 
 fn main() {
@@ -29,11 +27,7 @@ fn main() {
     let rounds = env_count("RUNHOOK_BENCH_ROUNDS", 3);
     let url = runhook_testkit::postgres_url();
     let compact = compact_body();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("rh_bench_{}_{nanos}", std::process::id());
+    let schema = bench_schema();
     println!(
         "body: {} bytes; {requests} deliveries per round, {rounds} rounds, {CONCURRENCY} clients; PostgreSQL at {url}, schema {schema}",
         compact.len()

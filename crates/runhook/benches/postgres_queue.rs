@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use runhook::payload::{Provider, RunEvent};
 use runhook::postgres_queue::PostgresQueue;
@@ -24,7 +24,7 @@ use runhook::{Receiver, Secret, SkyvernSignature};
 
 mod support;
 
-use support::pgbench::{pgbench_script, run_pgbench};
+use support::pgbench::{bench_schema, pgbench_script, run_pgbench};
 use support::{compact_body, deliveries, env_count, load, median, serve, CONCURRENCY, KEY};
 
 /// What the handler saw: runs processed, and when the last one was.
@@ -40,11 +40,7 @@ fn main() {
     let workers = env_count("RUNHOOK_BENCH_WORKERS", 16);
     let url = runhook_testkit::postgres_url();
     let compact = compact_body();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("rh_bench_{}_{nanos}", std::process::id());
+    let schema = bench_schema();
     println!(
         "body: {} bytes; {requests} distinct runs per round, {rounds} rounds, {CONCURRENCY} clients, {workers} workers; PostgreSQL at {url}, schema {schema}",
         compact.len()

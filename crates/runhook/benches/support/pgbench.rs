@@ -3,7 +3,18 @@
 
 use std::process::Command;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::CONCURRENCY;
+
+/// A schema name of this run's own, for its tables (dropped at its end).
+pub fn bench_schema() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("rh_bench_{}_{nanos}", std::process::id())
+}
 
 /// A pgbench script inserting `body` once per transaction, written to a temporary file.
 pub fn pgbench_script(schema: &str, body: &str) -> std::path::PathBuf {

@@ -28,6 +28,23 @@ pub struct RedriveReport {
     pub kept: Vec<(Option<String>, String)>,
 }
 
+impl RedriveReport {
+    /// Whether a redrive of `keys` (every letter when empty) moves `record` now: `false` when
+    /// it is not one of `keys`, or when it cannot be redriven (then it is reported kept, with
+    /// why).
+    pub(crate) fn takes(&mut self, record: &DeadLetterRecord, keys: &[String]) -> bool {
+        let key = record.dedup_key.as_ref();
+        if !keys.is_empty() && !key.is_some_and(|k| keys.contains(k)) {
+            return false;
+        }
+        if let Some(why) = record.not_redrivable() {
+            self.kept.push((key.cloned(), why.into()));
+            return false;
+        }
+        true
+    }
+}
+
 /// Runs `handler` on each letter of the dead-letter file at `path` whose dedup key is in
 /// `keys` (every letter when `keys` is empty), and rewrites the file, atomically, without the
 /// letters that succeeded. With a `store`, each run is claimed first, so that a run processed
@@ -47,7 +64,6 @@ pub async fn redrive_file(
     store: Option<Arc<dyn IdempotencyStore>>,
 ) -> Result<RedriveReport, std::io::Error> {
     let text = read_locked(path).await?;
-    let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
     let mut report = RedriveReport::default();
     let mut done_lines: HashSet<String> = HashSet::new();
     for (line, record) in text
@@ -55,14 +71,10 @@ pub async fn redrive_file(
         .filter(|l| !l.trim().is_empty())
         .zip(parse_lines(&text)?)
     {
+        if !report.takes(&record, keys) {
+            continue;
+        }
         let key = record.dedup_key.clone();
-        if !wanted.is_empty() && !key.as_deref().is_some_and(|k| wanted.contains(k)) {
-            continue;
-        }
-        if let Some(why) = record.not_redrivable() {
-            report.kept.push((key, why.into()));
-            continue;
-        }
         match redrive_one(&record, handler.as_ref(), store.as_deref()).await {
             Ok(Redriven::Processed) => {
                 report.redriven.push(key.unwrap_or_default());

@@ -36,10 +36,14 @@ pub(crate) enum Carried {
     Nothing,
     /// The receive path's token, proven by renewing it before the run starts.
     Token(Token),
-    /// The receive path's token, renewed already by the read that handed the entry out (the
-    /// Postgres fetch): this worker holds the run.
+    /// The receive path's token, renewed at `at` by the read that handed the entry out (the
+    /// Postgres fetch): this worker holds the run, unless it waited past a third of the lease
+    /// since (then the token is renewed again, as any other).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Renewed(Token),
+    Renewed {
+        token: Token,
+        at: tokio::time::Instant,
+    },
 }
 
 /// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
@@ -84,8 +88,10 @@ pub(crate) async fn settle(ctx: &WorkerContext, entry: ReadBack, how: Settle<'_>
 async fn check_claim(ctx: &WorkerContext, id: &str, entry: &ReadBack, arrival: Arrival) -> Check {
     let key = &entry.event.dedup_key;
     let token = match (arrival, entry.claim) {
-        (Arrival::Fresh, Carried::Renewed(token)) => return Check::Process(token),
-        (Arrival::Fresh, Carried::Token(token)) => Some(token),
+        (Arrival::Fresh, Carried::Renewed { token, at }) if at.elapsed() < ctx.lease / 3 => {
+            return Check::Process(token)
+        }
+        (Arrival::Fresh, Carried::Renewed { token, .. } | Carried::Token(token)) => Some(token),
         _ => None,
     };
     if let Some(token) = token {

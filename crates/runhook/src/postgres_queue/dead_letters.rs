@@ -120,14 +120,10 @@ pub(super) async fn redrive(
     let mut report = RedriveReport::default();
     let mut moved_any = false;
     for letter in letters {
+        if !report.takes(&letter.record, keys) {
+            continue;
+        }
         let key = letter.record.dedup_key.clone();
-        if !keys.is_empty() && !key.as_ref().is_some_and(|k| keys.contains(k)) {
-            continue;
-        }
-        if let Some(why) = letter.record.not_redrivable() {
-            report.kept.push((key, why.into()));
-            continue;
-        }
         let (Some(provider), Some(dedup_key), Ok(body)) = (
             letter.record.provider.as_deref(),
             key.as_deref(),

@@ -11,25 +11,16 @@ use super::row::{Fetched, Salvaged, Unreadable};
 use super::workers::{lock, Shared};
 use crate::handler::BoxFuture;
 use crate::handoff::arrival::{Arrival, Next};
-use crate::handoff::durable::{self, Carried, Settle};
+use crate::handoff::durable::{self, Settle};
 use crate::worker::Touch;
 
-/// Handles `job` on a task of its own, holding a worker's `permit` until it is settled. A job
-/// that waited for its worker longer than a third of the lease since its fetch renewed its
-/// claim renews it again first.
+/// Handles `job` on a task of its own, holding a worker's `permit` until it is settled.
 pub(super) fn spawn_job(
     sh: &Arc<Shared>,
-    mut job: Fetched,
+    job: Fetched,
     arrival: Arrival,
     permit: OwnedSemaphorePermit,
 ) {
-    if job.fetched_at.elapsed() >= sh.ctx.lease / 3 {
-        if let Ok(run) = &mut job.run {
-            if let Carried::Renewed(token) = run.claim {
-                run.claim = Carried::Token(token);
-            }
-        }
-    }
     lock(&sh.running).insert(job.id);
     let task_shared = sh.clone();
     lock(&sh.tasks).spawn(async move {

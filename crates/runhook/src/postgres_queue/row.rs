@@ -38,8 +38,6 @@ pub(crate) fn new_job<'a>(
 /// One fetched job: its id, how many times it was handed out, and its run.
 pub(crate) struct Fetched {
     pub id: i64,
-    /// When the fetch handed it out (and, for a fresh job, renewed its claim).
-    pub fetched_at: tokio::time::Instant,
     pub deliveries: u64,
     /// The run, or why it cannot be read and what can be salvaged of it.
     pub run: Result<ReadBack, (Unreadable, Salvaged)>,
@@ -68,7 +66,6 @@ impl Fetched {
         let deliveries: i32 = row.try_get("deliveries")?;
         Ok(Self {
             id,
-            fetched_at: tokio::time::Instant::now(),
             deliveries: u64::try_from(deliveries).unwrap_or(0),
             run: decode(row).map_err(|why| (why, Salvaged::from_row(row))),
         })
@@ -95,7 +92,10 @@ fn decode(row: &PgRow) -> Result<ReadBack, Unreadable> {
     let claim = match (token, row.try_get::<bool, _>("held").unwrap_or(false)) {
         (None, _) => Carried::Nothing,
         (Some(token), false) => Carried::Token(token),
-        (Some(token), true) => Carried::Renewed(token),
+        (Some(token), true) => Carried::Renewed {
+            token,
+            at: tokio::time::Instant::now(),
+        },
     };
     let body: Vec<u8> = row
         .try_get("body")

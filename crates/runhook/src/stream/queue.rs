@@ -227,14 +227,10 @@ impl RedisStreamQueue {
         let letters = self.dead_letters().list().await?;
         let mut report = RedriveReport::default();
         for letter in letters {
+            if !report.takes(&letter.record, keys) {
+                continue;
+            }
             let key = letter.record.dedup_key.clone();
-            if !keys.is_empty() && !key.as_ref().is_some_and(|k| keys.contains(k)) {
-                continue;
-            }
-            if let Some(why) = letter.record.not_redrivable() {
-                report.kept.push((key, why.into()));
-                continue;
-            }
             let mut conn = self.inner.conn.clone();
             let mut invocation = REDRIVE_SCRIPT.key(&self.inner.dead_key);
             invocation.key(&self.inner.key).arg(&letter.id);
