@@ -293,8 +293,8 @@ struct Worker<'a> {
     ctx: &'a WorkerContext,
     job: Job,
     touch: Option<&'a Touch>,
-    /// The durable hand-offs' worker slot: given back once the handler succeeded, so that the
-    /// reader hands out the next job while the done mark is recorded (a commit's wait).
+    /// The durable hand-offs' worker slot, held until the job is settled.
+    #[allow(dead_code)] // held for its drop
     slot: Option<OwnedSemaphorePermit>,
 }
 
@@ -457,10 +457,11 @@ impl Worker<'_> {
         }
     }
 
-    /// Records the run as done after its handler succeeded (see [`Worker::record_done`]),
-    /// its worker slot given back first.
+    /// Records the run as done after its handler succeeded (see [`Worker::record_done`]).
+    /// The worker slot is held until then: a suspect that runs alone (all slots) must never
+    /// start while another run's completion is unrecorded, or its crash would run that one
+    /// again.
     async fn complete(&mut self) -> Result<Settled, LeaseLost> {
-        drop(self.slot.take());
         Ok(self.record_done().await)
     }
 

@@ -48,7 +48,7 @@ pub(crate) enum Carried {
 
 /// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
 /// deliveries past which it is poison, how to keep it from being taken over while it runs, and
-/// the worker slot it holds (given back once its handler succeeded, or once it is settled).
+/// the worker slot it holds until it is settled.
 pub(crate) struct Settle<'a> {
     pub id: &'a str,
     pub arrival: Arrival,

@@ -44,7 +44,7 @@ async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSe
         }
         Ok(run) => {
             let name = id.to_string();
-            // The permit goes back once the handler succeeded, or once the job is settled.
+            // The permit goes back once the job is settled.
             let how = Settle {
                 id: &name,
                 arrival,

@@ -46,7 +46,7 @@ async fn handle_entry(
             drop(permit);
             next
         }
-        // The permit goes back once the handler succeeded, or once the entry is settled.
+        // The permit goes back once the entry is settled.
         Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit).await,
     };
     let next = next.after_parked().await;
