@@ -64,7 +64,10 @@ fn migrate_applies_once_and_serve_refuses_an_unmigrated_schema() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert_eq!(
         text(&first.stdout),
-        format!("applied migration 1 to schema {schema}\napplied migration 2 to schema {schema}\n")
+        format!(
+            "applied migration 1 to schema {schema}\napplied migration 2 to schema {schema}\n\
+             applied migration 3 to schema {schema}\n"
+        )
     );
     let again = runhook(&["migrate", "--store", &url, "--postgres-schema", &schema]);
     assert_eq!(

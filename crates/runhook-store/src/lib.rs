@@ -83,7 +83,7 @@ pub use memory::{MemoryStats, MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{
-    BacklogCheck, Batcher, ClaimEnqueued, DoneMark, Migrations, NewJob, PostgresStore,
+    BacklogCheck, Batcher, ClaimEnqueued, DoneMark, Migrations, NewJob, Pickup, PostgresStore,
     PostgresStoreBuilder, DEFAULT_SCHEMA,
 };
 #[cfg(feature = "redis")]

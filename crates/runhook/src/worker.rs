@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use runhook_core::payload::RunEvent;
-use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError};
+use runhook_store::{Claim, Fingerprint, IdempotencyStore, StoreError, Token};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -29,6 +29,23 @@ use crate::unrecorded::Unrecorded;
 /// hear that the job is still alive (the Redis stream resets its entry's idle time, so that
 /// the entry is not taken over while its handler runs or backs off).
 pub(crate) type Touch = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Writes a processed run's done mark (key, token, how long to keep it) in place of the
+/// store's `complete`, for a hand-off that settles its entry in the same write (the Postgres
+/// queue deletes its job with the mark).
+pub(crate) type RecordDone = Arc<
+    dyn Fn(String, Token, Duration) -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync,
+>;
+
+/// What a durable hand-off gives the worker of one of its entries.
+pub(crate) struct Durable {
+    /// Keeps the entry from being taken over while its run is processed.
+    pub touch: Touch,
+    /// The worker slot, held until the entry is settled.
+    pub slot: OwnedSemaphorePermit,
+    /// How the done mark is written, when not by the store's `complete`.
+    pub record: Option<RecordDone>,
+}
 
 /// How a worker let go of a job.
 pub(crate) enum Settled {
@@ -174,12 +191,15 @@ impl WorkerContext {
 
 /// Processes one claimed job, whichever hand-off it came from (see the module docs). The job
 /// is listed in `busy` meanwhile, for a shutdown past its deadline.
-pub(crate) async fn run_job(
-    ctx: &WorkerContext,
-    job: Job,
-    touch: Option<Touch>,
-    slot: Option<OwnedSemaphorePermit>,
-) -> Settled {
+pub(crate) async fn run_job(ctx: &WorkerContext, job: Job, durable: Option<Durable>) -> Settled {
+    let (touch, slot, record) = match durable {
+        Some(Durable {
+            touch,
+            slot,
+            record,
+        }) => (Some(touch), Some(slot), record),
+        None => (None, None, None),
+    };
     let key = job.key().to_string();
     ctx.busy().insert(
         key.clone(),
@@ -193,6 +213,7 @@ pub(crate) async fn run_job(
         job,
         touch: touch.as_ref(),
         slot,
+        record,
     };
     let outcome = if ctx.unrecorded.contains(&key) {
         // Processed here already; only its completion is missing (see `Worker::complete`).
@@ -226,6 +247,7 @@ pub(crate) async fn dead_letter_job(
         job,
         touch: touch.as_ref(),
         slot: None,
+        record: None,
     };
     match worker.dead_letter(reason, 0).await {
         Ok(settled) => settled,
@@ -296,6 +318,8 @@ struct Worker<'a> {
     /// The durable hand-offs' worker slot, held until the job is settled.
     #[allow(dead_code)] // held for its drop
     slot: Option<OwnedSemaphorePermit>,
+    /// Writes the done mark in place of the store's `complete`.
+    record: Option<RecordDone>,
 }
 
 impl Worker<'_> {
@@ -478,10 +502,14 @@ impl Worker<'_> {
         let mut pause = COMPLETE_RETRY_FIRST;
         let mut unrecorded = false;
         loop {
-            let recorded = ctx
-                .store
-                .complete(&key, &self.job.token, ctx.keep_for)
-                .await;
+            let recorded = match &self.record {
+                Some(record) => record(key.clone(), self.job.token, ctx.keep_for).await,
+                None => {
+                    (ctx.store)
+                        .complete(&key, &self.job.token, ctx.keep_for)
+                        .await
+                }
+            };
             let err = match recorded {
                 Ok(()) => break,
                 Err(StoreError::NotHolder) => match self.claim_again_to_complete().await {

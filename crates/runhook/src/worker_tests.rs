@@ -125,7 +125,7 @@ async fn a_hint_longer_than_the_backoff_delays_the_next_attempt_with_the_claim_h
     .await;
     let job = s.job.clone();
     let worker = tokio::spawn(async move {
-        let settled = run_job(&s.ctx, s.job, None, None).await;
+        let settled = run_job(&s.ctx, s.job, None).await;
         (settled, s.ctx)
     });
     // Four leases into the hint, the run is still held by the waiting worker.
@@ -162,7 +162,7 @@ async fn a_hint_shorter_than_the_backoff_leaves_the_backoff() {
     )
     .await;
     assert!(matches!(
-        run_job(&s.ctx, s.job, None, None).await,
+        run_job(&s.ctx, s.job, None).await,
         Settled::Processed
     ));
     let seen = seen.lock().unwrap().clone();
@@ -185,7 +185,7 @@ async fn hinted_failures_end_in_the_dead_letters_and_release_the_claim() {
     .await;
     let job = s.job.clone();
     assert!(matches!(
-        run_job(&s.ctx, s.job, None, None).await,
+        run_job(&s.ctx, s.job, None).await,
         Settled::DeadLettered
     ));
     let seen = seen.lock().unwrap().clone();

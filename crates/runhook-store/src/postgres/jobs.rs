@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use sqlx::Row as _;
-
-use sqlx::PgPool;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row as _};
 
 use super::{
-    bounded, claim_answer, millis, unavailable, Failure, PostgresStore, CLAIM_RETURNING,
+    bounded, claim_of, millis, unavailable, Failure, Holder, PostgresStore, CLAIM_RETURNING,
     CLAIM_UPDATE,
 };
 use crate::{check_duration, check_key, Claim, Fingerprint, StoreError, Token};
@@ -31,13 +30,54 @@ pub struct NewJob<'a> {
     pub headers_json: &'a str,
     /// How the run reached the receiver (`webhook`, `reconciled`, ...).
     pub source: &'a str,
+    /// Who may take the job: any instance's fetch, or the enqueuing instance at once.
+    pub pickup: Pickup<'a>,
+}
+
+/// Who takes a new job from the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pickup<'a> {
+    /// It waits, unlocked, for the next fetch of any instance.
+    Queued,
+    /// It is written locked for `lock` by `consumer`, handed out once, as a fetch would leave
+    /// it: the enqueuing instance runs it at once, without fetching it back, and if that
+    /// instance dies, another takes it over when the lock lapses.
+    HeldBy {
+        /// The enqueuing instance's consumer name (the job's `locked_by`).
+        consumer: &'a str,
+        /// How long the lock lasts without a sign of life.
+        lock: Duration,
+    },
+}
+
+impl Pickup<'_> {
+    /// The lock in ms (none for a queued job).
+    fn lock_ms(&self) -> Option<f64> {
+        match self {
+            Pickup::Queued => None,
+            Pickup::HeldBy { lock, .. } => Some(millis(*lock) as f64),
+        }
+    }
+
+    /// The consumer holding it (none for a queued job).
+    fn consumer(&self) -> Option<&str> {
+        match self {
+            Pickup::Queued => None,
+            Pickup::HeldBy { consumer, .. } => Some(consumer),
+        }
+    }
 }
 
 /// What [`PostgresStore::claim_and_enqueue`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimEnqueued {
     /// The run was claimed with this token and its job written, in one transaction.
-    Enqueued(Token),
+    Enqueued {
+        /// The claim's token.
+        token: Token,
+        /// The job's id (its row in `<schema>.jobs`).
+        job: i64,
+    },
     /// Nothing was written: the run is done, or another delivery holds it
     /// ([`Claim::Done`] or [`Claim::InFlight`], never [`Claim::Acquired`]).
     Taken(Claim),
@@ -57,8 +97,9 @@ pub enum BacklogCheck {
 /// The claim of `$1` (as [`PostgresStore`]'s lease claim: token `$2`, fingerprint `$3`, lease
 /// `$4` ms), made only when the queue `$6` holds fewer than `$5` jobs (`$5` null: not
 /// counted), and when won, the job's insert: `$6`..`$12` are the job's queue, provider, run
-/// id, receipt time, body, headers and source. One row when anything was claimed or read,
-/// none when the queue was full.
+/// id, receipt time, body, headers and source, `$13` the lock in ms of a job held by the
+/// consumer `$14` ([`Pickup::HeldBy`]; both null for a queued job). One row when anything was
+/// claimed or read, none when the queue was full.
 pub(crate) fn claim_enqueue_sql() -> String {
     format!(
         "WITH room AS ( \
@@ -72,42 +113,54 @@ pub(crate) fn claim_enqueue_sql() -> String {
            {CLAIM_UPDATE} {CLAIM_RETURNING} \
          ), job AS ( \
            INSERT INTO {{schema}}.jobs \
-             (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source) \
-           SELECT $6, $1, $7, $8, $2, $9, $10, $11, $12 FROM claimed WHERE claimed.acquired \
+             (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source, \
+              locked_until, locked_by, deliveries) \
+           SELECT $6, $1, $7, $8, $2, $9, $10, $11, $12, \
+             clock_timestamp() + $13::float8 * interval '1 millisecond', $14::text, \
+             CASE WHEN $14::text IS NULL THEN 0 ELSE 1 END \
+           FROM claimed WHERE claimed.acquired \
            RETURNING id \
          ) \
-         SELECT claimed.*, (SELECT count(*) FROM job) AS enqueued FROM claimed"
+         SELECT claimed.*, (SELECT id FROM job) AS job_id FROM claimed"
     )
 }
 
-/// [`claim_enqueue_sql`] for many deliveries at once, their fields in arrays (`$1`..`$11`:
+/// [`claim_enqueue_sql`] for many deliveries at once, their fields in arrays (`$1`..`$13`:
 /// key, token, fingerprint, lease ms, queue, provider, run id, receipt time, body, headers,
-/// source; no capacity check). The keys must differ. Claims are taken in key order, so that two
-/// batches never wait on each other's rows in a cycle. One row per key.
+/// source, lock ms and consumer; no capacity check). The keys must differ. Claims are taken in
+/// key order, so that two batches never wait on each other's rows in a cycle. One row per key,
+/// with the claim's token (the caller's when it won) and the job's id when one was written.
+///
+/// The claims and the jobs each read their own `unnest`: a shared one would be materialized
+/// and joined with the bodies in it, copying each body into a hash table.
 pub(crate) fn claim_enqueue_many_sql() -> String {
     format!(
-        "WITH input AS ( \
-           SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::float8[], $5::text[], \
-             $6::text[], $7::text[], $8::bigint[], $9::bytea[], $10::text[], $11::text[]) \
-             AS t(key, token, fingerprint, lease_ms, queue, provider, run_id, received_at_ms, \
-               body, headers, source) \
-         ), claimed AS ( \
+        "WITH claimed AS ( \
            INSERT INTO {{schema}}.claims AS c (key, done, token, fingerprint, expires_at) \
            SELECT key, false, token, fingerprint, \
              clock_timestamp() + lease_ms * interval '1 millisecond' \
-           FROM input ORDER BY key \
+           FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::float8[]) \
+             AS t(key, token, fingerprint, lease_ms) \
+           ORDER BY key \
            {CLAIM_UPDATE} \
            RETURNING c.key, c.token, c.done, c.fingerprint, \
              (extract(epoch FROM c.expires_at - clock_timestamp()) * 1000)::bigint AS remaining_ms \
          ), job AS ( \
            INSERT INTO {{schema}}.jobs \
-             (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source) \
+             (queue, dedup_key, provider, run_id, token, received_at_ms, body, headers, source, \
+              locked_until, locked_by, deliveries) \
            SELECT i.queue, i.key, i.provider, i.run_id, i.token, i.received_at_ms, i.body, \
-             i.headers, i.source \
-           FROM input i JOIN claimed c ON c.key = i.key AND c.token = i.token \
+             i.headers, i.source, clock_timestamp() + i.lock_ms * interval '1 millisecond', \
+             i.locked_by, CASE WHEN i.locked_by IS NULL THEN 0 ELSE 1 END \
+           FROM unnest($1::text[], $2::bytea[], $5::text[], $6::text[], $7::text[], \
+             $8::bigint[], $9::bytea[], $10::text[], $11::text[], $12::float8[], $13::text[]) \
+             AS i(key, token, queue, provider, run_id, received_at_ms, body, headers, source, \
+               lock_ms, locked_by) \
+           WHERE EXISTS (SELECT 1 FROM claimed c WHERE c.key = i.key AND c.token = i.token) \
+           RETURNING id, dedup_key \
          ) \
-         SELECT c.key, c.token = i.token AS acquired, c.done, c.fingerprint, c.remaining_ms \
-         FROM claimed c JOIN input i ON i.key = c.key"
+         SELECT c.key, c.token, c.done, c.fingerprint, c.remaining_ms, j.id AS job_id \
+         FROM claimed c LEFT JOIN job j ON j.dedup_key = c.key"
     )
 }
 
@@ -124,6 +177,8 @@ pub(crate) struct EnqueueCall {
     body: Vec<u8>,
     headers: String,
     source: String,
+    lock_ms: Option<f64>,
+    locked_by: Option<String>,
 }
 
 /// Claims and enqueues `calls` in as few statements as their keys allow (a key twice in one
@@ -202,6 +257,13 @@ async fn enqueue_once(
         )
         .bind(column(|c| &c.headers))
         .bind(column(|c| &c.source))
+        .bind(calls.iter().map(|c| c.lock_ms).collect::<Vec<_>>())
+        .bind(
+            calls
+                .iter()
+                .map(|c| c.locked_by.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(pool);
     let rows = match bounded(timeout, query).await {
         Ok(rows) => rows,
@@ -220,15 +282,31 @@ async fn enqueue_once(
         .iter()
         .map(|call| {
             let row = by_key.get(&call.key).ok_or_else(unanswered)?;
-            match claim_answer(row, call.token, call.fingerprint).map_err(unavailable)? {
-                Claim::Acquired(token) => Ok(ClaimEnqueued::Enqueued(token)),
-                taken => Ok(ClaimEnqueued::Taken(taken)),
-            }
+            let holder: Vec<u8> = row.try_get("token").map_err(unavailable)?;
+            let holder = Holder::won(holder == call.token.as_bytes()[..]);
+            enqueued(row, holder, call.token, call.fingerprint)
         })
         .collect()
 }
 
 impl PostgresStore {
+    /// [`IdempotencyStore::complete`](crate::IdempotencyStore::complete), and when it applies,
+    /// the deletion of the Postgres hand-off's job `job` **in the same transaction**: a
+    /// settled job is gone exactly when its run is recorded done.
+    ///
+    /// # Errors
+    /// As `complete`: [`StoreError::NotHolder`] when the claim is not `token`'s (the job is
+    /// kept).
+    pub async fn complete_with_job(
+        &self,
+        key: &str,
+        token: &Token,
+        keep_for: Duration,
+        job: i64,
+    ) -> Result<(), StoreError> {
+        self.complete_batched(key, token, keep_for, Some(job)).await
+    }
+
     /// Claims `key` for `lease` and, when the claim is won, writes `job` into the schema's
     /// jobs table **in the same statement**: the claim and the job commit together, or
     /// neither does (the Postgres hand-off of the `runhook` crate; its workers take the job).
@@ -270,6 +348,8 @@ impl PostgresStore {
                     body: job.body.to_vec(),
                     headers: job.headers_json.to_string(),
                     source: job.source.to_string(),
+                    lock_ms: job.pickup.lock_ms(),
+                    locked_by: job.pickup.consumer().map(str::to_string),
                 };
                 let batched = self.batches().enqueue.call(call).await;
                 return batched.unwrap_or_else(|| Err(unanswered()));
@@ -288,18 +368,36 @@ impl PostgresStore {
             .bind(job.body)
             .bind(job.headers_json)
             .bind(job.source)
+            .bind(job.pickup.lock_ms())
+            .bind(job.pickup.consumer())
             .fetch_optional(&self.pool);
-        let row = match self.bounded(query).await.map_err(Failure::into_error)? {
-            Some(row) => row,
-            None => return Ok(ClaimEnqueued::Full),
-        };
-        let enqueued: i64 = row.try_get("enqueued").map_err(unavailable)?;
-        match claim_answer(&row, token, fingerprint).map_err(unavailable)? {
-            Claim::Acquired(token) if enqueued == 1 => Ok(ClaimEnqueued::Enqueued(token)),
-            Claim::Acquired(_) => Err(StoreError::Unavailable {
-                reason: "Postgres claimed the run without writing its job".into(),
-            }),
-            taken => Ok(ClaimEnqueued::Taken(taken)),
+        match self.bounded(query).await.map_err(Failure::into_error)? {
+            Some(row) => {
+                let holder = Holder::won(row.try_get("acquired").map_err(unavailable)?);
+                enqueued(&row, holder, token, fingerprint)
+            }
+            None => Ok(ClaimEnqueued::Full),
         }
+    }
+}
+
+/// What one row of the enqueue statements says (`holder`: whose claim it holds):
+/// the claim's answer, with the job's id when the claim was won.
+fn enqueued(
+    row: &PgRow,
+    holder: Holder,
+    token: Token,
+    fingerprint: Fingerprint,
+) -> Result<ClaimEnqueued, StoreError> {
+    let job: Option<i64> = row.try_get("job_id").map_err(unavailable)?;
+    match (
+        claim_of(row, holder, token, fingerprint).map_err(unavailable)?,
+        job,
+    ) {
+        (Claim::Acquired(token), Some(job)) => Ok(ClaimEnqueued::Enqueued { token, job }),
+        (Claim::Acquired(_), None) => Err(StoreError::Unavailable {
+            reason: "Postgres claimed the run without writing its job".into(),
+        }),
+        (taken, _) => Ok(ClaimEnqueued::Taken(taken)),
     }
 }

@@ -30,7 +30,7 @@ use crate::{
 };
 pub use batch::Batcher;
 use expect::PostgresExpectations;
-pub use jobs::{BacklogCheck, ClaimEnqueued, NewJob};
+pub use jobs::{BacklogCheck, ClaimEnqueued, NewJob, Pickup};
 pub use schema::DEFAULT_SCHEMA;
 use schema::{Schema, CURRENT_VERSION};
 
@@ -231,13 +231,22 @@ impl Statements {
                  SET done = true, expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond' \
                  WHERE key = $1 AND NOT done",
             ),
+            // A completion applied also deletes its hand-off job, if it names one, in the
+            // same transaction.
             complete_many: schema.sql(
-                "UPDATE {schema}.claims AS c \
-                 SET done = true, expires_at = clock_timestamp() + t.keep_ms * interval '1 millisecond' \
-                 FROM unnest($1::text[], $2::bytea[], $3::float8[]) AS t(key, token, keep_ms) \
-                 WHERE c.key = t.key AND c.token = t.token AND NOT c.done \
-                   AND c.expires_at > clock_timestamp() \
-                 RETURNING c.key, c.token",
+                "WITH done AS ( \
+                   UPDATE {schema}.claims AS c \
+                   SET done = true, \
+                     expires_at = clock_timestamp() + t.keep_ms * interval '1 millisecond' \
+                   FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bigint[]) \
+                     AS t(key, token, keep_ms, job) \
+                   WHERE c.key = t.key AND c.token = t.token AND NOT c.done \
+                     AND c.expires_at > clock_timestamp() \
+                   RETURNING c.key, c.token, t.job \
+                 ), gone AS ( \
+                   DELETE FROM {schema}.jobs AS j USING done WHERE j.id = done.job \
+                 ) \
+                 SELECT key, token FROM done",
             ),
             read_token: schema
                 .sql("SELECT done FROM {schema}.claims WHERE key = $1 AND token = $2"),
@@ -467,6 +476,37 @@ impl PostgresStore {
 
     /// Deletes up to [`PURGE_BATCH`] rows whose lease or window ended over a minute ago, in
     /// the background.
+    /// Completes the claim in the next batch, deleting `job` with it when the claim was
+    /// `token`'s ([`IdempotencyStore::complete`], [`PostgresStore::complete_with_job`]).
+    pub(crate) async fn complete_batched(
+        &self,
+        key: &str,
+        token: &Token,
+        keep_for: Duration,
+        job: Option<i64>,
+    ) -> Result<(), StoreError> {
+        check_key(key, self.max_key_len)?;
+        check_duration("keep_for", keep_for)?;
+        let call = CompleteCall {
+            key: key.to_string(),
+            token: *token,
+            keep_ms: millis(keep_for) as f64,
+            job,
+        };
+        let batched = self.batches().complete.call(call).await;
+        let cas = batched.unwrap_or_else(|| Cas::Unknown("the store's batcher stopped".into()));
+        match cas {
+            Cas::Applied => Ok(()),
+            Cas::Refused => Err(StoreError::NotHolder),
+            Cas::Failed(e) => Err(e),
+            Cas::Unknown(reason) => match self.read_token(key, token).await? {
+                Some(true) => Ok(()),
+                Some(false) => Err(StoreError::Unavailable { reason }),
+                None => Err(StoreError::NotHolder),
+            },
+        }
+    }
+
     fn purge_now_and_then(&self) {
         if self.claims.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY != PURGE_EVERY - 1 {
             return;
@@ -538,7 +578,7 @@ struct Batches {
 /// The most calls one batched statement carries.
 const MAX_BATCH: usize = 64;
 /// The most batched statements of one kind running at once.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 1;
 
 impl Batches {
     fn start(pool: &PgPool, statements: &Arc<Statements>, timeout: Duration) -> Self {
@@ -556,11 +596,12 @@ impl Batches {
     }
 }
 
-/// One completion waiting for its batch.
+/// One completion waiting for its batch, with the hand-off job it settles, if any.
 struct CompleteCall {
     key: String,
     token: Token,
     keep_ms: f64,
+    job: Option<i64>,
 }
 
 /// Completes `calls` in one statement: each applied when its key and token matched a claim in
@@ -574,10 +615,14 @@ async fn complete_many(
     let keys: Vec<&str> = calls.iter().map(|c| c.key.as_str()).collect();
     let tokens: Vec<&[u8]> = calls.iter().map(|c| &c.token.as_bytes()[..]).collect();
     let keep: Vec<f64> = calls.iter().map(|c| c.keep_ms).collect();
+    let jobs: Vec<Option<i64>> = calls.iter().map(|c| c.job).collect();
+    // Planned for each batch: a plan kept from when the claims table was small scans it.
     let query = sqlx::query(sql)
         .bind(keys)
         .bind(tokens)
         .bind(keep)
+        .bind(jobs)
+        .persistent(false)
         .fetch_all(pool);
     match bounded(timeout, query).await {
         Ok(rows) => {
@@ -678,7 +723,38 @@ fn millis(d: Duration) -> u64 {
 
 /// A claim statement's answer.
 fn claim_answer(row: &PgRow, token: Token, fingerprint: Fingerprint) -> Result<Claim, sqlx::Error> {
-    if row.try_get::<bool, _>("acquired")? {
+    let holder = Holder::won(row.try_get::<bool, _>("acquired")?);
+    claim_of(row, holder, token, fingerprint)
+}
+
+/// Whose claim a claim statement's row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// The caller's: it won the claim with its token.
+    Caller,
+    /// An earlier one's (done, or in flight).
+    Earlier,
+}
+
+impl Holder {
+    /// The caller's when it `won`.
+    fn won(won: bool) -> Self {
+        match won {
+            true => Holder::Caller,
+            false => Holder::Earlier,
+        }
+    }
+}
+
+/// The claim a claim statement's row answers, given whose it is (its `done`, `fingerprint`
+/// and `remaining_ms` columns read when it is not the caller's).
+fn claim_of(
+    row: &PgRow,
+    holder: Holder,
+    token: Token,
+    fingerprint: Fingerprint,
+) -> Result<Claim, sqlx::Error> {
+    if holder == Holder::Caller {
         return Ok(Claim::Acquired(token));
     }
     let stored: Vec<u8> = row.try_get("fingerprint")?;
@@ -736,25 +812,7 @@ impl IdempotencyStore for PostgresStore {
         token: &Token,
         keep_for: Duration,
     ) -> Result<(), StoreError> {
-        check_key(key, self.max_key_len)?;
-        check_duration("keep_for", keep_for)?;
-        let call = CompleteCall {
-            key: key.to_string(),
-            token: *token,
-            keep_ms: millis(keep_for) as f64,
-        };
-        let batched = self.batches().complete.call(call).await;
-        let cas = batched.unwrap_or_else(|| Cas::Unknown("the store's batcher stopped".into()));
-        match cas {
-            Cas::Applied => Ok(()),
-            Cas::Refused => Err(StoreError::NotHolder),
-            Cas::Failed(e) => Err(e),
-            Cas::Unknown(reason) => match self.read_token(key, token).await? {
-                Some(true) => Ok(()),
-                Some(false) => Err(StoreError::Unavailable { reason }),
-                None => Err(StoreError::NotHolder),
-            },
-        }
+        self.complete_batched(key, token, keep_for, None).await
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {

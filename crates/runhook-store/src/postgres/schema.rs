@@ -69,6 +69,19 @@ CREATE TABLE {schema}.dead_letters (
 CREATE INDEX dead_letters_queue ON {schema}.dead_letters (queue, id);
 "#,
     ),
+    (
+        3,
+        r#"
+DO $$
+BEGIN
+    IF (SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression') THEN
+        EXECUTE 'ALTER TABLE {schema}.jobs ALTER COLUMN body SET COMPRESSION lz4';
+    END IF;
+END
+$$;
+ALTER TABLE {schema}.jobs SET (toast_tuple_target = 4096);
+"#,
+    ),
 ];
 
 /// The version the code needs: the last migration's.

@@ -17,7 +17,7 @@ use super::arrival::{Arrival, Next};
 use super::{DrainEnd, Job, ShutdownReport};
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 use crate::stats::Counters;
-use crate::worker::{dead_letter_job, run_job, Settled, Touch, WorkerContext};
+use crate::worker::{dead_letter_job, run_job, Durable, RecordDone, Settled, Touch, WorkerContext};
 
 /// An entry read back from a durable hand-off, decoded.
 pub(crate) struct ReadBack {
@@ -47,14 +47,16 @@ pub(crate) enum Carried {
 }
 
 /// How one entry is settled: the hand-off's name for it (for the logs), how it arrived, the
-/// deliveries past which it is poison, how to keep it from being taken over while it runs, and
-/// the worker slot it holds until it is settled.
+/// deliveries past which it is poison, how to keep it from being taken over while it runs,
+/// the worker slot it holds until it is settled, and how its run's done mark is written.
 pub(crate) struct Settle<'a> {
     pub id: &'a str,
     pub arrival: Arrival,
     pub max_deliveries: u64,
     pub touch: Touch,
     pub slot: OwnedSemaphorePermit,
+    /// How the done mark is written, when not by the store's `complete`.
+    pub record: Option<RecordDone>,
 }
 
 /// What the claim check decided for one entry.
@@ -133,7 +135,14 @@ async fn process(ctx: &WorkerContext, entry: ReadBack, token: Token, how: Settle
             let reason = DeadLetterReason::Poison { deliveries };
             dead_letter_job(ctx, job, reason, Some(how.touch)).await
         }
-        _ => run_job(ctx, job, Some(how.touch), Some(how.slot)).await,
+        _ => {
+            let durable = Durable {
+                touch: how.touch,
+                slot: how.slot,
+                record: how.record,
+            };
+            run_job(ctx, job, Some(durable)).await
+        }
     }
 }
 

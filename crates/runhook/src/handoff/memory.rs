@@ -130,10 +130,7 @@ async fn run_held(ctx: &WorkerContext, mut job: Job) {
     for _ in 0..3 {
         match held {
             Ok(()) => {
-                if !matches!(
-                    run_job(ctx, job.clone(), None, None).await,
-                    Settled::LostLease
-                ) {
+                if !matches!(run_job(ctx, job.clone(), None).await, Settled::LostLease) {
                     return;
                 }
             }

@@ -273,7 +273,7 @@ impl PostgresQueue {
             Due::Fresh(lease) => query.bind(lease.as_millis() as f64),
             Due::Lapsed => query,
         };
-        let query = query.fetch_all(q.store.pool());
+        let query = query.persistent(false).fetch_all(q.store.pool());
         self.bounded(query).await
     }
 
@@ -315,7 +315,7 @@ impl PostgresQueue {
             Batcher::start(MAX_ACK_BATCH, 2, move |ids: Vec<i64>| {
                 let (pool, sql, name) = (pool.clone(), sql.clone(), name.clone());
                 async move {
-                    let query = sqlx::query(&sql).bind(&ids).execute(&pool);
+                    let query = sqlx::query(&sql).bind(&ids).persistent(false).execute(&pool);
                     match tokio::time::timeout(DEFAULT_TIMEOUT, query).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(err)) => tracing::warn!(queue = %name, error = %err, "could not delete settled jobs; a takeover will find them done"),

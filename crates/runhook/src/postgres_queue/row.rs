@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use runhook_core::payload::{Confirmation, EventSource, PayloadError, Provider, RunEvent};
 use runhook_store::sqlx::{postgres::PgRow, Row as _};
-use runhook_store::{NewJob, Token};
+use runhook_store::{NewJob, Pickup, Token};
 
 use crate::handoff::durable::{Carried, ReadBack};
 
@@ -23,6 +23,7 @@ pub(crate) fn new_job<'a>(
     event: &'a RunEvent,
     received_at: SystemTime,
     headers: &'a str,
+    pickup: Pickup<'a>,
 ) -> NewJob<'a> {
     NewJob {
         queue,
@@ -32,6 +33,7 @@ pub(crate) fn new_job<'a>(
         body: &event.raw_body,
         headers_json: headers,
         source: event.source.as_str(),
+        pickup,
     }
 }
 

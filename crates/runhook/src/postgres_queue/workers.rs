@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use runhook_core::payload::RunEvent;
-use runhook_store::{BacklogCheck, ClaimEnqueued, Fingerprint, StoreError};
-use tokio::sync::{Notify, Semaphore};
+use runhook_store::{BacklogCheck, ClaimEnqueued, Fingerprint, Pickup, StoreError};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::job::spawn_job;
 use super::queue::PostgresQueue;
 use super::reader::Reader;
-use super::row::new_job;
-use crate::handoff::durable;
+use super::row::{new_job, Fetched};
+use crate::handoff::arrival::Arrival;
+use crate::handoff::durable::{self, Carried, ReadBack};
 use crate::handoff::{DrainEnd, ShutdownReport};
 use crate::worker::WorkerContext;
 
@@ -124,6 +126,10 @@ impl PostgresWorkers {
 
     /// Claims `event`'s run and enqueues its job in one statement (see the module docs); the
     /// delivery may be answered 200 once this returned [`ClaimEnqueued::Enqueued`].
+    ///
+    /// When a worker is free, the job is written held by this instance and run here at once
+    /// (as if fetched: its claim is fresh, and if this instance dies its lock lapses and
+    /// another takes it over); otherwise it waits in the queue for any instance's fetch.
     pub async fn claim_and_enqueue(
         &self,
         event: &RunEvent,
@@ -137,10 +143,22 @@ impl PostgresWorkers {
                 reason: "the Postgres hand-off is shutting down".into(),
             });
         }
-        let headers = serde_json::to_string(headers).unwrap_or_else(|_| "[]".into());
+        let headers_json = serde_json::to_string(headers).unwrap_or_else(|_| "[]".into());
         let q = &*sh.queue.inner;
-        let job = new_job(&q.name, event, received_at, &headers);
+        // A worker free now, and no suspect or fetch waiting for it (the semaphore serves
+        // those first), runs the job here.
+        let here = sh.permits.clone().try_acquire_owned().ok();
+        let pickup = match here {
+            Some(_) => Pickup::HeldBy {
+                consumer: &q.consumer,
+                lock: sh.lock,
+            },
+            None => Pickup::Queued,
+        };
+        let job = new_job(&q.name, event, received_at, &headers_json, pickup);
         let fingerprint = Fingerprint::of(&event.raw_body);
+        // The claim's lease runs from before the statement.
+        let claimed_at = tokio::time::Instant::now();
         let enqueued = q
             .store
             .claim_and_enqueue(
@@ -152,10 +170,26 @@ impl PostgresWorkers {
             )
             .await;
         match &enqueued {
-            Ok(ClaimEnqueued::Enqueued(_)) => {
+            Ok(ClaimEnqueued::Enqueued { token, job }) => {
                 sh.enqueued_since.fetch_add(1, Ordering::Relaxed);
-                sh.announce.notify_one();
-                sh.wake.notify_one();
+                match here {
+                    Some(permit) => {
+                        let run = ReadBack {
+                            event: event.clone(),
+                            claim: Carried::Renewed {
+                                token: *token,
+                                at: claimed_at,
+                            },
+                            received_at,
+                            headers: headers.to_vec(),
+                        };
+                        self.run_here(*job, run, permit).await;
+                    }
+                    None => {
+                        sh.announce.notify_one();
+                        sh.wake.notify_one();
+                    }
+                }
             }
             Ok(ClaimEnqueued::Full) => {
                 tracing::warn!(queue = %q.name, capacity = sh.capacity, key = %event.dedup_key, "the queue's backlog is full; refusing the delivery (503)");
@@ -166,6 +200,24 @@ impl PostgresWorkers {
             }
         }
         enqueued
+    }
+
+    /// Runs job `id`, just enqueued held by this instance, on a task of its own with the
+    /// worker's `permit`; in a shutdown that began meanwhile, ends its lock instead, so that
+    /// another instance takes it over at its next scan.
+    async fn run_here(&self, id: i64, run: ReadBack, permit: OwnedSemaphorePermit) {
+        let sh = &self.shared;
+        if sh.stopping() {
+            drop(permit);
+            sh.queue.lapse(&[id]).await;
+            return;
+        }
+        let job = Fetched {
+            id,
+            deliveries: 1,
+            run: Ok(run),
+        };
+        spawn_job(sh, job, Arrival::Fresh, permit);
     }
 
     /// Whether the queue's Postgres answers now (logged when not).

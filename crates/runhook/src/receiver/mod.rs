@@ -399,7 +399,7 @@ impl Receiver {
             .claim_and_enqueue(&event, lease, &kept, delivery.received_at)
             .await
         {
-            Ok(ClaimEnqueued::Enqueued(_)) => {
+            Ok(ClaimEnqueued::Enqueued { .. }) => {
                 let outcome = Outcome::new(StatusCode::OK, OutcomeKind::Accepted);
                 return with_probe(outcome, probe_of(&event));
             }
@@ -525,7 +525,7 @@ impl Submit for BackgroundRoute {
                     .claim_and_enqueue(&event, pipeline.lease, &[], now)
                     .await
                 {
-                    Ok(ClaimEnqueued::Enqueued(_)) => Submitted::HandedOff,
+                    Ok(ClaimEnqueued::Enqueued { .. }) => Submitted::HandedOff,
                     Ok(ClaimEnqueued::Taken(_)) => Submitted::Taken,
                     Ok(ClaimEnqueued::Full) => {
                         Submitted::Refused(format!("the hand-off refused it ({:?})", Refused::Full))

@@ -29,6 +29,7 @@ pub(super) async fn settle(
         max_deliveries: sh.queue.inner.max_deliveries,
         touch: touch(&sh.queue, id),
         slot,
+        record: None,
     };
     durable::settle(&sh.ctx, entry, how).await
 }
