@@ -9,8 +9,10 @@
 //!
 //! Run (needs PostgreSQL and `pgbench`; tables go in a fresh schema, dropped after):
 //! `cargo bench -p runhook --features axum,postgres --bench postgres_queue`
-//! (`RUNHOOK_BENCH_REQUESTS`, default 12000 per round; `RUNHOOK_BENCH_ROUNDS`, 3;
-//! `RUNHOOK_BENCH_WORKERS`, the receiver's workers, default 16).
+//! (`RUNHOOK_BENCH_REQUESTS`, default 40000 per round: several seconds of load, as pgbench's
+//! 10 s, and four times the queue's capacity; `RUNHOOK_BENCH_ROUNDS`, 3;
+//! `RUNHOOK_BENCH_WORKERS`, the receiver's workers, default 256: the handler does nothing, so
+//! a worker's time is the wait for its run's done mark to commit, in a batch with the others).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,9 +37,9 @@ struct Processed {
 }
 
 fn main() {
-    let requests = env_count("RUNHOOK_BENCH_REQUESTS", 12_000);
+    let requests = env_count("RUNHOOK_BENCH_REQUESTS", 40_000);
     let rounds = env_count("RUNHOOK_BENCH_ROUNDS", 3);
-    let workers = env_count("RUNHOOK_BENCH_WORKERS", 16);
+    let workers = env_count("RUNHOOK_BENCH_WORKERS", 256);
     let url = runhook_testkit::postgres_url();
     let compact = compact_body();
     let schema = bench_schema();
@@ -53,7 +55,9 @@ fn main() {
         let store = PostgresStore::builder()
             .schema(schema.clone())
             .migrations(Migrations::Apply)
-            .max_connections((CONCURRENCY + workers) as u32 + 4)
+            // Deliveries and done marks go in batches; the rest (renewals, fetches, counts)
+            // needs few connections.
+            .max_connections(CONCURRENCY as u32 + 16)
             .connect(&url)
             .await
             .expect("PostgreSQL for the bench");

@@ -171,9 +171,11 @@ fn not_an_object<T>(body: &[u8]) -> Result<T, PayloadError> {
     }
 }
 
-/// Whether `body` holds 19 or more consecutive ASCII digits: the only way an integer that may
-/// not fit in 64 bits (which strict parsing would round to a float) can appear. Long digit runs
-/// inside strings also match; they merely take the lenient path.
+/// Whether `body` holds 19 or more consecutive ASCII digits that may be a number: the only way
+/// an integer that may not fit in 64 bits (which strict parsing would round to a float) can
+/// appear. A run right after a byte no number follows (a letter, `_`, `"`: `wr_…`, `"…`) is
+/// inside a string and does not count (ids such as snowflakes have 19 digits); other runs
+/// inside strings still match, and merely take the lenient path.
 fn has_long_digit_run(body: &[u8]) -> bool {
     const RUN: usize = 19;
     // Look at every RUN-th byte: any run of RUN digits covers one of them. Only around a digit
@@ -189,7 +191,8 @@ fn has_long_digit_run(body: &[u8]) -> bool {
                 .iter()
                 .position(|b| !b.is_ascii_digit())
                 .map_or(body.len(), |p| i + p);
-            if end - start >= RUN {
+            let may_be_a_number = start == 0 || may_precede_digits_of_a_number(body[start - 1]);
+            if end - start >= RUN && may_be_a_number {
                 return true;
             }
             i = end + RUN;
@@ -198,6 +201,15 @@ fn has_long_digit_run(body: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether the digits of a JSON number may follow `byte`: a separator, whitespace, a sign, a
+/// decimal point or an exponent's `e`.
+fn may_precede_digits_of_a_number(byte: u8) -> bool {
+    matches!(
+        byte,
+        b':' | b',' | b'[' | b' ' | b'\t' | b'\r' | b'\n' | b'-' | b'+' | b'.' | b'e' | b'E'
+    )
 }
 
 fn data_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> PayloadError {
@@ -250,6 +262,15 @@ mod tests {
         assert!(has_long_digit_run(b"[12345678901234567890123]"));
         assert!(!has_long_digit_run(b"123456789012345678"));
         assert!(!has_long_digit_run(b""));
+        // Inside a string: after a letter, `_` or the opening quote.
+        assert!(!has_long_digit_run(b"{\"id\":\"wr_1796689967396163778\"}"));
+        assert!(!has_long_digit_run(b"{\"id\":\"1796689967396163778\"}"));
+        assert!(!has_long_digit_run(b"{\"id\":\"run1796689967396163778\"}"));
+        // Where a number's digits may follow: a separator, a sign, a point, an exponent.
+        for before in [":", ",", "[", " ", "\n", "-", "+", ".", "e", "E"] {
+            let body = format!("[0{before}1796689967396163778]");
+            assert!(has_long_digit_run(body.as_bytes()), "after {before:?}");
+        }
         for len in 0..64 {
             for at in 0..8 {
                 let mut body = vec![b' '; at];

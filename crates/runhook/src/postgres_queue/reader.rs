@@ -84,45 +84,41 @@ impl Reader {
         announcer.abort();
     }
 
-    /// One turn: a suspect alone, or fresh jobs for every free worker (fetched a batch ahead).
+    /// One turn: a suspect alone, or a read batch of fresh jobs, each started as soon as a
+    /// worker is free. No worker is held while the reader fetches or sleeps: a delivery that
+    /// finds one free runs at once, without being fetched back.
     async fn step(&mut self) -> Result<(), Stopped> {
         if let Some(suspect) = self.suspects.pop_front() {
             return self.run_alone(suspect).await;
         }
-        let mut permits = self.free_workers().await?;
         self.maintain().await;
-        self.take_over_lapsed(permits.len()).await;
+        self.take_over_lapsed(self.sh.queue.inner.read_batch).await;
         if !self.suspects.is_empty() || self.sh.stopping() {
             return Ok(());
         }
         if self.ahead.is_empty() {
-            if let Err(err) = self.fetch_ahead(permits.len()).await {
+            if let Err(err) = self.fetch_ahead().await {
                 tracing::warn!(queue = %self.sh.queue.name(), error = %err, "fetching jobs failed");
-                drop(permits);
                 return self.pause(ERROR_PAUSE).await;
             }
         }
-        // A permit left over goes back to the pool with the rest.
-        while let Some(permit) = permits.pop() {
-            let Some(job) = self.ahead.pop_front() else {
-                break;
-            };
+        while let Some(job) = self.ahead.pop_front() {
+            let permit = self.free_worker().await?;
             spawn_job(&self.sh, job, Arrival::Fresh, permit);
         }
-        drop(permits);
-        if self.ahead.is_empty() && self.drained {
+        if self.drained {
             self.wait_for_jobs().await?;
         }
         Ok(())
     }
 
-    /// Fetches up to a read batch of fresh jobs (at least `free` of them), ahead of the
-    /// workers that will run them: a fetch is a commit, and one per free worker would bound
-    /// the workers by the database's commit time. They count as running here from now on (a
-    /// takeover scan skips them; a shutdown ends their locks).
-    async fn fetch_ahead(&mut self, free: usize) -> Result<(), super::PostgresQueueError> {
+    /// Fetches up to a read batch of fresh jobs, ahead of the workers that will run them: a
+    /// fetch is a commit, and one per free worker would bound the workers by the database's
+    /// commit time. They count as running here from now on (a takeover scan skips them; a
+    /// shutdown ends their locks).
+    async fn fetch_ahead(&mut self) -> Result<(), super::PostgresQueueError> {
         let sh = &self.sh;
-        let wanted = sh.queue.inner.read_batch.max(free);
+        let wanted = sh.queue.inner.read_batch;
         let rows = sh
             .queue
             .fetch(Due::Fresh(sh.ctx.lease), wanted, sh.lock)
@@ -157,25 +153,16 @@ impl Reader {
         Ok(())
     }
 
-    /// Waits for a free worker (keeping the backlog figure fresh meanwhile), then takes as
-    /// many more as are free, up to a batch.
-    async fn free_workers(&mut self) -> Result<Vec<OwnedSemaphorePermit>, Stopped> {
+    /// Waits for a free worker, keeping the backlog figure fresh meanwhile.
+    async fn free_worker(&mut self) -> Result<OwnedSemaphorePermit, Stopped> {
         let sh = self.sh.clone();
-        let first = loop {
+        loop {
             tokio::select! {
-                permit = sh.permits.clone().acquire_owned() => break permit.map_err(|_| Stopped)?,
+                permit = sh.permits.clone().acquire_owned() => return permit.map_err(|_| Stopped),
                 _ = sh.stopped.notified() => return Err(Stopped),
                 _ = tokio::time::sleep_until(self.next_depth) => self.refresh_depth().await,
             }
-        };
-        let mut permits = vec![first];
-        while permits.len() < sh.queue.inner.read_batch {
-            match sh.permits.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
         }
-        Ok(permits)
     }
 
     /// Drops finished tasks, and counts the backlog when due.
