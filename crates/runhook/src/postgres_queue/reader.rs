@@ -84,20 +84,24 @@ impl Reader {
         announcer.abort();
     }
 
-    /// One turn: a suspect alone, or a read batch of fresh jobs, each started as soon as a
-    /// worker is free. No worker is held while the reader fetches or sleeps: a delivery that
-    /// finds one free runs at once, without being fetched back.
+    /// One turn: a suspect alone, or fresh jobs for the workers free now, each started as soon
+    /// as a worker is free. No worker is held while the reader fetches or sleeps: a delivery
+    /// that finds one free runs at once, without being fetched back.
     async fn step(&mut self) -> Result<(), Stopped> {
         if let Some(suspect) = self.suspects.pop_front() {
             return self.run_alone(suspect).await;
         }
         self.maintain().await;
-        self.take_over_lapsed(self.sh.queue.inner.read_batch).await;
-        if !self.suspects.is_empty() || self.sh.stopping() {
-            return Ok(());
-        }
         if self.ahead.is_empty() {
-            if let Err(err) = self.fetch_ahead().await {
+            // Jobs are fetched only for free workers: a job fetched is handed out (its count
+            // of deliveries raised), and one that waits here for a worker is handed out for
+            // nothing if this process dies meanwhile (of a poison run, say).
+            let free = self.free_workers().await?;
+            self.take_over_lapsed(free).await;
+            if !self.suspects.is_empty() || self.sh.stopping() {
+                return Ok(());
+            }
+            if let Err(err) = self.fetch_ahead(free).await {
                 tracing::warn!(queue = %self.sh.queue.name(), error = %err, "fetching jobs failed");
                 return self.pause(ERROR_PAUSE).await;
             }
@@ -112,13 +116,13 @@ impl Reader {
         Ok(())
     }
 
-    /// Fetches up to a read batch of fresh jobs, ahead of the workers that will run them: a
-    /// fetch is a commit, and one per free worker would bound the workers by the database's
-    /// commit time. They count as running here from now on (a takeover scan skips them; a
-    /// shutdown ends their locks).
-    async fn fetch_ahead(&mut self) -> Result<(), super::PostgresQueueError> {
+    /// Fetches fresh jobs for `free` workers (at most a read batch) in one statement: a fetch
+    /// is a commit, and one per worker would bound the workers by the database's commit time.
+    /// They count as running here from now on (a takeover scan skips them; a shutdown ends
+    /// their locks).
+    async fn fetch_ahead(&mut self, free: usize) -> Result<(), super::PostgresQueueError> {
         let sh = &self.sh;
-        let wanted = sh.queue.inner.read_batch;
+        let wanted = free.clamp(1, sh.queue.inner.read_batch);
         let rows = sh
             .queue
             .fetch(Due::Fresh(sh.ctx.lease), wanted, sh.lock)
@@ -151,6 +155,14 @@ impl Reader {
         };
         spawn_job(sh, suspect, arrival, every_worker);
         Ok(())
+    }
+
+    /// Waits until a worker is free, and says how many are, without holding any.
+    async fn free_workers(&mut self) -> Result<usize, Stopped> {
+        let permit = self.free_worker().await?;
+        let free = 1 + self.sh.permits.available_permits();
+        drop(permit);
+        Ok(free)
     }
 
     /// Waits for a free worker, keeping the backlog figure fresh meanwhile.
