@@ -88,7 +88,7 @@ pub use postgres::{
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{RedisStore, RedisStoreBuilder};
+pub use redis_store::{ClaimAppended, RedisStore, RedisStoreBuilder, StreamAppend, StreamEntry};
 /// The sqlx release the Postgres store is built on: hand [`PostgresStoreBuilder::with_pool`] a
 /// pool of this version.
 #[cfg(feature = "postgres")]

@@ -11,6 +11,10 @@ use crate::{
     check_duration, check_key, Claim, Fingerprint, IdempotencyStore, KeyState, StoreError, Token,
 };
 
+mod stream;
+
+pub use stream::{ClaimAppended, StreamAppend, StreamEntry};
+
 /// Default key prefix.
 const DEFAULT_PREFIX: &str = "runhook:idem:";
 /// Default timeout of one call.
@@ -534,9 +538,7 @@ where
         check_duration("lease", lease)?;
         let lease_ms = millis(lease);
         let token = Token::random();
-        let mut value = [0u8; VALUE_LEN];
-        value[..HELD_LEN].copy_from_slice(&prefixed(b'i', &token));
-        value[HELD_LEN..].copy_from_slice(&fingerprint.hex());
+        let value = held_value(token, fingerprint);
 
         let mut conn = self.conn.clone();
         let mut set = redis::cmd("SET");
@@ -611,6 +613,14 @@ fn duplicate(s: &Stored, fingerprint: Fingerprint) -> Claim {
         },
         State::Done => Claim::Done { same_payload },
     }
+}
+
+/// The record of a claim in flight: `i<token><fingerprint>`.
+fn held_value(token: Token, fingerprint: Fingerprint) -> [u8; VALUE_LEN] {
+    let mut value = [0u8; VALUE_LEN];
+    value[..HELD_LEN].copy_from_slice(&prefixed(b'i', &token));
+    value[HELD_LEN..].copy_from_slice(&fingerprint.hex());
+    value
 }
 
 fn prefixed(state: u8, token: &Token) -> [u8; HELD_LEN] {

@@ -75,6 +75,9 @@ pub struct Shared {
     pub store: Arc<dyn IdempotencyStore>,
     /// The same store when it is Postgres (a `postgres` queue's jobs live beside its claims).
     pub postgres: Option<PostgresStore>,
+    /// The same store when it is Redis (a `redis-stream` route claims each run with its entry
+    /// in one script, on the store's Redis).
+    pub redis: Option<RedisStore>,
     /// The handler for processed events.
     pub handler: Arc<dyn Handler>,
     /// Where deliveries that cannot be processed are kept.
@@ -106,16 +109,21 @@ impl Shared {
             None => Arc::new(MemoryDeadLetters::new(1)),
         };
         let names = StoreNames::of(config);
-        let (store, postgres): (Arc<dyn IdempotencyStore>, _) = match &config.store {
+        let (store, postgres, redis): (Arc<dyn IdempotencyStore>, _, _) = match &config.store {
             StoreSpec::Postgres(url) => {
                 let store = open_postgres(url, &names).await?;
-                (Arc::new(store.clone()), Some(store))
+                (Arc::new(store.clone()), Some(store), None)
             }
-            spec => (open_store(spec, &names).await?, None),
+            StoreSpec::Redis(url) => {
+                let store = open_redis(url, &names).await?;
+                (Arc::new(store.clone()), None, Some(store))
+            }
+            StoreSpec::Memory => (Arc::new(MemoryStore::new()), None, None),
         };
         Ok(Self {
             store,
             postgres,
+            redis,
             handler,
             dead_letters,
             workers: config.workers,
@@ -150,9 +158,14 @@ impl Shared {
         match &setup.hand_off {
             HandOffSetup::Memory => {}
             HandOffSetup::RedisStream(url) => {
-                let queue = RedisStreamQueue::builder(spec.provider)
+                let mut queue = RedisStreamQueue::builder(spec.provider)
                     .stream_key(stream_key(&setup.redis_prefix, &spec.path))
-                    .max_deliveries(setup.max_deliveries)
+                    .max_deliveries(setup.max_deliveries);
+                // The stream lives on the store's Redis: one script claims and appends.
+                if let Some(store) = &self.redis {
+                    queue = queue.claim_in(store.clone());
+                }
+                let queue = queue
                     .connect(url)
                     .await
                     .map_err(|source| AppError::Stream {
@@ -315,16 +328,18 @@ pub async fn open_store(
 ) -> Result<Arc<dyn IdempotencyStore>, AppError> {
     match spec {
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreSpec::Redis(url) => {
-            let store = RedisStore::builder()
-                .prefix(format!("{}:idem:", names.redis_prefix))
-                .connect(url)
-                .await
-                .map_err(AppError::Store)?;
-            Ok(Arc::new(store))
-        }
+        StoreSpec::Redis(url) => Ok(Arc::new(open_redis(url, names).await?)),
         StoreSpec::Postgres(url) => Ok(Arc::new(open_postgres(url, names).await?)),
     }
+}
+
+/// The Redis store at `url`, its keys under the prefix `names` gives.
+pub async fn open_redis(url: &str, names: &StoreNames) -> Result<RedisStore, AppError> {
+    RedisStore::builder()
+        .prefix(format!("{}:idem:", names.redis_prefix))
+        .connect(url)
+        .await
+        .map_err(AppError::Store)
 }
 
 /// The Postgres store at `url`, its tables in the schema `names` gives.

@@ -11,6 +11,8 @@ pub(crate) mod contract;
 pub(crate) mod durable;
 pub(crate) mod job;
 pub(crate) mod memory;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) mod with_job;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +29,8 @@ pub use contract::ShutdownReport;
 pub(crate) use contract::{Duplicate, GivenBack, Refused};
 pub(crate) use job::Job;
 pub(crate) use memory::MemoryQueue;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) use with_job::{WithJob, Written};
 
 /// The hand-off of one receiver, with its workers.
 pub(crate) enum HandOff {
@@ -59,12 +63,16 @@ impl HandOff {
         }
     }
 
-    /// The Postgres hand-off, which claims each run and writes its job in one statement, in
-    /// place of the store's claim followed by [`HandOff::send_or_release`].
-    #[cfg(feature = "postgres")]
-    pub fn claims_with_its_job(&self) -> Option<&PostgresWorkers> {
+    /// The hand-off, when it claims each run and writes its job in one step (the Postgres
+    /// queue; the Redis stream given a claim store), in place of the store's claim followed
+    /// by [`HandOff::send_or_release`].
+    #[cfg(any(feature = "postgres", feature = "redis"))]
+    pub fn claims_with_its_job(&self) -> Option<WithJob<'_>> {
         match self {
-            HandOff::Postgres(queue) => Some(queue),
+            #[cfg(feature = "postgres")]
+            HandOff::Postgres(queue) => Some(WithJob::Postgres(queue)),
+            #[cfg(feature = "redis")]
+            HandOff::Stream(stream) if stream.claims_with_entry() => Some(WithJob::Stream(stream)),
             _ => None,
         }
     }

@@ -437,13 +437,17 @@ impl ReceiverBuilder<WithHandler> {
 }
 
 impl WithHandler {
-    /// A durable route keeps its dead letters in its hand-off's own (and a Postgres route
-    /// claims in its queue's store), unless told otherwise.
+    /// A durable route keeps its dead letters in its hand-off's own (and a Postgres route, or
+    /// a stream given a claim store, claims in that store), unless told otherwise.
     fn durable_defaults(&self, route: RouteSettings) -> RouteSettings {
         match &self.queue {
             #[cfg(feature = "redis")]
             QueueChoice::Stream(queue) => RouteSettings {
                 dead_letters: (route.dead_letters).or_else(|| Some(Arc::new(queue.dead_letters()))),
+                store: (route.store).or_else(|| {
+                    let store = queue.claim_store()?.clone();
+                    Some(Arc::new(store) as Arc<dyn IdempotencyStore>)
+                }),
                 ..route
             },
             #[cfg(feature = "postgres")]

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use runhook_core::payload::Provider;
 use runhook_core::platform::Platform;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use runhook_core::Verified;
 use runhook_core::{HeaderLookup, Secrets, Verifier};
 
@@ -53,9 +53,9 @@ use pipeline::{Admitted, Auth, Stop};
 use crate::budget::Charge;
 use crate::dead_letter::kept_headers;
 use crate::handler::BoxFuture;
-#[cfg(feature = "postgres")]
-use crate::handoff::Refused;
 use crate::handoff::{DrainEnd, Duplicate, HandOff, Job};
+#[cfg(any(feature = "postgres", feature = "redis"))]
+use crate::handoff::{Refused, WithJob, Written};
 use crate::runs::{Submit, Submitted};
 use crate::stats::{Counters, Stats};
 use runhook_core::payload::RunEvent;
@@ -314,7 +314,7 @@ impl Receiver {
             in_flight_duplicates,
         } = &*self.inner;
         let received_at = SystemTime::now();
-        #[cfg(feature = "postgres")]
+        #[cfg(any(feature = "postgres", feature = "redis"))]
         if let Some(queue) = hand_off.claims_with_its_job() {
             let authenticated =
                 (pipeline.verified_event(headers, path, body, authentication)).await;
@@ -325,7 +325,7 @@ impl Receiver {
                         verified: &verified,
                         received_at,
                     };
-                    self.claim_and_enqueue(queue, event, enqueue).await
+                    self.claim_and_enqueue(&queue, event, enqueue).await
                 }
                 Err(outcome) => outcome,
             };
@@ -377,17 +377,16 @@ impl Receiver {
         with_probe(outcome, probe)
     }
 
-    /// Claims the run and enqueues its job in one statement (the Postgres hand-off): 200 once
-    /// both committed, else the answer to the claim (a duplicate, the store's refusal) or
-    /// the 503 of a full queue.
-    #[cfg(feature = "postgres")]
+    /// Claims the run and writes its job in one step (the Postgres statement, the stream's
+    /// script): 200 once both are written, else the answer to the claim (a duplicate, the
+    /// store's refusal) or the 503 of a full hand-off.
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     async fn claim_and_enqueue(
         &self,
-        queue: &crate::postgres_queue::PostgresWorkers,
+        queue: &WithJob<'_>,
         event: RunEvent,
         delivery: ClaimAndEnqueue<'_>,
     ) -> Outcome {
-        use runhook_store::ClaimEnqueued;
         let BackgroundRoute {
             pipeline,
             in_flight_duplicates,
@@ -399,15 +398,15 @@ impl Receiver {
             .claim_and_enqueue(&event, lease, &kept, delivery.received_at)
             .await
         {
-            Ok(ClaimEnqueued::Enqueued { .. }) => {
+            Ok(Written::Enqueued) => {
                 let outcome = Outcome::new(StatusCode::OK, OutcomeKind::Accepted);
                 return with_probe(outcome, probe_of(&event));
             }
-            Ok(ClaimEnqueued::Full) => {
+            Ok(Written::Full) => {
                 let outcome = refused_outcome(Refused::Full, pipeline.outage_pause);
                 return with_probe(outcome, probe_of(&event));
             }
-            Ok(ClaimEnqueued::Taken(claim)) => Ok(claim),
+            Ok(Written::Taken(claim)) => Ok(claim),
             Err(err) => Err(err),
         };
         let (headers, verified) = (delivery.headers, delivery.verified);
@@ -505,8 +504,8 @@ impl Receiver {
     }
 }
 
-/// What the Postgres hand-off's one statement needs of a delivery besides its run.
-#[cfg(feature = "postgres")]
+/// What a hand-off that claims with its job needs of a delivery besides its run.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 struct ClaimAndEnqueue<'a> {
     headers: &'a (dyn HeaderLookup + Sync),
     verified: &'a Verified,
@@ -517,17 +516,16 @@ impl Submit for BackgroundRoute {
     fn submit(&self, event: RunEvent) -> BoxFuture<'_, Submitted> {
         Box::pin(async move {
             let pipeline = &self.pipeline;
-            #[cfg(feature = "postgres")]
+            #[cfg(any(feature = "postgres", feature = "redis"))]
             if let Some(queue) = self.hand_off.claims_with_its_job() {
-                use runhook_store::ClaimEnqueued;
                 let now = SystemTime::now();
                 return match queue
                     .claim_and_enqueue(&event, pipeline.lease, &[], now)
                     .await
                 {
-                    Ok(ClaimEnqueued::Enqueued { .. }) => Submitted::HandedOff,
-                    Ok(ClaimEnqueued::Taken(_)) => Submitted::Taken,
-                    Ok(ClaimEnqueued::Full) => {
+                    Ok(Written::Enqueued) => Submitted::HandedOff,
+                    Ok(Written::Taken(_)) => Submitted::Taken,
+                    Ok(Written::Full) => {
                         Submitted::Refused(format!("the hand-off refused it ({:?})", Refused::Full))
                     }
                     Err(err) => Submitted::Refused(err.to_string()),

@@ -1,6 +1,7 @@
 //! An entry that decoded: settled as every durable hand-off settles its entries
 //! ([`crate::handoff::durable`]), its idle time reset with each lease renewal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use redis::Value;
@@ -13,25 +14,57 @@ use super::shared::Shared;
 use crate::handler::BoxFuture;
 use crate::handoff::arrival::{Arrival, Next};
 use crate::handoff::durable::{self, Settle};
-use crate::worker::Touch;
+use crate::worker::{RecordDone, Touch};
+use runhook_store::{RedisStore, StreamEntry};
 
-/// Checks the claim of a decoded entry, then runs it.
+/// Checks the claim of a decoded entry, then runs it. With a claim store, its run's done mark
+/// also acknowledges and deletes it (`removed` says when).
 pub(super) async fn settle(
     sh: &Shared,
     id: &str,
     entry: Entry,
     arrival: Arrival,
     slot: OwnedSemaphorePermit,
+    removed: &Arc<AtomicBool>,
 ) -> Next {
+    let record = (sh.queue.inner.claims.clone())
+        .map(|store| record_done(store, &sh.queue, id, removed.clone()));
     let how = Settle {
         id,
         arrival,
         max_deliveries: sh.queue.inner.max_deliveries,
         touch: touch(&sh.queue, id),
         slot,
-        record: None,
+        record,
     };
     durable::settle(&sh.ctx, entry, how).await
+}
+
+/// Records the run of entry `id` done and removes the entry in one script
+/// ([`RedisStore::complete_and_remove`]); `removed` says when it did.
+fn record_done(
+    store: RedisStore,
+    queue: &RedisStreamQueue,
+    id: &str,
+    removed: Arc<AtomicBool>,
+) -> RecordDone {
+    let (queue, id) = (queue.clone(), id.to_string());
+    Arc::new(move |key, token, keep| -> BoxFuture<'static, _> {
+        let (store, queue, id, removed) =
+            (store.clone(), queue.clone(), id.clone(), removed.clone());
+        Box::pin(async move {
+            let entry = StreamEntry {
+                stream: queue.stream_key(),
+                group: queue.group(),
+                id: &id,
+            };
+            store
+                .complete_and_remove(&key, &token, keep, &entry)
+                .await?;
+            removed.store(true, Ordering::Release);
+            Ok(())
+        })
+    })
 }
 
 /// Resets the idle time of entry `id` (with every lease renewal), so that it is not taken

@@ -2,6 +2,7 @@
 //! be read ([`super::foreign`]), or check its claim and run it ([`super::claimed`]); then
 //! acknowledge it, or leave it pending.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use redis::streams::StreamId;
@@ -40,6 +41,7 @@ async fn handle_entry(
     arrival: Arrival,
     permit: OwnedSemaphorePermit,
 ) {
+    let removed = Arc::new(AtomicBool::new(false));
     let next = match Entry::decode(&entry.map) {
         Err(malformed) => {
             let next = foreign_entry(sh, &entry.id, &entry.map, malformed).await;
@@ -47,10 +49,12 @@ async fn handle_entry(
             next
         }
         // The permit goes back once the entry is settled.
-        Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit).await,
+        Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit, &removed).await,
     };
     let next = next.after_parked().await;
     match next {
+        // Removed with its run's done mark.
+        Next::Acknowledge if removed.load(Ordering::Acquire) => {}
         Next::Acknowledge => sh.queue.ack(&entry.id).await,
         Next::LeavePending | Next::AfterParked(_) => {
             tracing::debug!(id = %entry.id, "the entry stays pending")

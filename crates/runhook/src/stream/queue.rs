@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use runhook_core::payload::Provider;
+use runhook_store::RedisStore;
 
 use super::call::{bounded, connection, millis};
 use super::dead_letters::RedisStreamDeadLetters;
@@ -121,6 +122,7 @@ pub struct RedisStreamQueueBuilder {
     min_idle: Option<Duration>,
     max_deliveries: u64,
     timeout: Duration,
+    claims: Option<RedisStore>,
 }
 
 /// The durable hand-off of one receiver: a Redis stream with a consumer group (see the
@@ -144,6 +146,9 @@ pub(crate) struct QueueInner {
     pub(crate) min_idle: Option<Duration>,
     pub(crate) max_deliveries: u64,
     pub(super) timeout: Duration,
+    /// Where runs are claimed with their entries in one script, when they are
+    /// ([`RedisStreamQueueBuilder::claim_in`]).
+    pub(crate) claims: Option<RedisStore>,
 }
 
 impl std::fmt::Debug for RedisStreamQueue {
@@ -175,7 +180,14 @@ impl RedisStreamQueue {
             min_idle: None,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             timeout: DEFAULT_TIMEOUT,
+            claims: None,
         }
+    }
+
+    /// The store runs are claimed in with their entries, when they are
+    /// ([`RedisStreamQueueBuilder::claim_in`]).
+    pub fn claim_store(&self) -> Option<&RedisStore> {
+        self.inner.claims.as_ref()
     }
 
     /// The stream's key.
@@ -604,6 +616,17 @@ impl RedisStreamQueueBuilder {
         self
     }
 
+    /// Claims each delivery's run in `store` **in the same script** as its append (one round
+    /// trip where a claim and an `XADD` took two), and records each processed run done in the
+    /// same script that acknowledges and deletes its entry. A run in flight then always has
+    /// its entry in the stream, so a duplicate of it is answered 200 without a copy appended.
+    /// `store` must live on the stream's Redis, and be the receiver's store: the receiver
+    /// takes it as its store unless given another.
+    pub fn claim_in(mut self, store: RedisStore) -> Self {
+        self.claims = Some(store);
+        self
+    }
+
     /// Connects to `url` (`redis://host:port/db`) and creates the consumer group if it does
     /// not exist yet (`XGROUP CREATE <stream> <group> 0 MKSTREAM`; an existing group is kept).
     /// The group starts at `0`, not `$`: entries appended before any group existed are
@@ -652,6 +675,7 @@ impl RedisStreamQueueBuilder {
                 min_idle: self.min_idle,
                 max_deliveries: self.max_deliveries,
                 timeout: self.timeout,
+                claims: self.claims,
             }),
         };
         ensure_group(&queue).await?;

@@ -3,9 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use runhook_core::payload::EventSource;
+use runhook_core::payload::{EventSource, RunEvent};
+use runhook_store::{ClaimAppended, Fingerprint, StoreError, StreamAppend, Token};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -14,7 +15,7 @@ use super::queue::{AddRefused, DuplicateAdded, RedisStreamQueue};
 use super::reader::Reader;
 use super::shared::Shared;
 use crate::handoff::durable;
-use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport};
+use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport, Written};
 use crate::worker::WorkerContext;
 
 /// The reader and workers of one receiver on its stream.
@@ -79,6 +80,72 @@ impl StreamWorkers {
         match self.append(&entry).await {
             Ok(()) => Ok(()),
             Err(refused) => Err(Box::new((refused, job))),
+        }
+    }
+
+    /// Whether runs are claimed with their entries ([`RedisStreamQueueBuilder::claim_in`]):
+    /// then the receive path calls [`StreamWorkers::claim_and_append`], never
+    /// [`StreamWorkers::send`].
+    ///
+    /// [`RedisStreamQueueBuilder::claim_in`]: super::RedisStreamQueueBuilder::claim_in
+    pub fn claims_with_entry(&self) -> bool {
+        self.shared.queue.inner.claims.is_some()
+    }
+
+    /// Claims `event`'s run and appends its entry in one script; the delivery may be answered
+    /// 200 once this returned [`Written::Enqueued`].
+    pub async fn claim_and_append(
+        &self,
+        event: &RunEvent,
+        lease: Duration,
+        headers: &[(String, String)],
+        received_at: SystemTime,
+    ) -> Result<Written, StoreError> {
+        let sh = &self.shared;
+        let unavailable = |reason: &str| StoreError::Unavailable {
+            reason: reason.into(),
+        };
+        let Some(store) = &sh.queue.inner.claims else {
+            return Err(unavailable("the stream has no claim store"));
+        };
+        if sh.stop.load(Ordering::Acquire) {
+            return Err(unavailable("the stream hand-off is shutting down"));
+        }
+        let token = Token::random();
+        let entry = NewEntry {
+            provider: event.provider,
+            key: &event.dedup_key,
+            run_id: event.run_id.as_deref(),
+            token: Some(&token),
+            received_at,
+            body: &event.raw_body,
+            headers,
+            source: event.source,
+        };
+        let mut values: Vec<(&str, Vec<u8>)> = Vec::with_capacity(8);
+        (entry.encode(|name, value| values.push((name, value.to_vec()))))
+            .map_err(|e| unavailable(&format!("the entry's headers: {e}")))?;
+        let fields: Vec<(&str, &[u8])> = values.iter().map(|(n, v)| (*n, &v[..])).collect();
+        let append = StreamAppend {
+            stream: sh.queue.stream_key(),
+            capacity: sh.capacity as u64,
+            fields: &fields,
+        };
+        let fingerprint = Fingerprint::of(&event.raw_body);
+        let written = store
+            .claim_and_append(&event.dedup_key, token, lease, fingerprint, &append)
+            .await;
+        match written {
+            Ok(ClaimAppended::Appended) => Ok(Written::Enqueued),
+            Ok(ClaimAppended::Taken(claim)) => Ok(Written::Taken(claim)),
+            Ok(ClaimAppended::Full) => {
+                tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, key = %event.dedup_key, "the stream's backlog is full; refusing the delivery (503)");
+                Ok(Written::Full)
+            }
+            Err(err) => {
+                tracing::error!(stream = %sh.queue.stream_key(), key = %event.dedup_key, error = %err, "could not claim and append a delivery");
+                Err(err)
+            }
         }
     }
 

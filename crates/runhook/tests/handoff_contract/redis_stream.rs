@@ -1,5 +1,6 @@
 //! The contract on a Redis stream, with a Redis store and the stream's own dead letters
-//! (redriven into the stream). Every test has its own key prefix.
+//! (redriven into the stream), in both of its forms: the claim and the append as two calls,
+//! and as one script (`claim_in`). Every test has its own key prefix.
 
 use std::sync::Arc;
 
@@ -7,19 +8,45 @@ use redis::streams::StreamRangeReply;
 use runhook::dead_letter::{DeadLetterRecord, RedriveReport};
 use runhook::payload::Provider;
 use runhook::receiver::BackgroundBuilder;
-use runhook::stream::RedisStreamQueue;
+use runhook::store::RedisStore;
+use runhook::stream::{RedisStreamQueue, RedisStreamQueueBuilder};
 use runhook::{Handler, Receiver};
 
 use crate::kit::{redis_url, Keys};
 use crate::suite::{Backend, Stealing};
 
-pub struct RedisStream {
+/// How the receive path claims a run on the stream.
+pub trait Claims: Send + Sync + 'static {
+    /// The stream's builder, told where runs are claimed when it claims them itself.
+    fn configure(builder: RedisStreamQueueBuilder, store: RedisStore) -> RedisStreamQueueBuilder;
+}
+
+/// The store's claim, then the stream's `XADD`.
+pub struct Apart;
+
+impl Claims for Apart {
+    fn configure(builder: RedisStreamQueueBuilder, _: RedisStore) -> RedisStreamQueueBuilder {
+        builder
+    }
+}
+
+/// The claim and the entry in one script ([`RedisStreamQueueBuilder::claim_in`]).
+pub struct WithEntries;
+
+impl Claims for WithEntries {
+    fn configure(builder: RedisStreamQueueBuilder, store: RedisStore) -> RedisStreamQueueBuilder {
+        builder.claim_in(store)
+    }
+}
+
+pub struct RedisStream<C: Claims = Apart> {
     keys: Keys,
     store: Arc<Stealing>,
     queue: RedisStreamQueue,
+    claims: std::marker::PhantomData<C>,
 }
 
-impl RedisStream {
+impl<C: Claims> RedisStream<C> {
     async fn xlen(&self) -> usize {
         self.keys.xlen(self.queue.stream_key()).await
     }
@@ -29,18 +56,21 @@ impl RedisStream {
     }
 }
 
-impl Backend for RedisStream {
+impl<C: Claims> Backend for RedisStream<C> {
     async fn new(test: &str) -> Self {
         let keys = Keys::new(test).await;
-        let queue = RedisStreamQueue::builder(Provider::Skyvern)
-            .stream_key(format!("{}stream", keys.prefix))
+        let store = keys.store().await;
+        let builder = RedisStreamQueue::builder(Provider::Skyvern)
+            .stream_key(format!("{}stream", keys.prefix));
+        let queue = C::configure(builder, store.clone())
             .connect(&redis_url())
             .await
             .unwrap();
         Self {
-            store: Stealing::new(Arc::new(keys.store().await)),
+            store: Stealing::new(Arc::new(store)),
             queue,
             keys,
+            claims: std::marker::PhantomData,
         }
     }
     fn store(&self) -> Arc<Stealing> {
@@ -96,4 +126,9 @@ impl Backend for RedisStream {
     }
 }
 
-handoff_contract_tests!(crate::redis_stream::RedisStream);
+handoff_contract_tests!(crate::redis_stream::RedisStream<crate::redis_stream::Apart>);
+
+/// The same contract with each run claimed in the script that appends its entry.
+mod claimed_with_entries {
+    handoff_contract_tests!(crate::redis_stream::RedisStream<crate::redis_stream::WithEntries>);
+}

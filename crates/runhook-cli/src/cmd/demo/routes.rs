@@ -29,6 +29,7 @@ pub fn demo_routes(
     let shared = Shared {
         store: Arc::new(OutageOnce::for_provider(Provider::TinyFish)),
         postgres: None,
+        redis: None,
         handler: Arc::new(move |event: Arc<RunEvent>| {
             let calls = calls.clone();
             async move {
