@@ -1,8 +1,13 @@
 //! The price of durability: deliveries per second acknowledged by one instance, and p50 / p99
 //! acknowledgement latency, side by side in one run for
+//! - `hand_written`: the careful hand-written axum receiver of the `receiver` bench (its
+//!   in-memory set and channel), the yardstick;
 //! - `memory_inproc`: memory store, in-process queue (nothing survives a crash);
 //! - `redis_inproc`: Redis store, in-process queue (claims shared, queue not);
-//! - `redis_stream`: Redis store and Redis stream (an ack means the delivery is in Redis).
+//! - `redis_stream`: Redis store and Redis stream, the claim and the `XADD` two calls (an ack
+//!   means the delivery is in Redis);
+//! - `redis_stream_1script`: the same with `claim_in`: one script claims and appends, one
+//!   records the run done and removes its entry (what `runhook serve` does).
 //!
 //! Same load for each: the 7.7 KB compact Skyvern body of `testdata/` with a fresh run id,
 //! correctly signed, from reqwest with keep-alive and 32 concurrent requests; servers and load
@@ -30,6 +35,13 @@ mod support;
 use support::{
     compact_body, deliveries, env_count, load, serve, summarize, Round, CONCURRENCY, KEY,
 };
+
+/// The careful hand-written receiver.
+async fn hand_written() -> SocketAddr {
+    let (router, mut rx) = support::hand_written::route(KEY, "/webhooks/skyvern", 1 << 20);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    serve(router).await
+}
 
 /// One configuration's receiver on its own server.
 async fn server(
@@ -74,27 +86,43 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let redis_store = || async {
-            let store = RedisStore::builder()
+            RedisStore::builder()
                 .prefix(format!("{prefix}idem:"))
                 .connect(&url)
                 .await
-                .expect("Redis for the bench");
-            Arc::new(store) as Arc<dyn IdempotencyStore>
+                .expect("Redis for the bench")
         };
-        let queue = RedisStreamQueue::builder(Provider::Skyvern)
-            .stream_key(format!("{prefix}stream"))
+        let shared = |store: RedisStore| Arc::new(store) as Arc<dyn IdempotencyStore>;
+        let stream = |name: &str| {
+            RedisStreamQueue::builder(Provider::Skyvern).stream_key(format!("{prefix}{name}"))
+        };
+        let queue = stream("stream")
+            .connect(&url)
+            .await
+            .expect("Redis for the bench");
+        let one_script_store = redis_store().await;
+        let one_script = stream("stream1")
+            .claim_in(one_script_store.clone())
             .connect(&url)
             .await
             .expect("Redis for the bench");
         let servers = [
+            ("hand_written", (hand_written().await, None)),
             (
                 "memory_inproc",
-                server(Arc::new(MemoryStore::new()), None).await,
+                on(server(Arc::new(MemoryStore::new()), None).await),
             ),
-            ("redis_inproc", server(redis_store().await, None).await),
+            (
+                "redis_inproc",
+                on(server(shared(redis_store().await), None).await),
+            ),
             (
                 "redis_stream",
-                server(redis_store().await, Some(queue)).await,
+                on(server(shared(redis_store().await), Some(queue)).await),
+            ),
+            (
+                "redis_stream_1script",
+                on(server(shared(one_script_store), Some(one_script)).await),
             ),
         ];
         let client = support::load_client();
@@ -104,11 +132,17 @@ fn main() {
                 let work = deliveries(&compact, &format!("{prefix}{name}-{round}"), requests);
                 results[i].push(load(&client, *addr, work).await);
                 // The next server is measured without this one's workers still busy.
-                drain(receiver).await;
+                if let Some(receiver) = receiver {
+                    drain(receiver).await;
+                }
             }
         }
-        let summary = summarize(servers.iter().map(|(name, _)| *name), results, 15);
+        let summary = summarize(servers.iter().map(|(name, _)| *name), results, 20);
         let get = |name: &str| *summary.iter().find(|s| s.0 == name).unwrap();
+        let yardstick = get("hand_written");
+        for (name, rps, _, _) in &summary {
+            println!("req/s {name} / hand_written = {:.2}", rps / yardstick.1);
+        }
         let (a, b, c) = (
             get("memory_inproc"),
             get("redis_inproc"),
@@ -126,6 +160,9 @@ fn main() {
         );
 
         for (name, (_, receiver)) in &servers {
+            let Some(receiver) = receiver else {
+                continue;
+            };
             let report = receiver.shutdown(Duration::from_secs(30)).await;
             let stats = receiver.stats();
             println!(
@@ -137,6 +174,11 @@ fn main() {
         }
         cleanup(&url, &prefix).await;
     });
+}
+
+/// A server with its receiver, to drain between rounds.
+fn on((addr, receiver): (SocketAddr, Receiver)) -> (SocketAddr, Option<Receiver>) {
+    (addr, Some(receiver))
 }
 
 /// Waits (at most 60 s) until the receiver's workers processed all it accepted.
