@@ -34,6 +34,12 @@
 //!    **Only after `XADD` succeeded is the delivery answered 200.** If the backlog is full, or
 //!    Redis fails or times out, the claim is released and the answer is 503 with
 //!    `Retry-After`, so that the sender's retry can win.
+//!
+//!    With a claim store ([`RedisStreamQueueBuilder::claim_in`], what `runhook serve` uses),
+//!    the claim and the append are **one script** on the store's Redis
+//!    ([`RedisStore::claim_and_append`](runhook_store::RedisStore::claim_and_append)): a
+//!    taken run or a full backlog writes nothing, so there is no claim to release, and a run in
+//!    flight always has its entry (a duplicate of it is answered 200 with no copy appended).
 //! 2. One reader task per receiver reads new entries for the consumer group
 //!    (`XREADGROUP GROUP <group> <consumer> COUNT n BLOCK ms STREAMS <stream> >`), never more
 //!    than it has free workers, and gives each to a worker.
@@ -47,7 +53,8 @@
 //! 4. Processing is the in-process queue's: handler attempts with retries and backoff, the
 //!    lease renewed every third of it, `complete` on success, or a dead letter and `release`
 //!    after the last failed attempt. Then the entry is acknowledged and deleted
-//!    (`XACK` + `XDEL`, one round trip).
+//!    (`XACK` + `XDEL`, one round trip); with a claim store, `complete`, `XACK` and `XDEL` are
+//!    one script ([`RedisStore::complete_and_remove`](runhook_store::RedisStore::complete_and_remove)).
 //!
 //! # Crashes and takeover
 //!
