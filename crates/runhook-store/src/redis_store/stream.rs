@@ -43,6 +43,23 @@ redis.call('XDEL', KEYS[2], ARGV[5])
 return 1
 ";
 
+/// KEYS: claim keys. ARGV[1]: the lease in ms; ARGV[1 + i]: `i<token>` for KEYS[i]. Renews
+/// each claim still held with its token; 1 for each renewed, 0 for the others.
+const RENEW_MANY_LUA: &str = r"
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v and string.sub(v, 1, #ARGV[i + 1]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+";
+
+static RENEW_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_MANY_LUA));
 static CLAIM_AND_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_AND_APPEND_LUA));
 static COMPLETE_AND_REMOVE: LazyLock<Script> =
     LazyLock::new(|| Script::new(COMPLETE_AND_REMOVE_LUA));
@@ -157,6 +174,42 @@ where
                     }),
                 }
             }
+        }
+    }
+
+    /// [`renew`](crate::IdempotencyStore::renew) for many claims in one script: for each
+    /// `(key, token)`, whether its claim was still held with `token` (and is renewed for
+    /// `lease`). The stream's reader renews the claims its read carries at once, so that its
+    /// workers need not renew them one by one. Every key must live on the store's Redis (in a
+    /// cluster, in one slot).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis fails (nothing is known renewed), and the
+    /// validation errors for a bad key or duration.
+    pub async fn renew_many(
+        &self,
+        claims: &[(&str, Token)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        check_duration("lease", lease)?;
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = RENEW_MANY.prepare_invoke();
+        inv.arg(millis(lease));
+        for (key, token) in claims {
+            inv.key(self.full_key(key)?).arg(&prefixed(b'i', token)[..]);
+        }
+        let mut conn = self.conn.clone();
+        match self.call(inv.invoke_async::<Vec<i64>>(&mut conn)).await {
+            Ok(renewed) if renewed.len() == claims.len() => {
+                Ok(renewed.into_iter().map(|r| r == 1).collect())
+            }
+            Ok(other) => Err(StoreError::Corrupt {
+                detail: format!("{} answers to {} renewals", other.len(), claims.len()),
+            }),
+            Err(Failure::Definite(e)) => Err(e),
+            Err(Failure::Ambiguous(reason)) => Err(StoreError::Unavailable { reason }),
         }
     }
 

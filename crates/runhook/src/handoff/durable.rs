@@ -37,9 +37,9 @@ pub(crate) enum Carried {
     /// The receive path's token, proven by renewing it before the run starts.
     Token(Token),
     /// The receive path's token, renewed at `at` by the read that handed the entry out (the
-    /// Postgres fetch): this worker holds the run, unless it waited past a third of the lease
-    /// since (then the token is renewed again, as any other).
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Postgres fetch or enqueue, the stream reader's renewal of its read): this worker holds
+    /// the run, unless it waited past a third of the lease since (then the token is renewed
+    /// again, as any other).
     Renewed {
         token: Token,
         at: tokio::time::Instant,

@@ -18,6 +18,7 @@ use super::row::{new_job, Fetched};
 use crate::handoff::arrival::Arrival;
 use crate::handoff::durable::{self, Carried, ReadBack};
 use crate::handoff::{DrainEnd, ShutdownReport};
+use crate::log_every::LogEvery;
 use crate::worker::WorkerContext;
 
 /// The state the reader, the job tasks and the receiver's handle share.
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub depth: AtomicU64,
     pub enqueued_since: AtomicU64,
     pub deleted_since: AtomicU64,
+    /// Rate limit of the "backlog full" line: in a flood every delivery is refused.
+    pub full_log: LogEvery,
     /// New jobs enqueued here: wakes the reader at once, and the next announcement.
     pub wake: Notify,
     /// Wakes the task that announces new jobs to the other instances.
@@ -112,6 +115,7 @@ impl PostgresWorkers {
             depth: AtomicU64::new(0),
             enqueued_since: AtomicU64::new(0),
             deleted_since: AtomicU64::new(0),
+            full_log: LogEvery::default(),
             wake: Notify::new(),
             announce: Notify::new(),
             stop: AtomicBool::new(false),
@@ -192,7 +196,9 @@ impl PostgresWorkers {
                 }
             }
             Ok(ClaimEnqueued::Full) => {
-                tracing::warn!(queue = %q.name, capacity = sh.capacity, key = %event.dedup_key, "the queue's backlog is full; refusing the delivery (503)");
+                if let Some(refused) = sh.full_log.tick() {
+                    tracing::warn!(queue = %q.name, capacity = sh.capacity, refused, "the queue's backlog is full; refusing deliveries (503; one line per 10 s at most)");
+                }
             }
             Ok(ClaimEnqueued::Taken(_)) => {}
             Err(err) => {

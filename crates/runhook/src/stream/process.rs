@@ -13,19 +13,23 @@ use super::entry::Entry;
 use super::foreign::foreign_entry;
 use super::shared::{lock, Shared};
 use crate::handoff::arrival::{Arrival, Next};
+use crate::handoff::durable::Carried;
+use tokio::time::Instant;
 
-/// Handles `entry` on a task of its own, holding a worker's `permit` until it is settled.
+/// Handles `entry` on a task of its own, holding a worker's `permit` until it is settled;
+/// `renewed_at`: when the reader renewed the claim with the entry's token, if it did.
 pub(crate) fn spawn_entry(
     sh: &Arc<Shared>,
     entry: StreamId,
     arrival: Arrival,
     permit: OwnedSemaphorePermit,
+    renewed_at: Option<Instant>,
 ) {
     lock(&sh.running).insert(entry.id.clone());
     let task_shared = sh.clone();
     lock(&sh.tasks).spawn(async move {
         let id = entry.id.clone();
-        handle_entry(&task_shared, entry, arrival, permit).await;
+        handle_entry(&task_shared, entry, arrival, permit, renewed_at).await;
         lock(&task_shared.running).remove(&id);
     });
 }
@@ -40,6 +44,7 @@ async fn handle_entry(
     entry: StreamId,
     arrival: Arrival,
     permit: OwnedSemaphorePermit,
+    renewed_at: Option<Instant>,
 ) {
     let removed = Arc::new(AtomicBool::new(false));
     let next = match Entry::decode(&entry.map) {
@@ -49,7 +54,12 @@ async fn handle_entry(
             next
         }
         // The permit goes back once the entry is settled.
-        Ok(decoded) => settle(sh, &entry.id, decoded, arrival, permit, &removed).await,
+        Ok(mut decoded) => {
+            if let (Some(at), Carried::Token(token)) = (renewed_at, decoded.claim) {
+                decoded.claim = Carried::Renewed { token, at };
+            }
+            settle(sh, &entry.id, decoded, arrival, permit, &removed).await
+        }
     };
     let next = next.after_parked().await;
     match next {

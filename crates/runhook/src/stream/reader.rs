@@ -1,7 +1,7 @@
 //! The reader of one receiver on its stream: it waits for free workers, keeps the backlog
 //! figure and the consumer list tidy, takes over idle entries, and reads new ones.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,10 @@ use redis::streams::StreamId;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use runhook_store::Token;
+
 use super::defaults::DEPTH_EVERY;
+use super::entry::{field, Fields};
 use super::error::RedisCallError;
 use super::process::spawn_entry;
 use super::shared::{lock, Shared};
@@ -121,7 +124,7 @@ impl Reader {
         let arrival = Arrival::TakenOver {
             deliveries: suspect.deliveries,
         };
-        spawn_entry(sh, suspect.entry, arrival, every_worker);
+        spawn_entry(sh, suspect.entry, arrival, every_worker, None);
         Ok(())
     }
 
@@ -203,14 +206,16 @@ impl Reader {
                 for entry in entries {
                     let Some(permit) = permits.pop() else { break };
                     tracing::info!(stream = %sh.queue.stream_key(), id = %entry.id, "reading back an entry whose read reply was lost");
-                    spawn_entry(&sh, entry, Arrival::Fresh, permit);
+                    spawn_entry(&sh, entry, Arrival::Fresh, permit, None);
                 }
             }
             Ok(entries) => {
+                let renewed = renew_read(&sh, &entries).await;
                 for entry in entries {
                     // Never more entries than permits: COUNT asked for that many.
                     let Some(permit) = permits.pop() else { break };
-                    spawn_entry(&sh, entry, Arrival::Fresh, permit);
+                    let at = renewed.held.contains(&entry.id).then_some(renewed.at);
+                    spawn_entry(&sh, entry, Arrival::Fresh, permit, at);
                 }
             }
             Err(err) if err.is_no_group() => {
@@ -238,6 +243,55 @@ impl Reader {
         }
         self.conn.as_mut()
     }
+}
+
+/// The entries of one read whose claims were renewed with the tokens they carry, and when.
+struct Renewed {
+    at: Instant,
+    held: HashSet<String>,
+}
+
+/// With a claim store ([`RedisStreamQueueBuilder::claim_in`](super::RedisStreamQueueBuilder::claim_in)),
+/// renews the claims of freshly read `entries` with their own tokens, in one script: their
+/// workers then need not renew them one by one ([`Carried::Renewed`](crate::handoff::durable::Carried)).
+/// Without one, or when Redis fails, none (each worker renews its own, as always).
+async fn renew_read(sh: &Shared, entries: &[StreamId]) -> Renewed {
+    let at = Instant::now();
+    let mut renewed = Renewed {
+        at,
+        held: HashSet::new(),
+    };
+    let Some(store) = sh.queue.claim_store() else {
+        return renewed;
+    };
+    let carried: Vec<(&str, (String, Token))> = entries
+        .iter()
+        .filter_map(|entry| Some((entry.id.as_str(), carried_claim(&entry.map)?)))
+        .collect();
+    let claims: Vec<(&str, Token)> = carried
+        .iter()
+        .map(|(_, (key, token))| (key.as_str(), *token))
+        .collect();
+    match store.renew_many(&claims, sh.ctx.lease).await {
+        Ok(held) => {
+            renewed.held = (carried.iter().zip(held))
+                .filter(|(_, held)| *held)
+                .map(|((id, _), _)| id.to_string())
+                .collect();
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "could not renew a read's claims; each worker renews its own")
+        }
+    }
+    renewed
+}
+
+/// The dedup key and token an entry carries, when it carries both.
+fn carried_claim(map: &HashMap<String, redis::Value>) -> Option<(String, Token)> {
+    let fields = Fields(map);
+    let key = fields.text(field::KEY).ok()?;
+    let token = fields.text(field::TOKEN).ok()?.parse().ok()?;
+    Some((key, token))
 }
 
 /// Up to `count` entries of this consumer's own pending list that no worker of it runs: handed

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::defaults::ERROR_PAUSE;
 use super::queue::RedisStreamQueue;
+use crate::log_every::LogEvery;
 use crate::worker::WorkerContext;
 
 /// The state of one receiver's reader and workers on its stream.
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub running: Mutex<HashSet<String>>,
     pub min_idle: Duration,
     pub depth: AtomicU64,
+    /// Rate limit of the "backlog full" line: in a flood every delivery is refused.
+    pub full_log: LogEvery,
     pub stop: AtomicBool,
     pub stopped: Notify,
 }

@@ -16,6 +16,7 @@ use super::reader::Reader;
 use super::shared::Shared;
 use crate::handoff::durable;
 use crate::handoff::{DrainEnd, Duplicate, GivenBack, Job, Refused, ShutdownReport, Written};
+use crate::log_every::LogEvery;
 use crate::worker::WorkerContext;
 
 /// The reader and workers of one receiver on its stream.
@@ -52,6 +53,7 @@ impl StreamWorkers {
             running: Mutex::default(),
             min_idle,
             depth: AtomicU64::new(0),
+            full_log: LogEvery::default(),
             stop: AtomicBool::new(false),
             stopped: Notify::new(),
         });
@@ -139,7 +141,7 @@ impl StreamWorkers {
             Ok(ClaimAppended::Appended) => Ok(Written::Enqueued),
             Ok(ClaimAppended::Taken(claim)) => Ok(Written::Taken(claim)),
             Ok(ClaimAppended::Full) => {
-                tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, key = %event.dedup_key, "the stream's backlog is full; refusing the delivery (503)");
+                log_full(sh);
                 Ok(Written::Full)
             }
             Err(err) => {
@@ -217,11 +219,18 @@ impl StreamWorkers {
     }
 }
 
+/// Logs that the backlog is full (one line per period at most, with the count refused).
+fn log_full(sh: &Shared) {
+    if let Some(refused) = sh.full_log.tick() {
+        tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, refused, "the stream's backlog is full; refusing deliveries (503; one line per 10 s at most)");
+    }
+}
+
 /// Logs why the stream refused `entry`, and what the delivery is answered.
 fn refused_append(sh: &Shared, entry: &NewEntry<'_>, refused: AddRefused) -> Refused {
     match refused {
         AddRefused::Full => {
-            tracing::warn!(stream = %sh.queue.stream_key(), capacity = sh.capacity, key = %entry.key, "the stream's backlog is full; refusing the delivery (503)");
+            log_full(sh);
             Refused::Full
         }
         err => {
