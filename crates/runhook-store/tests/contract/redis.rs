@@ -455,3 +455,140 @@ async fn contract_holds_on_a_one_node_cluster() {
     drop(server);
     let _ = std::fs::remove_file(conf);
 }
+
+/// The stream hand-off's scripts: a claim and its entry written together or not at all, a
+/// done mark that removes its entry (and can be repeated), and the renewal of many claims.
+#[tokio::test]
+async fn claim_and_append_write_both_or_nothing_and_complete_and_remove_settles_the_entry() {
+    use runhook_store::{ClaimAppended, IdempotencyStore, StreamAppend, StreamEntry, Token};
+    let prefix = unique_prefix("stream_steps");
+    let url = redis_url();
+    let store = connect(&url, &prefix, Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url}: {e}. Start it with `{HOW_TO_START}`"));
+    let mut raw = raw_connection(&url).await;
+    let stream = format!("{prefix}stream");
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let xlen = |raw: &mut redis::aio::MultiplexedConnection| {
+        let mut raw = raw.clone();
+        let stream = stream.clone();
+        async move {
+            redis::cmd("XLEN")
+                .arg(&stream)
+                .query_async::<usize>(&mut raw)
+                .await
+                .unwrap()
+        }
+    };
+    let fields: [(&str, &[u8]); 2] = [("key", b"run-1"), ("body", b"{}")];
+    let append = |capacity| StreamAppend {
+        stream: &stream,
+        capacity,
+        fields: &fields,
+    };
+
+    // Won: the claim and the entry.
+    let token = Token::random();
+    let first = store
+        .claim_and_append("run-1", token, LONG, fp("a"), &append(2))
+        .await
+        .unwrap();
+    assert_eq!(first, ClaimAppended::Appended);
+    assert_eq!(xlen(&mut raw).await, 1);
+    // Taken: a duplicate writes nothing.
+    let again = store
+        .claim_and_append("run-1", Token::random(), LONG, fp("a"), &append(2))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            again,
+            ClaimAppended::Taken(Claim::InFlight {
+                same_payload: true,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(xlen(&mut raw).await, 1);
+    // Full: neither the claim nor the entry.
+    let full = store
+        .claim_and_append("run-2", Token::random(), LONG, fp("b"), &append(1))
+        .await
+        .unwrap();
+    assert_eq!(full, ClaimAppended::Full);
+    assert_eq!(xlen(&mut raw).await, 1);
+    let claimed = IdempotencyStore::claim(&store, "run-2", LONG, fp("b")).await;
+    assert!(
+        claimed.unwrap().is_acquired(),
+        "nothing of run-2 was written"
+    );
+
+    // Renewals: the holder's token renews, another's does not.
+    let renewed = store
+        .renew_many(&[("run-1", token), ("run-2", Token::random())], LONG)
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false]);
+
+    // The entry is read by the group, then settled with its run's done mark.
+    type Read = Vec<(String, Vec<(String, Vec<Vec<u8>>)>)>;
+    let read: Read = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("g")
+        .arg("c")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let id = read[0].1[0].0.clone();
+    let entry = StreamEntry {
+        stream: &stream,
+        group: "g",
+        id: &id,
+    };
+    let other = store
+        .complete_and_remove("run-1", &Token::random(), KEEP, &entry)
+        .await;
+    assert!(matches!(other, Err(StoreError::NotHolder)), "{other:?}");
+    assert_eq!(xlen(&mut raw).await, 1, "another token removes nothing");
+    for _ in 0..2 {
+        // Repeated after a lost reply: the same answer.
+        store
+            .complete_and_remove("run-1", &token, KEEP, &entry)
+            .await
+            .unwrap();
+    }
+    assert_eq!(xlen(&mut raw).await, 0);
+    let (pending, ..): (usize, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(&stream)
+        .arg("g")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "the entry was acknowledged");
+    assert!(matches!(
+        store
+            .claim_and_append("run-1", Token::random(), LONG, fp("a"), &append(2))
+            .await
+            .unwrap(),
+        ClaimAppended::Taken(Claim::Done { same_payload: true })
+    ));
+    let _: () = redis::cmd("DEL")
+        .arg(&stream)
+        .arg(format!("{prefix}run-1"))
+        .arg(format!("{prefix}run-2"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+}
