@@ -52,6 +52,9 @@ pub(crate) enum Settled {
     /// The handler succeeded and the run is recorded as done (or, when the completion could
     /// not be recorded, the handler at least succeeded).
     Processed,
+    /// The handler succeeded and the hand-off's [`RecordDone`] recorded the run done, which
+    /// removed its entry in the same write.
+    ProcessedAndRemoved,
     /// The job is in the dead letters and its claim released.
     DeadLettered,
     /// The sink refused the job's letter: it is parked with its claim, and written (then the
@@ -501,7 +504,7 @@ impl Worker<'_> {
         let key = self.job.key().to_string();
         let mut pause = COMPLETE_RETRY_FIRST;
         let mut unrecorded = false;
-        loop {
+        let settled = loop {
             let recorded = match &self.record {
                 Some(record) => record(key.clone(), self.job.token, ctx.keep_for).await,
                 None => {
@@ -511,17 +514,18 @@ impl Worker<'_> {
                 }
             };
             let err = match recorded {
-                Ok(()) => break,
+                Ok(()) if self.record.is_some() => break Settled::ProcessedAndRemoved,
+                Ok(()) => break Settled::Processed,
                 Err(StoreError::NotHolder) => match self.claim_again_to_complete().await {
                     Ok(Some(())) => continue,
-                    Ok(None) => break,
+                    Ok(None) => break Settled::Processed,
                     Err(err) => err,
                 },
                 Err(err) => err,
             };
             if !err.is_transient() {
                 tracing::error!(%key, error = %err, "processed, but the store refuses to record the run as done: a later delivery of it may run again");
-                break;
+                break Settled::Processed;
             }
             if !unrecorded {
                 unrecorded = true;
@@ -530,13 +534,13 @@ impl Worker<'_> {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(COMPLETE_RETRY_MAX);
-        }
+        };
         if unrecorded {
             ctx.unrecorded.remove(&key);
             tracing::info!(%key, "the processed run is recorded as done now");
         }
         Counters::bump(&ctx.counters.processed);
-        Settled::Processed
+        settled
     }
 
     /// After a completion found the claim gone: claims the run again to record it.

@@ -17,6 +17,9 @@ pub(crate) enum Arrival {
 pub(crate) enum Next {
     /// Processed, dead-lettered or done elsewhere: acknowledged and deleted.
     Acknowledge,
+    /// Processed, and removed from the hand-off by the write that recorded its run done:
+    /// nothing left to acknowledge.
+    Removed,
     /// Held by someone else, or not settled here (a lost claim, a store or sink that did not
     /// answer): left pending for whoever takes it next.
     LeavePending,

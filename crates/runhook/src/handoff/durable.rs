@@ -76,6 +76,7 @@ pub(crate) async fn settle(ctx: &WorkerContext, entry: ReadBack, how: Settle<'_>
     let id = how.id;
     match process(ctx, entry, token, how).await {
         Settled::Processed | Settled::DeadLettered | Settled::NotOurs => Next::Acknowledge,
+        Settled::ProcessedAndRemoved => Next::Removed,
         Settled::Parked(ticket) => Next::AfterParked(ticket),
         Settled::LostLease => {
             tracing::warn!(%id, "the claim was lost; the entry stays pending for whoever holds the run");

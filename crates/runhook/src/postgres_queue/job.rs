@@ -2,7 +2,7 @@
 //! or check its claim and run it ([`crate::handoff::durable`]); then delete it, or leave it to
 //! whoever takes it next.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -36,7 +36,6 @@ pub(super) fn spawn_job(
 /// letter (its lock extended by the parked set).
 async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSemaphorePermit) {
     let id = job.id;
-    let deleted = Arc::new(AtomicBool::new(false));
     let next = match job.run {
         Err((why, salvaged)) => {
             let next = unreadable_job(sh, id, why, salvaged).await;
@@ -52,15 +51,14 @@ async fn handle_job(sh: &Shared, job: Fetched, arrival: Arrival, permit: OwnedSe
                 max_deliveries: sh.queue.inner.max_deliveries,
                 touch: touch(sh, id),
                 slot: permit,
-                record: Some(record_done(sh, id, deleted.clone())),
+                record: Some(record_done(sh, id)),
             };
             durable::settle(&sh.ctx, run, how).await
         }
     };
     let next = next.after_parked().await;
     match next {
-        // Deleted with its run's done mark.
-        Next::Acknowledge if deleted.load(Ordering::Acquire) => {
+        Next::Removed => {
             sh.deleted_since.fetch_add(1, Ordering::Relaxed);
         }
         Next::Acknowledge => {
@@ -84,17 +82,15 @@ fn touch(sh: &Shared, id: i64) -> Touch {
 }
 
 /// Records the run of job `id` done and deletes the job in one statement
-/// ([`PostgresStore::complete_with_job`](runhook_store::PostgresStore::complete_with_job));
-/// `deleted` says when it did.
-fn record_done(sh: &Shared, id: i64, deleted: Arc<AtomicBool>) -> RecordDone {
+/// ([`PostgresStore::complete_with_job`](runhook_store::PostgresStore::complete_with_job)).
+fn record_done(sh: &Shared, id: i64) -> RecordDone {
     let queue = sh.queue.clone();
     Arc::new(move |key, token, keep| -> BoxFuture<'static, _> {
-        let (queue, deleted) = (queue.clone(), deleted.clone());
+        let queue = queue.clone();
         Box::pin(async move {
-            let store = queue.store();
-            store.complete_with_job(&key, &token, keep, id).await?;
-            deleted.store(true, Ordering::Release);
-            Ok(())
+            (queue.store())
+                .complete_with_job(&key, &token, keep, id)
+                .await
         })
     })
 }

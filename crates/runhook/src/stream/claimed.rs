@@ -1,7 +1,6 @@
 //! An entry that decoded: settled as every durable hand-off settles its entries
 //! ([`crate::handoff::durable`]), its idle time reset with each lease renewal.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use redis::Value;
@@ -18,17 +17,15 @@ use crate::worker::{RecordDone, Touch};
 use runhook_store::{RedisStore, StreamEntry};
 
 /// Checks the claim of a decoded entry, then runs it. With a claim store, its run's done mark
-/// also acknowledges and deletes it (`removed` says when).
+/// also acknowledges and deletes it ([`Next::Removed`]).
 pub(super) async fn settle(
     sh: &Shared,
     id: &str,
     entry: Entry,
     arrival: Arrival,
     slot: OwnedSemaphorePermit,
-    removed: &Arc<AtomicBool>,
 ) -> Next {
-    let record = (sh.queue.inner.claims.clone())
-        .map(|store| record_done(store, &sh.queue, id, removed.clone()));
+    let record = (sh.queue.inner.claims.clone()).map(|store| record_done(store, &sh.queue, id));
     let how = Settle {
         id,
         arrival,
@@ -41,28 +38,18 @@ pub(super) async fn settle(
 }
 
 /// Records the run of entry `id` done and removes the entry in one script
-/// ([`RedisStore::complete_and_remove`]); `removed` says when it did.
-fn record_done(
-    store: RedisStore,
-    queue: &RedisStreamQueue,
-    id: &str,
-    removed: Arc<AtomicBool>,
-) -> RecordDone {
+/// ([`RedisStore::complete_and_remove`]).
+fn record_done(store: RedisStore, queue: &RedisStreamQueue, id: &str) -> RecordDone {
     let (queue, id) = (queue.clone(), id.to_string());
     Arc::new(move |key, token, keep| -> BoxFuture<'static, _> {
-        let (store, queue, id, removed) =
-            (store.clone(), queue.clone(), id.clone(), removed.clone());
+        let (store, queue, id) = (store.clone(), queue.clone(), id.clone());
         Box::pin(async move {
             let entry = StreamEntry {
                 stream: queue.stream_key(),
                 group: queue.group(),
                 id: &id,
             };
-            store
-                .complete_and_remove(&key, &token, keep, &entry)
-                .await?;
-            removed.store(true, Ordering::Release);
-            Ok(())
+            store.complete_and_remove(&key, &token, keep, &entry).await
         })
     })
 }

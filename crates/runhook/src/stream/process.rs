@@ -2,7 +2,6 @@
 //! be read ([`super::foreign`]), or check its claim and run it ([`super::claimed`]); then
 //! acknowledge it, or leave it pending.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use redis::streams::StreamId;
@@ -46,7 +45,6 @@ async fn handle_entry(
     permit: OwnedSemaphorePermit,
     renewed_at: Option<Instant>,
 ) {
-    let removed = Arc::new(AtomicBool::new(false));
     let next = match Entry::decode(&entry.map) {
         Err(malformed) => {
             let next = foreign_entry(sh, &entry.id, &entry.map, malformed).await;
@@ -58,14 +56,13 @@ async fn handle_entry(
             if let (Some(at), Carried::Token(token)) = (renewed_at, decoded.claim) {
                 decoded.claim = Carried::Renewed { token, at };
             }
-            settle(sh, &entry.id, decoded, arrival, permit, &removed).await
+            settle(sh, &entry.id, decoded, arrival, permit).await
         }
     };
     let next = next.after_parked().await;
     match next {
-        // Removed with its run's done mark.
-        Next::Acknowledge if removed.load(Ordering::Acquire) => {}
         Next::Acknowledge => sh.queue.ack(&entry.id).await,
+        Next::Removed => {}
         Next::LeavePending | Next::AfterParked(_) => {
             tracing::debug!(id = %entry.id, "the entry stays pending")
         }
